@@ -1,0 +1,38 @@
+"""flexlogger: declarative torchnet meters and Visdom plots for PyTorch training loops."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+PRESETS = sorted(str(p.relative_to(HERE)) for p in (HERE / "presets").glob("*.yaml"))
+
+setup(
+    name="flexlogger",
+    version="0.1.0",
+    description="Declarative torchnet meters and Visdom plots for PyTorch training loops",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # presets/ lives at the top level of the repository and is installed as flexlogger.presets.
+    packages=find_packages(include=["flexlogger", "flexlogger.*"]) + ["flexlogger.presets"],
+    package_dir={"flexlogger.presets": "presets"},
+    package_data={"flexlogger.presets": ["*.yaml"]},
+    install_requires=[
+        "torch>=2.0",
+        "numpy>=1.23",
+        "visdom>=0.2.4",
+        "torchnet>=0.0.4",
+        "tabulate>=0.9",
+        "pyyaml>=6.0",
+        "tornado<6.6",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "types-PyYAML", "types-tabulate",
+                 "scikit-learn>=1.3", "nbclient>=0.10", "ipykernel", "nbformat", "tqdm",
+                 "playwright>=1.40"],
+        "demo": ["scikit-learn>=1.3", "tqdm"],
+        "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
+    },
+    entry_points={"console_scripts": ["flexlogger=flexlogger.cli:main"]},
+)
