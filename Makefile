@@ -1,0 +1,60 @@
+# flexlogger: `make demo` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON3 ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.flexlogger-installed
+TORCH := torch==2.13.0
+PORT ?= 8097
+STATE := .visdom
+PIDFILE := $(STATE)/server.pid
+
+.PHONY: venv test lint demo serve stop bench assets clean distclean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON3) -m venv $(VENV)
+
+# Reinstalls only when the venv is new or setup.py / constraints.txt changed.
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): $(PY) setup.py constraints.txt
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[test,demo]'
+	touch $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check flexlogger tests bench examples
+	$(VENV)/bin/mypy flexlogger
+
+test: lint
+	$(PY) -m pytest -q
+
+# Installs Visdom's web assets from the npm registry (once) so the UI renders offline.
+assets: venv
+	$(PY) -c "from flexlogger.assets import ensure_assets; print(ensure_assets())"
+
+# Trains the demo, leaves its Visdom server running (pid in $(PIDFILE)); `make stop` stops it.
+demo: venv
+	$(PY) -m flexlogger demo --port $(PORT)
+
+serve: venv
+	$(PY) -m flexlogger serve --port $(PORT) --env-path $(STATE)/env
+
+stop:
+	@if [ -f $(PIDFILE) ]; then \
+	  pid=$$(cat $(PIDFILE)); \
+	  if ps -p $$pid -o args= 2>/dev/null | grep -q visdom; then kill $$pid && echo "stopped Visdom server (pid $$pid)"; \
+	  else echo "no Visdom server with pid $$pid"; fi; \
+	  rm -f $(PIDFILE); \
+	else echo "no server started by make demo ($(PIDFILE) missing)"; fi
+
+bench: venv
+	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) $$f; done
+
+clean: stop
+	rm -rf artifacts .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(STATE) runs
