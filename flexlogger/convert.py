@@ -1,0 +1,81 @@
+"""Turning what users pass to ``add()`` (numbers, numpy arrays, tensors) into what meters accumulate.
+
+Every converter takes the meter (for the error message) and raises :class:`MeterInputError` naming the meter,
+what it got and what it expects.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .errors import MeterInputError
+
+if TYPE_CHECKING:
+    from .meters import Meter
+
+Scalar = float | torch.Tensor  # a CUDA 0-d tensor stays on its device until value()
+
+
+def describe(value: Any) -> str:
+    """A short description of ``value`` for error messages: ``tensor of shape (3, 2) (float32, cpu)``."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} ({str(value.dtype).replace('torch.', '')}, {value.device})"
+    if isinstance(value, np.ndarray):
+        return f"ndarray of shape {value.shape} ({value.dtype})"
+    if isinstance(value, str):
+        text = value if len(value) <= 20 else value[:17] + "..."
+        return f"str {text!r}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of length {len(value)}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def bad_input(meter: Meter, got: Any, expected: str) -> MeterInputError:
+    return MeterInputError(f"meter {meter.name!r} ({meter.kind}) expects {expected}, got {describe(got)}")
+
+
+def to_scalar(meter: Meter, value: Any) -> Scalar:
+    """A number: Python numbers pass through, one-element arrays/tensors become floats.
+
+    A CUDA tensor is detached and kept on its device (no synchronisation on ``add()``); it is read once in
+    ``value()``.
+    """
+    kind = type(value)
+    if kind is float or kind is int:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise bad_input(meter, value, "a number or a one-element tensor")
+        if value.is_floating_point() and value.device.type != "cpu":
+            return value.detach().reshape(())
+        return value.item()  # type: ignore[no-any-return]
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and np.issubdtype(value.dtype, np.number):
+        return float(value.reshape(()))
+    raise bad_input(meter, value, "a number or a one-element tensor")
+
+
+def to_tensor(meter: Meter, value: Any, what: str) -> torch.Tensor:
+    """A detached tensor from a tensor, an ndarray, a number or a (nested) list of numbers."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, np.ndarray):
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+            raise bad_input(meter, value, what)
+        return torch.from_numpy(value)
+    if isinstance(value, (numbers.Number, list, tuple)):
+        try:
+            return torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise bad_input(meter, value, what) from None
+    raise bad_input(meter, value, what)
+
+
+def to_float(value: Scalar) -> float:
+    """Read an accumulated scalar (a float, or a tensor possibly on a GPU) back as a Python float."""
+    return float(value)

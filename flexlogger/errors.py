@@ -1,0 +1,57 @@
+"""Exceptions raised by flexlogger.
+
+Every error subclasses :class:`FlexLoggerError` and the built-in exception a user would expect, so
+``except KeyError`` keeps working for an unknown key and ``except ValueError`` for a bad config.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FlexLoggerError(Exception):
+    """Base class of every error raised by flexlogger."""
+
+
+class ConfigError(FlexLoggerError, ValueError):
+    """A plot, meter or config definition is invalid."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A meter type, plot type, preset or key is not known; the message lists the close valid names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownKeyError(FlexLoggerError, KeyError):
+    """``add()``/``log()`` got a key that names no meter or plot of the logger."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MeterInputError(FlexLoggerError, ValueError):
+    """A meter was fed a value of the wrong type or shape."""
+
+
+class DeliveryError(FlexLoggerError, RuntimeError):
+    """Points could not be delivered: the background sender died, or a flush timed out."""
+
+
+def closest(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to ``n`` names of ``valid`` closest to ``name`` (case-insensitive)."""
+    valid = list(valid)
+    by_lower = {v.lower(): v for v in valid}
+    matches = difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.5)
+    prefix = [v for v in valid if v.lower().startswith(name.lower()) and v.lower() not in matches]
+    return [by_lower[m] for m in matches] + prefix[: max(0, n - len(matches))]
+
+
+def unknown_name_message(kind: str, name: object, valid: Iterable[str]) -> str:
+    """``unknown meter type 'AverageMeter' (did you mean 'AverageValueMeter'?); valid: ...``."""
+    valid = sorted(valid)
+    near = closest(str(name), valid) if isinstance(name, str) else []
+    hint = f" (did you mean {', '.join(repr(v) for v in near)}?)" if near else ""
+    return f"unknown {kind} {name!r}{hint}; valid {kind}s: {', '.join(valid) or '(none)'}"

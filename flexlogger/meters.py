@@ -1,0 +1,505 @@
+"""Meters: one adapter per torchnet meter, behind ``add`` / ``value`` / ``reset`` and typed *views*.
+
+A plot asks a meter for the view it draws:
+
+===========  =================================================  ======================
+view         what the meter returns                              drawn by
+===========  =================================================  ======================
+``scalar``   ``{trace name: float}`` (one trace per number)      line, scatter, bar
+``vector``   a 1-d array                                         bar, histogram
+``matrix``   a 2-d array (or ``C x H x W`` for images)           heatmap, image
+``curve``    ``(x, y)`` arrays                                   curve
+``text``     a string                                            text
+===========  =================================================  ======================
+
+Where torchnet is wrong or noisy the adapter fixes it and says so in its ``note`` (shown by ``meter_info``):
+AverageValueMeter defers torchnet's square root to ``value()``; APMeter, mAPMeter and AUCMeter compute the
+standard (tie-aware) definitions; MSEMeter detaches its inputs and checks their shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torchnet.meter as tnt
+
+from .convert import Scalar, bad_input, describe, to_float, to_scalar, to_tensor
+from .errors import ConfigError, MeterInputError
+
+VIEWS = ("scalar", "vector", "matrix", "curve", "text")
+
+
+class Meter:
+    """Base adapter. Subclasses set the class attributes and write ``_add``, ``value`` and ``_reset``.
+
+    ``count`` is the number of ``add()`` calls since the last reset: a meter with ``count == 0`` is empty and
+    adds no point to any plot.
+    """
+
+    kind: ClassVar[str] = ""
+    takes: ClassVar[str] = ""
+    plots_as: ClassVar[str] = ""
+    views: ClassVar[tuple[str, ...]] = ("scalar", "text")
+    note: ClassVar[str] = ""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self._add(*args, **kwargs)
+        self.count += 1
+
+    def _add(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def value(self) -> Any:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self.count = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    # views ---------------------------------------------------------------------------------------------
+    def scalars(self) -> dict[str, float]:
+        return {self.name: float(self.value())}
+
+    def vector(self) -> np.ndarray:
+        return np.asarray(self.value(), dtype=np.float64).reshape(-1)
+
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.value(), dtype=np.float64)
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        raise MeterInputError(f"meter {self.name!r} ({self.kind}) has no curve view")
+
+    def text(self) -> str:
+        if "scalar" in self.views:
+            series = self.scalars()
+            if list(series) == [self.name]:
+                return f"{series[self.name]:.6g}"
+            return ", ".join(f"{k}: {v:.6g}" for k, v in series.items())
+        return str(self.value())
+
+
+class AverageValueMeter(Meter):
+    kind = "AverageValueMeter"
+    takes = "add(value): a number, or a one-element tensor/array (a CUDA tensor stays on its device)"
+    plots_as = "scalar: the mean since the last reset; text: mean"
+    note = ("torchnet's AverageValueMeter with the square root deferred from every add() to value() (the same "
+            "Welford recurrence, identical results); value() is (mean, std) with std the sample standard "
+            "deviation: NaN for one sample (torchnet says inf), (NaN, NaN) when empty.")
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.n = 0
+        self.mean: Scalar = math.nan
+        self.m_s: Scalar = 0.0
+
+    def _add(self, value: Any) -> None:
+        v = to_scalar(self, value)
+        n = self.n + 1
+        self.n = n
+        if n == 1:
+            self.mean = 0.0 + v
+            self.m_s = 0.0 * v
+        else:
+            old = self.mean
+            self.mean = old + (v - old) / float(n)
+            self.m_s += (v - old) * (v - self.mean)
+
+    def value(self) -> tuple[float, float]:
+        if self.n == 0:
+            return math.nan, math.nan
+        mean = to_float(self.mean)
+        if self.n == 1:
+            return mean, math.nan
+        return mean, math.sqrt(max(to_float(self.m_s), 0.0) / (self.n - 1.0))
+
+    def _reset(self) -> None:
+        self.n = 0
+        self.mean = math.nan
+        self.m_s = 0.0
+
+    def scalars(self) -> dict[str, float]:
+        return {self.name: self.value()[0]}
+
+
+class MovingAverageValueMeter(Meter):
+    kind = "MovingAverageValueMeter"
+    takes = "add(value): a number, or a one-element tensor/array"
+    plots_as = "scalar: the mean of the last `windowsize` values"
+    note = "torchnet's MovingAverageValueMeter; value() is (mean, std) as Python floats."
+
+    def __init__(self, name: str, windowsize: int = 10) -> None:
+        super().__init__(name)
+        if not isinstance(windowsize, int) or isinstance(windowsize, bool) or windowsize < 1:
+            raise ConfigError(f"meter {name!r} (MovingAverageValueMeter): expected `windowsize` to be a positive int, "
+                              f"but got {windowsize!r}")
+        self.tnt = tnt.MovingAverageValueMeter(windowsize)
+
+    def _add(self, value: Any) -> None:
+        self.tnt.add(to_float(to_scalar(self, value)))
+
+    def value(self) -> tuple[float, float]:
+        if self.count == 0:
+            return math.nan, math.nan
+        mean, std = self.tnt.value()
+        return float(mean), float(std)
+
+    def _reset(self) -> None:
+        self.tnt.reset()
+
+    def scalars(self) -> dict[str, float]:
+        return {self.name: self.value()[0]}
+
+
+class ValueMeter(Meter):
+    kind = "ValueMeter"
+    takes = "add(value): anything: a number, a tensor/array of any shape, or a string"
+    plots_as = "scalar: the last number; vector: the last array flattened; matrix: the last 2-d/3-d array; text"
+    views = ("scalar", "vector", "matrix", "text")
+    note = "The last value added (not in torchnet). Tensors are detached and copied to the host at add()."
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._value: Any = None
+
+    def _add(self, value: Any) -> None:
+        if isinstance(value, str):
+            self._value = value
+        elif isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "cpu":
+            self._value = value.detach().reshape(())  # read at value(), no sync on add()
+        elif isinstance(value, (torch.Tensor, np.ndarray, list, tuple)) and np.size(value) != 1:
+            self._value = to_tensor(self, value, "a number, an array or a string").cpu().numpy().copy()
+        else:
+            self._value = to_scalar(self, value)
+
+    def value(self) -> Any:
+        if isinstance(self._value, torch.Tensor):
+            return to_float(self._value)
+        return self._value
+
+    def _reset(self) -> None:
+        self._value = None
+
+    def scalars(self) -> dict[str, float]:
+        value = self.value()
+        if isinstance(value, (str, np.ndarray)):
+            raise bad_input(self, value, "a single number to draw it as a point (use a histogram, bar or image "
+                                         "plot for arrays, a text plot for strings)")
+        return {self.name: float(value)}
+
+    def vector(self) -> np.ndarray:
+        if isinstance(self._value, str):
+            raise bad_input(self, self._value, "a number or an array to draw it as bars or a histogram")
+        return super().vector()
+
+    def matrix(self) -> np.ndarray:
+        value = self.value()
+        if not isinstance(value, np.ndarray) or value.ndim not in (2, 3):
+            raise bad_input(self, value, "a 2-d (H x W) or 3-d (C x H x W) array to draw it as a heatmap or image")
+        return value
+
+    def text(self) -> str:
+        value = self.value()
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+class MSEMeter(Meter):
+    kind = "MSEMeter"
+    takes = "add(output, target): two tensors/arrays of the same shape"
+    plots_as = "scalar: the mean squared error (its root with root=True)"
+    note = ("torchnet's MSEMeter, with inputs detached (no autograd graph kept), shapes checked (torchnet "
+            "broadcasts silently) and NaN when empty (torchnet says 0).")
+
+    def __init__(self, name: str, root: bool = False) -> None:
+        super().__init__(name)
+        if not isinstance(root, bool):
+            raise ConfigError(f"meter {name!r} (MSEMeter): expected `root` to be a bool, but got {root!r}")
+        self.tnt = tnt.MSEMeter(root=root)
+
+    def _add(self, output: Any, target: Any) -> None:
+        out = to_tensor(self, output, "output: a tensor/array")
+        tgt = to_tensor(self, target, "target: a tensor/array")
+        if out.shape != tgt.shape:
+            raise MeterInputError(f"meter {self.name!r} (MSEMeter) expects output and target of the same shape, "
+                                  f"got output {describe(out)} and target {describe(tgt)}")
+        if not out.is_floating_point():
+            out = out.double()
+        self.tnt.add(out, tgt.to(out.device))
+
+    def value(self) -> float:
+        return math.nan if self.count == 0 else to_float(self.tnt.value())
+
+    def _reset(self) -> None:
+        self.tnt.reset()
+
+
+def _scores_and_labels(meter: Meter, output: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N x K scores, N integer labels) from a classifier's output and its targets."""
+    out = to_tensor(meter, output, "output: an N x K tensor of class scores")
+    tgt = to_tensor(meter, target, "target: N integer class labels")
+    if out.dim() == 1:
+        out = out.unsqueeze(0)
+    tgt = tgt.reshape(-1) if tgt.dim() <= 1 else tgt
+    if out.dim() != 2 or tgt.dim() != 1 or tgt.shape[0] != out.shape[0]:
+        raise MeterInputError(f"meter {meter.name!r} ({meter.kind}) expects output N x K scores and target N labels, "
+                              f"got output {describe(out)} and target {describe(tgt)}")
+    if tgt.is_floating_point() and not bool(torch.all(tgt == tgt.round())):
+        raise MeterInputError(f"meter {meter.name!r} ({meter.kind}) expects integer class labels as target, "
+                              f"got {describe(tgt)} with non-integer values")
+    tgt = tgt.long()
+    if tgt.numel() and (int(tgt.min()) < 0 or int(tgt.max()) >= out.shape[1]):
+        raise MeterInputError(f"meter {meter.name!r} ({meter.kind}) expects labels in [0, {out.shape[1] - 1}] "
+                              f"for {out.shape[1]} classes, got labels from {int(tgt.min())} to {int(tgt.max())}")
+    return out, tgt
+
+
+class ClassErrorMeter(Meter):
+    kind = "ClassErrorMeter"
+    takes = "add(output, target): output N x K class scores (or K scores for one sample), target N integer labels"
+    plots_as = "scalar: the top-k error in % (accuracy with accuracy=True), one trace per k: name@k when len(topk) > 1"
+    note = "torchnet's ClassErrorMeter with inputs checked; NaN when empty."
+
+    def __init__(self, name: str, topk: list[int] | tuple[int, ...] = (1,), accuracy: bool = False) -> None:
+        super().__init__(name)
+        if (not isinstance(topk, (list, tuple)) or not topk
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in topk)):
+            raise ConfigError(f"meter {name!r} (ClassErrorMeter): expected `topk` to be a list of positive ints, "
+                              f"but got {topk!r}")
+        if not isinstance(accuracy, bool):
+            raise ConfigError(f"meter {name!r} (ClassErrorMeter): expected `accuracy` to be a bool, "
+                              f"but got {accuracy!r}")
+        self.topk = sorted(set(topk))
+        self.tnt = tnt.ClassErrorMeter(topk=self.topk, accuracy=accuracy)
+
+    def _add(self, output: Any, target: Any) -> None:
+        out, tgt = _scores_and_labels(self, output, target)
+        if out.shape[1] < self.topk[-1]:
+            raise MeterInputError(f"meter {self.name!r} (ClassErrorMeter) with topk={self.topk} expects at least "
+                                  f"{self.topk[-1]} classes, got output {describe(out)}")
+        self.tnt.add(out.cpu().float(), tgt.cpu())
+
+    def value(self) -> list[float]:
+        if self.count == 0:
+            return [math.nan] * len(self.topk)
+        return [float(v) for v in self.tnt.value()]
+
+    def _reset(self) -> None:
+        self.tnt.reset()
+
+    def scalars(self) -> dict[str, float]:
+        values = self.value()
+        if len(self.topk) == 1:
+            return {self.name: values[0]}
+        return {f"{self.name}@{k}": v for k, v in zip(self.topk, values)}
+
+
+class ConfusionMeter(Meter):
+    kind = "ConfusionMeter"
+    takes = "add(predicted, target): predicted N x K scores or N labels, target N labels or N x K one-hot"
+    plots_as = "matrix: the K x K confusion matrix (rows: targets, columns: predictions), drawn as a heatmap"
+    views = ("matrix", "text")
+    note = "torchnet's ConfusionMeter with inputs checked and converted (numpy, lists, any device)."
+
+    def __init__(self, name: str, k: int = 2, normalized: bool = False) -> None:
+        super().__init__(name)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+            raise ConfigError(f"meter {name!r} (ConfusionMeter): expected `k` (number of classes) to be an int >= 2, "
+                              f"but got {k!r}")
+        self.k = k
+        self.tnt = tnt.ConfusionMeter(k, normalized=normalized)
+
+    def _add(self, predicted: Any, target: Any) -> None:
+        pred = to_tensor(self, predicted, "predicted: N x K scores or N labels").cpu()
+        tgt = to_tensor(self, target, "target: N labels or N x K one-hot").cpu()
+        if pred.dim() == 2:
+            if pred.shape[1] != self.k:
+                raise bad_input(self, pred, f"predicted scores with {self.k} columns (k={self.k})")
+            pred = pred.argmax(1)
+        if tgt.dim() == 2:
+            if tgt.shape[1] != self.k:
+                raise bad_input(self, tgt, f"one-hot targets with {self.k} columns (k={self.k})")
+            tgt = tgt.argmax(1)
+        pred, tgt = pred.reshape(-1).long(), tgt.reshape(-1).long()
+        if pred.shape != tgt.shape:
+            raise MeterInputError(f"meter {self.name!r} (ConfusionMeter) expects as many predictions as targets, "
+                                  f"got predicted {describe(pred)} and target {describe(tgt)}")
+        for what, labels in (("predicted", pred), ("target", tgt)):
+            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.k):
+                raise MeterInputError(f"meter {self.name!r} (ConfusionMeter) expects {what} labels in "
+                                      f"[0, {self.k - 1}] (k={self.k}), got {int(labels.min())} to {int(labels.max())}")
+        self.tnt.add(pred, tgt)
+
+    def value(self) -> np.ndarray:
+        return np.array(self.tnt.value())
+
+    def _reset(self) -> None:
+        self.tnt.reset()
+
+
+class _RankingMeter(Meter):
+    """Stores scores and binary targets (and weights); subclasses compute standard ranking metrics."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._reset()
+
+    def _store(self, output: Any, target: Any, weight: Any = None, *, columns: bool) -> None:
+        out = to_tensor(self, output, "output: scores").detach().cpu().double()
+        tgt = to_tensor(self, target, "target: binary (0/1) labels").detach().cpu()
+        if columns:
+            out = out.reshape(-1, 1) if out.dim() == 1 else out
+            tgt = tgt.reshape(-1, 1) if tgt.dim() == 1 else tgt
+        else:
+            out, tgt = out.reshape(-1), tgt.reshape(-1)
+        if out.shape != tgt.shape or out.dim() > 2:
+            raise MeterInputError(f"meter {self.name!r} ({self.kind}) expects output and target of the same shape "
+                                  f"({'N x K' if columns else 'N'}), got output {describe(out)} and "
+                                  f"target {describe(tgt)}")
+        if not bool(torch.all((tgt == 0) | (tgt == 1))):
+            raise bad_input(self, tgt, "binary targets (0 or 1)")
+        if self._scores and self._scores[0].shape[1:] != tuple(out.shape[1:]):
+            raise MeterInputError(f"meter {self.name!r} ({self.kind}) expects {self._scores[0].shape[1]} columns as "
+                                  f"in earlier add() calls, got output {describe(out)}")
+        w = np.ones(out.shape[0])
+        if weight is not None:
+            w = to_tensor(self, weight, "weight: N non-negative numbers").detach().cpu().double().reshape(-1).numpy()
+            if w.shape[0] != out.shape[0] or (w < 0).any():
+                raise bad_input(self, weight, f"weight: {out.shape[0]} non-negative numbers, one per sample")
+        self._scores.append(out.numpy())
+        self._targets.append(tgt.numpy().astype(np.float64))
+        self._weights.append(w)
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.concatenate(self._scores), np.concatenate(self._targets), np.concatenate(self._weights)
+
+    def _reset(self) -> None:
+        self._scores: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+        self._weights: list[np.ndarray] = []
+
+
+def _ranked(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative weighted true and false positives at each distinct score threshold, highest first."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, t, w = scores[order], targets[order], weights[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
+    tps = np.cumsum(t * w)[last_of_tie]
+    fps = np.cumsum((1 - t) * w)[last_of_tie]
+    return tps, fps
+
+
+def average_precision(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
+    """Average precision as in scikit-learn: sum over thresholds of (R_n - R_n-1) * P_n, ties grouped."""
+    if scores.size == 0:
+        return math.nan
+    tps, fps = _ranked(scores, targets, weights)
+    if tps[-1] <= 0:
+        return math.nan  # no positive sample: undefined
+    precision = np.divide(tps, tps + fps, out=np.zeros_like(tps), where=(tps + fps) > 0)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_curve(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at each distinct threshold, starting at (0, 0)."""
+    tps, fps = _ranked(scores, targets, weights)
+    tps, fps = np.r_[0.0, tps], np.r_[0.0, fps]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return fps / fps[-1], tps / tps[-1]
+
+
+class APMeter(_RankingMeter):
+    kind = "APMeter"
+    takes = "add(output, target, weight=None): output N x K scores, target N x K binary, weight N"
+    plots_as = "vector: the average precision of each class (a bar per class); NaN for a class with no positive"
+    views = ("vector", "text")
+    note = ("Computes the standard average precision (scikit-learn's average_precision_score: tied scores form "
+            "one threshold). torchnet's APMeter ranks tied scores arbitrarily and warns on every call.")
+
+    def _add(self, output: Any, target: Any, weight: Any = None) -> None:
+        self._store(output, target, weight, columns=True)
+
+    def value(self) -> np.ndarray:
+        if not self._scores:
+            return np.array([])
+        scores, targets, weights = self._arrays()
+        return np.array([average_precision(scores[:, k], targets[:, k], weights) for k in range(scores.shape[1])])
+
+
+class mAPMeter(APMeter):  # noqa: N801 - torchnet's name
+    kind = "mAPMeter"
+    plots_as = "scalar: the mean over classes of the average precision (classes with no positive are left out)"
+    views = ("scalar", "text")
+    note = "The mean of APMeter's standard, tie-aware average precision (torchnet's mAPMeter is wrong on ties)."
+
+    def value(self) -> float:  # type: ignore[override]
+        aps = super().value()
+        aps = aps[~np.isnan(aps)]
+        return float(aps.mean()) if aps.size else math.nan
+
+
+class AUCMeter(_RankingMeter):
+    kind = "AUCMeter"
+    takes = "add(output, target): output N scores, target N binary (0/1) labels"
+    plots_as = "scalar: the area under the ROC curve; curve: the ROC curve (false vs true positive rate)"
+    views = ("scalar", "curve", "text")
+    note = ("Computes the standard ROC AUC (scikit-learn's roc_auc_score: tied scores form one threshold, "
+            "trapezoidal rule); NaN when only one class was seen. torchnet's AUCMeter is wrong on ties.")
+
+    def _add(self, output: Any, target: Any) -> None:
+        self._store(output, target, columns=False)
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._scores:
+            return np.array([]), np.array([])
+        return roc_curve(*self._arrays())
+
+    def value(self) -> float:
+        fpr, tpr = self.curve()
+        if fpr.size == 0 or np.isnan(fpr).any() or np.isnan(tpr).any():
+            return math.nan
+        return float(np.trapezoid(tpr, fpr))
+
+
+class TimeMeter(Meter):
+    kind = "TimeMeter"
+    takes = "add(n=1): counts n units of work (None counts one)"
+    plots_as = "scalar: seconds since the last reset (per unit with unit=True)"
+    note = "torchnet's TimeMeter, which has no add(): ours counts units for unit=True."
+
+    def __init__(self, name: str, unit: bool = False) -> None:
+        super().__init__(name)
+        if not isinstance(unit, bool):
+            raise ConfigError(f"meter {name!r} (TimeMeter): expected `unit` to be a bool, but got {unit!r}")
+        self.tnt = tnt.TimeMeter(unit)
+
+    def _add(self, n: Any = 1) -> None:
+        if n is None:
+            n = 1
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise bad_input(self, n, "a non-negative int count of units (or None for one)")
+        self.tnt.n += n
+
+    def value(self) -> float:
+        elapsed = float(self.tnt.value())
+        if self.tnt.unit:
+            return elapsed / self.tnt.n if self.tnt.n else math.nan
+        return elapsed
+
+    def _reset(self) -> None:
+        self.tnt.reset()
+
+
+METER_CLASSES: tuple[type[Meter], ...] = (
+    AverageValueMeter, MovingAverageValueMeter, ValueMeter, MSEMeter, ClassErrorMeter, ConfusionMeter,
+    APMeter, mAPMeter, AUCMeter, TimeMeter,
+)

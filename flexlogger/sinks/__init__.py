@@ -1,0 +1,1 @@
+"""Where logged points go: ``visdom`` (background sender), ``record`` (the run record on disk)."""

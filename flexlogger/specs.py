@@ -1,0 +1,126 @@
+"""Plot and meter specs: the validated, immutable form of ``{'type': ..., 'target': ..., 'args': ...}`` dicts.
+
+Every error names where the bad value sits (``meters.train_loss.type``), what was expected and the valid choices,
+so a config file with several problems can report them all (``flexlogger.config`` collects them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ConfigError, UnknownNameError, unknown_name_message
+from .registry import METERS, PLOTS, meter_args, view_for
+
+PLOT_KEYS = ("type", "opts")
+METER_KEYS = ("type", "target", "args")
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """A window: its plot ``type`` and the Visdom ``opts`` it is drawn with (title defaults to the plot name)."""
+
+    type: str
+    opts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "opts": dict(self.opts)} if self.opts else {"type": self.type}
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """A meter: its ``type``, the plot(s) it feeds (``target``) and its constructor ``args``."""
+
+    type: str
+    target: tuple[str, ...]
+    args: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "target": self.target[0] if len(self.target) == 1
+                               else list(self.target)}
+        if self.args:
+            out["args"] = dict(self.args)
+        return out
+
+
+def _check_mapping(where: str, raw: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    if isinstance(raw, (PlotSpec, MeterSpec)):
+        raw = raw.to_dict()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(keys)}, but got {type(raw).__name__} "
+                          f"{raw!r}")
+    extra = sorted(set(raw) - set(keys), key=str)
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; valid keys: {', '.join(keys)}")
+    return raw
+
+
+def _check_name(where: str, name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: expected a non-empty string as name, but got {name!r}")
+
+
+def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
+    """Validate a plot definition; ``where`` prefixes errors (default ``plots.<name>``)."""
+    where = where or f"plots.{name}"
+    _check_name(where, name)
+    raw = _check_mapping(where, raw, PLOT_KEYS)
+    if "type" not in raw:
+        raise ConfigError(f"{where}.type: missing; valid plot types: {', '.join(sorted(PLOTS))}")
+    if raw["type"] not in PLOTS:
+        raise UnknownNameError(f"{where}.type: " + unknown_name_message("plot type", raw["type"], PLOTS))
+    opts = raw.get("opts") or {}
+    if not isinstance(opts, Mapping):
+        raise ConfigError(f"{where}.opts: expected a mapping of Visdom options, but got {opts!r}")
+    return PlotSpec(raw["type"], MappingProxyType(dict(opts)))
+
+
+def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
+    """Validate a meter definition on its own (targets are checked against plots by :func:`check_targets`)."""
+    where = where or f"meters.{name}"
+    _check_name(where, name)
+    raw = _check_mapping(where, raw, METER_KEYS)
+    if "type" not in raw:
+        raise ConfigError(f"{where}.type: missing; valid meter types: {', '.join(sorted(METERS))}")
+    if raw["type"] not in METERS:
+        raise UnknownNameError(f"{where}.type: " + unknown_name_message("meter type", raw["type"], METERS))
+    if "target" not in raw:
+        raise ConfigError(f"{where}.target: missing; expected the name of the plot (or a list of plots) it feeds")
+    target = raw["target"]
+    targets = (target,) if isinstance(target, str) else tuple(target) if isinstance(target, (list, tuple)) else None
+    if not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ConfigError(f"{where}.target: expected a plot name or a non-empty list of plot names, but got {target!r}")
+    args = raw.get("args") or {}
+    if not isinstance(args, Mapping):
+        raise ConfigError(f"{where}.args: expected a mapping of {raw['type']} arguments, but got {args!r}")
+    valid = meter_args(raw["type"])
+    unknown = sorted(set(args) - set(valid), key=str)
+    if unknown:
+        raise ConfigError(f"{where}.args: unknown argument(s) {', '.join(map(repr, unknown))} for {raw['type']}; "
+                          f"valid arguments: {', '.join(valid) or '(none)'}")
+    return MeterSpec(raw["type"], targets, MappingProxyType(dict(args)))
+
+
+def check_targets(name: str, meter: MeterSpec, plots: Mapping[str, PlotSpec], where: str = "") -> None:
+    """Check that every plot ``meter`` targets exists and can draw it."""
+    where = where or f"meters.{name}"
+    for target in meter.target:
+        if target not in plots:
+            raise UnknownNameError(f"{where}.target: " + unknown_name_message("plot", target, plots))
+        plot = PLOTS[plots[target].type]
+        if view_for(plot, METERS[meter.type]) is None:
+            able = sorted(p for p, t in PLOTS.items() if view_for(t, METERS[meter.type]))
+            raise ConfigError(f"{where}.target: plot {target!r} is a {plot.name!r} plot, which cannot draw a "
+                              f"{meter.type} ({METERS[meter.type].plots_as}); plot types that can: {', '.join(able)}")
+
+
+def check_capacity(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec]) -> None:
+    """Check that no plot gets more meters than its type can show (e.g. one matrix per heatmap)."""
+    for name, plot in plots.items():
+        limit = PLOTS[plot.type].max_meters
+        fed = [m for m, spec in meters.items() if name in spec.target]
+        if limit is not None and len(fed) > limit:
+            raise ConfigError(f"plots.{name}: a {plot.type!r} plot shows at most {limit} meter(s), but "
+                              f"{', '.join(fed)} target it; give each its own plot")
