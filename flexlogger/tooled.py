@@ -1,0 +1,604 @@
+"""TooledModel: per-layer statistics of weights, activations and gradients, recorded through hooks.
+
+Example:
+    >>> model = nn.Sequential(nn.Linear(20, 10), nn.ReLU(), nn.Linear(10, 3))
+    >>> TM = TooledModel(model)                      # mean and std of every group, every step
+    >>> F.mse_loss(model(x), y).backward()
+    >>> TM.table()                                   # prints and returns the table
+    >>> TM.get_dict()["0"]["Weights"]["mean"]        # {layer: {group: {stat: float}}}
+
+What a *step* is:
+    A step is everything between two calls of :meth:`TooledModel.step` (the first step starts at construction):
+    usually one forward, one backward and one optimizer step. Steps are numbered from 0; with ``every=N`` only
+    the steps ``0, N, 2N, ...`` are recorded, and hooks are attached to the model only during those steps
+    (between them the model runs without any of our hooks). ``step()`` ends the step: it reads the parameter
+    groups (``Weights``, ``Weight_grad``, ...) as they are at that moment (after the optimizer update), moves
+    every statistic of the step to the host in one transfer, checks for anomalies and returns the statistics.
+    Without calls to ``step()`` everything belongs to step 0, which is recorded, so ``table()`` after a
+    backward shows that backward.
+
+Which call is kept:
+    When a layer runs several times in one step (a module applied twice in one forward, or several forwards for
+    gradient accumulation), the **last** call is kept: its inputs and outputs, and the gradients flowing back
+    into that call. A layer's position in forward order is the position of its first call.
+
+Groups (column groups of the table, keys of :meth:`TooledModel.get_dict`):
+    ``Inputs`` and ``Outputs`` (floating-point tensors among the layer's positional inputs and in its output,
+    taken together when there are several), ``Grad_in`` and ``Grad_out`` (gradients of the loss with respect to
+    those inputs and outputs; ``Grad_in`` counts only the gradient flowing through this layer, not that of a skip
+    connection using the same tensor, except for layers with ``inplace=True``, where it is the gradient of the
+    input tensor before the layer overwrote it), ``Weights`` and ``Weight_grad`` (the ``weight``
+    parameter and its ``.grad``), and for each name in ``params`` a group ``<name>`` and ``<name>_grad``.
+    Gradient groups are recorded only for layers whose forward in this step built a graph (not under
+    ``torch.no_grad()``). Activation gradients come from tensor hooks registered in the forward hooks (never
+    full backward hooks, which break on in-place ops such as ``ReLU(inplace=True)``); ``Inputs`` is read in a
+    forward pre-hook, before an in-place layer overwrites its input.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeAlias
+
+import torch
+from tabulate import tabulate
+from torch import Tensor, nn
+
+from .errors import ConfigError, UnknownNameError, unknown_name_message
+from .stats import PARAM_ONLY_STATS, STATS, Histogram, StatPlan, check_stats, derived_norm, histogram
+
+__all__ = ["GROUPS", "STATS", "Histogram", "ModelAnomalyWarning", "TooledModel"]
+
+GROUPS: tuple[str, ...] = ("Grad_in", "Grad_out", "Inputs", "Outputs", "Weights", "Weight_grad")
+_ACTIVATION_GROUPS = ("Inputs", "Outputs", "Grad_in", "Grad_out")
+_HISTOGRAM_DEFAULT = ("Weights", "Weight_grad")
+
+Selector: TypeAlias = (
+    "type[nn.Module] | str | re.Pattern[str] | Callable[[str, nn.Module], bool] | Sequence[Any]"
+)
+Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
+
+
+class ModelAnomalyWarning(RuntimeWarning):
+    """A NaN/Inf value or an exploding L2 norm appeared in a recorded statistic."""
+
+
+@dataclass
+class _Entry:
+    """What one group of one layer recorded in the current step."""
+
+    call: int
+    n: int = 0
+    stats: list[Tensor] | None = None  # computed 0-d statistics
+    raw: list[Tensor] = field(default_factory=list)  # gradients of several tensors, reduced at collect time
+    hist: Tensor | None = None
+
+
+@dataclass
+class _Layer:
+    name: str
+    module: nn.Module
+    params: dict[str, tuple[str, bool]]  # group -> (parameter attribute, is the gradient)
+
+
+@dataclass
+class _Item:
+    """One (layer, group) row of the step's single host transfer."""
+
+    layer: str
+    group: str
+    n: int
+    scalars: list[Tensor]
+    ratio: bool = False
+    hist: Tensor | None = None
+
+
+def _tensors(obj: Any, out: list[Tensor]) -> list[Tensor]:
+    """Append the floating-point tensors in ``obj`` (tensors, tuples, lists, dicts, nested) to ``out``."""
+    if isinstance(obj, Tensor):
+        if obj.is_floating_point():
+            out.append(obj)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            _tensors(o, out)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            _tensors(o, out)
+    return out
+
+
+def _replace(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``obj`` with ``fn`` applied to every floating-point tensor that requires grad (structure kept)."""
+    if isinstance(obj, Tensor):
+        return fn(obj) if obj.requires_grad and obj.is_floating_point() else obj
+    if isinstance(obj, tuple):
+        items = [_replace(o, fn) for o in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+    if isinstance(obj, list):
+        return [_replace(o, fn) for o in obj]
+    if isinstance(obj, dict):
+        return type(obj)((k, _replace(v, fn)) for k, v in obj.items())
+    return obj
+
+
+def _select(model: nn.Module, layers: Selector | None) -> list[tuple[str, nn.Module]]:
+    """The ``(name, module)`` pairs chosen by ``layers``, in ``named_modules()`` order."""
+    named = [(n or "(model)", m) for n, m in model.named_modules()]
+    if layers is None:
+        return [(n, m) for n, m in named if next(iter(m.children()), None) is None]
+    selectors = list(layers) if isinstance(layers, (list, tuple)) and not _is_type_tuple(layers) else [layers]
+    tests = [_selector_test(s) for s in selectors]
+    chosen = [(n, m) for n, m in named if any(t(n, m) for t in tests)]
+    if not chosen:
+        names = ", ".join(n for n, _ in named[:20]) + (", ..." if len(named) > 20 else "")
+        raise ConfigError(f"`layers={layers!r}` selects no module of the model; module names: {names}")
+    return chosen
+
+
+def _is_type_tuple(obj: Any) -> bool:
+    return isinstance(obj, tuple) and bool(obj) and all(isinstance(o, type) for o in obj)
+
+
+def _selector_test(sel: Any) -> Callable[[str, nn.Module], bool]:
+    if isinstance(sel, type) and issubclass(sel, nn.Module):
+        return lambda n, m: isinstance(m, sel)
+    if _is_type_tuple(sel):
+        return lambda n, m: isinstance(m, sel)
+    if isinstance(sel, re.Pattern):
+        return lambda n, m: sel.search(n) is not None
+    if isinstance(sel, str):
+        return lambda n, m: fnmatch.fnmatchcase(n, sel)
+    if callable(sel):
+        return lambda n, m: bool(sel(n, m))
+    raise ConfigError(f"expected `layers` to be a module type, a name glob (str), a compiled regex, a callable "
+                      f"(name, module) -> bool or a list of those, but got {sel!r} ({type(sel).__name__})")
+
+
+class TooledModel:
+    """Records per-layer statistics of a model's weights, activations and gradients.
+
+    Args:
+        model: the model to watch; it is never modified beyond the hooks, which :meth:`remove` takes away.
+        stats: statistics to show, from ``STATS`` (default mean and std). ``update_ratio`` applies to parameter
+            groups only (``Weights`` and the groups named in ``params``).
+        groups: groups to record, from ``GROUPS`` (default all six).
+        params: names of further parameters to record as groups ``<name>`` and ``<name>_grad``, e.g. ``("bias",)``.
+        layers: which modules to watch: a module type (or tuple of types), a name glob (``"encoder.*"``), a
+            compiled regex (``re.compile("conv")``, matched with ``search``), a callable ``(name, module) ->
+            bool``, or a list of those (any match). Default: the leaf modules. The root module is named
+            ``(model)``.
+        every: record every ``every``-th step (steps ``0, every, 2*every, ...``).
+        histograms: record histograms for the charts: ``True`` for ``Weights`` and ``Weight_grad``, or a list of
+            group names. Read them with :meth:`get_histograms`.
+        bins: number of histogram bins.
+        anomaly: warn (:class:`ModelAnomalyWarning`) when a NaN/Inf or an exploding norm appears.
+        explode: a group's L2 norm "explodes" when it grows more than this factor between recorded steps.
+
+    Raises:
+        ConfigError: a bad argument (the message lists the valid choices).
+    """
+
+    def __init__(self, model: nn.Module, stats: Sequence[str] = ("mean", "std"), groups: Sequence[str] = GROUPS,
+                 params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
+                 histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
+                 explode: float = 1e3) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"expected `model` to be a torch.nn.Module, but got {type(model).__name__}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"expected `every` to be an int >= 1, but got {every!r}")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ConfigError(f"expected `bins` to be an int >= 1, but got {bins!r}")
+        if not explode > 1:
+            raise ConfigError(f"expected `explode` to be a number > 1, but got {explode!r}")
+        self.model = model
+        self.stats = check_stats(stats)
+        params = (params,) if isinstance(params, str) else tuple(params)
+        for p in params:
+            if not isinstance(p, str) or not p.isidentifier() or p == "weight":
+                raise ConfigError(f"expected `params` to name parameters other than 'weight' (e.g. 'bias'), "
+                                  f"but got {p!r}")
+        valid_groups = GROUPS + tuple(g for p in params for g in (p, f"{p}_grad"))
+        groups = (groups,) if isinstance(groups, str) else tuple(groups)
+        for g in groups:
+            if g not in valid_groups:
+                raise UnknownNameError(unknown_name_message("group", g, valid_groups))
+        self.groups: tuple[str, ...] = tuple(g for g in valid_groups if g in groups or g in params
+                                             or (g.endswith("_grad") and g[:-5] in params))
+        if histograms is True:
+            hist_groups: tuple[str, ...] = tuple(g for g in _HISTOGRAM_DEFAULT if g in self.groups)
+        elif histograms is False:
+            hist_groups = ()
+        else:
+            hist_groups = (histograms,) if isinstance(histograms, str) else tuple(histograms)
+            for g in hist_groups:
+                if g not in self.groups:
+                    raise UnknownNameError(unknown_name_message("recorded group", g, self.groups))
+        self.histogram_groups = hist_groups
+        self.every = every
+        self.bins = bins
+        self.anomaly = anomaly
+        self.explode = float(explode)
+        self._plan = StatPlan(self.stats, base=anomaly)
+        self._ratio = "update_ratio" in self.stats
+        self._layers = [self._make_layer(n, m, params) for n, m in _select(model, layers)]
+        self.step_index = 0
+        self._handles: list[Any] = []
+        self._removed = False
+        self._last: Stats | None = None
+        self._last_hist: dict[str, dict[str, Histogram]] = {}
+        self._last_step: int | None = None
+        self._prev_norms: dict[tuple[str, str], float] = {}
+        self._norms: dict[tuple[str, str], tuple[float, float]] = {}
+        self._warned: set[tuple[int, str]] = set()
+        self._new_step()
+        self._sync_hooks()
+
+    def _make_layer(self, name: str, module: nn.Module, params: tuple[str, ...]) -> _Layer:
+        groups: dict[str, tuple[str, bool]] = {}
+        for g in self.groups:
+            if g == "Weights":
+                groups[g] = ("weight", False)
+            elif g == "Weight_grad":
+                groups[g] = ("weight", True)
+            elif g in params:
+                groups[g] = (g, False)
+            elif g.endswith("_grad") and g[:-5] in params:
+                groups[g] = (g[:-5], True)
+        return _Layer(name, module, groups)
+
+    # ----------------------------------------------------------------------------------------------- state
+    @property
+    def layers(self) -> list[str]:
+        """Names of the watched layers, in ``named_modules()`` order."""
+        return [layer.name for layer in self._layers]
+
+    @property
+    def recording(self) -> bool:
+        """Whether the current step (``step_index``) is recorded."""
+        return not self._removed and self.step_index % self.every == 0
+
+    @property
+    def last_step(self) -> int | None:
+        """Index of the step that :meth:`get_dict` describes when the current step has recorded nothing yet."""
+        return self._last_step
+
+    def _new_step(self) -> None:
+        self._token = object()  # tensor hooks of earlier steps compare against it and do nothing
+        self._calls: dict[str, int] = {}
+        self._order: dict[str, None] = {}
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._diff: set[str] = set()
+        self._snap: dict[tuple[str, str], Tensor] = {}
+        self._cache: tuple[Stats, dict[str, dict[str, Histogram]]] | None = None
+
+    # ----------------------------------------------------------------------------------------------- hooks
+    def _sync_hooks(self) -> None:
+        """Attach the hooks during recorded steps, detach them between (so skipped steps cost nothing)."""
+        if self.recording and not self._handles:
+            for layer in self._layers:
+                self._handles.append(layer.module.register_forward_pre_hook(self._pre_hook(layer)))
+                self._handles.append(layer.module.register_forward_hook(self._fwd_hook(layer)))
+        elif not self.recording and self._handles:
+            for h in self._handles:
+                h.remove()
+            self._handles = []
+
+    def _record(self, key: tuple[str, str], call: int, tensors: list[Tensor]) -> None:
+        x = tensors[0] if len(tensors) == 1 else torch.cat([t.reshape(-1) for t in tensors])
+        x = x.detach()
+        if x.numel() == 0:
+            return
+        hist = histogram(x, self.bins) if key[1] in self.histogram_groups else None
+        self._entries[key] = _Entry(call, x.numel(), self._plan.compute(x), hist=hist)
+
+    def _pre_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...]], Any]:
+        name = layer.name
+        want_in = "Inputs" in self.groups
+        want_gin = "Grad_in" in self.groups
+        snap = [(g, p) for g, (p, is_grad) in layer.params.items() if not is_grad] if self._ratio else []
+        key_in = (name, "Inputs")
+
+        def pre(module: nn.Module, args: tuple[Any, ...]) -> Any:
+            call = self._calls.get(name, -1) + 1
+            self._calls[name] = call
+            self._cache = None
+            if call == 0:
+                self._order[name] = None
+                for g, p in snap:
+                    w = getattr(module, p, None)
+                    if isinstance(w, Tensor):
+                        self._snap[(name, g)] = w.detach().clone()
+            if not (want_in or want_gin):
+                return None
+            tensors = _tensors(args, [])
+            if not tensors:
+                return None
+            if want_in:
+                with torch.no_grad():
+                    self._record(key_in, call, tensors)
+            if want_gin and torch.is_grad_enabled():
+                hooked = [t for t in tensors if t.requires_grad]
+                if hooked:
+                    grad_hook = self._grad_hook(name, "Grad_in", call, len(hooked))
+                    if getattr(module, "inplace", False) is True:
+                        # A hook on a view is lost when the view is modified in place (autograd rebases it), so
+                        # in-place layers get the hook on the input itself, registered before the modification:
+                        # the gradient with respect to the input's value before it was overwritten.
+                        for t in hooked:
+                            t.register_hook(grad_hook)
+                        return None
+
+                    def view(t: Tensor) -> Tensor:
+                        # A view private to this call: its gradient is the one flowing into this layer only
+                        # (not the sum over every user of the tensor, e.g. a skip connection).
+                        v = t.view_as(t)
+                        v.register_hook(grad_hook)
+                        return v
+
+                    return _replace(args, view)
+            return None
+
+        return pre
+
+    def _fwd_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        name = layer.name
+        want_out = "Outputs" in self.groups
+        want_gout = "Grad_out" in self.groups
+        key_out = (name, "Outputs")
+
+        def fwd(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            tensors = _tensors(output, [])
+            if not tensors:
+                return
+            call = self._calls.get(name, 0)
+            hooked = [t for t in tensors if t.requires_grad] if torch.is_grad_enabled() else []
+            if hooked:
+                self._diff.add(name)
+            if want_out:
+                with torch.no_grad():
+                    self._record(key_out, call, tensors)
+            if want_gout and hooked:
+                grad_hook = self._grad_hook(name, "Grad_out", call, len(hooked))
+                for t in hooked:
+                    t.register_hook(grad_hook)
+
+        return fwd
+
+    def _grad_hook(self, name: str, group: str, call: int, count: int) -> Callable[[Tensor], None]:
+        token = self._token
+        key = (name, group)
+
+        def hook(grad: Tensor) -> None:
+            if self._token is not token:  # a late gradient of a step that has ended, or after remove()
+                return
+            entry = self._entries.get(key)
+            if entry is not None and entry.call > call:  # keep the last call
+                return
+            self._cache = None
+            if count == 1:
+                with torch.no_grad():
+                    self._record(key, call, [grad])
+                return
+            if entry is None or entry.call < call or entry.stats is not None:
+                entry = self._entries[key] = _Entry(call)
+            entry.raw.append(grad.detach())
+
+        return hook
+
+    # --------------------------------------------------------------------------------------------- collect
+    def _items(self) -> list[_Item]:
+        items: list[_Item] = []
+        plan = self._plan
+        for layer in self._layers:
+            name = layer.name
+            for group in self.groups:
+                if group in layer.params:
+                    attr, is_grad = layer.params[group]
+                    p = getattr(layer.module, attr, None)
+                    if not isinstance(p, Tensor):
+                        continue
+                    if is_grad:
+                        if name not in self._diff or p.grad is None:
+                            continue
+                        x = p.grad.detach()
+                    else:
+                        x = p.detach()
+                    if x.numel() == 0:
+                        continue
+                    scalars = plan.compute(x)
+                    ratio = False
+                    snap = self._snap.get((name, group)) if not is_grad and self._ratio else None
+                    if snap is not None and snap.shape == x.shape:
+                        if x.dtype in (torch.float16, torch.bfloat16):
+                            x, snap = x.float(), snap.float()
+                        scalars.append(torch.linalg.vector_norm(x - snap) / torch.linalg.vector_norm(snap))
+                        ratio = True
+                    hist = histogram(x, self.bins) if group in self.histogram_groups else None
+                    items.append(_Item(name, group, x.numel(), scalars, ratio, hist))
+                else:
+                    entry = self._entries.get((name, group))
+                    if entry is None:
+                        continue
+                    if entry.stats is None:  # several gradient tensors: reduce them together now
+                        x = torch.cat([g.reshape(-1) for g in entry.raw])
+                        entry.n, entry.stats = x.numel(), plan.compute(x)
+                        entry.hist = histogram(x, self.bins) if group in self.histogram_groups else None
+                        entry.raw = []
+                    items.append(_Item(name, group, entry.n, entry.stats, False, entry.hist))
+        return items
+
+    def _collect(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
+        """Statistics of the current step: computed on the device, moved to the host in one transfer."""
+        if self._cache is not None:
+            return self._cache
+        with torch.no_grad():
+            items = self._items()
+            values = _to_host(items)
+        names = self._plan.names
+        result: Stats = {layer.name: {} for layer in self._layers}
+        hists: dict[str, dict[str, Histogram]] = {}
+        norms: dict[tuple[str, str], tuple[float, float]] = {}  # (mean, norm) for the anomaly check
+        bins = self.bins
+        for item, (vals, hv) in zip(items, values):
+            stats = {s: vals[self._plan.index[s]] for s in self.stats if s not in PARAM_ONLY_STATS}
+            if item.ratio:
+                stats["update_ratio"] = vals[len(names)]
+            result[item.layer][item.group] = {s: stats[s] for s in self.stats if s in stats}
+            if hv is not None:
+                hists.setdefault(item.layer, {})[item.group] = Histogram(tuple(hv[:bins]), hv[bins], hv[bins + 1])
+            if self.anomaly:
+                mean = vals[0]
+                norms[(item.layer, item.group)] = (mean, derived_norm(mean, vals[1], item.n)
+                                                   if math.isfinite(mean) else math.nan)
+        self._norms = norms
+        if self.anomaly:
+            self._check(norms)
+        self._cache = (result, hists)
+        return self._cache
+
+    def _check(self, norms: dict[tuple[str, str], tuple[float, float]]) -> None:
+        """Warn about NaN/Inf and exploding norms, naming the layer where they first appeared."""
+        found: list[tuple[int, int, int, str, str, str]] = []
+        order = {name: i for i, name in enumerate(self._order)}
+        n_layers = len(self._layers)
+        for pos, layer in enumerate(self._layers):
+            fpos = order.get(layer.name, n_layers + pos)
+            for group in self.groups:
+                if (layer.name, group) not in norms:
+                    continue
+                mean, norm = norms[(layer.name, group)]
+                prev = self._prev_norms.get((layer.name, group), 0.0)
+                if not math.isfinite(mean) or not math.isfinite(norm):
+                    what = "NaN/Inf values"
+                elif prev > 0 and norm > self.explode * prev:
+                    what = f"an exploding L2 norm ({prev:.3g} -> {norm:.3g})"
+                else:
+                    continue
+                backward = group.startswith("Grad_") or group.endswith("_grad")
+                # execution order: forward quantities in forward order, then gradients in backward order
+                if backward:
+                    within = 0 if group == "Grad_out" else 2 if group == "Grad_in" else 1
+                    found.append((1, -fpos, within, layer.name, group, what))
+                else:
+                    within = 1 if group == "Inputs" else 2 if group == "Outputs" else 0
+                    found.append((0, fpos, within, layer.name, group, what))
+        if not found:
+            return
+        found.sort()
+        name, group, what = found[0][3:]
+        if (self.step_index, name + group) in self._warned:
+            return
+        self._warned.add((self.step_index, name + group))
+        others = ", ".join(f"{f[3]}.{f[4]}" for f in found[1:6]) + (", ..." if len(found) > 6 else "")
+        also = f"; also in {others}" if others else ""
+        warnings.warn(f"step {self.step_index}: {what} first appeared in layer {name!r} (group {group}){also}",
+                      ModelAnomalyWarning, stacklevel=4)
+
+    # ------------------------------------------------------------------------------------------ public API
+    def step(self) -> Stats | None:
+        """End the current step and start the next one.
+
+        Returns:
+            The statistics of the step that ends (as :meth:`get_dict`), or ``None`` if it was not recorded.
+        """
+        result: Stats | None = None
+        if self.recording:
+            result, hists = self._collect()
+            self._last, self._last_hist, self._last_step = result, hists, self.step_index
+            self._prev_norms = {k: v[1] for k, v in self._norms.items()}
+            result = _copy(result)
+        self.step_index += 1
+        self._new_step()
+        self._sync_hooks()
+        return result
+
+    def _current(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
+        if self.recording and (self._calls or self._last is None):
+            return self._collect()
+        return self._last or {layer.name: {} for layer in self._layers}, self._last_hist
+
+    def get_dict(self) -> Stats:
+        """``{layer: {group: {stat: value}}}``: the current step if it has recorded anything, else the last
+        recorded step (layers without data map to ``{}``)."""
+        return _copy(self._current()[0])
+
+    def get_histograms(self) -> dict[str, dict[str, Histogram]]:
+        """``{layer: {group: Histogram}}`` for the groups in ``histograms``, like :meth:`get_dict`."""
+        return dict(self._current()[1])
+
+    def table(self, groups: Sequence[str] | None = None, stats: Sequence[str] | None = None,
+              tablefmt: str = "simple", floatfmt: str = ".4g", show: bool = True, file: TextIO | None = None) -> str:
+        """Print (to ``file``, default stdout; nothing with ``show=False``) and return a table of the statistics
+        that :meth:`get_dict` returns: one row per layer, a column group per recorded group with the chosen
+        statistics (default: all recorded)."""
+        data = self._current()[0]
+        groups = tuple(self.groups if groups is None else ((groups,) if isinstance(groups, str) else groups))
+        stats = tuple(self.stats if stats is None else ((stats,) if isinstance(stats, str) else stats))
+        for g in groups:
+            if g not in self.groups:
+                raise UnknownNameError(unknown_name_message("recorded group", g, self.groups))
+        for s in stats:
+            if s not in self.stats:
+                raise UnknownNameError(unknown_name_message("recorded statistic", s, self.stats))
+        columns = [(g, s) for g in groups for s in stats
+                   if any(s in data[n].get(g, {}) for n in data)]
+        headers = ["layer", "type"] + [(g if i == 0 or columns[i - 1][0] != g else "") + "\n" + s
+                                       for i, (g, s) in enumerate(columns)]
+        types = {layer.name: type(layer.module).__name__ for layer in self._layers}
+        rows = [[n, types[n]] + [data[n].get(g, {}).get(s) for g, s in columns] for n in data]
+        text = tabulate(rows, headers=headers, tablefmt=tablefmt, floatfmt=floatfmt, missingval="",
+                        disable_numparse=[0])
+        if show:
+            print(text, file=file if file is not None else sys.stdout)
+        return text
+
+    def remove(self) -> None:
+        """Detach every hook; the model is left exactly as before. Idempotent."""
+        self._removed = True
+        self._sync_hooks()
+        self._token = object()
+
+    def __enter__(self) -> TooledModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return (f"TooledModel({len(self._layers)} layers, groups={list(self.groups)}, stats={list(self.stats)}, "
+                f"every={self.every}, step={self.step_index}{', removed' if self._removed else ''})")
+
+
+def _copy(d: Stats) -> Stats:
+    return {n: {g: dict(s) for g, s in gs.items()} for n, gs in d.items()}
+
+
+def _to_host(items: Iterable[_Item]) -> list[tuple[list[float], list[float] | None]]:
+    """Every item's scalars and histogram, moved to the host in one transfer per device."""
+    items = list(items)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, item in enumerate(items):
+        by_device.setdefault(item.scalars[0].device, []).append(i)
+    out: list[tuple[list[float], list[float] | None]] = [([], None)] * len(items)
+    for idx in by_device.values():
+        parts: list[Tensor] = [torch.stack([s for i in idx for s in items[i].scalars]).double()]
+        parts += [items[i].hist.double() for i in idx if items[i].hist is not None]  # type: ignore[union-attr]
+        flat = torch.cat(parts).cpu().tolist()  # the one transfer
+        pos = 0
+        for i in idx:
+            k = len(items[i].scalars)
+            out[i] = (flat[pos:pos + k], None)
+            pos += k
+        for i in idx:
+            hist = items[i].hist
+            if hist is not None:
+                k = hist.numel()
+                out[i] = (out[i][0], flat[pos:pos + k])
+                pos += k
+    return out

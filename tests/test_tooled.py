@@ -1,0 +1,512 @@
+"""TooledModel: every statistic of every group against a direct computation, awkward modules, clean removal."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import re
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from flexlogger.errors import ConfigError, UnknownNameError
+from flexlogger.stats import STATS
+from flexlogger.tooled import GROUPS, ModelAnomalyWarning, TooledModel
+
+ALL_STATS = STATS
+
+
+def direct(stat: str, t: Tensor) -> float:
+    """The statistic computed the obvious way, in float64."""
+    t = t.detach().double()
+    return {
+        "mean": lambda: t.mean(),
+        "std": lambda: t.std(),
+        "min": lambda: t.min(),
+        "max": lambda: t.max(),
+        "abs_mean": lambda: t.abs().mean(),
+        "norm": lambda: t.norm(),
+        "zero_frac": lambda: (t == 0).double().mean(),
+        "nonfinite": lambda: (~torch.isfinite(t)).sum().double(),
+    }[stat]().item()
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+
+
+def known_model() -> nn.Sequential:
+    """Linear(3, 4) -> ReLU -> Linear(4, 2) in float64 with fixed weights (some ReLU outputs are zero)."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.5, -1.0, 0.25], [1.5, 0.5, -0.5], [-2.0, 0.75, 1.0], [0.1, 0.2, 0.3]]))
+        model[0].bias.copy_(torch.tensor([0.1, -0.2, 0.3, -0.4]))
+        model[2].weight.copy_(torch.tensor([[1.0, -0.5, 0.25, 2.0], [-1.0, 0.5, 1.5, -0.25]]))
+        model[2].bias.copy_(torch.tensor([0.05, -0.05]))
+    return model
+
+
+X = torch.tensor([[1.0, 2.0, -1.0], [0.5, -0.5, 2.0], [-1.5, 1.0, 0.0]], dtype=torch.float64)
+Y = torch.tensor([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
+
+
+def expected_tensors(model: nn.Sequential, x: Tensor, y: Tensor) -> dict[str, dict[str, Tensor]]:
+    """Every group's tensor computed directly with torch.autograd.grad on an unhooked copy of the model."""
+    m = copy.deepcopy(model)
+    x = x.clone().requires_grad_(True)
+    h0 = m[0](x)
+    a = F.relu(h0)
+    out = m[2](a)
+    loss = F.mse_loss(out, y)
+    params = [m[0].weight, m[0].bias, m[2].weight, m[2].bias]
+    gx, gh0, ga, gout, gw0, gb0, gw2, gb2 = torch.autograd.grad(loss, [x, h0, a, out, *params])
+    return {
+        "0": {"Inputs": x, "Outputs": h0, "Grad_in": gx, "Grad_out": gh0, "Weights": m[0].weight,
+              "Weight_grad": gw0, "bias": m[0].bias, "bias_grad": gb0},
+        "1": {"Inputs": h0, "Outputs": a, "Grad_in": gh0, "Grad_out": ga},
+        "2": {"Inputs": a, "Outputs": out, "Grad_in": ga, "Grad_out": gout, "Weights": m[2].weight,
+              "Weight_grad": gw2, "bias": m[2].bias, "bias_grad": gb2},
+    }
+
+
+def run_step(model: nn.Module, x: Tensor = X, y: Tensor = Y) -> Tensor:
+    model.zero_grad(set_to_none=True)
+    loss = F.mse_loss(model(x.clone().requires_grad_(True)), y)
+    loss.backward()
+    return loss
+
+
+@pytest.fixture
+def model() -> nn.Sequential:
+    return known_model()
+
+
+# ------------------------------------------------------------------------------------------------ exact values
+def test_every_stat_of_every_group_equals_direct_computation(model: nn.Sequential) -> None:
+    expected = expected_tensors(model, X, Y)
+    tm = TooledModel(model, stats=[s for s in ALL_STATS if s != "update_ratio"], params=["bias"])
+    run_step(model)
+    got = tm.get_dict()
+    assert set(got) == {"0", "1", "2"}
+    for layer, groups in expected.items():
+        assert set(got[layer]) == set(groups), layer
+        for group, t in groups.items():
+            for stat in ALL_STATS:
+                if stat == "update_ratio":
+                    continue
+                value = got[layer][group][stat]
+                assert close(value, direct(stat, t)), (layer, group, stat, value, direct(stat, t))
+    # the relu zeroes some units: the fraction of zeros is a real, nonzero check
+    assert 0 < got["1"]["Outputs"]["zero_frac"] < 1
+    tm.remove()
+
+
+def test_update_ratio_and_weights_after_optimizer_step(model: nn.Sequential) -> None:
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tm = TooledModel(model, stats=["mean", "update_ratio"], params=["bias"])
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    run_step(model)
+    optim.step()
+    stats = tm.step()
+    assert stats is not None
+    for layer in ("0", "2"):
+        for group, pname in (("Weights", "weight"), ("bias", "bias")):
+            w0, w1 = before[f"{layer}.{pname}"], getattr(model[int(layer)], pname).detach()
+            assert close(stats[layer][group]["update_ratio"], ((w1 - w0).norm() / w0.norm()).item())
+            assert close(stats[layer][group]["mean"], w1.mean().item())  # the weights after the update
+        assert "update_ratio" not in stats[layer]["Weight_grad"]  # applies to parameter values only
+    assert "update_ratio" not in stats["1"].get("Outputs", {})
+
+
+def test_update_ratio_is_zero_without_optimizer_step(model: nn.Sequential) -> None:
+    tm = TooledModel(model, stats=["update_ratio"])
+    run_step(model)
+    assert tm.get_dict()["0"]["Weights"] == {"update_ratio": 0.0}
+    assert tm.get_dict()["0"]["Outputs"] == {}
+
+
+def test_histograms_count_every_value(model: nn.Sequential) -> None:
+    tm = TooledModel(model, histograms=["Weights", "Outputs", "Grad_out"], bins=7)
+    run_step(model)
+    hists = tm.get_histograms()
+    expected = expected_tensors(model, X, Y)
+    for layer, group in (("0", "Weights"), ("2", "Outputs"), ("1", "Grad_out")):
+        h, t = hists[layer][group], expected[layer][group]
+        assert len(h.counts) == 7 and sum(h.counts) == t.numel()
+        assert close(h.lo, t.min().item()) and close(h.hi, t.max().item())
+        assert h.edges[0] == h.lo and close(h.edges[-1], h.hi)
+        counts = torch.histc(t.detach(), bins=7, min=h.lo, max=h.hi).tolist()
+        assert list(h.counts) == counts
+
+
+def test_histograms_true_means_weights_and_weight_grad(model: nn.Sequential) -> None:
+    tm = TooledModel(model, histograms=True)
+    run_step(model)
+    assert {layer: sorted(g) for layer, g in tm.get_histograms().items()} == {
+        "0": ["Weight_grad", "Weights"], "2": ["Weight_grad", "Weights"]}
+
+
+def test_histogram_ignores_nan() -> None:
+    from flexlogger.stats import histogram
+    out = histogram(torch.tensor([1.0, float("nan"), 3.0, float("inf"), 2.0]), bins=2).tolist()
+    assert out == [1.0, 2.0, 1.0, 3.0]
+
+
+def test_single_element_std_is_nan_without_warning() -> None:
+    model = nn.Linear(1, 1)
+    tm = TooledModel(model, groups=["Weights"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = tm.get_dict()
+    assert list(d) == ["(model)"]  # a leaf root is its own layer
+    assert math.isnan(d["(model)"]["Weights"]["std"])
+    assert d["(model)"]["Weights"]["mean"] == model.weight.item()
+
+
+def test_stats_order_follows_request(model: nn.Sequential) -> None:
+    tm = TooledModel(model, stats=["max", "norm", "min"], groups=["Weights"])
+    assert list(tm.get_dict()["0"]["Weights"]) == ["max", "norm", "min"]
+
+
+# ------------------------------------------------------------------------------------------------ steps, every
+def test_every_n_records_only_every_nth_step_and_detaches_hooks(model: nn.Sequential) -> None:
+    tm = TooledModel(model, every=3)
+    returned = []
+    for i in range(7):
+        assert tm.recording == (i % 3 == 0)
+        hooked = bool(model[0]._forward_hooks) and bool(model[0]._forward_pre_hooks)
+        assert hooked == (i % 3 == 0), i
+        run_step(model)
+        returned.append(tm.step() is not None)
+    assert returned == [True, False, False, True, False, False, True]
+    assert tm.step_index == 7 and tm.last_step == 6
+
+
+def test_get_dict_shows_current_step_then_last_recorded(model: nn.Sequential) -> None:
+    tm = TooledModel(model, groups=["Outputs"], every=2)
+    run_step(model)
+    first = tm.get_dict()["2"]["Outputs"]["mean"]
+    assert tm.step() == {"0": {"Outputs": tm.get_dict()["0"]["Outputs"]}, "1": tm.get_dict()["1"],
+                         "2": {"Outputs": {"mean": first, "std": tm.get_dict()["2"]["Outputs"]["std"]}}}
+    run_step(model, X * 2)  # step 1: not recorded
+    assert tm.get_dict()["2"]["Outputs"]["mean"] == first
+    tm.step()
+    assert tm.get_dict()["2"]["Outputs"]["mean"] == first  # step 2 has recorded nothing yet
+    run_step(model, X * 2)
+    assert tm.get_dict()["2"]["Outputs"]["mean"] != first
+
+
+def test_gradients_from_an_ended_step_are_ignored(model: nn.Sequential) -> None:
+    tm = TooledModel(model, groups=["Grad_out"])
+    loss = F.mse_loss(model(X), Y)
+    tm.step()
+    loss.backward()  # belongs to step 0, which has ended
+    assert tm.get_dict()["2"] == {}
+
+
+# ---------------------------------------------------------------------------------------------- layer choice
+@pytest.mark.parametrize(("layers", "expected"), [
+    (None, ["0", "1", "2"]),
+    (nn.Linear, ["0", "2"]),
+    ((nn.Linear, nn.ReLU), ["0", "1", "2"]),
+    ("[02]", ["0", "2"]),
+    (re.compile("^1$"), ["1"]),
+    (lambda name, m: isinstance(m, nn.ReLU), ["1"]),
+    (["0", nn.ReLU], ["0", "1"]),
+    ("*", ["(model)", "0", "1", "2"]),
+])
+def test_layer_selection(model: nn.Sequential, layers: object, expected: list[str]) -> None:
+    tm = TooledModel(model, layers=layers)  # type: ignore[arg-type]
+    assert tm.layers == expected
+
+
+def test_nested_modules_are_named_as_in_named_modules() -> None:
+    model = nn.Sequential()
+    model.add_module("encoder", nn.Sequential(nn.Linear(3, 4), nn.Tanh()))
+    model.add_module("head", nn.Linear(4, 1))
+    model.double()
+    tm = TooledModel(model)
+    assert tm.layers == ["encoder.0", "encoder.1", "head"]
+    tm2 = TooledModel(model, layers="encoder")  # a container: its inputs and outputs, no weight
+    x = torch.randn(5, 3, dtype=torch.float64)
+    out = model(x)
+    out.sum().backward()
+    enc = tm2.get_dict()["encoder"]
+    assert set(enc) == {"Inputs", "Outputs", "Grad_out"}
+    assert close(enc["Outputs"]["mean"], model.encoder(x).mean().item())
+    assert set(tm.get_dict()["encoder.0"]) == {"Inputs", "Outputs", "Grad_out", "Weights", "Weight_grad"}
+
+
+def test_unfrozen_parameters_are_picked_up(model: nn.Sequential) -> None:
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    tm = TooledModel(model)
+    run_step(model, X.clone())  # the input requires grad: Grad_in of layer 0 still exists
+    assert "Weight_grad" not in tm.get_dict()["0"] and "Weight_grad" in tm.get_dict()["2"]
+    tm.step()
+    for p in model[0].parameters():
+        p.requires_grad_(True)
+    run_step(model)
+    got = tm.get_dict()["0"]
+    assert close(got["Weight_grad"]["mean"], expected_tensors(model, X, Y)["0"]["Weight_grad"].mean().item())
+
+
+# ---------------------------------------------------------------------------------------------- awkward cases
+class Twice(nn.Module):
+    """Applies the same Linear twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2).double()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lin(torch.tanh(self.lin(x)))
+
+
+def test_module_called_twice_keeps_the_last_call() -> None:
+    torch.manual_seed(0)
+    model = Twice()
+    tm = TooledModel(model, layers="lin")
+    x = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    out = model(x)
+    loss = (out ** 2).sum()
+    loss.backward()
+    got = tm.get_dict()["lin"]
+    h = model.lin(x)
+    t = torch.tanh(h)
+    out2 = model.lin(t)
+    g_out2, g_t = torch.autograd.grad((out2 ** 2).sum(), [out2, t])
+    assert close(got["Inputs"]["mean"], t.mean().item())
+    assert close(got["Outputs"]["std"], out2.std().item())
+    assert close(got["Grad_out"]["mean"], g_out2.mean().item())
+    assert close(got["Grad_in"]["std"], g_t.std().item())
+
+
+class Pair(nn.Module):
+    """Takes a pair, returns a pair: (a @ W, a * b)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([[1.0, 2.0], [-1.0, 0.5]], dtype=torch.float64))
+
+    def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        return a @ self.weight, a * b
+
+
+def test_tuple_inputs_and_outputs_are_taken_together() -> None:
+    model = Pair()
+    tm = TooledModel(model, stats=["mean", "std", "norm"])
+    a = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([[2.0, 1.0], [-1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    u, v = model(a, b)
+    loss = (u ** 2).sum() + (3 * v).sum()
+    loss.backward()
+    got = tm.get_dict()["(model)"]
+    u2, v2 = Pair()(a, b)
+    gu, gv, ga, gb = torch.autograd.grad((u2 ** 2).sum() + (3 * v2).sum(), [u2, v2, a, b])
+    cat = torch.cat
+    for stat in ("mean", "std", "norm"):
+        assert close(got["Inputs"][stat], direct(stat, cat([a.flatten(), b.flatten()])))
+        assert close(got["Outputs"][stat], direct(stat, cat([u2.flatten(), v2.flatten()])))
+        assert close(got["Grad_out"][stat], direct(stat, cat([gu.flatten(), gv.flatten()])))
+        assert close(got["Grad_in"][stat], direct(stat, cat([ga.flatten(), gb.flatten()])))
+
+
+def test_inplace_relu_gets_exact_values(model: nn.Sequential) -> None:
+    model[1] = nn.ReLU(inplace=True)
+    expected = expected_tensors(model, X, Y)
+    tm = TooledModel(model, stats=["mean", "std", "min", "zero_frac"])
+    run_step(model)
+    got = tm.get_dict()
+    for layer, groups in expected.items():
+        for group, t in groups.items():
+            if group in GROUPS:
+                for stat in ("mean", "std", "min", "zero_frac"):
+                    assert close(got[layer][group][stat], direct(stat, t)), (layer, group, stat)
+    assert got["1"]["Inputs"]["min"] < 0  # read before the ReLU overwrote its input
+
+
+def test_inplace_relu_next_to_a_full_backward_hook_elsewhere() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 2), nn.Tanh()).double()
+    seen = []
+    handle = model[3].register_full_backward_hook(lambda m, gi, go: seen.append(go[0].clone()))
+    tm = TooledModel(model)
+    out = model(X)
+    out.sum().backward()
+    assert close(tm.get_dict()["3"]["Grad_out"]["mean"], seen[0].mean().item())
+    tm.remove()
+    handle.remove()
+
+
+def test_skip_connection_grad_in_is_local_to_the_layer() -> None:
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 3, bias=False).double()
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.lin(x) + x
+
+    model = Residual()
+    tm = TooledModel(model, layers="lin")
+    x = X.clone().requires_grad_(True)
+    model(x).pow(2).sum().backward()
+    x2 = X.clone().requires_grad_(True)
+    h = model.lin(x2)
+    gh = torch.autograd.grad((h + x2).pow(2).sum(), h)[0]
+    assert close(tm.get_dict()["lin"]["Grad_in"]["mean"], (gh @ model.lin.weight).mean().item())
+
+
+def test_no_grad_forward_has_no_backward_groups(model: nn.Sequential) -> None:
+    run_step(model)  # leaves stale .grad on the weights
+    tm = TooledModel(model)
+    with torch.no_grad():
+        model(X)
+    assert {layer: sorted(g) for layer, g in tm.get_dict().items()} == {
+        "0": ["Inputs", "Outputs", "Weights"], "1": ["Inputs", "Outputs"], "2": ["Inputs", "Outputs", "Weights"]}
+
+
+def test_eval_mode_with_dropout(model: nn.Sequential) -> None:
+    model.insert(2, nn.Dropout(0.5))
+    model.eval()
+    tm = TooledModel(model)
+    run_step(model)
+    got = tm.get_dict()
+    assert close(got["2"]["Outputs"]["mean"], got["2"]["Inputs"]["mean"])  # dropout is the identity in eval
+    assert set(got["3"]) == set(GROUPS)
+
+
+def test_half_precision_statistics_are_float32_accurate() -> None:
+    w = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
+    model = nn.Linear(2, 2, bias=False).to(torch.bfloat16)
+    with torch.no_grad():
+        model.weight.copy_(w)
+    tm = TooledModel(model, groups=["Weights"])
+    assert close(tm.get_dict()["(model)"]["Weights"]["mean"], model.weight.float().mean().item())
+
+
+# ---------------------------------------------------------------------------------------------- anomaly check
+def test_nan_weights_warn_naming_the_first_layer_in_forward_order(model: nn.Sequential) -> None:
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+    tm = TooledModel(model)
+    run_step(model)
+    with pytest.warns(ModelAnomalyWarning, match=r"NaN/Inf values first appeared in layer '2' \(group Weights\)"):
+        tm.step()
+
+
+def test_nan_arising_in_backward_names_the_layer_where_it_started() -> None:
+    class Sqrt(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.sqrt(x)
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), Sqrt(), nn.Linear(2, 1))
+    with torch.no_grad():
+        model[0].weight.fill_(-1.0)
+        model[0].bias.zero_()
+    tm = TooledModel(model)
+    model(torch.ones(3, 2)).sum().backward()  # sqrt(0) is finite, its gradient is not
+    with pytest.warns(ModelAnomalyWarning, match=r"first appeared in layer '2' \(group Grad_in\)"):
+        tm.step()
+
+
+def test_exploding_norm_warns(model: nn.Sequential) -> None:
+    tm = TooledModel(model, groups=["Outputs"], explode=100.0)
+    run_step(model)
+    tm.step()
+    with torch.no_grad():
+        model[2].weight.mul_(1000.0)
+    run_step(model)
+    with pytest.warns(ModelAnomalyWarning, match=r"exploding L2 norm .* layer '2' \(group Outputs\)"):
+        tm.step()
+
+
+def test_anomaly_false_stays_quiet(model: nn.Sequential) -> None:
+    with torch.no_grad():
+        model[0].weight.fill_(float("inf"))
+    tm = TooledModel(model, anomaly=False, stats=["max"])
+    run_step(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tm.step() is not None
+
+
+# ---------------------------------------------------------------------------------------------- table, remove
+def test_table_prints_and_returns(model: nn.Sequential, capsys: pytest.CaptureFixture[str]) -> None:
+    tm = TooledModel(model)
+    run_step(model)
+    text = tm.table()
+    assert capsys.readouterr().out == text + "\n"
+    lines = text.splitlines()
+    for g in GROUPS:
+        assert g in lines[0]
+    assert lines[1].split() == ["mean", "std"] * len(GROUPS)
+    assert [line.split()[:2] for line in lines[3:]] == [["0", "Linear"], ["1", "ReLU"], ["2", "Linear"]]
+    assert f"{tm.get_dict()['2']['Outputs']['mean']:.4g}" in lines[5]
+    buf = io.StringIO()
+    short = tm.table(groups=["Weights"], stats="mean", file=buf)
+    assert buf.getvalue() == short + "\n" and "Outputs" not in short
+    assert tm.table(show=False) == text
+    assert capsys.readouterr().out == ""
+
+
+def test_remove_leaves_the_model_exactly_as_it_was(model: nn.Sequential) -> None:
+    model[1] = nn.ReLU(inplace=True)
+    attrs = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+             "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+    before = {(n, a): dict(getattr(m, a)) for n, m in model.named_modules() for a in attrs}
+    state = copy.deepcopy(model.state_dict())
+    with TooledModel(model, stats=ALL_STATS, params=["bias"], histograms=True) as tm:
+        run_step(model)
+        assert model[0]._forward_hooks
+    assert {(n, a): dict(getattr(m, a)) for n, m in model.named_modules() for a in attrs} == before
+    assert all(not v for v in before.values())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert "removed" in repr(tm)
+    tm.remove()  # idempotent
+    loss = F.mse_loss(model(X), Y)
+    loss.backward()
+    assert tm.step() is None and not model[0]._forward_hooks
+
+
+def test_repr(model: nn.Sequential) -> None:
+    assert repr(TooledModel(model, every=5)) == (
+        "TooledModel(3 layers, groups=['Grad_in', 'Grad_out', 'Inputs', 'Outputs', 'Weights', 'Weight_grad'], "
+        "stats=['mean', 'std'], every=5, step=0)")
+
+
+# ---------------------------------------------------------------------------------------------- bad arguments
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"stats": ["mean", "stdev"]}, UnknownNameError, r"unknown statistic 'stdev' \(did you mean 'std'\?\); valid"),
+    ({"stats": []}, ConfigError, r"expected at least one statistic in `stats`, got \[\]"),
+    ({"groups": ["Weight"]}, UnknownNameError, r"unknown group 'Weight' \(did you mean 'Weights'"),
+    ({"groups": ["bias"]}, UnknownNameError, r"unknown group 'bias'.*valid groups: "),
+    ({"params": ["weight"]}, ConfigError, r"expected `params` to name parameters other than 'weight'"),
+    ({"every": 0}, ConfigError, r"expected `every` to be an int >= 1, but got 0"),
+    ({"every": 2.5}, ConfigError, r"expected `every` to be an int >= 1, but got 2.5"),
+    ({"bins": 0}, ConfigError, r"expected `bins` to be an int >= 1, but got 0"),
+    ({"explode": 0.5}, ConfigError, r"expected `explode` to be a number > 1, but got 0.5"),
+    ({"histograms": ["Grads"]}, UnknownNameError, r"unknown recorded group 'Grads'"),
+    ({"layers": "conv*"}, ConfigError, r"`layers='conv\*'` selects no module of the model; module names: \(model\)"),
+    ({"layers": 3}, ConfigError, r"expected `layers` to be a module type, .* but got 3 \(int\)"),
+])
+def test_bad_arguments(model: nn.Sequential, kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        TooledModel(model, **kwargs)  # type: ignore[arg-type]
+
+
+def test_model_must_be_a_module() -> None:
+    with pytest.raises(ConfigError, match=r"expected `model` to be a torch.nn.Module, but got function"):
+        TooledModel(lambda x: x)  # type: ignore[arg-type]
+
+
+def test_table_rejects_unknown_columns(model: nn.Sequential) -> None:
+    tm = TooledModel(model, groups=["Weights"])
+    with pytest.raises(UnknownNameError, match=r"unknown recorded group 'Outputs'"):
+        tm.table(groups=["Outputs"])
+    with pytest.raises(UnknownNameError, match=r"unknown recorded statistic 'max'"):
+        tm.table(stats=["max"])
