@@ -128,18 +128,23 @@ class VisdomServer:
             self.process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)  # Ctrl-C in a terminal reaches us, and we stop the child cleanly
+        try:
+            self._wait_until_serving(self.process, timeout)
+        except BaseException:  # also Ctrl-C while waiting: never leave the child behind
+            self.stop()
+            raise
+
+    def _wait_until_serving(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            code = self.process.poll()
+            code = process.poll()
             if code is not None:
-                self.process = None
                 raise VisdomServerError(
                     f"Visdom server on port {self.port} exited with code {code} before answering. "
                     f"Its log ({self.log_path}) ends with:\n{self.log_tail()}")
             if is_serving(self.port, timeout=0.5):
                 return
             if time.monotonic() > deadline:
-                self.stop()
                 raise VisdomServerError(
                     f"Visdom server on port {self.port} did not answer within {timeout:g} s. "
                     f"Its log ({self.log_path}) ends with:\n{self.log_tail()}")

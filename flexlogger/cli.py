@@ -1,0 +1,284 @@
+"""The ``flexlogger`` command: ``serve``, ``presets``, ``preset-info``, ``meters``, ``plots``, ``replay``, ``demo``.
+
+``main(argv)`` returns the exit code instead of exiting, so tests call it in-process:
+
+    >>> from flexlogger.cli import main
+    >>> main(["meters"])                     # doctest: +SKIP
+    0
+
+Exit codes: 0 success, 1 a runtime failure (server died, npm failed), 2 bad arguments (unknown
+subcommand, option or name), each reported as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+PROG = "flexlogger"
+DEFAULT_PORT = 8097
+
+
+class _UsageError(Exception):
+    """Bad command-line arguments (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``flexlogger serve: error: ... (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
+def _api(name: str) -> Callable[..., Any]:
+    """``flexlogger.<name>``, imported lazily; a clear error when this version lacks it."""
+    module = importlib.import_module("flexlogger")
+    func = getattr(module, name, None)
+    if func is None:
+        raise RuntimeError(f"`flexlogger.{name}` is not available in this version of flexlogger.")
+    return func  # type: ignore[no-any-return]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value) or "(none)"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 100 else json.dumps(value, indent=2, default=str)
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    """Print a dict as ``key: value`` lines; nested values as indented JSON."""
+    width = max((len(str(k)) for k in info), default=0)
+    for key, value in info.items():
+        text = _format(value).replace("\n", "\n" + " " * (width + 2))
+        print(f"{str(key) + ':':<{width + 1}} {text}")
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return str(tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=[None] + [70] * (len(headers) - 1)))
+
+
+# --- subcommands -------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM stop ``serve`` like Ctrl-C does, so the server child is always stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .assets import AssetError, ensure_assets
+    from .server import start_server
+
+    if not args.no_assets:
+        try:
+            installed = ensure_assets()
+            if installed:
+                print(f"Installed {len(installed)} Visdom web assets from the npm registry.", flush=True)
+        except AssetError as exc:
+            print(f"{PROG} serve: warning: {exc} The server still accepts plots, but its page will be blank.",
+                  file=sys.stderr, flush=True)
+    with _sigterm_as_interrupt():
+        server = start_server(port=args.port, env_path=args.env_path, public=args.public)
+        try:
+            print(f"Visdom server running at {server.address} (envs saved in {server.env_path}, log "
+                  f"{server.log_path}). Press Ctrl-C to stop it.", flush=True)
+            while server.running():
+                time.sleep(0.2)
+            print(f"{PROG} serve: error: the Visdom server exited. Its log ends with:\n{server.log_tail()}",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("Stopping the Visdom server.", flush=True)
+            return 0
+        finally:
+            server.stop()
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    names = _api("preset_names")()
+    rows = sorted([name, str(source)] for name, source in dict(names).items())
+    print(_table(rows, ["preset", "source"]))
+    return 0
+
+
+def _cmd_preset_info(args: argparse.Namespace) -> int:
+    _print_info(dict(_api("preset_info")(args.name)))
+    return 0
+
+
+def _list_or_info(kind: str, name: str | None, summary: Callable[[dict[str, Any]], list[Any]],
+                  headers: list[str]) -> int:
+    info = _api(f"{kind}_info")
+    if name is not None:
+        _print_info(dict(info(name)))
+        return 0
+    rows = [[type_name, *summary(dict(info(type_name)))] for type_name in _api(f"{kind}_types")()]
+    print(_table(rows, headers))
+    return 0
+
+
+def _cmd_meters(args: argparse.Namespace) -> int:
+    return _list_or_info("meter", args.name, lambda i: [i.get("add", ""), i.get("plots", "")],
+                         ["meter type", "add", "plots"])
+
+
+def _cmd_plots(args: argparse.Namespace) -> int:
+    return _list_or_info("plot", args.name, lambda i: [_format(i.get("views", "")), i.get("description", "")],
+                         ["plot type", "views", "description"])
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env)
+    where = f"{args.server}:{args.port}"
+    print(f"Replayed {args.run_dir} to {where}" + (f": {result}" if result is not None else "."))
+    return 0
+
+
+def _demo_module() -> ModuleType:
+    """``flexlogger.demo`` when the package has one, else the repository's ``examples/demo.py``."""
+    if importlib.util.find_spec("flexlogger.demo") is not None:
+        return importlib.import_module("flexlogger.demo")
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for script in ("demo.py", "quickstart.py"):
+        path = examples / script
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"flexlogger_example_{path.stem}", path)
+            if spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    raise RuntimeError(f"No demo found: neither `flexlogger.demo` nor {examples / 'demo.py'} exists.")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    argv = ["--port", str(args.port)]
+    if args.epochs is not None:
+        argv += ["--epochs", str(args.epochs)]
+    if args.env is not None:
+        argv += ["--env", args.env]
+    code = _demo_module().main(argv)
+    return int(code or 0)
+
+
+# --- parser ------------------------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, got {port}")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``flexlogger`` argument parser (one subparser per subcommand)."""
+    parser = _Parser(prog=PROG, description="Declarative torchnet meters and Visdom plots for PyTorch training.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("serve", help="start a Visdom server (installs its web assets from npm when missing)",
+                       description="Start a Visdom server in the foreground; Ctrl-C stops it.")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
+    p.add_argument("--env-path", type=Path, default=None, help="folder where envs are saved (default: ~/.visdom)")
+    p.add_argument("--public", action="store_true", help="listen on all interfaces, not only localhost")
+    p.add_argument("--no-assets", action="store_true", help="do not install missing web assets from npm")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("presets", help="list the logger presets", description="List the presets and their source.")
+    p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser("preset-info", help="show a preset's plots and meters", description="Show one preset.")
+    p.add_argument("name", help="preset name, e.g. loss+acc")
+    p.set_defaults(func=_cmd_preset_info)
+
+    p = sub.add_parser("meters", help="list the meter types, or describe one",
+                       description="List the meter types, or describe NAME: what add() takes and what it plots.")
+    p.add_argument("name", nargs="?", help="a meter type, e.g. ClassErrorMeter")
+    p.set_defaults(func=_cmd_meters)
+
+    p = sub.add_parser("plots", help="list the plot types, or describe one",
+                       description="List the plot types, or describe NAME: what it draws and which meters it takes.")
+    p.add_argument("name", nargs="?", help="a plot type, e.g. line")
+    p.set_defaults(func=_cmd_plots)
+
+    p = sub.add_parser("replay", help="send a recorded run to a Visdom server",
+                       description="Replay a run record folder (written with log_dir=...) to a Visdom server.")
+    p.add_argument("run_dir", type=Path, help="the run record folder")
+    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
+    p.add_argument("--env", default=None, help="env to replay into (default: the recorded env)")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("demo", help="train a small CNN on the digits data set, logging to a local server",
+                       description="Run the demo: starts (or reuses) a local Visdom server, which keeps running.")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="number of epochs")
+    p.add_argument("--env", default=None, help="Visdom env to log into")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``flexlogger`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    from .errors import ConfigError, FlexLoggerError
+
+    prog = f"{PROG} {args.command}"
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:  # an unknown preset, meter or plot name is an argument error
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FlexLoggerError, RuntimeError, OSError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
