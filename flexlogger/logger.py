@@ -234,7 +234,7 @@ class FlexLogger:
             step = self._step
         elif not isinstance(step, (int, float)) or isinstance(step, bool) or not math.isfinite(step):
             raise ConfigError(f"log(): expected `step` to be a finite number, but got {step!r}")
-        self._step = int(step) + 1 if float(step).is_integer() else math.floor(step) + 1
+        self._step = math.floor(step) + 1
         for plot, data in self._collect(chosen).items():
             self._seq += 1
             spec = self._plots[plot]
@@ -325,7 +325,8 @@ class FlexLogger:
         return text
 
     def __repr__(self) -> str:
-        return f"FlexLogger(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})\n{self.table()}"
+        head = f"FlexLogger(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})"
+        return f"{head}\n{self.table()}"
 
 
 def _format(meter: Meter) -> str:

@@ -176,7 +176,7 @@ class ValueMeter(Meter):
             self._value = value
         elif isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "cpu":
             self._value = value.detach().reshape(())  # read at value(), no sync on add()
-        elif isinstance(value, (torch.Tensor, np.ndarray, list, tuple)) and np.size(value) != 1:
+        elif isinstance(value, (torch.Tensor, np.ndarray, list, tuple)) and _numel(value) != 1:
             self._value = to_tensor(self, value, "a number, an array or a string").cpu().numpy().copy()
         else:
             self._value = to_scalar(self, value)
@@ -210,6 +210,10 @@ class ValueMeter(Meter):
     def text(self) -> str:
         value = self.value()
         return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _numel(value: torch.Tensor | np.ndarray | list[Any] | tuple[Any, ...]) -> int:
+    return value.numel() if isinstance(value, torch.Tensor) else int(np.size(value))
 
 
 class MSEMeter(Meter):

@@ -1,0 +1,242 @@
+"""FlexLogger against a real Visdom server: windows read back with get_window_data, exact values."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import visdom
+
+import flexlogger
+from flexlogger import ConfigError, FlexLogger, MeterInputError, UnknownKeyError, UnknownNameError
+from flexlogger.server import VisdomServer
+
+
+@pytest.fixture
+def make(visdom_server: VisdomServer, env: str) -> Iterator[Any]:
+    """Build loggers on the test server (no run record); every logger is closed after the test."""
+    made: list[FlexLogger] = []
+
+    def build(plots: dict[str, Any], meters: dict[str, Any], **kwargs: Any) -> FlexLogger:
+        kwargs = {"env": env, "uid": "run", "port": visdom_server.port, "log_dir": None, **kwargs}
+        logger = FlexLogger(plots, meters, **kwargs)
+        made.append(logger)
+        return logger
+
+    yield build
+    for logger in made:
+        logger.close()
+
+
+def window(viz: visdom.Visdom, logger: FlexLogger, plot: str) -> dict[str, Any]:
+    assert logger.flush(10) == 0
+    data: dict[str, Any] = json.loads(viz.get_window_data(logger.windows[plot], logger.env))
+    return data
+
+
+def traces(viz: visdom.Visdom, logger: FlexLogger, plot: str) -> dict[str, tuple[list[Any], list[Any]]]:
+    return {t["name"]: (t["x"], t["y"]) for t in window(viz, logger, plot)["content"]["data"]}
+
+
+LOSS = {"loss": {"type": "line", "opts": {"xlabel": "epoch"}}}
+TRAIN_TEST = {"train_loss": {"type": "AverageValueMeter", "target": "loss"},
+              "test_loss": {"type": "AverageValueMeter", "target": "loss"}}
+
+
+def test_line_traces_exact_and_empty_meters_add_no_point(make: Any, viz: visdom.Visdom) -> None:
+    stat = make(LOSS, TRAIN_TEST)
+    for epoch in range(3):
+        for v in (1.0, 2.0, 4.5):
+            stat.add({"train_loss": v + epoch})
+        if epoch != 1:
+            stat.add({"test_loss": [torch.tensor(10.0 * epoch)]})
+        stat.log(epoch)
+    win = window(viz, stat, "loss")
+    assert win["title"] == "loss"
+    assert {t["name"]: (t["x"], t["y"]) for t in win["content"]["data"]} == {
+        "train_loss": ([0, 1, 2], [2.5, 3.5, 4.5]),
+        "test_loss": ([0, 2], [0.0, 20.0]),  # nothing added at epoch 1: no point, no NaN
+    }
+    assert win["content"]["layout"]["xaxis"]["title"] == "epoch"
+
+
+def test_topk_traces_one_per_k(make: Any, viz: visdom.Visdom) -> None:
+    stat = make({"err": {"type": "line"}},
+                {"train_err": {"type": "ClassErrorMeter", "target": "err", "args": {"topk": [1, 5]}}})
+    scores = torch.eye(6)[[0, 1, 2, 3]] + 0.01 * torch.arange(6)  # argmax = row index
+    stat.add({"train_err": [scores, torch.tensor([0, 1, 5, 5])]})
+    stat.log(7)
+    assert traces(viz, stat, "err") == {"train_err@1": ([7], [50.0]), "train_err@5": ([7], [0.0])}
+
+
+def test_internal_counter_keys_and_reset(make: Any, viz: visdom.Visdom) -> None:
+    stat = make(LOSS, TRAIN_TEST)
+    stat.add({"train_loss": 1.0, "test_loss": 3.0})
+    stat.log()  # step 0
+    stat.add({"train_loss": 2.0, "test_loss": 5.0})
+    stat.log(keys=["train_loss"], reset=False)  # step 1, test_loss left alone
+    stat.add({"train_loss": 4.0})
+    stat.log(keys="loss")  # a plot name selects its meters: step 2
+    assert traces(viz, stat, "loss") == {"train_loss": ([0, 1, 2], [1.0, 2.0, 3.0]), "test_loss": ([0, 2], [3.0, 5.0])}
+    assert math.isnan(stat.value()["train_loss"][0])
+    stat.log(10.5)
+    stat.add({"train_loss": 1.0})
+    stat.log()
+    assert traces(viz, stat, "loss")["train_loss"][0][-1] == 11
+
+
+def test_heatmap_bar_curve_text_histogram_image(make: Any, viz: visdom.Visdom) -> None:
+    plots = {"conf": {"type": "heatmap"}, "ap": {"type": "bar"}, "auc": {"type": "line"}, "roc": {"type": "curve"},
+             "txt": {"type": "text"}, "hist": {"type": "histogram", "opts": {"numbins": 4}},
+             "img": {"type": "image"}}
+    meters = {"cm": {"type": "ConfusionMeter", "target": "conf", "args": {"k": 3}},
+              "apm": {"type": "APMeter", "target": "ap"},
+              "aucm": {"type": "AUCMeter", "target": ["auc", "roc", "txt"]},
+              "w": {"type": "ValueMeter", "target": "hist"},
+              "pic": {"type": "ValueMeter", "target": "img"}}
+    stat = make(plots, meters)
+    stat.add({"cm": [torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2])],
+              "apm": [torch.tensor([[0.9, 0.2], [0.1, 0.8], [0.5, 0.5]]), torch.tensor([[1, 0], [0, 1], [1, 1]])],
+              "aucm": [torch.tensor([0.9, 0.4, 0.4, 0.1]), torch.tensor([1, 1, 0, 0])],
+              "w": torch.tensor([0.0, 1.0, 1.0, 2.0, 3.0]),
+              "pic": torch.zeros(3, 4, 5)})
+    stat.log(0)
+    heat = window(viz, stat, "conf")["content"]["data"][0]
+    assert heat["type"] == "heatmap" and heat["z"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+    bars = window(viz, stat, "ap")["content"]["data"]
+    assert [(b["name"], b["y"]) for b in bars] == [("apm", [1.0, 1.0])]
+    assert traces(viz, stat, "auc") == {"aucm": ([0], [0.875])}
+    assert traces(viz, stat, "roc") == {"aucm": ([0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0])}
+    assert "0.875" in window(viz, stat, "txt")["content"]
+    hist = window(viz, stat, "hist")["content"]["data"][0]
+    assert hist["type"] == "bar" and sum(hist["y"]) == 5
+    assert window(viz, stat, "img")["type"] == "image"
+
+
+def test_nan_is_a_gap(make: Any, viz: visdom.Visdom) -> None:
+    stat = make({"v": {"type": "line"}}, {"x": {"type": "ValueMeter", "target": "v"}})
+    for step, value in enumerate([1.0, math.nan, math.inf, 2.0]):
+        stat.add({"x": value})
+        stat.log(step)
+    assert traces(viz, stat, "v") == {"x": ([0, 1, 2, 3], [1.0, None, None, 2.0])}
+    with pytest.warns(RuntimeWarning, match=r"2 NaN/Inf value\(s\) were logged .* shown as gaps"):
+        stat.close()
+
+
+def test_introspection_and_display(make: Any) -> None:
+    stat = make(LOSS, TRAIN_TEST)
+    assert stat.get_definitions() == {"loss": ["train_loss", "test_loss"]}
+    assert stat.windows == {"loss": "run_loss"}
+    stat.add({"train_loss": 0.25})
+    text = repr(stat)
+    assert "train_loss=0.25" in text and "(empty)" in text and stat.env in text
+    assert stat.show() == stat.table()
+    stat.add_plot("lr", {"type": "line"})
+    stat.add_meter("lr_value", {"type": "ValueMeter", "target": "lr"})
+    assert stat.get_definitions()["lr"] == ["lr_value"]
+    stat.remove("loss")
+    assert stat.get_definitions() == {"lr": ["lr_value"]}
+    with pytest.raises(UnknownKeyError, match=r"unknown meter 'train_loss'"):
+        stat.add({"train_loss": 1.0})
+
+
+def test_context_manager_closes(visdom_server: VisdomServer, env: str) -> None:
+    with FlexLogger(LOSS, TRAIN_TEST, env=env, port=visdom_server.port, log_dir=None) as stat:
+        stat.add({"train_loss": 1.0})
+        stat.log()
+    with pytest.raises(ConfigError, match="closed"):
+        stat.log()
+
+
+# errors -------------------------------------------------------------------------------------------------------
+def test_unknown_meter_type_suggests() -> None:
+    with pytest.raises(UnknownNameError, match=r"meters.l.type: unknown meter type 'AverageMeter' \(did you mean "
+                                               r"'AverageValueMeter'.*\); valid meter types: APMeter"):
+        FlexLogger(LOSS, {"l": {"type": "AverageMeter", "target": "loss"}}, server=None, log_dir=None)
+
+
+def test_unknown_plot_type_suggests() -> None:
+    with pytest.raises(UnknownNameError, match=r"plots.loss.type: unknown plot type 'lines' \(did you mean 'line'"):
+        FlexLogger({"loss": {"type": "lines"}}, {}, server=None, log_dir=None)
+
+
+def test_missing_target_plot_at_construction() -> None:
+    with pytest.raises(UnknownNameError, match=r"meters.l.target: unknown plot 'los' \(did you mean 'loss'\?\)"):
+        FlexLogger(LOSS, {"l": {"type": "AverageValueMeter", "target": "los"}}, server=None, log_dir=None)
+    with pytest.raises(ConfigError, match=r"meters.l.target: missing"):
+        FlexLogger(LOSS, {"l": {"type": "AverageValueMeter"}}, server=None, log_dir=None)
+
+
+def test_plot_that_cannot_draw_the_meter() -> None:
+    with pytest.raises(ConfigError, match=r"plot 'loss' is a 'line' plot, which cannot draw a ConfusionMeter .*; "
+                                          r"plot types that can: heatmap, image, text"):
+        FlexLogger(LOSS, {"c": {"type": "ConfusionMeter", "target": "loss", "args": {"k": 3}}}, server=None,
+                   log_dir=None)
+    with pytest.raises(ConfigError, match=r"plots.h: a 'heatmap' plot shows at most 1 meter\(s\), but a, b target"):
+        FlexLogger({"h": {"type": "heatmap"}}, {"a": {"type": "ConfusionMeter", "target": "h"},
+                                                "b": {"type": "ConfusionMeter", "target": "h"}},
+                   server=None, log_dir=None)
+
+
+def test_bad_meter_args() -> None:
+    with pytest.raises(ConfigError, match=r"meters.e1.args: unknown argument\(s\) 'top_k' for ClassErrorMeter; "
+                                          r"valid arguments: topk, accuracy"):
+        FlexLogger({"e": {"type": "line"}}, {"e1": {"type": "ClassErrorMeter", "target": "e",
+                                                    "args": {"top_k": [1]}}}, server=None, log_dir=None)
+
+
+def test_unknown_add_key_strict_and_lenient() -> None:
+    stat = FlexLogger(LOSS, TRAIN_TEST, server=None, log_dir=None)
+    with pytest.raises(KeyError, match=r"add\(\): unknown meter 'train_los' \(did you mean 'train_loss'.*valid "
+                                       r"meters: test_loss, train_loss"):
+        stat.add({"train_los": 1.0})
+    lenient = FlexLogger(LOSS, TRAIN_TEST, server=None, log_dir=None, strict=False)
+    with pytest.warns(UserWarning, match=r"unknown meter 'x'.*ignoring it \(strict=False\)") as record:
+        lenient.add({"x": 1.0})
+        lenient.add({"x": 2.0, "train_loss": 1.0})  # warned once per key
+    assert len(record) == 1 and lenient.value()["train_loss"][0] == 1.0
+
+
+def test_wrong_input_names_meter_and_shapes() -> None:
+    stat = FlexLogger({"m": {"type": "line"}}, {"train_mse": {"type": "MSEMeter", "target": "m"}},
+                      server=None, log_dir=None)
+    with pytest.raises(MeterInputError, match=r"meter 'train_mse' \(MSEMeter\) expects output and target of the same "
+                                              r"shape, got output tensor of shape \(4, 3\)"):
+        stat.add({"train_mse": [torch.zeros(4, 3), torch.zeros(4)]})
+    with pytest.raises(UnknownKeyError, match=r"unknown meter or plot 'nope'"):
+        stat.log(keys=["nope"])
+    with pytest.raises(ConfigError, match=r"expected `step` to be a finite number, but got nan"):
+        stat.log(float("nan"))
+
+
+def test_introspection_functions() -> None:
+    assert {"AverageValueMeter", "ClassErrorMeter", "ConfusionMeter", "APMeter", "mAPMeter", "AUCMeter",
+            "TimeMeter", "MSEMeter", "MovingAverageValueMeter", "ValueMeter"} <= set(flexlogger.meter_types())
+    assert {"line", "scatter", "bar", "heatmap", "histogram", "image", "text"} <= set(flexlogger.plot_types())
+    assert "heatmap" in flexlogger.meter_info("ConfusionMeter")["plot_types"]
+    assert "ConfusionMeter" in flexlogger.plot_info("heatmap")["meter_types"]
+    with pytest.raises(UnknownNameError, match=r"unknown plot type 'heat' \(did you mean 'heatmap'"):
+        flexlogger.plot_info("heat")
+
+
+def test_scatter_and_bar_of_scalars(make: Any, viz: visdom.Visdom) -> None:
+    stat = make({"s": {"type": "scatter"}, "b": {"type": "bar"}},
+                {"a": {"type": "AverageValueMeter", "target": ["s", "b"]},
+                 "c": {"type": "AverageValueMeter", "target": "b"}})
+    stat.add({"a": 2.0, "c": 3.0})
+    stat.log(1)
+    assert traces(viz, stat, "s") == {"a": ([1], [2.0])}
+    bar = window(viz, stat, "b")["content"]["data"]
+    assert [(d["x"], d["y"]) for d in bar] == [(["a", "c"], [2.0, 3.0])]
+
+
+def test_values_are_numbers_not_arrays() -> None:
+    stat = FlexLogger({"m": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "m"}}, server=None,
+                      log_dir=None)
+    stat.add({"v": np.float64(2.0)})
+    assert stat.value() == {"v": 2.0}

@@ -1,0 +1,271 @@
+"""Meter adapters: exact values against torchnet and scikit-learn, edge cases, input errors."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torchnet.meter as tnt
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from flexlogger import MeterInputError, meter_info, meter_types
+from flexlogger.errors import ConfigError
+from flexlogger.registry import make_meter
+
+# One valid add() per meter type: a new meter type must add an example here (test_every_type_has_an_example).
+EXAMPLES: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {
+    "AverageValueMeter": ({}, (0.5,)),
+    "MovingAverageValueMeter": ({"windowsize": 3}, (0.5,)),
+    "ValueMeter": ({}, (1.5,)),
+    "MSEMeter": ({}, (torch.ones(4, 2), torch.zeros(4, 2))),
+    "MAEMeter": ({}, (torch.ones(4, 2), torch.zeros(4, 2))),
+    "ClassErrorMeter": ({"topk": [1]}, (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))),
+    "ConfusionMeter": ({"k": 2}, (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))),
+    "APMeter": ({}, (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([[0, 1], [1, 1]]))),
+    "mAPMeter": ({}, (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([[0, 1], [1, 1]]))),
+    "AUCMeter": ({}, (torch.tensor([0.1, 0.9, 0.4]), torch.tensor([0, 1, 1]))),
+    "TimeMeter": ({}, (1,)),
+}
+
+
+def test_every_type_has_an_example() -> None:
+    assert set(meter_types()) <= set(EXAMPLES), f"add an example for {set(meter_types()) - set(EXAMPLES)}"
+
+
+@pytest.mark.parametrize("kind", meter_types())
+def test_meter_contract(kind: str) -> None:
+    args, inputs = EXAMPLES[kind]
+    meter = make_meter("m", kind, args)
+    assert meter.count == 0
+    meter.add(*inputs)
+    assert meter.count == 1
+    views = ("scalar", "text") if kind == "ValueMeter" else meter.views  # ValueMeter's views follow its value
+    for view in views:  # every advertised view works on a fed meter
+        {"scalar": meter.scalars, "vector": meter.vector, "matrix": meter.matrix,
+         "curve": meter.curve, "text": meter.text}[view]()
+    meter.reset()
+    assert meter.count == 0
+    info = meter_info(kind)
+    assert info["add"].startswith("add(") and info["plots"] and info["plot_types"]
+
+
+@pytest.mark.parametrize("kind", meter_types())
+def test_no_warnings_on_add_and_value(kind: str) -> None:
+    args, inputs = EXAMPLES[kind]
+    meter = make_meter("m", kind, args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meter.add(*inputs)
+        meter.add(*inputs)
+        meter.value()
+
+
+def test_average_value_matches_torchnet_exactly() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(3.0, 2.0, 1000).tolist()
+    ours, theirs = make_meter("loss", "AverageValueMeter"), tnt.AverageValueMeter()
+    for v in values:
+        ours.add(v)
+        theirs.add(v)
+    assert ours.value() == (theirs.value()[0], float(theirs.value()[1]))
+    assert ours.value()[0] == pytest.approx(np.mean(values), rel=1e-12)
+    assert ours.value()[1] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+
+
+def test_average_value_edge_cases() -> None:
+    meter = make_meter("loss", "AverageValueMeter")
+    assert all(math.isnan(v) for v in meter.value())  # empty
+    meter.add(torch.tensor(2.5))  # 0-d tensor
+    mean, std = meter.value()
+    assert mean == 2.5 and math.isnan(std)  # one sample: the sample std is undefined
+    meter.add(np.float32(3.5))
+    assert meter.value() == (3.0, math.sqrt(0.5))
+    assert isinstance(meter.mean, float)  # CPU tensors are read at add(), never kept
+
+
+def test_average_value_keeps_no_graph() -> None:
+    w = torch.ones(1, requires_grad=True)
+    meter = make_meter("loss", "AverageValueMeter")
+    meter.add((w * 2).sum())
+    assert isinstance(meter.mean, float) and meter.value()[0] == 2.0
+
+
+@pytest.mark.parametrize("bad", [torch.ones(3), "0.5", None, [1.0, 2.0]])
+def test_scalar_meter_rejects_non_scalars(bad: Any) -> None:
+    meter = make_meter("train_loss", "AverageValueMeter")
+    with pytest.raises(MeterInputError, match=r"meter 'train_loss' \(AverageValueMeter\) expects a number or a "
+                                              r"one-element tensor, got "):
+        meter.add(bad)
+
+
+def test_moving_average() -> None:
+    meter = make_meter("m", "MovingAverageValueMeter", {"windowsize": 3})
+    for v in [1.0, 2.0, 3.0, 10.0]:
+        meter.add(v)
+    mean, std = meter.value()
+    assert mean == pytest.approx(5.0) and std == pytest.approx(np.std([2.0, 3.0, 10.0], ddof=1))
+    with pytest.raises(ConfigError, match=r"expected `windowsize` to be a positive int, but got 0"):
+        make_meter("m", "MovingAverageValueMeter", {"windowsize": 0})
+
+
+def test_mse_exact_root_and_shape_check() -> None:
+    out, tgt = torch.randn(8, 3), torch.randn(8, 3)
+    meter = make_meter("mse", "MSEMeter")
+    meter.add(out, tgt)
+    meter.add(out[:2], tgt[:2])
+    expected = float(torch.cat([(out - tgt) ** 2, (out[:2] - tgt[:2]) ** 2]).mean())
+    assert meter.value() == pytest.approx(expected, rel=1e-6)
+    root = make_meter("rmse", "MSEMeter", {"root": True})
+    root.add(out.numpy(), tgt.numpy())
+    assert root.value() == pytest.approx(float(((out - tgt) ** 2).mean().sqrt()), rel=1e-6)
+    assert math.isnan(make_meter("e", "MSEMeter").value())  # empty
+    with pytest.raises(MeterInputError, match=r"meter 'mse' \(MSEMeter\) expects output and target of the same "
+                                              r"shape, got output tensor of shape \(8, 3\).* and target tensor of "
+                                              r"shape \(8,\)"):
+        meter.add(out, tgt[:, 0])
+
+
+def test_mse_detaches_inputs() -> None:
+    out = torch.randn(4, requires_grad=True)
+    meter = make_meter("mse", "MSEMeter")
+    meter.add(out * 2, torch.zeros(4))
+    assert not getattr(meter.tnt.sesum, "requires_grad", False)
+
+
+def test_class_error_topk_exact() -> None:
+    scores = torch.tensor([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5], [0.3, 0.4, 0.3]])
+    target = torch.tensor([2, 0, 1, 2])
+    meter = make_meter("err", "ClassErrorMeter", {"topk": [1, 2]})
+    meter.add(scores, target)
+    # top-1 predictions 1, 0, 2, 1: one right out of 4; top-2 sets {1,2}, {0,1}, {2,1}, {1,0 or 2}
+    assert meter.value() == [75.0, 25.0]
+    assert meter.scalars() == {"err@1": 75.0, "err@2": 25.0}
+    acc = make_meter("acc", "ClassErrorMeter", {"accuracy": True})
+    acc.add(scores[0], 1)  # a single sample: K scores and an int label
+    assert acc.scalars() == {"acc": 100.0}
+
+
+def test_class_error_input_errors() -> None:
+    meter = make_meter("err", "ClassErrorMeter", {"topk": [1, 5]})
+    with pytest.raises(MeterInputError, match=r"with topk=\[1, 5\] expects at least 5 classes, got output tensor "
+                                              r"of shape \(2, 3\)"):
+        meter.add(torch.randn(2, 3), torch.tensor([0, 1]))
+    with pytest.raises(MeterInputError, match=r"expects labels in \[0, 2\] for 3 classes, got labels from 0 to 3"):
+        make_meter("e", "ClassErrorMeter").add(torch.randn(2, 3), torch.tensor([0, 3]))
+    with pytest.raises(MeterInputError, match=r"expects output N x K scores and target N labels"):
+        make_meter("e", "ClassErrorMeter").add(torch.randn(2, 3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ConfigError, match=r"expected `topk` to be a list of positive ints, but got \[0\]"):
+        make_meter("e", "ClassErrorMeter", {"topk": [0]})
+
+
+def test_confusion_exact() -> None:
+    pred = torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.6, 0.2, 0.2]])
+    target = torch.tensor([0, 1, 1, 2])
+    meter = make_meter("cm", "ConfusionMeter", {"k": 3})
+    meter.add(pred, target)
+    meter.add(np.array([2]), np.array([[0, 0, 1]]))  # labels and one-hot, as numpy
+    expected = np.zeros((3, 3))
+    for t, p in [(0, 0), (1, 1), (1, 2), (2, 0), (2, 2)]:
+        expected[t, p] += 1
+    np.testing.assert_array_equal(meter.matrix(), expected)
+    with pytest.raises(MeterInputError, match=r"expects predicted labels in \[0, 2\] \(k=3\), got 0 to 5"):
+        meter.add(torch.tensor([0, 5]), torch.tensor([0, 1]))
+    with pytest.raises(MeterInputError, match=r"expects predicted scores with 3 columns \(k=3\), got tensor"):
+        meter.add(torch.randn(2, 4), torch.tensor([0, 1]))
+
+
+def test_ap_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, size=(200, 3)) / 4.0  # many tied scores
+    targets = rng.integers(0, 2, size=(200, 3))
+    meter = make_meter("ap", "APMeter")
+    meter.add(torch.from_numpy(scores[:120]), torch.from_numpy(targets[:120]))
+    meter.add(scores[120:], targets[120:])
+    expected = [average_precision_score(targets[:, k], scores[:, k]) for k in range(3)]
+    np.testing.assert_allclose(meter.vector(), expected, rtol=1e-12)
+    mean_ap = make_meter("map", "mAPMeter")
+    mean_ap.add(scores, targets)
+    assert mean_ap.value() == pytest.approx(np.mean(expected), rel=1e-12)
+
+
+def test_ap_weights_and_edge_cases() -> None:
+    scores, targets, weights = np.array([0.9, 0.8, 0.8, 0.1]), np.array([1, 0, 1, 0]), np.array([1.0, 2.0, 0.5, 1.0])
+    meter = make_meter("ap", "APMeter")
+    meter.add(scores, targets, weights)
+    assert meter.vector()[0] == pytest.approx(average_precision_score(targets, scores, sample_weight=weights))
+    no_positive = make_meter("ap", "APMeter")
+    no_positive.add(np.array([[0.3, 0.4]]), np.array([[0, 1]]))
+    ap = no_positive.vector()
+    assert math.isnan(ap[0]) and ap[1] == 1.0  # one sample; a class with no positive is undefined
+    assert make_meter("m", "mAPMeter").value() != make_meter("m", "mAPMeter").value()  # NaN when empty
+    with pytest.raises(MeterInputError, match=r"meter 'ap' \(APMeter\) expects binary targets \(0 or 1\)"):
+        meter.add(np.array([0.5]), np.array([2]))
+    with pytest.raises(MeterInputError, match=r"expects 1 columns as in earlier add\(\) calls"):
+        meter.add(np.ones((2, 2)), np.ones((2, 2)))
+
+
+def test_auc_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(2)
+    scores = rng.integers(0, 5, size=300) / 5.0
+    targets = rng.integers(0, 2, size=300)
+    meter = make_meter("auc", "AUCMeter")
+    meter.add(torch.from_numpy(scores), torch.from_numpy(targets))
+    assert meter.value() == pytest.approx(roc_auc_score(targets, scores), rel=1e-12)
+    fpr, tpr, _ = roc_curve(targets, scores, drop_intermediate=False)
+    ours_fpr, ours_tpr = meter.curve()
+    np.testing.assert_allclose(ours_fpr, fpr)
+    np.testing.assert_allclose(ours_tpr, tpr)
+
+
+def test_auc_torchnet_is_wrong_on_ties_and_ours_is_not() -> None:
+    scores, targets = torch.tensor([0.5, 0.5]), torch.tensor([1, 0])  # one tie: AUC is 0.5
+    theirs = tnt.AUCMeter()
+    theirs.add(scores, targets)
+    ours = make_meter("auc", "AUCMeter")
+    ours.add(scores, targets)
+    assert ours.value() == 0.5 == roc_auc_score(targets, scores)
+    assert theirs.value()[0] != 0.5  # torchnet ranks the tie arbitrarily
+
+
+def test_auc_single_class_is_nan() -> None:
+    meter = make_meter("auc", "AUCMeter")
+    meter.add(torch.tensor([0.2, 0.3]), torch.tensor([1, 1]))
+    assert math.isnan(meter.value())
+    assert math.isnan(make_meter("auc", "AUCMeter").value())
+
+
+def test_time_meter() -> None:
+    meter = make_meter("t", "TimeMeter", {"unit": True})
+    meter.add(4)
+    time.sleep(0.02)
+    assert 0.005 - 1e-4 <= meter.value() <= 10  # seconds per unit
+    with pytest.raises(MeterInputError, match=r"meter 't' \(TimeMeter\) expects a non-negative int count"):
+        meter.add(-1)
+
+
+def test_value_meter_views() -> None:
+    meter = make_meter("v", "ValueMeter")
+    meter.add(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    np.testing.assert_array_equal(meter.matrix(), [[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(meter.vector(), [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(MeterInputError, match=r"meter 'v' \(ValueMeter\) expects a single number to draw it as a "
+                                              r"point"):
+        meter.scalars()
+    meter.add("hello")
+    assert meter.text() == "hello"
+    meter.add(torch.tensor(0.25))
+    assert meter.scalars() == {"v": 0.25}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_scalars_stay_on_device() -> None:
+    meter = make_meter("loss", "AverageValueMeter")
+    for v in (1.0, 2.0, 4.0):
+        meter.add(torch.tensor(v, device="cuda"))
+    assert isinstance(meter.mean, torch.Tensor) and meter.mean.is_cuda
+    assert meter.value()[0] == pytest.approx(7 / 3)
