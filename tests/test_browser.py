@@ -1,0 +1,116 @@
+"""End to end, as a user sees it: `flexlogger serve`, a logging script, the Visdom page in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flexlogger.server import find_free_port, is_serving
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
+                       reason=f"{CHROMIUM} is missing (install the Debian package `chromium`; .ci/run does)"),
+]
+
+LOGGING_SCRIPT = textwrap.dedent("""
+    import sys
+    import torch
+    import flexlogger
+
+    port, env = int(sys.argv[1]), sys.argv[2]
+    plots = {"loss": {"type": "line", "opts": {"xlabel": "epoch"}},
+             "err": {"type": "line"},
+             "confusion": {"type": "heatmap"}}
+    meters = {"train_loss": {"type": "AverageValueMeter", "target": "loss"},
+              "test_loss": {"type": "AverageValueMeter", "target": "loss"},
+              "train_err": {"type": "ClassErrorMeter", "target": "err", "args": {"topk": [1, 2]}},
+              "conf": {"type": "ConfusionMeter", "target": "confusion", "args": {"k": 3}}}
+    gen = torch.Generator().manual_seed(0)
+    with flexlogger.FlexLogger(plots, meters, env=env, port=port, log_dir=None) as Stat:
+        for epoch in range(3):
+            output, target = torch.rand(8, 3, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+            Stat.add({"train_loss": 1.0 / (epoch + 1), "test_loss": 1.2 / (epoch + 1),
+                      "train_err": [output, target], "conf": [output, target]})
+            Stat.log(epoch)
+        Stat.flush(timeout=30)
+""")
+EXPECTED_TITLES = ["loss", "err", "confusion"]
+EXPECTED_LEGENDS = {"loss": ["train_loss", "test_loss"], "err": ["train_err@1", "train_err@2"], "confusion": []}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """`flexlogger serve` as a user runs it (installing the web assets when missing); yields its port."""
+    port = find_free_port()
+    env_path = tmp_path_factory.mktemp("browser-env")
+    proc = subprocess.Popen([sys.executable, "-m", "flexlogger", "serve", "--port", str(port), "--env-path",
+                             str(env_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:  # an "Installed N assets" line may come first
+            if line.startswith("Visdom server running at"):
+                break
+        else:
+            pytest.fail(f"`flexlogger serve` exited with {proc.wait()}: {proc.stderr.read()}")
+        assert is_serving(port)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_windows_render_in_chromium(served: int, env: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    done = subprocess.run([sys.executable, "-c", LOGGING_SCRIPT, str(served), env], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+
+    bad_requests: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("requestfailed", lambda r: bad_requests.append(f"{r.url}: {r.failure}"))
+            page.on("response", lambda r: bad_requests.append(f"{r.url}: HTTP {r.status}") if r.status >= 400
+                    else None)
+            page.goto(f"http://localhost:{served}/env/{env}")
+            page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {len(EXPECTED_TITLES)}",
+                                   timeout=30_000)
+            page.wait_for_selector(".legendtext", timeout=10_000)
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(ARTIFACTS / f"browser-{env}.png"), full_page=True)
+            windows = page.evaluate("""() => Array.from(document.querySelectorAll('.window')).map(w => ({
+                bar: w.querySelector('.bar .pull-right:not(button)')?.textContent ?? null,
+                title: w.querySelector('.js-plotly-plot .gtitle')?.textContent ?? null,
+                legend: Array.from(w.querySelectorAll('.js-plotly-plot .legendtext')).map(t => t.textContent),
+                traces: w.querySelector('.js-plotly-plot')?.data?.length ?? 0}))""")
+            plotly_version = page.evaluate("() => window.Plotly && window.Plotly.version")
+        finally:
+            browser.close()
+
+    assert bad_requests == []
+    assert plotly_version == "2.11.1"  # the asset Visdom's download list names, served locally
+    by_title = {w["title"]: w for w in windows}
+    assert sorted(by_title) == sorted(EXPECTED_TITLES), windows
+    for title, legend in EXPECTED_LEGENDS.items():
+        assert by_title[title]["bar"] == title
+        assert by_title[title]["legend"] == legend
+        assert by_title[title]["traces"] == max(1, len(legend))
