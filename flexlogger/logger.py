@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from . import distributed as distributed_
 from .errors import ConfigError, UnknownKeyError, unknown_name_message
 from .meters import Meter
 from .registry import PLOTS, make_meter, view_for
@@ -45,6 +46,9 @@ class FlexLogger:
         log_dir: the run record's root folder; None turns the record off.
         strict: ``add()`` of an unknown key raises KeyError; with ``strict=False`` it warns once per key.
         sinks: extra sinks that receive every update (anything with ``write``/``flush``/``close``).
+        distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
+            collective calls, and draw from rank 0 only (see ``flexlogger.distributed``). Default: on when a
+            process group with more than one rank is initialised.
         **visdom_kwargs: passed on to the Visdom sink (e.g. ``max_points``, ``queue_policy``).
 
     Example:
@@ -56,7 +60,7 @@ class FlexLogger:
     def __init__(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None, *,
                  env: str = "main", uid: str | None = None, server: str | None = "http://localhost",
                  port: int = 8097, log_dir: str | Path | None = "runs", strict: bool = True,
-                 sinks: Iterable[Sink] = (), **visdom_kwargs: Any) -> None:
+                 sinks: Iterable[Sink] = (), distributed: bool | None = None, **visdom_kwargs: Any) -> None:
         plots, meters = dict(plots or {}), dict(meters or {})
         if not isinstance(env, str) or not env:
             raise ConfigError(f"expected `env` to be a non-empty string, but got {env!r}")
@@ -72,23 +76,30 @@ class FlexLogger:
         self._seq = 0
         self._closed = False
         self._define(plots, meters)
-        self._sinks: list[Sink] = list(sinks)
-        self._sinks[:0] = self._default_sinks(server, port, log_dir, visdom_kwargs)
+        self.distributed = distributed_.active() if distributed is None else distributed
+        self._sinks: list[Sink] = []
+        if not self.distributed or distributed_.rank() == 0:  # in distributed mode only rank 0 draws
+            self._sinks = [*self._default_sinks(server, port, log_dir, visdom_kwargs), *sinks]
 
     def _default_sinks(self, server: str | None, port: int, log_dir: str | Path | None,
                        visdom_kwargs: dict[str, Any]) -> list[Sink]:
+        # the record first: it has every point even when the Visdom sink raises (DeliveryError)
         sinks: list[Sink] = []
+        record = None
+        if log_dir is not None:
+            from .sinks.record import RecordSink
+
+            record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+            sinks.append(record)
         if server is not None:
             from .sinks.visdom import VisdomSink
 
-            sinks.append(VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_kwargs))
+            visdom_sink = VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_kwargs)
+            sinks.append(visdom_sink)
+            if record is not None:
+                record.undelivered = visdom_sink.pending
         elif visdom_kwargs:
             raise ConfigError(f"unexpected argument(s) {', '.join(sorted(visdom_kwargs))} with server=None")
-        if log_dir is not None:
-            from .sinks import record
-
-            if hasattr(record, "RecordSink"):
-                sinks.append(record.RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config))
         return sinks
 
     # definitions -------------------------------------------------------------------------------------------
@@ -235,7 +246,7 @@ class FlexLogger:
         elif not isinstance(step, (int, float)) or isinstance(step, bool) or not math.isfinite(step):
             raise ConfigError(f"log(): expected `step` to be a finite number, but got {step!r}")
         self._step = math.floor(step) + 1
-        for plot, data in self._collect(chosen).items():
+        for plot, data in self._collect(self._sources(chosen)).items():
             self._seq += 1
             spec = self._plots[plot]
             update = Update(plot, spec.type, step, data, spec.opts, self._seq)
@@ -245,11 +256,15 @@ class FlexLogger:
             for name in chosen:
                 self._meters[name].reset()
 
-    def _collect(self, chosen: list[str]) -> dict[str, dict[str, Any]]:
-        """``{plot: {trace or meter: value}}`` for the non-empty chosen meters."""
+    def _sources(self, chosen: list[str]) -> dict[str, Meter]:
+        """The chosen meters; in distributed mode, pooled over every rank (a collective call)."""
+        meters = {name: self._meters[name] for name in chosen}
+        return distributed_.pooled(meters) if self.distributed else meters
+
+    def _collect(self, meters: Mapping[str, Meter]) -> dict[str, dict[str, Any]]:
+        """``{plot: {trace or meter: value}}`` for the non-empty meters."""
         out: dict[str, dict[str, Any]] = {}
-        for name in chosen:
-            meter = self._meters[name]
+        for name, meter in meters.items():
             if meter.count == 0:
                 continue
             for plot in self._meter_specs[name].target:
@@ -269,7 +284,7 @@ class FlexLogger:
 
     def value(self, keys: str | Iterable[str] | None = None) -> dict[str, Any]:
         """``{meter: value}`` as each meter's ``value()`` returns it (e.g. ``(mean, std)`` for averages)."""
-        return {name: self._meters[name].value() for name in self._select(keys)}
+        return {name: meter.value() for name, meter in self._sources(self._select(keys)).items()}
 
     def reset(self, keys: str | Iterable[str] | None = None) -> None:
         """Reset the selected meters (all by default) without logging them."""
@@ -291,7 +306,7 @@ class FlexLogger:
         if self._closed:
             return
         self._closed = True
-        for sink in self._sinks:
+        for sink in reversed(self._sinks):  # the Visdom sink before the record, whose summary counts undelivered
             sink.close()
 
     def _check_open(self) -> None:

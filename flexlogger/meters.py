@@ -19,6 +19,7 @@ standard (tie-aware) definitions; MSEMeter detaches its inputs and checks their 
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar
 
@@ -65,6 +66,21 @@ class Meter:
 
     def _reset(self) -> None:
         raise NotImplementedError
+
+    # distributed: see flexlogger.distributed -------------------------------------------------------------
+    merges: ClassVar[str] = "summed across ranks"
+
+    def portable(self) -> Meter:
+        """A copy whose state lives on the host, to send to other ranks."""
+        return copy.deepcopy(self)
+
+    def merge(self, other: Meter) -> None:
+        """Fold ``other`` (the same meter on another rank) into this one."""
+        self.count += other.count
+        self._merge(other)
+
+    def _merge(self, other: Any) -> None:
+        raise NotImplementedError(f"{self.kind} cannot be merged across ranks")
 
     # views ---------------------------------------------------------------------------------------------
     def scalars(self) -> dict[str, float]:
@@ -114,6 +130,26 @@ class AverageValueMeter(Meter):
             self.mean = old + (v - old) / float(n)
             self.m_s += (v - old) * (v - self.mean)
 
+    merges = "pooled: the mean and std of every rank's values together (Chan's parallel formula)"
+
+    def portable(self) -> Meter:
+        out = copy.copy(self)
+        out.mean, out.m_s = to_float(self.mean), to_float(self.m_s)
+        return out
+
+    def _merge(self, other: AverageValueMeter) -> None:
+        if other.n == 0:
+            return
+        if self.n == 0:
+            self.n, self.mean, self.m_s = other.n, to_float(other.mean), to_float(other.m_s)
+            return
+        n = self.n + other.n
+        mean = to_float(self.mean)
+        delta = to_float(other.mean) - mean
+        self.mean = mean + delta * other.n / n
+        self.m_s = to_float(self.m_s) + to_float(other.m_s) + delta * delta * self.n * other.n / n
+        self.n = n
+
     def value(self) -> tuple[float, float]:
         if self.n == 0:
             return math.nan, math.nan
@@ -144,8 +180,21 @@ class MovingAverageValueMeter(Meter):
                               f"but got {windowsize!r}")
         self.tnt = tnt.MovingAverageValueMeter(windowsize)
 
+    merges = "the mean and std over every rank's last `windowsize` values together"
+
     def _add(self, value: Any) -> None:
         self.tnt.add(to_float(to_scalar(self, value)))
+
+    def _window(self) -> list[float]:
+        size, n = self.tnt.windowsize, self.tnt.n
+        order = [(n - size + i) % size for i in range(size)] if n > size else list(range(n))
+        return [float(self.tnt.valuequeue[i]) for i in order]
+
+    def _merge(self, other: MovingAverageValueMeter) -> None:
+        values = self._window() + other._window()
+        self.tnt = tnt.MovingAverageValueMeter(max(1, len(values)))
+        for v in values:
+            self.tnt.add(v)
 
     def value(self) -> tuple[float, float]:
         if self.count == 0:
@@ -180,6 +229,17 @@ class ValueMeter(Meter):
             self._value = to_tensor(self, value, "a number, an array or a string").cpu().numpy().copy()
         else:
             self._value = to_scalar(self, value)
+
+    merges = "rank 0's value"
+
+    def portable(self) -> Meter:
+        out = copy.copy(self)
+        out._value = self.value()
+        return out
+
+    def _merge(self, other: Any) -> None:
+        if self._value is None:
+            self._value = other._value
 
     def value(self) -> Any:
         if isinstance(self._value, torch.Tensor):
@@ -239,12 +299,60 @@ class MSEMeter(Meter):
             out = out.double()
         self.tnt.add(out, tgt.to(out.device))
 
+    def portable(self) -> Meter:
+        out = copy.deepcopy(self)
+        out.tnt.sesum = to_float(self.tnt.sesum)
+        return out
+
+    def _merge(self, other: MSEMeter) -> None:
+        self.tnt.n += other.tnt.n
+        self.tnt.sesum = to_float(self.tnt.sesum) + to_float(other.tnt.sesum)
+
     def value(self) -> float:
         return math.nan if self.count == 0 else to_float(self.tnt.value())
 
     def _reset(self) -> None:
         self.tnt.reset()
 
+
+class MAEMeter(Meter):
+    kind = "MAEMeter"
+    takes = "add(output, target): two tensors/arrays of the same shape"
+    plots_as = "scalar: the mean absolute error over every element added since the last reset"
+    note = ("Not in torchnet: the mean of |output - target| over every element, checked and detached like "
+            "MSEMeter; the sum stays on the inputs' device until value(); NaN when empty.")
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.n = 0
+        self.abs_sum: Scalar = 0.0
+
+    def _add(self, output: Any, target: Any) -> None:
+        out = to_tensor(self, output, "output: a tensor/array")
+        tgt = to_tensor(self, target, "target: a tensor/array")
+        if out.shape != tgt.shape:
+            raise MeterInputError(f"meter {self.name!r} (MAEMeter) expects output and target of the same shape, "
+                                  f"got output {describe(out)} and target {describe(tgt)}")
+        if not out.is_floating_point():
+            out = out.double()
+        self.abs_sum = self.abs_sum + torch.sum(torch.abs(out - tgt.to(out.device)))
+        self.n += out.numel()
+
+    def portable(self) -> Meter:
+        out = copy.copy(self)
+        out.abs_sum = to_float(self.abs_sum)
+        return out
+
+    def _merge(self, other: MAEMeter) -> None:
+        self.n += other.n
+        self.abs_sum = to_float(self.abs_sum) + to_float(other.abs_sum)
+
+    def value(self) -> float:
+        return to_float(self.abs_sum) / self.n if self.n else math.nan
+
+    def _reset(self) -> None:
+        self.n = 0
+        self.abs_sum = 0.0
 
 def _scores_and_labels(meter: Meter, output: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(N x K scores, N integer labels) from a classifier's output and its targets."""
@@ -290,6 +398,11 @@ class ClassErrorMeter(Meter):
             raise MeterInputError(f"meter {self.name!r} (ClassErrorMeter) with topk={self.topk} expects at least "
                                   f"{self.topk[-1]} classes, got output {describe(out)}")
         self.tnt.add(out.cpu().float(), tgt.cpu())
+
+    def _merge(self, other: ClassErrorMeter) -> None:
+        for k in self.topk:
+            self.tnt.sum[k] += other.tnt.sum[k]
+        self.tnt.n += other.tnt.n
 
     def value(self) -> list[float]:
         if self.count == 0:
@@ -342,6 +455,9 @@ class ConfusionMeter(Meter):
                                       f"[0, {self.k - 1}] (k={self.k}), got {int(labels.min())} to {int(labels.max())}")
         self.tnt.add(pred, tgt)
 
+    def _merge(self, other: ConfusionMeter) -> None:
+        self.tnt.conf += other.tnt.conf
+
     def value(self) -> np.ndarray:
         return np.array(self.tnt.value())
 
@@ -381,6 +497,13 @@ class _RankingMeter(Meter):
         self._scores.append(out.numpy())
         self._targets.append(tgt.numpy().astype(np.float64))
         self._weights.append(w)
+
+    merges = "every rank's samples together"
+
+    def _merge(self, other: _RankingMeter) -> None:
+        self._scores += other._scores
+        self._targets += other._targets
+        self._weights += other._weights
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.concatenate(self._scores), np.concatenate(self._targets), np.concatenate(self._weights)
@@ -493,6 +616,11 @@ class TimeMeter(Meter):
             raise bad_input(self, n, "a non-negative int count of units (or None for one)")
         self.tnt.n += n
 
+    merges = "rank 0's value"
+
+    def _merge(self, other: TimeMeter) -> None:
+        pass  # each rank times itself; rank 0's timing is the one drawn
+
     def value(self) -> float:
         elapsed = float(self.tnt.value())
         if self.tnt.unit:
@@ -504,6 +632,6 @@ class TimeMeter(Meter):
 
 
 METER_CLASSES: tuple[type[Meter], ...] = (
-    AverageValueMeter, MovingAverageValueMeter, ValueMeter, MSEMeter, ClassErrorMeter, ConfusionMeter,
+    AverageValueMeter, MovingAverageValueMeter, ValueMeter, MSEMeter, MAEMeter, ClassErrorMeter, ConfusionMeter,
     APMeter, mAPMeter, AUCMeter, TimeMeter,
 )
