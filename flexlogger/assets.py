@@ -26,12 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import FlexLoggerError
+
 __all__ = ["ASSETS", "Asset", "AssetError", "ensure_assets", "missing_assets", "visdom_static_dir"]
 
 _MATHJAX = "js/mathjax/2.7.5/"
 
 
-class AssetError(RuntimeError):
+class AssetError(FlexLoggerError, RuntimeError):
     """Visdom's web assets could not be installed."""
 
 

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["VisdomServer", "VisdomServerError", "find_free_port", "is_serving", "start_server"]
+from .errors import FlexLoggerError
+
+__all__ = ["VisdomServer", "VisdomServerError", "ensure_server", "find_free_port", "is_serving", "start_server"]
 
 DEFAULT_ENV_PATH = Path.home() / ".visdom"
 _LAUNCH = "from visdom.server.run_server import main; main()"
@@ -37,7 +39,7 @@ _POLL_INTERVAL = 0.1
 _LOG_TAIL_CHARS = 3000
 
 
-class VisdomServerError(RuntimeError):
+class VisdomServerError(FlexLoggerError, RuntimeError):
     """The Visdom server could not be started, or died."""
 
 
@@ -223,3 +225,39 @@ def start_server(port: int | None = None, env_path: str | Path | None = None, pu
             if attempt == attempts - 1 or "Address already in use" not in server.log_tail():
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def ensure_server(port: int = 8097, state_dir: str | Path = ".visdom", install_assets: bool = True,
+                  timeout: float = 30.0) -> VisdomServer | None:
+    """Reuse the server answering on ``port``, or start one that keeps running after this process exits.
+
+    Used by the demo and the examples: a started server saves envs in ``state_dir/env``, logs to
+    ``state_dir/server.log`` and writes its pid to ``state_dir/server.pid`` (``make stop`` reads it).
+
+    Args:
+        port: the port to find or start the server on.
+        state_dir: folder for the env path, log and pid file of a started server.
+        install_assets: install Visdom's web assets from npm first when missing (a failure is a warning:
+            the server still accepts plots).
+        timeout: seconds to wait for a started server to answer.
+
+    Returns:
+        The started server (not stopped when it is garbage-collected or this process exits), or ``None``
+        when a server already answered on ``port``.
+    """
+    if is_serving(port):
+        return None
+    if install_assets:
+        import warnings
+
+        from .assets import AssetError, ensure_assets
+
+        try:
+            ensure_assets()
+        except AssetError as exc:
+            warnings.warn(f"{exc} The Visdom page will be blank.", RuntimeWarning, stacklevel=2)
+    state = Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    server = start_server(port=port, env_path=state / "env", log_path=state / "server.log", timeout=timeout)
+    (state / "server.pid").write_text(f"{server.pid}\n")
+    return server

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import visdom
 
-from flexlogger.server import VisdomServer, VisdomServerError, find_free_port, is_serving, start_server
+from flexlogger.server import VisdomServer, VisdomServerError, ensure_server, find_free_port, is_serving, start_server
 
 
 def test_session_server_answers(visdom_server: VisdomServer, viz: visdom.Visdom) -> None:
@@ -82,3 +82,20 @@ def test_launching_twice_is_refused(tmp_path: Path) -> None:
     with start_server(env_path=tmp_path) as server, \
             pytest.raises(VisdomServerError, match=r"already running \(pid \d+\)"):
         server._launch(5.0)
+
+
+def test_ensure_server_reuses_a_running_server(visdom_server: VisdomServer, tmp_path: Path) -> None:
+    assert ensure_server(visdom_server.port, tmp_path, install_assets=False) is None
+    assert not (tmp_path / "server.pid").exists()
+
+
+def test_ensure_server_starts_one_with_a_pid_file(tmp_path: Path) -> None:
+    port = find_free_port()
+    server = ensure_server(port, tmp_path / "state", install_assets=False)
+    assert server is not None
+    try:
+        assert is_serving(port)
+        assert (tmp_path / "state" / "server.pid").read_text() == f"{server.pid}\n"
+        assert (tmp_path / "state" / "env").is_dir()
+    finally:
+        server.stop()
