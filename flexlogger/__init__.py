@@ -17,6 +17,7 @@ from .errors import (
 from .logger import FlexLogger
 from .meters import Meter
 from .registry import meter_info, meter_types, plot_info, plot_types
+from .replay import replay
 from .sinks.base import Update
 from .specs import MeterSpec, PlotSpec
 
@@ -38,4 +39,5 @@ __all__ = [
     "meter_types",
     "plot_info",
     "plot_types",
+    "replay",
 ]

@@ -1,18 +1,49 @@
 """The Visdom sink: a background sender that never blocks the training loop and never loses a point.
 
-``write()`` (called from ``log()``) only merges the update into the window's state under a lock and wakes the
-sender thread; the thread sends each window that has something new in ONE request:
+``write()`` (called from ``log()``) only merges the update into its window's state under a lock; a sender thread
+sends each window that has something new in ONE request.
 
-- ``line``/``scatter`` windows keep their points. A window the server does not have yet (or may have lost: after
-  a failed request or a new trace) is sent whole (``/events``, which creates or replaces it); otherwise only the
-  new points of every trace go, in one ``/update`` append. So nothing asks the server whether a window exists,
-  and after an outage every point logged meanwhile arrives once, in order.
-- other windows (bar, heatmap, ...) keep only their latest content, which replaces the window.
-- updates to a window are coalesced: a window is sent at most once per ``min_interval`` seconds, however often
-  ``log()`` is called (``flush()`` sends at once).
+Policy (what the server sees):
 
-This is the only module that imports visdom. Its client is used offline (``send=False``) to build the messages;
-the sender posts them with its own HTTP session, with timeouts and retries with backoff.
+- ``line``/``scatter`` windows keep their points, at most ``max_points`` per trace. A window the server may not
+  have (new, a new trace, after a failed request, after a reconnection) is sent whole with ``/events``, which
+  creates or replaces it; otherwise the new points of every trace go in one ``/update`` append. Nothing asks the
+  server whether a window exists.
+- Past ``max_points``, a trace is downsampled: its x range is cut into ``max_points // 4`` buckets and each bucket
+  keeps its minimum, its maximum and its first NaN/Inf (a gap), in order; so spikes stay visible. The window is
+  then sent whole once (a replace) and appends go on after it. Downsampling again later re-buckets the whole
+  range, so the resolution stays uniform in x. The run record keeps every point.
+- Other windows (bar, heatmap, image, text, curve) keep only their latest content, which replaces the window.
+- Coalescing: a window is sent at most once per ``min_interval`` seconds (default 0.2 s: at most 5 updates per
+  second per window), however often ``log()`` is called; ``flush()`` sends at once.
+
+Backlog: there is no queue of messages. The backlog is the per-window state, bounded by construction: at most
+``max_points`` points per trace of a line/scatter window, one content per other window. ``write()`` never waits
+and never drops: when the server is slow or down, new points are merged into the state (and downsampled past
+``max_points``), and the next request carries all of it. Every point is in the run record in any case.
+
+Faults:
+
+- No server, or a failed request: one warning (raised in the training thread, with how to start a server),
+  training goes on, every window is marked for a whole resend, and requests are retried with exponential backoff
+  (0.1 s doubling to 5 s). Once the server answers, every window is sent whole: every point logged during the
+  outage arrives, in order, once.
+- A server that restarts between two requests (no request fails): an append to a window the restarted server
+  does not have fails (the append carries no plot type, so Visdom answers 500 instead of creating a window of the
+  new points only), which triggers the whole resend. A restarted server that reloaded an older saved copy of the
+  env does have the window, with stale content; that is detected by the HTTP connection: the server closed our
+  keep-alive connection, so the request went on a new one (urllib3 counts them). On any new connection after
+  the first, every window is resent whole. Cost of a false alarm (a connection closed for another reason): one
+  whole send per window.
+- NaN and Inf are sent as ``null`` (gaps in Visdom), counted, and reported in one warning at ``close()``.
+- A message that cannot be built (e.g. opts Visdom rejects) or any other error kills the sender thread; the next
+  ``write()`` (so the next ``log()``) raises :class:`~flexlogger.errors.DeliveryError` saying why.
+- The env is saved on the server every ``save_every`` seconds (when something was sent) and at ``close()``.
+  ``close()`` flushes (up to ``close_timeout``) and warns with the count of points that could not be delivered.
+  An atexit handler closes the sinks a user forgot to close.
+
+This is the only module that imports visdom. Its client is used offline (``send=False``) to build whole-window
+messages; the sender posts them with its own HTTP session, with timeouts.
 """
 
 from __future__ import annotations
@@ -26,6 +57,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,18 +66,22 @@ import numpy as np
 import requests
 import visdom
 
-from ..errors import DeliveryError
+from ..errors import ConfigError, DeliveryError
 from ..plots import PLOT_TYPES
 from .base import Update
 
 APPEND_KINDS = frozenset(p.name for p in PLOT_TYPES if p.append)
+BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
+MIN_MAX_POINTS = 16
 
 
 @dataclass
 class _Trace:
-    xs: list[float] = field(default_factory=list)
+    xs: list[float] = field(default_factory=list)  # what the window shows (downsampled past max_points)
     ys: list[float] = field(default_factory=list)
-    sent: int = 0  # points of xs/ys the server has
+    sent: int = 0  # how many of xs/ys the server has
+    logged: int = 0  # points written since the start
+    delivered: int = 0  # of those, how many reached the server
 
 
 @dataclass
@@ -56,63 +92,126 @@ class _Window:
     traces: dict[str, _Trace] = field(default_factory=dict)
     on_server: tuple[str, ...] | None = None  # trace order on the server; None: send the window whole
     latest: Update | None = None  # replace kinds: the content to draw
-    dirty: bool = False
     version: int = 0  # replace kinds: bumped by every write
+    sent_version: int = 0
+    generation: int = 0  # bumped by each downsampling: appends in flight then no longer line up
+    dirty: bool = False
     last_sent: float = -math.inf
-    failures: int = 0
+
+    def needs_send(self) -> bool:
+        if self.kind not in APPEND_KINDS:
+            return self.latest is not None and self.version != self.sent_version
+        if self.on_server != tuple(self.traces):
+            return bool(self.traces)
+        return any(t.sent < len(t.xs) for t in self.traces.values())
 
     def pending(self) -> int:
-        """Points (or, for replace kinds, one content) the server does not have."""
-        if self.kind in APPEND_KINDS:
-            if self.on_server is None:
-                return sum(len(t.xs) for t in self.traces.values())
-            return sum(len(t.xs) - t.sent for t in self.traces.values())
-        return int(self.dirty)
+        """Logged points (one per window content for replace kinds) the server does not have yet."""
+        if not self.dirty:
+            return 0
+        if self.kind not in APPEND_KINDS:
+            return 1
+        return max(1, sum(t.logged - t.delivered for t in self.traces.values()))
 
     def lost(self) -> None:
         """The server may have lost this window (a request failed, it may have restarted): send it whole."""
         self.on_server = None
-        if self.kind in APPEND_KINDS:
-            self.dirty = bool(self.traces)
-        else:
-            self.dirty = self.latest is not None
+        self.sent_version = -1
+        self.dirty = self.needs_send()
 
 
-def _finite(values: list[float]) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values]
+@dataclass(frozen=True)
+class _Message:
+    window: _Window
+    endpoint: str
+    whole: bool
+    generation: int
+    version: int
+    marks: dict[str, tuple[int, int]]  # trace -> (len(xs), logged) covered by the message
+    body: Any  # what to build the message from (snapshotted under the lock)
+
+
+def downsample(xs: list[float], ys: list[float], buckets: int) -> tuple[list[float], list[float]]:
+    """Keep, in each of ``buckets`` equal x ranges, the minimum, the maximum and the first non-finite point.
+
+    Example:
+        >>> downsample([0, 1, 2, 3, 4, 5, 6, 7], [0, 9, 1, 2, 3, -5, 4, 4], 2)
+        ([0.0, 1.0, 5.0, 6.0], [0.0, 9.0, -5.0, 4.0])
+    """
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    if hi > lo:
+        index = np.minimum(((x - lo) * (buckets / (hi - lo))).astype(np.int64), buckets - 1)
+    else:
+        index = np.zeros(x.size, dtype=np.int64)
+    finite = np.isfinite(y)
+    keep = np.zeros(x.size, dtype=bool)
+    position = np.arange(x.size)
+    for key in (np.where(finite, y, np.inf), np.where(finite, -y, np.inf), finite.astype(np.int8)):
+        order = np.lexsort((position, key, index))
+        sorted_index = index[order]
+        starts = np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])
+        keep[order[starts]] = True
+    keep &= finite | ~np.r_[False, ~finite[:-1]]  # one non-finite point per run of them is a gap enough
+    return x[keep].tolist(), y[keep].tolist()
+
+
+def _nulls(values: list[float]) -> list[float | None]:
+    return [v if v - v == 0 else None for v in values]  # v - v is nan for nan and +-inf
 
 
 class VisdomSink:
-    """Sends updates to a Visdom server from a background thread.
+    """Sends updates to a Visdom server from a background thread (see the module docstring for the policy).
 
     Args:
         server, port, env, uid: where windows go; window ids are ``<uid>_<plot>``.
+        max_points: the most points a line/scatter trace holds (and shows) before it is downsampled.
         min_interval: the least time between two requests for one window (coalescing).
         timeout: seconds an HTTP request may take.
         close_timeout: how long ``close()`` waits for pending points before warning about them.
         save_every: seconds between saves of the env on the server (it is also saved at ``close()``).
         base_url: the server's base URL path, if any.
+
+    Raises:
+        ConfigError: a bad ``max_points``, ``min_interval``, ``timeout`` or ``save_every``.
     """
 
     def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", uid: str = "run", *,
-                 min_interval: float = 0.2, timeout: float = 10.0, close_timeout: float = 10.0,
-                 save_every: float = 60.0, base_url: str = "") -> None:
+                 max_points: int = 2000, min_interval: float = 0.2, timeout: float = 10.0,
+                 close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "") -> None:
+        if not isinstance(max_points, int) or isinstance(max_points, bool) or max_points < MIN_MAX_POINTS:
+            raise ConfigError(f"expected `max_points` to be an int >= {MIN_MAX_POINTS}, but got {max_points!r}")
+        for name, value in (("min_interval", min_interval), ("timeout", timeout), ("close_timeout", close_timeout),
+                            ("save_every", save_every)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ConfigError(f"expected `{name}` to be a number of seconds >= 0, but got {value!r}")
         self.url = f"{server.rstrip('/')}:{port}{base_url}"
+        self.port = port
         self.env, self.uid = env, uid
+        self.max_points = max_points
         self.min_interval, self.timeout = min_interval, timeout
         self.close_timeout, self.save_every = close_timeout, save_every
         self.sent_requests = 0
         self.failed_requests = 0
+        self.reconnections = 0
+        self.downsamplings = 0
+        self.request_log: deque[tuple[str, int, float]] = deque(maxlen=1000)  # (endpoint, points, seconds)
         with _quiet_visdom():  # its client logs set-up chatter meant for interactive use
-            self._builder: Any = visdom.Visdom(server=server, port=port, env=env, send=False, use_incoming_socket=False,
-                                          raise_exceptions=True)
+            self._builder: Any = visdom.Visdom(server=server, port=port, env=env, send=False,
+                                               use_incoming_socket=False, raise_exceptions=True)
         self._http = requests.Session()
+        self._connections: int | None = None
         self._windows: dict[str, _Window] = {}
         self._cond = threading.Condition()
-        self._urgent = False
+        self._urgent = 0
         self._stopping = False
+        self._closed = False
         self._error: BaseException | None = None
-        self._unreachable_warned = False
+        self._failing = False
+        self._attempts = 0
+        self._retry_at = 0.0
+        self._notices: list[str] = []
         self._nonfinite = 0
         self._last_save = time.monotonic()
         self._unsaved = False
@@ -125,72 +224,138 @@ class VisdomSink:
 
     # called from the training loop -------------------------------------------------------------------------
     def write(self, update: Update) -> None:
+        """Merge ``update`` into its window's state; the sender thread sends it. Never waits on the network.
+
+        Raises:
+            DeliveryError: the sender thread died (the message says why), or the sink is closed.
+        """
         if self._error is not None:
-            raise DeliveryError(f"the Visdom sender thread died: {self._error!r}; nothing is sent to {self.url} "
-                                "any more (the run record, if on, still has every point)") from self._error
-        if self._stopping:
-            raise DeliveryError("write() after close()")
+            self._raise_dead()
+        if self._closed:
+            raise DeliveryError(f"write() to the Visdom sink of env {self.env!r} after close()")
+        if self._notices:
+            self._warn_notices()
         with self._cond:
             window = self._windows.get(update.plot)
             if window is None or window.kind != update.kind:
                 window = self._windows[update.plot] = _Window(update.plot, update.kind, update.opts)
             if update.kind in APPEND_KINDS:
                 x = float(update.step)
-                for name, y in update.data.items():
-                    trace = window.traces.get(name)
+                traces = window.traces
+                for name, value in update.data.items():
+                    trace = traces.get(name)
                     if trace is None:
-                        trace = window.traces[name] = _Trace()
-                    y = float(y)
-                    if not math.isfinite(y):
+                        trace = traces[name] = _Trace()
+                    y = float(value)
+                    if y - y != 0:  # NaN or +-inf
                         self._nonfinite += 1
                     trace.xs.append(x)
                     trace.ys.append(y)
+                    trace.logged += 1
+                    if len(trace.xs) > self.max_points:
+                        self._downsample(window, trace)
             else:
                 window.latest = update
                 window.version += 1
-            window.dirty = True
-            self._cond.notify()
+            if not window.dirty:
+                window.dirty = True
+                self._cond.notify()
+
+    def _downsample(self, window: _Window, trace: _Trace) -> None:
+        trace.xs, trace.ys = downsample(trace.xs, trace.ys, self.max_points // 4)
+        trace.sent = 0
+        window.on_server = None  # one replace of the whole window, then appends again
+        window.generation += 1
+        self.downsamplings += 1
 
     def pending(self) -> int:
-        """Points (line/scatter) and window contents (other plots) not yet on the server."""
+        """Points (line/scatter) and window contents (other plots) logged but not yet on the server."""
         with self._cond:
             return sum(w.pending() for w in self._windows.values())
 
+    def held_points(self) -> int:
+        """The points the sink holds in memory for its windows (bounded by ``max_points`` per trace)."""
+        with self._cond:
+            return sum(len(t.xs) for w in self._windows.values() for t in w.traces.values())
+
     def flush(self, timeout: float | None = None) -> int:
+        """Send everything now and wait until the server has it, or ``timeout`` seconds.
+
+        Returns:
+            How many points (or window contents) are still pending: 0 when everything arrived.
+
+        Raises:
+            DeliveryError: the sender thread died.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            self._urgent = True
+            self._urgent += 1
             self._cond.notify_all()
-            while self._error is None and self.pending():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._cond.wait(left if left is not None else 1.0)
-            pending = self.pending()
-            self._urgent = False
+            try:
+                while self._error is None and any(w.dirty for w in self._windows.values()):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(min(left, 1.0) if left is not None else 1.0)
+                pending = sum(w.pending() for w in self._windows.values())
+            finally:
+                self._urgent -= 1
         if self._error is not None:
-            raise DeliveryError(f"the Visdom sender thread died: {self._error!r}") from self._error
+            self._raise_dead()
+        if self._notices:
+            self._warn_notices()
         return pending
 
     def close(self) -> None:
-        if self._stopping:
+        """Flush (up to ``close_timeout``; one last try when the server is down), save the env, stop the thread.
+
+        Warns with the count of points that could not be delivered, and of NaN/Inf values logged.
+        """
+        if self._closed:
             return
-        pending = self.flush(self.close_timeout) if self._error is None else self.pending()
+        self._closed = True
+        pending = 0
+        if self._error is None:
+            with self._cond:
+                if self._failing:  # the server is down: one last try now rather than a long wait
+                    self._retry_at = 0.0
+                    attempts = self._attempts
+                    deadline = time.monotonic() + self.close_timeout
+                    self._urgent += 1
+                    self._cond.notify_all()
+                    while (self._error is None and self._attempts == attempts and time.monotonic() < deadline
+                           and any(w.dirty for w in self._windows.values())):
+                        self._cond.wait(0.05)
+                    self._urgent -= 1
+            pending = self.flush(0 if self._failing else self.close_timeout) if self._error is None else 0
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(self.timeout + 1.0)
-        if pending == 0 and self._error is None:
+        if self._error is None and not self._failing and self._unsaved:
             self._save()
+        pending = self.pending()
         _open_sinks.discard(self)
         self._http.close()
+        if self._notices:
+            self._warn_notices()
         if pending:
             warnings.warn(f"{pending} point(s) could not be delivered to the Visdom server at {self.url} "
-                          f"(env {self.env!r}); they are in the run record: `flexlogger replay RUN_DIR` draws them",
-                          RuntimeWarning, stacklevel=2)
+                          f"(env {self.env!r}); they are in the run record: `flexlogger replay RUN_DIR "
+                          f"--port {self.port}` draws them", RuntimeWarning, stacklevel=2)
         if self._nonfinite:
             warnings.warn(f"{self._nonfinite} NaN/Inf value(s) were logged (env {self.env!r}); they are shown as "
-                          "gaps", RuntimeWarning, stacklevel=2)
+                          "gaps (the run record keeps them)", RuntimeWarning, stacklevel=2)
+
+    def _raise_dead(self) -> None:
+        raise DeliveryError(f"the Visdom sender thread of env {self.env!r} died: {self._error}; nothing is sent "
+                            f"to {self.url} any more (the run record, if on, still has every point)") from self._error
+
+    def _warn_notices(self) -> None:
+        with self._cond:
+            notices, self._notices = self._notices, []
+        for notice in notices:
+            warnings.warn(notice, RuntimeWarning, stacklevel=4)
 
     # the sender thread -------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -198,84 +363,129 @@ class VisdomSink:
         try:
             while True:
                 with self._cond:
-                    batch = self._wait_for_work(backoff)
+                    batch = self._wait_for_work()
                     if batch is None:
                         return
-                    messages = [(w, *self._message(w)) for w in batch]
-                ok = True
-                for window, endpoint, msg, marks in messages:
-                    sent = self._post(endpoint, msg)
+                    messages = [self._snapshot(w) for w in batch]
+                for message in messages:
+                    built = self._build(message)
+                    start = time.perf_counter()
+                    ok = self._post(message.endpoint, built)
+                    elapsed = time.perf_counter() - start
                     with self._cond:
-                        self._settle(window, sent, marks)
+                        self._attempts += 1
+                        self.request_log.append((message.endpoint, _size(message), elapsed))
+                        self._settle(message, ok)
+                        if ok:
+                            backoff = 0.0
+                            self._failing = False
+                        else:
+                            backoff = min(max(2 * backoff, BACKOFF_START), BACKOFF_MAX)
+                            self._retry_at = time.monotonic() + backoff
                         self._cond.notify_all()
-                    ok = ok and sent
-                backoff = 0.0 if ok else min(max(2 * backoff, 0.1), 5.0)
-                if ok and self._unsaved and time.monotonic() - self._last_save > self.save_every:
+                    if not ok:
+                        break  # every window is marked lost: start over after the backoff
+                if not self._failing and self._unsaved and time.monotonic() - self._last_save > self.save_every:
                     self._save()
         except BaseException as exc:  # reported to the training loop on the next log()
             with self._cond:
                 self._error = exc
                 self._cond.notify_all()
 
-    def _wait_for_work(self, backoff: float) -> list[_Window] | None:
-        """The windows to send now (waiting as needed); None when closing with nothing left to send."""
-        if backoff:
-            self._cond.wait(backoff)
+    def _wait_for_work(self) -> list[_Window] | None:
+        """The windows to send now (waiting as needed); None when closing."""
         while True:
-            now = time.monotonic()
-            dirty = [w for w in self._windows.values() if w.dirty]
-            if self._stopping and (not dirty or backoff):
+            if self._stopping:
                 return None
-            ready = [w for w in dirty if self._urgent or self._stopping or now - w.last_sent >= self.min_interval]
+            now = time.monotonic()
+            if now < self._retry_at:
+                self._cond.wait(self._retry_at - now)
+                continue
+            dirty = [w for w in self._windows.values() if w.dirty]
+            urgent = self._urgent > 0
+            ready = [w for w in dirty if urgent or now - w.last_sent >= self.min_interval]
             if ready:
                 return ready
             waits = [w.last_sent + self.min_interval - now for w in dirty]
             self._cond.wait(min(waits) if waits else None)
 
-    def _message(self, window: _Window) -> tuple[str, dict[str, Any], dict[str, int]]:
-        """(endpoint, message, marks) for what the window has new; marks remember what the message covers."""
-        win = self.window_id(window.plot)
+    def _snapshot(self, window: _Window) -> _Message:
+        """What to send for ``window``, copied under the lock (the message is built outside it)."""
         if window.kind not in APPEND_KINDS:
-            assert window.latest is not None
-            return "events", self._replace_message(win, window.latest), {"version": window.version}
-        marks = {name: len(t.xs) for name, t in window.traces.items()}
+            return _Message(window, "events", True, window.generation, window.version, {}, window.latest)
+        marks = {name: (len(t.xs), t.logged) for name, t in window.traces.items()}
         names = tuple(window.traces)
         if window.on_server != names:
-            return "events", self._lines_message(win, window, names), marks
-        data = [{"x": t.xs[t.sent:], "y": _finite(t.ys[t.sent:])} for t in window.traces.values()]
-        return "update", {"data": data, "win": win, "eid": self.env, "append": True, "name": None}, marks
+            whole = {n: (t.xs[:], t.ys[:]) for n, t in window.traces.items()}
+            return _Message(window, "events", True, window.generation, 0, marks, whole)
+        new = [(t.xs[t.sent:], t.ys[t.sent:]) for t in window.traces.values()]
+        return _Message(window, "update", False, window.generation, 0, marks, new)
 
-    def _settle(self, window: _Window, sent: bool, marks: dict[str, int]) -> None:
+    def _build(self, message: _Message) -> dict[str, Any]:
+        window, win = message.window, self.window_id(message.window.plot)
+        try:
+            if window.kind not in APPEND_KINDS:
+                return self._replace_message(win, message.body)
+            if message.whole:
+                return self._curves_message(win, window.plot, window.kind, window.opts, message.body)
+        except Exception as exc:
+            raise DeliveryError(f"could not draw plot {window.plot!r} ({window.kind}) with opts "
+                                f"{dict(window.opts)!r}: {type(exc).__name__}: {exc}") from exc
+        data = [{"x": xs, "y": _nulls(ys)} for xs, ys in message.body]
+        return {"data": data, "win": win, "eid": self.env, "append": True, "name": None}
+
+    def _settle(self, message: _Message, ok: bool) -> None:
+        window = message.window
         window.last_sent = time.monotonic()
-        if not sent:
-            window.failures += 1
+        if not ok:
             for each in self._windows.values():  # the server may have restarted: resend every window whole
                 each.lost()
             return
-        window.failures = 0
         self._unsaved = True
         if window.kind in APPEND_KINDS:
-            for name, mark in marks.items():
-                window.traces[name].sent = mark
-            window.on_server = tuple(marks)
-            window.dirty = window.pending() > 0
+            for name, (length, logged) in message.marks.items():
+                trace = window.traces[name]
+                trace.delivered = max(trace.delivered, logged)
+                if window.generation == message.generation:
+                    trace.sent = length
+            if message.whole and window.generation == message.generation:
+                window.on_server = tuple(message.marks)
         else:
-            window.dirty = window.version != marks["version"]  # a newer content came while sending
+            window.sent_version = message.version
+        reconnected = self._reconnected()
+        if reconnected:
+            self.reconnections += 1
+            for each in self._windows.values():  # a restarted server may hold stale copies: resend whole
+                if each is not window or not message.whole:
+                    each.lost()
+        window.dirty = window.needs_send()
+
+    def _reconnected(self) -> bool:
+        """True when the last request went on a new HTTP connection, after a first one (the server restarted?)."""
+        try:
+            pool = self._http.get_adapter(self.url).poolmanager.connection_from_url(self.url)  # type: ignore[attr-defined]
+            count = int(pool.num_connections)
+        except Exception:  # another adapter: no detection
+            return False
+        previous, self._connections = self._connections, count
+        return previous is not None and count > previous
 
     def _post(self, endpoint: str, msg: dict[str, Any]) -> bool:
         try:
-            response = self._http.post(f"{self.url}/{endpoint}", data=json.dumps(msg), timeout=self.timeout)
-            ok = response.status_code == 200
-        except requests.RequestException:
-            ok = False
+            response = self._http.post(f"{self.url}/{endpoint}", data=json.dumps(msg, allow_nan=False),
+                                       timeout=self.timeout)
+            ok, reason = response.status_code == 200, f"HTTP {response.status_code} on /{endpoint}"
+        except requests.RequestException as exc:
+            ok, reason = False, type(exc).__name__
         self.sent_requests += 1
         if not ok:
             self.failed_requests += 1
-            if not self._unreachable_warned:
-                self._unreachable_warned = True
-                warnings.warn(f"flexlogger: the Visdom server at {self.url} does not answer; training goes on and "
-                              "points are kept and sent when it comes up. Start one with `flexlogger serve`.",
-                              RuntimeWarning, stacklevel=1)
+            if not self._failing:
+                self._failing = True
+                self._notices.append(
+                    f"flexlogger: the Visdom server at {self.url} does not answer ({reason}); training goes on, "
+                    f"points are kept (and in the run record) and sent when it comes up, retried with backoff. "
+                    f"Start one with `flexlogger serve --port {self.port}`.")
         return ok
 
     def _save(self) -> None:
@@ -291,10 +501,6 @@ class VisdomSink:
         out = {"title": plot, **defaults}
         out.update(opts)
         return out  # a fresh dict: visdom's client mutates the opts it is given
-
-    def _lines_message(self, win: str, window: _Window, names: tuple[str, ...]) -> dict[str, Any]:
-        traces = {n: (window.traces[n].xs, window.traces[n].ys) for n in names}
-        return self._curves_message(win, window.plot, window.kind, window.opts, traces)
 
     def _curves_message(self, win: str, plot: str, kind: str, opts: Mapping[str, Any],
                         traces: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
@@ -312,7 +518,7 @@ class VisdomSink:
             data += msg["data"]
         msg["data"] = data
         msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
-        return msg
+        return _scrub(msg)  # visdom turns NaN into None for scatter but not for line: JSON has no NaN
 
     def _replace_message(self, win: str, update: Update) -> dict[str, Any]:
         b, env, plot, opts, data = self._builder, self.env, update.plot, update.opts, update.data
@@ -349,7 +555,26 @@ class VisdomSink:
             msg, _ = b.text(f"<table>{rows}</table>", win=win, env=env, opts=self._opts(plot, opts))
         else:
             raise ValueError(f"no Visdom drawing for plot type {update.kind!r}")
-        return dict(msg)
+        return _scrub(dict(msg))
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with NaN/Inf floats replaced by None (JSON has no NaN; Visdom draws None as a gap)."""
+    if isinstance(value, float):
+        return value if value - value == 0 else None
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _size(message: _Message) -> int:
+    if message.window.kind not in APPEND_KINDS:
+        return 1
+    body: Any = message.body
+    items = body.values() if isinstance(body, dict) else body
+    return sum(len(xs) for xs, _ in items)
 
 
 @contextlib.contextmanager

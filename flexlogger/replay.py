@@ -1,0 +1,77 @@
+"""Replay a run record (``runs/<env>/<uid>/``) to a Visdom server: ``flexlogger replay RUN_DIR --port P``.
+
+The recorded updates go through the same :class:`~flexlogger.sinks.visdom.VisdomSink` as a live run, so the
+windows come out as the run drew them (ids ``<uid>_<plot>``; long series downsampled the same way).
+
+Example:
+    >>> import flexlogger
+    >>> flexlogger.replay("runs/main/2026-11-23_07-50-27", port=8097)  # doctest: +SKIP
+    ReplayResult(env='main', windows={'loss': '2026-11-23_07-50-27_loss'}, updates=100, points=200)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .errors import DeliveryError
+from .sinks.record import read_record
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What :func:`replay` drew: the env, ``{plot: window id}``, and how many updates and points it sent."""
+
+    env: str
+    windows: dict[str, str]
+    updates: int
+    points: int
+
+    def __str__(self) -> str:
+        return f"{len(self.windows)} window(s), {self.updates} update(s), {self.points} point(s) in env {self.env!r}"
+
+
+def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 8097, env: str | None = None,
+           timeout: float = 120.0, **sink_kwargs: Any) -> ReplayResult:
+    """Draw a recorded run on a Visdom server.
+
+    Args:
+        run_dir: the run folder (``<log_dir>/<env>/<uid>``, holding ``points.jsonl``).
+        server, port: the Visdom server.
+        env: the env to draw into; None uses the recorded env.
+        timeout: seconds to wait for the server to take every window.
+        **sink_kwargs: passed to :class:`~flexlogger.sinks.visdom.VisdomSink` (e.g. ``max_points``).
+
+    Returns:
+        A :class:`ReplayResult`.
+
+    Raises:
+        RecordError: ``run_dir`` holds no run record (the message lists run folders found under it).
+        DeliveryError: no server answers at ``server:port``, or it did not take everything within ``timeout``.
+    """
+    record = read_record(run_dir)
+    env = env or record.env
+    url = f"{server.rstrip('/')}:{port}"
+    try:
+        requests.get(url, timeout=5.0)
+    except requests.RequestException as exc:
+        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}); start one with "
+                            f"`flexlogger serve --port {port}`, then run the replay again") from None
+    from .sinks.visdom import VisdomSink  # imports visdom: only when replaying
+
+    sink = VisdomSink(server=server, port=port, env=env, uid=record.uid, **sink_kwargs)
+    try:
+        for update in record.updates:
+            sink.write(update)
+        pending = sink.flush(timeout)
+    finally:
+        sink.close()
+    if pending:
+        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {record.path} within "
+                            f"{timeout:g} s")
+    points = sum(len(u.data) for u in record.updates if u.kind in ("line", "scatter"))
+    windows = {plot: sink.window_id(plot) for plot in record.plots}
+    return ReplayResult(env, windows, len(record.updates), points)
