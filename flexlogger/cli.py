@@ -159,8 +159,7 @@ def _cmd_plots(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env)
-    where = f"{args.server}:{args.port}"
-    print(f"Replayed {args.run_dir} to {where}" + (f": {result}" if result is not None else "."))
+    print(f"Replayed {args.run_dir} to {args.server}:{args.port}: {result}")
     return 0
 
 
@@ -271,14 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    from .errors import ConfigError, FlexLoggerError
+    from .errors import FlexLoggerError
 
     prog = f"{PROG} {args.command}"
     try:
         return int(args.func(args))
-    except ConfigError as exc:  # an unknown preset, meter or plot name is an argument error
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
     except (FlexLoggerError, RuntimeError, OSError) as exc:
+        # our ValueError/KeyError kinds (unknown preset, meter or plot name, no run record) are argument errors
+        bad_argument = isinstance(exc, FlexLoggerError) and isinstance(exc, (ValueError, KeyError))
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if bad_argument else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -9,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import visdom
 
 import flexlogger
 from flexlogger.cli import _api, build_parser, main
-from flexlogger.server import find_free_port, is_serving
+from flexlogger.server import VisdomServer, find_free_port, is_serving
 
 SUBCOMMANDS = ["serve", "presets", "preset-info", "meters", "plots", "replay", "demo"]
 
@@ -157,3 +159,27 @@ def test_serve_runs_until_interrupted(signum: int, tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Stopping the Visdom server." in out
     assert not is_serving(port)  # the server child is gone too
+
+
+def test_replay_draws_a_recorded_run(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    plots = {"loss": {"type": "line"}}
+    meters = {"train_loss": {"type": "AverageValueMeter", "target": "loss"}}
+    with flexlogger.FlexLogger(plots, meters, env=env, port=visdom_server.port, log_dir=tmp_path) as Stat:
+        for step, value in enumerate([3.0, 2.0, 1.5]):
+            Stat.add({"train_loss": value})
+            Stat.log(step)
+    (run_dir,) = (p.parent for p in tmp_path.rglob("points.jsonl"))
+    replayed = f"{env}-replay"
+    assert main(["replay", str(run_dir), "--port", str(visdom_server.port), "--env", replayed]) == 0
+    assert capsys.readouterr().out.startswith(f"Replayed {run_dir} to http://localhost:{visdom_server.port}: ")
+    (window,) = json.loads(viz.get_window_data(None, replayed)).values()
+    (trace,) = window["content"]["data"]
+    assert (window["title"], trace["name"], trace["x"], trace["y"]) == ("loss", "train_loss", [0, 1, 2],
+                                                                        [3.0, 2.0, 1.5])
+
+
+def test_replay_of_a_folder_without_record_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(tmp_path), "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flexlogger replay: error: ") and str(tmp_path) in err
