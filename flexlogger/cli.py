@@ -53,20 +53,32 @@ def _api(name: str) -> Callable[..., Any]:
 
 
 def _format(value: Any) -> str:
+    """A value on one line: strings as they are, lists of scalars comma-separated, the rest as JSON."""
     if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
         return ", ".join(str(v) for v in value) or "(none)"
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 100 else json.dumps(value, indent=2, default=str)
+    return json.dumps(value, default=str)
+
+
+def _info_lines(info: dict[str, Any], indent: int = 0, width: int = 110) -> list[str]:
+    """``key: value`` lines; a dict too long for one line continues on indented lines below its key."""
+    pad = " " * indent
+    keys = max((len(str(k)) for k in info), default=0) + 1
+    lines = []
+    for key, value in info.items():
+        text = _format(value)
+        if isinstance(value, dict) and value and indent + keys + 1 + len(text) > width:
+            lines.append(f"{pad}{key}:")
+            lines += _info_lines(value, indent + 2, width)
+        else:
+            lines.append(f"{pad}{str(key) + ':':<{keys}} {text}")
+    return lines
 
 
 def _print_info(info: dict[str, Any]) -> None:
-    """Print a dict as ``key: value`` lines; nested values as indented JSON."""
-    width = max((len(str(k)) for k in info), default=0)
-    for key, value in info.items():
-        text = _format(value).replace("\n", "\n" + " " * (width + 2))
-        print(f"{str(key) + ':':<{width + 1}} {text}")
+    """Print a dict readably, as indented ``key: value`` lines."""
+    print("\n".join(_info_lines(info)))
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
