@@ -51,7 +51,7 @@ from tabulate import tabulate
 from torch import Tensor, nn
 
 from .errors import ConfigError, UnknownNameError, unknown_name_message
-from .stats import PARAM_ONLY_STATS, STATS, Histogram, StatPlan, check_stats, derived_norm, histogram
+from .stats import STATS, Histogram, StatPlan, check_stats, histogram
 
 __all__ = ["GROUPS", "STATS", "Histogram", "ModelAnomalyWarning", "TooledModel"]
 
@@ -111,6 +111,15 @@ def _tensors(obj: Any, out: list[Tensor]) -> list[Tensor]:
         for o in obj.values():
             _tensors(o, out)
     return out
+
+
+def _float_tensors(obj: Any) -> list[Tensor]:
+    """The floating-point tensors in ``obj``, with a fast path for ``(tensor,)`` and a bare tensor."""
+    if type(obj) is tuple and len(obj) == 1:
+        obj = obj[0]
+    if isinstance(obj, Tensor):
+        return [obj] if obj.is_floating_point() else []
+    return _tensors(obj, [])
 
 
 def _replace(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
@@ -275,6 +284,7 @@ class TooledModel:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._diff: set[str] = set()
         self._snap: dict[tuple[str, str], Tensor] = {}
+        self._memo: tuple[Tensor, int, _Entry] | None = None
         self._cache: tuple[Stats, dict[str, dict[str, Histogram]]] | None = None
 
     # ----------------------------------------------------------------------------------------------- hooks
@@ -290,12 +300,29 @@ class TooledModel:
             self._handles = []
 
     def _record(self, key: tuple[str, str], call: int, tensors: list[Tensor]) -> None:
-        x = tensors[0] if len(tensors) == 1 else torch.cat([t.reshape(-1) for t in tensors])
-        x = x.detach()
-        if x.numel() == 0:
+        want_hist = key[1] in self.histogram_groups
+        if len(tensors) == 1:
+            x = tensors[0]
+            memo = self._memo
+            if memo is not None:
+                # The same memory, unchanged since it was reduced (one layer's output is the next one's input;
+                # the gradient into a layer's input is the gradient of the previous layer's output): reuse.
+                m, version, entry = memo
+                if (x.data_ptr() == m.data_ptr() and m._version == version and x.shape == m.shape
+                        and x.stride() == m.stride() and x.dtype == m.dtype and x.device == m.device
+                        and (entry.hist is not None or not want_hist)):
+                    self._entries[key] = _Entry(call, entry.n, entry.stats, hist=entry.hist if want_hist else None)
+                    return
+            x = x.detach()  # so the reductions build no graph, without the cost of a no_grad context
+        else:
+            x = torch.cat([t.detach().reshape(-1) for t in tensors])
+        n = x.numel()
+        if n == 0:
             return
-        hist = histogram(x, self.bins) if key[1] in self.histogram_groups else None
-        self._entries[key] = _Entry(call, x.numel(), self._plan.compute(x), hist=hist)
+        entry = _Entry(call, n, self._plan.compute(x), hist=histogram(x, self.bins) if want_hist else None)
+        self._entries[key] = entry
+        if len(tensors) == 1:
+            self._memo = (x, x._version, entry)  # holds one tensor until the next record or the step's end
 
     def _pre_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...]], Any]:
         name = layer.name
@@ -316,12 +343,11 @@ class TooledModel:
                         self._snap[(name, g)] = w.detach().clone()
             if not (want_in or want_gin):
                 return None
-            tensors = _tensors(args, [])
+            tensors = _float_tensors(args)
             if not tensors:
                 return None
             if want_in:
-                with torch.no_grad():
-                    self._record(key_in, call, tensors)
+                self._record(key_in, call, tensors)
             if want_gin and torch.is_grad_enabled():
                 hooked = [t for t in tensors if t.requires_grad]
                 if hooked:
@@ -341,6 +367,8 @@ class TooledModel:
                         v.register_hook(grad_hook)
                         return v
 
+                    if len(args) == 1 and args[0] is hooked[0]:
+                        return (view(args[0]),)
                     return _replace(args, view)
             return None
 
@@ -353,7 +381,7 @@ class TooledModel:
         key_out = (name, "Outputs")
 
         def fwd(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            tensors = _tensors(output, [])
+            tensors = _float_tensors(output)
             if not tensors:
                 return
             call = self._calls.get(name, 0)
@@ -361,8 +389,7 @@ class TooledModel:
             if hooked:
                 self._diff.add(name)
             if want_out:
-                with torch.no_grad():
-                    self._record(key_out, call, tensors)
+                self._record(key_out, call, tensors)
             if want_gout and hooked:
                 grad_hook = self._grad_hook(name, "Grad_out", call, len(hooked))
                 for t in hooked:
@@ -382,8 +409,7 @@ class TooledModel:
                 return
             self._cache = None
             if count == 1:
-                with torch.no_grad():
-                    self._record(key, call, [grad])
+                self._record(key, call, [grad])
                 return
             if entry is None or entry.call < call or entry.stats is not None:
                 entry = self._entries[key] = _Entry(call)
@@ -440,22 +466,21 @@ class TooledModel:
         with torch.no_grad():
             items = self._items()
             values = _to_host(items)
-        names = self._plan.names
+        plan = self._plan
         result: Stats = {layer.name: {} for layer in self._layers}
         hists: dict[str, dict[str, Histogram]] = {}
-        norms: dict[tuple[str, str], tuple[float, float]] = {}  # (mean, norm) for the anomaly check
+        norms: dict[tuple[str, str], tuple[float, float]] = {}  # (sum, norm) for the anomaly check
         bins = self.bins
         for item, (vals, hv) in zip(items, values):
-            stats = {s: vals[self._plan.index[s]] for s in self.stats if s not in PARAM_ONLY_STATS}
+            stats = plan.finish(vals, item.n)
             if item.ratio:
-                stats["update_ratio"] = vals[len(names)]
-            result[item.layer][item.group] = {s: stats[s] for s in self.stats if s in stats}
+                stats["update_ratio"] = vals[plan.size]
+                stats = {s: stats[s] for s in self.stats if s in stats}
+            result[item.layer][item.group] = stats
             if hv is not None:
                 hists.setdefault(item.layer, {})[item.group] = Histogram(tuple(hv[:bins]), hv[bins], hv[bins + 1])
             if self.anomaly:
-                mean = vals[0]
-                norms[(item.layer, item.group)] = (mean, derived_norm(mean, vals[1], item.n)
-                                                   if math.isfinite(mean) else math.nan)
+                norms[(item.layer, item.group)] = plan.anomaly(vals)
         self._norms = norms
         if self.anomaly:
             self._check(norms)
@@ -472,9 +497,9 @@ class TooledModel:
             for group in self.groups:
                 if (layer.name, group) not in norms:
                     continue
-                mean, norm = norms[(layer.name, group)]
+                total, norm = norms[(layer.name, group)]
                 prev = self._prev_norms.get((layer.name, group), 0.0)
-                if not math.isfinite(mean) or not math.isfinite(norm):
+                if not math.isfinite(total) or not math.isfinite(norm):
                     what = "NaN/Inf values"
                 elif prev > 0 and norm > self.explode * prev:
                     what = f"an exploding L2 norm ({prev:.3g} -> {norm:.3g})"

@@ -361,6 +361,25 @@ def test_skip_connection_grad_in_is_local_to_the_layer() -> None:
     assert close(tm.get_dict()["lin"]["Grad_in"]["mean"], (gh @ model.lin.weight).mean().item())
 
 
+def test_a_tensor_changed_in_place_between_layers_is_reduced_again() -> None:
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3).double(), nn.Linear(3, 1).double()
+
+        def forward(self, x: Tensor) -> Tensor:
+            h = self.a(x)
+            h.mul_(2.0)  # after a's Outputs were recorded, before b reads its Inputs
+            return self.b(h)
+
+    model = Scaled()
+    tm = TooledModel(model, groups=["Inputs", "Outputs"])
+    model(X)
+    got = tm.get_dict()
+    assert close(got["b"]["Inputs"]["mean"], 2 * got["a"]["Outputs"]["mean"])
+    assert close(got["b"]["Inputs"]["mean"], (2 * model.a(X)).mean().item())
+
+
 def test_no_grad_forward_has_no_backward_groups(model: nn.Sequential) -> None:
     run_step(model)  # leaves stale .grad on the weights
     tm = TooledModel(model)

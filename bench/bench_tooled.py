@@ -1,0 +1,159 @@
+"""Overhead of TooledModel against the bare training step, measured side by side in one run.
+
+Models: an MLP 784-512-256-10 (batch 128) and a small CNN (2 conv + 2 linear, 1x28x28, batch 64). Variants:
+
+- ``bare``: forward, cross-entropy, backward, SGD step, zero_grad
+- ``tooled``: TooledModel recording mean and std of all six groups on every step
+- ``tooled/10``: the same with ``every=10`` (averaged over all steps, recorded or not)
+- ``naive .item()``: forward and full backward hooks that call ``.item()`` for every statistic (reference)
+- ``noop bwd hooks``: full backward hooks that do nothing (reference)
+
+Variants run interleaved in blocks of 20 steps; each variant's time is the median over blocks of the process's
+CPU time (steadier than wall time on a shared machine; with one thread and a CPU model, the forward, backward and
+hooks all run in the calling thread), and ratios are against the bare step of the same model.
+
+Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 25]`` (about 2 x seconds in all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from flexlogger.tooled import TooledModel
+
+BLOCK = 20  # steps per timed block (a multiple of 10, so every=10 is averaged over whole periods)
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                         nn.Linear(256, 10))
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+class NaiveRecorder:
+    """What one writes first: hooks computing each statistic with ``.item()`` (one host sync per value)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.values: dict[str, float] = {}
+        self.model = model
+        self.handles = []
+        for name, m in model.named_modules():
+            if next(iter(m.children()), None) is None:
+                self.handles.append(m.register_forward_hook(self._fwd(name)))
+                self.handles.append(m.register_full_backward_hook(self._bwd(name)))
+
+    def _put(self, key: str, t: Tensor | None) -> None:
+        if t is not None:
+            self.values[key + ".mean"] = t.mean().item()
+            self.values[key + ".std"] = t.std().item()
+
+    def _fwd(self, name: str) -> Callable[..., None]:
+        def hook(m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+            self._put(f"{name}.Inputs", args[0].detach())
+            self._put(f"{name}.Outputs", out.detach())
+        return hook
+
+    def _bwd(self, name: str) -> Callable[..., None]:
+        def hook(m: nn.Module, gin: tuple[Tensor | None, ...], gout: tuple[Tensor | None, ...]) -> None:
+            self._put(f"{name}.Grad_in", gin[0])
+            self._put(f"{name}.Grad_out", gout[0])
+        return hook
+
+    def step(self) -> None:
+        for name, m in self.model.named_modules():
+            w = getattr(m, "weight", None)
+            if isinstance(w, Tensor):
+                self._put(f"{name}.Weights", w.detach())
+                self._put(f"{name}.Weight_grad", w.grad)
+
+
+def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module, Callable[[], None]]:
+    torch.manual_seed(0)
+    model = factory()
+    after: Callable[[], None] = lambda: None  # noqa: E731
+    if kind == "tooled":
+        after = TooledModel(model).step  # type: ignore[assignment]
+    elif kind == "tooled/10":
+        after = TooledModel(model, every=10).step  # type: ignore[assignment]
+    elif kind == "naive .item()":
+        after = NaiveRecorder(model).step
+    elif kind == "noop bwd hooks":
+        for m in model.modules():
+            if next(iter(m.children()), None) is None:
+                m.register_full_backward_hook(lambda m, gi, go: None)
+    return model, after
+
+
+VARIANTS = ("bare", "tooled", "tooled/10", "naive .item()", "noop bwd hooks")
+
+
+def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float) -> dict[str, float]:
+    runs = {}
+    for kind in VARIANTS:
+        model, after = make_variant(kind, factory)
+        optim = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def block(model: nn.Module = model, after: Callable[[], None] = after,
+                  optim: torch.optim.Optimizer = optim) -> float:
+            t0 = time.process_time()
+            for _ in range(BLOCK):
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                optim.step()
+                optim.zero_grad()
+                after()
+            return time.process_time() - t0
+
+        block()  # warm-up
+        runs[kind] = block
+    times: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times["bare"]) < 3:
+        for kind in VARIANTS:
+            times[kind].append(runs[kind]())
+    return {k: statistics.median(v) / BLOCK for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--seconds", type=float, default=25.0, help="timing budget per model (default 25)")
+    args = parser.parse_args(argv)
+    # full backward hooks on the first layer warn that no input requires grad: expected here
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cases = {
+        "MLP 784-512-256-10, batch 128": (mlp, torch.randn(128, 784), torch.randint(0, 10, (128,))),
+        "CNN 2 conv + 2 linear, batch 64": (cnn, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))),
+    }
+    print(f"torch {torch.__version__}, {args.threads} thread(s), median over blocks of {BLOCK} steps")
+    results = {name: bench(f, x, y, args.seconds) for name, (f, x, y) in cases.items()}
+    names = list(results)
+    header = f"{'variant':<16}" + "".join(f"{n.split(',')[0]:>22}" for n in names)
+    print(header)
+    print("-" * len(header))
+    for kind in VARIANTS:
+        cells = []
+        for n in names:
+            t, bare = results[n][kind], results[n]["bare"]
+            cells.append(f"{t * 1e3:8.2f} ms {t / bare:5.2f}x")
+        print(f"{kind:<16}" + "".join(f"{c:>22}" for c in cells))
+    print("goal: tooled <= 1.40x, tooled/10 <= 1.05x")
+
+
+if __name__ == "__main__":
+    main()
