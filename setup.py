@@ -14,10 +14,11 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # presets/ lives at the top level of the repository and is installed as flexlogger.presets.
-    packages=find_packages(include=["flexlogger", "flexlogger.*"]) + ["flexlogger.presets"],
-    package_dir={"flexlogger.presets": "presets"},
-    package_data={"flexlogger.presets": ["*.yaml"]},
+    # presets/ lives at the top level of the repository and is installed as flexlogger.builtin_presets (not
+    # flexlogger.presets: that is the module flexlogger/presets.py, which a package of that name would shadow).
+    packages=find_packages(include=["flexlogger", "flexlogger.*"]) + ["flexlogger.builtin_presets"],
+    package_dir={"flexlogger.builtin_presets": "presets"},
+    package_data={"flexlogger.builtin_presets": ["*.yaml"]},
     install_requires=[
         "torch>=2.0",
         "numpy>=1.23",

@@ -6,16 +6,19 @@
     >>> Stat.add({'train_loss': 0.7}); Stat.log()
 """
 
+from .config import Config, load_config
 from .errors import (
     ConfigError,
     DeliveryError,
     FlexLoggerError,
+    InvalidConfigError,
     MeterInputError,
     UnknownKeyError,
     UnknownNameError,
 )
 from .logger import FlexLogger
 from .meters import Meter
+from .presets import get_preset_logger, preset_info, preset_names
 from .registry import meter_info, meter_types, plot_info, plot_types
 from .replay import replay
 from .sinks.base import Update
@@ -24,10 +27,12 @@ from .specs import MeterSpec, PlotSpec
 __version__ = "0.1.0"
 
 __all__ = [
+    "Config",
     "ConfigError",
     "DeliveryError",
     "FlexLogger",
     "FlexLoggerError",
+    "InvalidConfigError",
     "Meter",
     "MeterInputError",
     "MeterSpec",
@@ -35,9 +40,13 @@ __all__ = [
     "UnknownKeyError",
     "UnknownNameError",
     "Update",
+    "get_preset_logger",
+    "load_config",
     "meter_info",
     "meter_types",
     "plot_info",
     "plot_types",
+    "preset_info",
+    "preset_names",
     "replay",
 ]

@@ -18,6 +18,23 @@ class ConfigError(FlexLoggerError, ValueError):
     """A plot, meter or config definition is invalid."""
 
 
+class InvalidConfigError(ConfigError):
+    """A config file, config dict or preset composition has problems: ``problems`` lists every one, each with its
+    path in the config (``meters.train_loss.type: unknown meter type ...``); ``source`` names the file or dict."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, list(problems)
+        head = f"{source}: " if source else ""
+        if len(self.problems) == 1:
+            message = head + self.problems[0]
+        else:
+            message = f"{head}{len(self.problems)} problems:\n" + "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[str]]]:
+        return type(self), (self.source, self.problems)
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A meter type, plot type, preset or key is not known; the message lists the close valid names."""
 

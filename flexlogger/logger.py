@@ -68,6 +68,9 @@ class FlexLogger:
         self.uid = uid or default_uid()
         self.server, self.port = server, port
         self.strict = strict
+        # as given, for to_config(); uid and distributed are written only when given (see flexlogger.config)
+        self._options: dict[str, Any] = {"env": env, "uid": uid, "server": server, "port": port, "log_dir": log_dir,
+                                         "strict": strict, "distributed": distributed, **visdom_kwargs}
         self._plots: dict[str, PlotSpec] = {}
         self._meter_specs: dict[str, MeterSpec] = {}
         self._meters: dict[str, Meter] = {}
@@ -175,10 +178,50 @@ class FlexLogger:
         return f"{self.uid}_{plot}"
 
     def to_config(self) -> dict[str, Any]:
-        """The definitions as plain dicts: ``{'plots': ..., 'meters': ..., 'env': ...}``."""
-        return {"plots": {n: s.to_dict() for n, s in self._plots.items()},
-                "meters": {n: s.to_dict() for n, s in self._meter_specs.items()},
-                "env": self.env}
+        """The logger as a config dict: its options (env, server, port, log_dir, strict, Visdom sink options; uid
+        only when one was given, so that a reused config gives each run its own windows), plots and meters.
+
+        ``FlexLogger.from_config(Stat.to_config())`` makes an identical logger. Extra ``sinks`` are not included.
+        """
+        from .config import config_dict
+
+        return config_dict(self._plots, self._meter_specs, self._options)
+
+    def save_config(self, path: str | Path) -> Path:
+        """Write :meth:`to_config` to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
+        from .config import save_config
+
+        return save_config(self.to_config(), path)
+
+    @classmethod
+    def from_config(cls, source: str | Path | Mapping[str, Any], **overrides: Any) -> FlexLogger:
+        """A logger from a config file (``.yaml``/``.yml``/``.json``) or dict, validated as a whole first.
+
+        ``overrides`` replace the config's top-level keys (``env='exp2'``); ``sinks=`` adds extra sinks.
+        Every problem is reported at once (:class:`~flexlogger.errors.InvalidConfigError`); see ``flexlogger.config``.
+        """
+        from .config import load_config
+
+        sinks = overrides.pop("sinks", ())
+        config = load_config(source, **overrides)
+        return cls(config.plots, config.meters, sinks=sinks, **config.options)
+
+    @classmethod
+    def from_presets(cls, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
+                     preset_args: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any) -> FlexLogger:
+        """A logger made of presets: ``FlexLogger.from_presets('loss', 'acc', env='mnist')``; see flexlogger.presets."""
+        from .presets import compose
+
+        plots, meters = compose(names, phases, preset_args)
+        return cls(plots, meters, **kwargs)
+
+    def add_presets(self, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
+                    preset_args: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Add the plots and meters of presets, e.g. ``Stat.add_presets('auc+confusion', preset_args=...)``."""
+        from .presets import compose
+
+        plots, meters = compose(names, phases, preset_args, taken=[*self._plots, *self._meter_specs])
+        self._define(plots, meters)
 
     # the loop ----------------------------------------------------------------------------------------------
     def add(self, values: Mapping[str, Any]) -> None:

@@ -1,0 +1,393 @@
+"""Config files and dicts -> validated plot and meter specs and FlexLogger options.
+
+A config is a mapping (a YAML or JSON file, or a dict) with these keys, all optional::
+
+    env: mnist                  # FlexLogger options: env, uid, server, port, log_dir, strict
+    port: 8097                  # ... and the Visdom sink's options (min_interval, timeout, ...)
+    presets: loss+acc           # presets to expand (a '+'-joined string or a list), see flexlogger.presets
+    phases: [train, test]       # the phases the presets' meters are made for (default: train, test)
+    preset_args: {confusion: {k: 10}}
+    plots:  {grad_norm: {type: line, opts: {ylabel: norm}}}     # plots and meters as FlexLogger takes them
+    meters: {train_grad_norm: {type: AverageValueMeter, target: grad_norm}}
+
+The whole config is checked before anything is built and every problem is reported in one
+:class:`~flexlogger.errors.InvalidConfigError`, each with its path (``meters.train_loss.type: ...``).
+
+This is the only module that imports ``yaml``, and it only ever uses the safe loader: a config builds plain data
+(mappings, lists, strings, numbers, booleans, null), never Python objects, and meter and plot ``type`` names
+resolve only through flexlogger's registries. A config can never import or run code.
+
+A config saved by ``FlexLogger.save_config`` leaves out ``uid`` unless the logger was given one: a config is
+meant to be reused across experiments, and each run then gets its own windows (uid = its start time).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .errors import ConfigError, InvalidConfigError, unknown_name_message
+from .registry import make_meter
+from .specs import MeterSpec, PlotSpec, check_capacity, check_targets, parse_meter, parse_plot
+
+SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _is_port(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
+
+
+# FlexLogger's keyword options that a config may set: name -> (check, what is expected).
+# tests/test_config.py checks that these match FlexLogger.__init__'s signature.
+OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "env": (_is_name, "a non-empty string (the Visdom environment)"),
+    "uid": (lambda v: v is None or _is_name(v), "a non-empty string, or null for a new uid (the start time) per run"),
+    "server": (lambda v: v is None or _is_name(v), "a server address such as 'http://localhost', or null to send "
+                                                   "nothing to Visdom"),
+    "port": (_is_port, "a port number from 1 to 65535"),
+    "log_dir": (lambda v: v is None or _is_name(v), "a folder for the run record, or null to turn it off"),
+    "strict": (lambda v: isinstance(v, bool), "true or false"),
+    "distributed": (lambda v: v is None or isinstance(v, bool), "true, false, or null to decide from "
+                                                                "torch.distributed"),
+}
+UNPINNED = ("uid", "distributed")  # left out of a written config when None: decided afresh by each run
+NOT_IN_CONFIG = ("plots", "meters", "sinks")  # FlexLogger arguments that are not options (sinks are objects)
+PRESET_KEYS = ("presets", "phases", "preset_args")
+DEFINITION_KEYS = ("plots", "meters")
+
+
+def visdom_options() -> dict[str, Any]:
+    """The Visdom sink's keyword options (``min_interval``, ``timeout``, ...) with their defaults."""
+    from .sinks.visdom import VisdomSink
+
+    params = inspect.signature(VisdomSink.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def option_names() -> list[str]:
+    """Every top-level key a config may have, in the order ``to_config`` writes them."""
+    return [*OPTIONS, *visdom_options(), *PRESET_KEYS, *DEFINITION_KEYS]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config: specs ready for ``FlexLogger(config.plots, config.meters, **config.options)``.
+
+    Attributes:
+        plots: plot name -> spec (presets expanded, then the config's own plots).
+        meters: meter name -> spec.
+        options: FlexLogger keyword options that the config sets (``env``, ``port``, Visdom sink options, ...).
+        source: the file it was read from, or ``'config'`` for a dict.
+    """
+
+    plots: Mapping[str, PlotSpec]
+    meters: Mapping[str, MeterSpec]
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source: str = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (what ``save_config`` writes)."""
+        return config_dict(self.plots, self.meters, self.options)
+
+
+# reading ---------------------------------------------------------------------------------------------------------
+class _SafeLoader(yaml.SafeLoader):
+    """YAML's safe loader, which also records duplicate keys (plain YAML keeps the last one silently)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                self.duplicates.append(f"line {line}: duplicate key {key!r} (first at line {seen[key]}); "
+                                       "expected each name once in a mapping")
+            else:
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_text(text: str, source: str, fmt: str = "yaml") -> tuple[Any, list[str]]:
+    """Parse YAML (safe loader only) or JSON text; return the data and the duplicate-key problems.
+
+    Raises:
+        ConfigError: the text is not valid YAML/JSON, or it uses a YAML tag that would build a Python object.
+    """
+    if fmt == "json":
+        duplicates: list[str] = []
+
+        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, value in items:
+                if key in out:
+                    duplicates.append(f"duplicate key {key!r} in one object; expected each name once")
+                out[key] = value
+            return out
+
+        try:
+            return json.loads(text, object_pairs_hook=pairs), duplicates
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    loader = _SafeLoader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.constructor.ConstructorError as exc:
+        where = f"{source}:{exc.problem_mark.line + 1}" if exc.problem_mark else source
+        raise ConfigError(f"{where}: {exc.problem}; config files are read with YAML's safe loader, which builds "
+                          "only plain data (mappings, lists, strings, numbers, true/false, null): a tag such as "
+                          "!!python/object that would import or run code is not allowed") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    return data, loader.duplicates
+
+
+def read_file(path: str | Path) -> tuple[Any, list[str]]:
+    """Read a ``.yaml``/``.yml``/``.json`` file: the parsed data and its duplicate-key problems."""
+    path = Path(path)
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"config file {str(path)!r}: unknown suffix {path.suffix!r}; expected one of "
+                          f"{', '.join(SUFFIXES)}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found (working directory: {Path.cwd()}); expected "
+                          "the path of a .yaml, .yml or .json file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} could not be read: {exc.strerror or exc}") from None
+    return parse_text(text, str(path), fmt)
+
+
+# validation ------------------------------------------------------------------------------------------------------
+def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], prefix: str = "",
+                      distinct_names: bool = True) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
+    """Validate ``plots`` and ``meters`` sections together, appending every problem to ``problems``.
+
+    Besides each spec on its own this checks targets, names used for both a plot and a meter, plot capacity,
+    and builds each meter once (then drops it) so that bad argument values are reported here too.
+    """
+    plots: dict[str, PlotSpec] = {}
+    meters: dict[str, MeterSpec] = {}
+    sections = {}
+    for key, raw in (("plots", plots_raw), ("meters", meters_raw)):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            what = "{type, opts}" if key == "plots" else "{type, target, args}"
+            problems.append(f"{prefix}{key}: expected a mapping of {key[:-1]} name -> {what}, "
+                            f"but got {type(raw).__name__} {raw!r}")
+            raw = {}
+        sections[key] = raw
+    for name, raw in sections["plots"].items():
+        try:
+            plots[name] = parse_plot(name, raw, f"{prefix}plots.{name}")
+        except ConfigError as exc:
+            problems.append(str(exc))
+    for name, raw in sections["meters"].items():
+        where = f"{prefix}meters.{name}"
+        try:
+            spec = parse_meter(name, raw, where)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        try:
+            if all(t in plots for t in spec.target if t in sections["plots"]):  # a broken plot is reported already
+                check_targets(name, spec, plots, where)
+            meters[name] = spec
+        except ConfigError as exc:
+            problems.append(str(exc))
+        try:
+            make_meter(name, spec.type, dict(spec.args))
+        except (ConfigError, TypeError, ValueError) as exc:
+            problems.append(f"{where}.args: {exc}")
+    for name in sorted(set(sections["plots"]) & set(sections["meters"]) if distinct_names else (), key=str):
+        problems.append(f"{prefix}meters.{name}: {name!r} names both a plot and a meter; expected distinct names "
+                        "(the keys of add() and log() must be unambiguous)")
+    for name, plot in plots.items():
+        try:
+            check_capacity({name: plot}, meters)
+        except ConfigError as exc:
+            problems.append(prefix + str(exc))
+    return plots, meters
+
+
+def check_options(raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Validate the FlexLogger and Visdom sink options of a config; return those it sets."""
+    sink_options = visdom_options()
+    options: dict[str, Any] = {}
+    for key, (check, expected) in OPTIONS.items():
+        if key in raw:
+            if check(raw[key]):
+                options[key] = raw[key]
+            else:
+                problems.append(f"{key}: expected {expected}, but got {raw[key]!r}")
+    for key, default in sink_options.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        if isinstance(default, str):
+            ok, expected = isinstance(value, str), "a string"
+        elif isinstance(default, int) and not isinstance(default, bool):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            expected = "a non-negative integer"
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+            expected = "a non-negative number"
+        if ok:
+            options[key] = value
+        else:
+            problems.append(f"{key}: expected {expected} (a Visdom sink option, default {default!r}), "
+                            f"but got {value!r}")
+    if raw.get("server", "") is None:
+        for key in sorted(set(sink_options) & set(raw)):
+            problems.append(f"{key}: a Visdom sink option, but server is null (nothing is sent to Visdom); "
+                            "expected no Visdom options, or a server")
+    return options
+
+
+def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Config:
+    """Read and validate a config (a ``.yaml``/``.yml``/``.json`` path, or a dict) as a whole.
+
+    Args:
+        source: the config file, or the config as a dict.
+        **overrides: top-level keys that replace the config's (``env='exp2'``, ``port=8098``, ``phases=[...]``).
+
+    Returns:
+        The validated :class:`Config`.
+
+    Raises:
+        InvalidConfigError: listing every problem with its path, e.g.
+            ``meters.train_loss.type: unknown meter type 'AverageMeter' (did you mean 'AverageValueMeter'?)``.
+        ConfigError: the file cannot be read or parsed (not YAML/JSON, or a YAML tag that would build an object).
+
+    Example:
+        >>> cfg = load_config({'presets': 'loss', 'env': 'exp1'}, env='exp2')
+        >>> sorted(cfg.meters), cfg.options['env']
+        (['test_loss', 'train_loss'], 'exp2')
+    """
+    if isinstance(source, Mapping):
+        raw: Any = dict(source)
+        name, problems = "config", list[str]()
+    elif isinstance(source, (str, Path)):
+        raw, problems = read_file(source)
+        name = str(source)
+    else:
+        raise ConfigError(f"expected a config file path or a dict, but got {type(source).__name__} {source!r}")
+    if raw is None:
+        raw = {}  # an empty file: an empty logger
+    if not isinstance(raw, Mapping):
+        raise InvalidConfigError(name, [f"(top level): expected a mapping of config keys ({', '.join(option_names())})"
+                                        f", but got {type(raw).__name__} {raw!r}"])
+    raw = {**raw, **overrides}
+    valid = option_names()
+    for key in raw:
+        if key not in valid:
+            problems.append(f"{key}: " + unknown_name_message("config key", key, valid))
+    options = check_options(raw, problems)
+    plots_raw: dict[str, Any] = {}
+    meters_raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # expanded name -> the preset it came from
+    if raw.get("presets") not in (None, "", []):
+        from .presets import expand_presets
+
+        plots_raw, meters_raw, origin = expand_presets(raw["presets"], raw.get("phases"), raw.get("preset_args"),
+                                                       problems)
+    else:
+        for key in ("phases", "preset_args"):
+            if raw.get(key) is not None:
+                problems.append(f"{key}: only used with presets, but the config names none; expected a `presets` "
+                                "key (e.g. presets: loss+acc) or no `{key}`")
+    own_plots, own_meters = raw.get("plots") or {}, raw.get("meters") or {}
+    for key, own, expanded in (("plots", own_plots, plots_raw), ("meters", own_meters, meters_raw)):
+        if isinstance(own, Mapping):
+            for item in own:
+                if item in expanded:
+                    problems.append(f"{key}.{item}: already defined by preset {origin[item]!r}; expected a name "
+                                    "that no preset uses")
+    all_plots = {**plots_raw, **own_plots} if isinstance(own_plots, Mapping) else own_plots
+    all_meters = {**meters_raw, **own_meters} if isinstance(own_meters, Mapping) else own_meters
+    plots, meters = check_definitions(all_plots, all_meters, problems)
+    if problems:
+        raise InvalidConfigError(name, problems)
+    return Config(MappingProxyType(plots), MappingProxyType(meters), MappingProxyType(options), name)
+
+
+# writing ---------------------------------------------------------------------------------------------------------
+def plain(value: Any, where: str, strict: bool = True) -> Any:
+    """``value`` as plain YAML/JSON data (dicts, lists, str, int, float, bool, None).
+
+    A value with no such form raises :class:`ConfigError` (``strict``) or is left as it is.
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, f"{where}.{k}", strict) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v, f"{where}[{i}]", strict) for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if not strict:
+        return value
+    raise ConfigError(f"{where}: {type(value).__name__} {value!r} cannot be written to a config file; expected "
+                      "plain data (mappings, lists, strings, numbers, booleans, None)")
+
+
+def config_dict(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec],
+                options: Mapping[str, Any]) -> dict[str, Any]:
+    """A config as plain data: the options first (in :func:`option_names` order), then ``plots`` and ``meters``.
+
+    Tuples become lists and numpy values numbers; a value with no plain form (an object in a plot's opts) is kept
+    as it is here, and :func:`save_config` reports it.
+    """
+    order = option_names()
+    keys = [k for k in options if not (k in UNPINNED and options[k] is None)]
+    out = {k: plain(options[k], k, False)
+           for k in sorted(keys, key=lambda k: order.index(k) if k in order else len(order))}
+    out["plots"] = {n: plain(s.to_dict(), f"plots.{n}", False) for n, s in plots.items()}
+    out["meters"] = {n: plain(s.to_dict(), f"meters.{n}", False) for n, s in meters.items()}
+    return out
+
+
+def save_config(config: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a config dict to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
+    path = Path(path)
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"save_config: unknown suffix {path.suffix!r} of {str(path)!r}; expected one of "
+                          f"{', '.join(SUFFIXES)}")
+    data = plain(config, "config")
+    if fmt == "json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = (f"# flexlogger config: FlexLogger.from_config({path.name!r})\n"
+                + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
