@@ -12,7 +12,7 @@ Variants run interleaved in blocks of 20 steps; each variant's time is the media
 CPU time (steadier than wall time on a shared machine; with one thread and a CPU model, the forward, backward and
 hooks all run in the calling thread), and ratios are against the bare step of the same model.
 
-Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 25]`` (about 2 x seconds in all).
+Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 20]`` (about 2 x seconds in all).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    parser.add_argument("--seconds", type=float, default=25.0, help="timing budget per model (default 25)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="timing budget per model (default 20)")
     args = parser.parse_args(argv)
     # full backward hooks on the first layer warn that no input requires grad: expected here
     warnings.filterwarnings("ignore", message="Full backward hook is firing")

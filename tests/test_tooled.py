@@ -529,3 +529,16 @@ def test_table_rejects_unknown_columns(model: nn.Sequential) -> None:
         tm.table(groups=["Outputs"])
     with pytest.raises(UnknownNameError, match=r"unknown recorded statistic 'max'"):
         tm.table(stats=["max"])
+
+
+def test_a_recorded_step_reads_no_value_back_one_by_one(model: nn.Sequential) -> None:
+    """Every statistic stays a tensor until the step's single transfer: no ``.item()`` anywhere."""
+    from torch.profiler import ProfilerActivity, profile
+
+    tm = TooledModel(model, stats=ALL_STATS, params=["bias"], histograms=True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_step(model)
+        stats = tm.step()
+    names = {e.name for e in prof.events()}
+    assert stats is not None and stats["0"]["Grad_out"]
+    assert not names & {"aten::item", "aten::_local_scalar_dense"}
