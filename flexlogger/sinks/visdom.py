@@ -29,12 +29,12 @@ Faults:
   (0.1 s doubling to 5 s). Once the server answers, every window is sent whole: every point logged during the
   outage arrives, in order, once.
 - A server that restarts between two requests (no request fails): an append to a window the restarted server
-  does not have fails (the append carries no plot type, so Visdom answers 500 instead of creating a window of the
-  new points only), which triggers the whole resend. A restarted server that reloaded an older saved copy of the
-  env does have the window, with stale content; that is detected by the HTTP connection: the server closed our
-  keep-alive connection, so the request went on a new one (urllib3 counts them). On any new connection after
-  the first, every window is resent whole. Cost of a false alarm (a connection closed for another reason): one
-  whole send per window.
+  does not have is refused (the append carries no plot type, so Visdom answers 500 instead of creating a window
+  of the new points only); every window is then resent whole, at once and without a warning. A restarted server
+  that reloaded an older saved copy of the env does have the window, with stale content; that is detected by the
+  HTTP connection: the restart closed our keep-alive connection, so the request went on a new one (the sender's
+  session counts the TCP connections it opens). On any new connection after the first, every window is resent
+  whole. Cost of a false alarm (a connection closed for another reason): one whole send per window.
 - NaN and Inf are sent as ``null`` (gaps in Visdom), counted, and reported in one warning at ``close()``.
 - A message that cannot be built (e.g. opts Visdom rejects) or any other error kills the sender thread; the next
   ``write()`` (so the next ``log()``) raises :class:`~flexlogger.errors.DeliveryError` saying why.
@@ -65,6 +65,9 @@ from typing import Any
 import numpy as np
 import requests
 import visdom
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
 
 from ..errors import ConfigError, DeliveryError
 from ..plots import PLOT_TYPES
@@ -149,10 +152,10 @@ def downsample(xs: list[float], ys: list[float], buckets: int) -> tuple[list[flo
     keep = np.zeros(x.size, dtype=bool)
     position = np.arange(x.size)
     for key in (np.where(finite, y, np.inf), np.where(finite, -y, np.inf), finite.astype(np.int8)):
-        order = np.lexsort((position, key, index))
+        order = np.lexsort((position, key, index))  # by bucket, then key, then position
         sorted_index = index[order]
-        starts = np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])
-        keep[order[starts]] = True
+        firsts = order[np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])]
+        keep[firsts if key.dtype != np.int8 else firsts[~finite[firsts]]] = True
     keep &= finite | ~np.r_[False, ~finite[:-1]]  # one non-finite point per run of them is a gap enough
     return x[keep].tolist(), y[keep].tolist()
 
@@ -195,12 +198,14 @@ class VisdomSink:
         self.sent_requests = 0
         self.failed_requests = 0
         self.reconnections = 0
+        self.missing_windows = 0
         self.downsamplings = 0
         self.request_log: deque[tuple[str, int, float]] = deque(maxlen=1000)  # (endpoint, points, seconds)
         with _quiet_visdom():  # its client logs set-up chatter meant for interactive use
             self._builder: Any = visdom.Visdom(server=server, port=port, env=env, send=False,
                                                use_incoming_socket=False, raise_exceptions=True)
-        self._http = requests.Session()
+        self._connects = [0]  # TCP connections opened by self._http
+        self._http = _counting_session(self._connects)
         self._connections: int | None = None
         self._windows: dict[str, _Window] = {}
         self._cond = threading.Condition()
@@ -370,13 +375,14 @@ class VisdomSink:
                 for message in messages:
                     built = self._build(message)
                     start = time.perf_counter()
-                    ok = self._post(message.endpoint, built)
+                    status = self._post(message.endpoint, built)
                     elapsed = time.perf_counter() - start
+                    ok = status == "ok"
                     with self._cond:
                         self._attempts += 1
                         self.request_log.append((message.endpoint, _size(message), elapsed))
                         self._settle(message, ok)
-                        if ok:
+                        if ok or status == "missing":  # the server answered
                             backoff = 0.0
                             self._failing = False
                         else:
@@ -384,7 +390,7 @@ class VisdomSink:
                             self._retry_at = time.monotonic() + backoff
                         self._cond.notify_all()
                     if not ok:
-                        break  # every window is marked lost: start over after the backoff
+                        break  # every window is marked lost: start over (after the backoff if it failed)
                 if not self._failing and self._unsaved and time.monotonic() - self._last_save > self.save_every:
                     self._save()
         except BaseException as exc:  # reported to the training loop on the next log()
@@ -461,32 +467,31 @@ class VisdomSink:
         window.dirty = window.needs_send()
 
     def _reconnected(self) -> bool:
-        """True when the last request went on a new HTTP connection, after a first one (the server restarted?)."""
-        try:
-            pool = self._http.get_adapter(self.url).poolmanager.connection_from_url(self.url)  # type: ignore[attr-defined]
-            count = int(pool.num_connections)
-        except Exception:  # another adapter: no detection
-            return False
-        previous, self._connections = self._connections, count
-        return previous is not None and count > previous
+        """True when the last request went on a new TCP connection, after a first one (the server restarted?)."""
+        previous, self._connections = self._connections, self._connects[0]
+        return previous is not None and self._connections > previous
 
-    def _post(self, endpoint: str, msg: dict[str, Any]) -> bool:
+    def _post(self, endpoint: str, msg: dict[str, Any]) -> str:
+        """Post ``msg``: ``"ok"``, ``"missing"`` (an append to a window the server lacks) or ``"failed"``."""
         try:
             response = self._http.post(f"{self.url}/{endpoint}", data=json.dumps(msg, allow_nan=False),
                                        timeout=self.timeout)
             ok, reason = response.status_code == 200, f"HTTP {response.status_code} on /{endpoint}"
         except requests.RequestException as exc:
-            ok, reason = False, type(exc).__name__
+            response, ok, reason = None, False, type(exc).__name__
         self.sent_requests += 1
         if not ok:
             self.failed_requests += 1
+            if endpoint == "update" and response is not None and response.status_code == 500:
+                self.missing_windows += 1  # the server lacks the window (restarted): resend whole, no backoff
+                return "missing"
             if not self._failing:
                 self._failing = True
                 self._notices.append(
                     f"flexlogger: the Visdom server at {self.url} does not answer ({reason}); training goes on, "
                     f"points are kept (and in the run record) and sent when it comes up, retried with backoff. "
                     f"Start one with `flexlogger serve --port {self.port}`.")
-        return ok
+        return "ok" if ok else "failed"
 
     def _save(self) -> None:
         self._last_save = time.monotonic()
@@ -599,3 +604,25 @@ def _close_open_sinks() -> None:
             sink.close()
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+def _counting_session(counter: list[int]) -> requests.Session:
+    """A requests session that counts the TCP connections it opens in ``counter[0]``.
+
+    urllib3 reopens a dropped keep-alive connection silently; counting the opens is how the sender learns that
+    the server closed it (a restart) even when no request failed.
+    """
+
+    class Connection(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            counter[0] += 1
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    session = requests.Session()
+    adapter = HTTPAdapter()
+    adapter.poolmanager.pool_classes_by_scheme = {**adapter.poolmanager.pool_classes_by_scheme, "http": Pool}
+    session.mount("http://", adapter)
+    return session

@@ -1,0 +1,122 @@
+"""Faults with real Visdom server processes: no server at start, a server killed and restarted mid-run, a server
+restarted between two requests, a sender thread that dies. Each test runs its own server (the session one is not
+disturbed) and reads the windows back with ``get_window_data``: every point, in order, once."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import visdom
+
+from flexlogger import DeliveryError, FlexLogger
+from flexlogger.server import VisdomServer, find_free_port, start_server
+from flexlogger.sinks.record import read_record
+
+PLOTS = {"loss": {"type": "line"}}
+METERS = {"train": {"type": "AverageValueMeter", "target": "loss"},
+          "test": {"type": "ValueMeter", "target": "loss"}}
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[VisdomServer]:
+    """A Visdom server for this test only, which the test may stop and restart."""
+    server = start_server(env_path=tmp_path / "visdom", log_path=tmp_path / "server.log")
+    yield server
+    server.stop()
+
+
+def client(port: int) -> visdom.Visdom:
+    return visdom.Visdom(port=port, raise_exceptions=True, use_incoming_socket=False)
+
+
+def log_steps(stat: FlexLogger, steps: range) -> None:
+    for step in steps:
+        stat.add({"train": float(step), "test": -float(step)})
+        stat.add({"train": float(step) + 1.0})
+        stat.log(step)
+
+
+def expected(steps: range) -> dict[str, tuple[list[Any], list[Any]]]:
+    return {"train": (list(steps), [s + 0.5 for s in steps]), "test": (list(steps), [-float(s) for s in steps])}
+
+
+def window_traces(port: int, stat: FlexLogger) -> dict[str, tuple[list[Any], list[Any]]]:
+    assert stat.flush(60) == 0
+    data = json.loads(client(port).get_window_data(stat.windows["loss"], stat.env))
+    return {t["name"]: (t["x"], t["y"]) for t in data["content"]["data"]}
+
+
+def test_no_server_at_start_then_one_comes_up(tmp_path: Path, env: str) -> None:
+    port = find_free_port()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stat = FlexLogger(PLOTS, METERS, env=env, uid="run", port=port, log_dir=tmp_path / "runs")
+        try:
+            log_steps(stat, range(0, 20))
+            assert stat.flush(0.5) > 0  # training went on; nothing reached a server
+            log_steps(stat, range(20, 30))
+            server = start_server(port=port, env_path=tmp_path / "visdom", log_path=tmp_path / "server.log")
+            try:
+                log_steps(stat, range(30, 40))
+                assert window_traces(port, stat) == expected(range(40))
+            finally:
+                stat.close()
+                server.stop()
+        finally:
+            stat.close()
+    notices = [str(w.message) for w in caught if "does not answer" in str(w.message)]
+    assert len(notices) == 1
+    assert f"Visdom server at http://localhost:{port} does not answer" in notices[0]
+    assert f"Start one with `flexlogger serve --port {port}`" in notices[0]
+    assert len(read_record(tmp_path / "runs" / env / "run").updates) == 40
+
+
+def test_server_killed_and_restarted_mid_run(own_server: VisdomServer, tmp_path: Path, env: str) -> None:
+    with FlexLogger(PLOTS, METERS, env=env, uid="run", port=own_server.port, log_dir=None) as stat:
+        log_steps(stat, range(0, 20))
+        assert window_traces(own_server.port, stat) == expected(range(20))
+        own_server.stop()
+        with pytest.warns(RuntimeWarning, match="does not answer"):
+            log_steps(stat, range(20, 40))  # no exception reaches the loop
+            assert stat.flush(0.3) > 0
+        own_server.restart()
+        log_steps(stat, range(40, 60))
+        assert window_traces(own_server.port, stat) == expected(range(60))
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["env-lost", "stale-saved-env"])
+def test_server_restarted_between_two_requests(own_server: VisdomServer, env: str, saved: bool) -> None:
+    """No request fails: the restarted server either lacks the window (its append fails) or reloaded an older
+    saved copy of it (caught by the new HTTP connection). Either way the window is resent whole."""
+    with FlexLogger(PLOTS, METERS, env=env, uid="run", port=own_server.port, log_dir=None,
+                    save_every=3600) as stat:
+        log_steps(stat, range(0, 10))
+        assert stat.flush(10) == 0
+        if saved:
+            client(own_server.port).save([env])  # the server's disk copy stops at step 9
+        log_steps(stat, range(10, 20))
+        assert stat.flush(10) == 0
+        own_server.restart()
+        log_steps(stat, range(20, 30))
+        got = window_traces(own_server.port, stat)
+        assert got == expected(range(30))
+
+
+def test_sender_thread_death_raises_on_next_log(visdom_server: VisdomServer, tmp_path: Path, env: str) -> None:
+    plots = {"loss": {"type": "line", "opts": {"markersize": -1}}}  # Visdom's client rejects it
+    stat = FlexLogger(plots, METERS, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
+    log_steps(stat, range(3))
+    died = (r"^the Visdom sender thread of env '.*' died: could not draw plot 'loss' \(line\) with opts "
+            r"\{'markersize': -1\}: AssertionError: marker size should be a positive number")
+    with pytest.raises(DeliveryError, match=died):
+        stat.flush(10)
+    with pytest.raises(DeliveryError, match=died):
+        log_steps(stat, range(3, 4))
+    with pytest.warns(RuntimeWarning, match=r"could not be delivered"):
+        stat.close()
+    assert [u.step for u in read_record(tmp_path / env / "run").updates] == [0, 1, 2, 3]  # the record has all

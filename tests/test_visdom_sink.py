@@ -1,0 +1,150 @@
+"""The background Visdom sender on a real server: batching, coalescing, bounded windows, NaN, env saving."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import visdom
+
+from flexlogger import ConfigError, DeliveryError, FlexLogger, Update
+from flexlogger.server import VisdomServer
+from flexlogger.sinks.visdom import VisdomSink, downsample
+
+
+@pytest.fixture
+def sink(visdom_server: VisdomServer, env: str) -> Iterator[VisdomSink]:
+    made = VisdomSink(port=visdom_server.port, env=env, uid="run")
+    yield made
+    made.close()
+
+
+def traces(viz: visdom.Visdom, sink: VisdomSink, plot: str) -> dict[str, tuple[list[Any], list[Any]]]:
+    assert sink.flush(10) == 0
+    data = json.loads(viz.get_window_data(sink.window_id(plot), sink.env))
+    return {t["name"]: (t["x"], t["y"]) for t in data["content"]["data"]}
+
+
+def line(step: float, seq: int = 0, plot: str = "loss", **values: float) -> Update:
+    return Update(plot, "line", step, values, {}, seq)
+
+
+def test_points_arrive_exact_in_few_requests(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    names = [f"s{i}" for i in range(6)]
+    for step in range(200):
+        sink.write(line(step, **{n: step * 10.0 + i for i, n in enumerate(names)}))
+    got = traces(viz, sink, "loss")
+    assert list(got) == names
+    for i, n in enumerate(names):
+        assert got[n] == (list(range(200)), [step * 10.0 + i for step in range(200)])
+    assert sink.sent_requests <= 5  # coalesced: all 6 traces of many log() calls go in one request
+
+
+def test_appends_after_the_first_send_keep_order(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    for chunk in range(4):
+        for step in range(chunk * 5, chunk * 5 + 5):
+            sink.write(line(step, a=float(step)))
+        assert sink.flush(10) == 0
+    sink.write(line(20, a=20.0, b=-1.0))  # a new trace: the window is sent whole again
+    assert traces(viz, sink, "loss") == {"a": (list(range(21)), [float(s) for s in range(21)]), "b": ([20], [-1.0])}
+
+
+def test_long_series_are_downsampled_keeping_spikes_and_the_last_step(visdom_server: VisdomServer, env: str,
+                                                                      viz: visdom.Visdom) -> None:
+    sink = VisdomSink(port=visdom_server.port, env=env, uid="run", max_points=40)
+    try:
+        for step in range(1000):
+            y = 100.0 if step == 123 else (-50.0 if step == 777 else math.sin(step / 50))
+            sink.write(line(step, a=y))
+        xs, ys = traces(viz, sink, "loss")["a"]
+        assert len(xs) <= 40 and xs == sorted(xs)
+        assert max(ys) == 100.0 and xs[ys.index(100.0)] == 123
+        assert min(ys) == -50.0 and xs[ys.index(-50.0)] == 777
+        assert xs[-1] == 999 and sink.downsamplings > 0
+        assert sink.held_points() <= 40
+        sink.write(line(1000, a=7.0))  # appends go on after the replace
+        xs2, ys2 = traces(viz, sink, "loss")["a"]
+        assert (xs2[-1], ys2[-1]) == (1000, 7.0) and xs2[:-1] == xs
+    finally:
+        sink.close()
+
+
+def test_downsample_keeps_min_max_and_gaps() -> None:
+    assert downsample([0, 1, 2, 3, 4, 5, 6, 7], [0, 9, 1, 2, 3, -5, 4, 4], 2) == (
+        [0.0, 1.0, 5.0, 6.0], [0.0, 9.0, -5.0, 4.0])
+    xs, ys = downsample(list(range(8)), [1.0, math.nan, math.nan, 2.0, 3.0, 4.0, math.inf, 0.0], 2)
+    assert xs == [0.0, 1.0, 3.0, 5.0, 6.0, 7.0]
+    assert [y if math.isfinite(y) else "gap" for y in ys] == [1.0, "gap", 2.0, 4.0, "gap", 0.0]
+    assert downsample([5, 5, 5], [1.0, 3.0, 2.0], 4) == ([5.0, 5.0], [1.0, 3.0])
+
+
+def test_nan_and_inf_are_gaps_and_one_warning(visdom_server: VisdomServer, env: str, viz: visdom.Visdom) -> None:
+    sink = VisdomSink(port=visdom_server.port, env=env, uid="run", max_points=16)
+    for step, y in enumerate([1.0, math.nan, math.inf, -math.inf, 2.0] * 10):
+        sink.write(line(step, a=y))
+    xs, ys = traces(viz, sink, "loss")["a"]
+    assert None in ys and xs[-1] == 49 and ys[-1] == 2.0
+    with pytest.warns(RuntimeWarning, match=r"^30 NaN/Inf value\(s\) were logged .* shown as gaps") as caught:
+        sink.close()
+    assert len([w for w in caught if "NaN/Inf" in str(w.message)]) == 1
+
+
+def test_replace_kinds_keep_only_the_latest(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    for step in range(5):
+        sink.write(Update("bars", "bar", step, {"a": float(step), "b": 2.0 * step}, {}, step))
+    assert sink.flush(10) == 0
+    data = json.loads(viz.get_window_data(sink.window_id("bars"), sink.env))["content"]["data"]
+    assert [d["y"] for d in data] == [[4.0, 8.0]]
+    assert sink.pending() == 0
+
+
+def test_env_is_saved_at_close(visdom_server: VisdomServer, env: str) -> None:
+    sink = VisdomSink(port=visdom_server.port, env=env, uid="run", save_every=3600)
+    sink.write(line(0, a=1.0))
+    sink.close()
+    saved = json.loads((visdom_server.env_path / f"{env}.json").read_text())
+    assert "run_loss" in saved["jsons"]
+
+
+def test_flush_timeout_says_what_is_pending(env: str) -> None:
+    from flexlogger.server import find_free_port
+
+    port = find_free_port()
+    sink = VisdomSink(port=port, env=env, uid="run", close_timeout=0.5)
+    for step in range(3):
+        sink.write(line(step, a=1.0, b=2.0))
+    with pytest.warns(RuntimeWarning, match=rf"server at http://localhost:{port} does not answer"):
+        assert sink.flush(0.5) == 6
+    with pytest.warns(RuntimeWarning, match=r"^6 point\(s\) could not be delivered .*`flexlogger replay RUN_DIR"):
+        sink.close()
+
+
+def test_write_after_close_raises(sink: VisdomSink) -> None:
+    sink.close()
+    with pytest.raises(DeliveryError, match=r"^write\(\) to the Visdom sink of env .* after close\(\)"):
+        sink.write(line(0, a=1.0))
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"max_points": 3}, r"expected `max_points` to be an int >= 16, but got 3"),
+    ({"max_points": 100.0}, r"expected `max_points` to be an int >= 16, but got 100.0"),
+    ({"min_interval": -1}, r"expected `min_interval` to be a number of seconds >= 0, but got -1"),
+    ({"timeout": "1"}, r"expected `timeout` to be a number of seconds >= 0, but got '1'"),
+])
+def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        VisdomSink(**kwargs)
+
+
+def test_logger_passes_sink_options(visdom_server: VisdomServer, env: str, viz: visdom.Visdom) -> None:
+    with FlexLogger({"loss": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "loss"}}, env=env,
+                    uid="run", port=visdom_server.port, log_dir=None, max_points=16) as stat:
+        for step in range(100):
+            stat.add({"v": float(step)})
+            stat.log(step)
+        assert stat.flush(10) == 0
+        data = json.loads(viz.get_window_data(stat.windows["loss"], env))["content"]["data"][0]
+        assert len(data["x"]) <= 16 and data["x"][-1] == 99 and data["y"][-1] == 99.0
