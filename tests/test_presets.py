@@ -26,7 +26,7 @@ from flexlogger.server import VisdomServer
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTINS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
-OFFLINE = {"server": None, "log_dir": None}
+OFFLINE: dict[str, Any] = {"server": None, "log_dir": None}
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +131,8 @@ def test_preset_names_and_info() -> None:
     assert info["args"] == {"topk": [1], "accuracy": True}
     assert info["meter_names"] == ["train_acc", "test_acc"] and info["plot_names"] == ["acc"]
     conf = flexlogger.preset_info("confusion")
-    assert conf["args"] == {"k": "(required)", "normalized": False} and conf["required"] == {"k": "the number of classes"}
+    assert conf["args"] == {"k": "(required)", "normalized": False}
+    assert conf["required"] == {"k": "the number of classes"}
     assert conf["plot_names"] == ["confusion_train", "confusion_test"]
     assert flexlogger.preset_info("lr")["per_phase"] is False
 
@@ -233,17 +234,17 @@ def test_bad_user_preset_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
      r"^preset_args.loss.root: unknown argument 'root' for preset 'loss'; valid arguments: \(none\)$"),
     (lambda: flexlogger.get_preset_logger("mse", preset_args={"mae": {"root": True}}, **OFFLINE),
      r"^preset_args.mae: 'mae' is not one of the presets composed; expected arguments for one of: mse$"),
-    (lambda: flexlogger.get_preset_logger("mse", preset_args=[1], **OFFLINE),
+    (lambda: flexlogger.get_preset_logger("mse", preset_args=[1], **OFFLINE),  # type: ignore[arg-type]
      r"^preset_args: expected a mapping of preset name -> \{argument: value\}, e.g. \{'confusion': \{'k': 10\}\}, "
      r"but got \[1\]$"),
-    (lambda: flexlogger.get_preset_logger("mse", preset_args={"mse": 3}, **OFFLINE),
+    (lambda: flexlogger.get_preset_logger("mse", preset_args={"mse": 3}, **OFFLINE),  # type: ignore[dict-item]
      r"^preset_args.mse: expected a mapping of argument -> value, but got 3$"),
     (lambda: flexlogger.get_preset_logger("confusion", preset_args={"confusion": {"k": "ten"}}, **OFFLINE),
      r"^2 problems:\n  meters.train_confusion.args: meter 'train_confusion' \(ConfusionMeter\): expected `k` "
      r"\(number of classes\) to be an int >= 2, but got 'ten'\n  meters.test_confusion.args: "),
     (lambda: flexlogger.get_preset_logger("loss", phases=[], **OFFLINE),
      r"^phases: expected a non-empty list of phase names such as \['train', 'test'\], but got \[\]$"),
-    (lambda: flexlogger.get_preset_logger("loss", phases=["train", 3], **OFFLINE),
+    (lambda: flexlogger.get_preset_logger("loss", phases=["train", 3], **OFFLINE),  # type: ignore[list-item]
      r"^phases: expected a non-empty list of phase names .*, but got \['train', 3\]$"),
     (lambda: flexlogger.get_preset_logger("loss", phases=["a", "b", "a"], **OFFLINE),
      r"^phases: 'a' given twice in \['a', 'b', 'a'\]; expected distinct phase names$"),
@@ -259,7 +260,8 @@ def test_composition_errors(call: Callable[[], Any], message: str) -> None:
 
 
 def test_preset_info_unknown_name() -> None:
-    with pytest.raises(UnknownNameError, match=r"^unknown preset 'mea' \(did you mean 'mse', 'map', 'mae'\?\); valid presets: acc, "):
+    with pytest.raises(UnknownNameError, match=r"^unknown preset 'mea' \(did you mean 'mse', 'map', 'mae'\?\); "
+                                               r"valid presets: acc, "):
         flexlogger.preset_info("mea")
     with pytest.raises(ConfigError, match=r"expected a preset name \(a string\), but got int 3"):
         flexlogger.preset_info(3)  # type: ignore[arg-type]
