@@ -418,6 +418,20 @@ class TooledModel:
         return hook
 
     # --------------------------------------------------------------------------------------------- collect
+    def _param_tensor(self, layer: _Layer, group: str) -> Tensor | None:
+        """The tensor of a parameter group now: the parameter, or its gradient when this step built a graph."""
+        attr, is_grad = layer.params[group]
+        p = getattr(layer.module, attr, None)
+        if not isinstance(p, Tensor):
+            return None
+        if is_grad:
+            if layer.name not in self._diff or p.grad is None:
+                return None
+            x = p.grad.detach()
+        else:
+            x = p.detach()
+        return x if x.numel() else None
+
     def _items(self) -> list[_Item]:
         items: list[_Item] = []
         plan = self._plan
@@ -425,18 +439,10 @@ class TooledModel:
             name = layer.name
             for group in self.groups:
                 if group in layer.params:
-                    attr, is_grad = layer.params[group]
-                    p = getattr(layer.module, attr, None)
-                    if not isinstance(p, Tensor):
+                    x = self._param_tensor(layer, group)
+                    if x is None:
                         continue
-                    if is_grad:
-                        if name not in self._diff or p.grad is None:
-                            continue
-                        x = p.grad.detach()
-                    else:
-                        x = p.detach()
-                    if x.numel() == 0:
-                        continue
+                    is_grad = layer.params[group][1]
                     scalars = plan.compute(x)
                     ratio = False
                     snap = self._snap.get((name, group)) if not is_grad and self._ratio else None
@@ -547,6 +553,32 @@ class TooledModel:
         if self.recording and (self._calls or self._last is None):
             return self._collect()
         return self._last or {layer.name: {} for layer in self._layers}, self._last_hist
+
+    def expected_groups(self) -> dict[str, tuple[str, ...]]:
+        """``{layer: groups it can record}``: every activation group asked for, and the parameter groups whose
+        parameter the module has. Which activation groups a step really records depends on the forward."""
+        return {layer.name: tuple(g for g in self.groups if g not in layer.params
+                                  or isinstance(getattr(layer.module, layer.params[g][0], None), Tensor))
+                for layer in self._layers}
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        """``{layer name: module}`` of the watched layers."""
+        return {layer.name: layer.module for layer in self._layers}
+
+    def parameter_tensors(self, groups: Sequence[str] | None = None) -> dict[str, dict[str, Tensor]]:
+        """``{layer: {group: tensor}}``: the parameter groups' tensors now (detached, not copied, on their device).
+
+        Gradient groups are included only when this step's forward built a graph, as in :meth:`get_dict`.
+        """
+        out: dict[str, dict[str, Tensor]] = {}
+        for layer in self._layers:
+            for g in layer.params:
+                if groups is None or g in groups:
+                    x = self._param_tensor(layer, g)
+                    if x is not None:
+                        out.setdefault(layer.name, {})[g] = x
+        return out
 
     def get_dict(self) -> Stats:
         """``{layer: {group: {stat: value}}}``: the current step if it has recorded anything, else the last
