@@ -18,11 +18,13 @@ from .errors import (
 )
 from .logger import FlexLogger
 from .meters import Meter
+from .modellogger import TooledModelLogger
 from .presets import get_preset_logger, preset_info, preset_names
 from .registry import meter_info, meter_types, plot_info, plot_types
 from .replay import replay
 from .sinks.base import Update
 from .specs import MeterSpec, PlotSpec
+from .tooled import ModelAnomalyWarning, TooledModel
 
 __version__ = "0.1.0"
 
@@ -36,7 +38,10 @@ __all__ = [
     "Meter",
     "MeterInputError",
     "MeterSpec",
+    "ModelAnomalyWarning",
     "PlotSpec",
+    "TooledModel",
+    "TooledModelLogger",
     "UnknownKeyError",
     "UnknownNameError",
     "Update",
