@@ -62,7 +62,7 @@ def encode(value: Any) -> Any:
         return value
     if isinstance(value, np.generic):
         return encode(value.item())
-    if isinstance(value, np.ndarray) or hasattr(value, "__array__") and not isinstance(value, (list, tuple)):
+    if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, (list, tuple))):
         array = np.asarray(value)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             return _encode_list(array.tolist())

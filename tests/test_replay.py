@@ -1,0 +1,85 @@
+"""Replay: a run made with no server at all is drawn afterwards exactly as a live run draws it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import visdom
+from test_record import ALL_METERS, ALL_PLOTS, feed_all
+
+import flexlogger
+from flexlogger import DeliveryError, FlexLogger
+from flexlogger.cli import main
+from flexlogger.server import VisdomServer, find_free_port
+from flexlogger.sinks.record import RecordError
+
+
+def contents(viz: visdom.Visdom, env: str, windows: dict[str, str]) -> dict[str, Any]:
+    out = {}
+    for plot, win in windows.items():
+        data = json.loads(viz.get_window_data(win, env))
+        out[plot] = (data["type"], data["title"], data["content"])
+    return out
+
+
+def test_a_run_without_server_replays_like_a_live_run(visdom_server: VisdomServer, viz: visdom.Visdom,
+                                                      tmp_path: Path, env: str) -> None:
+    with FlexLogger(ALL_PLOTS, ALL_METERS, env=f"{env}-offline", uid="run", server=None, log_dir=tmp_path) as stat:
+        feed_all(stat, 12)
+    live = FlexLogger(ALL_PLOTS, ALL_METERS, env=f"{env}-live", uid="run", port=visdom_server.port, log_dir=None)
+    feed_all(live, 12)
+    assert live.flush(30) == 0
+    windows = live.windows
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):
+        live.close()
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):
+        result = flexlogger.replay(tmp_path / f"{env}-offline" / "run", port=visdom_server.port,
+                                   env=f"{env}-replayed")
+    assert result.windows == windows and result.env == f"{env}-replayed"
+    assert (result.updates, result.points) == (12 * len(ALL_PLOTS), 24)
+    assert str(result) == f"8 window(s), 96 update(s), 24 point(s) in env '{env}-replayed'"
+    assert contents(viz, f"{env}-replayed", windows) == contents(viz, f"{env}-live", windows)
+
+
+def test_replay_into_the_recorded_env_by_default(visdom_server: VisdomServer, viz: visdom.Visdom, tmp_path: Path,
+                                                 env: str) -> None:
+    with FlexLogger({"loss": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "loss"}}, env=env,
+                    uid="u1", server=None, log_dir=tmp_path) as stat:
+        for step in range(5000):
+            stat.add({"v": float(step % 100)})
+            stat.log(step)
+    result = flexlogger.replay(tmp_path / env / "u1", port=visdom_server.port, max_points=100)
+    data = json.loads(viz.get_window_data("u1_loss", env))["content"]["data"][0]
+    assert result.env == env and result.points == 5000
+    assert len(data["x"]) <= 100 and data["x"][-1] == 4999 and (min(data["y"]), max(data["y"])) == (0.0, 99.0)
+
+
+def test_cli_replay(visdom_server: VisdomServer, viz: visdom.Visdom, tmp_path: Path, env: str,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    with FlexLogger({"loss": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "loss"}}, env=env,
+                    uid="run", server=None, log_dir=tmp_path) as stat:
+        for step in range(3):
+            stat.add({"v": step * 2.0})
+            stat.log(step)
+    folder = tmp_path / env / "run"
+    assert main(["replay", str(folder), "--port", str(visdom_server.port), "--env", f"{env}-cli"]) == 0
+    assert f"1 window(s), 3 update(s), 3 point(s) in env '{env}-cli'" in capsys.readouterr().out
+    data = json.loads(viz.get_window_data("run_loss", f"{env}-cli"))["content"]["data"][0]
+    assert (data["x"], data["y"]) == ([0, 1, 2], [0.0, 2.0, 4.0])
+
+
+def test_replay_without_a_server_says_how_to_start_one(tmp_path: Path, env: str) -> None:
+    with FlexLogger({"loss": {"type": "line"}}, {}, env=env, uid="run", server=None, log_dir=tmp_path):
+        pass
+    port = find_free_port()
+    with pytest.raises(DeliveryError, match=rf"no Visdom server answers at http://localhost:{port} .*"
+                                            rf"`flexlogger serve --port {port}`"):
+        flexlogger.replay(tmp_path / env / "run", port=port)
+
+
+def test_replay_of_a_folder_without_record(tmp_path: Path) -> None:
+    with pytest.raises(RecordError, match=r"expected a run record folder holding points.jsonl"):
+        flexlogger.replay(tmp_path)
