@@ -285,7 +285,6 @@ class TooledModel:
         self._diff: set[str] = set()
         self._snap: dict[tuple[str, str], Tensor] = {}
         self._memo: tuple[Tensor, int, _Entry] | None = None
-        self._cache: tuple[Stats, dict[str, dict[str, Histogram]]] | None = None
 
     # ----------------------------------------------------------------------------------------------- hooks
     def _sync_hooks(self) -> None:
@@ -334,7 +333,6 @@ class TooledModel:
         def pre(module: nn.Module, args: tuple[Any, ...]) -> Any:
             call = self._calls.get(name, -1) + 1
             self._calls[name] = call
-            self._cache = None
             if call == 0:
                 self._order[name] = None
                 for g, p in snap:
@@ -407,7 +405,6 @@ class TooledModel:
             entry = self._entries.get(key)
             if entry is not None and entry.call > call:  # keep the last call
                 return
-            self._cache = None
             if count == 1:
                 self._record(key, call, [grad])
                 return
@@ -466,9 +463,10 @@ class TooledModel:
         return items
 
     def _collect(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
-        """Statistics of the current step: computed on the device, moved to the host in one transfer."""
-        if self._cache is not None:
-            return self._cache
+        """Statistics of the current step: computed on the device, moved to the host in one transfer.
+
+        Not cached: the parameters may have changed since the last call (an optimizer step) without any hook.
+        """
         with torch.no_grad():
             items = self._items()
             values = _to_host(items)
@@ -490,8 +488,7 @@ class TooledModel:
         self._norms = norms
         if self.anomaly:
             self._check(norms)
-        self._cache = (result, hists)
-        return self._cache
+        return result, hists
 
     def _check(self, norms: dict[tuple[str, str], tuple[float, float]]) -> None:
         """Warn about NaN/Inf and exploding norms, naming the layer where they first appeared."""

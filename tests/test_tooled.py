@@ -542,3 +542,29 @@ def test_a_recorded_step_reads_no_value_back_one_by_one(model: nn.Sequential) ->
     names = {e.name for e in prof.events()}
     assert stats is not None and stats["0"]["Grad_out"]
     assert not names & {"aten::item", "aten::_local_scalar_dense"}
+
+
+def test_seed_usage_from_the_issue(capsys: pytest.CaptureFixture[str]) -> None:
+    import flexlogger
+
+    model = nn.Sequential(nn.Linear(20, 10), nn.Linear(10, 3))
+    x, y = torch.randn(4, 20), torch.randn(4, 3)
+    TM = flexlogger.TooledModel(model)
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    text = TM.table()
+    assert text in capsys.readouterr().out
+    d = TM.get_dict()
+    assert set(d) == {"0", "1"} and set(d["1"]) == set(GROUPS)
+    assert math.isclose(d["0"]["Weights"]["mean"], model[0].weight.mean().item(), rel_tol=1e-5)
+
+
+def test_weights_read_at_step_after_an_earlier_get_dict(model: nn.Sequential) -> None:
+    tm = TooledModel(model, groups=["Weights"], stats=["mean"])
+    optim = torch.optim.SGD(model.parameters(), lr=0.5)
+    run_step(model)
+    before = tm.get_dict()["0"]["Weights"]["mean"]
+    optim.step()
+    after = tm.step()
+    assert after is not None and after["0"]["Weights"]["mean"] != before
+    assert close(after["0"]["Weights"]["mean"], model[0].weight.mean().item())
