@@ -51,6 +51,7 @@ stop:
 	else echo "no server started by make demo ($(PIDFILE) missing)"; fi
 
 bench: venv
+	$(PY) -c "import tensorboard, ignite" 2>/dev/null || PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[bench]'
 	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) $$f; done
 
 clean: stop
