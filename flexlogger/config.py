@@ -57,7 +57,8 @@ OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "server": (lambda v: v is None or _is_name(v), "a server address such as 'http://localhost', or null to send "
                                                    "nothing to Visdom"),
     "port": (_is_port, "a port number from 1 to 65535"),
-    "log_dir": (lambda v: v is None or _is_name(v), "a folder for the run record, or null to turn it off"),
+    "log_dir": (lambda v: v is None or _is_name(v) or isinstance(v, Path), "a folder for the run record, or null to "
+                                                                          "turn it off"),
     "strict": (lambda v: isinstance(v, bool), "true or false"),
     "distributed": (lambda v: v is None or isinstance(v, bool), "true, false, or null to decide from "
                                                                 "torch.distributed"),
@@ -319,7 +320,7 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
         for key in ("phases", "preset_args"):
             if raw.get(key) is not None:
                 problems.append(f"{key}: only used with presets, but the config names none; expected a `presets` "
-                                "key (e.g. presets: loss+acc) or no `{key}`")
+                                f"key (e.g. presets: loss+acc) or no `{key}`")
     own_plots, own_meters = raw.get("plots") or {}, raw.get("meters") or {}
     for key, own, expanded in (("plots", own_plots, plots_raw), ("meters", own_meters, meters_raw)):
         if isinstance(own, Mapping):

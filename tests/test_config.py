@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import pickle
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,6 +134,7 @@ def test_load_config_returns_specs_and_empty_file(tmp_path: Path) -> None:
     assert config.options == {"env": "b"} and list(config.meters) == ["fit_mse"]
     assert config.meters["fit_mse"].target == ("mse",) and config.source == "config"
     assert config.to_dict()["meters"] == {"fit_mse": {"type": "MSEMeter", "target": "mse"}}
+    assert load_config({}, log_dir=tmp_path).options == {"log_dir": tmp_path}  # an override may be a Path
     empty = FlexLogger.from_config(write(tmp_path / "empty.yaml", "# nothing yet\n"), **OFFLINE)
     assert empty.get_definitions() == {}
 
@@ -240,7 +242,9 @@ meters:
                           r"but got 2.5"),
     ({"server": None, "timeout": 3}, r"timeout: a Visdom sink option, but server is null \(nothing is sent to "
                                      r"Visdom\); expected no Visdom options, or a server"),
-    ({"phases": ["a"]}, r"phases: only used with presets, but the config names none; expected a `presets` key"),
+    ({"phases": ["a"]}, r"phases: only used with presets, but the config names none; expected a `presets` key "
+                        r"\(e.g. presets: loss\+acc\) or no `phases`$"),
+    ({"preset_args": {"confusion": {"k": 3}}}, r"preset_args: only used with presets, .* or no `preset_args`$"),
     ({"presets": "loss", "plots": {"loss": {"type": "bar"}}},
      r"^config: plots.loss: already defined by preset 'loss'; expected a name that no preset uses$"),
     ({"presets": "lose"}, r"^config: presets: unknown preset 'lose' \(did you mean 'loss'"),
@@ -269,6 +273,13 @@ def test_config_errors(config: dict[str, Any], message: str) -> None:
 def test_file_errors(tmp_path: Path, name: str, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         FlexLogger.from_config(write(tmp_path / name, text), **OFFLINE)
+
+
+def test_invalid_config_error_lists_problems_and_pickles() -> None:
+    error = InvalidConfigError("c.yaml", ["env: bad", "port: bad"])
+    assert str(error) == "c.yaml: 2 problems:\n  env: bad\n  port: bad" and isinstance(error, ValueError)
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.source, again.problems, str(again)) == ("c.yaml", ["env: bad", "port: bad"], str(error))
 
 
 def test_missing_file_and_bad_source(tmp_path: Path) -> None:

@@ -206,6 +206,7 @@ def test_duplicate_name_across_composed_presets(tmp_path: Path, monkeypatch: pyt
     ("per_phase: 1\nrequired: [k]\nplots: {p: {type: line}}\nmeters: {m: {type: ValueMeter, target: p}}\n",
      r"2 problems:\n  per_phase: expected true or false, but got 1\n  required: expected a mapping of meter "
      r"argument -> description, but got \['k'\]"),
+    ("description: [a]\nplots: {}\n", r"bad.yaml: description: expected a string, but got \['a'\]$"),
     ("- loss\n", r"bad.yaml: \(top level\): expected a mapping with keys description, per_phase, required, plots, "
                  r"meters, but got list \['loss'\]"),
 ])
