@@ -342,6 +342,20 @@ def test_inplace_relu_next_to_a_full_backward_hook_elsewhere() -> None:
     handle.remove()
 
 
+def test_agrees_with_a_full_backward_hook_on_the_same_layer(model: nn.Sequential) -> None:
+    seen: list[tuple[Tensor, Tensor]] = []
+    handle = model[2].register_full_backward_hook(lambda m, gi, go: seen.append((gi[0].clone(), go[0].clone())))
+    tm = TooledModel(model, stats=["mean", "norm"])
+    run_step(model)
+    got = tm.get_dict()["2"]
+    for stat in ("mean", "norm"):
+        assert close(got["Grad_in"][stat], direct(stat, seen[0][0]))
+        assert close(got["Grad_out"][stat], direct(stat, seen[0][1]))
+    tm.remove()
+    assert list(model[2]._backward_hooks) == [handle.id]
+    handle.remove()
+
+
 def test_skip_connection_grad_in_is_local_to_the_layer() -> None:
     class Residual(nn.Module):
         def __init__(self) -> None:
