@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 import flexlogger
-from flexlogger.server import ensure_server
+from flexlogger.server import delete_env, ensure_server
 
 PLOTS = {"loss": {"type": "line", "opts": {"xlabel": "epoch", "ylabel": "loss"}},
          "accuracy": {"type": "line", "opts": {"xlabel": "epoch", "ylabel": "%"}}}
@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = ensure_server(args.port)
+    delete_env(args.port, args.env)  # each run starts from an empty env, not next to the last run's windows
     gen = torch.Generator().manual_seed(0)
     with flexlogger.FlexLogger(PLOTS, METERS, env=args.env, port=args.port, log_dir=None) as Stat:
         for epoch in range(args.epochs):

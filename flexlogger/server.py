@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 from .errors import FlexLoggerError
 
-__all__ = ["VisdomServer", "VisdomServerError", "ensure_server", "find_free_port", "is_serving", "start_server"]
+__all__ = ["VisdomServer", "VisdomServerError", "delete_env", "ensure_server", "find_free_port", "is_serving",
+           "start_server"]
 
 DEFAULT_ENV_PATH = Path.home() / ".visdom"
 _LAUNCH = "from visdom.server.run_server import main; main()"
@@ -59,6 +61,34 @@ def is_serving(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool
         return exc.code < 500
     except (OSError, ValueError):
         return False
+
+
+def _post(host: str, port: int, endpoint: str, message: dict[str, object], timeout: float) -> bytes:
+    request = urllib.request.Request(f"http://{host}:{port}/{endpoint}", data=json.dumps(message).encode(),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def delete_env(port: int, env: str, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:
+    """Delete the env ``env`` (its windows and its saved file) on the Visdom server at ``host:port``.
+
+    Returns:
+        True when the env existed and was deleted, False when there was no such env.
+
+    Raises:
+        VisdomServerError: no server answered, or it refused the request.
+    """
+    try:
+        if env not in json.loads(_post(host, port, "env_state", {}, timeout)):
+            return False
+        # Visdom 0.2.4 fails to delete an env it has not saved yet (it removes the file unchecked): save it first.
+        _post(host, port, "save", {"data": [env]}, timeout)
+        _post(host, port, "delete_env", {"eid": env}, timeout)
+        return True
+    except (OSError, ValueError) as exc:
+        raise VisdomServerError(f"could not delete env {env!r} on the Visdom server at {host}:{port}: {exc}. "
+                                f"Is a server running there? Start one with `flexlogger serve --port {port}`.") from exc
 
 
 class VisdomServer:

@@ -10,6 +10,7 @@ from types import ModuleType
 import pytest
 import visdom
 
+from flexlogger.cli import main as cli_main
 from flexlogger.server import VisdomServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -40,3 +41,29 @@ def test_quickstart(visdom_server: VisdomServer, viz: visdom.Visdom, env: str,
     for window in data.values():
         for trace in window["content"]["data"]:
             assert trace["x"] == [0.0, 1.0, 2.0]
+
+
+def test_demo(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
+              capsys: pytest.CaptureFixture[str]) -> None:
+    demo = load_example("demo")
+    assert demo.main(["--port", str(visdom_server.port), "--epochs", "2", "--env", env,
+                      "--log-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"Open http://localhost:{visdom_server.port}/env/{env} -- Visdom server already running.\n")
+    assert "Conv2d" in out and "Linear" in out  # the layer table
+    found = windows(viz, env)
+    assert found.pop("loss") == ["train_loss", "test_loss"]
+    assert found.pop("accuracy") == ["train_acc", "test_acc"]
+    assert found.pop("test confusion (rows: true digit)") == [None]  # one heatmap
+    assert found  # the TooledModelLogger windows: per weighted layer, and weight/gradient histograms
+    for layer in ("0 (Conv2d)", "2 (Conv2d)", "6 (Linear)", "8 (Linear)"):
+        assert any(title.startswith(layer) for title in found), (layer, sorted(found))
+
+
+def test_flexlogger_demo_command(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # the run record goes to ./runs
+    assert cli_main(["demo", "--port", str(visdom_server.port), "--epochs", "1", "--env", env]) == 0
+    assert capsys.readouterr().out.endswith(f"/env/{env} -- Visdom server already running.\n")
+    assert windows(viz, env)["loss"] == ["train_loss", "test_loss"]
+    assert list((tmp_path / "runs").rglob("points.jsonl"))

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import visdom
 
-from flexlogger.server import VisdomServer, VisdomServerError, ensure_server, find_free_port, is_serving, start_server
+from flexlogger.server import (
+    VisdomServer,
+    VisdomServerError,
+    delete_env,
+    ensure_server,
+    find_free_port,
+    is_serving,
+    start_server,
+)
 
 
 def test_session_server_answers(visdom_server: VisdomServer, viz: visdom.Visdom) -> None:
@@ -99,3 +107,18 @@ def test_ensure_server_starts_one_with_a_pid_file(tmp_path: Path) -> None:
         assert (tmp_path / "state" / "env").is_dir()
     finally:
         server.stop()
+
+
+def test_delete_env(visdom_server: VisdomServer, viz: visdom.Visdom, env: str) -> None:
+    viz.text("x", env=env)
+    assert env in viz.get_env_list()
+    assert delete_env(visdom_server.port, env) is True
+    assert env not in viz.get_env_list()
+    assert delete_env(visdom_server.port, env) is False
+
+
+def test_delete_env_without_server() -> None:
+    port = find_free_port()
+    with pytest.raises(VisdomServerError, match=rf"could not delete env 'e' on the Visdom server at 127.0.0.1:{port}: "
+                                                rf".*Start one with `flexlogger serve --port {port}`"):
+        delete_env(port, "e")
