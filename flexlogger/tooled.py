@@ -186,8 +186,12 @@ class TooledModel:
         histograms: record histograms for the charts: ``True`` for ``Weights`` and ``Weight_grad``, or a list of
             group names. Read them with :meth:`get_histograms`.
         bins: number of histogram bins.
-        anomaly: warn (:class:`ModelAnomalyWarning`) when a NaN/Inf or an exploding norm appears.
-        explode: a group's L2 norm "explodes" when it grows more than this factor between recorded steps.
+        anomaly: warn (:class:`ModelAnomalyWarning`) when a NaN/Inf or an exploding norm appears, naming the layer
+            where it appeared first in execution order: forward quantities (parameters, inputs, outputs) in
+            forward order, then gradients in backward order, so a NaN born in the backward pass names the layer
+            whose gradient went bad, not the first layer it then spread to.
+        explode: a group's L2 norm "explodes" when it grows more than this factor from one recorded step (ended by
+            :meth:`step`) to the next.
 
     Raises:
         ConfigError: a bad argument (the message lists the valid choices).
@@ -425,6 +429,8 @@ class TooledModel:
             if layer.name not in self._diff or p.grad is None:
                 return None
             x = p.grad.detach()
+            if x.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its zeros count too
+                x = x.to_dense()
         else:
             x = p.detach()
         return x if x.numel() else None

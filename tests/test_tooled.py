@@ -413,6 +413,19 @@ def test_eval_mode_with_dropout(model: nn.Sequential) -> None:
     assert set(got["3"]) == set(GROUPS)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_embedding_integer_inputs_and_sparse_gradients(sparse: bool) -> None:
+    model = nn.Sequential(nn.Embedding(5, 3, sparse=sparse), nn.Linear(3, 1)).double()
+    tm = TooledModel(model, stats=["mean", "zero_frac"])
+    idx = torch.tensor([[0, 2], [2, 4]])
+    model(idx).sum().backward()
+    got = tm.get_dict()["0"]
+    assert set(got) == {"Outputs", "Grad_out", "Weights", "Weight_grad"}  # integer inputs: no Inputs/Grad_in
+    dense = model[0].weight.grad.to_dense()  # type: ignore[union-attr]
+    assert close(got["Weight_grad"]["mean"], dense.mean().item())
+    assert close(got["Weight_grad"]["zero_frac"], 6 / 15)  # rows 1 and 3 were not used
+
+
 def test_half_precision_statistics_are_float32_accurate() -> None:
     w = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
     model = nn.Linear(2, 2, bias=False).to(torch.bfloat16)
