@@ -43,7 +43,8 @@ class TooledModelLogger:
             group statistic, a trace per layer).
         stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.tooled.TooledModel`.
         histograms: histogram windows of parameter groups: ``True`` for ``Weights`` and ``Weight_grad``, or a list
-            of parameter group names. Their values reach the host in one transfer per recorded step.
+            of parameter group names. Visdom bins the raw values, so they reach the host too: in one more
+            transfer per recorded step, next to the statistics' one.
         bins: number of histogram bins (Visdom's ``numbins``).
         **flexlogger_kwargs: passed to :class:`~flexlogger.logger.FlexLogger` (``env``, ``uid``, ``server``,
             ``port``, ``log_dir``, ...).
