@@ -67,3 +67,26 @@ def test_flexlogger_demo_command(visdom_server: VisdomServer, viz: visdom.Visdom
     assert capsys.readouterr().out.endswith(f"/env/{env} -- Visdom server already running.\n")
     assert windows(viz, env)["loss"] == ["train_loss", "test_loss"]
     assert list((tmp_path / "runs").rglob("points.jsonl"))
+
+
+@pytest.mark.slow
+def test_notebook_runs(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbclient
+    import nbformat
+
+    monkeypatch.setenv("FLEXLOGGER_PORT", str(visdom_server.port))
+    monkeypatch.setenv("FLEXLOGGER_ENV", env)
+    monkeypatch.setenv("FLEXLOGGER_EPOCHS", "2")
+    notebook = nbformat.read(EXAMPLES / "demo.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = ["".join(o.get("text", "") for o in cell.get("outputs", [])) for cell in notebook.cells
+               if cell.cell_type == "code"]
+    assert f"Visdom: http://localhost:{visdom_server.port}/env/{env} (reused)" in outputs[0]
+    assert "Conv2d" in outputs[-2] and "Linear" in outputs[-2]  # the layer table
+    assert outputs[-1] == f"Open http://localhost:{visdom_server.port}/env/{env}\n"
+    found = windows(viz, env)
+    assert found["loss"] == ["train_loss", "test_loss"]
+    assert found["accuracy"] == ["train_acc", "test_acc"]
+    assert "test confusion (rows: true digit)" in found
