@@ -5,6 +5,8 @@ Models: an MLP 784-512-256-10 (batch 128) and a small CNN (2 conv + 2 linear, 1x
 - ``bare``: forward, cross-entropy, backward, SGD step, zero_grad
 - ``tooled``: TooledModel recording mean and std of all six groups on every step
 - ``tooled/10``: the same with ``every=10`` (averaged over all steps, recorded or not)
+- ``TMLogger``: TooledModelLogger (the same statistics into its meters, ``step(log=True)``) with no sink
+  (``server=None, log_dir=None``): the logger's own cost, without Visdom
 - ``naive .item()``: forward and full backward hooks that call ``.item()`` for every statistic (reference)
 - ``noop bwd hooks``: full backward hooks that do nothing (reference)
 
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from flexlogger.modellogger import TooledModelLogger
 from flexlogger.tooled import TooledModel
 
 BLOCK = 20  # steps per timed block (a multiple of 10, so every=10 is averaged over whole periods)
@@ -89,6 +92,9 @@ def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module
         after = TooledModel(model).step  # type: ignore[assignment]
     elif kind == "tooled/10":
         after = TooledModel(model, every=10).step  # type: ignore[assignment]
+    elif kind == "TMLogger":
+        tml = TooledModelLogger(model, server=None, log_dir=None)
+        after = lambda: tml.step(log=True)  # type: ignore[assignment,return-value]  # noqa: E731
     elif kind == "naive .item()":
         after = NaiveRecorder(model).step
     elif kind == "noop bwd hooks":
@@ -98,7 +104,7 @@ def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module
     return model, after
 
 
-VARIANTS = ("bare", "tooled", "tooled/10", "naive .item()", "noop bwd hooks")
+VARIANTS = ("bare", "tooled", "tooled/10", "TMLogger", "naive .item()", "noop bwd hooks")
 
 
 def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float,
