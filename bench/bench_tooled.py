@@ -15,7 +15,7 @@ CPU time (steadier than wall time on a shared machine; with one thread and a CPU
 hooks all run in the calling thread; with ``--threads`` > 1 wall time), and ratios are against the bare step of
 the same model.
 
-Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 20]`` (about 2 x seconds in all).
+Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 18]`` (about a minute in all).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="timing budget per model (default 20)")
+    parser.add_argument("--seconds", type=float, default=18.0, help="timing budget per model (default 18)")
     args = parser.parse_args(argv)
     # full backward hooks on the first layer warn that no input requires grad: expected here
     warnings.filterwarnings("ignore", message="Full backward hook is firing")

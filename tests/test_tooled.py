@@ -286,6 +286,19 @@ def test_module_called_twice_keeps_the_last_call() -> None:
     assert close(got["Grad_in"]["std"], g_t.std().item())
 
 
+def test_gradient_accumulation_keeps_the_last_micro_batch(model: nn.Sequential) -> None:
+    tm = TooledModel(model, groups=["Inputs", "Grad_out"])
+    x1, x2 = X[:2], X[1:]
+    for xb, yb in ((x1, Y[:2]), (x2, Y[1:])):
+        F.mse_loss(model(xb), yb).backward()
+    got = tm.step()
+    assert got is not None
+    out = model(x2)
+    g = torch.autograd.grad(F.mse_loss(out, Y[1:]), out)[0]
+    assert close(got["0"]["Inputs"]["mean"], x2.mean().item())
+    assert close(got["2"]["Grad_out"]["std"], g.std().item())
+
+
 class Pair(nn.Module):
     """Takes a pair, returns a pair: (a @ W, a * b)."""
 
