@@ -8,7 +8,9 @@ Statistics (``STATS``):
 - ``mean``, ``std`` (unbiased, as :func:`torch.std`; NaN for a single element), ``min``, ``max``
 - ``abs_mean``: mean of the absolute values; ``norm``: L2 norm
 - ``zero_frac``: fraction of exact zeros (dead units after a ReLU); ``nonfinite``: count of NaN and Inf values
-- ``update_ratio``: ``||W_after - W_before|| / ||W_before||`` over one step, for parameter groups only
+- ``update_ratio``: ``||W_after - W_before|| / ||W_before||`` for parameter groups only, where ``W_before`` is
+  the parameter at the layer's first forward in the step and ``W_after`` the parameter at ``step()``: call
+  ``step()`` after ``optimizer.step()``
 """
 
 from __future__ import annotations
