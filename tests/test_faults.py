@@ -83,7 +83,7 @@ def test_server_killed_and_restarted_mid_run(own_server: VisdomServer, tmp_path:
         own_server.stop()
         with pytest.warns(RuntimeWarning, match="does not answer"):
             log_steps(stat, range(20, 40))  # no exception reaches the loop
-            assert stat.flush(0.3) > 0
+            assert stat.flush(2) > 0
         own_server.restart()
         log_steps(stat, range(40, 60))
         assert window_traces(own_server.port, stat) == expected(range(60))
@@ -91,32 +91,38 @@ def test_server_killed_and_restarted_mid_run(own_server: VisdomServer, tmp_path:
 
 @pytest.mark.parametrize("saved", [False, True], ids=["env-lost", "stale-saved-env"])
 def test_server_restarted_between_two_requests(own_server: VisdomServer, env: str, saved: bool) -> None:
-    """No request fails: the restarted server either lacks the window (its append fails) or reloaded an older
-    saved copy of it (caught by the new HTTP connection). Either way the window is resent whole."""
-    with FlexLogger(PLOTS, METERS, env=env, uid="run", port=own_server.port, log_dir=None,
+    """No request fails: the restarted server lacks the windows or reloaded an older saved copy of them. A window
+    that gets new points is resent whole anyway; one that gets none ('acc') is resent because the sender sees
+    its HTTP connection was reopened."""
+    plots = {**PLOTS, "acc": {"type": "line"}}
+    meters = {**METERS, "accuracy": {"type": "ValueMeter", "target": "acc"}}
+    with FlexLogger(plots, meters, env=env, uid="run", port=own_server.port, log_dir=None,
                     save_every=3600) as stat:
-        log_steps(stat, range(0, 10))
-        assert stat.flush(10) == 0
-        if saved:
-            client(own_server.port).save([env])  # the server's disk copy stops at step 9
-        log_steps(stat, range(10, 20))
+        for step in range(20):
+            stat.add({"accuracy": step / 100})
+            log_steps(stat, range(step, step + 1))
+            if step == 9:
+                assert stat.flush(10) == 0
+                if saved:
+                    client(own_server.port).save([env])  # the server's disk copy stops at step 9
         assert stat.flush(10) == 0
         own_server.restart()
-        log_steps(stat, range(20, 30))
-        got = window_traces(own_server.port, stat)
-        assert got == expected(range(30))
+        log_steps(stat, range(20, 30))  # only the loss window changes
+        assert window_traces(own_server.port, stat) == expected(range(30))
+        acc = json.loads(client(own_server.port).get_window_data(stat.windows["acc"], env))["content"]["data"]
+        assert (acc[0]["x"], acc[0]["y"]) == (list(range(20)), [s / 100 for s in range(20)])
 
 
 def test_sender_thread_death_raises_on_next_log(visdom_server: VisdomServer, tmp_path: Path, env: str) -> None:
     plots = {"loss": {"type": "line", "opts": {"markersize": -1}}}  # Visdom's client rejects it
     stat = FlexLogger(plots, METERS, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
-    log_steps(stat, range(3))
+    log_steps(stat, range(1))  # the sender dies drawing it, maybe before the next log(): log once
     died = (r"^the Visdom sender thread of env '.*' died: could not draw plot 'loss' \(line\) with opts "
             r"\{'markersize': -1\}: AssertionError: marker size should be a positive number")
     with pytest.raises(DeliveryError, match=died):
         stat.flush(10)
     with pytest.raises(DeliveryError, match=died):
-        log_steps(stat, range(3, 4))
+        log_steps(stat, range(1, 2))
     with pytest.warns(RuntimeWarning, match=r"could not be delivered"):
         stat.close()
-    assert [u.step for u in read_record(tmp_path / env / "run").updates] == [0, 1, 2, 3]  # the record has all
+    assert [u.step for u in read_record(tmp_path / env / "run").updates] == [0, 1]  # the record has both
