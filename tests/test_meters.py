@@ -222,6 +222,7 @@ def test_auc_matches_sklearn_with_ties() -> None:
     np.testing.assert_allclose(ours_tpr, tpr)
 
 
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # torchnet's own AUCMeter, used for comparison
 def test_auc_torchnet_is_wrong_on_ties_and_ours_is_not() -> None:
     scores, targets = torch.tensor([0.5, 0.5]), torch.tensor([1, 0])  # one tie: AUC is 0.5
     theirs = tnt.AUCMeter()
