@@ -47,6 +47,7 @@ FORMAT = 1
 CONFIG, POINTS, SUMMARY = "config.json", "points.jsonl", "summary.json"
 APPEND_KINDS = frozenset(p.name for p in PLOT_TYPES if p.append)
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # one encoder: json.dumps(**options) makes one a call
 
 
 class RecordError(FlexLoggerError, ValueError):
@@ -130,6 +131,7 @@ class RecordSink:
         self._config = config
         self.undelivered = undelivered
         self._plots: dict[str, tuple[str, Any]] = {}
+        self._keys: dict[str, str] = {}  # name -> its JSON string
         self._stats: dict[str, dict[str, Any]] = {}
         self.updates = 0
         self.points = 0
@@ -147,9 +149,12 @@ class RecordSink:
             _write_json(self.path / CONFIG, encode(config))
 
     def _line(self, obj: Mapping[str, Any]) -> None:
+        self._raw(_ENCODER.encode(obj) + "\n")
+
+    def _raw(self, line: str) -> None:
         if self._fd is None:
             raise FlexLoggerError(f"the run record {self.path} is closed")
-        os.write(self._fd, (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode())
+        os.write(self._fd, line.encode())  # one write of a whole line: line-atomic
 
     def write(self, update: Update) -> None:
         """Append one line (two when the plot is new or changed) for ``update``."""
@@ -158,21 +163,32 @@ class RecordSink:
         if seen is None or seen[0] != update.kind or seen[1] is not update.opts:
             self._plots[plot] = (update.kind, update.opts)
             self._line({"plot": plot, "kind": update.kind, "opts": encode(update.opts)})
-        data = encode(update.data)
-        self._line({"seq": update.seq, "plot": plot, "step": update.step, "data": data})
+        if update.kind in APPEND_KINDS:  # the hot path, {trace: float}: the line is formatted directly
+            n = len(update.data)
+            self.points += n
+            parts = []
+            for name, value in update.data.items():
+                key = self._keys.get(name) or self._keys.setdefault(name, _ENCODER.encode(str(name)))
+                if type(value) is float and value - value == 0:
+                    parts.append(f"{key}:{float.__repr__(value)}")
+                else:
+                    encoded = encode(value)
+                    self.nonfinite += type(encoded) is str
+                    parts.append(f"{key}:{_ENCODER.encode(encoded)}")
+            step = update.step
+            step_text = float.__repr__(step) if type(step) is float else _ENCODER.encode(encode(step))
+            key = self._keys.get(plot) or self._keys.setdefault(plot, _ENCODER.encode(plot))
+            self._raw(f'{{"seq":{int(update.seq)},"plot":{key},"step":{step_text},"data":{{{",".join(parts)}}}}}\n')
+        else:
+            n = 0
+            self._line({"seq": update.seq, "plot": plot, "step": update.step, "data": encode(update.data)})
         stats = self._stats.get(plot)
         if stats is None:
             stats = self._stats[plot] = {"kind": update.kind, "updates": 0, "points": 0, "last_step": None}
         stats["updates"] += 1
+        stats["points"] += n
         stats["last_step"] = self.last_step = update.step
         self.updates += 1
-        if update.kind in APPEND_KINDS:
-            n = len(update.data)
-            stats["points"] += n
-            self.points += n
-            for value in update.data.values():
-                if not math.isfinite(value):
-                    self.nonfinite += 1
 
     def flush(self, timeout: float | None = None) -> int:
         """Nothing to wait for: every line is written by :meth:`write`."""
