@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,3 +151,28 @@ def test_logger_passes_sink_options(visdom_server: VisdomServer, env: str, viz: 
         assert stat.flush(10) == 0
         data = json.loads(viz.get_window_data(stat.windows["loss"], env))["content"]["data"][0]
         assert len(data["x"]) <= 16 and data["x"][-1] == 99 and data["y"][-1] == 99.0
+
+
+def test_env_is_saved_on_a_schedule(visdom_server: VisdomServer, env: str) -> None:
+    sink = VisdomSink(port=visdom_server.port, env=env, uid="run", save_every=0)
+    try:
+        sink.write(line(0, a=1.0))
+        assert sink.flush(10) == 0
+        sink.write(line(1, a=2.0))  # the save follows the next send
+        assert sink.flush(10) == 0
+        saved = json.loads((visdom_server.env_path / f"{env}.json").read_text())
+        assert "run_loss" in saved["jsons"]
+    finally:
+        sink.close()
+
+
+def test_atexit_delivers_a_logger_never_closed(visdom_server: VisdomServer, viz: visdom.Visdom, env: str,
+                                              tmp_path: Path) -> None:
+    script = (f"import flexlogger\n"
+              f"s = flexlogger.FlexLogger({{'loss': {{'type': 'line'}}}}, "
+              f"{{'v': {{'type': 'ValueMeter', 'target': 'loss'}}}}, env={env!r}, uid='run', "
+              f"port={visdom_server.port}, log_dir=None, min_interval=3600)\n"
+              f"for step in range(50):\n    s.add({{'v': step / 2}}); s.log(step)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=tmp_path)
+    data = json.loads(viz.get_window_data("run_loss", env))["content"]["data"][0]
+    assert (data["x"], data["y"]) == (list(range(50)), [s / 2 for s in range(50)])
