@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any, NoReturn
 
 __all__ = ["main"]
@@ -175,29 +175,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_module() -> ModuleType:
-    """``flexlogger.demo`` when the package has one, else the repository's ``examples/demo.py``."""
-    if importlib.util.find_spec("flexlogger.demo") is not None:
-        return importlib.import_module("flexlogger.demo")
-    examples = Path(__file__).resolve().parent.parent / "examples"
-    for script in ("demo.py", "quickstart.py"):
-        path = examples / script
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location(f"flexlogger_example_{path.stem}", path)
-            if spec is not None and spec.loader is not None:
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                return module
-    raise RuntimeError(f"No demo found: neither `flexlogger.demo` nor {examples / 'demo.py'} exists.")
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     argv = ["--port", str(args.port)]
     if args.epochs is not None:
         argv += ["--epochs", str(args.epochs)]
     if args.env is not None:
         argv += ["--env", args.env]
-    code = _demo_module().main(argv)
+    from . import demo  # imports torch, scikit-learn and tqdm: only when asked for
+
+    code = demo.main(argv)
     return int(code or 0)
 
 

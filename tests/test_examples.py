@@ -45,7 +45,7 @@ def test_quickstart(visdom_server: VisdomServer, viz: visdom.Visdom, env: str,
 
 def test_demo(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
               capsys: pytest.CaptureFixture[str]) -> None:
-    demo = load_example("demo")
+    from flexlogger import demo
     assert demo.main(["--port", str(visdom_server.port), "--epochs", "2", "--env", env,
                       "--log-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
