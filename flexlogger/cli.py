@@ -16,6 +16,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
@@ -273,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"{PROG} {args.command}"
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # `flexlogger presets | head`: the reader left, nothing is wrong
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit flush from failing again
+        return 0
     except (FlexLoggerError, RuntimeError, OSError) as exc:
         # our ValueError/KeyError kinds (unknown preset, meter or plot name, no run record) are argument errors
         bad_argument = isinstance(exc, FlexLoggerError) and isinstance(exc, (ValueError, KeyError))
