@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import visdom
+from readback import traces, window
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, MeterInputError, UnknownKeyError, UnknownNameError
@@ -33,14 +33,8 @@ def make(visdom_server: VisdomServer, env: str) -> Iterator[Any]:
         logger.close()
 
 
-def window(viz: visdom.Visdom, logger: FlexLogger, plot: str) -> dict[str, Any]:
-    assert logger.flush(10) == 0
-    data: dict[str, Any] = json.loads(viz.get_window_data(logger.windows[plot], logger.env))
-    return data
 
 
-def traces(viz: visdom.Visdom, logger: FlexLogger, plot: str) -> dict[str, tuple[list[Any], list[Any]]]:
-    return {t["name"]: (t["x"], t["y"]) for t in window(viz, logger, plot)["content"]["data"]}
 
 
 LOSS = {"loss": {"type": "line", "opts": {"xlabel": "epoch"}}}

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 import visdom
+from readback import traces
 from torch import nn
 
 from flexlogger.errors import ConfigError, UnknownNameError
@@ -43,10 +44,6 @@ def make(visdom_server: VisdomServer, env: str) -> Iterator[Callable[..., Tooled
         tml.close()
 
 
-def traces(viz: visdom.Visdom, tml: TooledModelLogger, plot: str) -> dict[str, tuple[list[Any], list[Any]]]:
-    assert tml.flush(10) == 0
-    data = json.loads(viz.get_window_data(tml.windows[plot], tml.env))
-    return {t["name"]: (t["x"], t["y"]) for t in data["content"]["data"]}
 
 
 def train(model: nn.Module, tml: TooledModelLogger, steps: int, log: bool = True) -> list[Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 import visdom
+from readback import traces, window
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, UnknownNameError
@@ -52,14 +53,8 @@ def make(visdom_server: VisdomServer, env: str) -> Iterator[Callable[..., FlexLo
         logger.close()
 
 
-def window(viz: visdom.Visdom, logger: FlexLogger, plot: str) -> dict[str, Any]:
-    assert logger.flush(10) == 0
-    data: dict[str, Any] = json.loads(viz.get_window_data(logger.windows[plot], logger.env))
-    return data
 
 
-def traces(viz: visdom.Visdom, logger: FlexLogger, plot: str) -> dict[str, tuple[list[Any], list[Any]]]:
-    return {t["name"]: (t["x"], t["y"]) for t in window(viz, logger, plot)["content"]["data"]}
 
 
 def write(folder: Path, name: str, text: str) -> Path:
