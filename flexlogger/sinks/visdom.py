@@ -43,8 +43,13 @@ Faults:
   ``close()`` flushes (up to ``close_timeout``; one last try only when the server is down) and warns with the
   count of points that could not be delivered. An atexit handler closes the sinks a user forgot to close.
 
-This is the only module that imports visdom. Its client is used offline (``send=False``) to build the windows'
-traces and layout; the sender posts them with its own HTTP session, with timeouts.
+Sender cost: turning floats into JSON text is most of a send's cost (about 1 us a number here), so each trace
+keeps the JSON text of the points it already encoded, and a send encodes only the points new since the last one
+(until a downsampling rewrites the trace): a steady send of a 6 x 2000-point window costs about 0.2 ms of the
+sender thread, not 18 ms. Encoding goes in chunks, so the training loop can take the GIL between them.
+
+This is the only module that imports visdom. Its client is used offline (``send=False``) to build each trace's
+options and the layout (once per trace); the sender posts the windows with its own HTTP session, with timeouts.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 import warnings
@@ -85,6 +91,13 @@ class _Trace:
     ys: list[float] = field(default_factory=list)
     logged: int = 0  # points written since the start
     delivered: int = 0  # of those, how many reached the server
+    generation: int = 0  # bumped by each downsampling
+    # the sender thread's cache of the JSON text of the first `text_count` points (of `text_generation`): a send
+    # encodes only the points that are new since the last one (float -> text is the bulk of a send's cost)
+    text_generation: int = -1
+    text_count: int = 0
+    x_text: str = ""
+    y_text: str = ""
 
 
 @dataclass
@@ -97,6 +110,8 @@ class _Window:
     version: int = 0  # bumped by every write
     sent_version: int = 0  # the version the server has; -1: it may have lost the window
     last_sent: float = -math.inf
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # sender: each trace's Visdom message
+    per_point: bool = False  # sender: opts with per-point fields; each send is built by Visdom's client
 
     @property
     def dirty(self) -> bool:
@@ -116,7 +131,7 @@ class _Message:
     window: _Window
     version: int
     logged: dict[str, int]  # trace -> points logged when the message was made
-    body: Any  # what to build the message from, copied under the lock: {trace: (xs, ys)} or the latest Update
+    body: Any  # copied under the lock: {trace: (start, xs[start:], ys[start:])} or the latest Update
 
 
 def downsample(xs: list[float], ys: list[float], buckets: int) -> tuple[list[float], list[float]]:
@@ -244,6 +259,7 @@ class VisdomSink:
                     trace.logged += 1
                     if len(trace.xs) > self.max_points:
                         trace.xs, trace.ys = downsample(trace.xs, trace.ys, self.max_points // 4)
+                        trace.generation += 1
                         self.downsamplings += 1
             else:
                 window.latest = update
@@ -397,14 +413,26 @@ class VisdomSink:
         if window.kind not in APPEND_KINDS:
             return _Message(window, window.version, {}, window.latest)
         logged = {name: t.logged for name, t in window.traces.items()}
-        return _Message(window, window.version, logged, {n: (t.xs[:], t.ys[:]) for n, t in window.traces.items()})
+        body = {}
+        for name, t in window.traces.items():
+            cached = t.text_generation == t.generation and t.text_count <= len(t.xs) and not window.per_point
+            start = t.text_count if cached else 0
+            if not cached:
+                t.text_generation, t.text_count, t.x_text, t.y_text = t.generation, 0, "", ""
+            body[name] = (start, t.xs[start:], t.ys[start:])
+        return _Message(window, window.version, logged, body)
 
-    def _build(self, message: _Message) -> dict[str, Any]:
+    def _build(self, message: _Message) -> str:
+        """The request body (JSON) for ``message``."""
         window, win = message.window, self.window_id(message.window.plot)
         try:
             if window.kind not in APPEND_KINDS:
-                return self._replace_message(win, message.body)
-            return self._curves_message(win, window.plot, window.kind, window.opts, message.body)
+                return json.dumps(self._replace_message(win, message.body), allow_nan=False)
+            if not window.per_point:
+                return self._lines_body(win, window, message.body)
+            traces = {name: (xs, ys) for name, (_, xs, ys) in message.body.items()}
+            return json.dumps(self._curves_message(win, window.plot, window.kind, window.opts, traces),
+                              allow_nan=False)
         except Exception as exc:
             raise DeliveryError(f"could not draw plot {window.plot!r} ({window.kind}) with opts "
                                 f"{dict(window.opts)!r}: {type(exc).__name__}: {exc}") from exc
@@ -432,10 +460,9 @@ class VisdomSink:
         previous, self._connections = self._connections, self._connects[0]
         return previous is not None and self._connections > previous
 
-    def _post(self, endpoint: str, msg: dict[str, Any]) -> bool:
+    def _post(self, endpoint: str, body: str) -> bool:
         try:
-            response = self._http.post(f"{self.url}/{endpoint}", data=json.dumps(msg, allow_nan=False),
-                                       timeout=self.timeout)
+            response = self._http.post(f"{self.url}/{endpoint}", data=body.encode(), timeout=self.timeout)
             ok, reason = response.status_code == 200, f"HTTP {response.status_code} on /{endpoint}"
         except requests.RequestException as exc:
             ok, reason = False, type(exc).__name__
@@ -463,6 +490,35 @@ class VisdomSink:
         out = {"title": plot, **defaults}
         out.update(opts)
         return out  # a fresh dict: visdom's client mutates the opts it is given
+
+    def _lines_body(self, win: str, window: _Window, body: Mapping[str, tuple[int, list[float], list[float]]]) -> str:
+        """A whole line/scatter window as JSON: each trace's options and the layout come from Visdom's client
+        (built once per trace, from one point); the points are JSON text, cached, so only new points are encoded."""
+        data: list[dict[str, Any]] = []
+        arrays: list[str] = []
+        msg: dict[str, Any] = {}
+        for name, (start, xs, ys) in body.items():
+            template = window.templates.get(name)
+            if template is None:
+                template = window.templates[name] = self._curves_message(
+                    win, window.plot, window.kind, window.opts, {name: ([0.0], [0.0])})
+                if len(template["data"]) != 1 or _per_point_fields(template["data"][0]):
+                    window.per_point = True  # from the next send on, Visdom's client builds it all
+                    traces = {n: (x, y) for n, (_, x, y) in body.items()}
+                    return json.dumps(self._curves_message(win, window.plot, window.kind, window.opts, traces),
+                                      allow_nan=False)
+            trace = window.traces[name]
+            x_new, y_new = _json_numbers(xs), _json_numbers(_nulls(ys))
+            if start:
+                x_new = f"{trace.x_text},{x_new}" if x_new else trace.x_text
+                y_new = f"{trace.y_text},{y_new}" if y_new else trace.y_text
+            trace.text_count, trace.x_text, trace.y_text = start + len(xs), x_new, y_new
+            msg = template
+            data.append({**template["data"][0], "x": f"@@flexlogger:{len(arrays)}@@",
+                         "y": f"@@flexlogger:{len(arrays) + 1}@@"})
+            arrays += [x_new, y_new]
+        text = _JSON.encode({**msg, "data": data})
+        return _PLACEHOLDER.sub(lambda m: f"[{arrays[int(m[1])]}]", text)
 
     def _curves_message(self, win: str, plot: str, kind: str, opts: Mapping[str, Any],
                         traces: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
@@ -544,6 +600,16 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_PLACEHOLDER = re.compile(r'"@@flexlogger:(\d+)@@"')
+_CHUNK = 512  # numbers per json call: the GIL can pass to the training loop between calls
+
+
+def _json_numbers(values: list[Any]) -> str:
+    """``values`` (floats and None) as the inside of a JSON array, encoded in chunks."""
+    return ",".join(_JSON.encode(values[i:i + _CHUNK])[1:-1] for i in range(0, len(values), _CHUNK))
+
+
 def _per_point_fields(trace: Mapping[str, Any]) -> bool:
     """Whether a one-point trace has list fields other than x and y (per-point options)."""
     return any(isinstance(v, list) for k, v in trace.items() if k not in ("x", "y")) or any(
@@ -553,7 +619,7 @@ def _per_point_fields(trace: Mapping[str, Any]) -> bool:
 def _size(message: _Message) -> int:
     if message.window.kind not in APPEND_KINDS:
         return 1
-    return sum(len(xs) for xs, _ in message.body.values())
+    return sum(start + len(xs) for start, xs, _ in message.body.values())
 
 
 @contextlib.contextmanager
