@@ -59,16 +59,23 @@ def test_long_series_are_downsampled_keeping_spikes_and_the_last_step(visdom_ser
                                                                       viz: visdom.Visdom) -> None:
     sink = VisdomSink(port=visdom_server.port, env=env, uid="run", max_points=40)
     try:
+        def f(step: float) -> float:
+            return 100.0 if step == 123 else (-50.0 if step == 777 else math.sin(step / 50))
+
         for step in range(1000):
-            y = 100.0 if step == 123 else (-50.0 if step == 777 else math.sin(step / 50))
-            sink.write(line(step, a=y))
+            sink.write(line(step, a=f(step), b=-f(step)))
+            if step % 37 == 0:  # sends between downsamplings
+                xs, ys = traces(viz, sink, "loss")["a"]
+                assert all(y == f(x) for x, y in zip(xs, ys)) and xs[-1] == step
         xs, ys = traces(viz, sink, "loss")["a"]
+        assert all(y == f(x) for x, y in zip(xs, ys))
+        assert traces(viz, sink, "loss")["b"] == (xs, [-y for y in ys])
         assert len(xs) <= 40 and xs == sorted(xs)
         assert max(ys) == 100.0 and xs[ys.index(100.0)] == 123
         assert min(ys) == -50.0 and xs[ys.index(-50.0)] == 777
         assert xs[-1] == 999 and sink.downsamplings > 0
-        assert sink.held_points() <= 40
-        sink.write(line(1000, a=7.0))  # appends go on after the replace
+        assert sink.held_points() <= 80
+        sink.write(line(1000, a=7.0, b=-7.0))  # appends go on after the replace
         xs2, ys2 = traces(viz, sink, "loss")["a"]
         assert (xs2[-1], ys2[-1]) == (1000, 7.0) and xs2[:-1] == xs
     finally:
@@ -77,11 +84,11 @@ def test_long_series_are_downsampled_keeping_spikes_and_the_last_step(visdom_ser
 
 def test_downsample_keeps_min_max_and_gaps() -> None:
     assert downsample([0, 1, 2, 3, 4, 5, 6, 7], [0, 9, 1, 2, 3, -5, 4, 4], 2) == (
-        [0.0, 1.0, 5.0, 6.0], [0.0, 9.0, -5.0, 4.0])
+        [0.0, 1.0, 5.0, 6.0, 7.0], [0.0, 9.0, -5.0, 4.0, 4.0])
     xs, ys = downsample(list(range(8)), [1.0, math.nan, math.nan, 2.0, 3.0, 4.0, math.inf, 0.0], 2)
     assert xs == [0.0, 1.0, 3.0, 5.0, 6.0, 7.0]
     assert [y if math.isfinite(y) else "gap" for y in ys] == [1.0, "gap", 2.0, 4.0, "gap", 0.0]
-    assert downsample([5, 5, 5], [1.0, 3.0, 2.0], 4) == ([5.0, 5.0], [1.0, 3.0])
+    assert downsample([5, 5, 5, 5], [1.0, 3.0, 2.0, 2.5], 4) == ([5.0, 5.0, 5.0], [1.0, 3.0, 2.5])
 
 
 def test_nan_and_inf_are_gaps_and_one_warning(visdom_server: VisdomServer, env: str, viz: visdom.Visdom) -> None:

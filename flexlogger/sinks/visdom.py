@@ -7,9 +7,9 @@ Policy (what the server sees):
 
 - ``line``/``scatter`` windows keep their points, at most ``max_points`` per trace (default 2000). Past it, a
   trace is downsampled: its x range is cut into ``max_points // 4`` buckets and each bucket keeps its minimum,
-  its maximum and its first NaN/Inf (a gap), in order, so spikes stay visible; points then append again until the
-  next downsampling, which re-buckets the whole range (the resolution stays uniform in x). The run record keeps
-  every point.
+  its maximum and its first NaN/Inf (a gap), in order, so spikes stay visible; the last point always stays.
+  Points then append again until the next downsampling, which re-buckets the whole range (the resolution stays
+  uniform in x). The run record keeps every point.
 - Other windows (bar, heatmap, image, text, curve) keep only their latest content.
 - Every request replaces the whole window, never a Visdom append: Visdom 0.2.4's ``/update`` deep-copies and
   JSON-diffs the window, so an append of one point to a 6-trace window costs about 290 ms at 1,000 points per
@@ -135,11 +135,12 @@ class _Message:
 
 
 def downsample(xs: list[float], ys: list[float], buckets: int) -> tuple[list[float], list[float]]:
-    """Keep, in each of ``buckets`` equal x ranges, the minimum, the maximum and the first non-finite point.
+    """Keep, in each of ``buckets`` equal x ranges, the minimum, the maximum and the first non-finite point; and
+    the last point.
 
     Example:
         >>> downsample([0, 1, 2, 3, 4, 5, 6, 7], [0, 9, 1, 2, 3, -5, 4, 4], 2)
-        ([0.0, 1.0, 5.0, 6.0], [0.0, 9.0, -5.0, 4.0])
+        ([0.0, 1.0, 5.0, 6.0, 7.0], [0.0, 9.0, -5.0, 4.0, 4.0])
     """
     keep = downsample_indices(xs, ys, buckets)
     return [float(xs[i]) for i in keep], [float(ys[i]) for i in keep]
@@ -163,6 +164,7 @@ def downsample_indices(xs: list[float], ys: list[float], buckets: int) -> np.nda
         firsts = order[np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])]
         keep[firsts if key.dtype != np.int8 else firsts[~finite[firsts]]] = True
     keep &= finite | ~np.r_[False, ~finite[:-1]]  # one non-finite point per run of them is a gap enough
+    keep[-1] = True  # the window always shows the last step
     return np.flatnonzero(keep)
 
 
