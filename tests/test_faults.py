@@ -17,6 +17,8 @@ from flexlogger import DeliveryError, FlexLogger
 from flexlogger.server import VisdomServer, find_free_port, start_server
 from flexlogger.sinks.record import read_record
 
+pytestmark = pytest.mark.slow  # real server processes stopped and restarted
+
 PLOTS = {"loss": {"type": "line"}}
 METERS = {"train": {"type": "AverageValueMeter", "target": "loss"},
           "test": {"type": "ValueMeter", "target": "loss"}}
