@@ -43,13 +43,15 @@ class FlexLogger:
             Defaults to the start time (so each run gets its own windows); pass a fixed uid to redraw the same
             windows on every run.
         server, port: the Visdom server. ``server=None`` sends nothing to Visdom (the run record still works).
-        log_dir: the run record's root folder; None turns the record off.
+        log_dir: the run record's root folder; None turns the record off. The run's own folder,
+            ``<log_dir>/<env>/<uid>``, is ``Stat.run_dir`` (``flexlogger replay`` redraws it).
         strict: ``add()`` of an unknown key raises KeyError; with ``strict=False`` it warns once per key.
         sinks: extra sinks that receive every update (anything with ``write``/``flush``/``close``).
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
             collective calls, and draw from rank 0 only (see ``flexlogger.distributed``). Default: on when a
             process group with more than one rank is initialised.
-        **visdom_kwargs: passed on to the Visdom sink (e.g. ``max_points``, ``queue_policy``).
+        **visdom_kwargs: passed on to the Visdom sink (e.g. ``max_points``, ``min_interval``; see
+            ``flexlogger.sinks.visdom.VisdomSink``).
 
     Example:
         >>> Stat = FlexLogger({'loss': {'type': 'line'}},
@@ -80,6 +82,7 @@ class FlexLogger:
         self._closed = False
         self._define(plots, meters)
         self.distributed = distributed_.active() if distributed is None else distributed
+        self.run_dir: Path | None = None  # the run record's folder, once the record sink made it
         self._sinks: list[Sink] = []
         if not self.distributed or distributed_.rank() == 0:  # in distributed mode only rank 0 draws
             self._sinks = [*self._default_sinks(server, port, log_dir, visdom_kwargs), *sinks]
@@ -94,6 +97,7 @@ class FlexLogger:
 
             record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
             sinks.append(record)
+            self.run_dir = record.path
         if server is not None:
             from .sinks.visdom import VisdomSink
 

@@ -6,6 +6,7 @@ name arbitrary code.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -90,4 +91,9 @@ def plot_info(name: str) -> dict[str, Any]:
 
 def view_for(plot: PlotType, meter_cls: type[Meter]) -> str | None:
     """The view a plot of type ``plot`` draws of a meter of class ``meter_cls`` (None when it cannot)."""
-    return next((v for v in plot.views if v in meter_cls.views), None)
+    return _first_shared(plot.views, meter_cls.views)
+
+
+@functools.cache  # called for every meter on every log()
+def _first_shared(wanted: tuple[str, ...], offered: tuple[str, ...]) -> str | None:
+    return next((v for v in wanted if v in offered), None)

@@ -234,3 +234,12 @@ def test_values_are_numbers_not_arrays() -> None:
                       log_dir=None)
     stat.add({"v": np.float64(2.0)})
     assert stat.value() == {"v": 2.0}
+
+
+def test_run_dir_holds_the_record(tmp_path: Any) -> None:
+    with FlexLogger(LOSS, TRAIN_TEST, env="e", uid="u", server=None, log_dir=tmp_path) as stat:
+        stat.add({"train_loss": 1.0})
+        stat.log(0)
+    assert stat.run_dir == tmp_path / "e" / "u"
+    assert (stat.run_dir / "points.jsonl").read_text().count('"seq":') == 1
+    assert FlexLogger(LOSS, {}, server=None, log_dir=None).run_dir is None
