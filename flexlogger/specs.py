@@ -62,15 +62,19 @@ def _check_name(where: str, name: Any) -> None:
         raise ConfigError(f"{where}: expected a non-empty string as name, but got {name!r}")
 
 
+def _check_type(where: str, raw: Mapping[str, Any], kind: str, table: Mapping[str, Any]) -> None:
+    if "type" not in raw:
+        raise ConfigError(f"{where}.type: missing; valid {kind}s: {', '.join(sorted(table))}")
+    if raw["type"] not in table:
+        raise UnknownNameError(f"{where}.type: " + unknown_name_message(kind, raw["type"], table))
+
+
 def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     """Validate a plot definition; ``where`` prefixes errors (default ``plots.<name>``)."""
     where = where or f"plots.{name}"
     _check_name(where, name)
     raw = _check_mapping(where, raw, PLOT_KEYS)
-    if "type" not in raw:
-        raise ConfigError(f"{where}.type: missing; valid plot types: {', '.join(sorted(PLOTS))}")
-    if raw["type"] not in PLOTS:
-        raise UnknownNameError(f"{where}.type: " + unknown_name_message("plot type", raw["type"], PLOTS))
+    _check_type(where, raw, "plot type", PLOTS)
     opts = raw.get("opts") or {}
     if not isinstance(opts, Mapping):
         raise ConfigError(f"{where}.opts: expected a mapping of Visdom options, but got {opts!r}")
@@ -82,10 +86,7 @@ def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
     where = where or f"meters.{name}"
     _check_name(where, name)
     raw = _check_mapping(where, raw, METER_KEYS)
-    if "type" not in raw:
-        raise ConfigError(f"{where}.type: missing; valid meter types: {', '.join(sorted(METERS))}")
-    if raw["type"] not in METERS:
-        raise UnknownNameError(f"{where}.type: " + unknown_name_message("meter type", raw["type"], METERS))
+    _check_type(where, raw, "meter type", METERS)
     if "target" not in raw:
         raise ConfigError(f"{where}.target: missing; expected the name of the plot (or a list of plots) it feeds")
     target = raw["target"]
