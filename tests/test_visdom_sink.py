@@ -6,10 +6,12 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import visdom
 
@@ -183,3 +185,56 @@ def test_atexit_delivers_a_logger_never_closed(visdom_server: VisdomServer, viz:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120, cwd=tmp_path)
     data = json.loads(viz.get_window_data("run_loss", env))["content"]["data"][0]
     assert (data["x"], data["y"]) == (list(range(50)), [s / 2 for s in range(50)])
+
+
+def window_data(viz: visdom.Visdom, sink: VisdomSink, plot: str) -> Any:
+    assert sink.flush(10) == 0
+    return json.loads(viz.get_window_data(sink.window_id(plot), sink.env))["content"]
+
+
+def test_contents_visdom_rejects_are_drawn_and_the_sender_lives(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    """One bar, a histogram with no finite value, a ROC curve of a single class: Visdom's client rejects each
+    as such (a squeezed 0-d bar, min() of nothing, NaN in JSON); each is drawn and the sender goes on."""
+    nan = math.nan
+    sink.write(Update("one", "bar", 0, {"acc": 0.5}, {}, 1))  # one scalar meter
+    sink.write(Update("ap1", "bar", 0, {"ap": np.array([0.75])}, {}, 2))  # one class
+    sink.write(Update("ap2", "bar", 0, {"a": np.array([0.25]), "b": np.array([0.5])}, {}, 3))  # two meters
+    sink.write(Update("hist", "histogram", 0, {"w": np.array([nan, nan, math.inf])}, {}, 4))
+    sink.write(Update("roc", "curve", 0, {"auc": (np.array([nan, nan]), np.array([0.0, 1.0]))}, {}, 5))
+    assert [(d["x"], d["y"]) for d in window_data(viz, sink, "one")["data"]] == [(["acc"], [0.5])]
+    assert [(d["name"], d["y"]) for d in window_data(viz, sink, "ap1")["data"]] == [("ap", [0.75])]
+    assert [(d["name"], d["y"]) for d in window_data(viz, sink, "ap2")["data"]] == [("a", [0.25]), ("b", [0.5])]
+    assert set(window_data(viz, sink, "hist")["data"][0]["y"]) == {0}  # every bin empty
+    assert [(d["x"], d["y"]) for d in window_data(viz, sink, "roc")["data"]] == [([None, None], [0.0, 1.0])]
+    sink.write(line(0, a=1.0))
+    assert traces(viz, sink, "loss") == {"a": ([0], [1.0])}
+
+
+def test_replace_windows_keep_the_meters_not_logged_this_time(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    sink.write(Update("b", "bar", 0, {"train": 1.0, "test": 2.0}, {}, 1))
+    sink.write(Update("b", "bar", 1, {"train": 3.0}, {}, 2))  # log(keys=['train']), or test received nothing
+    assert [(d["x"], d["y"]) for d in window_data(viz, sink, "b")["data"]] == [(["train", "test"], [3.0, 2.0])]
+    sink.write(Update("t", "text", 0, {"train": "0.5", "test": "0.25"}, {}, 3))
+    sink.write(Update("t", "text", 1, {"test": "0.125"}, {}, 4))
+    content = window_data(viz, sink, "t")
+    assert "0.5" in content and "0.125" in content and "0.25" not in content
+
+
+def test_text_is_shown_as_written(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    sink.write(Update("t", "text", 0, {"sample<1>": "the <unk> & co\nnext"}, {}, 1))
+    assert window_data(viz, sink, "t") == ("<table><tr><td><b>sample&lt;1&gt;</b></td>"
+                                           "<td>the &lt;unk&gt; &amp; co<br>next</td></tr></table>")
+
+
+def test_flush_after_close_returns_what_was_never_delivered(env: str) -> None:
+    from flexlogger.server import find_free_port
+
+    sink = VisdomSink(port=find_free_port(), env=env, uid="run", close_timeout=0.2)
+    sink.write(line(0, a=1.0, b=2.0))
+    with pytest.warns(RuntimeWarning, match=r"could not be delivered"):
+        sink.close()
+    result: list[int] = []
+    waiter = threading.Thread(target=lambda: result.append(sink.flush()), daemon=True)
+    waiter.start()
+    waiter.join(10)
+    assert result == [2]  # at once, not waiting forever for a sender that is gone

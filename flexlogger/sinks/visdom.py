@@ -56,6 +56,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
+import html
 import json
 import logging
 import math
@@ -272,8 +274,10 @@ class VisdomSink:
                         trace.generation += 1
                         trace.kept = keep
                         self.downsamplings += 1
-            else:
+            elif window.latest is None or window.latest.data.keys() <= update.data.keys():
                 window.latest = update
+            else:  # meters not logged this time (keys=..., or empty) keep their latest content in the window
+                window.latest = dataclasses.replace(update, data={**window.latest.data, **update.data})
             if window.version == window.sent_version:  # it was clean: wake the sender
                 self._cond.notify()
             window.version += 1
@@ -292,11 +296,14 @@ class VisdomSink:
         """Send everything now and wait until the server has it, or ``timeout`` seconds.
 
         Returns:
-            How many points (or window contents) are still pending: 0 when everything arrived.
+            How many points (or window contents) are still pending: 0 when everything arrived. After
+            ``close()``, at once: what was never delivered.
 
         Raises:
             DeliveryError: the sender thread died.
         """
+        if self._stopping:  # closed: the sender is gone, nothing more will arrive
+            return self.pending()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._urgent += 1
@@ -554,7 +561,7 @@ class VisdomSink:
                 msg, _ = draw(Y=y[head], X=x[head], win=win, env=self.env, opts=self._opts(plot, opts), name=name)
             trace = msg["data"][0]
             if len(msg["data"]) == 1 and not _per_point_fields(trace):
-                trace["x"], trace["y"] = x.tolist(), _nulls(y.tolist())
+                trace["x"], trace["y"] = _nulls(x.tolist()), _nulls(y.tolist())  # a curve's x may be NaN
             else:  # per-point options (e.g. one marker colour per point): let visdom build all of it
                 msg, _ = (draw(X=np.column_stack([x, y]), win=win, env=self.env, opts=self._opts(plot, opts),
                                name=name) if kind == "scatter" else
@@ -575,33 +582,55 @@ class VisdomSink:
             names = list(data)
             values = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in data.values()]
             if all(v.size == 1 for v in values) and not any(isinstance(v, np.ndarray) for v in data.values()):
-                msg, _ = b.bar(X=np.array([v[0] for v in values]), win=win, env=env,
-                               opts=self._opts(plot, opts, rownames=names))
+                msg = _bars(b, np.array([[v[0]] for v in values]), win, env, self._opts(plot, opts, rownames=names))
             else:
                 width = max(v.size for v in values)
                 table = np.full((width, len(values)), np.nan)
                 for i, v in enumerate(values):
                     table[: v.size, i] = v
-                msg, _ = b.bar(X=table, win=win, env=env, opts=self._opts(plot, opts))
+                msg = _bars(b, table, win, env, self._opts(plot, opts))
                 for trace, name in zip(msg["data"], names):
                     trace["name"] = name  # the legend is the meters' names
                 msg["layout"]["showlegend"] = True
         elif update.kind == "histogram":
             flat = np.asarray(next(iter(data.values())), dtype=np.float64).reshape(-1)
             flat = flat[np.isfinite(flat)]
-            msg, _ = b.histogram(X=flat if flat.size > 1 else np.r_[flat, flat], win=win, env=env,
-                                 opts=self._opts(plot, opts))
+            msg, _ = b.histogram(X=flat if flat.size > 1 else np.r_[flat, flat] if flat.size else np.zeros(2),
+                                 win=win, env=env, opts=self._opts(plot, opts))
+            if not flat.size:  # no finite value: every bin is empty
+                for trace in msg["data"]:
+                    trace["y"] = [0] * len(trace["y"])
         elif update.kind == "heatmap":
             matrix = np.asarray(next(iter(data.values())), dtype=np.float64)
             msg, _ = b.heatmap(X=matrix, win=win, env=env, opts=self._opts(plot, opts))
         elif update.kind == "image":
             msg, _ = b.image(np.asarray(next(iter(data.values()))), win=win, env=env, opts=self._opts(plot, opts))
         elif update.kind == "text":
-            rows = "".join(f"<tr><td><b>{n}</b></td><td>{v}</td></tr>" for n, v in data.items())
+            rows = "".join(f"<tr><td><b>{_html(n)}</b></td><td>{_html(v)}</td></tr>" for n, v in data.items())
             msg, _ = b.text(f"<table>{rows}</table>", win=win, env=env, opts=self._opts(plot, opts))
         else:
             raise ValueError(f"no Visdom drawing for plot type {update.kind!r}")
         return _scrub(dict(msg))
+
+
+def _bars(builder: Any, table: np.ndarray, win: str, env: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Visdom's bar message for a rows x columns ``table``, also for fewer than two rows (its client squeezes
+    the table, so it rejects one row and mistakes one row of several columns for one column)."""
+    rows = table.shape[0]
+    if rows < 2:  # drawn with NaN rows added, which are then taken out again
+        table = np.concatenate([table, np.full((2 - rows, table.shape[1]), np.nan)])
+        if opts.get("rownames") is not None:
+            opts["rownames"] = [*opts["rownames"], *[""] * (2 - rows)]
+    msg, _ = builder.bar(X=table, win=win, env=env, opts=opts)
+    if rows < 2:
+        for trace in msg["data"]:
+            trace["x"], trace["y"] = trace["x"][:rows], trace["y"][:rows]
+    return dict(msg)
+
+
+def _html(value: Any) -> str:
+    """``value`` as HTML text: ``<unk>`` and ``a & b`` shown as written, line breaks kept."""
+    return html.escape(str(value)).replace("\n", "<br>")
 
 
 def _scrub(value: Any) -> Any:
