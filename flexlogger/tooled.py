@@ -30,9 +30,11 @@ Groups (column groups of the table, keys of :meth:`TooledModel.get_dict`):
     input tensor before the layer overwrote it), ``Weights`` and ``Weight_grad`` (the ``weight``
     parameter and its ``.grad``), and for each name in ``params`` a group ``<name>`` and ``<name>_grad``.
     Gradient groups are recorded only for layers whose forward in this step built a graph (not under
-    ``torch.no_grad()``). Activation gradients come from tensor hooks registered in the forward hooks (never
-    full backward hooks, which break on in-place ops such as ``ReLU(inplace=True)``); ``Inputs`` is read in a
-    forward pre-hook, before an in-place layer overwrites its input.
+    ``torch.no_grad()``), and for parameters that a backward of this step reached without their module's
+    forward (``nn.MultiheadAttention`` uses ``out_proj.weight`` directly). Activation gradients come from
+    tensor hooks registered in the forward hooks (never full backward hooks, which break on in-place ops such
+    as ``ReLU(inplace=True)``); ``Inputs`` is read in a forward pre-hook, before an in-place layer overwrites
+    its input.
 """
 
 from __future__ import annotations
@@ -287,6 +289,7 @@ class TooledModel:
         self._order: dict[str, None] = {}
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._diff: set[str] = set()
+        self._fresh: set[int] = set()  # ids of the parameters whose .grad a backward of this step accumulated into
         self._snap: dict[tuple[str, str], Tensor] = {}
         self._memo: tuple[Tensor, int, _Entry] | None = None
 
@@ -294,9 +297,17 @@ class TooledModel:
     def _sync_hooks(self) -> None:
         """Attach the hooks during recorded steps, detach them between (so skipped steps cost nothing)."""
         if self.recording and not self._handles:
+            hooked: set[int] = set()
             for layer in self._layers:
                 self._handles.append(layer.module.register_forward_pre_hook(self._pre_hook(layer)))
                 self._handles.append(layer.module.register_forward_hook(self._fwd_hook(layer)))
+                for attr, is_grad in layer.params.values():
+                    p = getattr(layer.module, attr, None)
+                    if is_grad and isinstance(p, Tensor) and p.is_leaf and p.requires_grad and id(p) not in hooked:
+                        # a parameter used without its module's forward (nn.MultiheadAttention's out_proj,
+                        # F.linear(x, self.fc.weight)) still has a gradient of this step
+                        hooked.add(id(p))
+                        self._handles.append(p.register_post_accumulate_grad_hook(self._fresh_hook))
         elif not self.recording and self._handles:
             for h in self._handles:
                 h.remove()
@@ -399,6 +410,9 @@ class TooledModel:
 
         return fwd
 
+    def _fresh_hook(self, p: Tensor) -> None:
+        self._fresh.add(id(p))
+
     def _grad_hook(self, name: str, group: str, call: int, count: int) -> Callable[[Tensor], None]:
         token = self._token
         key = (name, group)
@@ -426,7 +440,7 @@ class TooledModel:
         if not isinstance(p, Tensor):
             return None
         if is_grad:
-            if layer.name not in self._diff or p.grad is None:
+            if (layer.name not in self._diff and id(p) not in self._fresh) or p.grad is None:
                 return None
             x = p.grad.detach()
             if x.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its zeros count too

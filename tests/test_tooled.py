@@ -426,6 +426,76 @@ def test_eval_mode_with_dropout(model: nn.Sequential) -> None:
     assert set(got["3"]) == set(GROUPS)
 
 
+def test_multihead_attention_out_proj_gradient_without_its_forward() -> None:
+    # MultiheadAttention uses out_proj.weight directly, never calling out_proj: its gradient is still recorded
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(4, 2, batch_first=True).double()
+    tm = TooledModel(mha, stats=["mean", "norm"])
+    assert tm.layers == ["out_proj"]
+    q = torch.randn(2, 3, 4, dtype=torch.float64)
+    mha(q, q, q)[0].sum().backward()
+    got = tm.get_dict()["out_proj"]
+    assert set(got) == {"Weights", "Weight_grad"}  # no activations: out_proj's forward never ran
+    assert close(got["Weight_grad"]["norm"], direct("norm", mha.out_proj.weight.grad))  # type: ignore[arg-type]
+    tm.step()
+    with torch.no_grad():
+        mha(q, q, q)
+    ended = tm.step()
+    assert ended is not None and set(ended["out_proj"]) == {"Weights"}  # no backward: the stale .grad is not shown
+    tm.remove()
+
+
+class Tied(nn.Module):
+    """An embedding whose weight the output layer shares; a forward with a keyword-only argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(6, 3).double()
+        self.out = nn.Linear(3, 6, bias=False).double()
+        self.out.weight = self.emb.weight
+
+    def forward(self, idx: Tensor, *, scale: float = 1.0) -> Tensor:
+        return self.out(self.emb(idx)) * scale
+
+
+def test_tied_weights_and_keyword_arguments() -> None:
+    torch.manual_seed(0)
+    model = Tied()
+    tm = TooledModel(model, stats=["mean", "norm"])
+    idx = torch.tensor([0, 2, 5])
+    F.cross_entropy(model(idx, scale=2.0), torch.tensor([1, 2, 3])).backward()
+    got = tm.get_dict()
+    grad = model.emb.weight.grad
+    assert grad is not None
+    for layer in ("emb", "out"):  # one parameter, both uses' gradients summed in it
+        assert close(got[layer]["Weight_grad"]["norm"], direct("norm", grad))
+        assert close(got[layer]["Weights"]["mean"], direct("mean", model.emb.weight))
+    assert close(got["out"]["Inputs"]["mean"], direct("mean", model.emb(idx)))
+    tm.remove()
+
+
+def test_lstm_tuple_output_and_batchnorm_in_eval() -> None:
+    torch.manual_seed(0)
+    lstm, bn = nn.LSTM(3, 4, batch_first=True).double(), nn.BatchNorm1d(4).double().eval()
+    with torch.no_grad():
+        bn.running_mean.fill_(0.5)
+        bn.running_var.fill_(4.0)
+    tm = TooledModel(nn.ModuleList([lstm, bn]), stats=["mean", "norm"], params=["running_mean"])
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    out, (h, c) = lstm(x)
+    y = bn(out[:, -1])
+    y.sum().backward()
+    got = tm.get_dict()
+    # the LSTM's output (out, (h, c)) is taken together; it has no `weight` (weight_ih_l0, ...)
+    assert set(got["0"]) == {"Inputs", "Outputs", "Grad_out"}
+    assert close(got["0"]["Outputs"]["norm"], direct("norm", torch.cat([out.reshape(-1), h.reshape(-1),
+                                                                       c.reshape(-1)])))
+    assert close(got["1"]["Outputs"]["mean"], direct("mean", (out[:, -1] - 0.5) / math.sqrt(4.0 + bn.eps)))
+    assert close(got["1"]["running_mean"]["mean"], 0.5)  # eval: running statistics untouched
+    assert close(got["1"]["Weight_grad"]["mean"], direct("mean", bn.weight.grad))  # type: ignore[arg-type]
+    tm.remove()
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_embedding_integer_inputs_and_sparse_gradients(sparse: bool) -> None:
     model = nn.Sequential(nn.Embedding(5, 3, sparse=sparse), nn.Linear(3, 1)).double()
@@ -524,6 +594,7 @@ def test_remove_leaves_the_model_exactly_as_it_was(model: nn.Sequential) -> None
         assert model[0]._forward_hooks
     assert {(n, a): dict(getattr(m, a)) for n, m in model.named_modules() for a in attrs} == before
     assert all(not v for v in before.values())
+    assert all(not p._post_accumulate_grad_hooks for p in model.parameters())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert "removed" in repr(tm)
     tm.remove()  # idempotent
