@@ -18,6 +18,7 @@ from torch import nn
 from flexlogger.errors import ConfigError, UnknownNameError
 from flexlogger.modellogger import TooledModelLogger
 from flexlogger.server import VisdomServer
+from flexlogger.sinks.record import read_record
 
 X = torch.tensor([[1.0, 2.0, -1.0], [0.5, -0.5, 2.0], [-1.5, 1.0, 0.0]], dtype=torch.float64)
 Y = torch.tensor([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
@@ -177,8 +178,13 @@ def test_close_and_context_manager_remove_the_hooks(visdom_server: VisdomServer,
 def test_run_record_is_written(tmp_path: Path, visdom_server: VisdomServer, env: str) -> None:
     model = known_model()
     with TooledModelLogger(model, env=env, port=visdom_server.port, log_dir=tmp_path, groups=["Weights"]) as tml:
-        train(model, tml, 1)
-    assert any(tmp_path.rglob("*"))
+        returned = train(model, tml, 2)
+    assert tml.logger.run_dir is not None and tml.logger.run_dir.parent == tmp_path / env
+    run = read_record(tml.logger.run_dir)
+    points = [(u.plot, u.step, dict(u.data)) for u in run.updates]
+    assert points == [(layer, step, {f"{layer}.Weights.{s}": returned[step][layer]["Weights"][s]
+                                     for s in ("mean", "std")})
+                      for step in (0, 1) for layer in ("0", "2")]
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
