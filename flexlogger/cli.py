@@ -110,8 +110,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .assets import AssetError, ensure_assets
-    from .server import start_server
+    from .server import is_serving, start_server
 
+    if is_serving(args.port):  # before installing assets: no npm download for a server that cannot start
+        print(f"{PROG} serve: error: port {args.port} is already in use (a Visdom server already running there "
+              f"is at http://localhost:{args.port}); expected a free port, e.g. --port {_other_port(args.port)}",
+              file=sys.stderr)
+        return 1
     if not args.no_assets:
         try:
             installed = ensure_assets()
@@ -135,6 +140,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             return 0
         finally:
             server.stop()
+
+
+def _other_port(port: int) -> int:
+    return port + 1 if port < 65535 else port - 1
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:

@@ -161,6 +161,17 @@ def test_serve_runs_until_interrupted(signum: int, tmp_path: Path) -> None:
     assert not is_serving(port)  # the server child is gone too
 
 
+def test_serve_on_a_port_in_use_says_which_option_to_change(visdom_server: VisdomServer, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["serve", "--port", str(visdom_server.port), "--env-path", str(tmp_path)]  # assets not skipped
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert re.fullmatch(rf"flexlogger serve: error: port {visdom_server.port} is already in use .*; expected a free "
+                        rf"port, e.g. --port {visdom_server.port + 1}\n", err), err
+    assert visdom_server.running() and not any(tmp_path.iterdir())
+
+
 def test_replay_draws_a_recorded_run(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     plots = {"loss": {"type": "line"}}
