@@ -7,7 +7,9 @@ never reads a meter.
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -19,7 +21,8 @@ import numpy as np
 from tabulate import tabulate
 
 from . import distributed as distributed_
-from .errors import ConfigError, UnknownKeyError, unknown_name_message
+from .convert import describe
+from .errors import ConfigError, MeterInputError, UnknownKeyError, unknown_name_message
 from .meters import Meter
 from .registry import PLOTS, make_meter, view_for
 from .sinks.base import Sink, Update
@@ -135,7 +138,7 @@ class FlexLogger:
         self._define({name: spec}, {})
 
     def add_meter(self, name: str, spec: Mapping[str, Any] | MeterSpec) -> None:
-        """Add a meter feeding existing plots, e.g. ``Stat.add_meter('lr', {'type': 'ValueMeter', 'target': 'lr'})``."""
+        """Add a meter to existing plots: ``Stat.add_meter('lr_value', {'type': 'ValueMeter', 'target': 'lr'})``."""
         self._define({}, {name: spec})
 
     def remove(self, keys: str | Iterable[str]) -> None:
@@ -241,12 +244,18 @@ class FlexLogger:
                 self._unknown_add(key)
                 continue
             kind = type(value)
-            if kind is list or kind is tuple:
-                meter.add(*value)
-            elif kind is dict:
-                meter.add(**value)
-            else:
-                meter.add(value)
+            try:
+                if kind is list or kind is tuple:
+                    meter.add(*value)
+                elif kind is dict:
+                    meter.add(**value)
+                else:
+                    meter.add(value)
+            except TypeError as exc:
+                error = _arity_error(meter, value)
+                if error is None:
+                    raise
+                raise error from exc
 
     def _unknown_add(self, key: str) -> None:
         message = unknown_name_message("meter", key, self._meters)
@@ -290,8 +299,10 @@ class FlexLogger:
         chosen = self._select(keys)
         if step is None:
             step = self._step
-        elif not isinstance(step, (int, float)) or isinstance(step, bool) or not math.isfinite(step):
+        elif not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step):
             raise ConfigError(f"log(): expected `step` to be a finite number, but got {step!r}")
+        else:  # numpy numbers too (`for epoch in np.arange(n)`), as Python numbers
+            step = int(step) if isinstance(step, numbers.Integral) else float(step)
         self._step = math.floor(step) + 1
         for plot, data in self._collect(self._sources(chosen)).items():
             self._seq += 1
@@ -391,12 +402,30 @@ class FlexLogger:
         return f"{head}\n{self.table()}"
 
 
+def _arity_error(meter: Meter, value: Any) -> MeterInputError | None:
+    """The error for an ``add()`` value that does not fit the meter's ``add`` arguments (None if it fits)."""
+    kind = type(value)
+    args, kwargs = (value, {}) if kind is list or kind is tuple else ((), value) if kind is dict else ((value,), {})
+    method = meter._add if type(meter).add is Meter.add else meter.add
+    try:
+        inspect.signature(method).bind(*args, **kwargs)
+    except TypeError as exc:
+        how = ("a list or tuple is passed as positional arguments (wrap one array-like value as [value])"
+               if kind is list or kind is tuple else "a dict is passed as keyword arguments" if kind is dict
+               else "one value is passed as the one argument")
+        return MeterInputError(f"add(): meter {meter.name!r} ({meter.kind}) takes {meter.takes}; got {describe(value)}"
+                               f", and {how}: {exc}")
+    return None
+
+
 def _format(meter: Meter) -> str:
     if meter.count == 0:
         return "(empty)"
-    if "scalar" in meter.views:
-        return ", ".join(f"{k}={v:.4g}" for k, v in meter.scalars().items())
     value = meter.value()
     if isinstance(value, np.ndarray):
         return f"array{value.shape}"
+    if isinstance(value, str):  # a ValueMeter's text
+        return value if len(value) <= 40 else value[:37] + "..."
+    if "scalar" in meter.views:
+        return ", ".join(f"{k}={v:.4g}" for k, v in meter.scalars().items())
     return str(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ import visdom
 from readback import traces, window
 
 import flexlogger
+import flexlogger.sinks.record
 from flexlogger import ConfigError, FlexLogger, MeterInputError, UnknownKeyError, UnknownNameError
 from flexlogger.server import VisdomServer
 
@@ -243,3 +245,44 @@ def test_run_dir_holds_the_record(tmp_path: Any) -> None:
     assert stat.run_dir == tmp_path / "e" / "u"
     assert (stat.run_dir / "points.jsonl").read_text().count('"seq":') == 1
     assert FlexLogger(LOSS, {}, server=None, log_dir=None).run_dir is None
+
+
+@pytest.mark.parametrize(("meter", "value", "match"), [
+    ("mse", torch.zeros(3), r"^add\(\): meter 'mse' \(MSEMeter\) takes add\(output, target\): .*; got tensor of "
+                            r"shape \(3,\) .*, and one value is passed as the one argument: missing a required "
+                            r"argument: 'target'$"),
+    ("v", [1.0, 2.0], r"^add\(\): meter 'v' \(ValueMeter\) takes add\(value\): .*; got list of length 2, and a list "
+                      r"or tuple is passed as positional arguments \(wrap one array-like value as \[value\]\): too "
+                      r"many positional arguments$"),
+    ("v", {"x": 1.0}, r"^add\(\): meter 'v' \(ValueMeter\) takes add\(value\): .*; got dict \{'x': 1.0\}, and a "
+                      r"dict is passed as keyword arguments: missing a required argument: 'value'$"),
+])
+def test_add_with_the_wrong_number_of_arguments_names_the_meter(meter: str, value: Any, match: str) -> None:
+    stat = FlexLogger({"m": {"type": "line"}}, {"mse": {"type": "MSEMeter", "target": "m"},
+                                                 "v": {"type": "ValueMeter", "target": "m"}}, server=None, log_dir=None)
+    with pytest.raises(MeterInputError, match=match):
+        stat.add({meter: value})
+
+
+def test_numpy_steps(make: Any, viz: visdom.Visdom, tmp_path: Any) -> None:
+    stat = make({"m": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "m"}}, log_dir=tmp_path)
+    for epoch in np.arange(2):  # np.int64
+        stat.add({"v": 1.0})
+        stat.log(epoch)
+    stat.add({"v": 2.0})
+    stat.log(np.float32(2.5))
+    stat.add({"v": 3.0})
+    stat.log()  # the counter goes on from the numpy step
+    assert traces(viz, stat, "m") == {"v": ([0, 1, 2.5, 3], [1.0, 1.0, 2.0, 3.0])}
+    stat.close()
+    assert flexlogger.sinks.record.read_record(stat.run_dir).updates[2].step == 2.5
+    assert json.loads((stat.run_dir / "summary.json").read_text())["last_step"] == 3
+
+
+def test_table_shows_arrays_and_strings_of_a_value_meter() -> None:
+    stat = FlexLogger({"h": {"type": "histogram"}, "t": {"type": "text"}},
+                      {"w": {"type": "ValueMeter", "target": "h"}, "note": {"type": "ValueMeter", "target": "t"}},
+                      server=None, log_dir=None)
+    stat.add({"w": torch.zeros(10, 3), "note": "lr halved at epoch 3"})
+    rows = {line.split()[2]: line for line in repr(stat).splitlines()[3:]}
+    assert rows["w"].endswith("array(10, 3)") and rows["note"].endswith("lr halved at epoch 3")
