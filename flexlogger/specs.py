@@ -78,6 +78,9 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     opts = raw.get("opts") or {}
     if not isinstance(opts, Mapping):
         raise ConfigError(f"{where}.opts: expected a mapping of Visdom options, but got {opts!r}")
+    if "legend" in opts:  # Visdom would name every trace of a line after its first entry
+        raise ConfigError(f"{where}.opts.legend: expected no `legend`: a window's legend is the names of the meters "
+                          "that feed it (e.g. train_err@1, train_err@5); name the meters as they should be shown")
     return PlotSpec(raw["type"], MappingProxyType(dict(opts)))
 
 

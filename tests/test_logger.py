@@ -286,3 +286,11 @@ def test_table_shows_arrays_and_strings_of_a_value_meter() -> None:
     stat.add({"w": torch.zeros(10, 3), "note": "lr halved at epoch 3"})
     rows = {line.split()[2]: line for line in repr(stat).splitlines()[3:]}
     assert rows["w"].endswith("array(10, 3)") and rows["note"].endswith("lr halved at epoch 3")
+
+
+def test_legend_opts_are_rejected_at_construction() -> None:
+    """Visdom's own `legend` would name both traces 'train' (it names a one-column line after legend[0])."""
+    with pytest.raises(ConfigError, match=r"^plots.loss.opts.legend: expected no `legend`: a window's legend is the "
+                                          r"names of the meters that feed it"):
+        FlexLogger({"loss": {"type": "line", "opts": {"legend": ["train", "test"]}}}, TRAIN_TEST, server=None,
+                   log_dir=None)
