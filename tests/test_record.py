@@ -165,3 +165,16 @@ def test_lines_are_written_at_each_log(tmp_path: Path, env: str) -> None:
     sink.close()
     with pytest.raises(FlexLoggerError, match=r"the run record .* is closed"):
         sink.write(Update("loss", "line", 1, {"a": 1.0}, {}, 2))
+
+
+@pytest.mark.parametrize(("env", "uid", "folder"), [("a/b", "run", "a_b/run"), ("../up", "..", ".._up/__"),
+                                                    ("my env", "x\\y", "my env/x_y")])
+def test_env_and_uid_are_one_folder_each_inside_log_dir(tmp_path: Path, env: str, uid: str, folder: str) -> None:
+    root = tmp_path / "runs"
+    with FlexLogger({"loss": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "loss"}}, env=env, uid=uid,
+                    server=None, log_dir=root) as stat:
+        stat.add({"v": 1.0})
+        stat.log(0)
+    assert stat.run_dir == root / folder
+    record = read_record(root / folder)
+    assert (record.env, record.uid, len(record.updates)) == (env, uid, 1)

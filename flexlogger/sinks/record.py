@@ -1,6 +1,6 @@
 """The run record: every update of a run, on disk, human-readable, written as it happens.
 
-A run made with ``log_dir='runs'`` writes the folder ``runs/<env>/<uid>/``:
+A run made with ``log_dir='runs'`` writes the folder ``runs/<env>/<uid>/`` (a ``/`` in either becomes ``_``):
 
 ``config.json``
     the logger's definitions (``FlexLogger.to_config()``), rewritten at ``close()`` if plots were added.
@@ -127,7 +127,7 @@ class RecordSink:
     def __init__(self, root: Path, env: str, uid: str, config: Mapping[str, Any] | Callable[[], Mapping[str, Any]]
                  | None = None, undelivered: Callable[[], int] | None = None) -> None:
         self.env, self.uid = env, uid
-        self.path = _fresh_dir(Path(root) / env, uid)
+        self.path = _fresh_dir(Path(root) / _folder_name(env), _folder_name(uid))
         self._config = config
         self.undelivered = undelivered
         self._plots: dict[str, tuple[str, Any]] = {}
@@ -274,6 +274,13 @@ def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
     for i, line in enumerate(body):
         if line.strip():
             yield i + 1, line, i == len(body) - 1 and not complete
+
+
+def _folder_name(name: str) -> str:
+    """``name`` as one folder name inside ``log_dir``: ``a/b`` -> ``a_b``, ``..`` -> ``__`` (as Visdom names its
+    env files); the record's first line keeps the real env and uid."""
+    name = name.replace("/", "_").replace("\\", "_")
+    return "_" * len(name) if name.strip(".") == "" else name
 
 
 def _fresh_dir(parent: Path, uid: str) -> Path:
