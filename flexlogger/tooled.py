@@ -23,12 +23,12 @@ Which call is kept:
     into that call. A layer's position in forward order is the position of its first call.
 
 Groups (column groups of the table, keys of :meth:`TooledModel.get_dict`):
-    ``Inputs`` and ``Outputs`` (floating-point tensors among the layer's positional inputs and in its output,
-    taken together when there are several), ``Grad_in`` and ``Grad_out`` (gradients of the loss with respect to
-    those inputs and outputs; ``Grad_in`` counts only the gradient flowing through this layer, not that of a skip
-    connection using the same tensor, except for layers with ``inplace=True``, where it is the gradient of the
-    input tensor before the layer overwrote it), ``Weights`` and ``Weight_grad`` (the ``weight``
-    parameter and its ``.grad``), and for each name in ``params`` a group ``<name>`` and ``<name>_grad``.
+    ``Inputs`` and ``Outputs`` (floating-point tensors among the layer's positional then keyword arguments,
+    and in its output, taken together when there are several), ``Grad_in`` and ``Grad_out`` (gradients of the
+    loss with respect to those inputs and outputs; ``Grad_in`` counts only the gradient flowing through this
+    layer, not that of a skip connection using the same tensor, except for layers with ``inplace=True``, where it
+    is the gradient of the input tensor before the layer overwrote it), ``Weights`` and ``Weight_grad`` (the
+    ``weight`` parameter and its ``.grad``), and for each name in ``params`` a group ``<name>`` and ``<name>_grad``.
     Gradient groups are recorded only for layers whose forward in this step built a graph (not under
     ``torch.no_grad()``), and for parameters that a backward of this step reached without their module's
     forward (``nn.MultiheadAttention`` uses ``out_proj.weight`` directly). Activation gradients come from
@@ -299,7 +299,7 @@ class TooledModel:
         if self.recording and not self._handles:
             hooked: set[int] = set()
             for layer in self._layers:
-                self._handles.append(layer.module.register_forward_pre_hook(self._pre_hook(layer)))
+                self._handles.append(layer.module.register_forward_pre_hook(self._pre_hook(layer), with_kwargs=True))
                 self._handles.append(layer.module.register_forward_hook(self._fwd_hook(layer)))
                 for attr, is_grad in layer.params.values():
                     p = getattr(layer.module, attr, None)
@@ -338,14 +338,14 @@ class TooledModel:
         if len(tensors) == 1:
             self._memo = (x, x._version, entry)  # holds one tensor until the next record or the step's end
 
-    def _pre_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...]], Any]:
+    def _pre_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], Any]:
         name = layer.name
         want_in = "Inputs" in self.groups
         want_gin = "Grad_in" in self.groups
         snap = [(g, p) for g, (p, is_grad) in layer.params.items() if not is_grad] if self._ratio else []
         key_in = (name, "Inputs")
 
-        def pre(module: nn.Module, args: tuple[Any, ...]) -> Any:
+        def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             call = self._calls.get(name, -1) + 1
             self._calls[name] = call
             if call == 0:
@@ -357,6 +357,8 @@ class TooledModel:
             if not (want_in or want_gin):
                 return None
             tensors = _float_tensors(args)
+            if kwargs:  # a layer called as layer(x=...) or with tensors among its keyword arguments
+                tensors = _tensors(kwargs, list(tensors))
             if not tensors:
                 return None
             if want_in:
@@ -380,9 +382,9 @@ class TooledModel:
                         v.register_hook(grad_hook)
                         return v
 
-                    if len(args) == 1 and args[0] is hooked[0]:
-                        return (view(args[0]),)
-                    return _replace(args, view)
+                    if not kwargs and len(args) == 1 and args[0] is hooked[0]:
+                        return (view(args[0]),), kwargs
+                    return _replace(args, view), _replace(kwargs, view)
             return None
 
         return pre

@@ -474,6 +474,47 @@ def test_tied_weights_and_keyword_arguments() -> None:
     tm.remove()
 
 
+class Gate(nn.Module):
+    """A layer taking its tensors as keyword arguments, as transformer blocks are often called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([0.5, -2.0], dtype=torch.float64))
+
+    def forward(self, hidden: Tensor, *, gate: Tensor, mask: Tensor | None = None) -> Tensor:
+        out = hidden * self.weight * torch.sigmoid(gate)
+        return out if mask is None else out.masked_fill(mask, 0.0)
+
+
+class KeywordCalls(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2).double()
+        self.gate = Gate()
+
+    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+        return self.gate(hidden=self.lin(input=x), gate=g, mask=x > 1.5)
+
+
+def test_inputs_passed_as_keyword_arguments() -> None:
+    torch.manual_seed(0)
+    model = KeywordCalls()
+    tm = TooledModel(model, stats=["mean", "norm"])
+    x = torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
+    g = torch.tensor([[0.3, -0.2], [1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    h = model.lin(x).detach().requires_grad_(True)
+    out = model.gate(h, gate=g, mask=x > 1.5)
+    gh, gg = torch.autograd.grad(out.pow(2).sum(), [h, g])
+    model(x, g).pow(2).sum().backward()
+    got = tm.get_dict()
+    assert close(got["lin"]["Inputs"]["mean"], direct("mean", x))  # lin(input=x)
+    both = torch.cat([h.reshape(-1), g.reshape(-1)])  # hidden, then gate (the bool mask is not a float tensor)
+    assert close(got["gate"]["Inputs"]["norm"], direct("norm", both))
+    assert close(got["gate"]["Grad_in"]["norm"], direct("norm", torch.cat([gh.reshape(-1), gg.reshape(-1)])))
+    assert close(got["lin"]["Grad_out"]["norm"], direct("norm", gh))
+    tm.remove()
+
+
 def test_lstm_tuple_output_and_batchnorm_in_eval() -> None:
     torch.manual_seed(0)
     lstm, bn = nn.LSTM(3, 4, batch_first=True).double(), nn.BatchNorm1d(4).double().eval()
