@@ -55,9 +55,12 @@ def test_demo(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_pat
     assert found.pop("loss") == ["train_loss", "test_loss"]
     assert found.pop("accuracy") == ["train_acc", "test_acc"]
     assert found.pop("test confusion (rows: true digit)") == [None]  # one heatmap
-    assert found  # the TooledModelLogger windows: per weighted layer, and weight/gradient histograms
-    for layer in ("0 (Conv2d)", "2 (Conv2d)", "6 (Linear)", "8 (Linear)"):
-        assert any(title.startswith(layer) for title in found), (layer, sorted(found))
+    # the TooledModelLogger windows: one per weighted layer, and its weight and gradient histograms
+    layers = {"0": "Conv2d", "2": "Conv2d", "6": "Linear", "8": "Linear"}
+    assert set(found) == {f"{n} ({kind}){suffix}" for n, kind in layers.items()
+                          for suffix in ("", " Weights", " Weight_grad")}
+    for n, kind in layers.items():
+        assert {f"{n}.Weights.mean", f"{n}.Weight_grad.std", f"{n}.Outputs.mean"} <= set(found[f"{n} ({kind})"])
 
 
 def test_flexlogger_demo_command(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
