@@ -152,6 +152,16 @@ def _select(model: nn.Module, layers: Selector | None) -> list[tuple[str, nn.Mod
     return chosen
 
 
+def _check_params(params: tuple[str, ...], layers: list[_Layer]) -> None:
+    """Every name in ``params`` is a tensor (parameter or buffer) of at least one watched layer."""
+    own = {n for layer in layers for n, _ in (*layer.module.named_parameters(recurse=False),
+                                                  *layer.module.named_buffers(recurse=False))}
+    for p in params:
+        if not any(isinstance(getattr(layer.module, p, None), Tensor) for layer in layers):
+            raise ConfigError(f"expected `params` to name parameters or buffers of the watched layers, but no "
+                              f"watched layer has {p!r}; theirs: {', '.join(sorted(own)) or '(none)'}")
+
+
 def _is_type_tuple(obj: Any) -> bool:
     return isinstance(obj, tuple) and bool(obj) and all(isinstance(o, type) for o in obj)
 
@@ -209,7 +219,7 @@ class TooledModel:
             raise ConfigError(f"expected `every` to be an int >= 1, but got {every!r}")
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ConfigError(f"expected `bins` to be an int >= 1, but got {bins!r}")
-        if not explode > 1:
+        if isinstance(explode, bool) or not isinstance(explode, (int, float)) or not explode > 1:
             raise ConfigError(f"expected `explode` to be a number > 1, but got {explode!r}")
         self.model = model
         self.stats = check_stats(stats)
@@ -242,6 +252,7 @@ class TooledModel:
         self._plan = StatPlan(self.stats, base=anomaly)
         self._ratio = "update_ratio" in self.stats
         self._layers = [self._make_layer(n, m, params) for n, m in _select(model, layers)]
+        _check_params(params, self._layers)
         self.step_index = 0
         self._handles: list[Any] = []
         self._removed = False

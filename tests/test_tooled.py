@@ -661,6 +661,10 @@ def test_repr(model: nn.Sequential) -> None:
     ({"every": 2.5}, ConfigError, r"expected `every` to be an int >= 1, but got 2.5"),
     ({"bins": 0}, ConfigError, r"expected `bins` to be an int >= 1, but got 0"),
     ({"explode": 0.5}, ConfigError, r"expected `explode` to be a number > 1, but got 0.5"),
+    ({"explode": "big"}, ConfigError, r"expected `explode` to be a number > 1, but got 'big'"),
+    ({"params": ["bias", "bais"]}, ConfigError, r"expected `params` to name parameters or buffers of the watched "
+                                                r"layers, but no watched layer has 'bais'; theirs: bias, weight$"),
+    ({"params": "bias", "layers": nn.ReLU}, ConfigError, r"no watched layer has 'bias'; theirs: \(none\)$"),
     ({"histograms": ["Grads"]}, UnknownNameError, r"unknown recorded group 'Grads'"),
     ({"layers": "conv*"}, ConfigError, r"`layers='conv\*'` selects no module of the model; module names: \(model\)"),
     ({"layers": 3}, ConfigError, r"expected `layers` to be a module type, .* but got 3 \(int\)"),
