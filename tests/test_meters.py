@@ -270,3 +270,32 @@ def test_cuda_scalars_stay_on_device() -> None:
         meter.add(torch.tensor(v, device="cuda"))
     assert isinstance(meter.mean, torch.Tensor) and meter.mean.is_cuda
     assert meter.value()[0] == pytest.approx(7 / 3)
+
+
+@pytest.mark.parametrize("kind", ["AverageValueMeter", "MovingAverageValueMeter", "ValueMeter"])
+def test_scalar_inputs_of_every_kind(kind: str) -> None:
+    """Python and numpy bools and ints, 0-d and one-element arrays, tensors that require grad: all numbers."""
+    w = torch.tensor(2.0, requires_grad=True)
+    inputs = [True, np.bool_(False), 3, np.int64(4), np.array(5.5), np.array([[6.0]]), torch.tensor(True),
+              torch.tensor([7], dtype=torch.int32), w * 4]
+    expected = [1.0, 0.0, 3.0, 4.0, 5.5, 6.0, 1.0, 7.0, 8.0]
+    meter = make_meter("m", kind, {"windowsize": 100} if kind == "MovingAverageValueMeter" else {})
+    for value, want in zip(inputs, expected):
+        meter.add(value)
+        if kind == "ValueMeter":
+            assert meter.scalars() == {"m": want}
+    if kind != "ValueMeter":
+        assert meter.scalars() == {"m": pytest.approx(sum(expected) / len(expected), rel=1e-12)}
+
+
+def test_moving_average_stays_exact_where_torchnet_drifts() -> None:
+    rng = np.random.default_rng(4)
+    values = (1000.0 + 0.1 * rng.random(20_000)).tolist()  # a loss near 1000 with small noise
+    ours, theirs = make_meter("m", "MovingAverageValueMeter", {"windowsize": 10}), tnt.MovingAverageValueMeter(10)
+    for v in values:
+        ours.add(v)
+        theirs.add(v)
+    mean, std = ours.value()
+    assert mean == pytest.approx(np.mean(values[-10:]), rel=1e-15)
+    assert std == pytest.approx(np.std(values[-10:], ddof=1), rel=1e-9)
+    assert float(theirs.value()[1]) != pytest.approx(std, rel=0.1)  # torchnet: float32 running sums, a wrong std
