@@ -234,8 +234,10 @@ def test_scatter_and_bar_of_scalars(make: Any, viz: visdom.Visdom) -> None:
 def test_values_are_numbers_not_arrays() -> None:
     stat = FlexLogger({"m": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "m"}}, server=None,
                       log_dir=None)
-    stat.add({"v": np.float64(2.0)})
-    assert stat.value() == {"v": 2.0}
+    for value in (np.float64(2.0), np.array(2.0), np.array([2.0]), torch.tensor(2.0)):
+        stat.add({"v": value})
+        got = stat.value()["v"]
+        assert type(got) is float and got == 2.0, f"{value!r} gave {got!r}"  # == alone is true for arrays too
 
 
 def test_run_dir_holds_the_record(tmp_path: Any) -> None:
