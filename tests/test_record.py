@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +180,17 @@ def test_env_and_uid_are_one_folder_each_inside_log_dir(tmp_path: Path, env: str
     assert stat.run_dir == root / folder
     record = read_record(root / folder)
     assert (record.env, record.uid, len(record.updates)) == (env, uid, 1)
+
+
+def test_a_logger_dropped_without_close_gets_its_summary_at_exit(tmp_path: Path) -> None:
+    """A notebook cell run again: the first logger is garbage before the interpreter exits."""
+    script = ("import gc, flexlogger\n"
+              "def make(uid):\n"
+              "    return flexlogger.FlexLogger({'loss': {'type': 'line'}}, {'v': {'type': 'ValueMeter', "
+              f"'target': 'loss'}}}}, env='e', uid=uid, server=None, log_dir={str(tmp_path)!r})\n"
+              "s = make('first'); s.add({'v': 1.0}); s.log(0)\n"
+              "s = make('second'); gc.collect()\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    summary = json.loads((tmp_path / "e" / "first" / "summary.json").read_text())
+    assert (summary["updates"], summary["last_step"]) == (1, 0)
+    assert (tmp_path / "e" / "second" / "summary.json").is_file()

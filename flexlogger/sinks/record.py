@@ -31,7 +31,6 @@ import math
 import os
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,7 +304,8 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
-_open_records: weakref.WeakSet[RecordSink] = weakref.WeakSet()
+# held strongly: a logger dropped without close() (a notebook cell run again) still gets its summary at exit
+_open_records: set[RecordSink] = set()
 
 
 @atexit.register
