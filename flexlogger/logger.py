@@ -304,15 +304,21 @@ class FlexLogger:
         else:  # numpy numbers too (`for epoch in np.arange(n)`), as Python numbers
             step = int(step) if isinstance(step, numbers.Integral) else float(step)
         self._step = math.floor(step) + 1
+        error: Exception | None = None
         for plot, data in self._collect(self._sources(chosen)).items():
             self._seq += 1
             spec = self._plots[plot]
             update = Update(plot, spec.type, step, data, spec.opts, self._seq)
             for sink in self._sinks:
-                sink.write(update)
+                try:
+                    sink.write(update)
+                except Exception as exc:  # e.g. DeliveryError: the other sinks (the record) still get every plot
+                    error = error or exc
         if reset:
             for name in chosen:
                 self._meters[name].reset()
+        if error is not None:
+            raise error
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
         """The chosen meters; in distributed mode, pooled over every rank (a collective call)."""

@@ -296,3 +296,23 @@ def test_legend_opts_are_rejected_at_construction() -> None:
                                           r"names of the meters that feed it"):
         FlexLogger({"loss": {"type": "line", "opts": {"legend": ["train", "test"]}}}, TRAIN_TEST, server=None,
                    log_dir=None)
+
+
+def test_a_dead_sender_raises_after_every_plot_reached_the_record(visdom_server: VisdomServer, env: str,
+                                                                  tmp_path: Any) -> None:
+    plots = {"bad": {"type": "line", "opts": {"markersize": -1}}, "good": {"type": "line"}}  # Visdom rejects 'bad'
+    meters = {"a": {"type": "ValueMeter", "target": "bad"}, "b": {"type": "ValueMeter", "target": "good"}}
+    stat = FlexLogger(plots, meters, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
+    stat.add({"a": 1.0, "b": 2.0})
+    stat.log(0)
+    with pytest.raises(flexlogger.DeliveryError, match=r"sender thread .* died: could not draw plot 'bad'"):
+        stat.flush(10)
+    stat.add({"a": 3.0, "b": 4.0})
+    with pytest.raises(flexlogger.DeliveryError, match=r"sender thread .* died"):
+        stat.log(1)
+    assert stat.value() == {"a": None, "b": None}  # logged, so reset
+    with pytest.warns(RuntimeWarning, match=r"could not be delivered"):
+        stat.close()
+    updates = flexlogger.sinks.record.read_record(stat.run_dir).updates
+    assert [(u.plot, u.step, dict(u.data)) for u in updates] == [
+        ("bad", 0, {"a": 1.0}), ("good", 0, {"b": 2.0}), ("bad", 1, {"a": 3.0}), ("good", 1, {"b": 4.0})]
