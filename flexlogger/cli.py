@@ -154,7 +154,10 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_preset_info(args: argparse.Namespace) -> int:
-    _print_info(dict(_api("preset_info")(args.name)))
+    from .presets import split_names
+
+    infos = [dict(_api("preset_info")(name)) for name in split_names(args.name)]  # every name checked first
+    print("\n\n".join("\n".join(_info_lines(info)) for info in infos))
     return 0
 
 
@@ -238,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_presets)
 
     p = sub.add_parser("preset-info", help="show a preset's plots and meters", description="Show one preset.")
-    p.add_argument("name", help="preset name, e.g. loss+acc")
+    p.add_argument("name", help="a preset name, e.g. acc, or several joined by '+', e.g. loss+acc")
     p.set_defaults(func=_cmd_preset_info)
 
     p = sub.add_parser("meters", help="list the meter types, or describe one",

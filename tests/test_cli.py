@@ -108,29 +108,31 @@ def test_missing_api_is_a_clear_error() -> None:
         _api("no_such_api")
 
 
-needs_presets = pytest.mark.skipif(not hasattr(flexlogger, "preset_names"), reason="presets not in this version")
-
-
-@needs_presets
 def test_presets_lists_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["presets"]) == 0
-    out = capsys.readouterr().out
-    for name in flexlogger.preset_names():  # type: ignore[attr-defined]
-        assert name in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["preset", "source"]
+    assert [line.split() for line in lines[2:]] == [[n, s] for n, s in flexlogger.preset_names().items()]
 
 
-@needs_presets
 def test_preset_info(capsys: pytest.CaptureFixture[str]) -> None:
     name = sorted(flexlogger.preset_names())[0]  # type: ignore[attr-defined]
     assert main(["preset-info", name]) == 0
-    assert capsys.readouterr().out.strip()
+    out = capsys.readouterr().out
+    assert out.startswith(f"name:        {name}\nsource:      built-in\n")
+    assert main(["preset-info", "Loss + acc"]) == 0  # composed names, as get_preset_logger takes them
+    loss, acc = capsys.readouterr().out.split("\n\n")
+    assert loss.startswith("name:        loss\n") and "meter_names: train_loss, test_loss\n" in loss
+    assert acc.startswith("name:        acc\n") and acc.endswith("meter_names: train_acc, test_acc\nplot_names:  acc\n")
 
 
-@needs_presets
 def test_unknown_preset_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["preset-info", "no-such-preset"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flexlogger preset-info: error:") and "no-such-preset" in err
+    assert main(["preset-info", "loss+acurracy"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("flexlogger preset-info: error: unknown preset 'acurracy' (did you mean")
 
 
 def test_python_dash_m_runs_the_cli() -> None:
