@@ -15,7 +15,8 @@ What a *step* is:
     groups (``Weights``, ``Weight_grad``, ...) as they are at that moment (after the optimizer update), moves
     every statistic of the step to the host in one transfer, checks for anomalies and returns the statistics.
     Without calls to ``step()`` everything belongs to step 0, which is recorded, so ``table()`` after a
-    backward shows that backward.
+    backward shows that backward. Call ``optimizer.zero_grad()`` at the start of a step, not between the
+    backward and ``step()``: ``Weight_grad`` is the ``.grad`` that ``step()`` finds.
 
 Which call is kept:
     When a layer runs several times in one step (a module applied twice in one forward, or several forwards for
