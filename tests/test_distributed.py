@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import visdom
+from test_meters import EXAMPLES
 
+from flexlogger import meter_types
 from flexlogger.meters import AverageValueMeter, ClassErrorMeter
+from flexlogger.registry import make_meter
 from flexlogger.server import VisdomServer, find_free_port
 
 WORKER = textwrap.dedent("""
@@ -85,3 +88,18 @@ def test_merge_is_exact_in_process() -> None:
     e2.add(np.array([[0.1, 0.5, 0.4]]), np.array([1]))
     e1.merge(e2)
     assert e1.value() == [50.0, 0.0]
+
+
+@pytest.mark.parametrize("kind", [k for k in meter_types() if k != "TimeMeter"])  # TimeMeter: rank 0's clock
+def test_every_meter_type_merges_like_one_meter_fed_everything(kind: str) -> None:
+    args, inputs = EXAMPLES[kind]
+    mine, other, whole = (make_meter("m", kind, args) for _ in range(3))
+    mine.add(*inputs)
+    other.add(*inputs)
+    other.add(*inputs)
+    for _ in range(3):
+        whole.add(*inputs)
+    mine.merge(other.portable())
+    assert mine.count == 3
+    np.testing.assert_allclose(np.asarray(mine.value(), dtype=np.float64),
+                               np.asarray(whole.value(), dtype=np.float64), rtol=1e-12)
