@@ -316,3 +316,15 @@ def test_a_dead_sender_raises_after_every_plot_reached_the_record(visdom_server:
     updates = flexlogger.sinks.record.read_record(stat.run_dir).updates
     assert [(u.plot, u.step, dict(u.data)) for u in updates] == [
         ("bad", 0, {"a": 1.0}), ("good", 0, {"b": 2.0}), ("bad", 1, {"a": 3.0}), ("good", 1, {"b": 4.0})]
+
+
+def test_definition_clashes() -> None:
+    stat = FlexLogger(LOSS, TRAIN_TEST, server=None, log_dir=None)
+    with pytest.raises(ConfigError, match=r"^'loss' already defined; remove\(\) it first$"):
+        stat.add_plot("loss", {"type": "scatter"})
+    with pytest.raises(ConfigError, match=r"^'lr' names both a plot and a meter; keys of add\(\)/log\(\) must be "
+                                          r"unambiguous$"):
+        stat.add_plot("lr", {"type": "line"})
+        stat.add_meter("lr", {"type": "ValueMeter", "target": "lr"})
+    with pytest.raises(ConfigError, match=r"^unexpected argument\(s\) max_points with server=None$"):
+        FlexLogger(LOSS, TRAIN_TEST, server=None, log_dir=None, max_points=100)
