@@ -299,3 +299,19 @@ def test_moving_average_stays_exact_where_torchnet_drifts() -> None:
     assert mean == pytest.approx(np.mean(values[-10:]), rel=1e-15)
     assert std == pytest.approx(np.std(values[-10:], ddof=1), rel=1e-9)
     assert float(theirs.value()[1]) != pytest.approx(std, rel=0.1)  # torchnet: float32 running sums, a wrong std
+
+
+def test_value_meter_and_confusion_view_errors() -> None:
+    text = make_meter("note", "ValueMeter")
+    text.add("hello")
+    with pytest.raises(MeterInputError, match=r"^meter 'note' \(ValueMeter\) expects a number or an array to draw it "
+                                              r"as bars or a histogram, got str 'hello'$"):
+        text.vector()
+    flat = make_meter("w", "ValueMeter")
+    flat.add(np.arange(4.0))
+    with pytest.raises(MeterInputError, match=r"^meter 'w' \(ValueMeter\) expects a 2-d \(H x W\) or 3-d \(C x H x W\) "
+                                              r"array to draw it as a heatmap or image, got ndarray of shape \(4,\)"):
+        flat.matrix()
+    with pytest.raises(MeterInputError, match=r"^meter 'cm' \(ConfusionMeter\) expects one-hot targets with 3 columns "
+                                              r"\(k=3\), got tensor of shape \(2, 2\)"):
+        make_meter("cm", "ConfusionMeter", {"k": 3}).add(torch.tensor([0, 1]), torch.eye(2))
