@@ -42,7 +42,7 @@ PLOT_TYPES: tuple[PlotType, ...] = (
     PlotType("heatmap", ("matrix",), False, 1,
              "a heatmap of the latest matrix (e.g. ConfusionMeter: rows targets, columns predictions)"),
     PlotType("image", ("matrix",), False, 1,
-             "an image from the latest H x W or C x H x W array (values in [0, 1] or [0, 255])"),
+             "an image from the latest H x W, C x H x W or H x W x C array (values in [0, 1] or [0, 255])"),
     PlotType("text", ("text",), False, None,
              "a table of the latest value of each meter"),
     PlotType("curve", ("curve",), False, None,

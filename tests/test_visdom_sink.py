@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 import subprocess
@@ -238,3 +240,18 @@ def test_flush_after_close_returns_what_was_never_delivered(env: str) -> None:
     waiter.start()
     waiter.join(10)
     assert result == [2]  # at once, not waiting forever for a sender that is gone
+
+
+@pytest.mark.parametrize("layout", ["CHW", "HWC", "HW"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.float64])
+def test_images_of_common_layouts_and_dtypes(sink: VisdomSink, viz: visdom.Visdom, layout: str, dtype: Any) -> None:
+    from PIL import Image
+
+    rgb = np.arange(4 * 5 * 3).reshape(4, 5, 3) * 4  # H x W x C, values 0..236
+    pixels = rgb if layout != "HW" else np.repeat(rgb[:, :, :1], 3, axis=2)
+    value = {"CHW": np.moveaxis(rgb, -1, 0), "HWC": rgb, "HW": rgb[:, :, 0]}[layout]
+    value = value / 255.0 if dtype is np.float64 else value.astype(dtype)
+    sink.write(Update("img", "image", 0, {"pic": value}, {}, 1))
+    src = window_data(viz, sink, "img")["src"]
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+    np.testing.assert_allclose(shown, pixels, atol=1)

@@ -604,7 +604,7 @@ class VisdomSink:
             matrix = np.asarray(next(iter(data.values())), dtype=np.float64)
             msg, _ = b.heatmap(X=matrix, win=win, env=env, opts=self._opts(plot, opts))
         elif update.kind == "image":
-            msg, _ = b.image(np.asarray(next(iter(data.values()))), win=win, env=env, opts=self._opts(plot, opts))
+            msg, _ = b.image(_image(next(iter(data.values()))), win=win, env=env, opts=self._opts(plot, opts))
         elif update.kind == "text":
             rows = "".join(f"<tr><td><b>{_html(n)}</b></td><td>{_html(v)}</td></tr>" for n, v in data.items())
             msg, _ = b.text(f"<table>{rows}</table>", win=win, env=env, opts=self._opts(plot, opts))
@@ -626,6 +626,19 @@ def _bars(builder: Any, table: np.ndarray, win: str, env: str, opts: dict[str, A
         for trace in msg["data"]:
             trace["x"], trace["y"] = trace["x"][:rows], trace["y"][:rows]
     return dict(msg)
+
+
+def _image(value: Any) -> np.ndarray:
+    """An image as Visdom's client takes it (C x H x W or H x W; floats in [0, 1] or uint8): an H x W x C array
+    (as PIL, OpenCV and matplotlib hold images) is moved to C x H x W, other integers become uint8."""
+    img = np.asarray(value)
+    if img.ndim == 3 and img.shape[0] not in (1, 3) and img.shape[-1] in (1, 3):
+        img = np.moveaxis(img, -1, 0)
+    if img.dtype.kind == "b":
+        img = img.astype(np.uint8) * 255
+    elif img.dtype.kind in "iu" and img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return img
 
 
 def _html(value: Any) -> str:
