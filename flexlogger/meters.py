@@ -552,6 +552,8 @@ def average_precision(scores: np.ndarray, targets: np.ndarray, weights: np.ndarr
 
 def roc_curve(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) at each distinct threshold, starting at (0, 0)."""
+    if scores.size == 0:  # only empty batches were added
+        return np.array([]), np.array([])
     tps, fps = _ranked(scores, targets, weights)
     tps, fps = np.r_[0.0, tps], np.r_[0.0, fps]
     with np.errstate(invalid="ignore", divide="ignore"):

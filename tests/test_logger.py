@@ -328,3 +328,18 @@ def test_definition_clashes() -> None:
         stat.add_meter("lr", {"type": "ValueMeter", "target": "lr"})
     with pytest.raises(ConfigError, match=r"^unexpected argument\(s\) max_points with server=None$"):
         FlexLogger(LOSS, TRAIN_TEST, server=None, log_dir=None, max_points=100)
+
+
+def test_an_empty_batch_in_an_auc_meter(make: Any, viz: visdom.Visdom) -> None:
+    stat = make({"auc": {"type": "line"}, "roc": {"type": "curve"}},
+                {"a": {"type": "AUCMeter", "target": ["auc", "roc"]}})
+    stat.add({"a": [torch.tensor([]), torch.tensor([])]})
+    assert math.isnan(stat.value()["a"])
+    stat.log(0)
+    assert traces(viz, stat, "roc") == {"a": ([], [])}
+    stat.add({"a": [torch.tensor([0.8, 0.2]), torch.tensor([1, 0])]})
+    stat.log(1)
+    assert traces(viz, stat, "roc") == {"a": ([0.0, 0.0, 1.0], [0.0, 1.0, 1.0])}
+    assert traces(viz, stat, "auc") == {"a": ([0, 1], [None, 1.0])}
+    with pytest.warns(RuntimeWarning, match=r"1 NaN/Inf value"):
+        stat.close()

@@ -553,12 +553,12 @@ class VisdomSink:
             x = np.asarray(xs, dtype=np.float64).reshape(-1)
             y = np.asarray(ys, dtype=np.float64).reshape(-1)
             y = np.where(np.isfinite(y), y, np.nan)
-            head = slice(0, 1)
+            hx, hy = (x[:1], y[:1]) if x.size and y.size else (np.zeros(1), np.zeros(1))  # empty: no point
             if kind == "scatter":
-                msg, _ = draw(X=np.column_stack([x[head], y[head]]), win=win, env=self.env,
-                              opts=self._opts(plot, opts), name=name)
+                msg, _ = draw(X=np.column_stack([hx, hy]), win=win, env=self.env, opts=self._opts(plot, opts),
+                              name=name)
             else:
-                msg, _ = draw(Y=y[head], X=x[head], win=win, env=self.env, opts=self._opts(plot, opts), name=name)
+                msg, _ = draw(Y=hy, X=hx, win=win, env=self.env, opts=self._opts(plot, opts), name=name)
             trace = msg["data"][0]
             if len(msg["data"]) == 1 and not _per_point_fields(trace):
                 trace["x"], trace["y"] = _nulls(x.tolist()), _nulls(y.tolist())  # a curve's x may be NaN
