@@ -323,7 +323,7 @@ class MSEMeter(Meter):
         self.tnt.sesum = to_float(self.tnt.sesum) + to_float(other.tnt.sesum)
 
     def value(self) -> float:
-        return math.nan if self.count == 0 else to_float(self.tnt.value())
+        return math.nan if self.tnt.n == 0 else to_float(self.tnt.value())  # NaN also after empty batches
 
     def _reset(self) -> None:
         self.tnt.reset()
@@ -411,7 +411,8 @@ class ClassErrorMeter(Meter):
         if out.shape[1] < self.topk[-1]:
             raise MeterInputError(f"meter {self.name!r} (ClassErrorMeter) with topk={self.topk} expects at least "
                                   f"{self.topk[-1]} classes, got output {describe(out)}")
-        self.tnt.add(out.cpu().float(), tgt.cpu())
+        if out.shape[0]:  # torchnet divides by the samples seen: an empty batch adds nothing
+            self.tnt.add(out.cpu().float(), tgt.cpu())
 
     def _merge(self, other: ClassErrorMeter) -> None:
         for k in self.topk:
@@ -419,7 +420,7 @@ class ClassErrorMeter(Meter):
         self.tnt.n += other.tnt.n
 
     def value(self) -> list[float]:
-        if self.count == 0:
+        if self.tnt.n == 0:  # empty, or only empty batches
             return [math.nan] * len(self.topk)
         return [float(v) for v in self.tnt.value()]
 
@@ -467,7 +468,8 @@ class ConfusionMeter(Meter):
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.k):
                 raise MeterInputError(f"meter {self.name!r} (ConfusionMeter) expects {what} labels in "
                                       f"[0, {self.k - 1}] (k={self.k}), got {int(labels.min())} to {int(labels.max())}")
-        self.tnt.add(pred, tgt)
+        if pred.numel():  # torchnet's checks take the max of the labels: not of an empty batch
+            self.tnt.add(pred, tgt)
 
     def _merge(self, other: ConfusionMeter) -> None:
         self.tnt.conf += other.tnt.conf

@@ -315,3 +315,31 @@ def test_value_meter_and_confusion_view_errors() -> None:
     with pytest.raises(MeterInputError, match=r"^meter 'cm' \(ConfusionMeter\) expects one-hot targets with 3 columns "
                                               r"\(k=3\), got tensor of shape \(2, 2\)"):
         make_meter("cm", "ConfusionMeter", {"k": 3}).add(torch.tensor([0, 1]), torch.eye(2))
+
+
+EMPTY_BATCHES: dict[str, tuple[Any, ...]] = {  # a batch of 0 samples (e.g. out[mask] with no sample selected)
+    "MSEMeter": (torch.zeros(0, 2), torch.zeros(0, 2)),
+    "MAEMeter": (torch.zeros(0, 2), torch.zeros(0, 2)),
+    "ClassErrorMeter": (torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)),
+    "ConfusionMeter": (torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)),
+    "APMeter": (torch.zeros(0, 2), torch.zeros(0, 2)),
+    "mAPMeter": (torch.zeros(0, 2), torch.zeros(0, 2)),
+    "AUCMeter": (torch.zeros(0), torch.zeros(0)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EMPTY_BATCHES))
+def test_an_empty_batch_adds_nothing(kind: str) -> None:
+    args, inputs = EXAMPLES[kind]
+    empty_only, fed, reference = (make_meter("m", kind, args) for _ in range(3))
+    empty_only.add(*EMPTY_BATCHES[kind])
+    value = np.asarray(empty_only.value(), dtype=np.float64)
+    if kind == "ConfusionMeter":
+        assert value.shape == (2, 2) and (value == 0).all()
+    else:
+        assert np.isnan(value).all()  # undefined: no sample
+    fed.add(*EMPTY_BATCHES[kind])
+    fed.add(*inputs)
+    reference.add(*inputs)
+    np.testing.assert_array_equal(np.asarray(fed.value(), dtype=np.float64),
+                                  np.asarray(reference.value(), dtype=np.float64))
