@@ -68,7 +68,8 @@ class StatPlan:
     count of nonzeros and the count of finite values, as needed. :meth:`finish` turns those numbers, once on
     the host, into ``{stat: value}``. ``torch.std_mean`` would be the obvious kernel, but on CPU it is 20-50
     times slower than a sum; the single pass loses relative precision in ``std`` when ``|mean| >> std``
-    (about ``1e-7 * mean**2 / std**2`` in float32; float64 tensors are exact to ~1e-15).
+    (about ``1e-7 * mean**2 / std**2`` in float32; float64 tensors are exact to ~1e-15). ``std`` is therefore
+    also bounded by the spread ``max - min`` (one more reduction): a constant tensor gets exactly 0.
 
     Args:
         stats: the statistics asked for (names from ``STATS``; ``update_ratio`` is computed elsewhere).
@@ -79,7 +80,8 @@ class StatPlan:
         wanted = set(stats) - PARAM_ONLY_STATS
         self._sum = base or bool(wanted & {"mean", "std"})
         self._norm = base or bool(wanted & {"std", "norm"})
-        self._minmax = bool(wanted & {"min", "max"})
+        # min/max also bound std (see finish): cheap, and exact for constant tensors (BatchNorm weights at init)
+        self._minmax = bool(wanted & {"min", "max", "std"})
         self._l1 = "abs_mean" in wanted
         self._nnz = "zero_frac" in wanted
         self._finite = "nonfinite" in wanted
@@ -123,6 +125,11 @@ class StatPlan:
                     got["std"] = math.nan  # as torch.std of a single value
         if self._minmax:
             got["min"], got["max"] = next(it), next(it)
+            if "std" in got and n > 1:
+                # the one-pass std cancels catastrophically when |mean| >> std (float32: ~3e-4 * |mean| for a
+                # constant tensor); the sample std never exceeds (max - min) / 2 * sqrt(n / (n - 1)), so the
+                # error is bounded by the spread, and a constant tensor gets exactly 0
+                got["std"] = min(got["std"], (got["max"] - got["min"]) / 2 * math.sqrt(n / (n - 1)))
         if self._l1:
             got["abs_mean"] = next(it) / n
         if self._nnz:

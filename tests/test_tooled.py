@@ -167,6 +167,22 @@ def test_single_element_std_is_nan_without_warning() -> None:
     assert d["(model)"]["Weights"]["mean"] == model.weight.item()
 
 
+def test_float32_std_of_constant_and_near_constant_tensors() -> None:
+    """The one-pass std cancels when |mean| >> std; the min/max bound keeps it exact or within the spread."""
+    model = nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64))  # BatchNorm's weight starts as ones
+    with torch.no_grad():
+        model[0].weight.fill_(0.7)
+        model[0].weight[0, 0] += 1e-6
+    tm = TooledModel(model, groups=["Weights", "Grad_out"])
+    model(torch.randn(32, 64)).sum().backward()  # the gradient of a sum is all ones
+    d = tm.get_dict()
+    assert d["1"]["Weights"]["std"] == 0.0 and d["1"]["Grad_out"]["std"] == 0.0
+    w = model[0].weight.detach().double()
+    near, spread = d["0"]["Weights"]["std"], (w.max() - w.min()).item()  # about 1e-6
+    assert near <= spread / 2 * math.sqrt(4096 / 4095)  # unbounded, the cancellation gave ~2e-4 here
+    tm.remove()
+
+
 def test_stats_order_follows_request(model: nn.Sequential) -> None:
     tm = TooledModel(model, stats=["max", "norm", "min"], groups=["Weights"])
     assert list(tm.get_dict()["0"]["Weights"]) == ["max", "norm", "min"]
