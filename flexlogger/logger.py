@@ -119,6 +119,11 @@ class FlexLogger:
         if clash:
             raise ConfigError(f"{', '.join(map(repr, clash))} already defined; remove() it first")
         new_plots = {name: parse_plot(name, raw) for name, raw in plots.items()}
+        if self.server is not None and new_plots:
+            from .sinks.visdom import check_opts
+
+            for name, plot in new_plots.items():
+                check_opts(f"plots.{name}.opts", plot.opts)
         all_plots = {**self._plots, **new_plots}
         new_specs = {name: parse_meter(name, raw) for name, raw in meters.items()}
         for name, spec in new_specs.items():

@@ -116,11 +116,11 @@ def test_server_restarted_between_two_requests(own_server: VisdomServer, env: st
 
 
 def test_sender_thread_death_raises_on_next_log(visdom_server: VisdomServer, tmp_path: Path, env: str) -> None:
-    plots = {"loss": {"type": "line", "opts": {"markersize": -1}}}  # Visdom's client rejects it
+    plots = {"loss": {"type": "line", "opts": {"textlabels": ["a", "b"]}}}  # Visdom's client rejects it when drawing
     stat = FlexLogger(plots, METERS, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
     log_steps(stat, range(1))  # the sender dies drawing it, maybe before the next log(): log once
     died = (r"^the Visdom sender thread of env '.*' died: could not draw plot 'loss' \(line\) with opts "
-            r"\{'markersize': -1\}: AssertionError: marker size should be a positive number")
+            r"\{'textlabels': \['a', 'b'\]\}: AssertionError: textlabels and X should have same shape")
     with pytest.raises(DeliveryError, match=died):
         stat.flush(10)
     with pytest.raises(DeliveryError, match=died):

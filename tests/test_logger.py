@@ -300,7 +300,8 @@ def test_legend_opts_are_rejected_at_construction() -> None:
 
 def test_a_dead_sender_raises_after_every_plot_reached_the_record(visdom_server: VisdomServer, env: str,
                                                                   tmp_path: Any) -> None:
-    plots = {"bad": {"type": "line", "opts": {"markersize": -1}}, "good": {"type": "line"}}  # Visdom rejects 'bad'
+    plots = {"bad": {"type": "line", "opts": {"textlabels": ["a", "b"]}},  # Visdom rejects it when drawing
+             "good": {"type": "line"}}
     meters = {"a": {"type": "ValueMeter", "target": "bad"}, "b": {"type": "ValueMeter", "target": "good"}}
     stat = FlexLogger(plots, meters, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
     stat.add({"a": 1.0, "b": 2.0})
@@ -343,3 +344,19 @@ def test_an_empty_batch_in_an_auc_meter(make: Any, viz: visdom.Visdom) -> None:
     assert traces(viz, stat, "auc") == {"a": ([0, 1], [None, 1.0])}
     with pytest.warns(RuntimeWarning, match=r"1 NaN/Inf value"):
         stat.close()
+
+
+@pytest.mark.parametrize(("opts", "match"), [
+    ({"markersize": -1}, r"^plots.loss.opts: Visdom's client rejects \{'markersize': -1\}: marker size should be a "
+                         r"positive number$"),
+    ({"xtickvals": np.arange(3)}, r"^plots.loss.opts: expected Visdom options that are JSON \(str, numbers, lists, "
+                                  r"dicts\), but got \{'xtickvals': array\(\[0, 1, 2\]\)\}"),
+])
+def test_opts_visdom_rejects_fail_at_construction(opts: dict[str, Any], match: str) -> None:
+    """Not in the sender thread at the first log(), which would stop the delivery of every window."""
+    with pytest.raises(ConfigError, match=match):
+        FlexLogger({"loss": {"type": "line", "opts": opts}}, TRAIN_TEST, port=1, log_dir=None)
+    stat = FlexLogger({"loss": {"type": "line"}}, TRAIN_TEST, port=1, log_dir=None, close_timeout=0)
+    with pytest.raises(ConfigError, match=match.replace("plots.loss", "plots.other")):
+        stat.add_plot("other", {"type": "scatter", "opts": opts})
+    stat.close()

@@ -613,6 +613,26 @@ class VisdomSink:
         return _scrub(dict(msg))
 
 
+def check_opts(where: str, opts: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` when Visdom's client rejects ``opts`` whatever the data (e.g. a negative
+    ``markersize``), or they are not JSON: found when the plot is defined rather than by the sender thread.
+
+    Checks that depend on the data (e.g. ``rownames`` as long as the matrix) are left to drawing.
+    """
+    try:
+        json.dumps(dict(opts), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected Visdom options that are JSON (str, numbers, lists, dicts), but got "
+                          f"{dict(opts)!r}: {exc}") from None
+    try:
+        checked = dict(opts)
+        with _quiet_visdom():  # the checks every drawing function of Visdom's client makes
+            visdom._title2str(checked)  # type: ignore[attr-defined]
+            visdom._assert_opts(checked)  # type: ignore[attr-defined]
+    except AssertionError as exc:
+        raise ConfigError(f"{where}: Visdom's client rejects {dict(opts)!r}: {exc}") from None
+
+
 def _bars(builder: Any, table: np.ndarray, win: str, env: str, opts: dict[str, Any]) -> dict[str, Any]:
     """Visdom's bar message for a rows x columns ``table``, also for fewer than two rows (its client squeezes
     the table, so it rejects one row and mistakes one row of several columns for one column)."""
