@@ -147,6 +147,9 @@ def test_write_after_close_raises(sink: VisdomSink) -> None:
     ({"max_points": 100.0}, r"expected `max_points` to be an int >= 16, but got 100.0"),
     ({"min_interval": -1}, r"expected `min_interval` to be a number of seconds >= 0, but got -1"),
     ({"timeout": "1"}, r"expected `timeout` to be a number of seconds >= 0, but got '1'"),
+    ({"server": "localhost"}, r"expected `server` to be a URL with its scheme, such as 'http://localhost', but got "
+                              r"'localhost'"),  # requests would fail forever, warning that no server answers
+    ({"port": "8097"}, r"expected `port` to be an int from 1 to 65535, but got '8097'"),
 ])
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -187,7 +187,7 @@ class VisdomSink:
         base_url: the server's base URL path, if any.
 
     Raises:
-        ConfigError: a bad ``max_points``, ``min_interval``, ``timeout`` or ``save_every``.
+        ConfigError: a bad ``server``, ``port``, ``max_points``, ``min_interval``, ``timeout`` or ``save_every``.
     """
 
     def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", uid: str = "run", *,
@@ -199,6 +199,11 @@ class VisdomSink:
                             ("save_every", save_every)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
                 raise ConfigError(f"expected `{name}` to be a number of seconds >= 0, but got {value!r}")
+        if not isinstance(server, str) or not re.match(r"https?://[^/:]", server):
+            raise ConfigError(f"expected `server` to be a URL with its scheme, such as 'http://localhost', but got "
+                              f"{server!r}")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ConfigError(f"expected `port` to be an int from 1 to 65535, but got {port!r}")
         self.url = f"{server.rstrip('/')}:{port}{base_url}"
         self.port = port
         self.env, self.uid = env, uid
