@@ -65,7 +65,7 @@ def _check_name(where: str, name: Any) -> None:
 def _check_type(where: str, raw: Mapping[str, Any], kind: str, table: Mapping[str, Any]) -> None:
     if "type" not in raw:
         raise ConfigError(f"{where}.type: missing; valid {kind}s: {', '.join(sorted(table))}")
-    if raw["type"] not in table:
+    if not isinstance(raw["type"], str) or raw["type"] not in table:  # a list or dict would not even hash
         raise UnknownNameError(f"{where}.type: " + unknown_name_message(kind, raw["type"], table))
 
 

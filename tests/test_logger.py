@@ -360,3 +360,10 @@ def test_opts_visdom_rejects_fail_at_construction(opts: dict[str, Any], match: s
     with pytest.raises(ConfigError, match=match.replace("plots.loss", "plots.other")):
         stat.add_plot("other", {"type": "scatter", "opts": opts})
     stat.close()
+
+
+def test_a_type_that_is_not_a_string() -> None:
+    with pytest.raises(UnknownNameError, match=r"^plots.l.type: unknown plot type \['line'\]; valid plot types: bar"):
+        FlexLogger({"l": {"type": ["line"]}}, {}, server=None, log_dir=None)
+    with pytest.raises(UnknownNameError, match=r"^meters.m.type: unknown meter type \{'a': 1\}; valid meter types: "):
+        FlexLogger({"l": {"type": "line"}}, {"m": {"type": {"a": 1}, "target": "l"}}, server=None, log_dir=None)
