@@ -446,6 +446,9 @@ class ConfusionMeter(Meter):
         if not isinstance(k, int) or isinstance(k, bool) or k < 2:
             raise ConfigError(f"meter {name!r} (ConfusionMeter): expected `k` (number of classes) to be an int >= 2, "
                               f"but got {k!r}")
+        if not isinstance(normalized, bool):
+            raise ConfigError(f"meter {name!r} (ConfusionMeter): expected `normalized` to be a bool, but got "
+                              f"{normalized!r}")
         self.k = k
         self.tnt = tnt.ConfusionMeter(k, normalized=normalized)
 

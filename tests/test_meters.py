@@ -343,3 +343,9 @@ def test_an_empty_batch_adds_nothing(kind: str) -> None:
     reference.add(*inputs)
     np.testing.assert_array_equal(np.asarray(fed.value(), dtype=np.float64),
                                   np.asarray(reference.value(), dtype=np.float64))
+
+
+def test_confusion_normalized_must_be_a_bool() -> None:
+    with pytest.raises(ConfigError, match=r"^meter 'cm' \(ConfusionMeter\): expected `normalized` to be a bool, but "
+                                          r"got 'yes'$"):
+        make_meter("cm", "ConfusionMeter", {"k": 2, "normalized": "yes"})
