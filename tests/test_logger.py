@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Iterator
@@ -305,7 +306,8 @@ def test_a_dead_sender_raises_after_every_plot_reached_the_record(visdom_server:
     meters = {"a": {"type": "ValueMeter", "target": "bad"}, "b": {"type": "ValueMeter", "target": "good"}}
     stat = FlexLogger(plots, meters, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
     stat.add({"a": 1.0, "b": 2.0})
-    stat.log(0)
+    with contextlib.suppress(flexlogger.DeliveryError):  # the sender may die on 'bad' before 'good' is written
+        stat.log(0)
     with pytest.raises(flexlogger.DeliveryError, match=r"sender thread .* died: could not draw plot 'bad'"):
         stat.flush(10)
     stat.add({"a": 3.0, "b": 4.0})
