@@ -70,6 +70,9 @@ def to_tensor(meter: Meter, value: Any, what: str) -> torch.Tensor:
         return torch.from_numpy(value)
     if isinstance(value, (numbers.Number, list, tuple)):
         try:
+            array = np.asarray(value)  # Python floats stay float64 (torch.as_tensor would make them float32)
+            if array.dtype.kind in "fiub":
+                return torch.from_numpy(array)
             return torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError):
             raise bad_input(meter, value, what) from None

@@ -349,3 +349,25 @@ def test_confusion_normalized_must_be_a_bool() -> None:
     with pytest.raises(ConfigError, match=r"^meter 'cm' \(ConfusionMeter\): expected `normalized` to be a bool, but "
                                           r"got 'yes'$"):
         make_meter("cm", "ConfusionMeter", {"k": 2, "normalized": "yes"})
+
+
+def test_mae_exact_against_numpy_and_shape_check() -> None:
+    rng = np.random.default_rng(5)
+    out, tgt = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
+    meter = make_meter("mae", "MAEMeter")
+    meter.add(torch.from_numpy(out).requires_grad_(), tgt)  # a tensor that requires grad and an ndarray
+    meter.add(out[:2].tolist(), np.rint(tgt[:2] * 10).astype(np.int64))  # nested lists and integer targets
+    expected = np.concatenate([np.abs(out - tgt).ravel(), np.abs(out[:2] - np.rint(tgt[:2] * 10)).ravel()]).mean()
+    assert meter.value() == pytest.approx(expected, rel=1e-12)
+    assert not getattr(meter.abs_sum, "requires_grad", False)
+    with pytest.raises(MeterInputError, match=r"^meter 'mae' \(MAEMeter\) expects output and target of the same "
+                                              r"shape, got output tensor of shape \(2,\) .* and target tensor of "
+                                              r"shape \(3,\)"):
+        meter.add(np.zeros(2), np.zeros(3))
+
+
+def test_lists_of_floats_keep_double_precision() -> None:
+    """Two scores 1e-10 apart are distinct (AUC 1), not tied by a float32 conversion (AUC 0.5)."""
+    meter = make_meter("auc", "AUCMeter")
+    meter.add([0.1234567891, 0.1234567892], [0, 1])
+    assert meter.value() == 1.0 == roc_auc_score([0, 1], [0.1234567891, 0.1234567892])
