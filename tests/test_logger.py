@@ -353,6 +353,7 @@ def test_an_empty_batch_in_an_auc_meter(make: Any, viz: visdom.Visdom) -> None:
                          r"positive number$"),
     ({"xtickvals": np.arange(3)}, r"^plots.loss.opts: expected Visdom options that are JSON \(str, numbers, lists, "
                                   r"dicts\), but got \{'xtickvals': array\(\[0, 1, 2\]\)\}"),
+    ({"numbins": 1}, r"^plots.loss.opts.numbins: expected an int >= 2 \(Visdom cannot draw one bin\), but got 1$"),
 ])
 def test_opts_visdom_rejects_fail_at_construction(opts: dict[str, Any], match: str) -> None:
     """Not in the sender thread at the first log(), which would stop the delivery of every window."""

@@ -636,6 +636,9 @@ def check_opts(where: str, opts: Mapping[str, Any]) -> None:
             visdom._assert_opts(checked)  # type: ignore[attr-defined]
     except AssertionError as exc:
         raise ConfigError(f"{where}: Visdom's client rejects {dict(opts)!r}: {exc}") from None
+    numbins = opts.get("numbins")
+    if numbins is not None and (not isinstance(numbins, int) or isinstance(numbins, bool) or numbins < 2):
+        raise ConfigError(f"{where}.numbins: expected an int >= 2 (Visdom cannot draw one bin), but got {numbins!r}")
 
 
 def _bars(builder: Any, table: np.ndarray, win: str, env: str, opts: dict[str, Any]) -> dict[str, Any]:
