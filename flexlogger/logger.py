@@ -402,11 +402,9 @@ class FlexLogger:
                              _format(meter) if meter else ""])
         return tabulate(rows, headers=["plot", "type", "meter", "meter type", "adds", "value"])
 
-    def show(self) -> str:
-        """Print and return :meth:`table`."""
-        text = self.table()
-        print(text)
-        return text
+    def show(self) -> None:
+        """Print :meth:`table` (returns None, so a notebook cell ending in ``Stat.show()`` shows it once)."""
+        print(self.table())
 
     def __repr__(self) -> str:
         head = f"FlexLogger(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})"

@@ -125,14 +125,15 @@ def test_nan_is_a_gap(make: Any, viz: visdom.Visdom) -> None:
         stat.close()
 
 
-def test_introspection_and_display(make: Any) -> None:
+def test_introspection_and_display(make: Any, capsys: pytest.CaptureFixture[str]) -> None:
     stat = make(LOSS, TRAIN_TEST)
     assert stat.get_definitions() == {"loss": ["train_loss", "test_loss"]}
     assert stat.windows == {"loss": "run_loss"}
     stat.add({"train_loss": 0.25})
     text = repr(stat)
     assert "train_loss=0.25" in text and "(empty)" in text and stat.env in text
-    assert stat.show() == stat.table()
+    assert stat.show() is None
+    assert capsys.readouterr().out == stat.table() + "\n"
     stat.add_plot("lr", {"type": "line"})
     stat.add_meter("lr_value", {"type": "ValueMeter", "target": "lr"})
     assert stat.get_definitions()["lr"] == ["lr_value"]
