@@ -57,6 +57,16 @@ def _check_mapping(where: str, raw: Any, keys: tuple[str, ...]) -> Mapping[str, 
     return raw
 
 
+def _plain(value: Any) -> Any:
+    """Tuples as lists, mappings as dicts, all the way down: the form a YAML/JSON file gives back, so that a
+    saved-then-loaded spec equals the original."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _check_name(where: str, name: Any) -> None:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: expected a non-empty string as name, but got {name!r}")
@@ -81,7 +91,7 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     if "legend" in opts:  # Visdom would name every trace of a line after its first entry
         raise ConfigError(f"{where}.opts.legend: expected no `legend`: a window's legend is the names of the meters "
                           "that feed it (e.g. train_err@1, train_err@5); name the meters as they should be shown")
-    return PlotSpec(raw["type"], MappingProxyType(dict(opts)))
+    return PlotSpec(raw["type"], MappingProxyType(_plain(opts)))
 
 
 def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
@@ -104,7 +114,7 @@ def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
     if unknown:
         raise ConfigError(f"{where}.args: unknown argument(s) {', '.join(map(repr, unknown))} for {raw['type']}; "
                           f"valid arguments: {', '.join(valid) or '(none)'}")
-    return MeterSpec(raw["type"], targets, MappingProxyType(dict(args)))
+    return MeterSpec(raw["type"], targets, MappingProxyType(_plain(args)))
 
 
 def check_targets(name: str, meter: MeterSpec, plots: Mapping[str, PlotSpec], where: str = "") -> None:

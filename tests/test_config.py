@@ -78,7 +78,7 @@ def test_save_then_load_gives_an_identical_logger(tmp_path: Path, suffix: str, v
     assert loaded.get_definitions() == stat.get_definitions()
     assert (loaded.env, loaded.server, loaded.port, loaded.strict) == (env, visdom_server.url, visdom_server.port,
                                                                        False)
-    assert loaded.plots == stat.plots and loaded.meter_specs.keys() == stat.meter_specs.keys()
+    assert loaded.plots == stat.plots and loaded.meter_specs == stat.meter_specs
     loaded.add({"train_loss": 2.0, "train_err": [torch.eye(4)[[0, 1, 2]], torch.tensor([0, 1, 3])]})
     loaded.log(4)
     assert loaded.flush(10) == 0
