@@ -105,7 +105,17 @@ class Meter:
         return str(self.value())
 
 
-class AverageValueMeter(Meter):
+class _MeanStdMeter(Meter):
+    """A meter whose value() is ``(mean, std)``: it draws its mean."""
+
+    def value(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def scalars(self) -> dict[str, float]:
+        return {self.name: self.value()[0]}
+
+
+class AverageValueMeter(_MeanStdMeter):
     kind = "AverageValueMeter"
     takes = "add(value): a number, or a one-element tensor/array (a CUDA tensor stays on its device)"
     plots_as = "scalar: the mean since the last reset; text: mean"
@@ -165,11 +175,9 @@ class AverageValueMeter(Meter):
         self.mean = math.nan
         self.m_s = 0.0
 
-    def scalars(self) -> dict[str, float]:
-        return {self.name: self.value()[0]}
 
 
-class MovingAverageValueMeter(Meter):
+class MovingAverageValueMeter(_MeanStdMeter):
     kind = "MovingAverageValueMeter"
     takes = "add(value): a number, or a one-element tensor/array"
     plots_as = "scalar: the mean of the last `windowsize` values"
@@ -206,8 +214,6 @@ class MovingAverageValueMeter(Meter):
     def _reset(self) -> None:
         self.values.clear()
 
-    def scalars(self) -> dict[str, float]:
-        return {self.name: self.value()[0]}
 
 
 class ValueMeter(Meter):
