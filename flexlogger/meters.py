@@ -52,10 +52,11 @@ class Meter:
         self.count = 0
 
     def add(self, *args: Any, **kwargs: Any) -> None:
-        self._add(*args, **kwargs)
-        self.count += 1
+        if self._add(*args, **kwargs) is not False:
+            self.count += 1
 
-    def _add(self, *args: Any, **kwargs: Any) -> None:
+    def _add(self, *args: Any, **kwargs: Any) -> bool | None:
+        """Feed the meter; return False when the call held no sample (an empty batch): the meter stays empty."""
         raise NotImplementedError
 
     def value(self) -> Any:
@@ -312,6 +313,8 @@ class MSEMeter(Meter):
             out = out.double()
         if tgt.get_device() != out.get_device():
             tgt = tgt.to(out.device)
+        if out.numel() == 0:
+            return  # an empty batch: nothing received
         # torchnet's MSEMeter.add, with the square taken in place (the same kernels, identical sums)
         squares = out - tgt
         squares.pow_(2)
@@ -347,7 +350,7 @@ class MAEMeter(Meter):
         self.n = 0
         self.abs_sum: Scalar = 0.0
 
-    def _add(self, output: Any, target: Any) -> None:
+    def _add(self, output: Any, target: Any) -> bool | None:
         out = to_tensor(self, output, "output: a tensor/array")
         tgt = to_tensor(self, target, "target: a tensor/array")
         if out.shape != tgt.shape:
@@ -355,8 +358,11 @@ class MAEMeter(Meter):
                                   f"got output {describe(out)} and target {describe(tgt)}")
         if not out.is_floating_point():
             out = out.double()
+        if out.numel() == 0:
+            return False  # an empty batch: nothing received
         self.abs_sum = self.abs_sum + torch.sum(torch.abs(out - tgt.to(out.device)))
         self.n += out.numel()
+        return None
 
     def portable(self) -> Meter:
         out = copy.copy(self)
@@ -412,13 +418,15 @@ class ClassErrorMeter(Meter):
         self.topk = sorted(set(topk))
         self.tnt = tnt.ClassErrorMeter(topk=self.topk, accuracy=accuracy)
 
-    def _add(self, output: Any, target: Any) -> None:
+    def _add(self, output: Any, target: Any) -> bool | None:
         out, tgt = _scores_and_labels(self, output, target)
         if out.shape[1] < self.topk[-1]:
             raise MeterInputError(f"meter {self.name!r} (ClassErrorMeter) with topk={self.topk} expects at least "
                                   f"{self.topk[-1]} classes, got output {describe(out)}")
-        if out.shape[0]:  # torchnet divides by the samples seen: an empty batch adds nothing
-            self.tnt.add(out.cpu().float(), tgt.cpu())
+        if not out.shape[0]:
+            return False  # an empty batch: nothing received (torchnet would divide by zero)
+        self.tnt.add(out.cpu().float(), tgt.cpu())
+        return None
 
     def _merge(self, other: ClassErrorMeter) -> None:
         for k in self.topk:
@@ -458,7 +466,7 @@ class ConfusionMeter(Meter):
         self.k = k
         self.tnt = tnt.ConfusionMeter(k, normalized=normalized)
 
-    def _add(self, predicted: Any, target: Any) -> None:
+    def _add(self, predicted: Any, target: Any) -> bool | None:
         pred = to_tensor(self, predicted, "predicted: N x K scores or N labels").cpu()
         tgt = to_tensor(self, target, "target: N labels or N x K one-hot").cpu()
         if pred.dim() == 2:
@@ -477,8 +485,10 @@ class ConfusionMeter(Meter):
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.k):
                 raise MeterInputError(f"meter {self.name!r} (ConfusionMeter) expects {what} labels in "
                                       f"[0, {self.k - 1}] (k={self.k}), got {int(labels.min())} to {int(labels.max())}")
-        if pred.numel():  # torchnet's checks take the max of the labels: not of an empty batch
-            self.tnt.add(pred, tgt)
+        if not pred.numel():
+            return False  # an empty batch: nothing received (torchnet's checks take the max of the labels)
+        self.tnt.add(pred, tgt)
+        return None
 
     def _merge(self, other: ConfusionMeter) -> None:
         self.tnt.conf += other.tnt.conf
@@ -497,7 +507,7 @@ class _RankingMeter(Meter):
         super().__init__(name)
         self._reset()
 
-    def _store(self, output: Any, target: Any, weight: Any = None, *, columns: bool) -> None:
+    def _store(self, output: Any, target: Any, weight: Any = None, *, columns: bool) -> bool:
         out = to_tensor(self, output, "output: scores").detach().cpu().double()
         tgt = to_tensor(self, target, "target: binary (0/1) labels").detach().cpu()
         if columns:
@@ -519,9 +529,12 @@ class _RankingMeter(Meter):
             w = to_tensor(self, weight, "weight: N non-negative numbers").detach().cpu().double().reshape(-1).numpy()
             if w.shape[0] != out.shape[0] or (w < 0).any():
                 raise bad_input(self, weight, f"weight: {out.shape[0]} non-negative numbers, one per sample")
+        if out.shape[0] == 0:
+            return False  # an empty batch: nothing received
         self._scores.append(out.numpy())
         self._targets.append(tgt.numpy().astype(np.float64))
         self._weights.append(w)
+        return True
 
     merges = "every rank's samples together"
 
@@ -579,8 +592,8 @@ class APMeter(_RankingMeter):
     note = ("Computes the standard average precision (scikit-learn's average_precision_score: tied scores form "
             "one threshold). torchnet's APMeter ranks tied scores arbitrarily and warns on every call.")
 
-    def _add(self, output: Any, target: Any, weight: Any = None) -> None:
-        self._store(output, target, weight, columns=True)
+    def _add(self, output: Any, target: Any, weight: Any = None) -> bool:
+        return self._store(output, target, weight, columns=True)
 
     def value(self) -> np.ndarray:
         if not self._scores:
@@ -609,8 +622,8 @@ class AUCMeter(_RankingMeter):
     note = ("Computes the standard ROC AUC (scikit-learn's roc_auc_score: tied scores form one threshold, "
             "trapezoidal rule); NaN when only one class was seen. torchnet's AUCMeter is wrong on ties.")
 
-    def _add(self, output: Any, target: Any) -> None:
-        self._store(output, target, columns=False)
+    def _add(self, output: Any, target: Any) -> bool:
+        return self._store(output, target, columns=False)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._scores:

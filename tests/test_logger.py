@@ -338,15 +338,12 @@ def test_an_empty_batch_in_an_auc_meter(make: Any, viz: visdom.Visdom) -> None:
     stat = make({"auc": {"type": "line"}, "roc": {"type": "curve"}},
                 {"a": {"type": "AUCMeter", "target": ["auc", "roc"]}})
     stat.add({"a": [torch.tensor([]), torch.tensor([])]})
-    assert math.isnan(stat.value()["a"])
-    stat.log(0)
-    assert traces(viz, stat, "roc") == {"a": ([], [])}
+    assert math.isnan(stat.value()["a"]) and stat.meters["a"].count == 0
+    stat.log(0)  # received nothing: no point (no NaN), no curve
     stat.add({"a": [torch.tensor([0.8, 0.2]), torch.tensor([1, 0])]})
     stat.log(1)
     assert traces(viz, stat, "roc") == {"a": ([0.0, 0.0, 1.0], [0.0, 1.0, 1.0])}
-    assert traces(viz, stat, "auc") == {"a": ([0, 1], [None, 1.0])}
-    with pytest.warns(RuntimeWarning, match=r"1 NaN/Inf value"):
-        stat.close()
+    assert traces(viz, stat, "auc") == {"a": ([1], [1.0])}
 
 
 @pytest.mark.parametrize(("opts", "match"), [
@@ -371,3 +368,11 @@ def test_a_type_that_is_not_a_string() -> None:
         FlexLogger({"l": {"type": ["line"]}}, {}, server=None, log_dir=None)
     with pytest.raises(UnknownNameError, match=r"^meters.m.type: unknown meter type \{'a': 1\}; valid meter types: "):
         FlexLogger({"l": {"type": "line"}}, {"m": {"type": {"a": 1}, "target": "l"}}, server=None, log_dir=None)
+
+
+def test_a_meter_fed_only_empty_batches_adds_no_point(make: Any, viz: visdom.Visdom) -> None:
+    stat = make({"m": {"type": "line"}}, {"train_mse": {"type": "MSEMeter", "target": "m"},
+                                          "test_mse": {"type": "MSEMeter", "target": "m"}})
+    stat.add({"train_mse": [torch.zeros(0, 3), torch.zeros(0, 3)], "test_mse": [torch.ones(2), torch.zeros(2)]})
+    stat.log(0)
+    assert traces(viz, stat, "m") == {"test_mse": ([0], [1.0])}  # no NaN point for train_mse

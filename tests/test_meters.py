@@ -333,6 +333,7 @@ def test_an_empty_batch_adds_nothing(kind: str) -> None:
     args, inputs = EXAMPLES[kind]
     empty_only, fed, reference = (make_meter("m", kind, args) for _ in range(3))
     empty_only.add(*EMPTY_BATCHES[kind])
+    assert empty_only.count == 0  # received nothing: the logger draws no point for it
     value = np.asarray(empty_only.value(), dtype=np.float64)
     if kind == "ConfusionMeter":
         assert value.shape == (2, 2) and (value == 0).all()
@@ -341,6 +342,7 @@ def test_an_empty_batch_adds_nothing(kind: str) -> None:
     fed.add(*EMPTY_BATCHES[kind])
     fed.add(*inputs)
     reference.add(*inputs)
+    assert fed.count == reference.count == 1
     np.testing.assert_array_equal(np.asarray(fed.value(), dtype=np.float64),
                                   np.asarray(reference.value(), dtype=np.float64))
 
