@@ -216,7 +216,6 @@ class MovingAverageValueMeter(_MeanStdMeter):
         self.values.clear()
 
 
-
 class ValueMeter(Meter):
     kind = "ValueMeter"
     takes = "add(value): anything: a number, a tensor/array of any shape, or a string"
