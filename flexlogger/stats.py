@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .errors import ConfigError, UnknownNameError, unknown_name_message
+from .plots import Histogram  # re-exported: where TooledModel users found it
+
+__all__ = ["STATS", "Histogram", "StatPlan", "check_stats", "histogram"]
 
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "abs_mean", "norm", "zero_frac", "nonfinite", "update_ratio")
 PARAM_ONLY_STATS: frozenset[str] = frozenset({"update_ratio"})
@@ -43,21 +45,6 @@ def check_stats(stats: Sequence[str]) -> tuple[str, ...]:
         raise ConfigError(f"expected at least one statistic in `stats`, got {stats!r}; valid statistics: "
                           f"{', '.join(STATS)}")
     return tuple(out)
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """Counts of values in ``bins`` equal bins between ``lo`` and ``hi`` (NaN/Inf values are not counted)."""
-
-    counts: tuple[float, ...]
-    lo: float
-    hi: float
-
-    @property
-    def edges(self) -> list[float]:
-        """The ``bins + 1`` bin edges."""
-        n = len(self.counts)
-        return [self.lo + (self.hi - self.lo) * i / n for i in range(n + 1)]
 
 
 class StatPlan:
