@@ -58,6 +58,7 @@ import atexit
 import contextlib
 import dataclasses
 import html
+import itertools
 import json
 import logging
 import math
@@ -79,7 +80,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
 from ..errors import ConfigError, DeliveryError
-from ..plots import PLOT_TYPES
+from ..plots import PLOT_TYPES, Histogram
 from .base import Update
 
 APPEND_KINDS = frozenset(p.name for p in PLOT_TYPES if p.append)
@@ -597,6 +598,12 @@ class VisdomSink:
                 for trace, name in zip(msg["data"], names):
                     trace["name"] = name  # the legend is the meters' names
                 msg["layout"]["showlegend"] = True
+        elif update.kind == "histogram" and isinstance(next(iter(data.values())), Histogram):
+            hist = next(iter(data.values()))
+            edges = hist.edges
+            msg = _bars(b, np.asarray(hist.counts, dtype=np.float64).reshape(-1, 1), win, env,
+                        self._opts(plot, {k: v for k, v in opts.items() if k != "numbins"},
+                                   rownames=[f"{(lo + hi) / 2:.4g}" for lo, hi in itertools.pairwise(edges)]))
         elif update.kind == "histogram":
             flat = np.asarray(next(iter(data.values())), dtype=np.float64).reshape(-1)
             flat = flat[np.isfinite(flat)]
