@@ -84,7 +84,9 @@ def closest(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
     valid = list(valid)
     by_lower = {v.lower(): v for v in valid}
     matches = difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.5)
-    prefix = [v for v in valid if v.lower().startswith(name.lower()) and v.lower() not in matches]
+    # a name that starts or ends like a valid one: 'enviroment' -> 'env', 'acc' -> 'accuracy'
+    prefix = [v for v in valid if v.lower() not in matches and (v.lower().startswith(name.lower()) or (
+        len(v) >= 3 and name.lower().startswith(v.lower())))]
     return [by_lower[m] for m in matches] + prefix[: max(0, n - len(matches))]
 
 

@@ -323,6 +323,9 @@ class FlexLogger:
         """Meter names selected by ``keys`` (meter or plot names); None selects every meter."""
         if keys is None:
             return list(self._meters)
+        if not isinstance(keys, (str, list, tuple, set, frozenset, dict)) and not hasattr(keys, "__iter__"):
+            raise ConfigError(f"expected `keys` to be a meter or plot name, or a list of them, but got "
+                              f"{type(keys).__name__} {short_repr(keys)}")
         keys = [keys] if isinstance(keys, str) else list(keys)
         self._check_keys(keys)
         chosen: dict[str, None] = {}

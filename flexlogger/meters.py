@@ -30,6 +30,7 @@ import torchnet.meter as tnt
 
 from .convert import Scalar, bad_input, describe, to_float, to_scalar, to_tensor
 from .errors import ConfigError, MeterInputError
+from .plots import Histogram
 
 VIEWS = ("scalar", "vector", "matrix", "curve", "text")
 
@@ -228,7 +229,7 @@ class ValueMeter(Meter):
         self._value: Any = None
 
     def _add(self, value: Any) -> None:
-        if isinstance(value, str):
+        if isinstance(value, (str, Histogram)):  # a Histogram: bin counts made on the device (TooledModel)
             self._value = value
         elif isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "cpu":
             self._value = value.detach().reshape(())  # read at value(), no sync on add()

@@ -58,7 +58,6 @@ import atexit
 import contextlib
 import dataclasses
 import html
-import itertools
 import json
 import logging
 import math
@@ -600,10 +599,11 @@ class VisdomSink:
                 msg["layout"]["showlegend"] = True
         elif update.kind == "histogram" and isinstance(next(iter(data.values())), Histogram):
             hist = next(iter(data.values()))
-            edges = hist.edges
-            msg = _bars(b, np.asarray(hist.counts, dtype=np.float64).reshape(-1, 1), win, env,
-                        self._opts(plot, {k: v for k, v in opts.items() if k != "numbins"},
-                                   rownames=[f"{(lo + hi) / 2:.4g}" for lo, hi in itertools.pairwise(edges)]))
+            counts = np.asarray(hist.counts, dtype=np.float64)
+            # as Visdom's own histogram(): a bar of the counts over linspace(min, max, bins)
+            msg, _ = b.bar(X=counts if counts.size > 1 else np.r_[counts, 0.0],
+                           Y=np.linspace(hist.lo, hist.hi, max(counts.size, 2)), win=win, env=env,
+                           opts=self._opts(plot, {k: v for k, v in opts.items() if k != "numbins"}))
         elif update.kind == "histogram":
             flat = np.asarray(next(iter(data.values())), dtype=np.float64).reshape(-1)
             flat = flat[np.isfinite(flat)]
