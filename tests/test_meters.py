@@ -30,6 +30,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {
     "mAPMeter": ({}, (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([[0, 1], [1, 1]]))),
     "AUCMeter": ({}, (torch.tensor([0.1, 0.9, 0.4]), torch.tensor([0, 1, 1]))),
     "TimeMeter": ({}, (1,)),
+    "BestValueMeter": ({"best": "max"}, (0.5,)),
+    "ImageMeter": ({"nrow": 2}, (torch.rand(3, 1, 4, 5),)),
 }
 
 
