@@ -13,6 +13,7 @@ folds another rank's copy into this one with each field's reduction, and makes t
 from __future__ import annotations
 
 import copy
+import inspect
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,8 +181,14 @@ class Meter:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._owners = tuple(sorted({n.partition(".")[0] for s in cls.state for n in s.names if "." in n}))
-        if "merges" not in cls.__dict__:
+        if "state" in cls.__dict__ and "merges" not in cls.__dict__:
             cls.merges = _merges_text(cls.state)
+
+    @classmethod
+    def arguments(cls) -> dict[str, Any]:
+        """The arguments a meter type takes in its spec's ``args``, with their defaults."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, name
+        return {p.name: p.default for p in params}
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         if self._add(*args, **kwargs) is not False:
