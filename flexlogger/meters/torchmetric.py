@@ -74,6 +74,9 @@ class TorchMetricMeter(Meter):
     def _add(self, *args: Any, **kwargs: Any) -> None:
         args = tuple(_tensor(a) for a in args)
         kwargs = {k: _tensor(v) for k, v in kwargs.items()}
+        first = next((a for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)), None)
+        if first is not None and first.device != self.metric.device:
+            self.metric.to(first.device)  # the state follows the inputs (a CUDA batch: the state on that GPU)
         try:
             self.metric.update(*args, **kwargs)
         except (TypeError, ValueError, RuntimeError, IndexError) as exc:
