@@ -83,10 +83,10 @@ class State:
     Attributes:
         name: the attribute; ``"tnt.n"`` names an attribute of a torchnet meter the adapter holds, so that torchnet
             keeps computing where it is right; a tuple names fields reduced together (``"moments"``).
-        default: the value after ``reset()``: a constant, or, with ``factory``, ignored.
+        default: the value after ``reset()``, when it is a constant (a number, None).
         reduce: a key of :data:`REDUCTIONS`.
-        factory: builds the default from the meter (``lambda m: np.zeros((m.k, m.k))``) when it depends on the
-            meter's arguments or must be a fresh object (a list).
+        factory: builds the value after ``reset()`` from the meter instead (``lambda m: np.zeros((m.k, m.k))``),
+            when it depends on the meter's arguments or must be a fresh object (a list); ``default`` is then unused.
     """
 
     name: str | tuple[str, ...]
