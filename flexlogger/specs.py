@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, Problem, UnknownNameError, short_repr, unknown_name_message
-from .registry import METERS, PLOTS, meter_args, view_for
+from .registry import METERS, PLOTS, meter_args, meter_class, view_for
 
 PLOT_KEYS = ("type", "opts")
 METER_KEYS = ("type", "target", "args")
@@ -106,7 +106,12 @@ def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
     where = where or f"meters.{name}"
     _check_name(where, name)
     raw = _check_mapping(where, raw, METER_KEYS)
-    _check_type(where, raw, "meter type", METERS)
+    if "type" not in raw:
+        raise ConfigError(f"{where}.type: missing; valid meter types: {', '.join(sorted(METERS))}")
+    try:
+        meter_class(raw["type"])  # our own types, or torchmetrics.<ClassName> (with why a name is refused)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{where}.type: {exc}") from None
     if "target" not in raw:
         raise ConfigError(f"{where}.target: missing; expected the name of the plot (or a list of plots) it feeds")
     target = raw["target"]
