@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import visdom
 
-from flexlogger import DeliveryError, FlexLogger
+from flexlogger import FlexLogger
 from flexlogger.server import VisdomServer, find_free_port, start_server
 from flexlogger.sinks.record import read_record
 
