@@ -178,3 +178,37 @@ def test_opts_visdom_rejects_when_drawing_skip_the_plot_with_one_warning(visdom_
             stat.close()
     assert len([w for w in caught if re.match(skipped, str(w.message))]) == 1
     assert [u.step for u in read_record(tmp_path / env / "run").updates] == [0, 1, 2, 3, 4]  # the record has all
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["env-lost", "stale-saved-env"])
+@pytest.mark.parametrize("ending", ["close", "flush"])
+def test_server_restarted_after_the_last_delivery(own_server: VisdomServer, tmp_path: Path, env: str, saved: bool,
+                                                   ending: str) -> None:
+    """Every window was delivered, then the server restarted and nothing changed afterwards: flush() and close()
+    find out (one small request) and resend every window before returning (and before close() saves the env)."""
+    plots = {**PLOTS, "confusion": {"type": "heatmap"}}
+    meters = {**METERS, "matrix": {"type": "ValueMeter", "target": "confusion"}}
+    stat = FlexLogger(plots, meters, env=env, uid="run", port=own_server.port, log_dir=tmp_path, save_every=3600)
+    try:
+        for step in range(20):
+            if step == 10 and saved:
+                assert stat.flush(10) == 0
+                client(own_server.port).save([env])  # the server's disk copy stops at step 9
+            stat.add({"matrix": np.eye(2) * step})
+            log_steps(stat, range(step, step + 1))
+        assert stat.flush(10) == 0
+        own_server.restart()
+        if ending == "flush":
+            assert stat.flush(10) == 0
+    finally:
+        stat.close()
+    viz = client(own_server.port)
+    data = json.loads(viz.get_window_data(stat.windows["loss"], env))["content"]["data"]
+    assert {t["name"]: (t["x"], t["y"]) for t in data} == expected(range(20))
+    matrix = json.loads(viz.get_window_data(stat.windows["confusion"], env))["content"]["data"][0]["z"]
+    assert matrix == (np.eye(2) * 19).tolist()
+    if ending == "close":  # and close() saved the whole env on the restarted server
+        saved_env = json.loads((own_server.env_path / f"{env}.json").read_text())
+        assert set(saved_env["jsons"]) == {stat.windows["loss"], stat.windows["confusion"]}
+        summary = json.loads((tmp_path / env / "run" / "summary.json").read_text())
+        assert summary["undelivered"] == 0
