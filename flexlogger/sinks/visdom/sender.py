@@ -165,7 +165,10 @@ class VisdomSink:
                 self._cond.notify()
 
     def pending(self) -> int:
-        """Points (line/scatter) and window contents (other plots) logged but not yet on the server."""
+        """Points (line/scatter) and window contents (other plots) logged but not yet on the server; 0 in a forked
+        child (the sink belongs to the parent, and its lock may have been held when the child was made)."""
+        if self._forked():
+            return 0
         with self._cond:
             return self._buffer.pending()
 
