@@ -29,8 +29,9 @@ What ``log()`` costs and what a crash can lose
     yet; every line written before is whole and readable. A normal exit (even without ``close()``) writes all.
 When the disk is full or gone
     ``log()`` never raises for it. A line that does not fit is not written (a short write is truncated back to
-    the line's start, so no torn line is ever left in the middle), the record warns once per outage, counts the
-    updates it could not write in ``summary.json`` (``unwritten``) and writes again as soon as space returns.
+    the line's start, so no torn line is ever left in the middle), the record warns once, counts the updates it
+    could not write in ``summary.json`` (``unwritten``, warned about again at ``close()``) and writes again as soon
+    as space returns.
 Forked children
     A child made with ``os.fork()`` inherits the record but never writes or closes it: only the process that
     opened it does (``write()`` in a child warns once and does nothing).
@@ -101,6 +102,7 @@ class RecordSink:
         self._fd: int | None = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = 0
         self._failing: OSError | None = None  # the error of the outage in progress
+        self._warned_disk = False
         self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
         self._forked_warned = False
         header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": _iso(self._started)}
@@ -173,6 +175,9 @@ class RecordSink:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self.unwritten:
+            self._notices.append(f"the run record {self.path}: {self.unwritten} of {self.updates} update(s) could not "
+                                 "be written (the disk was full or gone), counted in summary.json 'unwritten'")
         extra = dict(summary or {})
         if "undelivered" not in extra and self.undelivered is not None:
             extra["undelivered"] = self.undelivered()
@@ -305,19 +310,17 @@ class RecordSink:
                 os.ftruncate(fd, self._size)
             except OSError:
                 pass
-            self._fail(OSError(errno.ENOSPC, f"short write: {n} of {len(data)} bytes"))
+            self._fail(OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: a short write of {n} of {len(data)} "
+                                             "bytes, cut off again"))
             return False
         self._size += n
-        if self._failing is not None:
-            self._notices.append(f"the run record {self.path} is written again (the disk takes lines again); "
-                                 f"{self.unwritten} update(s) could not be written, counted in summary.json "
-                                 "'unwritten'")
-            self._failing = None
+        self._failing = None
         return True
 
     def _fail(self, exc: OSError) -> None:
-        if self._failing is None:
-            self._failing = exc
+        self._failing = exc
+        if not self._warned_disk:  # once per record: a nearly full disk takes some lines and refuses others
+            self._warned_disk = True
             self._notices.append(f"the run record {self.path} cannot be written ({_why(exc)}): the run goes on, "
                                  "updates that do not fit are counted in summary.json 'unwritten', and writing "
                                  "resumes when the disk takes lines again")

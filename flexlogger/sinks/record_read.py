@@ -51,20 +51,24 @@ class _Skipper:
     """Collects skipped lines and warns about each (up to MAX_WARNINGS, then once for the rest)."""
 
     def __init__(self, points: Path) -> None:
-        self.points, self.lines, self.quiet = points, [], 0  # type: tuple[Path, list[int], int]
+        self.points = points
+        self.lines: list[int] = []
+        self.warned = 0
+        self.quiet: list[int] = []
 
     def skip(self, number: int, why: str, where: str | None = None) -> None:
         self.lines.append(number)
-        if len(self.lines) <= MAX_WARNINGS:
+        if self.warned < MAX_WARNINGS:
+            self.warned += 1
             where = f"{self.points}:{number}" if where is None else where
             warnings.warn(f"{where}: skipping {why}", RuntimeWarning, stacklevel=4)
         else:
-            self.quiet += 1
+            self.quiet.append(number)
 
     def done(self) -> None:
         if self.quiet:
-            warnings.warn(f"{self.points}: skipped {self.quiet} more damaged line(s) (lines "
-                          f"{self.lines[MAX_WARNINGS]}..{self.lines[-1]})", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{self.points}: skipped {len(self.quiet)} more damaged line(s) (lines "
+                          f"{self.quiet[0]}..{self.quiet[-1]})", RuntimeWarning, stacklevel=3)
 
 
 def read_record(run_dir: str | Path) -> RecordedRun:
