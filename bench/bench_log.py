@@ -248,13 +248,19 @@ def realistic(server: VisdomServer, seconds: float, root: Path) -> None:
     flex = loop_flexlogger(server, seconds, root / "loop_runs")
     rows = {"flexlogger log() (record on)": flex, "flexlogger add()+log()": {"times": flex["with add"]},
             "tensorboard add_scalar x6": loop_tensorboard(seconds, root),
-            "visdom.line append x6": loop_plain(server, seconds),
-            "an empty call (noise floor)": {"times": training_loop(lambda step, values: None, seconds)}}
+            "visdom.line append x6": loop_plain(server, seconds)}
     ours = statistics.median(rows["flexlogger log() (record on)"]["times"])
+
+    def spin(step: int, values: dict[str, float]) -> None:  # a call as long as log(), without threads or I/O
+        end = time.perf_counter() + ours
+        while time.perf_counter() < end:
+            pass
+
+    rows["a busy call as long (noise)"] = {"times": training_loop(spin, seconds)}
     ours99 = quantile(rows["flexlogger log() (record on)"]["times"], 0.99)
     print(f"\nrealistic: a training loop (3 x torch.mm 256x256 per step), 6 series on 3 plots, record on, live "
           f"server ({seconds:g} s per variant, torch threads: {torch.get_num_threads()}); the time each log blocks the "
-          "loop (the last row, an empty call, is the machine's noise floor)\n")
+          "loop (the last row, a busy wait as long as log()'s median, is the machine's noise floor)\n")
     print(f"{'method':30} {'logs':>7} {'median':>10} {'p90':>10} {'p99':>10} {'median/ours':>12} {'p99/ours':>9}")
     for name, row in rows.items():
         times = row["times"]
