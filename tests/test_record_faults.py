@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -375,3 +376,16 @@ def test_a_histogram_is_recorded_as_its_bin_counts(tmp_path: Path) -> None:
     line = json.loads((tmp_path / "e" / "run" / "points.jsonl").read_text().splitlines()[-1])
     assert line["data"] == {"w": {"counts": [5.0, 0.0, 2.0], "lo": -1.0, "hi": 1.0}}
     assert read_record(tmp_path / "e" / "run").updates[0].data["w"] == Histogram((5.0, 0.0, 2.0), -1.0, 1.0)
+
+
+def test_a_vanished_run_folder_never_raises_from_log_or_close(tmp_path: Path) -> None:
+    stat = FlexLogger(LINE, VALUE, env="e", uid="run", server=None, log_dir=tmp_path)
+    stat.add({"v": 1.0})
+    stat.log(0)
+    stat.flush(10)
+    shutil.rmtree(tmp_path / "e")  # the disk or the folder is gone
+    with pytest.warns(RuntimeWarning, match=r"run: summary.json could not be written \(No such file or directory\)"):
+        for step in range(1, 50):
+            stat.add({"v": float(step)})
+            stat.log(step)
+        stat.close()

@@ -195,7 +195,7 @@ class RecordSink:
         Args:
             extra: fields to add (e.g. ``{"status": "running"}``).
         """
-        if self._pid != os.getpid():
+        if self._pid != os.getpid() or self._closed:  # closed: the final summary stays
             return
         with self._lock:
             summary = self._summary(dict(extra or {}), closed=False)
@@ -236,7 +236,14 @@ class RecordSink:
             stopping = self._stopping
             with self._lock:
                 while self._queue:
-                    self._write_one(self._queue.popleft())
+                    update = self._queue.popleft()
+                    try:
+                        self._write_one(update)
+                    except Exception as exc:  # a bug must not stop the record: count the update and go on
+                        self.unwritten += 1
+                        self._written += 1
+                        self._notices.append(f"the run record {self.path}: update {update.seq} of plot "
+                                             f"{update.plot!r} could not be recorded ({type(exc).__name__}: {exc})")
             with self._done:
                 self._done.notify_all()
             if stopping and not self._queue:
