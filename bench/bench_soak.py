@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import re
 import statistics
 import subprocess
 import tempfile
@@ -140,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     kinds: dict[str, int] = {}
     for w in caught:
         text = str(w.message)
-        key = text.split(":")[0][:90]
+        key = re.sub(r"\d+", "N", text.replace(str(disk), "DISK"))[:110]
         kinds[key] = kinds.get(key, 0) + 1
-    print(f"{len(caught)} warning(s): " + "; ".join(f"{n} x {k!r}" for k, n in kinds.items()))
+    print(f"{len(caught)} warning(s):" + "".join(f"\n  {n} x {k!r}" for k, n in kinds.items()))
 
     failures = []
     traces = {trace["name"]: trace for trace in window["content"]["data"]}

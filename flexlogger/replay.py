@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from .errors import DeliveryError, short_repr
+from .plots import APPEND_KINDS
 from .sinks.record import read_record
 
 
@@ -80,7 +81,7 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
     if pending:
         raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {record.path} within "
                             f"{timeout:g} s")
-    points = sum(len(u.data) for u in record.updates if u.kind in ("line", "scatter"))
+    points = sum(len(u.data) for u in record.updates if u.kind in APPEND_KINDS)
     windows = {plot: sink.window_id(plot) for plot in record.plots}
     return ReplayResult(env, windows, len(record.updates), points)
 
