@@ -100,7 +100,7 @@ class RecordSink:
         self._started = time.time()
         self._write_config()
         self._fd: int | None = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._size = 0
+        self._size = os.fstat(self._fd).st_size  # where a line that does not fit is cut back to
         self._failing: OSError | None = None  # the error of the outage in progress
         self._warned_disk = False
         self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
