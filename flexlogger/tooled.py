@@ -54,9 +54,10 @@ from tabulate import tabulate
 from torch import Tensor, nn
 
 from .errors import ConfigError, UnknownNameError, unknown_name_message
-from .stats import STATS, Histogram, StatPlan, check_stats, histogram
+from .recorder import AnomalyEvent, FlightRecorder, ModelAnomalyWarning
+from .stats import STATS, Histogram, StatPlan, histogram, parse_stats
 
-__all__ = ["GROUPS", "STATS", "Histogram", "ModelAnomalyWarning", "TooledModel"]
+__all__ = ["GROUPS", "STATS", "AnomalyEvent", "FlightRecorder", "Histogram", "ModelAnomalyWarning", "TooledModel"]
 
 GROUPS: tuple[str, ...] = ("Grad_in", "Grad_out", "Inputs", "Outputs", "Weights", "Weight_grad")
 _ACTIVATION_GROUPS = ("Inputs", "Outputs", "Grad_in", "Grad_out")
@@ -66,10 +67,6 @@ Selector: TypeAlias = (
     "type[nn.Module] | str | re.Pattern[str] | Callable[[str, nn.Module], bool] | Sequence[Any]"
 )
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
-
-
-class ModelAnomalyWarning(RuntimeWarning):
-    """A NaN/Inf value or an exploding L2 norm appeared in a recorded statistic."""
 
 
 @dataclass
@@ -187,8 +184,11 @@ class TooledModel:
 
     Args:
         model: the model to watch; it is never modified beyond the hooks, which :meth:`remove` takes away.
-        stats: statistics to show, from ``STATS`` (default mean and std). ``update_ratio`` applies to parameter
-            groups only (``Weights`` and the groups named in ``params``).
+        stats: statistics to show, from ``STATS`` (default mean and std), and custom ``(name, callable)`` pairs
+            whose callable maps a tensor to a 0-d tensor on its device (from Python only, never from a config):
+            ``stats=("mean", "std", ("l1", lambda t: t.abs().sum()))``. ``update_ratio`` applies to parameter
+            groups only (``Weights`` and the groups named in ``params``). ``stats=()`` with a ``recorder`` runs the
+            recorder alone (the recorder's ``stats`` are recorded for the ``after`` steps of an event).
         groups: groups to record, from ``GROUPS`` (default all six).
         params: names of further parameters to record as groups ``<name>`` and ``<name>_grad``, e.g. ``("bias",)``.
         layers: which modules to watch: a module type (or tuple of types), a name glob (``"encoder.*"``), a
@@ -205,15 +205,18 @@ class TooledModel:
             whose gradient went bad, not the first layer it then spread to.
         explode: a group's L2 norm "explodes" when it grows more than this factor from one recorded step (ended by
             :meth:`step`) to the next.
+        recorder: a :class:`~flexlogger.recorder.FlightRecorder` fed at every step (whatever ``every`` is): a ring
+            buffer of cheap per-layer statistics on the device, and rules that watch it; when one fires, every
+            step of the next ``recorder.after`` is recorded in full.
 
     Raises:
         ConfigError: a bad argument (the message lists the valid choices).
     """
 
-    def __init__(self, model: nn.Module, stats: Sequence[str] = ("mean", "std"), groups: Sequence[str] = GROUPS,
+    def __init__(self, model: nn.Module, stats: Sequence[Any] = ("mean", "std"), groups: Sequence[str] = GROUPS,
                  params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
                  histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
-                 explode: float = 1e3) -> None:
+                 explode: float = 1e3, recorder: FlightRecorder | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"expected `model` to be a torch.nn.Module, but got {type(model).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -222,8 +225,16 @@ class TooledModel:
             raise ConfigError(f"expected `bins` to be an int >= 1, but got {bins!r}")
         if isinstance(explode, bool) or not isinstance(explode, (int, float)) or not explode > 1:
             raise ConfigError(f"expected `explode` to be a number > 1, but got {explode!r}")
+        if recorder is not None and not isinstance(recorder, FlightRecorder):
+            raise ConfigError(f"expected `recorder` to be a FlightRecorder, but got {type(recorder).__name__}")
         self.model = model
-        self.stats = check_stats(stats)
+        names, custom = parse_stats(stats, allow_empty=recorder is not None)
+        self._always = bool(names)  # False: the recorder alone, full statistics only after an event
+        if not names and recorder is not None:
+            names, custom = parse_stats(recorder.stats)
+        self.stats = names
+        self.recorder = recorder
+        self._after_left = 0
         params = (params,) if isinstance(params, str) else tuple(params)
         for p in params:
             if not isinstance(p, str) or not p.isidentifier() or p == "weight":
@@ -250,7 +261,7 @@ class TooledModel:
         self.bins = bins
         self.anomaly = anomaly
         self.explode = float(explode)
-        self._plan = StatPlan(self.stats, base=anomaly)
+        self._plan = StatPlan(self.stats, base=anomaly, custom=custom)
         self._ratio = "update_ratio" in self.stats
         self._layers = [self._make_layer(n, m, params) for n, m in _select(model, layers)]
         _check_params(params, self._layers)
@@ -263,8 +274,40 @@ class TooledModel:
         self._prev_norms: dict[tuple[str, str], float] = {}
         self._norms: dict[tuple[str, str], tuple[float, float]] = {}
         self._warned: set[tuple[int, str]] = set()
+        self._rec_handles: list[Any] = []
+        self._rec_out: list[Tensor | None] = [None] * len(self._layers)
+        self._rec_sizes: list[tuple[int, int]] = [(0, 0)] * len(self._layers)
+        self._rec_order: list[str] = []  # forward order of this step (forward hooks: order of completion)
+        if recorder is not None:
+            self._bind_recorder(recorder)
         self._new_step()
         self._sync_hooks()
+
+    def _bind_recorder(self, recorder: FlightRecorder) -> None:
+        """Hand the recorder the layers and their parameters, and hook the layers' outputs for it."""
+        params = [[p for p in layer.module.parameters(recurse=False) if p.requires_grad] for layer in self._layers]
+        first = next((p for ps in params for p in ps), None)
+        if first is None:
+            first = next(iter(self.model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+        recorder._bind([layer.name for layer in self._layers], params, device)
+        for i, layer in enumerate(self._layers):
+            self._rec_handles.append(layer.module.register_forward_hook(self._rec_hook(i)))
+
+    def _rec_hook(self, i: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        out_stats = FlightRecorder._output_stats
+        outs, sizes, order, name = self._rec_out, self._rec_sizes, self._rec_order, self._layers[i].name
+
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if outs[i] is None:
+                order.append(name)
+            x = output if isinstance(output, Tensor) else next(iter(_float_tensors(output)), None)
+            if x is None or not x.is_floating_point() or x.numel() == 0:
+                return
+            outs[i] = out_stats(x)
+            sizes[i] = (x.numel(), x[0].numel() if x.dim() >= 2 else x.numel())
+
+        return hook
 
     def _make_layer(self, name: str, module: nn.Module, params: tuple[str, ...]) -> _Layer:
         groups: dict[str, tuple[str, bool]] = {}
@@ -288,7 +331,7 @@ class TooledModel:
     @property
     def recording(self) -> bool:
         """Whether the current step (``step_index``) is recorded."""
-        return not self._removed and self.step_index % self.every == 0
+        return not self._removed and ((self._always and self.step_index % self.every == 0) or self._after_left > 0)
 
     @property
     def last_step(self) -> int | None:
@@ -520,7 +563,7 @@ class TooledModel:
             if self.anomaly:
                 norms[(item.layer, item.group)] = plan.anomaly(vals)
         self._norms = norms
-        if self.anomaly:
+        if self.anomaly and self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
             self._check(norms)
         return result, hists
 
@@ -570,11 +613,23 @@ class TooledModel:
             The statistics of the step that ends (as :meth:`get_dict`), or ``None`` if it was not recorded.
         """
         result: Stats | None = None
+        after = self._after_left > 0
         if self.recording:
             result, hists = self._collect()
             self._last, self._last_hist, self._last_step = result, hists, self.step_index
             self._prev_norms = {k: v[1] for k, v in self._norms.items()}
+            if after and self.recorder is not None:
+                self.recorder._add_after(self.step_index, _copy(result), dict(hists))
             result = _copy(result)
+        if after:
+            self._after_left -= 1
+        if self.recorder is not None and not self._removed:
+            events = self.recorder._end_step(self.step_index, self._rec_out, self._rec_sizes, self._rec_order)
+            for i in range(len(self._rec_out)):
+                self._rec_out[i] = None
+            self._rec_order.clear()
+            if events and self.recorder.after:
+                self._after_left = self.recorder.after
         self.step_index += 1
         self._new_step()
         self._sync_hooks()
@@ -650,6 +705,9 @@ class TooledModel:
         """Detach every hook; the model is left exactly as before. Idempotent."""
         self._removed = True
         self._sync_hooks()
+        for h in self._rec_handles:
+            h.remove()
+        self._rec_handles = []
         self._token = object()
 
     def __enter__(self) -> TooledModel:
