@@ -275,6 +275,7 @@ class FlightRecorder:
                                                  if r.meter is not None}
         self._meter_active = [False] * len(self._meter_rules)
         self._bound = False
+        self._start_after: Callable[[], None] | None = None  # set by the TooledModel: record the next `after` steps
         self._step = 0
         self._new: list[AnomalyEvent] = []  # events found since the TooledModel last asked
         self._open: list[AnomalyEvent] = []  # events still collecting their `after` steps
@@ -541,6 +542,8 @@ class FlightRecorder:
 
     def _emit(self, event: AnomalyEvent, stacklevel: int = 6) -> None:
         self._new.append(event)
+        if self._start_after is not None:
+            self._start_after()
         if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
             return  # rank 0 reports for every rank; the others still record their `after` steps
         self.events.append(event)
@@ -588,7 +591,7 @@ class FlightRecorder:
                 std = max(std, abs(mean) * 1e-3 + 1e-12)
                 fired = not math.isfinite(v) or abs(v - mean) > rule.threshold * std
             if fired and not self._meter_active[i] and found is None:
-                history = self._cut(self._gather_history(False), self._step) if self._bound else History(
+                history = self._cut(self._gather_history(False)[0], self._step) if self._bound else History(
                     [], [], {}, {m: list(h) for m, h in self._meters.items()})
                 history.meters[name] = [*past, v]
                 found = AnomalyEvent(step=self._step, layer=None, stat=name, value=v, rule=rule.name,

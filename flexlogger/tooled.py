@@ -291,8 +291,15 @@ class TooledModel:
             first = next(iter(self.model.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
         recorder._bind([layer.name for layer in self._layers], params, device)
+        recorder._start_after = self._start_after
         for i, layer in enumerate(self._layers):
             self._rec_handles.append(layer.module.register_forward_hook(self._rec_hook(i)))
+
+    def _start_after(self) -> None:
+        """An event: record every step of the next ``recorder.after`` in full, starting with the current one."""
+        if self.recorder is not None and self.recorder.after and not self._removed:
+            self._after_left = self.recorder.after
+            self._sync_hooks()
 
     def _rec_hook(self, i: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         out_stats = FlightRecorder._output_stats
@@ -624,12 +631,10 @@ class TooledModel:
         if after:
             self._after_left -= 1
         if self.recorder is not None and not self._removed:
-            events = self.recorder._end_step(self.step_index, self._rec_out, self._rec_sizes, self._rec_order)
+            self.recorder._end_step(self.step_index, self._rec_out, self._rec_sizes, self._rec_order)
             for i in range(len(self._rec_out)):
                 self._rec_out[i] = None
             self._rec_order.clear()
-            if events and self.recorder.after:
-                self._after_left = self.recorder.after
         self.step_index += 1
         self._new_step()
         self._sync_hooks()
