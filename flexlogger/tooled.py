@@ -275,8 +275,7 @@ class TooledModel:
         self._norms: dict[tuple[str, str], tuple[float, float]] = {}
         self._warned: set[tuple[int, str]] = set()
         self._rec_handles: list[Any] = []
-        self._rec_out: list[Tensor | None] = [None] * len(self._layers)
-        self._rec_sizes: list[tuple[int, int]] = [(0, 0)] * len(self._layers)
+        self._rec_out: list[tuple[Tensor, Tensor] | None] = [None] * len(self._layers)
         self._rec_order: list[str] = []  # forward order of this step (forward hooks: order of completion)
         if recorder is not None:
             self._bind_recorder(recorder)
@@ -303,7 +302,7 @@ class TooledModel:
 
     def _rec_hook(self, i: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         out_stats = FlightRecorder._output_stats
-        outs, sizes, order, name = self._rec_out, self._rec_sizes, self._rec_order, self._layers[i].name
+        outs, order, name = self._rec_out, self._rec_order, self._layers[i].name
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             if outs[i] is None:
@@ -312,7 +311,6 @@ class TooledModel:
             if x is None or not x.is_floating_point() or x.numel() == 0:
                 return
             outs[i] = out_stats(x)
-            sizes[i] = (x.numel(), x[0].numel() if x.dim() >= 2 else x.numel())
 
         return hook
 
@@ -631,7 +629,7 @@ class TooledModel:
         if after:
             self._after_left -= 1
         if self.recorder is not None and not self._removed:
-            self.recorder._end_step(self.step_index, self._rec_out, self._rec_sizes, self._rec_order)
+            self.recorder._end_step(self.step_index, self._rec_out, self._rec_order)
             for i in range(len(self._rec_out)):
                 self._rec_out[i] = None
             self._rec_order.clear()
