@@ -129,7 +129,8 @@ def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module
     return model, after
 
 
-VARIANTS = ("bare", "floor", "recorder", "recorder+after", "tooled", "tooled/10", "TMLogger", "naive .item()", "noop bwd hooks")
+VARIANTS = ("bare", "floor", "recorder", "recorder+after", "tooled", "tooled/10", "TMLogger", "naive .item()",
+            "noop bwd hooks")
 
 
 def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float,

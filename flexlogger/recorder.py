@@ -120,9 +120,8 @@ def _rule(entry: Any, index: int, default_min_history: int) -> Rule:
     conditions = [k for k in entry if k in STAT_CONDITIONS + METER_CONDITIONS]
     unknown = [k for k in entry if k not in (*STAT_CONDITIONS, *METER_CONDITIONS, *_OPTIONAL_KEYS, "stat", "meter")]
     if unknown:
-        raise UnknownNameError(f"{where}: " + unknown_name_message("rule key", unknown[0],
-                                                                  ("stat" if is_stat else "meter",) + valid
-                                                                  + _OPTIONAL_KEYS))
+        raise UnknownNameError(f"{where}: " + unknown_name_message(
+            "rule key", unknown[0], ("stat" if is_stat else "meter", *valid, *_OPTIONAL_KEYS)))
     if len(conditions) != 1 or conditions[0] not in valid:
         raise ConfigError(f"{where}: expected exactly one condition of {', '.join(valid)} for a "
                           f"{'stat' if is_stat else 'meter'} rule, but got {conditions or 'none'} in {dict(entry)!r}")
@@ -339,7 +338,8 @@ class FlightRecorder:
             return 0
         tensors = [self._buf, self._steps, self._pidx, self._prev_sq, self._has_params, self._sidx, self._thr,
                    self._sign, self._is_z_t, self._active, self._pending, self._pend, self._nan, self._nan0,
-                   self._perm, self._seg, self._units, self._nidx, self._lidx, self._counted, self._called, *self._gates.values(), *self._snap]
+                   self._perm, self._seg, self._units, self._nidx, self._lidx, self._counted, self._called,
+                   *self._gates.values(), *self._snap]
         return sum(t.untyped_storage().nbytes() for t in tensors)
 
     # --------------------------------------------------------------------------------------- per-step work
@@ -365,6 +365,7 @@ class FlightRecorder:
         params = self._params
         grads = [p.grad for p in params]
         have = tuple(i for i, g in enumerate(grads) if g is not None)
+        present = [g.detach() for g in grads if g is not None]
         if have != self._have_key:  # which parameters have a gradient rarely changes: rebuild the index then
             self._have_key = have
             pidx = self._pidx.cpu()
@@ -377,7 +378,7 @@ class FlightRecorder:
         if params:
             # One fused norm over every gradient, every weight and every change of a weight since the last step.
             torch._foreach_sub_(self._snap, weights)  # the snapshot becomes W_(t-1) - W_t ...
-            norms = torch.stack(torch._foreach_norm([grads[i] for i in have] + weights + self._snap)).float()
+            norms = torch.stack(torch._foreach_norm(present + weights + self._snap)).float()
             torch._foreach_copy_(self._snap, weights)  # ... and then W_t, for the next step
             sq = torch.zeros(3 * n_layers, device=self.device).index_add_(0, self._nidx, norms * norms)
             sq = sq.reshape(3, n_layers)
@@ -422,7 +423,7 @@ class FlightRecorder:
         peak = torch.maximum(mxs, -mns)
         flags = torch.stack([~torch.isfinite(peak), mxs.ne(0) | mns.ne(0)], 1).float()
         counts = torch.zeros(n_layers, 2, device=self.device).index_add_(0, self._seg, flags)
-        act = torch.full((n_layers,), -math.inf, device=self.device).index_reduce_(0, self._seg, peak, "amax")
+        act = torch.full((n_layers,), -math.inf, device=self.device).scatter_reduce_(0, self._seg, peak, "amax")
         act_max = torch.where(self._called, act, self._nan0)
         dead = torch.where(self._called, 1.0 - counts[:, 1] / self._units, self._nan0)
         return act_max, (counts[:, 0] > 0).float(), dead
