@@ -256,6 +256,8 @@ class FlightRecorder:
                                 ("min_history", min_history, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"expected `{arg}` to be an int >= {low}, but got {value!r}")
+        if not isinstance(sync, bool) or not isinstance(warn, bool):
+            raise ConfigError(f"expected `sync` and `warn` to be True or False, but got {sync!r} and {warn!r}")
         if on_trigger is not None and not callable(on_trigger):
             raise ConfigError(f"expected `on_trigger` to be a callable (event) -> None, but got {on_trigger!r}")
         for lst in listeners:

@@ -114,6 +114,10 @@ class StatPlan:
         self._finite = "nonfinite" in wanted
         self.stats = tuple(s for s in stats if s in wanted or s in self.custom)
         self.size = self._sum + self._norm + 2 * self._minmax + self._l1 + self._nnz + self._finite + len(self.custom)
+        # how each of compute()'s values pools over ranks (TooledModel(sync=True)): "sq" is an L2 norm
+        self.kinds: tuple[str, ...] = (("sum",) * self._sum + ("sq",) * self._norm + ("min", "max") * self._minmax
+                                       + ("sum",) * (self._l1 + self._nnz + self._finite)
+                                       + ("mean",) * len(self.custom))
 
     def compute(self, x: Tensor) -> list[Tensor]:
         """The reductions of ``x`` (any shape, at least one element) as 0-d tensors on ``x``'s device."""

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeAlias
 
 import torch
+import torch.distributed as dist
 from tabulate import tabulate
 from torch import Tensor, nn
 
@@ -205,6 +206,11 @@ class TooledModel:
             whose gradient went bad, not the first layer it then spread to.
         explode: a group's L2 norm "explodes" when it grows more than this factor from one recorded step (ended by
             :meth:`step`) to the next.
+        sync: under ``torch.distributed``, pool the statistics of every recorded step over the ranks (one
+            collective per recorded step; every rank must call :meth:`step` and record the same layers and groups):
+            means, stds and norms of all ranks' values taken together, min of mins, max of maxes, counts summed;
+            ``update_ratio`` and custom statistics are averaged, histograms stay per rank. Default: per rank.
+            ``sync=True`` also makes the ``recorder`` pool its statistics.
         recorder: a :class:`~flexlogger.recorder.FlightRecorder` fed at every step (whatever ``every`` is): a ring
             buffer of cheap per-layer statistics on the device, and rules that watch it; when one fires, every
             step of the next ``recorder.after`` is recorded in full.
@@ -216,7 +222,7 @@ class TooledModel:
     def __init__(self, model: nn.Module, stats: Sequence[Any] = ("mean", "std"), groups: Sequence[str] = GROUPS,
                  params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
                  histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
-                 explode: float = 1e3, recorder: FlightRecorder | None = None) -> None:
+                 explode: float = 1e3, recorder: FlightRecorder | None = None, sync: bool = False) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"expected `model` to be a torch.nn.Module, but got {type(model).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -234,6 +240,11 @@ class TooledModel:
             names, custom = parse_stats(recorder.stats)
         self.stats = names
         self.recorder = recorder
+        if not isinstance(sync, bool):
+            raise ConfigError(f"expected `sync` to be True or False, but got {sync!r}")
+        self.sync = sync
+        if recorder is not None and sync:
+            recorder.sync = True
         self._after_left = 0
         params = (params,) if isinstance(params, str) else tuple(params)
         for p in params:
@@ -551,6 +562,8 @@ class TooledModel:
         """
         with torch.no_grad():
             items = self._items()
+            if self.sync and _distributed():
+                _pool(items, self._plan.kinds)
             values = _to_host(items)
         plan = self._plan
         result: Stats = {layer.name: {} for layer in self._layers}
@@ -726,6 +739,40 @@ class TooledModel:
 
 def _copy(d: Stats) -> Stats:
     return {n: {g: dict(s) for g, s in gs.items()} for n, gs in d.items()}
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _pool(items: list[_Item], kinds: tuple[str, ...]) -> None:
+    """Replace every item's reductions and count by those of all ranks together: one collective."""
+    if not items:
+        return
+    device = items[0].scalars[0].device
+    values: list[Tensor] = []
+    how: list[str] = []
+    for item in items:
+        k: tuple[str, ...] = kinds + ("mean",) * (len(item.scalars) - len(kinds))  # update_ratio is appended
+        values += [s.to(device, torch.float64) for s in item.scalars]
+        values.append(torch.tensor(float(item.n), dtype=torch.float64, device=device))
+        how += [*k, "sum"]
+    flat = torch.stack(values)
+    kind = {h: torch.tensor([x == h for x in how], device=device) for h in ("sum", "sq", "min", "max", "mean")}
+    flat = torch.where(kind["sq"], flat * flat, flat)
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    g = torch.stack(gathered)
+    pooled = torch.where(kind["sum"] | kind["sq"], g.sum(0), g.mean(0))
+    pooled = torch.where(kind["min"], g.amin(0), torch.where(kind["max"], g.amax(0), pooled))
+    pooled = torch.where(kind["sq"], pooled.sqrt(), pooled)
+    starts = [0]
+    for item in items:
+        starts.append(starts[-1] + len(item.scalars) + 1)
+    counts = pooled[torch.tensor([s - 1 for s in starts[1:]], device=device)].tolist()  # one small read
+    for item, start, n in zip(items, starts, counts):
+        item.scalars = list(pooled[start:start + len(item.scalars)].unbind())
+        item.n = round(n)
 
 
 def _to_host(items: Iterable[_Item]) -> list[tuple[list[float], list[float] | None]]:

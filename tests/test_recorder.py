@@ -367,6 +367,7 @@ def test_bad_rules(rules: Any, error: type[Exception], match: str) -> None:
     ({"min_history": True}, r"expected `min_history` to be an int >= 2, but got True"),
     ({"on_trigger": 5}, r"expected `on_trigger` to be a callable \(event\) -> None, but got 5"),
     ({"listeners": [5]}, r"expected every listener to be a callable \(event\) -> None, but got 5"),
+    ({"sync": "yes"}, r"expected `sync` and `warn` to be True or False, but got 'yes' and True"),
 ])
 def test_bad_recorder_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -376,6 +377,8 @@ def test_bad_recorder_arguments(kwargs: dict[str, Any], match: str) -> None:
 def test_recorder_argument_checks() -> None:
     with pytest.raises(ConfigError, match=r"expected `recorder` to be a FlightRecorder, but got dict"):
         TooledModel(mlp(), recorder={"window": 3})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"expected `sync` to be True or False, but got 1"):
+        TooledModel(mlp(), sync=1)  # type: ignore[arg-type]
     rec = FlightRecorder()
     TooledModel(mlp(), recorder=rec)
     with pytest.raises(ConfigError, match=r"already attached to a TooledModel; give each its own"):
@@ -419,6 +422,13 @@ DIST_WORKER = textwrap.dedent("""
             returned.append(tm.step() is not None)
         result[str(sync)] = {"events": [e.to_dict() for e in rec.events], "recorded": returned,
                              "act_max": rec._buf[:, 3, 0].tolist()}
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    tm = TooledModel(model, stats=("mean", "std", "min", "max", "norm", "zero_frac", "nonfinite"), sync=True)
+    x = torch.randn(3 + 2 * rank, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(rank))
+    model(x).sum().backward()
+    result["pooled"] = tm.step()
+    result["outputs"] = model[0](x).tolist()
     json.dump(result, open(out, "w"))
     dist.destroy_process_group()
 """)
@@ -447,3 +457,13 @@ def test_two_ranks_a_rule_firing_on_rank_1_is_reported_by_rank_0(tmp_path: Path)
     # pooled: every rank holds the same buffer, the max over ranks of each layer's max |output|
     assert r0["True"]["act_max"] == r1["True"]["act_max"]
     assert all(a >= b for a, b in zip(r0["True"]["act_max"], r0["False"]["act_max"]))
+    # TooledModel(sync=True): the statistics of both ranks' values taken together (3 + 5 samples)
+    assert r0["pooled"] == r1["pooled"]
+    both = torch.tensor(r0["outputs"] + r1["outputs"], dtype=torch.float64)
+    assert both.shape == (8, 8)
+    got = r0["pooled"]["0"]["Outputs"]
+    assert got["mean"] == pytest.approx(both.mean().item(), rel=1e-9)
+    assert got["std"] == pytest.approx(both.std().item(), rel=1e-9)
+    assert (got["min"], got["max"]) == (both.min().item(), both.max().item())
+    assert got["norm"] == pytest.approx(both.norm().item(), rel=1e-9)
+    assert got["nonfinite"] == 0
