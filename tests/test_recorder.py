@@ -276,7 +276,7 @@ def _live_storage_bytes() -> int:
     gc.collect()
     seen: dict[int, int] = {}
     for obj in gc.get_objects():
-        if isinstance(obj, Tensor):
+        if type(obj) in (Tensor, nn.Parameter) and obj.layout == torch.strided:
             storage = obj.untyped_storage()
             seen[storage.data_ptr()] = storage.nbytes()
     return sum(seen.values())
