@@ -7,6 +7,7 @@ Models: an MLP 784-512-256-10 (batch 128) and a small CNN (2 conv + 2 linear, 1x
   every weight and every gradient per step (``torch._foreach_norm``)
 - ``recorder``: ``TooledModel(model, stats=(), recorder=FlightRecorder(window=64, rules=...))`` with three rules
   (nonfinite above 0, grad_norm z-score above 6, dead_fraction above 0.95), ``check_every=1``
+- ``recorder -ratio``: the same with ``update_ratio=False`` (no copy of the parameters to read and rewrite)
 - ``recorder+after``: the same with a rule that fires at the first step and an ``after`` longer than the run: every
   step is one of the ``after`` steps of full recording (the FlightRecorder's default full statistics)
 - ``tooled``: TooledModel recording mean and std of all six groups on every step
@@ -107,6 +108,9 @@ def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module
             torch._foreach_norm([p.grad for p in params if p.grad is not None])
     elif kind == "recorder":
         after = TooledModel(model, stats=(), recorder=FlightRecorder(window=64, rules=rules)).step  # type: ignore
+    elif kind == "recorder -ratio":
+        rec = FlightRecorder(window=64, rules=rules, update_ratio=False)
+        after = TooledModel(model, stats=(), recorder=rec).step  # type: ignore[assignment]
     elif kind == "recorder+after":
         def always(current: dict[str, Tensor], history: dict[str, Tensor]) -> Tensor:
             return torch.ones((), dtype=torch.bool)
@@ -129,8 +133,8 @@ def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module
     return model, after
 
 
-VARIANTS = ("bare", "floor", "recorder", "recorder+after", "tooled", "tooled/10", "TMLogger", "naive .item()",
-            "noop bwd hooks")
+VARIANTS = ("bare", "floor", "recorder", "recorder -ratio", "recorder+after", "tooled", "tooled/10", "TMLogger",
+            "naive .item()", "noop bwd hooks")
 
 
 def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float,

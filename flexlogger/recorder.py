@@ -243,6 +243,8 @@ class FlightRecorder:
             watching each rank's own; rules that fire on any rank are reported by rank 0 either way.
         stats: what the TooledModel records after an event when it was built with ``stats=()``.
         warn: issue a :class:`ModelAnomalyWarning` for each event.
+        update_ratio: buffer ``update_ratio``; it needs a copy of the parameters, read and rewritten at every step
+            (three more passes over the weights); ``False`` saves them and leaves that column NaN.
 
     Raises:
         ConfigError: a bad argument or rule (the message lists the valid forms).
@@ -251,7 +253,7 @@ class FlightRecorder:
     def __init__(self, window: int = 64, rules: Sequence[Any] | None = None, after: int = 20, check_every: int = 1,
                  on_trigger: Callable[[AnomalyEvent], None] | None = None,
                  listeners: Sequence[Callable[[AnomalyEvent], None]] = (), min_history: int = 16, sync: bool = False,
-                 stats: Sequence[str] = FULL_STATS, warn: bool = True) -> None:
+                 stats: Sequence[str] = FULL_STATS, warn: bool = True, update_ratio: bool = True) -> None:
         for arg, value, low in (("window", window, 2), ("check_every", check_every, 1), ("after", after, 0),
                                 ("min_history", min_history, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -263,8 +265,14 @@ class FlightRecorder:
         for lst in listeners:
             if not callable(lst):
                 raise ConfigError(f"expected every listener to be a callable (event) -> None, but got {lst!r}")
+        if not isinstance(update_ratio, bool):
+            raise ConfigError(f"expected `update_ratio` to be True or False, but got {update_ratio!r}")
         self.window, self.after, self.check_every, self.sync, self.warn = window, after, check_every, sync, warn
+        self.update_ratio = update_ratio
         self.rules = check_rules([{"stat": "nonfinite", "above": 0}] if rules is None else rules, min_history)
+        if not update_ratio and any(r.stat == "update_ratio" for r in self.rules):
+            raise ConfigError("a rule watches 'update_ratio' but `update_ratio=False` does not buffer it; drop the "
+                              "rule or set update_ratio=True")
         self.stats = tuple(stats)
         self.on_trigger = on_trigger
         self.listeners: list[Callable[[AnomalyEvent], None]] = list(listeners)
@@ -292,7 +300,7 @@ class FlightRecorder:
         n_layers, n_stats = len(layers), len(RECORDER_STATS)
         self._params = [p for ps in params for p in ps]
         self._pidx = torch.tensor([i for i, ps in enumerate(params) for _ in ps], dtype=torch.long, device=device)
-        self._snap = [p.detach().clone() for p in self._params]
+        self._snap = [p.detach().clone() for p in self._params] if self.update_ratio else []
         with torch.no_grad():
             self._prev_sq = self._per_layer_sq(self._norms(self._snap), n_layers)
         self._has_params = torch.tensor([bool(ps) for ps in params], device=device)
@@ -376,12 +384,17 @@ class FlightRecorder:
             self._nidx = torch.cat([g, pidx + n_layers, pidx + 2 * n_layers]).to(self.device)
             self._lidx = torch.cat([g, pidx, pidx]).to(self.device)
             self._counted = torch.cat([torch.ones(len(g) + len(pidx)), torch.zeros(len(pidx))]).to(self.device)
+            if not self.update_ratio:
+                self._nidx, self._lidx = self._nidx[:len(g) + len(pidx)], self._lidx[:len(g) + len(pidx)]
+                self._counted = self._counted[:len(g) + len(pidx)]
         weights = [p.detach() for p in params]
         if params:
             # One fused norm over every gradient, every weight and every change of a weight since the last step.
-            torch._foreach_sub_(self._snap, weights)  # the snapshot becomes W_(t-1) - W_t ...
+            if self._snap:
+                torch._foreach_sub_(self._snap, weights)  # the snapshot becomes W_(t-1) - W_t ...
             norms = torch.stack(torch._foreach_norm(present + weights + self._snap)).float()
-            torch._foreach_copy_(self._snap, weights)  # ... and then W_t, for the next step
+            if self._snap:
+                torch._foreach_copy_(self._snap, weights)  # ... and then W_t, for the next step
             sq = torch.zeros(3 * n_layers, device=self.device).index_add_(0, self._nidx, norms * norms)
             sq = sq.reshape(3, n_layers)
             bad = torch.zeros(n_layers, device=self.device).index_add_(
@@ -393,7 +406,7 @@ class FlightRecorder:
         has = self._has_params
         grad_norm = torch.where(has, sq[0].sqrt(), nan)
         weight_norm = torch.where(has, sq[1].sqrt(), nan)
-        ratio = torch.where(has, (sq[2] / self._prev_sq).sqrt(), nan)
+        ratio = torch.where(has, (sq[2] / self._prev_sq).sqrt(), nan) if self._snap else nan.expand(n_layers)
         self._prev_sq = sq[1]
         act_max, bad_out, dead = self._output_row(outputs)
         nonfinite = bad_out + bad

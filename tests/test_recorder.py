@@ -367,6 +367,9 @@ def test_bad_rules(rules: Any, error: type[Exception], match: str) -> None:
     ({"min_history": True}, r"expected `min_history` to be an int >= 2, but got True"),
     ({"on_trigger": 5}, r"expected `on_trigger` to be a callable \(event\) -> None, but got 5"),
     ({"listeners": [5]}, r"expected every listener to be a callable \(event\) -> None, but got 5"),
+    ({"update_ratio": 0}, r"expected `update_ratio` to be True or False, but got 0"),
+    ({"update_ratio": False, "rules": [{"stat": "update_ratio", "above": 1}]},
+     r"a rule watches 'update_ratio' but `update_ratio=False` does not buffer it"),
     ({"sync": "yes"}, r"expected `sync` and `warn` to be True or False, but got 'yes' and True"),
 ])
 def test_bad_recorder_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -384,6 +387,27 @@ def test_recorder_argument_checks() -> None:
     with pytest.raises(ConfigError, match=r"already attached to a TooledModel; give each its own"):
         TooledModel(mlp(), recorder=rec)
     assert issubclass(ConfigError, FlexLoggerError)
+
+
+def test_without_update_ratio_no_parameter_copy_is_kept() -> None:
+    model = mlp()
+    with_copy, without = FlightRecorder(), FlightRecorder(update_ratio=False)
+    TooledModel(model, stats=(), recorder=with_copy)
+    TooledModel(model, stats=(), recorder=without)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert with_copy.memory_bytes() - without.memory_bytes() >= 4 * n_params
+
+    other = mlp()
+
+    def fault(step: int) -> None:
+        if step == 5:
+            other[0].weight.grad[0, 0] = math.nan  # type: ignore[index]
+
+    rec = FlightRecorder(window=4, update_ratio=False, after=0)
+    quiet_run(other, rec, 8, fault=fault)
+    assert [(e.step, e.layer) for e in rec.events] == [(5, "0")]
+    assert all(math.isnan(v) for row in rec.events[0].history.stats["update_ratio"] for v in row)
+    assert all(math.isfinite(row[0]) for row in rec.events[0].history.stats["weight_norm"][:-1])
 
 
 def test_remove_detaches_the_recorder_hooks() -> None:
