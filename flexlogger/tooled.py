@@ -393,9 +393,12 @@ class TooledModel:
                 # The same memory, unchanged since it was reduced (one layer's output is the next one's input;
                 # the gradient into a layer's input is the gradient of the previous layer's output): reuse.
                 m, version, entry = memo
-                if (x.data_ptr() == m.data_ptr() and m._version == version and x.shape == m.shape
-                        and x.stride() == m.stride() and x.dtype == m.dtype and x.device == m.device
-                        and (entry.hist is not None or not want_hist)):
+                # A reshaped view of it (nn.Flatten's output, the gradient flowing back through it) holds the same
+                # values when both are contiguous: reused too.
+                if (x.data_ptr() == m.data_ptr() and m._version == version and x.dtype == m.dtype
+                        and x.device == m.device and (entry.hist is not None or not want_hist)
+                        and ((x.shape == m.shape and x.stride() == m.stride())
+                             or (x.numel() == m.numel() and x.is_contiguous() and m.is_contiguous()))):
                     self._entries[key] = _Entry(call, entry.n, entry.stats, hist=entry.hist if want_hist else None)
                     return
             x = x.detach()  # so the reductions build no graph, without the cost of a no_grad context
