@@ -6,6 +6,8 @@ Example:
     >>> F.mse_loss(model(x), y).backward()
     >>> TM.table()                                   # prints and returns the table
     >>> TM.get_dict()["0"]["Weights"]["mean"]        # {layer: {group: {stat: float}}}
+    >>> rec = FlightRecorder(window=64, rules=[{"stat": "nonfinite", "above": 0}], after=20)
+    >>> TM = TooledModel(model, stats=(), recorder=rec)  # cheap per-layer scalars every step, full stats on events
 
 What a *step* is:
     A step is everything between two calls of :meth:`TooledModel.step` (the first step starts at construction):
