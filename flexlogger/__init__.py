@@ -25,16 +25,19 @@ from .replay import replay
 from .run import Run
 from .sinks.base import Update
 from .specs import MeterSpec, PlotSpec
+from .recorder import AnomalyEvent, FlightRecorder
 from .tooled import ModelAnomalyWarning, TooledModel
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnomalyEvent",
     "Config",
     "ConfigError",
     "DeliveryError",
     "FlexLogger",
     "FlexLoggerError",
+    "FlightRecorder",
     "InvalidConfigError",
     "Meter",
     "MeterInputError",
