@@ -20,12 +20,12 @@ from .logger import FlexLogger, get_preset_logger
 from .meters import Meter
 from .modellogger import TooledModelLogger
 from .presets import preset_info, preset_names
+from .recorder import AnomalyEvent, FlightRecorder
 from .registry import meter_info, meter_types, plot_info, plot_types
 from .replay import replay
 from .run import Run
 from .sinks.base import Update
 from .specs import MeterSpec, PlotSpec
-from .recorder import AnomalyEvent, FlightRecorder
 from .tooled import ModelAnomalyWarning, TooledModel
 
 __version__ = "0.1.0"
