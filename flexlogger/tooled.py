@@ -43,20 +43,22 @@ Groups (column groups of the table, keys of :meth:`TooledModel.get_dict`):
 from __future__ import annotations
 
 import fnmatch
+import functools
+import inspect
 import math
 import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO, TypeAlias
+from typing import Any, TextIO, TypeAlias, TypeVar
 
 import torch
 import torch.distributed as dist
 from tabulate import tabulate
 from torch import Tensor, nn
 
-from .errors import ConfigError, UnknownNameError, unknown_name_message
+from .errors import ConfigError, UnknownNameError, closest, unknown_name_message
 from .recorder import AnomalyEvent, FlightRecorder, ModelAnomalyWarning
 from .stats import STATS, Histogram, StatPlan, histogram, parse_stats
 
@@ -70,6 +72,46 @@ Selector: TypeAlias = (
     "type[nn.Module] | str | re.Pattern[str] | Callable[[str, nn.Module], bool] | Sequence[Any]"
 )
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+# names from other libraries a user may reach for, and the keyword meant (difflib cannot see these)
+KEYWORD_SYNONYMS: dict[str, str] = {"metrics": "stats", "metric": "stats", "statistics": "stats",
+                                    "modules": "layers", "module": "layers", "hist": "histograms",
+                                    "histogram": "histograms", "nbins": "bins", "num_bins": "bins",
+                                    "interval": "every", "log_every": "every", "log_freq": "every"}
+
+
+def unknown_keyword_message(caller: str, name: str, valid: Sequence[str]) -> str:
+    """``TooledModel(): unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``,
+    in the words of ``flexlogger.options``."""
+    near = [KEYWORD_SYNONYMS[name]] if KEYWORD_SYNONYMS.get(name) in valid else []
+    near += [n for n in closest(name, valid) if n not in near]
+    hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+    return f"{caller}: unknown keyword argument {name!r}{hint}; valid keyword arguments: {', '.join(valid)}"
+
+
+def keywords_checked(caller: str) -> Callable[[_Init], _Init]:
+    """Decorate an ``__init__`` so that an unknown keyword argument raises :class:`ConfigError` naming ``caller``,
+    the bad name and the closest valid ones, instead of a bare TypeError (the signature is kept for type checkers).
+    """
+
+    def decorate(init: _Init) -> _Init:
+        params = inspect.signature(init).parameters
+        valid = [n for n, p in params.items() if n != "self"
+                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+        @functools.wraps(init)
+        def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+            if not takes_any:
+                for name in kwargs:
+                    if name not in valid:
+                        raise ConfigError(unknown_keyword_message(caller, name, valid))
+            init(self, *args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return decorate
 
 
 @dataclass
@@ -218,9 +260,11 @@ class TooledModel:
             step of the next ``recorder.after`` is recorded in full.
 
     Raises:
-        ConfigError: a bad argument (the message lists the valid choices).
+        ConfigError: a bad argument (the message lists the valid choices), or an unknown keyword argument
+            (``TooledModel(model, metrics=...)``: the message names the closest valid keywords).
     """
 
+    @keywords_checked("TooledModel()")
     def __init__(self, model: nn.Module, stats: Sequence[Any] = ("mean", "std"), groups: Sequence[str] = GROUPS,
                  params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
                  histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,

@@ -8,6 +8,7 @@ import math
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -140,8 +141,8 @@ def test_histograms_count_every_value(model: nn.Sequential) -> None:
         assert len(h.counts) == 7 and sum(h.counts) == t.numel()
         assert close(h.lo, t.min().item()) and close(h.hi, t.max().item())
         assert h.edges[0] == h.lo and close(h.edges[-1], h.hi)
-        counts = torch.histc(t.detach(), bins=7, min=h.lo, max=h.hi).tolist()
-        assert list(h.counts) == counts
+        counts, _ = np.histogram(t.detach().numpy(), bins=7, range=(h.lo, h.hi))
+        assert list(h.counts) == counts.tolist()
 
 
 def test_histograms_true_means_weights_and_weight_grad(model: nn.Sequential) -> None:
@@ -155,6 +156,65 @@ def test_histogram_ignores_nan() -> None:
     from flexlogger.stats import histogram
     out = histogram(torch.tensor([1.0, float("nan"), 3.0, float("inf"), 2.0]), bins=2).tolist()
     assert out == [1.0, 2.0, 1.0, 3.0]
+
+
+def numpy_counts(x: Tensor, bins: int) -> list[float]:
+    """np.histogram's counts of the finite values over their (lo, hi) range, in float64."""
+    a = x.double().numpy()
+    a = a[np.isfinite(a)]
+    lo, hi = (a.min(), a.max()) if a.size else (0.0, 0.0)
+    return [float(c) for c in np.histogram(a, bins, range=(lo, hi))[0]]
+
+
+def test_histogram_counts_equal_numpy_exactly() -> None:
+    from flexlogger.stats import histogram
+    gen = torch.Generator().manual_seed(0)
+    mismatches = []
+    for trial in range(600):
+        n = int(torch.randint(2, 2000, (1,), generator=gen))
+        x = torch.randn(n, dtype=torch.float64, generator=gen) * 10.0 ** int(torch.randint(-6, 6, (1,), generator=gen))
+        if trial % 2 == 0:  # values on a grid: many fall exactly on (or an ulp from) a bin edge
+            x = torch.round(x * 7) / 7
+        bins = int(torch.randint(1, 64, (1,), generator=gen))
+        out = histogram(x, bins).tolist()
+        if out[:bins] != numpy_counts(x, bins):
+            mismatches.append((trial, bins))
+        assert out[bins:] == ([x.min().item(), x.max().item()] if x.min() < x.max() else
+                              [x.min().item() - 0.5, x.max().item() + 0.5])
+    assert mismatches == []
+    # torch.histc, the previous implementation, is not exact on such data: the test can tell the two apart
+    x = torch.round(torch.randn(1000, dtype=torch.float64, generator=gen) * 7) / 7
+    lo, hi = x.min(), x.max()
+    assert any(torch.histc((x - lo) / (hi - lo), bins=b, min=0.0, max=1.0).tolist() != numpy_counts(x, b)
+               for b in range(2, 64))
+
+
+def test_histogram_edges_max_and_non_finite_values() -> None:
+    from flexlogger.stats import histogram
+    x = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    assert histogram(x, 4).tolist() == [1.0, 1.0, 1.0, 2.0, 0.0, 4.0]  # edges in the upper bin, the max in the last
+    assert histogram(x, 4).dtype == torch.float64
+    bad = torch.tensor([float("-inf"), 0.0, float("nan"), 4.0, 1.0, float("inf"), 2.0, 3.0])
+    assert histogram(bad, 4).tolist() == [1.0, 1.0, 1.0, 2.0, 0.0, 4.0]  # NaN/Inf not counted, nor in lo/hi
+    assert histogram(torch.full((3,), 2.0), 3).tolist() == [0.0, 3.0, 0.0, 1.5, 2.5]  # numpy widens by 0.5
+    assert histogram(torch.tensor([float("nan"), float("inf")]), 2).tolist() == [0.0, 0.0, -0.5, 0.5]
+    assert histogram(torch.zeros(0), 2).tolist() == [0.0, 0.0, -0.5, 0.5]
+    half = torch.randn(1000, generator=torch.Generator().manual_seed(1)).half()
+    assert histogram(half, 9).tolist()[:9] == numpy_counts(half.float(), 9)
+
+
+def test_misspelt_keyword_names_tooled_model_and_the_closest_keyword(model: nn.Sequential) -> None:
+    with pytest.raises(ConfigError, match=r"^TooledModel\(\): unknown keyword argument 'metrics' \(did you mean "
+                                          r"'stats'\?\); valid keyword arguments: model, stats, groups, params, "
+                                          r"layers, every, histograms, bins, anomaly, explode, recorder, sync$"):
+        TooledModel(model, metrics=["mean"])  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"^TooledModel\(\): unknown keyword argument 'layer' \(did you mean "
+                                          r"'layers'"):
+        TooledModel(model, layer=nn.Linear)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"unknown keyword argument 'zzz'; valid keyword arguments: model, stats"):
+        TooledModel(model, zzz=1)  # type: ignore[call-arg]
+    assert not model[0]._forward_hooks  # checked before any hook is attached
+    assert TooledModel(model=model, stats=["mean"]).stats == ("mean",)  # every real keyword still works
 
 
 def test_single_element_std_is_nan_without_warning() -> None:
@@ -708,13 +768,22 @@ def test_a_recorded_step_reads_no_value_back_one_by_one(model: nn.Sequential) ->
     """Every statistic stays a tensor until the step's single transfer: no ``.item()`` anywhere."""
     from torch.profiler import ProfilerActivity, profile
 
-    tm = TooledModel(model, stats=ALL_STATS, params=["bias"], histograms=True)
+    tm = TooledModel(model, stats=ALL_STATS, params=["bias"])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         run_step(model)
         stats = tm.step()
     names = {e.name for e in prof.events()}
     assert stats is not None and stats["0"]["Grad_out"]
     assert not names & {"aten::item", "aten::_local_scalar_dense"}
+    tm.remove()
+    # with histograms: on CPU (no device to wait for) each histogram reads its tensor's min and max back, to mask
+    # the non-finite values only when there are some; on other devices it reads nothing (see stats.histogram)
+    tm = TooledModel(model, stats=ALL_STATS, params=["bias"], histograms=True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_step(model)
+        stats = tm.step()
+    items = [e.name for e in prof.events() if e.name == "aten::item"]
+    assert stats is not None and len(items) == 2 * 4  # Weights and Weight_grad of two Linear layers
 
 
 def test_seed_usage_from_the_issue(capsys: pytest.CaptureFixture[str]) -> None:
