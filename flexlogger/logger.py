@@ -11,7 +11,7 @@ import inspect
 import math
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,6 +31,9 @@ from .registry import PLOTS, make_meter, view_for
 from .run import Run
 from .sinks.base import Sink, Update
 from .specs import MeterSpec, PlotSpec, check_definitions
+
+Observer = Callable[[float, dict[str, float], list[str]], None]
+"""``callback(step, series, plots)``, called at the end of every ``log()`` (see :meth:`FlexLogger.observe`)."""
 
 
 class FlexLogger:
@@ -92,6 +95,7 @@ class FlexLogger:
         self._warned: set[str] = set()
         self._step = 0
         self._closed = False
+        self._observers: list[Observer] = []
         self._owns_run = run is None
         if run is None:
             if "disabled" not in run_options and self.distributed:
@@ -370,6 +374,22 @@ class FlexLogger:
             if reset:
                 for name in chosen:
                     self._meters[name].reset()
+        if self._observers:
+            self._notify(step, updates)
+
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(step, series, plots)`` at the end of every :meth:`log`: ``series`` holds the logged
+        values drawn as points (``{'train_loss': 0.51, 'train_err@1': 12.5}``), ``plots`` names the windows that got
+        an update. Returns a function that removes the callback. (A TooledModelLogger's flight recorder watches
+        meters through it, and holds its first draw until the logger's own windows are drawn.)"""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+    def _notify(self, step: float, updates: list[Update]) -> None:
+        series = {k: float(v) for u in updates if PLOTS[u.kind].data == "points" for k, v in u.data.items()}
+        plots = [u.plot for u in updates]
+        for callback in list(self._observers):
+            callback(step, series, plots)
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
         """The chosen meters; in distributed mode, pooled over every rank (a collective call)."""

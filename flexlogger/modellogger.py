@@ -1,36 +1,68 @@
 """TooledModelLogger: a :class:`~flexlogger.tooled.TooledModel` whose statistics go to Visdom through a FlexLogger.
 
 Example:
-    >>> TMLogger = TooledModelLogger(model)                  # a line window per layer, mean and std of each group
+    >>> Stat = flexlogger.get_preset_logger('loss+acc', env='mnist')
+    >>> TMLogger = TooledModelLogger(model, logger=Stat)     # a window per statistic, a trace per layer
     >>> for inputs, targets in data:
     ...     outputs = model(inputs)
     ...     F.mse_loss(outputs, targets).backward()
     ...     optim.step()
     ...     TMLogger.step(log=True)                          # x = the step index (0, 1, 2, ...)
 
-Meters are :class:`~flexlogger.meters.ValueMeter` named ``<layer>.<Group>.<stat>`` (e.g. ``0.Weights.mean``).
-With ``mode='by_layer'`` each layer has a line window named after it whose traces are its groups' statistics;
-with ``mode='by_metric'`` each ``<Group>.<stat>`` has a line window whose traces are the layers. Histogram
-windows (``histograms=True``) are named ``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
+Meters are :class:`~flexlogger.meters.ValueMeter` named ``<layer>.<Group>.<stat>`` (e.g. ``0.Weights.std``).
+
+What the default draws, and why (``mode='by_metric'``, ``stats=('std', 'update_ratio')``, ``groups=('Outputs',
+'Grad_out', 'Weights', 'Weight_grad')``): a window per ``<Group>.<stat>`` with a trace per layer, so that each
+window holds one quantity of one kind, whose layers can be compared. Spreads, norms and ratios span orders of
+magnitude from layer to layer (a gradient's spread near 1e-4, an output's near 1), so those windows have a log y
+axis (``LOG_STATS``); signed statistics (``mean``, ``min``, ``max``) keep a linear one. The legend sits under the
+plot. Histogram windows (``histograms=``) are small and come after the line windows. With ``logger=`` (or
+windows added with :meth:`TooledModelLogger.add_plot`) the model's windows are drawn after the logger's own:
+Visdom shows windows in the order they are first drawn, and the loss should come first (see ``hold``).
+
+``mode='by_layer'`` (the default before; a window per layer whose traces are its groups' statistics) is still
+available. Histogram windows are named ``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
+
+With a :class:`~flexlogger.recorder.FlightRecorder` (``recorder=``), each event is drawn as a layer x step heatmap
+per recorder statistic (windows ``recorder.<stat>``: rows the layers in forward order, columns the buffered steps up
+to the event), listed in a text window ``recorder.events``, appended to ``anomalies.jsonl`` in the run folder, and
+the full statistics of the ``after`` steps that follow are drawn whatever ``log`` says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from .errors import ConfigError, UnknownNameError, short_repr, unknown_name_message
 from .logger import FlexLogger
-from .options import check_options, raise_problems
-from .tooled import GROUPS, Selector, Stats, TooledModel
+from .options import check_options, names, raise_problems
+from .recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
+from .sinks.base import Update
+from .tooled import Selector, Stats, TooledModel, unknown_keyword_message
 
-__all__ = ["MODES", "TooledModelLogger"]
+__all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",
+           "TooledModelLogger"]
 
-MODES: tuple[str, ...] = ("by_layer", "by_metric")
+MODES: tuple[str, ...] = ("by_metric", "by_layer")
+DEFAULT_STATS: tuple[str, ...] = ("std", "update_ratio")
+DEFAULT_GROUPS: tuple[str, ...] = ("Outputs", "Grad_out", "Weights", "Weight_grad")
+# never negative and spread over orders of magnitude from layer to layer: drawn on a log axis in by_metric windows
+LOG_STATS: frozenset[str] = frozenset({"std", "norm", "abs_mean", "update_ratio", "snr"})
+RECORDER_WINDOWS: tuple[str, ...] = (*(f"recorder.{s}" for s in RECORDER_STATS), "recorder.events")
+ANOMALIES = "anomalies.jsonl"  # in the run folder: one JSON line per flight-recorder event
+EVENTS_SHOWN = 20  # the text window lists the latest events
 _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
+_LEGEND_BELOW = {"plotly": {"legend": {"orientation": "h", "y": -0.2}}}
+_HISTOGRAM_SIZE = {"width": 300, "height": 260}
 
 
 class TooledModelLogger:
@@ -41,19 +73,30 @@ class TooledModelLogger:
         logger: a :class:`~flexlogger.logger.FlexLogger` to add the model's plots and meters to (same run, env,
             record and sender thread as your own metrics). None: a FlexLogger of its own is made from
             ``flexlogger_kwargs``, and closed by :meth:`close`.
-        mode: ``'by_layer'`` (a window per layer, a trace per group statistic) or ``'by_metric'`` (a window per
-            group statistic, a trace per layer).
-        stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.tooled.TooledModel`.
+        mode: ``'by_metric'`` (a window per group statistic, a trace per layer; the default) or ``'by_layer'``
+            (a window per layer, a trace per group statistic; the default before, changed on purpose: see the
+            module docstring).
+        stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.tooled.TooledModel`, except the
+            defaults: ``stats=('std', 'update_ratio')`` and ``groups=('Outputs', 'Grad_out', 'Weights',
+            'Weight_grad')`` (the inputs and the gradients into a layer are the outputs and output gradients of
+            the layer before; ask for them with ``groups=flexlogger.tooled.GROUPS``).
         histograms: histogram windows of parameter groups: ``True`` for ``Weights`` and ``Weight_grad``, or a list
             of parameter group names. The bin counts are computed on the device (TooledModel): only ``bins``
             numbers per window reach the host, the run record and the server, whatever the size of the model.
         bins: number of histogram bins.
+        recorder: a :class:`~flexlogger.recorder.FlightRecorder` for the TooledModel; its events are drawn,
+            listed and written to the run folder (see the module docstring). Its meter rules
+            (``{'meter': 'train_loss', 'spike': 3}``) watch the values the logger draws at each ``log()``.
+        hold: the most logged steps held back until the logger's other windows have been drawn once, so that
+            they come first in the env (held steps are drawn then, in order, nothing is lost); ``0`` draws at
+            once. Only when the logger has windows of its own (``logger=``, or :meth:`add_plot`).
         **flexlogger_kwargs: passed to the :class:`~flexlogger.logger.FlexLogger` it makes (``run``, ``env``,
             ``uid``, ``server``, ``port``, ``log_dir``, ...); none may be given with ``logger=``.
 
     Attributes:
         tooled: the :class:`~flexlogger.tooled.TooledModel` that records the statistics.
         logger: the :class:`~flexlogger.logger.FlexLogger` that owns the meters and windows.
+        recorder: the flight recorder, or None.
 
     Raises:
         ConfigError: a bad argument (the message lists the valid choices); the model is left without hooks.
@@ -63,16 +106,23 @@ class TooledModelLogger:
         >>> TMLogger = TooledModelLogger(model, logger=Stat)     # one run: one folder, one sender, one env
     """
 
-    def __init__(self, model: nn.Module, logger: FlexLogger | None = None, mode: str = "by_layer",
-                 stats: Sequence[str] = ("mean", "std"), groups: Sequence[str] = GROUPS, params: Sequence[str] = (),
-                 layers: Selector | None = None, every: int = 1, histograms: bool | Sequence[str] = False,
-                 bins: int = 30, anomaly: bool = True, **flexlogger_kwargs: Any) -> None:
+    def __init__(self, model: nn.Module, logger: FlexLogger | None = None, mode: str = "by_metric",
+                 stats: Sequence[Any] = DEFAULT_STATS, groups: Sequence[str] = DEFAULT_GROUPS,
+                 params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
+                 histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
+                 recorder: FlightRecorder | None = None, hold: int = 100, **flexlogger_kwargs: Any) -> None:
         caller = "TooledModelLogger()"
+        own = [n for n in _KEYWORDS if n != "flexlogger_kwargs"]
+        for key in flexlogger_kwargs:
+            if key not in names() and key not in ("run", "sinks"):
+                raise ConfigError(unknown_keyword_message(caller, key, [*own, "run", "sinks", *names()]))
         if mode not in MODES:
             raise UnknownNameError(unknown_name_message("mode", mode, MODES))
         if logger is not None and not isinstance(logger, FlexLogger):
             raise ConfigError(f"{caller}: expected `logger` to be a FlexLogger or None, but got "
                               f"{type(logger).__name__} {short_repr(logger)}")
+        if isinstance(hold, bool) or not isinstance(hold, int) or hold < 0:
+            raise ConfigError(f"{caller}: expected `hold` to be an int >= 0, but got {short_repr(hold)}")
         problems = check_options({k: v for k, v in flexlogger_kwargs.items() if k not in ("run", "sinks")}, caller)
         if logger is not None and flexlogger_kwargs:
             problems.append(f"{', '.join(sorted(flexlogger_kwargs))}: options of a FlexLogger, but a logger was given "
@@ -81,25 +131,46 @@ class TooledModelLogger:
         self.mode = mode
         self.histogram_groups = _histogram_groups(model, groups, params, histograms)
         self.tooled = TooledModel(model, stats=stats, groups=groups, params=params, layers=layers, every=every,
-                                  histograms=self.histogram_groups, bins=bins, anomaly=anomaly)
+                                  histograms=self.histogram_groups, bins=bins, anomaly=anomaly, recorder=recorder)
+        self.recorder = recorder
+        self.hold = hold
         self._owns_logger = logger is None
+        self._removers: list[Callable[[], None]] = []
         try:
             plots, meters = self._definitions(bins)
             if logger is None:
                 logger = FlexLogger(plots, meters, **flexlogger_kwargs)
             else:
                 logger.update_config(plots, meters)
+            if recorder is not None:
+                logger.run.claim(self, RECORDER_WINDOWS)
         except BaseException:
             self.tooled.remove()
+            if logger is not None and self._owns_logger:
+                logger.close()
             raise
         self.logger: FlexLogger = logger
         self._own_plots = list(plots)
+        self._own_meters = frozenset(meters)
         self._last_step: int | None = None
+        self._held: list[tuple[int, dict[str, Any]]] = []  # logged steps waiting for the logger's own first draw
+        self._unlogged: dict[str, Any] | None = None  # the last step added without log=True (while holding)
+        self._user_drawn = False
+        self._events: list[AnomalyEvent] = []
+        self._closed = False
+        self._removers.append(logger.observe(self._observed))
+        if recorder is not None:
+            recorder.listeners.append(self._on_event)
+            self._removers.append(lambda: recorder.listeners.remove(self._on_event)
+                                  if self._on_event in recorder.listeners else None)
 
     def _definitions(self, bins: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Line windows first, then the (small) histogram windows: Visdom keeps the order of first drawing."""
         tm = self.tooled
         plots: dict[str, Any] = {}
         meters: dict[str, Any] = {}
+        hist_plots: dict[str, Any] = {}
+        hist_meters: dict[str, Any] = {}
         modules = tm.modules
         for layer, groups in tm.expected_groups().items():
             kind = type(modules[layer]).__name__
@@ -108,29 +179,35 @@ class TooledModelLogger:
                     if stat == "update_ratio" and (group in _ACTIVATION_GROUPS or group.endswith("_grad")):
                         continue
                     if self.mode == "by_layer":
-                        plot, title = layer, f"{layer} ({kind})"
+                        plot = layer
+                        opts: dict[str, Any] = {"title": f"{layer} ({kind})", "xlabel": "step"}
                     else:
-                        plot, title = f"{group}.{stat}", f"{group} {stat}"
-                    plots.setdefault(plot, {"type": "line", "opts": {"title": title, "xlabel": "step"}})
+                        plot = f"{group}.{stat}"
+                        log = stat in LOG_STATS
+                        opts = {"title": f"{group} {stat}" + (" (log scale)" if log else ""), "xlabel": "step",
+                                "ylabel": stat, "layoutopts": _LEGEND_BELOW, **({"ytype": "log"} if log else {})}
+                    plots.setdefault(plot, {"type": "line", "opts": opts})
                     meters[f"{layer}.{group}.{stat}"] = {"type": "ValueMeter", "target": plot}
             for group in self.histogram_groups:
                 if group in groups:
                     plot = f"{layer}.{group}.histogram"
-                    plots[plot] = {"type": "histogram",
-                                   "opts": {"title": f"{layer} ({kind}) {group}", "numbins": bins}}
-                    meters[f"{layer}.{group}.values"] = {"type": "ValueMeter", "target": plot}
-        return plots, meters
+                    hist_plots[plot] = {"type": "histogram", "opts": {
+                        "title": f"{layer} ({kind}) {group}", "numbins": bins, **_HISTOGRAM_SIZE}}
+                    hist_meters[f"{layer}.{group}.values"] = {"type": "ValueMeter", "target": plot}
+        return {**plots, **hist_plots}, {**meters, **hist_meters}
 
     # ---------------------------------------------------------------------------------------------- the loop
     def step(self, log: bool = False) -> Stats | None:
         """End the current step: move its statistics into the meters and, with ``log=True``, draw them at
-        ``x=<step index>``. Steps that ``every`` skips add nothing.
+        ``x=<step index>``. Steps that ``every`` skips add nothing. The ``after`` steps of a flight-recorder event
+        are drawn whatever ``log`` is.
 
         Returns:
             The statistics of the step (as :meth:`TooledModel.get_dict`), or ``None`` for a skipped step.
         """
         tm = self.tooled
         index = tm.step_index
+        after = tm.after_left > 0
         stats = tm.step()
         if stats is None:
             return None
@@ -148,11 +225,119 @@ class TooledModelLogger:
                     name = f"{layer}.{group}.values"
                     if name in meters:
                         values[name] = hist
-        self.logger.add(values)
         self._last_step = index
-        if log:
-            self.logger.log(step=index, keys=[p for p in self._own_plots if p in self.logger.plots])
+        draw = log or after
+        if self._holding():
+            if draw:
+                self._held.append((index, values))
+                self._unlogged = None
+                if len(self._held) > self.hold:
+                    self._release()
+            else:
+                self._unlogged = values
+            return stats
+        self.logger.add(values)
+        if draw:
+            self._draw(index)
         return stats
+
+    def _draw(self, index: int) -> None:
+        self.logger.log(step=index, keys=[p for p in self._own_plots if p in self.logger.plots])
+
+    def _holding(self) -> bool:
+        """Whether logged steps wait for the logger's own windows to be drawn first."""
+        if self._user_drawn or not self.hold:
+            return False
+        own = set(self._own_plots)
+        return any(p not in own for p in self.logger.plots)
+
+    def _release(self) -> None:
+        """Draw the held steps, in order, and stop holding."""
+        self._user_drawn = True
+        held, self._held = self._held, []
+        for index, values in held:
+            self.logger.add(values)
+            self._draw(index)
+        if self._unlogged is not None:
+            self.logger.add(self._unlogged)
+            self._unlogged = None
+
+    def _observed(self, step: float, series: dict[str, float], plots: list[str]) -> None:
+        """Called at the end of every ``log()`` of the logger: feeds the recorder's meter rules, and draws the held
+        steps once the logger has drawn a window of its own."""
+        if self.recorder is not None:
+            for rule in self.recorder.rules:
+                if rule.meter is not None and rule.meter in series:
+                    self.recorder.observe(rule.meter, series[rule.meter])
+        if not self._user_drawn and any(p not in self._own_plots for p in plots):
+            self._release()
+
+    # ---------------------------------------------------------------------------------------- the recorder
+    def _on_event(self, event: AnomalyEvent) -> None:
+        """A flight-recorder event: heatmaps of the buffered steps, the events window, ``anomalies.jsonl``."""
+        self._events.append(event)
+        run = self.logger.run
+        if run.closed:
+            return
+        updates = [*self._heatmaps(event, run.next_seq), self._events_update(event.step, run.next_seq())]
+        try:
+            run.write(updates)
+        finally:
+            self._write_event(event)
+
+    def _heatmaps(self, event: AnomalyEvent, seq: Callable[[], int]) -> list[Update]:
+        """A layer x step heatmap per recorder statistic: rows the layers in forward order, columns the steps."""
+        history = event.history
+        if not history.steps or not history.layers or self.recorder is None:
+            return []
+        position = {name: i for i, name in enumerate(history.layers)}
+        order = [n for n in self.recorder.layer_order if n in position]
+        rows = [position[n] for n in order]
+        first, last = history.steps[0], history.steps[-1]
+        where = f"layer {event.layer}" if event.layer is not None else f"meter {event.stat}"
+        updates = []
+        for stat in RECORDER_STATS:
+            table = history.stats.get(stat)
+            if not table:
+                continue
+            matrix = np.asarray(table, dtype=np.float64).T[rows]  # steps x layers -> layers x steps
+            opts = {"title": f"recorder {stat}, steps {first}-{last} ({event.rule!r} at step {event.step}, {where})",
+                    "rownames": order, "columnnames": [str(s) for s in history.steps], "colormap": "Viridis",
+                    "xlabel": "step", "ylabel": "layer"}
+            plot = f"recorder.{stat}"
+            updates.append(Update(plot, "heatmap", event.step, {plot: matrix}, opts, seq()))
+        return updates
+
+    def _events_update(self, step: int, seq: int) -> Update:
+        shown = self._events[-EVENTS_SHOWN:]
+        start = len(self._events) - len(shown)
+        data = {f"{start + i + 1}. step {e.step}": e.message() for i, e in enumerate(shown)}
+        opts = {"title": f"flight recorder events ({len(self._events)})"}
+        return Update("recorder.events", "text", step, data, opts, seq)
+
+    def _write_event(self, event: AnomalyEvent) -> None:
+        """Append the event to ``anomalies.jsonl`` in the run folder: one line, one ``write`` (NaN/Inf as null)."""
+        folder = self.logger.run.dir
+        if folder is None:
+            return
+        line = (json.dumps(_finite(event.to_dict()), allow_nan=False, separators=(",", ":")) + "\n").encode()
+        try:
+            fd = os.open(folder / ANOMALIES, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                written = os.write(fd, line)  # O_APPEND: one write lands whole after every earlier line
+                if written != len(line):  # a full disk: never leave a torn line
+                    os.ftruncate(fd, os.fstat(fd).st_size - written)
+                    raise OSError(f"only {written} of {len(line)} bytes written")
+            finally:
+                os.close(fd)
+        except OSError as exc:  # never stop training for the record
+            warnings.warn(f"flight recorder: could not append the event of step {event.step} to "
+                          f"{folder / ANOMALIES}: {exc}", RuntimeWarning, stacklevel=2)
+
+    @property
+    def events(self) -> list[AnomalyEvent]:
+        """The flight-recorder events drawn so far."""
+        return list(self._events)
 
     def add(self, values: Mapping[str, Any]) -> None:
         """Feed meters, as :meth:`FlexLogger.add` (for meters added with :meth:`add_meter`)."""
@@ -187,8 +372,11 @@ class TooledModelLogger:
 
     @property
     def windows(self) -> dict[str, str]:
-        """``{plot: Visdom window id}``, as :attr:`FlexLogger.windows`."""
-        return self.logger.windows
+        """``{plot: Visdom window id}``, as :attr:`FlexLogger.windows`, and the flight recorder's windows."""
+        windows = self.logger.windows
+        if self.recorder is not None:
+            windows.update({p: self.logger.window_id(p) for p in RECORDER_WINDOWS})
+        return windows
 
     def get_definitions(self) -> dict[str, list[str]]:
         """``{plot: [meters]}``, as :meth:`FlexLogger.get_definitions`."""
@@ -204,15 +392,29 @@ class TooledModelLogger:
 
     # ---------------------------------------------------------------------------------------------- closing
     def flush(self, timeout: float | None = None) -> int:
-        """As :meth:`FlexLogger.flush`: wait until every logged point is delivered; return how many are pending."""
+        """Draw the held steps (if any), then as :meth:`FlexLogger.flush`: wait until every logged point is
+        delivered; return how many are pending."""
+        if self._held and not self.logger.closed:
+            self._release()
         return self.logger.flush(timeout)
 
     def close(self) -> None:
-        """Remove the hooks from the model and close the logger if it made it (flushing it); a logger given with
-        ``logger=`` stays open for its own metrics. Closing twice is harmless."""
-        self.tooled.remove()
-        if self._owns_logger:
-            self.logger.close()
+        """Draw the held steps, remove the hooks from the model and close the logger if it made it (flushing it);
+        a logger given with ``logger=`` stays open for its own metrics. Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._held and not self.logger.closed:
+                self._release()
+        finally:
+            self.tooled.remove()
+            for remove in self._removers:
+                remove()
+            if self.recorder is not None:
+                self.logger.run.release(self, RECORDER_WINDOWS)
+            if self._owns_logger:
+                self.logger.close()
 
     def __enter__(self) -> TooledModelLogger:
         return self
@@ -224,6 +426,21 @@ class TooledModelLogger:
     def __repr__(self) -> str:
         return (f"TooledModelLogger(mode={self.mode!r}, env={self.env!r}, {len(self._own_plots)} windows, "
                 f"{self.tooled!r})")
+
+
+_KEYWORDS: tuple[str, ...] = ("model", "logger", "mode", "stats", "groups", "params", "layers", "every", "histograms",
+                              "bins", "anomaly", "recorder", "hold", "flexlogger_kwargs")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN/Inf floats as None (JSON has no NaN), tuples as lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _histogram_groups(model: nn.Module, groups: Sequence[str], params: Sequence[str],

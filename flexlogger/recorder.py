@@ -331,6 +331,16 @@ class FlightRecorder:
         self._perm_key: tuple[str, ...] = ()
         self._perm = torch.arange(n_layers, device=device)
 
+    @property
+    def layer_order(self) -> list[str]:
+        """The watched layers in forward order (of the last step that ran a forward; layers it did not run come
+        after, in ``named_modules()`` order): the rows of the recorder's heatmaps."""
+        if not self._bound:
+            return []
+        names = set(self.layers)
+        seen = [n for n in self._perm_key if n in names]
+        return seen + [n for n in self.layers if n not in set(seen)]
+
     @staticmethod
     def _norms(tensors: list[Tensor]) -> Tensor:
         if not tensors:

@@ -396,6 +396,12 @@ class TooledModel:
         return not self._removed and ((self._always and self.step_index % self.every == 0) or self._after_left > 0)
 
     @property
+    def after_left(self) -> int:
+        """Steps of full recording left after a flight-recorder event: when > 0, the current step is one of them
+        (recorded in full whatever ``every`` and ``stats`` are)."""
+        return self._after_left
+
+    @property
     def last_step(self) -> int | None:
         """Index of the step that :meth:`get_dict` describes when the current step has recorded nothing yet."""
         return self._last_step
