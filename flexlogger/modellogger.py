@@ -154,7 +154,7 @@ class TooledModelLogger:
         self._own_meters = frozenset(meters)
         self._last_step: int | None = None
         self._held: list[tuple[int, dict[str, Any]]] = []  # logged steps waiting for the logger's own first draw
-        self._unlogged: dict[str, Any] | None = None  # the last step added without log=True (while holding)
+        self._unlogged: dict[str, Any] | None = None  # the last recorded step, not drawn
         self._user_drawn = False
         self._events: list[AnomalyEvent] = []
         self._closed = False
@@ -226,23 +226,28 @@ class TooledModelLogger:
                     if name in meters:
                         values[name] = hist
         self._last_step = index
-        draw = log or after
-        if self._holding():
-            if draw:
-                self._held.append((index, values))
-                self._unlogged = None
-                if len(self._held) > self.hold:
-                    self._release()
-            else:
-                self._unlogged = values
-            return stats
-        self.logger.add(values)
-        if draw:
+        # A step's values reach the meters only when they are drawn (or asked for): a `Stat.log(epoch)` of a
+        # shared logger then never draws the model's statistics at x=epoch among its own.
+        self._unlogged = None
+        if not (log or after):
+            self._unlogged = values
+        elif self._holding():
+            self._held.append((index, values))
+            if len(self._held) > self.hold:
+                self._release()
+        else:
+            self.logger.add(values)
             self._draw(index)
         return stats
 
     def _draw(self, index: int) -> None:
         self.logger.log(step=index, keys=[p for p in self._own_plots if p in self.logger.plots])
+
+    def _push(self) -> None:
+        """Put the last step that was not drawn into the meters (for :meth:`log` and :meth:`value`)."""
+        if self._unlogged is not None:
+            self.logger.add(self._unlogged)
+            self._unlogged = None
 
     def _holding(self) -> bool:
         """Whether logged steps wait for the logger's own windows to be drawn first."""
@@ -258,9 +263,6 @@ class TooledModelLogger:
         for index, values in held:
             self.logger.add(values)
             self._draw(index)
-        if self._unlogged is not None:
-            self.logger.add(self._unlogged)
-            self._unlogged = None
 
     def _observed(self, step: float, series: dict[str, float], plots: list[str]) -> None:
         """Called at the end of every ``log()`` of the logger: feeds the recorder's meter rules, and draws the held
@@ -347,6 +349,7 @@ class TooledModelLogger:
         """As :meth:`FlexLogger.log`; ``step=None`` logs at the last recorded step's index (if any)."""
         if step is None:
             step = self._last_step
+        self._push()
         self.logger.log(step=step, keys=keys, reset=reset)
 
     def reset(self, keys: str | Iterable[str] | None = None) -> None:
@@ -354,7 +357,8 @@ class TooledModelLogger:
         self.logger.reset(keys)
 
     def value(self, keys: str | Iterable[str] | None = None) -> dict[str, Any]:
-        """As :meth:`FlexLogger.value`."""
+        """As :meth:`FlexLogger.value` (the model's meters hold the last recorded step)."""
+        self._push()
         return self.logger.value(keys)
 
     def add_plot(self, name: str, spec: Mapping[str, Any]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,16 +14,23 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 import visdom
-from readback import traces
+from readback import traces, window
 from torch import nn
 
+from flexlogger import FlexLogger, Run
 from flexlogger.errors import ConfigError, UnknownNameError
-from flexlogger.modellogger import TooledModelLogger
+from flexlogger.modellogger import ANOMALIES, DEFAULT_GROUPS, DEFAULT_STATS, TooledModelLogger
+from flexlogger.recorder import RECORDER_STATS, FlightRecorder, ModelAnomalyWarning
 from flexlogger.server import VisdomServer
 from flexlogger.sinks.record import read_record
+from flexlogger.tooled import GROUPS
 
 X = torch.tensor([[1.0, 2.0, -1.0], [0.5, -0.5, 2.0], [-1.5, 1.0, 0.0]], dtype=torch.float64)
 Y = torch.tensor([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
+
+
+LOSS = {"loss": {"type": "line"}}
+TRAIN_LOSS = {"train_loss": {"type": "AverageValueMeter", "target": "loss"}}
 
 
 def known_model() -> nn.Sequential:
@@ -61,7 +70,7 @@ def train(model: nn.Module, tml: TooledModelLogger, steps: int, log: bool = True
 
 def test_by_layer_windows_hold_every_statistic(make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:
     model = known_model()
-    tml = make(model)
+    tml = make(model, mode="by_layer", stats=("mean", "std"), groups=GROUPS)
     assert sorted(tml.windows) == ["0", "1", "2"]
     weights = []
     optim = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -101,7 +110,7 @@ def test_by_metric_windows_have_a_trace_per_layer(make: Callable[..., TooledMode
 
 def test_every_n_logs_only_recorded_steps(make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:
     model = known_model()
-    tml = make(model, every=2, groups=["Weights"], stats=["mean"])
+    tml = make(model, every=2, groups=["Weights"], stats=["mean"], mode="by_layer")
     returned = train(model, tml, 5)
     assert [r is not None for r in returned] == [True, False, True, False, True]
     xs, ys = traces(viz, tml, "2")["2.Weights.mean"]
@@ -111,7 +120,7 @@ def test_every_n_logs_only_recorded_steps(make: Callable[..., TooledModelLogger]
 
 def test_step_without_log_then_log(make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:
     model = known_model()
-    tml = make(model, groups=["Weights"], stats=["mean"])
+    tml = make(model, groups=["Weights"], stats=["mean"], mode="by_layer")
     returned = train(model, tml, 2, log=False)
     assert tml.value("0.Weights.mean") == {"0.Weights.mean": returned[1]["0"]["Weights"]["mean"]}
     tml.log()  # at the last recorded step
@@ -144,8 +153,8 @@ def test_seed_usage_as_written(visdom_server: VisdomServer, env: str, viz: visdo
         F.mse_loss(outputs, targets).backward()
         optim.step()
         TMLogger.step(log=True)
-    xs, ys = traces(viz, TMLogger, "1")["1.Weights.mean"]
-    assert xs == [0, 1, 2] and ys[-1] == pytest.approx(model[1].weight.mean().item(), rel=1e-6)
+    xs, ys = traces(viz, TMLogger, "Weights.std")["1.Weights.std"]
+    assert xs == [0, 1, 2] and ys[-1] == pytest.approx(model[1].weight.std().item(), rel=1e-5)
     TMLogger.close()
     assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks
 
@@ -170,7 +179,7 @@ def test_close_and_context_manager_remove_the_hooks(visdom_server: VisdomServer,
     model = known_model()
     with TooledModelLogger(model, env=env, port=visdom_server.port, log_dir=None) as tml:
         assert model[0]._forward_hooks
-        assert "TooledModelLogger(mode='by_layer'" in repr(tml)
+        assert "TooledModelLogger(mode='by_metric'" in repr(tml)
     assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks
     tml.close()
 
@@ -182,9 +191,9 @@ def test_run_record_is_written(tmp_path: Path, visdom_server: VisdomServer, env:
     assert tml.logger.run_dir is not None and tml.logger.run_dir.parent == tmp_path / env
     run = read_record(tml.logger.run_dir)
     points = [(u.plot, u.step, dict(u.data)) for u in run.updates]
-    assert points == [(layer, step, {f"{layer}.Weights.{s}": returned[step][layer]["Weights"][s]
-                                     for s in ("mean", "std")})
-                      for step in (0, 1) for layer in ("0", "2")]
+    assert points == [(f"Weights.{s}", step, {f"{layer}.Weights.{s}": returned[step][layer]["Weights"][s]
+                                              for layer in ("0", "2")})
+                      for step in (0, 1) for s in ("std", "update_ratio")]
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -202,4 +211,182 @@ def test_bad_flexlogger_argument_leaves_no_hooks(visdom_server: VisdomServer) ->
     model = known_model()
     with pytest.raises(ConfigError, match=r"^TooledModelLogger\(\): env: expected a non-empty string"):
         TooledModelLogger(model, env="", port=visdom_server.port, log_dir=None)
+    assert not model[0]._forward_hooks
+
+
+# the default charts ---------------------------------------------------------------------------------------------
+def test_default_is_a_window_per_statistic_on_a_scale_that_fits(make: Callable[..., TooledModelLogger],
+                                                                viz: visdom.Visdom) -> None:
+    model = known_model()
+    tml = make(model, histograms=True)
+    assert tml.mode == "by_metric" and tml.tooled.stats == DEFAULT_STATS
+    assert set(tml.tooled.groups) == set(DEFAULT_GROUPS)
+    # line windows first, histograms last (Visdom keeps the order of first drawing)
+    assert list(tml.windows) == ["Grad_out.std", "Outputs.std", "Weights.std", "Weights.update_ratio",
+                                 "Weight_grad.std", "0.Weights.histogram", "0.Weight_grad.histogram",
+                                 "2.Weights.histogram", "2.Weight_grad.histogram"]
+    returned = train(model, tml, 2)
+    for plot in ("Outputs.std", "Weights.std", "Weights.update_ratio", "Weight_grad.std"):
+        content = window(viz, tml, plot)["content"]
+        assert content["layout"]["yaxis"]["type"] == "log", plot  # spreads and ratios: orders of magnitude apart
+        assert content["layout"]["legend"]["orientation"] == "h"  # under the plot, never behind a scrollbar
+    got = traces(viz, tml, "Weight_grad.std")
+    assert got == {f"{n}.Weight_grad.std": ([0, 1], [r[n]["Weight_grad"]["std"] for r in returned]) for n in "02"}
+    assert set(traces(viz, tml, "Outputs.std")) == {"0.Outputs.std", "1.Outputs.std", "2.Outputs.std"}
+    hist = window(viz, tml, "0.Weights.histogram")
+    assert hist["width"] == 300 and hist["height"] == 260  # small
+
+
+def test_signed_statistics_keep_a_linear_axis(make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:
+    model = known_model()
+    tml = make(model, stats=("mean", "norm"), groups=["Weights"])
+    train(model, tml, 1)
+    assert window(viz, tml, "Weights.norm")["content"]["layout"]["yaxis"]["type"] == "log"
+    assert window(viz, tml, "Weights.mean")["content"]["layout"]["yaxis"].get("type") in (None, "linear")
+
+
+def env_windows(viz: visdom.Visdom, env: str) -> list[str]:
+    """The titles of an env's windows in the order the server keeps them (the order the page shows them)."""
+    text = viz.get_window_data(None, env)
+    return [w["title"] for w in json.loads(text).values()] if text else []  # '' for an env with no window
+
+
+def test_model_windows_wait_for_the_loggers_own_first_draw(visdom_server: VisdomServer, env: str,
+                                                           viz: visdom.Visdom) -> None:
+    model = known_model()
+    with FlexLogger(LOSS, TRAIN_LOSS, env=env, port=visdom_server.port, log_dir=None) as stat:
+        tml = TooledModelLogger(model, logger=stat, groups=["Weights"], stats=["std"])
+        returned = train(model, tml, 2)  # logged before the loss ever was: held
+        assert stat.flush(10) == 0 and env_windows(viz, env) == []
+        stat.add({"train_loss": 0.5})
+        stat.log(0)  # the loss window first, then the held steps, in order
+        assert stat.flush(10) == 0
+        assert env_windows(viz, env) == ["loss", "Weights std (log scale)"]
+        assert traces(viz, tml, "Weights.std")["0.Weights.std"] == (
+            [0, 1], [r["0"]["Weights"]["std"] for r in returned])
+        train(model, tml, 1)  # from now on drawn at once
+        assert traces(viz, tml, "Weights.std")["0.Weights.std"][0] == [0, 1, 2]
+        tml.close()
+
+
+def test_held_steps_are_drawn_after_hold_steps_or_at_flush(visdom_server: VisdomServer, env: str,
+                                                           viz: visdom.Visdom) -> None:
+    model = known_model()
+    with FlexLogger(LOSS, TRAIN_LOSS, env=env, port=visdom_server.port, log_dir=None) as stat:
+        tml = TooledModelLogger(model, logger=stat, groups=["Weights"], stats=["std"], hold=2)
+        train(model, tml, 2)
+        assert stat.flush(10) == 0 and env_windows(viz, env) == []
+        train(model, tml, 1)  # a third held step is more than hold=2: all three are drawn
+        assert traces(viz, tml, "Weights.std")["2.Weights.std"][0] == [0, 1, 2]
+        tml.close()
+    model = known_model()
+    with FlexLogger(LOSS, TRAIN_LOSS, env=env + "-2", port=visdom_server.port, log_dir=None) as stat:
+        tml = TooledModelLogger(model, logger=stat, groups=["Weights"], stats=["std"])
+        train(model, tml, 2)
+        assert tml.flush(10) == 0  # flush means everything logged is delivered: held steps too
+        assert traces(viz, tml, "Weights.std")["2.Weights.std"][0] == [0, 1]
+        tml.close()
+
+
+# the flight recorder ----------------------------------------------------------------------------------------------
+def test_recorder_event_is_drawn_listed_and_written(tmp_path: Path, visdom_server: VisdomServer, env: str,
+                                                    viz: visdom.Visdom) -> None:
+    model = known_model()
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = FlightRecorder(window=4, after=2)
+    seen: list[Any] = []
+    with Run(env=env, port=visdom_server.port, log_dir=tmp_path) as run:
+        stat = FlexLogger(LOSS, TRAIN_LOSS, run=run)
+        tml = TooledModelLogger(model, logger=stat, recorder=rec, groups=["Weights", "Weight_grad"], stats=["std"])
+        for step in range(10):
+            optim.zero_grad()
+            loss = F.mse_loss(model(X), Y)
+            loss.backward()
+            if step == 6:  # one gradient value of layer 2 goes bad; the optimizer skips the step (as AMP does)
+                with torch.no_grad():
+                    model[2].weight.grad[1, 0] = math.nan
+            else:
+                optim.step()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tml.step(log=step % 5 == 4)
+            seen += [(step, str(w.message)) for w in caught if issubclass(w.category, ModelAnomalyWarning)]
+            stat.add({"train_loss": loss.item()})
+            stat.log(step)
+        assert (6, "step 6: rule 'nonfinite above 0' fired in layer '2': nonfinite = 1") in seen
+        assert [(e.step, e.layer) for e in tml.events] == [(6, "2")]
+        history = tml.events[0].history
+        # heatmaps: a row per layer in forward order, a column per buffered step: the 4 before the event and its own
+        for stat_name in RECORDER_STATS:
+            heat = window(viz, tml, f"recorder.{stat_name}")["content"]["data"][0]
+            assert heat["type"] == "heatmap"
+            assert heat["x"] == ["2", "3", "4", "5", "6"] and heat["y"] == ["0", "1", "2"]
+            expected = [[v if math.isfinite(v) else None for v in row] for row in np.asarray(
+                history.stats[stat_name]).T.tolist()]
+            assert heat["z"] == expected, stat_name
+        grad = window(viz, tml, "recorder.grad_norm")["content"]["data"][0]["z"]
+        assert grad[2][-1] is None and all(v is not None for v in grad[2][:-1])  # layer 2 at step 6: NaN
+        assert grad[1] == [None] * 5  # the ReLU has no parameters
+        text = window(viz, tml, "recorder.events")["content"]
+        assert "layer &#x27;2&#x27;" in text or "layer '2'" in text
+        assert "step 6" in text and "nonfinite above 0" in text
+        # the after steps (7 and 8) are drawn in full although step() was not asked to log them
+        assert traces(viz, tml, "Weight_grad.std")["0.Weight_grad.std"][0] == [4, 7, 8, 9]
+        tml.close()
+        stat.close()
+    lines = (run.dir / ANOMALIES).read_text().splitlines()
+    assert len(lines) == 1 and "NaN" not in lines[0]
+    event = json.loads(lines[0])
+    assert (event["step"], event["layer"], event["stat"], event["value"]) == (6, "2", "nonfinite", 1.0)
+    assert event["history"]["steps"] == [2, 3, 4, 5, 6] and event["history"]["layers"] == ["0", "1", "2"]
+    assert event["history"]["stats"]["grad_norm"][-1][2] is None  # NaN written as null
+    assert event["history"]["stats"]["grad_norm"][0][0] == pytest.approx(history.stats["grad_norm"][0][0])
+    plots = {u.plot for u in read_record(run.dir).updates}
+    assert {f"recorder.{s}" for s in RECORDER_STATS} | {"recorder.events"} <= plots  # in the run record too
+
+
+def test_meter_spike_rule_fires_through_the_loggers_log(tmp_path: Path, visdom_server: VisdomServer, env: str,
+                                                       viz: visdom.Visdom) -> None:
+    model = known_model()
+    rec = FlightRecorder(window=8, rules=[{"meter": "train_loss", "spike": 4, "min_history": 5}])
+    with FlexLogger(LOSS, TRAIN_LOSS, env=env, port=visdom_server.port, log_dir=tmp_path) as stat:
+        tml = TooledModelLogger(model, logger=stat, recorder=rec, groups=["Weights"], stats=["std"])
+        for epoch in range(10):
+            train(model, tml, 1, log=False)
+            stat.add({"train_loss": 1.0 + 0.01 * (epoch % 3) if epoch != 8 else 40.0})
+            if epoch == 8:
+                with pytest.warns(ModelAnomalyWarning, match=r"rule 'train_loss spike 4' fired on meter "
+                                                             r"'train_loss': train_loss = 40"):
+                    stat.log(epoch)
+            else:
+                stat.log(epoch)
+        assert [(e.step, e.layer, e.stat, e.value) for e in tml.events] == [(8, None, "train_loss", 40.0)]
+        assert tml.events[0].history.meters["train_loss"][-1] == 40.0
+        assert "on meter &#x27;train_loss&#x27;" in window(viz, tml, "recorder.events")["content"] or \
+            "on meter 'train_loss'" in window(viz, tml, "recorder.events")["content"]
+        tml.close()
+        event = json.loads((stat.run_dir / ANOMALIES).read_text())
+        assert (event["layer"], event["stat"], event["value"]) == (None, "train_loss", 40.0)
+
+
+def test_recorder_windows_are_claimed_in_the_run(visdom_server: VisdomServer, env: str) -> None:
+    with FlexLogger({"recorder.events": {"type": "text"}}, {}, env=env, port=visdom_server.port,
+                    log_dir=None) as stat:
+        model = known_model()
+        with pytest.raises(ConfigError, match=r"plot\(s\) 'recorder.events' are already drawn by another logger"):
+            TooledModelLogger(model, logger=stat, recorder=FlightRecorder())
+        assert not model[0]._forward_hooks
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"metrics": ["mean"]}, r"^TooledModelLogger\(\): unknown keyword argument 'metrics' \(did you mean 'stats'"
+                            r".*\); valid keyword arguments: model, logger, mode, stats, groups, params, layers, "
+                            r"every, histograms, bins, anomaly, recorder, hold, run, sinks, env, "),
+    ({"hold": -1}, r"^TooledModelLogger\(\): expected `hold` to be an int >= 0, but got -1$"),
+    ({"hold": True}, r"^TooledModelLogger\(\): expected `hold` to be an int >= 0, but got True$"),
+])
+def test_bad_keywords(kwargs: dict[str, Any], match: str) -> None:
+    model = known_model()
+    with pytest.raises(ConfigError, match=match):
+        TooledModelLogger(model, server=None, log_dir=None, **kwargs)
     assert not model[0]._forward_hooks
