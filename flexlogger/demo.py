@@ -5,7 +5,9 @@ unless one already answers there, trains for a few epochs with
 
 - ``get_preset_logger('loss+acc')``: train and test loss and accuracy,
 - a confusion matrix window for the test set,
-- a ``TooledModelLogger`` on the CNN: per-layer weight, activation and gradient statistics,
+- a ``TooledModelLogger`` on the CNN, in the same run: per-layer spreads of the outputs, their gradients, the
+  weights and the weight gradients, and the weights' update ratios (a window per statistic, a trace per layer, on
+  log axes), and weight/gradient histograms,
 
 shows a tqdm progress bar, prints the layer table and the URL to open, and leaves the server running
 (``make stop`` stops it). The digits data set ships with scikit-learn: real data, no download.
@@ -70,9 +72,10 @@ def make_loggers(model: nn.Module, env: str, port: int, log_dir: str | None) -> 
                                                             "columnnames": [str(i) for i in range(CLASSES)],
                                                             "rownames": [str(i) for i in range(CLASSES)]}})
     Stat.add_meter("test_confusion", {"type": "ConfusionMeter", "target": "confusion", "args": {"k": CLASSES}})
-    # a window per weighted layer (a trace per group statistic) and weight/gradient histograms
-    TMLogger = flexlogger.TooledModelLogger(model, layers=(nn.Conv2d, nn.Linear), histograms=True, log_dir=None,
-                                            **common)
+    # the model's windows in the same run and env, drawn after the loss and accuracy (TooledModelLogger holds its
+    # first draw until Stat has drawn): a window per statistic, a trace per weighted layer, spreads and update
+    # ratios on log axes, then small weight/gradient histograms
+    TMLogger = flexlogger.TooledModelLogger(model, logger=Stat, layers=(nn.Conv2d, nn.Linear), histograms=True)
     return Stat, TMLogger
 
 

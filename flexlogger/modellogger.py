@@ -61,8 +61,13 @@ RECORDER_WINDOWS: tuple[str, ...] = (*(f"recorder.{s}" for s in RECORDER_STATS),
 ANOMALIES = "anomalies.jsonl"  # in the run folder: one JSON line per flight-recorder event
 EVENTS_SHOWN = 20  # the text window lists the latest events
 _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
-_LEGEND_BELOW = {"plotly": {"legend": {"orientation": "h", "y": -0.2}}}
-_HISTOGRAM_SIZE = {"width": 300, "height": 260}
+# by_metric windows: the legend (a layer per entry) in rows under the x axis title, never cut off on the right
+# (the window keeps Visdom's default size, so that the grid of windows stays even)
+_METRIC_LAYOUT: dict[str, Any] = {"margintop": 40, "marginbottom": 95, "marginright": 15, "marginleft": 55,
+                                  "layoutopts": {"plotly": {"legend": {"orientation": "h", "x": 0, "y": -0.3,
+                                                                       "yanchor": "top"}}}}
+_HISTOGRAM_SIZE = {"width": 260, "height": 230, "margintop": 40, "marginbottom": 30, "marginright": 10,
+                   "marginleft": 40}
 
 
 class TooledModelLogger:
@@ -185,7 +190,7 @@ class TooledModelLogger:
                         plot = f"{group}.{stat}"
                         log = stat in LOG_STATS
                         opts = {"title": f"{group} {stat}" + (" (log scale)" if log else ""), "xlabel": "step",
-                                "ylabel": stat, "layoutopts": _LEGEND_BELOW, **({"ytype": "log"} if log else {})}
+                                "ylabel": stat, **_METRIC_LAYOUT, **({"ytype": "log"} if log else {})}
                     plots.setdefault(plot, {"type": "line", "opts": opts})
                     meters[f"{layer}.{group}.{stat}"] = {"type": "ValueMeter", "target": plot}
             for group in self.histogram_groups:

@@ -234,7 +234,7 @@ def test_default_is_a_window_per_statistic_on_a_scale_that_fits(make: Callable[.
     assert got == {f"{n}.Weight_grad.std": ([0, 1], [r[n]["Weight_grad"]["std"] for r in returned]) for n in "02"}
     assert set(traces(viz, tml, "Outputs.std")) == {"0.Outputs.std", "1.Outputs.std", "2.Outputs.std"}
     hist = window(viz, tml, "0.Weights.histogram")
-    assert hist["width"] == 300 and hist["height"] == 260  # small
+    assert hist["width"] == 260 and hist["height"] == 230  # small
 
 
 def test_signed_statistics_keep_a_linear_axis(make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:

@@ -1,0 +1,179 @@
+"""The default charts of TooledModelLogger as a new user sees them: the demo's loggers, the env in headless Chromium.
+
+A person opening the env should find their own metrics first and model charts whose every trace can be read: no
+trace squashed flat against the axis because another trace of the window is orders of magnitude larger. The same
+checks run on the old default (``mode='by_layer'``), where they must find flat traces: the test can tell the two
+apart. Screenshots: ``artifacts/charts.png`` (the default) and ``artifacts/charts-by_layer.png``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import flexlogger
+from flexlogger import TooledModelLogger
+from flexlogger.modellogger import LOG_STATS
+from flexlogger.server import VisdomServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+USER_WINDOWS = {"loss", "accuracy", "test confusion (rows: true digit)"}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
+                       reason=f"{CHROMIUM} is missing (install the Debian package `chromium`; .ci/run does)"),
+]
+
+# Every window on the page, in reading order (top to bottom, left to right, as the grid places them), with what
+# plotly drew: the axis type and range it chose and each trace's finite y values.
+READ_WINDOWS = """() => Array.from(document.querySelectorAll('.window')).map(w => {
+    const gd = w.querySelector('.js-plotly-plot');
+    const box = w.getBoundingClientRect();
+    const axis = gd && gd._fullLayout && gd._fullLayout.yaxis;
+    return {
+        title: w.querySelector('.bar .pull-right:not(button)')?.textContent ?? null,
+        top: box.top + window.scrollY, left: box.left + window.scrollX, width: box.width, height: box.height,
+        type: gd ? (gd.data[0] && gd.data[0].type) || 'scatter' : 'text',
+        ytype: axis ? axis.type : null,
+        yrange: axis ? axis.range : null,
+        legendScrolls: gd ? Array.from(gd.querySelectorAll('.legend .scrollbar'))
+            .some(s => parseFloat(s.getAttribute('height') || '0') > 0) : false,
+        traces: gd ? gd.data.map(t => ({name: t.name,
+            y: (t.y || []).filter(v => v !== null && isFinite(v))})) : [],
+    };
+})"""
+
+
+def train_like_the_demo(model: nn.Module, stat: Any, tml: TooledModelLogger, epochs: int = 2,
+                        batches_per_epoch: int = 6) -> None:
+    """The demo's loop, shortened: statistics drawn every other step, the metrics once per epoch."""
+    from flexlogger import demo
+
+    x_train, x_test, y_train, y_test = demo.load_data(0)
+    gen = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for epoch in range(epochs):
+        for i, (x, y) in enumerate(demo.batches(x_train, y_train, demo.BATCH, gen)):
+            if i == batches_per_epoch:
+                break
+            optimizer.zero_grad()
+            output = model(x)
+            loss = nn.functional.cross_entropy(output, y)
+            loss.backward()
+            optimizer.step()
+            tml.step(log=i % 2 == 1)
+            stat.add({"train_loss": loss.detach(), "train_acc": [output.detach(), y]})
+        with torch.no_grad():
+            output = model(x_test)
+            stat.add({"test_loss": nn.functional.cross_entropy(output, y_test), "test_acc": [output, y_test],
+                      "test_confusion": [output, y_test]})
+        stat.log(epoch)
+
+
+def flat_traces(window: dict[str, Any]) -> list[str]:
+    """Traces drawn flat because of the axis scale: the trace itself varies (its max is more than twice its
+    min, or it changes sign) but spans less than 2% of the axis's height."""
+    flat = []
+    lo, hi = window["yrange"]
+    log = window["ytype"] == "log"
+    for trace in window["traces"]:
+        ys = [y for y in trace["y"] if y > 0] if log else trace["y"]
+        if len(ys) < 2:
+            continue
+        small, large = min(ys), max(ys)
+        varies = small <= 0 < large or (small > 0 and large > 2 * small) or (large < 0 and small < 2 * large)
+        if not varies:
+            continue
+        span = (torch.tensor([large, small]).log10().diff().abs().item() if log else large - small) / (hi - lo)
+        if abs(span) < 0.02:
+            flat.append(f"{window['title']}: {trace['name']} ({small:.3g}..{large:.3g}, {abs(span):.2%} of the axis)")
+    return flat
+
+
+def open_env(port: int, env: str, n_windows: int, screenshot: Path) -> list[dict[str, Any]]:
+    from playwright.sync_api import sync_playwright
+
+    bad_requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.on("requestfailed", lambda r: bad_requests.append(f"{r.url}: {r.failure}"))
+            page.goto(f"http://localhost:{port}/env/{env}")
+            page.wait_for_function(f"document.querySelectorAll('.window').length >= {n_windows} && "
+                                   f"document.querySelectorAll('.js-plotly-plot').length >= {n_windows - 1}",
+                                   timeout=60_000)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(500)  # plotly lays out the last plots
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+            windows: list[dict[str, Any]] = page.evaluate(READ_WINDOWS)
+        finally:
+            browser.close()
+    assert bad_requests == []
+    return sorted(windows, key=lambda w: (round(w["top"]), w["left"]))
+
+
+def test_default_charts_read_at_a_glance(visdom_server: VisdomServer, env: str) -> None:
+    from flexlogger import demo
+
+    torch.manual_seed(0)
+    model = demo.make_model()
+    stat, tml = demo.make_loggers(model, env, visdom_server.port, log_dir=None)  # what the demo builds
+    with stat, tml:
+        train_like_the_demo(model, stat, tml)
+        assert tml.flush(30) == 0
+        expected = len(stat.windows)
+    windows = open_env(visdom_server.port, env, expected, ARTIFACTS / "charts.png")
+    titles = [w["title"] for w in windows]
+    assert len(titles) == expected == 16, titles  # 3 of the user's, 5 statistics, 8 histograms
+
+    # the user's metrics first, in reading order, then the model's statistics, then its histograms
+    assert set(titles[:3]) == USER_WINDOWS, titles
+    lines = windows[3:8]
+    assert [w["title"] for w in lines] == ["Grad_out std (log scale)", "Outputs std (log scale)",
+                                           "Weights std (log scale)", "Weights update_ratio (log scale)",
+                                           "Weight_grad std (log scale)"]
+    assert all(w["title"].endswith(("Weights", "Weight_grad")) for w in windows[8:]), titles
+
+    # each statistic on a scale that fits it: log axes for spreads, norms and ratios; a trace per layer
+    for w in lines:
+        stat_name = w["title"].split(" ")[1]
+        assert stat_name in LOG_STATS and w["ytype"] == "log", w["title"]
+        assert sorted(t["name"].split(".")[0] for t in w["traces"]) == ["0", "2", "6", "8"], w["title"]
+        assert all(len(t["y"]) == 6 for t in w["traces"]), w["title"]  # 2 epochs x 3 drawn steps, all visible
+        assert not w["legendScrolls"], w["title"]
+    assert [f for w in windows if w["type"] == "scatter" for f in flat_traces(w)] == []
+
+    # histograms small: each takes less room than a statistics window
+    hist, line = windows[-1], lines[0]
+    assert hist["width"] * hist["height"] < 0.6 * line["width"] * line["height"]
+
+
+def test_the_old_default_draws_flat_traces(visdom_server: VisdomServer, env: str) -> None:
+    """The checks above find what the issue describes in ``mode='by_layer'``: gradient traces flat at zero."""
+    from flexlogger import demo
+
+    torch.manual_seed(0)
+    model = demo.make_model()
+    stat = flexlogger.get_preset_logger("loss+acc", env=env, port=visdom_server.port, log_dir=None)
+    stat.add_plot("confusion", {"type": "heatmap", "opts": {"title": "test confusion (rows: true digit)"}})
+    stat.add_meter("test_confusion", {"type": "ConfusionMeter", "target": "confusion", "args": {"k": demo.CLASSES}})
+    with stat, TooledModelLogger(model, logger=stat, mode="by_layer", stats=("mean", "std"),
+                                 layers=(nn.Conv2d, nn.Linear)) as tml:
+        train_like_the_demo(model, stat, tml)
+        assert tml.flush(30) == 0
+        expected = len(stat.windows)
+    windows = open_env(visdom_server.port, env, expected, ARTIFACTS / "charts-by_layer.png")
+    layer_windows = [w for w in windows if w["title"] not in USER_WINDOWS]
+    assert len(layer_windows) == 4
+    flat = [f for w in layer_windows for f in flat_traces(w)]
+    assert any(".Weight_grad.mean" in f for f in flat), flat
