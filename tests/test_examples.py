@@ -55,12 +55,15 @@ def test_demo(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_pat
     assert found.pop("loss") == ["train_loss", "test_loss"]
     assert found.pop("accuracy") == ["train_acc", "test_acc"]
     assert found.pop("test confusion (rows: true digit)") == [None]  # one heatmap
-    # the TooledModelLogger windows: one per weighted layer, and its weight and gradient histograms
+    # the TooledModelLogger windows: one per statistic (a trace per weighted layer), and the weight and gradient
+    # histograms of each layer
     layers = {"0": "Conv2d", "2": "Conv2d", "6": "Linear", "8": "Linear"}
+    statistics = {"Grad_out std", "Outputs std", "Weights std", "Weights update_ratio", "Weight_grad std"}
     assert set(found) == {f"{n} ({kind}){suffix}" for n, kind in layers.items()
-                          for suffix in ("", " Weights", " Weight_grad")}
-    for n, kind in layers.items():
-        assert {f"{n}.Weights.mean", f"{n}.Weight_grad.std", f"{n}.Outputs.mean"} <= set(found[f"{n} ({kind})"])
+                          for suffix in (" Weights", " Weight_grad")} | {f"{s} (log scale)" for s in statistics}
+    for title in statistics:
+        group, stat = title.split()
+        assert sorted(found[f"{title} (log scale)"]) == [f"{n}.{group}.{stat}" for n in layers]
 
 
 def test_flexlogger_demo_command(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,

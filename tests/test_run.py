@@ -37,7 +37,7 @@ def test_two_loggers_on_one_run_write_one_record_through_one_sender(
     x, y = torch.randn(8, 3), torch.randn(8, 2)
     with Run(env=env, port=visdom_server.port, log_dir=tmp_path, min_interval=0.05) as run:
         stat = FlexLogger(LOSS, TRAIN, run=run)
-        tml = TooledModelLogger(model, logger=stat, groups=["Weights"], stats=["mean"])
+        tml = TooledModelLogger(model, logger=stat, groups=["Weights"], stats=["mean"], mode="by_layer")
         assert len(sender_threads()) == before + 1  # one sender for the run, whatever the loggers
         assert stat.run is run and tml.logger is stat and stat.env == env and stat.uid == run.uid
         for step in range(3):
