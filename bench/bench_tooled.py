@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from flexlogger.modellogger import TooledModelLogger
 from flexlogger.stats import histogram
-from flexlogger.tooled import FlightRecorder, TooledModel
+from flexlogger.tooled import GROUPS, FlightRecorder, TooledModel
 
 BLOCK = 20  # steps per timed block (a multiple of 10, so every=10 is averaged over whole periods)
 
@@ -127,7 +127,7 @@ def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module
     elif kind == "tooled/10":
         after = TooledModel(model, every=10).step  # type: ignore[assignment]
     elif kind == "TMLogger":
-        tml = TooledModelLogger(model, server=None, log_dir=None)
+        tml = TooledModelLogger(model, stats=("mean", "std"), groups=GROUPS, server=None, log_dir=None)
         after = lambda: tml.step(log=True)  # type: ignore[assignment,return-value]  # noqa: E731
     elif kind == "naive .item()":
         after = NaiveRecorder(model).step

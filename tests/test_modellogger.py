@@ -390,3 +390,44 @@ def test_bad_keywords(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         TooledModelLogger(model, server=None, log_dir=None, **kwargs)
     assert not model[0]._forward_hooks
+
+
+def test_recorder_alone_draws_the_full_statistics_of_the_after_steps_only(
+        make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:
+    model = known_model()
+    rec = FlightRecorder(window=3, after=2, warn=False)
+    tml = make(model, recorder=rec, stats=(), groups=["Weights", "Weight_grad"], anomaly=False)
+    assert "Weights.std" in tml.windows and "Weights.nonfinite" in tml.windows  # the recorder's `stats`
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    returned = []
+    for step in range(8):
+        optim.zero_grad()
+        F.mse_loss(model(X), Y).backward()
+        if step == 3:
+            with torch.no_grad():
+                model[0].weight.grad[0, 0] = math.inf
+        else:
+            optim.step()
+        returned.append(tml.step(log=True))
+    assert [r is not None for r in returned] == [False] * 4 + [True, True] + [False] * 2
+    assert [(e.step, e.layer) for e in tml.events] == [(3, "0")]
+    got = traces(viz, tml, "Weights.std")
+    assert got["0.Weights.std"] == ([4, 5], [returned[i]["0"]["Weights"]["std"] for i in (4, 5)])  # type: ignore
+    heat = window(viz, tml, "recorder.grad_norm")["content"]["data"][0]
+    assert heat["x"] == ["0", "1", "2", "3"] and heat["z"][0][-1] is None  # only 3 steps before it existed
+
+
+def test_observe_hands_each_log_its_series_and_plots() -> None:
+    seen: list[tuple[float, dict[str, float], list[str]]] = []
+    with FlexLogger({**LOSS, "confusion": {"type": "heatmap"}},
+                    {**TRAIN_LOSS, "conf": {"type": "ConfusionMeter", "target": "confusion", "args": {"k": 2}}},
+                    server=None, log_dir=None) as stat:
+        remove = stat.observe(lambda step, series, plots: seen.append((step, series, plots)))
+        stat.add({"train_loss": 2.0, "conf": [torch.tensor([0, 1]), torch.tensor([0, 0])]})
+        stat.log(3)
+        stat.add({"train_loss": 4.0})
+        stat.log(keys="loss")
+        remove()
+        stat.add({"train_loss": 1.0})
+        stat.log()
+    assert seen == [(3, {"train_loss": 2.0}, ["loss", "confusion"]), (4, {"train_loss": 4.0}, ["loss"])]
