@@ -156,7 +156,7 @@ class TooledModelLogger:
             raise
         self.logger: FlexLogger = logger
         self._own_plots = list(plots)
-        self._own_meters = frozenset(meters)
+        self._own_set = frozenset(plots)
         self._last_step: int | None = None
         self._held: list[tuple[int, dict[str, Any]]] = []  # logged steps waiting for the logger's own first draw
         self._unlogged: dict[str, Any] | None = None  # the last recorded step, not drawn
@@ -258,8 +258,7 @@ class TooledModelLogger:
         """Whether logged steps wait for the logger's own windows to be drawn first."""
         if self._user_drawn or not self.hold:
             return False
-        own = set(self._own_plots)
-        return any(p not in own for p in self.logger.plots)
+        return any(p not in self._own_set for p in self.logger.plots)
 
     def _release(self) -> None:
         """Draw the held steps, in order, and stop holding."""
@@ -276,7 +275,7 @@ class TooledModelLogger:
             for rule in self.recorder.rules:
                 if rule.meter is not None and rule.meter in series:
                     self.recorder.observe(rule.meter, series[rule.meter])
-        if not self._user_drawn and any(p not in self._own_plots for p in plots):
+        if not self._user_drawn and any(p not in self._own_set for p in plots):
             self._release()
 
     # ---------------------------------------------------------------------------------------- the recorder
