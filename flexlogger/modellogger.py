@@ -66,6 +66,12 @@ _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
 _METRIC_LAYOUT: dict[str, Any] = {"margintop": 40, "marginbottom": 95, "marginright": 15, "marginleft": 55,
                                   "layoutopts": {"plotly": {"legend": {"orientation": "h", "x": 0, "y": -0.3,
                                                                        "yanchor": "top"}}}}
+# recorder heatmaps: layer names and steps are labels, not numbers (layers '0', '2', '6' would be placed as
+# numbers), the first layer on top, as in the model
+_HEATMAP_LAYOUT: dict[str, Any] = {"layoutopts": {"plotly": {
+    "xaxis": {"type": "category", "title": {"text": "step"}, "automargin": True},
+    "yaxis": {"type": "category", "title": {"text": "layer (forward order)"}, "autorange": "reversed",
+              "automargin": True}}}}
 _HISTOGRAM_SIZE = {"width": 260, "height": 230, "margintop": 40, "marginbottom": 30, "marginright": 10,
                    "marginleft": 40}
 
@@ -300,16 +306,14 @@ class TooledModelLogger:
         order = [n for n in self.recorder.layer_order if n in position]
         rows = [position[n] for n in order]
         first, last = history.steps[0], history.steps[-1]
-        where = f"layer {event.layer}" if event.layer is not None else f"meter {event.stat}"
         updates = []
         for stat in RECORDER_STATS:
             table = history.stats.get(stat)
             if not table:
                 continue
             matrix = np.asarray(table, dtype=np.float64).T[rows]  # steps x layers -> layers x steps
-            opts = {"title": f"recorder {stat}, steps {first}-{last} ({event.rule!r} at step {event.step}, {where})",
-                    "rownames": order, "columnnames": [str(s) for s in history.steps], "colormap": "Viridis",
-                    "xlabel": "step", "ylabel": "layer"}
+            opts = {"title": f"recorder {stat}, steps {first}-{last}", "rownames": order,
+                    "columnnames": [str(s) for s in history.steps], "colormap": "Viridis", **_HEATMAP_LAYOUT}
             plot = f"recorder.{stat}"
             updates.append(Update(plot, "heatmap", event.step, {plot: matrix}, opts, seq()))
         return updates
@@ -317,8 +321,8 @@ class TooledModelLogger:
     def _events_update(self, step: int, seq: int) -> Update:
         shown = self._events[-EVENTS_SHOWN:]
         start = len(self._events) - len(shown)
-        data = {f"{start + i + 1}. step {e.step}": e.message() for i, e in enumerate(shown)}
-        opts = {"title": f"flight recorder events ({len(self._events)})"}
+        data = {f"#{start + i + 1}": e.message() for i, e in enumerate(shown)}
+        opts = {"title": f"flight recorder events ({len(self._events)})", "width": 560, "height": 260}
         return Update("recorder.events", "text", step, data, opts, seq)
 
     def _write_event(self, event: AnomalyEvent) -> None:

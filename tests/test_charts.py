@@ -19,6 +19,7 @@ from torch import nn
 import flexlogger
 from flexlogger import TooledModelLogger
 from flexlogger.modellogger import LOG_STATS
+from flexlogger.recorder import RECORDER_STATS
 from flexlogger.server import VisdomServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -177,3 +178,40 @@ def test_the_old_default_draws_flat_traces(visdom_server: VisdomServer, env: str
     assert len(layer_windows) == 4
     flat = [f for w in layer_windows for f in flat_traces(w)]
     assert any(".Weight_grad.mean" in f for f in flat), flat
+
+
+def test_recorder_heatmaps_in_chromium(visdom_server: VisdomServer, env: str) -> None:
+    """A NaN in one layer's gradient: the heatmaps of the steps before it, layers as rows in forward order."""
+    from flexlogger import FlightRecorder, demo
+
+    torch.manual_seed(0)
+    model = demo.make_model()
+    stat = flexlogger.get_preset_logger("loss", env=env, port=visdom_server.port, log_dir=None)
+    rec = FlightRecorder(window=12, after=3, warn=False)
+    x_train, _, y_train, _ = demo.load_data(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with stat, TooledModelLogger(model, logger=stat, recorder=rec, layers=(nn.Conv2d, nn.Linear),
+                                 anomaly=False) as tml:
+        for step, (x, y) in enumerate(demo.batches(x_train, y_train, demo.BATCH)):
+            if step == 16:
+                break
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            if step == 13:
+                with torch.no_grad():
+                    model[6].weight.grad[0, 0] = float("nan")  # the first Linear layer
+            else:
+                optimizer.step()
+            tml.step(log=step % 4 == 3)
+            stat.add({"train_loss": loss.detach()})
+            stat.log(step)
+        assert tml.flush(30) == 0
+        expected = len(tml.windows)  # loss, 5 statistics, 6 heatmaps, the events
+    windows = open_env(visdom_server.port, env, expected, ARTIFACTS / "charts-recorder.png")
+    heatmaps = {w["title"]: w for w in windows if w["type"] == "heatmap"}
+    assert sorted(heatmaps) == [f"recorder {s}, steps 1-13" for s in sorted(RECORDER_STATS)]
+    for w in heatmaps.values():  # layer names as labels (not numbers), in forward order
+        assert w["ytype"] == "category" and w["traces"][0]["y"] == ["0", "2", "6", "8"], w
+    assert windows[0]["title"] == "loss"
+    assert "flight recorder events (1)" in [w["title"] for w in windows]
