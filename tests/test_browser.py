@@ -90,8 +90,9 @@ def test_windows_render_in_chromium(served: int, env: str) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("requestfailed", lambda r: bad_requests.append(f"{r.url}: {r.failure}"))
-            page.on("response", lambda r: bad_requests.append(f"{r.url}: HTTP {r.status}") if r.status >= 400
-                    else None)
+            # visdom 0.3.0's page links a favicon.png it does not ship (a 404 for the tab icon, nothing drawn)
+            page.on("response", lambda r: bad_requests.append(f"{r.url}: HTTP {r.status}")
+                    if r.status >= 400 and not r.url.endswith("/favicon.png") else None)
             page.goto(f"http://localhost:{served}/env/{env}")
             page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {len(EXPECTED_TITLES)}",
                                    timeout=30_000)
