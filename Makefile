@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flexlogger-installed
 TORCH := torch==2.13.0
+# the extras the test suite needs (the framework adapters are tested with the real packages)
+EXTRAS := test,demo,torchmetrics
 PORT ?= 8097
 STATE := .visdom
 PIDFILE := $(STATE)/server.pid
@@ -20,7 +22,7 @@ $(PY):
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): $(PY) setup.py constraints.txt
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
-	PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[test,demo]'
+	PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 lint: venv

@@ -34,6 +34,7 @@ setup(
                  "playwright>=1.40"],
         "demo": ["scikit-learn>=1.3", "tqdm"],
         "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
+        "torchmetrics": ["torchmetrics>=1.3"],
     },
     entry_points={"console_scripts": ["flexlogger=flexlogger.cli:main"]},
 )

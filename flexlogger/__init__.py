@@ -16,12 +16,13 @@ from .errors import (
     UnknownKeyError,
     UnknownNameError,
 )
-from .logger import FlexLogger
+from .logger import FlexLogger, get_preset_logger
 from .meters import Meter
 from .modellogger import TooledModelLogger
-from .presets import get_preset_logger, preset_info, preset_names
+from .presets import preset_info, preset_names
 from .registry import meter_info, meter_types, plot_info, plot_types
 from .replay import replay
+from .run import Run
 from .sinks.base import Update
 from .specs import MeterSpec, PlotSpec
 from .tooled import ModelAnomalyWarning, TooledModel
@@ -40,6 +41,7 @@ __all__ = [
     "MeterSpec",
     "ModelAnomalyWarning",
     "PlotSpec",
+    "Run",
     "TooledModel",
     "TooledModelLogger",
     "UnknownKeyError",

@@ -23,9 +23,8 @@ meant to be reused across experiments, and each run then gets its own windows (u
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -34,52 +33,20 @@ from typing import Any
 import numpy as np
 import yaml
 
+from . import options as options_
 from .errors import ConfigError, InvalidConfigError, unknown_name_message
-from .registry import make_meter
-from .specs import MeterSpec, PlotSpec, check_capacity, check_targets, parse_meter, parse_plot
+from .specs import MeterSpec, PlotSpec, check_definitions
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
 
-def _is_name(v: Any) -> bool:
-    return isinstance(v, str) and bool(v)
-
-
-def _is_port(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
-
-
-# FlexLogger's keyword options that a config may set: name -> (check, what is expected).
-# tests/test_config.py checks that these match FlexLogger.__init__'s signature.
-OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "env": (_is_name, "a non-empty string (the Visdom environment)"),
-    "uid": (lambda v: v is None or _is_name(v), "a non-empty string, or null for a new uid (the start time) per run"),
-    "server": (lambda v: v is None or _is_name(v), "a server address such as 'http://localhost', or null to send "
-                                                   "nothing to Visdom"),
-    "port": (_is_port, "a port number from 1 to 65535"),
-    "log_dir": (lambda v: v is None or _is_name(v) or isinstance(v, Path), "a folder for the run record, or null to "
-                                                                          "turn it off"),
-    "strict": (lambda v: isinstance(v, bool), "true or false"),
-    "distributed": (lambda v: v is None or isinstance(v, bool), "true, false, or null to decide from "
-                                                                "torch.distributed"),
-}
-UNPINNED = ("uid", "distributed")  # left out of a written config when None: decided afresh by each run
-NOT_IN_CONFIG = ("plots", "meters", "sinks")  # FlexLogger arguments that are not options (sinks are objects)
 PRESET_KEYS = ("presets", "phases", "preset_args")
 DEFINITION_KEYS = ("plots", "meters")
 
 
-def visdom_options() -> dict[str, Any]:
-    """The Visdom sink's keyword options (``min_interval``, ``timeout``, ...) with their defaults."""
-    from .sinks.visdom import VisdomSink
-
-    params = inspect.signature(VisdomSink.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
 def option_names() -> list[str]:
-    """Every top-level key a config may have, in the order ``to_config`` writes them."""
-    return [*OPTIONS, *visdom_options(), *PRESET_KEYS, *DEFINITION_KEYS]
+    """Every top-level key a config may have, in the order ``to_config`` writes them (secrets excluded)."""
+    return [*(n for n in options_.names() if n not in options_.SECRET), *PRESET_KEYS, *DEFINITION_KEYS]
 
 
 @dataclass(frozen=True)
@@ -183,92 +150,6 @@ def read_file(path: str | Path) -> tuple[Any, list[str]]:
 
 
 # validation ------------------------------------------------------------------------------------------------------
-def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], prefix: str = "",
-                      distinct_names: bool = True) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
-    """Validate ``plots`` and ``meters`` sections together, appending every problem to ``problems``.
-
-    Besides each spec on its own this checks targets, names used for both a plot and a meter, plot capacity,
-    and builds each meter once (then drops it) so that bad argument values are reported here too.
-    """
-    plots: dict[str, PlotSpec] = {}
-    meters: dict[str, MeterSpec] = {}
-    sections = {}
-    for key, raw in (("plots", plots_raw), ("meters", meters_raw)):
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            what = "{type, opts}" if key == "plots" else "{type, target, args}"
-            problems.append(f"{prefix}{key}: expected a mapping of {key[:-1]} name -> {what}, "
-                            f"but got {type(raw).__name__} {raw!r}")
-            raw = {}
-        sections[key] = raw
-    for name, raw in sections["plots"].items():
-        try:
-            plots[name] = parse_plot(name, raw, f"{prefix}plots.{name}")
-        except ConfigError as exc:
-            problems.append(str(exc))
-    for name, raw in sections["meters"].items():
-        where = f"{prefix}meters.{name}"
-        try:
-            spec = parse_meter(name, raw, where)
-        except ConfigError as exc:
-            problems.append(str(exc))
-            continue
-        try:
-            if all(t in plots for t in spec.target if t in sections["plots"]):  # a broken plot is reported already
-                check_targets(name, spec, plots, where)
-            meters[name] = spec
-        except ConfigError as exc:
-            problems.append(str(exc))
-        try:
-            make_meter(name, spec.type, dict(spec.args))
-        except (ConfigError, TypeError, ValueError) as exc:
-            problems.append(f"{where}.args: {exc}")
-    for name in sorted(set(sections["plots"]) & set(sections["meters"]) if distinct_names else (), key=str):
-        problems.append(f"{prefix}meters.{name}: {name!r} names both a plot and a meter; expected distinct names "
-                        "(the keys of add() and log() must be unambiguous)")
-    for name, plot in plots.items():
-        try:
-            check_capacity({name: plot}, meters)
-        except ConfigError as exc:
-            problems.append(prefix + str(exc))
-    return plots, meters
-
-
-def check_options(raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
-    """Validate the FlexLogger and Visdom sink options of a config; return those it sets."""
-    sink_options = visdom_options()
-    options: dict[str, Any] = {}
-    for key, (check, expected) in OPTIONS.items():
-        if key in raw:
-            if check(raw[key]):
-                options[key] = raw[key]
-            else:
-                problems.append(f"{key}: expected {expected}, but got {raw[key]!r}")
-    for key, default in sink_options.items():
-        if key not in raw:
-            continue
-        value = raw[key]
-        if isinstance(default, str):
-            ok, expected = isinstance(value, str), "a string"
-        elif isinstance(default, int) and not isinstance(default, bool):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            expected = "a non-negative integer"
-        else:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-            expected = "a non-negative number"
-        if ok:
-            options[key] = value
-        else:
-            problems.append(f"{key}: expected {expected} (a Visdom sink option, default {default!r}), "
-                            f"but got {value!r}")
-    if raw.get("server", "") is None:
-        for key in sorted(set(sink_options) & set(raw)):
-            problems.append(f"{key}: a Visdom sink option, but server is null (nothing is sent to Visdom); "
-                            "expected no Visdom options, or a server")
-    return options
-
-
 def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Config:
     """Read and validate a config (a ``.yaml``/``.yml``/``.json`` path, or a dict) as a whole.
 
@@ -307,7 +188,12 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
     for key in raw:
         if key not in valid:
             problems.append(f"{key}: " + unknown_name_message("config key", key, valid))
-    options = check_options(raw, problems)
+    given = {k: raw[k] for k in options_.names() if k in raw}
+    options_.check_options(given, "config", problems=problems)
+    for key in sorted(options_.SECRET & set(given)):
+        problems.append(f"{key}: a secret, which a config file must not hold (it would be written to the run "
+                        f"record); expected it from the environment (VISDOM_PASSWORD) or the keyword argument")
+    options = {k: v for k, v in given.items() if options_.BY_NAME[k].check(v)}
     plots_raw: dict[str, Any] = {}
     meters_raw: dict[str, Any] = {}
     origin: dict[str, str] = {}  # expanded name -> the preset it came from
@@ -364,15 +250,35 @@ def config_dict(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec],
                 options: Mapping[str, Any]) -> dict[str, Any]:
     """A config as plain data: the options first (in :func:`option_names` order), then ``plots`` and ``meters``.
 
+    Secrets are left out, and options that each run decides afresh (``uid``, ``distributed``) when they are None.
     Tuples become lists and numpy values numbers; a value with no plain form (an object in a plot's opts) is kept
     as it is here, and :func:`save_config` reports it.
     """
+    return merge_configs(options, [{"plots": {n: plain(s.to_dict(), f"plots.{n}", False) for n, s in plots.items()},
+                                    "meters": {n: plain(s.to_dict(), f"meters.{n}", False)
+                                               for n, s in meters.items()}}])
+
+
+def merge_configs(run_options: Mapping[str, Any], configs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One config for a run that several loggers write to: the run's options, then each logger's options (the first
+    one's win), plots and meters (window names are unique within a run, so they never clash)."""
+    options: dict[str, Any] = dict(run_options)
+    plots: dict[str, Any] = {}
+    meters: dict[str, Any] = {}
+    for config in configs:
+        for key, value in config.items():
+            if key == "plots":
+                plots.update(value)
+            elif key == "meters":
+                meters.update(value)
+            else:
+                options.setdefault(key, value)
     order = option_names()
-    keys = [k for k in options if not (k in UNPINNED and options[k] is None)]
+    keys = [k for k in options if k not in options_.SECRET
+            and not (k in options_.BY_NAME and not options_.BY_NAME[k].pinned and options[k] is None)]
     out = {k: plain(options[k], k, False)
            for k in sorted(keys, key=lambda k: order.index(k) if k in order else len(order))}
-    out["plots"] = {n: plain(s.to_dict(), f"plots.{n}", False) for n, s in plots.items()}
-    out["meters"] = {n: plain(s.to_dict(), f"meters.{n}", False) for n, s in meters.items()}
+    out["plots"], out["meters"] = plots, meters
     return out
 
 

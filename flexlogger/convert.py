@@ -7,15 +7,26 @@ what it got and what it expects.
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from .errors import MeterInputError
 
-if TYPE_CHECKING:
-    from .meters import Meter
+
+class Meter(Protocol):
+    """What a converter needs of a meter to name it in an error: its ``name`` and ``kind`` (the meter type).
+
+    A protocol, not :class:`flexlogger.meters.Meter`, so that this module does not import the meters that import it.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
 
 Scalar = float | torch.Tensor  # a CUDA 0-d tensor stays on its device until value()
 

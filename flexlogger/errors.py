@@ -57,12 +57,36 @@ class DeliveryError(FlexLoggerError, RuntimeError):
     """Points could not be delivered: the background sender died, or a flush timed out."""
 
 
+class Problem(str):
+    """One problem of a definition or option, as a message that remembers the error class it came from (a config
+    loader lists many; a constructor with only one raises it with its own class, e.g. :class:`UnknownNameError`)."""
+
+    error: type[ConfigError] = ConfigError
+
+    @classmethod
+    def of(cls, exc: ConfigError, prefix: str = "") -> Problem:
+        out = cls(prefix + str(exc))
+        out.error = type(exc)
+        return out
+
+
+def short_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so that an error message never quotes a huge value."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
+
+
 def closest(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` names of ``valid`` closest to ``name`` (case-insensitive)."""
     valid = list(valid)
     by_lower = {v.lower(): v for v in valid}
     matches = difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.5)
-    prefix = [v for v in valid if v.lower().startswith(name.lower()) and v.lower() not in matches]
+    # a name that starts or ends like a valid one: 'enviroment' -> 'env', 'acc' -> 'accuracy'
+    prefix = [v for v in valid if v.lower() not in matches and (v.lower().startswith(name.lower()) or (
+        len(v) >= 3 and name.lower().startswith(v.lower())))]
     return [by_lower[m] for m in matches] + prefix[: max(0, n - len(matches))]
 
 

@@ -1,8 +1,8 @@
-"""FlexLogger: owns the meters and the windows they feed, and routes values from ``add()`` to its sinks.
+"""FlexLogger: owns the meters and the windows they feed, and routes values from ``add()`` to its run.
 
 Data flows one way: ``add()`` -> meter state -> ``log()`` -> one :class:`~flexlogger.sinks.base.Update` per
-window -> sinks (Visdom in the background, the run record on disk). The logger never formats HTTP and a sink
-never reads a meter.
+window -> the :class:`~flexlogger.run.Run` -> its sinks (Visdom in the background, the run record on disk). The
+logger never formats HTTP and a sink never reads a meter.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-import time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,17 +20,17 @@ import numpy as np
 from tabulate import tabulate
 
 from . import distributed as distributed_
+from .config import config_dict, load_config
 from .convert import describe
-from .errors import ConfigError, MeterInputError, UnknownKeyError, unknown_name_message
+from .errors import ConfigError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
 from .meters import Meter
+from .options import check_options, raise_problems
+from .plots import DEFAULT_BINS, Histogram
+from .presets import DEFAULT_PHASES, compose
 from .registry import PLOTS, make_meter, view_for
+from .run import Run
 from .sinks.base import Sink, Update
-from .specs import MeterSpec, PlotSpec, check_capacity, check_targets, parse_meter, parse_plot
-
-
-def default_uid() -> str:
-    """A run id from the local time, e.g. ``2026-11-23_07-50-27``."""
-    return time.strftime("%Y-%m-%d_%H-%M-%S")
+from .specs import MeterSpec, PlotSpec, check_definitions
 
 
 class FlexLogger:
@@ -40,21 +39,24 @@ class FlexLogger:
     Args:
         plots: plot name -> ``{'type': 'line', 'opts': {...visdom opts...}}``. Plot types: ``flexlogger.plot_types()``.
         meters: meter name -> ``{'type': 'AverageValueMeter', 'target': 'loss', 'args': {...}}``; ``target``
-            names a plot or a list of plots. Meter types: ``flexlogger.meter_types()``.
-        env: the Visdom environment the windows go to.
-        uid: the run id: window ids are ``<uid>_<plot>``, the run record is ``<log_dir>/<env>/<uid>``.
-            Defaults to the start time (so each run gets its own windows); pass a fixed uid to redraw the same
-            windows on every run.
-        server, port: the Visdom server. ``server=None`` sends nothing to Visdom (the run record still works).
-        log_dir: the run record's root folder; None turns the record off. The run's own folder,
-            ``<log_dir>/<env>/<uid>``, is ``Stat.run_dir`` (``flexlogger replay`` redraws it).
+            names a plot or a list of plots. Meter types: ``flexlogger.meter_types()``. A plot and a meter may share
+            a name when that meter is the one meter feeding that plot (``log(keys=name)`` then means the same).
+        run: the :class:`~flexlogger.run.Run` to write to (its env, record and Visdom sender, shared with its other
+            loggers). None: the logger makes its own run from ``run_options``, and closes it with :meth:`close`.
         strict: ``add()`` of an unknown key raises KeyError; with ``strict=False`` it warns once per key.
-        sinks: extra sinks that receive every update (anything with ``write``/``flush``/``close``).
+        sinks: extra sinks for the logger's own run (anything with ``write``/``flush``/``close``).
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
             collective calls, and draw from rank 0 only (see ``flexlogger.distributed``). Default: on when a
             process group with more than one rank is initialised.
-        **visdom_kwargs: passed on to the Visdom sink (e.g. ``max_points``, ``min_interval``; see
-            ``flexlogger.sinks.visdom.VisdomSink``).
+        **run_options: the options of the run it makes (without ``run=``): ``env``, ``uid``, ``server``,
+            ``port``, ``log_dir``, ``disabled`` and the Visdom sender's (``max_points``, ``min_interval``, ...); see
+            :class:`~flexlogger.run.Run` and ``flexlogger.options``.
+
+    Attributes:
+        run: the logger's :class:`~flexlogger.run.Run`; ``env``, ``uid`` and ``run_dir`` are the run's.
+
+    Raises:
+        ConfigError: a bad definition or option, or an unknown keyword argument (with the closest valid names).
 
     Example:
         >>> Stat = FlexLogger({'loss': {'type': 'line'}},
@@ -63,88 +65,107 @@ class FlexLogger:
     """
 
     def __init__(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None, *,
-                 env: str = "main", uid: str | None = None, server: str | None = "http://localhost",
-                 port: int = 8097, log_dir: str | Path | None = "runs", strict: bool = True,
-                 sinks: Iterable[Sink] = (), distributed: bool | None = None, **visdom_kwargs: Any) -> None:
-        plots, meters = dict(plots or {}), dict(meters or {})
-        if not isinstance(env, str) or not env:
-            raise ConfigError(f"expected `env` to be a non-empty string, but got {env!r}")
-        self.env = env
-        self.uid = uid or default_uid()
-        self.server, self.port = server, port
+                 run: Run | None = None, strict: bool = True, sinks: Iterable[Sink] = (),
+                 distributed: bool | None = None, **run_options: Any) -> None:
+        caller = f"{type(self).__name__}()"
+        for name, value in (("plots", plots), ("meters", meters)):
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"{caller}: expected `{name}` to be a mapping of name -> definition (a dict), but "
+                                  f"got {type(value).__name__} {short_repr(value)}")
+        if run is not None and not isinstance(run, Run):
+            raise ConfigError(f"{caller}: expected `run` to be a flexlogger.Run or None, but got "
+                              f"{type(run).__name__} {short_repr(run)}")
+        problems = check_options({**run_options, "strict": strict, "distributed": distributed}, caller)
+        if run is not None and (run_options or tuple(sinks)):
+            given = sorted([*run_options, *(["sinks"] if tuple(sinks) else [])])
+            problems.append(f"{', '.join(given)}: options of the run, but a run was given (run=); expected them on "
+                            "the Run, or no run=")
+        new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems)
+        raise_problems(caller, problems)  # every problem at once, before a folder or a thread is made
         self.strict = strict
-        # as given, for to_config(); uid and distributed are written only when given (see flexlogger.config)
-        self._options: dict[str, Any] = {"env": env, "uid": uid, "server": server, "port": port, "log_dir": log_dir,
-                                         "strict": strict, "distributed": distributed, **visdom_kwargs}
+        self.distributed = distributed_.active() if distributed is None else distributed
+        self._logger_options: dict[str, Any] = {"strict": strict, "distributed": distributed}
         self._plots: dict[str, PlotSpec] = {}
         self._meter_specs: dict[str, MeterSpec] = {}
         self._meters: dict[str, Meter] = {}
+        self._shape_checks: dict[str, tuple[str, str]] = {}  # meter -> (plot, kind) whose data shape add() checks
         self._warned: set[str] = set()
         self._step = 0
-        self._seq = 0
         self._closed = False
-        self._define(plots, meters)
-        self.distributed = distributed_.active() if distributed is None else distributed
-        self.run_dir: Path | None = None  # the run record's folder, once the record sink made it
-        self._sinks: list[Sink] = []
-        if not self.distributed or distributed_.rank() == 0:  # in distributed mode only rank 0 draws
-            self._sinks = [*self._default_sinks(server, port, log_dir, visdom_kwargs), *sinks]
+        self._owns_run = run is None
+        if run is None:
+            if "disabled" not in run_options and self.distributed:
+                run_options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
+            run = Run._from_options(caller, run_options, sinks)
+        self.run: Run = run
+        run.attach(self, self.to_config)
+        try:
+            self._install(new_plots, new_specs)
+        except BaseException:
+            if self._owns_run:
+                run.close()
+            raise
 
-    def _default_sinks(self, server: str | None, port: int, log_dir: str | Path | None,
-                       visdom_kwargs: dict[str, Any]) -> list[Sink]:
-        # the record first: it has every point even when the Visdom sink raises (DeliveryError)
-        sinks: list[Sink] = []
-        record = None
-        if log_dir is not None:
-            from .sinks.record import RecordSink
+    @property
+    def env(self) -> str:
+        return self.run.env
 
-            record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
-            sinks.append(record)
-            self.run_dir = record.path
-        if server is not None:
-            from .sinks.visdom import VisdomSink
+    @property
+    def uid(self) -> str:
+        return self.run.uid
 
-            visdom_sink = VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_kwargs)
-            sinks.append(visdom_sink)
-            if record is not None:
-                record.undelivered = visdom_sink.pending
-        elif visdom_kwargs:
-            raise ConfigError(f"unexpected argument(s) {', '.join(sorted(visdom_kwargs))} with server=None")
-        return sinks
+    @property
+    def server(self) -> str | None:
+        return self.run.server
+
+    @property
+    def port(self) -> int:
+        return self.run.port
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run record's folder (``<log_dir>/<env>/<uid>``), or None without a record."""
+        return self.run.dir
 
     # definitions -------------------------------------------------------------------------------------------
-    def _define(self, plots: Mapping[str, Any], meters: Mapping[str, Any]) -> None:
+    def _define(self, plots: Mapping[str, Any], meters: Mapping[str, Any], caller: str) -> None:
         """Validate new plots and meters against the existing ones, then build them (all or nothing)."""
-        clash = sorted(set(plots) & set(self._plots)) + sorted(set(meters) & set(self._meter_specs))
-        if clash:
-            raise ConfigError(f"{', '.join(map(repr, clash))} already defined; remove() it first")
-        new_plots = {name: parse_plot(name, raw) for name, raw in plots.items()}
-        if self.server is not None and new_plots:
-            from .sinks.visdom import check_opts
+        problems: list[str] = []
+        new_plots, new_specs = check_definitions(plots, meters, problems, existing_plots=self._plots,
+                                                 existing_meters=self._meter_specs)
+        raise_problems(caller, problems)
+        self._install(new_plots, new_specs)
 
-            for name, plot in new_plots.items():
-                check_opts(f"plots.{name}.opts", plot.opts)
-        all_plots = {**self._plots, **new_plots}
-        new_specs = {name: parse_meter(name, raw) for name, raw in meters.items()}
-        for name, spec in new_specs.items():
-            check_targets(name, spec, all_plots)
-        names = set(all_plots) & ({*self._meter_specs, *new_specs})
-        if names:
-            raise ConfigError(f"{', '.join(map(repr, sorted(names)))} names both a plot and a meter; "
-                              "keys of add()/log() must be unambiguous")
-        check_capacity(all_plots, {**self._meter_specs, **new_specs})
+    def _install(self, new_plots: dict[str, PlotSpec], new_specs: dict[str, MeterSpec]) -> None:
+        self.run.claim(self, new_plots)
         built = {name: make_meter(name, spec.type, dict(spec.args)) for name, spec in new_specs.items()}
         self._plots.update(new_plots)
         self._meter_specs.update(new_specs)
         self._meters.update(built)
+        self._update_checks()
+
+    def _update_checks(self) -> None:
+        """Meters whose values add() checks against the plots they feed (an array for a heatmap must be 2-d):
+        caught in the training loop, naming the meter, rather than by the window that cannot draw it."""
+        self._shape_checks = {}
+        for name, spec in self._meter_specs.items():
+            for plot in spec.target:
+                kind = self._plots[plot].type
+                if kind in _SHAPES and "matrix" in type(self._meters[name]).views and \
+                        type(self._meters[name]).kind == "ValueMeter":
+                    self._shape_checks[name] = (plot, kind)
+
+    def update_config(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None) -> None:
+        """Add several plots and meters at once, all or nothing (every problem reported together)."""
+        self._define(plots or {}, meters or {}, "update_config()")
 
     def add_plot(self, name: str, spec: Mapping[str, Any] | PlotSpec) -> None:
         """Add a window, e.g. ``Stat.add_plot('lr', {'type': 'line'})``."""
-        self._define({name: spec}, {})
+        self._define({name: spec}, {}, "add_plot()")
 
     def add_meter(self, name: str, spec: Mapping[str, Any] | MeterSpec) -> None:
         """Add a meter to existing plots: ``Stat.add_meter('lr_value', {'type': 'ValueMeter', 'target': 'lr'})``."""
-        self._define({}, {name: spec})
+        self._define({}, {name: spec}, "add_meter()")
 
     def remove(self, keys: str | Iterable[str]) -> None:
         """Remove meters and plots. Removing a plot removes the meters that fed only that plot.
@@ -162,8 +183,10 @@ class FlexLogger:
                         self._meter_specs[name] = MeterSpec(spec.type, rest, spec.args)
                     elif name in self._meter_specs:
                         del self._meter_specs[name], self._meters[name]
+                self.run.release(self, [key])
             elif key in self._meter_specs:
                 del self._meter_specs[key], self._meters[key]
+        self._update_checks()
 
     def get_definitions(self) -> dict[str, list[str]]:
         """``{plot: [meters that feed it]}`` in definition order."""
@@ -187,17 +210,16 @@ class FlexLogger:
         return {p: self.window_id(p) for p in self._plots}
 
     def window_id(self, plot: str) -> str:
-        return f"{self.uid}_{plot}"
+        return self.run.window_id(plot)
 
     def to_config(self) -> dict[str, Any]:
-        """The logger as a config dict: its options (env, server, port, log_dir, strict, Visdom sink options; uid
-        only when one was given, so that a reused config gives each run its own windows), plots and meters.
+        """The logger as a config dict: its options (its run's env, server, port, log_dir and Visdom sender options;
+        uid only when one was given, so that a reused config gives each run its own windows; never a password),
+        strict, plots and meters.
 
         ``FlexLogger.from_config(Stat.to_config())`` makes an identical logger. Extra ``sinks`` are not included.
         """
-        from .config import config_dict
-
-        return config_dict(self._plots, self._meter_specs, self._options)
+        return config_dict(self._plots, self._meter_specs, {**self.run.options, **self._logger_options})
 
     def save_config(self, path: str | Path) -> Path:
         """Write :meth:`to_config` to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
@@ -212,42 +234,50 @@ class FlexLogger:
         ``overrides`` replace the config's top-level keys (``env='exp2'``); ``sinks=`` adds extra sinks.
         Every problem is reported at once (:class:`~flexlogger.errors.InvalidConfigError`); see ``flexlogger.config``.
         """
-        from .config import load_config
-
-        sinks = overrides.pop("sinks", ())
+        extra = {k: overrides.pop(k) for k in ("sinks", "run") if k in overrides}
         config = load_config(source, **overrides)
-        return cls(config.plots, config.meters, sinks=sinks, **config.options)
+        options = dict(config.options)
+        if "run" in extra:  # the run's options are the run's: the config's are not used
+            options = {k: v for k, v in options.items() if k in ("strict", "distributed")}
+        return cls(config.plots, config.meters, **extra, **options)
 
     @classmethod
     def from_presets(cls, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
                      preset_args: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any) -> FlexLogger:
         """A logger made of presets: ``FlexLogger.from_presets('loss', 'acc', env='mnist')``; see flexlogger.presets."""
-        from .presets import compose
-
         plots, meters = compose(names, phases, preset_args)
         return cls(plots, meters, **kwargs)
 
     def add_presets(self, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
                     preset_args: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Add the plots and meters of presets, e.g. ``Stat.add_presets('auc+confusion', preset_args=...)``."""
-        from .presets import compose
-
         plots, meters = compose(names, phases, preset_args, taken=[*self._plots, *self._meter_specs])
-        self._define(plots, meters)
+        self._define(plots, meters, "add_presets()")
 
     # the loop ----------------------------------------------------------------------------------------------
-    def add(self, values: Mapping[str, Any]) -> None:
+    def add(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Feed meters: ``{'train_loss': 0.7, 'train_mse': [output, target], 'ap': {'output': o, 'target': t}}``.
 
         A list or tuple is passed as positional arguments, a dict as keyword arguments, anything else as the one
-        argument. Unknown keys raise :class:`UnknownKeyError` (a KeyError) unless ``strict=False``.
+        argument. Unknown keys raise :class:`UnknownKeyError` (a KeyError) unless ``strict=False``. Keyword
+        arguments work too: ``Stat.add(train_loss=0.7)``, as does calling the logger: ``Stat(train_loss=0.7)``.
         """
+        if values is None:
+            values = kwargs
+        elif kwargs:
+            values = {**values, **kwargs}
+        elif type(values) is not dict and not isinstance(values, Mapping):
+            raise MeterInputError(f"add(): expected a mapping of meter name -> value, e.g. {{'train_loss': 0.7}}, "
+                                  f"but got {type(values).__name__} {short_repr(values)}")
         meters = self._meters
+        checks = self._shape_checks
         for key, value in values.items():
             meter = meters.get(key)
             if meter is None:
                 self._unknown_add(key)
                 continue
+            if checks and key in checks:
+                self._check_shape(key, value)
             kind = type(value)
             try:
                 if kind is list or kind is tuple:
@@ -261,6 +291,19 @@ class FlexLogger:
                 if error is None:
                     raise
                 raise error from exc
+
+    __call__ = add
+
+    def _check_shape(self, name: str, value: Any) -> None:
+        plot, kind = self._shape_checks[name]
+        shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value) if isinstance(
+            value, (list, tuple)) else None
+        if shape is None or (len(shape) <= 1 and int(np.prod(shape)) == 1):
+            return  # a number or a string: the meter's own checks
+        ndims = _SHAPES[kind]
+        if len(shape) not in ndims:
+            raise MeterInputError(f"add(): meter {name!r} feeds the {kind} plot {plot!r}, which draws "
+                                  f"{_SHAPE_TEXT[kind]}; got an array of shape {shape}")
 
     def _unknown_add(self, key: str) -> None:
         message = unknown_name_message("meter", key, self._meters)
@@ -280,6 +323,9 @@ class FlexLogger:
         """Meter names selected by ``keys`` (meter or plot names); None selects every meter."""
         if keys is None:
             return list(self._meters)
+        if not isinstance(keys, (str, list, tuple, set, frozenset, dict)) and not hasattr(keys, "__iter__"):
+            raise ConfigError(f"expected `keys` to be a meter or plot name, or a list of them, but got "
+                              f"{type(keys).__name__} {short_repr(keys)}")
         keys = [keys] if isinstance(keys, str) else list(keys)
         self._check_keys(keys)
         chosen: dict[str, None] = {}
@@ -290,11 +336,17 @@ class FlexLogger:
                 chosen[key] = None
         return list(chosen)
 
+    def step(self, n: int = 1) -> int:
+        """Advance the step counter that ``log()`` uses when called without a step; return the new step."""
+        self._step += n
+        return self._step
+
     def log(self, step: float | None = None, keys: str | Iterable[str] | None = None, reset: bool = True) -> None:
         """Put the selected meters' values on their plots at ``x=step``, then reset those meters.
 
         Args:
-            step: the x value; None uses an internal counter (one more than the last step logged).
+            step: the x value; None uses an internal counter (one more than the last step logged, or as
+                advanced by :meth:`step`).
             keys: meter or plot names (None: all); a plot name selects every meter that feeds it.
             reset: reset the logged meters afterwards.
 
@@ -305,25 +357,19 @@ class FlexLogger:
         if step is None:
             step = self._step
         elif not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step):
-            raise ConfigError(f"log(): expected `step` to be a finite number, but got {step!r}")
+            raise ConfigError(f"log(): expected `step` to be a finite number, but got {short_repr(step)}")
         else:  # numpy numbers too (`for epoch in np.arange(n)`), as Python numbers
             step = int(step) if isinstance(step, numbers.Integral) else float(step)
         self._step = math.floor(step) + 1
-        error: Exception | None = None
-        for plot, data in self._collect(self._sources(chosen)).items():
-            self._seq += 1
-            spec = self._plots[plot]
-            update = Update(plot, spec.type, step, data, spec.opts, self._seq)
-            for sink in self._sinks:
-                try:
-                    sink.write(update)
-                except Exception as exc:  # e.g. DeliveryError: the other sinks (the record) still get every plot
-                    error = error or exc
-        if reset:
-            for name in chosen:
-                self._meters[name].reset()
-        if error is not None:
-            raise error
+        run = self.run
+        updates = [Update(plot, self._plots[plot].type, step, data, self._plots[plot].opts, run.next_seq())
+                   for plot, data in self._collect(self._sources(chosen)).items()]
+        try:
+            run.write(updates)
+        finally:
+            if reset:
+                for name in chosen:
+                    self._meters[name].reset()
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
         """The chosen meters; in distributed mode, pooled over every rank (a collective call)."""
@@ -331,24 +377,22 @@ class FlexLogger:
         return distributed_.pooled(meters) if self.distributed else meters
 
     def _collect(self, meters: Mapping[str, Meter]) -> dict[str, dict[str, Any]]:
-        """``{plot: {trace or meter: value}}`` for the non-empty meters."""
+        """``{plot: {trace or meter: value}}`` for the non-empty meters, in each plot kind's data form."""
         out: dict[str, dict[str, Any]] = {}
         for name, meter in meters.items():
             if meter.count == 0:
                 continue
             for plot in self._meter_specs[name].target:
-                view = view_for(PLOTS[self._plots[plot].type], type(meter))
+                spec = self._plots[plot]
+                kind = PLOTS[spec.type]
+                view = view_for(kind, type(meter))
                 data = out.setdefault(plot, {})
                 if view == "scalar":
                     data.update(meter.scalars())
-                elif view == "vector":
-                    data[name] = meter.vector()
-                elif view == "matrix":
-                    data[name] = meter.matrix()
-                elif view == "curve":
-                    data[name] = meter.curve()
+                elif kind.data == "histogram":
+                    data[name] = _histogram(meter, spec.opts)
                 else:
-                    data[name] = meter.text()
+                    data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
         return out
 
     def value(self, keys: str | Iterable[str] | None = None) -> dict[str, Any]:
@@ -362,21 +406,26 @@ class FlexLogger:
 
     # delivery ----------------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> int:
-        """Block until every logged point reached every sink (or ``timeout`` s passed); return how many are pending."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = 0
-        for sink in self._sinks:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            pending += sink.flush(left)
-        return pending
+        """Block until every logged point reached every sink of the run (or ``timeout`` s passed); return how many
+        are pending."""
+        return self.run.flush(timeout)
 
     def close(self) -> None:
-        """Flush and close every sink. The logger cannot log afterwards; closing twice is harmless."""
+        """Stop logging; close the run if the logger made it (flushing every sink). Closing twice is harmless.
+
+        A logger given a ``run=`` leaves the run open for its other loggers: close the run itself.
+        """
         if self._closed:
             return
         self._closed = True
-        for sink in reversed(self._sinks):  # the Visdom sink before the record, whose summary counts undelivered
-            sink.close()
+        if self._owns_run:
+            self.run.close()
+        else:
+            self.run.release(self, list(self._plots))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _check_open(self) -> None:
         if self._closed:
@@ -387,7 +436,13 @@ class FlexLogger:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_run:
+            self.run.__exit__(exc_type, exc, tb)
+        else:
+            self.run.release(self, list(self._plots))
 
     # display -----------------------------------------------------------------------------------------------
     def table(self) -> str:
@@ -407,8 +462,52 @@ class FlexLogger:
         print(self.table())
 
     def __repr__(self) -> str:
-        head = f"FlexLogger(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})"
+        head = f"{type(self).__name__}(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})"
         return f"{head}\n{self.table()}"
+
+
+def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | None = DEFAULT_PHASES,
+                      preset_args: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any) -> FlexLogger:
+    """A FlexLogger made of presets.
+
+    Args:
+        names: preset names joined by ``+`` (``'loss+MSE'``, case-insensitive), or a list of them.
+        phases: each per-phase meter template is made once per phase, as ``{phase}_{name}``.
+        preset_args: preset parameters, ``{preset: {meter argument: value}}``: ``{'confusion': {'k': 10}}``.
+        **kwargs: FlexLogger options (``run``, ``env``, ``uid``, ``server``, ``port``, ``log_dir``, ...).
+
+    Example:
+        >>> Stat = get_preset_logger('loss+acc+confusion', preset_args={'confusion': {'k': 10}}, env='mnist')
+        >>> Stat.add({'train_loss': loss, 'train_acc': [logits, y], 'train_confusion': [logits, y]})
+    """
+    if not isinstance(names, (str, list, tuple)):
+        raise ConfigError(f"get_preset_logger(): expected preset names such as 'loss+acc' or ['loss', 'acc'], but "
+                          f"got {type(names).__name__} {short_repr(names)}")
+    listed = [names] if isinstance(names, str) else list(names)
+    return FlexLogger.from_presets(*listed, phases=phases, preset_args=preset_args, **kwargs)
+
+
+# the shapes add() checks for a ValueMeter feeding these plot kinds (the number of dimensions each draws)
+_SHAPES: dict[str, tuple[int, ...]] = {"heatmap": (2,), "image": (2, 3)}
+_SHAPE_TEXT = {"heatmap": "a 2-d matrix", "image": "an H x W, C x H x W or H x W x C array"}
+
+
+def _histogram(meter: Meter, opts: Mapping[str, Any]) -> Histogram:
+    """A meter's latest array as bin counts (only the counts travel to the record and the server). A meter
+    holding a :class:`~flexlogger.plots.Histogram` already (counted on the device by TooledModel) passes it on."""
+    value = meter.value()
+    if isinstance(value, Histogram):
+        return value
+    flat = np.asarray(meter.vector(), dtype=np.float64).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    bins = int(opts.get("numbins", DEFAULT_BINS))
+    if not flat.size:
+        return Histogram((0.0,) * bins, 0.0, 1.0)
+    lo, hi = float(flat.min()), float(flat.max())
+    counts, _ = np.histogram(flat, bins=bins, range=(lo, hi) if hi > lo else (lo - 0.5, hi + 0.5))
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return Histogram(tuple(float(c) for c in counts), lo, hi)
 
 
 def _arity_error(meter: Meter, value: Any) -> MeterInputError | None:

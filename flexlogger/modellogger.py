@@ -20,12 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .errors import UnknownNameError, unknown_name_message
+from .errors import ConfigError, UnknownNameError, short_repr, unknown_name_message
 from .logger import FlexLogger
+from .options import check_options, raise_problems
 from .tooled import GROUPS, Selector, Stats, TooledModel
 
 __all__ = ["MODES", "TooledModelLogger"]
@@ -39,15 +38,18 @@ class TooledModelLogger:
 
     Args:
         model: the model to watch.
+        logger: a :class:`~flexlogger.logger.FlexLogger` to add the model's plots and meters to (same run, env,
+            record and sender thread as your own metrics). None: a FlexLogger of its own is made from
+            ``flexlogger_kwargs``, and closed by :meth:`close`.
         mode: ``'by_layer'`` (a window per layer, a trace per group statistic) or ``'by_metric'`` (a window per
             group statistic, a trace per layer).
         stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.tooled.TooledModel`.
         histograms: histogram windows of parameter groups: ``True`` for ``Weights`` and ``Weight_grad``, or a list
-            of parameter group names. Visdom bins the raw values, so they reach the host too: in one more
-            transfer per recorded step, next to the statistics' one.
-        bins: number of histogram bins (Visdom's ``numbins``).
-        **flexlogger_kwargs: passed to :class:`~flexlogger.logger.FlexLogger` (``env``, ``uid``, ``server``,
-            ``port``, ``log_dir``, ...).
+            of parameter group names. The bin counts are computed on the device (TooledModel): only ``bins``
+            numbers per window reach the host, the run record and the server, whatever the size of the model.
+        bins: number of histogram bins.
+        **flexlogger_kwargs: passed to the :class:`~flexlogger.logger.FlexLogger` it makes (``run``, ``env``,
+            ``uid``, ``server``, ``port``, ``log_dir``, ...); none may be given with ``logger=``.
 
     Attributes:
         tooled: the :class:`~flexlogger.tooled.TooledModel` that records the statistics.
@@ -55,41 +57,44 @@ class TooledModelLogger:
 
     Raises:
         ConfigError: a bad argument (the message lists the valid choices); the model is left without hooks.
+
+    Example:
+        >>> Stat = flexlogger.get_preset_logger('loss+acc', env='mnist')
+        >>> TMLogger = TooledModelLogger(model, logger=Stat)     # one run: one folder, one sender, one env
     """
 
-    def __init__(self, model: nn.Module, mode: str = "by_layer", stats: Sequence[str] = ("mean", "std"),
-                 groups: Sequence[str] = GROUPS, params: Sequence[str] = (), layers: Selector | None = None,
-                 every: int = 1, histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
-                 **flexlogger_kwargs: Any) -> None:
+    def __init__(self, model: nn.Module, logger: FlexLogger | None = None, mode: str = "by_layer",
+                 stats: Sequence[str] = ("mean", "std"), groups: Sequence[str] = GROUPS, params: Sequence[str] = (),
+                 layers: Selector | None = None, every: int = 1, histograms: bool | Sequence[str] = False,
+                 bins: int = 30, anomaly: bool = True, **flexlogger_kwargs: Any) -> None:
+        caller = "TooledModelLogger()"
         if mode not in MODES:
             raise UnknownNameError(unknown_name_message("mode", mode, MODES))
+        if logger is not None and not isinstance(logger, FlexLogger):
+            raise ConfigError(f"{caller}: expected `logger` to be a FlexLogger or None, but got "
+                              f"{type(logger).__name__} {short_repr(logger)}")
+        problems = check_options({k: v for k, v in flexlogger_kwargs.items() if k not in ("run", "sinks")}, caller)
+        if logger is not None and flexlogger_kwargs:
+            problems.append(f"{', '.join(sorted(flexlogger_kwargs))}: options of a FlexLogger, but a logger was given "
+                            "(logger=); expected them on that logger, or no logger=")
+        raise_problems(caller, problems)
         self.mode = mode
+        self.histogram_groups = _histogram_groups(model, groups, params, histograms)
         self.tooled = TooledModel(model, stats=stats, groups=groups, params=params, layers=layers, every=every,
-                                  bins=bins, anomaly=anomaly)
+                                  histograms=self.histogram_groups, bins=bins, anomaly=anomaly)
+        self._owns_logger = logger is None
         try:
-            self.histogram_groups = self._histogram_groups(histograms)
             plots, meters = self._definitions(bins)
-            self.logger = FlexLogger(plots, meters, **flexlogger_kwargs)
+            if logger is None:
+                logger = FlexLogger(plots, meters, **flexlogger_kwargs)
+            else:
+                logger.update_config(plots, meters)
         except BaseException:
             self.tooled.remove()
             raise
+        self.logger: FlexLogger = logger
         self._own_plots = list(plots)
         self._last_step: int | None = None
-
-    def _histogram_groups(self, histograms: bool | Sequence[str]) -> tuple[str, ...]:
-        tm = self.tooled
-        param_groups = tuple(g for g in tm.groups if g not in _ACTIVATION_GROUPS)
-        if histograms is True:
-            return tuple(g for g in ("Weights", "Weight_grad") if g in param_groups)
-        if histograms is False:
-            return ()
-        chosen = (histograms,) if isinstance(histograms, str) else tuple(histograms)
-        for g in chosen:
-            if g not in param_groups:
-                raise UnknownNameError("histograms: " + unknown_name_message("parameter group", g, param_groups)
-                                       + " (activations are not kept until step(), so only parameter groups "
-                                         "have histogram windows)")
-        return chosen
 
     def _definitions(self, bins: int) -> tuple[dict[str, Any], dict[str, Any]]:
         tm = self.tooled
@@ -126,7 +131,6 @@ class TooledModelLogger:
         """
         tm = self.tooled
         index = tm.step_index
-        arrays = tm.parameter_tensors(self.histogram_groups) if self.histogram_groups and tm.recording else {}
         stats = tm.step()
         if stats is None:
             return None
@@ -138,14 +142,16 @@ class TooledModelLogger:
                     name = f"{layer}.{group}.{stat}"
                     if name in meters:
                         values[name] = v
-        for name, array in _to_host({f"{layer}.{group}.values": t for layer, groups in arrays.items()
-                                     for group, t in groups.items()}).items():
-            if name in meters:
-                values[name] = array
+        if self.histogram_groups:  # bin counts made on the device with the statistics' one transfer
+            for layer, groups_hist in tm.get_histograms().items():
+                for group, hist in groups_hist.items():
+                    name = f"{layer}.{group}.values"
+                    if name in meters:
+                        values[name] = hist
         self.logger.add(values)
         self._last_step = index
         if log:
-            self.logger.log(step=index, keys=self._own_plots)
+            self.logger.log(step=index, keys=[p for p in self._own_plots if p in self.logger.plots])
         return stats
 
     def add(self, values: Mapping[str, Any]) -> None:
@@ -202,9 +208,11 @@ class TooledModelLogger:
         return self.logger.flush(timeout)
 
     def close(self) -> None:
-        """Remove the hooks from the model and close the logger (flushing it). Closing twice is harmless."""
+        """Remove the hooks from the model and close the logger if it made it (flushing it); a logger given with
+        ``logger=`` stays open for its own metrics. Closing twice is harmless."""
         self.tooled.remove()
-        self.logger.close()
+        if self._owns_logger:
+            self.logger.close()
 
     def __enter__(self) -> TooledModelLogger:
         return self
@@ -218,18 +226,21 @@ class TooledModelLogger:
                 f"{self.tooled!r})")
 
 
-def _to_host(tensors: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
-    """Each tensor flattened to a float64 array, with one device-to-host transfer per device."""
-    by_device: dict[torch.device, list[str]] = {}
-    for name, t in tensors.items():
-        by_device.setdefault(t.device, []).append(name)
-    out: dict[str, np.ndarray] = {}
-    for names in by_device.values():
-        flat = torch.cat([tensors[n].reshape(-1).double() for n in names]).cpu().numpy()
-        pos = 0
-        for n in names:
-            size = tensors[n].numel()
-            out[n] = flat[pos:pos + size]
-            pos += size
-    return out
-
+def _histogram_groups(model: nn.Module, groups: Sequence[str], params: Sequence[str],
+                      histograms: bool | Sequence[str]) -> tuple[str, ...]:
+    """The parameter groups that get histogram windows (checked before any hook is attached)."""
+    params = (params,) if isinstance(params, str) else tuple(params)
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
+    param_groups = tuple(g for g in (*groups, *params, *(f"{p}_grad" for p in params))
+                         if g not in _ACTIVATION_GROUPS)
+    if histograms is True:
+        return tuple(g for g in ("Weights", "Weight_grad") if g in param_groups)
+    if histograms is False:
+        return ()
+    chosen = (histograms,) if isinstance(histograms, str) else tuple(histograms)
+    for g in chosen:
+        if g not in param_groups:
+            raise UnknownNameError("histograms: " + unknown_name_message("parameter group", g, param_groups)
+                                   + " (activations are not kept until step(), so only parameter groups "
+                                     "have histogram windows)")
+    return chosen

@@ -34,15 +34,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .config import SUFFIXES, check_definitions, parse_text
+from .config import SUFFIXES, parse_text
 from .errors import ConfigError, InvalidConfigError, UnknownNameError, unknown_name_message
 from .registry import METERS, meter_args, meter_info
-from .specs import MeterSpec, PlotSpec
-
-if TYPE_CHECKING:
-    from .logger import FlexLogger
+from .specs import MeterSpec, PlotSpec, check_definitions
 
 DEFAULT_PHASES: tuple[str, ...] = ("train", "test")
 BUILTIN = "built-in"
@@ -151,7 +148,7 @@ def _parse_preset(name: str, source: str, where: str, data: Any, problems: list[
         required = {}
     # per-phase meter templates become {phase}_{name}: a template may share its plot's name (loss -> train_loss)
     plots, meters = check_definitions(data.get("plots"), data.get("meters"), problems,
-                                      distinct_names=per_phase is False)
+                                      check_shared=per_phase is False)
     accepted = {a for spec in meters.values() for a in meter_args(spec.type)}
     for arg in required:
         if meters and arg not in accepted:
@@ -170,6 +167,9 @@ def _parse_preset(name: str, source: str, where: str, data: Any, problems: list[
 def preset_info(name: str) -> dict[str, Any]:
     """What a preset defines: its plots, its meters (with what each ``add()`` takes) and its arguments.
 
+    A composed name (``'loss+Acc'``, as ``get_preset_logger`` takes it) gives the info of each preset under
+    ``presets``, and their plots, meters and names together; ``args`` is then ``{preset: {argument: default}}``.
+
     Example:
         >>> info = flexlogger.preset_info('acc')
         >>> info['meters']['acc']['add']
@@ -177,6 +177,8 @@ def preset_info(name: str) -> dict[str, Any]:
         >>> info['meter_names']
         ['train_acc', 'test_acc']
     """
+    if isinstance(name, str) and "+" in name:
+        return _composed_info(name)
     preset = load_preset(name)
     args: dict[str, Any] = {}
     for spec in preset.meters.values():
@@ -197,6 +199,28 @@ def preset_info(name: str) -> dict[str, Any]:
         "required": dict(preset.required),
         "meter_names": list(meters),
         "plot_names": list(plots),
+    }
+
+
+def _composed_info(name: str) -> dict[str, Any]:
+    names = split_names(name)
+    if not all(names):
+        raise ConfigError(f"preset_info(): empty preset name in {name!r}; expected names joined by '+', e.g. "
+                          "'loss+acc'")
+    infos = [preset_info(n) for n in names]  # every name checked
+    joined = "+".join(info["name"] for info in infos)
+    return {
+        "name": joined,
+        "source": ", ".join(sorted({str(info["source"]) for info in infos})),
+        "description": "; ".join(info["description"] for info in infos if info["description"]),
+        "per_phase": any(info["per_phase"] for info in infos),
+        "plots": {k: v for info in infos for k, v in info["plots"].items()},
+        "meters": {k: v for info in infos for k, v in info["meters"].items()},
+        "args": {info["name"]: info["args"] for info in infos},
+        "required": {info["name"]: info["required"] for info in infos if info["required"]},
+        "meter_names": [m for info in infos for m in info["meter_names"]],
+        "plot_names": [p for info in infos for p in info["plot_names"]],
+        "presets": infos,
     }
 
 
@@ -357,23 +381,3 @@ def compose(names: Any, phases: Any = None, preset_args: Any = None, taken: Iter
     if problems:
         raise InvalidConfigError("", problems)
     return plots, meters
-
-
-def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | None = DEFAULT_PHASES,
-                      preset_args: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any) -> FlexLogger:
-    """A FlexLogger made of presets.
-
-    Args:
-        names: preset names joined by ``+`` (``'loss+MSE'``, case-insensitive), or a list of them.
-        phases: each per-phase meter template is made once per phase, as ``{phase}_{name}``.
-        preset_args: preset parameters, ``{preset: {meter argument: value}}``: ``{'confusion': {'k': 10}}``.
-        **kwargs: FlexLogger options (``env``, ``uid``, ``server``, ``port``, ``log_dir``, ...).
-
-    Example:
-        >>> Stat = get_preset_logger('loss+acc+confusion', preset_args={'confusion': {'k': 10}}, env='mnist')
-        >>> Stat.add({'train_loss': loss, 'train_acc': [logits, y], 'train_confusion': [logits, y]})
-    """
-    from .logger import FlexLogger
-
-    listed = [names] if isinstance(names, str) else list(names)
-    return FlexLogger.from_presets(*listed, phases=phases, preset_args=preset_args, **kwargs)

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import ConfigError, UnknownNameError, unknown_name_message
-from .registry import METERS, PLOTS, meter_args, view_for
+import numpy as np
+
+from .errors import ConfigError, Problem, UnknownNameError, short_repr, unknown_name_message
+from .registry import METERS, PLOTS, meter_args, meter_class, view_for
 
 PLOT_KEYS = ("type", "opts")
 METER_KEYS = ("type", "target", "args")
@@ -64,6 +66,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.generic):  # np.int64(4) from a computation: the number
+        return value.item()
     return value
 
 
@@ -85,12 +89,15 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     _check_name(where, name)
     raw = _check_mapping(where, raw, PLOT_KEYS)
     _check_type(where, raw, "plot type", PLOTS)
-    opts = raw.get("opts") or {}
+    opts = _plain(raw.get("opts") or {})
     if not isinstance(opts, Mapping):
-        raise ConfigError(f"{where}.opts: expected a mapping of Visdom options, but got {opts!r}")
+        raise ConfigError(f"{where}.opts: expected a mapping of Visdom options, but got {short_repr(opts)}")
     if "legend" in opts:  # Visdom would name every trace of a line after its first entry
         raise ConfigError(f"{where}.opts.legend: expected no `legend`: a window's legend is the names of the meters "
                           "that feed it (e.g. train_err@1, train_err@5); name the meters as they should be shown")
+    from .sinks.visdom import check_opts  # what Visdom's client would reject, whatever the data
+
+    check_opts(f"{where}.opts", opts)
     return PlotSpec(raw["type"], MappingProxyType(_plain(opts)))
 
 
@@ -99,7 +106,12 @@ def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
     where = where or f"meters.{name}"
     _check_name(where, name)
     raw = _check_mapping(where, raw, METER_KEYS)
-    _check_type(where, raw, "meter type", METERS)
+    if "type" not in raw:
+        raise ConfigError(f"{where}.type: missing; valid meter types: {', '.join(sorted(METERS))}")
+    try:
+        meter_class(raw["type"])  # our own types, or torchmetrics.<ClassName> (with why a name is refused)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{where}.type: {exc}") from None
     if "target" not in raw:
         raise ConfigError(f"{where}.target: missing; expected the name of the plot (or a list of plots) it feeds")
     target = raw["target"]
@@ -138,3 +150,103 @@ def check_capacity(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec
         if limit is not None and len(fed) > limit:
             raise ConfigError(f"plots.{name}: a {plot.type!r} plot shows at most {limit} meter(s), but "
                               f"{', '.join(fed)} target it; give each its own plot")
+
+
+def check_names(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec], prefix: str = "") -> list[str]:
+    """Names used by both a plot and a meter, where that is ambiguous: ``log(keys=name)`` selects a plot's
+    meters or the meter of that name, so a plot and a meter may share a name only when that meter is the one meter
+    feeding that plot (``{'lr': line}`` with ``{'lr': ValueMeter -> lr}``): both readings then select the same."""
+    problems = []
+    for name in sorted(set(plots) & set(meters), key=str):
+        fed = [m for m, spec in meters.items() if name in spec.target]
+        if fed != [name]:
+            others = [m for m in fed if m != name]
+            why = (f"meter {name!r} does not feed plot {name!r}" if name not in fed else
+                   f"plot {name!r} is also fed by {', '.join(map(repr, others))}")
+            problems.append(f"{prefix}meters.{name}: {name!r} names both a plot and a meter, and {why}: "
+                            "log(keys=...) would be ambiguous; expected distinct names, or a plot fed only by the "
+                            "meter of its name")
+    return problems
+
+
+def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], prefix: str = "",
+                      existing_plots: Mapping[str, PlotSpec] | None = None,
+                      existing_meters: Mapping[str, MeterSpec] | None = None, check_shared: bool = True,
+                      ) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
+    """Validate ``plots`` and ``meters`` sections together, appending every problem to ``problems``.
+
+    The one place where definitions are checked: ``FlexLogger(...)``, ``add_plot``/``add_meter``,
+    ``load_config`` and presets all call it, so a config that loads is a config that builds. Besides each spec
+    on its own (type, keys, Visdom opts, meter args) it checks targets, names clashing with existing ones,
+    names shared by a plot and a meter (see :func:`check_names`), plot capacity, and builds each meter once
+    (then drops it) so that bad argument values are reported too.
+
+    Args:
+        plots_raw, meters_raw: the new definitions (mappings of name -> dict or spec).
+        problems: where problems go, each prefixed with its path (``meters.train_loss.type: ...``).
+        prefix: prepended to every path.
+        existing_plots, existing_meters: definitions already built (a logger's), which the new ones join.
+        check_shared: check names shared by a plot and a meter (off for presets' per-phase templates, which may
+            share their plot's name: the meter ``loss`` becomes ``train_loss``).
+
+    Returns:
+        The new definitions that are valid.
+    """
+    from .registry import make_meter
+
+    old_plots, old_meters = dict(existing_plots or {}), dict(existing_meters or {})
+    plots: dict[str, PlotSpec] = {}
+    meters: dict[str, MeterSpec] = {}
+    sections = {}
+    for key, raw in (("plots", plots_raw), ("meters", meters_raw)):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            what = "{type, opts}" if key == "plots" else "{type, target, args}"
+            problems.append(f"{prefix}{key}: expected a mapping of {key[:-1]} name -> {what}, "
+                            f"but got {type(raw).__name__} {short_repr(raw)}")
+            raw = {}
+        sections[key] = raw
+    for key, old in (("plots", old_plots), ("meters", old_meters)):
+        for name in sections[key]:
+            if name in old:
+                problems.append(f"{prefix}{key}.{name}: {name!r} already defined; remove() it first")
+    for name, raw in sections["plots"].items():
+        if name in old_plots:
+            continue
+        try:
+            plots[name] = parse_plot(name, raw, f"{prefix}plots.{name}")
+        except ConfigError as exc:
+            problems.append(Problem.of(exc))
+    all_plots = {**old_plots, **plots}
+    parsed: dict[str, MeterSpec] = {}  # every meter that parses, valid targets or not (for the name check)
+    for name, raw in sections["meters"].items():
+        if name in old_meters:
+            continue
+        where = f"{prefix}meters.{name}"
+        try:
+            spec = parse_meter(name, raw, where)
+        except ConfigError as exc:
+            problems.append(Problem.of(exc))
+            continue
+        parsed[name] = spec
+        try:
+            if all(t in all_plots for t in spec.target if t in sections["plots"]):  # a broken plot: reported
+                check_targets(name, spec, all_plots, where)
+            meters[name] = spec
+        except ConfigError as exc:
+            problems.append(Problem.of(exc))
+        try:
+            make_meter(name, spec.type, dict(spec.args))
+        except (ConfigError, TypeError, ValueError) as exc:
+            problems.append(Problem.of(exc, f"{where}.args: ") if isinstance(exc, ConfigError)
+                            else f"{where}.args: {exc}")
+    all_meters = {**old_meters, **meters}
+    if check_shared:
+        problems.extend(check_names(all_plots, {**old_meters, **parsed}, prefix))
+    for name, plot in all_plots.items():
+        try:
+            check_capacity({name: plot}, all_meters)
+        except ConfigError as exc:
+            problems.append(Problem.of(exc, prefix))
+    return plots, meters

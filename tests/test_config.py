@@ -17,8 +17,11 @@ import visdom
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, load_config
-from flexlogger.config import NOT_IN_CONFIG, OPTIONS, option_names, save_config, visdom_options
+from flexlogger import options as options_
+from flexlogger.config import option_names, save_config
+from flexlogger.run import Run
 from flexlogger.server import VisdomServer
+from flexlogger.sinks.visdom import VisdomSink
 
 FLEXLOGGER_DIR = Path(flexlogger.__file__).parent
 OFFLINE: dict[str, Any] = {"server": None, "log_dir": None}
@@ -48,11 +51,16 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_options_match_flexlogger_signature() -> None:
-    params = inspect.signature(FlexLogger.__init__).parameters
-    named = {n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD}
-    assert set(OPTIONS) == named - set(NOT_IN_CONFIG)
-    assert {"min_interval", "timeout"} <= set(visdom_options())  # derived from VisdomSink's signature
+def test_options_match_the_signatures() -> None:
+    """The one option table names exactly the keywords of Run, the Visdom sink and FlexLogger."""
+    def keywords(fn: Any, skip: set[str]) -> set[str]:
+        params = inspect.signature(fn).parameters
+        return {n for n, p in params.items() if n not in skip and p.kind is not inspect.Parameter.VAR_KEYWORD}
+
+    assert set(options_.names("run")) == keywords(Run.__init__, {"self", "sinks"})
+    assert set(options_.names("visdom")) == keywords(VisdomSink.__init__, {"self", "server", "port", "env", "uid"})
+    assert set(options_.names("logger")) == keywords(FlexLogger.__init__, {"self", "plots", "meters", "run",
+                                                                           "sinks"})
 
 
 def test_only_config_imports_yaml() -> None:
@@ -192,10 +200,10 @@ meters:
     problems = info.value.problems
     expected = [
         r"evn: unknown config key 'evn' \(did you mean 'env'\?\); valid config keys: ",
-        r"port: expected a port number from 1 to 65535, but got 'eighty'",
-        r"strict: expected true or false, but got 'yes please'",
-        r"min_interval: expected a non-negative number \(a Visdom sink option, default 0.2\), but got -1",
-        r"min_interval: a Visdom sink option, but server is null \(nothing is sent to Visdom\); expected no Visdom "
+        r"port: expected an int from 1 to 65535, but got 'eighty'",
+        r"strict: expected True or False .*, but got 'yes please'",
+        r"min_interval: expected a finite number of seconds >= 0, but got -1",
+        r"min_interval: a Visdom sender option, but server is None \(nothing is sent to Visdom\); expected no Visdom "
         r"options, or a server",
         r"plots.err.type: unknown plot type 'lines' \(did you mean 'line'\?\); valid plot types: bar, curve",
         r"meters.train_loss.type: unknown meter type 'AverageMeter' \(did you mean 'AverageValueMeter'.*\); "
@@ -208,8 +216,8 @@ meters:
         r"meters.c3.target: plot 'loss' is a 'line' plot, which cannot draw a ConfusionMeter .*; plot types that "
         r"can: heatmap, image, text",
         r"meters.both.target: unknown plot 'lost' \(did you mean 'loss', 'both'\?\); valid plots: both, conf, loss",
-        r"meters.both: 'both' names both a plot and a meter; expected distinct names \(the keys of add\(\) and "
-        r"log\(\) must be unambiguous\)",
+        r"meters.both: 'both' names both a plot and a meter, and meter 'both' does not feed plot 'both': "
+        r"log\(keys=...\) would be ambiguous",
         r"plots.conf: a 'heatmap' plot shows at most 1 meter\(s\), but c1, c2 target it; give each its own plot",
     ]
     assert len(problems) == len(expected), "\n".join(problems)
@@ -229,18 +237,25 @@ meters:
     ({"plots": {"p": {"type": "line"}}, "meters": {"m": {"type": "ValueMeter", "target": []}}},
      r"meters.m.target: expected a plot name or a non-empty list of plot names, but got \[\]"),
     ({"env": ""}, r"^config: env: expected a non-empty string \(the Visdom environment\), but got ''$"),
-    ({"uid": 3}, r"uid: expected a non-empty string, or null for a new uid \(the start time\) per run, but got 3"),
-    ({"server": 8097}, r"server: expected a server address such as 'http://localhost', or null to send nothing to "
-                       r"Visdom, but got 8097"),
-    ({"port": 0}, r"port: expected a port number from 1 to 65535, but got 0"),
-    ({"port": True}, r"port: expected a port number from 1 to 65535, but got True"),
-    ({"log_dir": 5}, r"log_dir: expected a folder for the run record, or null to turn it off, but got 5"),
-    ({"distributed": "no"}, r"distributed: expected true, false, or null to decide from torch.distributed, "
+    ({"uid": 3}, r"uid: expected a non-empty string, or None for a new uid \(start time and a random suffix\) per "
+                 r"run, but got 3"),
+    ({"server": 8097}, r"server: expected a URL with its scheme, such as 'http://localhost', or None to send nothing "
+                       r"to Visdom, but got 8097"),
+    ({"server": "localhost"}, r"server: expected a URL with its scheme, .* but got 'localhost'"),
+    ({"port": 0}, r"port: expected an int from 1 to 65535, but got 0"),
+    ({"port": True}, r"port: expected an int from 1 to 65535, but got True"),
+    ({"log_dir": 5}, r"log_dir: expected a folder \(str or Path\) for the run record, or None to turn it off, but "
+                     r"got 5"),
+    ({"distributed": "no"}, r"distributed: expected True, False, or None to decide from torch.distributed, "
                             r"but got 'no'"),
-    ({"base_url": 1}, r"base_url: expected a string \(a Visdom sink option, default ''\), but got 1"),
-    ({"max_points": 2.5}, r"max_points: expected a non-negative integer \(a Visdom sink option, default 2000\), "
-                          r"but got 2.5"),
-    ({"server": None, "timeout": 3}, r"timeout: a Visdom sink option, but server is null \(nothing is sent to "
+    ({"base_url": 1}, r"base_url: expected '' or a URL path such as '/visdom' \(no trailing slash\), but got 1"),
+    ({"max_points": 2.5}, r"max_points: expected an int >= 16 \(points a line trace shows before it is "
+                          r"downsampled\), but got 2.5"),
+    ({"max_points": 5}, r"max_points: expected an int >= 16 .*, but got 5"),
+    ({"timeout": float("inf")}, r"timeout: expected a finite number of seconds > 0, but got inf"),
+    ({"plots": {"p": {"type": "line", "opts": {"markersize": -1}}}},
+     r"plots.p.opts: Visdom's client rejects \{'markersize': -1\}: marker size should be a positive number"),
+    ({"server": None, "timeout": 3}, r"timeout: a Visdom sender option, but server is None \(nothing is sent to "
                                      r"Visdom\); expected no Visdom options, or a server"),
     ({"phases": ["a"]}, r"phases: only used with presets, but the config names none; expected a `presets` key "
                         r"\(e.g. presets: loss\+acc\) or no `phases`$"),
@@ -294,10 +309,12 @@ def test_missing_file_and_bad_source(tmp_path: Path) -> None:
 
 
 def test_save_errors(tmp_path: Path) -> None:
-    stat = FlexLogger({"p": {"type": "line", "opts": {"callback": object()}}}, {}, **OFFLINE)
+    with pytest.raises(ConfigError, match=r"^FlexLogger\(\): plots.p.opts: expected Visdom options that are JSON "
+                                          r"\(str, numbers, lists, dicts\), but got \{'callback': <object"):
+        FlexLogger({"p": {"type": "line", "opts": {"callback": object()}}}, {}, **OFFLINE)
     with pytest.raises(ConfigError, match=r"config.plots.p.opts.callback: object <object object at .*> cannot be "
                                           r"written to a config file; expected plain data"):
-        stat.save_config(tmp_path / "c.yaml")
+        save_config({"plots": {"p": {"type": "line", "opts": {"callback": object()}}}}, tmp_path / "c.yaml")
     with pytest.raises(ConfigError, match=r"save_config: unknown suffix '.toml' of '.*c.toml'; expected one of "
                                           r".yaml, .yml, .json"):
         save_config({}, tmp_path / "c.toml")
@@ -305,4 +322,5 @@ def test_save_errors(tmp_path: Path) -> None:
 
 def test_option_names_order() -> None:
     names = option_names()
-    assert names[:6] == ["env", "uid", "server", "port", "log_dir", "strict"] and names[-2:] == ["plots", "meters"]
+    assert names[:5] == ["env", "uid", "server", "port", "log_dir"] and names[-2:] == ["plots", "meters"]
+    assert "password" not in names  # a secret is never written to a config

@@ -39,7 +39,7 @@ WORKER = textwrap.dedent("""
         pooled = stat.value()
         stat.log(3)
         json.dump({"distributed": stat.distributed, "mean": pooled["train_loss"][0], "std": pooled["train_loss"][1],
-                   "err": pooled["train_err"], "sinks": len(stat._sinks)}, open(out, "w"))
+                   "err": pooled["train_err"], "sinks": len(stat.run.sinks)}, open(out, "w"))
     dist.destroy_process_group()
 """)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from flexlogger import MeterInputError, meter_info, meter_types
 from flexlogger.errors import ConfigError
+from flexlogger.meters import State
 from flexlogger.registry import make_meter
 
 # One valid add() per meter type: a new meter type must add an example here (test_every_type_has_an_example).
@@ -30,6 +32,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {
     "mAPMeter": ({}, (torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([[0, 1], [1, 1]]))),
     "AUCMeter": ({}, (torch.tensor([0.1, 0.9, 0.4]), torch.tensor([0, 1, 1]))),
     "TimeMeter": ({}, (1,)),
+    "BestValueMeter": ({"best": "max"}, (0.5,)),
+    "ImageMeter": ({"nrow": 2}, (torch.rand(3, 1, 4, 5),)),
 }
 
 
@@ -373,3 +377,140 @@ def test_lists_of_floats_keep_double_precision() -> None:
     meter = make_meter("auc", "AUCMeter")
     meter.add([0.1234567891, 0.1234567892], [0, 1])
     assert meter.value() == 1.0 == roc_auc_score([0, 1], [0.1234567891, 0.1234567892])
+
+
+# declared state ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", meter_types())
+def test_reset_restores_every_declared_field(kind: str) -> None:
+    args, inputs = EXAMPLES[kind]
+    fresh, fed = make_meter("m", kind, args), make_meter("m", kind, args)
+    assert type(fed).state, f"{kind} declares no state"
+    fed.add(*inputs)
+    fed.reset()
+    for field in type(fed).state:
+        if field.names == ("tnt.time",):
+            continue  # a clock: reset restarts it
+        np.testing.assert_equal(to_plain(field.get(fed)), to_plain(field.get(fresh)))
+
+
+def to_plain(value: Any) -> Any:
+    return list(value) if isinstance(value, deque) else value
+
+
+@pytest.mark.parametrize("kind", meter_types())
+def test_portable_copy_shares_nothing_mutable(kind: str) -> None:
+    """The host copy sent to other ranks is a snapshot: feeding the meter afterwards leaves it as it was."""
+    args, inputs = EXAMPLES[kind]
+    meter, reference = make_meter("m", kind, args), make_meter("m", kind, args)
+    meter.add(*inputs)
+    reference.add(*inputs)
+    copy = meter.portable()
+    meter.add(*inputs)
+    meter.add(*inputs)
+    if kind != "TimeMeter":  # a clock: the copy's value moves with time
+        np.testing.assert_array_equal(np.asarray(copy.value(), dtype=np.float64),
+                                      np.asarray(reference.value(), dtype=np.float64))
+    assert copy.count == 1
+
+
+def test_merges_text_derives_from_the_declaration() -> None:
+    assert meter_info("MSEMeter")["merges"] == "summed across ranks"
+    assert meter_info("TimeMeter")["merges"] == "rank 0's"
+    assert meter_info("AverageValueMeter")["merges"].startswith("pooled: the mean and std of every rank's values")
+    assert meter_info("APMeter")["merges"] == "every rank's samples together"
+
+
+def test_a_state_with_an_unknown_reduction_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^State 'x': expected `reduce` to be one of sum, cat, min, max, first, "
+                                         r"moments, but got 'median'$"):
+        State("x", 0, "median")
+
+
+# ConfusionMeter labels ----------------------------------------------------------------------------------------
+def test_confusion_refuses_fractional_labels() -> None:
+    meter = make_meter("cm", "ConfusionMeter", {"k": 2})
+    with pytest.raises(MeterInputError, match=r"^meter 'cm' \(ConfusionMeter\) expects predicted labels to be "
+                                              r"integers \(class indices 0 to 1\) or N x 2 scores, got the "
+                                              r"non-integral label 0\.5 in tensor of shape \(2,\) \(float32, cpu\)$"):
+        meter.add(torch.tensor([0.5, 1.7]), torch.tensor([0, 1]))
+    with pytest.raises(MeterInputError, match=r"expects target labels to be integers \(class indices 0 to 1\) or "
+                                              r"N x 2 one-hot rows, got the non-integral label 1\.5 in tensor of "
+                                              r"shape \(2,\) \(float64"):
+        meter.add(np.array([0, 1]), np.array([1.0, 1.5]))
+    with pytest.raises(MeterInputError, match=r"got the non-integral label nan"):
+        meter.add([0.0, math.nan], [0, 1])
+    assert meter.count == 0 and not meter.value().any()
+    meter.add(np.array([1.0, 0.0]), [1, 1])  # integral floats are labels
+    np.testing.assert_array_equal(meter.value(), [[0, 0], [1, 1]])
+
+
+# BestValueMeter -----------------------------------------------------------------------------------------------
+def test_best_value_min_and_max_exact() -> None:
+    low, high = make_meter("b", "BestValueMeter"), make_meter("b", "BestValueMeter", {"best": "max"})
+    assert math.isnan(low.value()) and math.isnan(high.value())  # empty
+    for v in [3.0, torch.tensor(1.25), np.float32(7.5), math.nan, 2, torch.tensor([4.0], requires_grad=True)]:
+        low.add(v)
+        high.add(v)
+    assert low.value() == 1.25 and low.scalars() == {"b": 1.25} and low.text() == "1.25"
+    assert high.value() == 7.5
+    assert low.count == 6
+    nan_only = make_meter("b", "BestValueMeter")
+    nan_only.add(math.nan)
+    assert math.isnan(nan_only.value())
+    low.reset()
+    low.add(9.0)
+    assert low.value() == 9.0
+
+
+def test_best_value_merges_by_its_rule() -> None:
+    for best, expected in (("min", -2.0), ("max", 5.0)):
+        mine, other = (make_meter("b", "BestValueMeter", {"best": best}) for _ in range(2))
+        for v in (1.0, 5.0):
+            mine.add(v)
+        other.add(-2.0)
+        mine.merge(other.portable())
+        assert mine.value() == expected and mine.count == 3
+
+
+def test_best_value_bad_args() -> None:
+    with pytest.raises(ConfigError, match=r"^meter 'b' \(BestValueMeter\): expected `best` to be one of 'min', 'max', "
+                                          r"but got 'median'$"):
+        make_meter("b", "BestValueMeter", {"best": "median"})
+    with pytest.raises(MeterInputError, match=r"meter 'b' \(BestValueMeter\) expects a number or a one-element tensor"):
+        make_meter("b", "BestValueMeter").add(torch.ones(2))
+
+
+# ImageMeter ---------------------------------------------------------------------------------------------------
+def test_image_grid_exact() -> None:
+    batch = torch.arange(1.0, 4.0).reshape(3, 1, 1, 1).expand(3, 1, 2, 2)  # three 2x2 images, filled 1, 2, 3
+    meter = make_meter("img", "ImageMeter", {"nrow": 2})
+    meter.add(batch)
+    # 2 columns, 2 rows; each cell 2 + 2 pixels, plus 2 of padding at the end: 2*4+2 = 10 by 10
+    expected = np.zeros((1, 10, 10), dtype=np.float32)
+    expected[0, 2:4, 2:4], expected[0, 2:4, 6:8], expected[0, 6:8, 2:4] = 1, 2, 3
+    np.testing.assert_array_equal(meter.matrix(), expected)
+    wide = make_meter("img", "ImageMeter")  # nrow=8: all three in one row, 2 + 3*4 = 14 wide, 6 high
+    wide.add(batch.numpy().repeat(3, axis=1))  # numpy, three channels
+    grid = wide.matrix()
+    assert grid.shape == (3, 6, 14)
+    np.testing.assert_array_equal(grid[:, 2:4, 10:12], np.full((3, 2, 2), 3.0))
+    assert grid.sum() == 3 * 4 * (1 + 2 + 3)  # padding is 0
+    one = make_meter("img", "ImageMeter")
+    one.add(torch.full((1, 3, 2, 5), 0.5))  # one image: itself, unpadded (as torchvision)
+    np.testing.assert_array_equal(one.matrix(), np.full((3, 2, 5), 0.5))
+
+
+def test_image_meter_errors() -> None:
+    with pytest.raises(ConfigError, match=r"^meter 'img' \(ImageMeter\): expected `nrow` \(images per row\) to be a "
+                                          r"positive int, but got 0$"):
+        make_meter("img", "ImageMeter", {"nrow": 0})
+    meter = make_meter("img", "ImageMeter")
+    with pytest.raises(MeterInputError, match=r"^meter 'img' \(ImageMeter\) expects batch: an N x C x H x W "
+                                              r"tensor/array of images with C = 1 or 3 channels, got tensor of shape "
+                                              r"\(3, 4, 4\)"):
+        meter.add(torch.zeros(3, 4, 4))
+    with pytest.raises(MeterInputError, match=r"^meter 'img' \(ImageMeter\) expects a batch of images: add\(batch\) "
+                                              r"before drawing it, got NoneType None$"):
+        meter.matrix()
+    meter.add(torch.zeros(0, 3, 4, 4))  # an empty batch: nothing received
+    assert meter.count == 0

@@ -200,6 +200,6 @@ def test_bad_arguments(kwargs: dict[str, Any], match: str, visdom_server: Visdom
 
 def test_bad_flexlogger_argument_leaves_no_hooks(visdom_server: VisdomServer) -> None:
     model = known_model()
-    with pytest.raises(ConfigError, match=r"expected `env` to be a non-empty string"):
+    with pytest.raises(ConfigError, match=r"^TooledModelLogger\(\): env: expected a non-empty string"):
         TooledModelLogger(model, env="", port=visdom_server.port, log_dir=None)
     assert not model[0]._forward_hooks

@@ -194,8 +194,9 @@ def test_duplicate_name_across_composed_presets(tmp_path: Path, monkeypatch: pyt
      r"description, meters, per_phase, plots, required"),
     ("per_phase: false\nplots: {'p_{phase}': {type: line}}\nmeters: {m: {type: ValueMeter, target: 'p_{phase}'}}\n",
      r"plots.p_\{phase\}: \{phase\} in a name, but per_phase is false; expected names without it"),
-    ("per_phase: false\nplots: {p: {type: line}}\nmeters: {p: {type: ValueMeter, target: p}}\n",
-     r"meters.p: 'p' names both a plot and a meter; expected distinct names"),
+    ("per_phase: false\nplots: {p: {type: line}, q: {type: line}}\nmeters: {p: {type: ValueMeter, target: q}}\n",
+     r"meters.p: 'p' names both a plot and a meter, and meter 'p' does not feed plot 'p': log\(keys=...\) would be "
+     r"ambiguous"),
     ("required: {k: classes}\nplots: {p: {type: line}}\nmeters: {m: {type: ValueMeter, target: p}}\n",
      r"required.k: no meter of the preset takes 'k'; valid arguments: \(none\)"),
     ("per_phase: 1\nrequired: [k]\nplots: {p: {type: line}}\nmeters: {m: {type: ValueMeter, target: p}}\n",

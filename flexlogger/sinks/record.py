@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FlexLoggerError
-from ..plots import PLOT_TYPES
+from ..plots import PLOT_TYPES, Histogram
 from .base import Update
 
 FORMAT = 1
@@ -62,6 +62,8 @@ def encode(value: Any) -> Any:
         return value
     if isinstance(value, np.generic):
         return encode(value.item())
+    if isinstance(value, Histogram):
+        return {"counts": encode(list(value.counts)), "lo": encode(value.lo), "hi": encode(value.hi)}
     if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, (list, tuple))):
         array = np.asarray(value)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -100,6 +102,10 @@ def decode_data(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
         return {k: float(decode_number(v)) for k, v in data.items()}
     out: dict[str, Any] = {}
     for name, value in data.items():
+        if kind == "histogram" and isinstance(value, Mapping) and "counts" in value:
+            out[name] = Histogram(tuple(float(c) for c in decode_number(value["counts"])),
+                                  float(decode_number(value["lo"])), float(decode_number(value["hi"])))
+            continue
         value = decode_number(value)
         if kind == "curve":
             out[name] = tuple(np.asarray(v, dtype=np.float64) for v in value)

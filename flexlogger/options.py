@@ -1,0 +1,158 @@
+"""Every keyword option of a run and a logger, declared once: its default, its check and what it expects.
+
+``Run(...)``, ``FlexLogger(...)``, ``TooledModelLogger(...)``, the Visdom sink and ``load_config`` all check options
+through :func:`check_options`, so a config that loads is a config that builds, and an unknown or misspelt keyword
+is reported by the public function the user called, with the closest valid names.
+
+Owners:
+
+- ``run``: the run's identity and folder (``env``, ``uid``, ``log_dir``, ``server``, ``port``, ``disabled``).
+- ``visdom``: the Visdom sender's settings (``max_points``, ``min_interval``, ...; see ``flexlogger.sinks.visdom``).
+- ``logger``: a FlexLogger's own settings (``strict``, ``distributed``).
+
+Secret options (``password``) are never written to a config, a run record or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, InvalidConfigError, closest, short_repr
+
+__all__ = ["OPTIONS", "Option", "check_options", "defaults", "names", "raise_problems"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword option.
+
+    Attributes:
+        name: the keyword.
+        default: its default value.
+        check: ``value -> bool``; True when the value is valid.
+        expected: what a valid value is, for error messages.
+        owner: ``run``, ``visdom`` or ``logger`` (see the module docstring).
+        pinned: written to a saved config even when it is the default (False for ``uid`` and ``distributed``: a
+            reused config decides them afresh in each run).
+        secret: never written to a config, a record or a repr.
+    """
+
+    name: str
+    default: Any
+    check: Callable[[Any], bool]
+    expected: str
+    owner: str
+    pinned: bool = True
+    secret: bool = False
+
+
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and bool(v) and len(v) <= 200
+
+
+def _is_int(v: Any, lo: int, hi: float = math.inf) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_seconds(v: Any, positive: bool = False) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > 0 if positive else v >= 0))
+
+
+def _is_server(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and re.match(r"https?://[^/:\s]", v) is not None)
+
+
+def _is_base_url(v: Any) -> bool:
+    return isinstance(v, str) and (v == "" or (v.startswith("/") and not v.endswith("/") and " " not in v))
+
+
+MIN_MAX_POINTS = 16
+
+OPTIONS: tuple[Option, ...] = (
+    Option("env", "main", _is_name, "a non-empty string (the Visdom environment)", "run"),
+    Option("uid", None, lambda v: v is None or _is_name(v),
+           "a non-empty string, or None for a new uid (start time and a random suffix) per run", "run", pinned=False),
+    Option("server", "http://localhost", _is_server,
+           "a URL with its scheme, such as 'http://localhost', or None to send nothing to Visdom", "run"),
+    Option("port", 8097, lambda v: _is_int(v, 1, 65535), "an int from 1 to 65535", "run"),
+    Option("log_dir", "runs", lambda v: v is None or _is_name(v) or isinstance(v, Path),
+           "a folder (str or Path) for the run record, or None to turn it off", "run"),
+    Option("disabled", None, lambda v: v is None or isinstance(v, bool),
+           "True, False, or None (disabled on torch.distributed ranks other than 0)", "run", pinned=False),
+    Option("max_points", 2000, lambda v: _is_int(v, MIN_MAX_POINTS),
+           f"an int >= {MIN_MAX_POINTS} (points a line trace shows before it is downsampled)", "visdom"),
+    Option("min_interval", 0.2, _is_seconds, "a finite number of seconds >= 0", "visdom"),
+    Option("timeout", 10.0, lambda v: _is_seconds(v, positive=True), "a finite number of seconds > 0", "visdom"),
+    Option("close_timeout", 10.0, _is_seconds, "a finite number of seconds >= 0", "visdom"),
+    Option("save_every", 60.0, _is_seconds, "a finite number of seconds >= 0", "visdom"),
+    Option("base_url", "", _is_base_url, "'' or a URL path such as '/visdom' (no trailing slash)", "visdom"),
+    Option("strict", True, lambda v: isinstance(v, bool),
+           "True or False (add() of an unknown key raises, or warns once)", "logger"),
+    Option("distributed", None, lambda v: v is None or isinstance(v, bool),
+           "True, False, or None to decide from torch.distributed", "logger", pinned=False),
+)
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+SECRET: frozenset[str] = frozenset(o.name for o in OPTIONS if o.secret)
+
+
+def names(*owners: str) -> list[str]:
+    """The option names of ``owners`` (all when none is given), in declaration order."""
+    return [o.name for o in OPTIONS if not owners or o.owner in owners]
+
+
+def defaults(*owners: str) -> dict[str, Any]:
+    """``{name: default}`` of ``owners``' options."""
+    return {o.name: o.default for o in OPTIONS if not owners or o.owner in owners}
+
+
+def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] = ("run", "visdom", "logger"),
+                  problems: list[str] | None = None) -> list[str]:
+    """Check keyword options; return (and append to ``problems``) one message per problem.
+
+    Args:
+        given: the options as the user gave them.
+        caller: the public function they were given to, e.g. ``'FlexLogger()'``; unknown names are reported as
+            its unknown keyword arguments.
+        owners: whose options ``caller`` takes.
+        problems: a list to append to (a config loader collects every problem of a file).
+
+    Example:
+        >>> check_options({'enviroment': 'x'}, 'FlexLogger()')[0]
+        "unknown keyword argument 'enviroment' (did you mean 'env'?); valid keyword arguments: env, uid, ..."
+    """
+    out = problems if problems is not None else []
+    owners = tuple(owners)
+    valid = names(*owners)
+    for key, value in given.items():
+        option = BY_NAME.get(key) if isinstance(key, str) else None
+        if option is None or option.owner not in owners:
+            near = closest(key, valid) if isinstance(key, str) else []
+            hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+            out.append(f"unknown keyword argument {short_repr(key)}{hint}; valid keyword arguments: "
+                       f"{', '.join(valid)}")
+            continue
+        if not option.check(value):
+            shown = "(hidden)" if option.secret else short_repr(value)
+            out.append(f"{key}: expected {option.expected}, but got {shown}")
+    if "visdom" in owners and given.get("server", "") is None:
+        for key in [k for k in given if k in BY_NAME and BY_NAME[k].owner == "visdom"]:
+            out.append(f"{key}: a Visdom sender option, but server is None (nothing is sent to Visdom); expected "
+                       "no Visdom options, or a server")
+    return out
+
+
+def raise_problems(caller: str, problems: list[str]) -> None:
+    """Raise the problems found by :func:`check_options` (nothing when there are none).
+
+    One problem is a :class:`ConfigError` naming ``caller``; several, an :class:`InvalidConfigError` listing all.
+    """
+    if len(problems) == 1:
+        raise getattr(problems[0], "error", ConfigError)(f"{caller}: {problems[0]}")
+    if problems:
+        raise InvalidConfigError(caller, problems)

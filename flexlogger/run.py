@@ -1,0 +1,274 @@
+"""Run: one training run: its folder, its sinks (the run record, the Visdom sender) and its status.
+
+Every logger of a run writes through it: a :class:`~flexlogger.logger.FlexLogger` and a
+:class:`~flexlogger.modellogger.TooledModelLogger` given the same run write one run record and share one Visdom
+sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options,
+as before.
+
+Example:
+    >>> with flexlogger.Run(env='mnist') as run:
+    ...     Stat = flexlogger.FlexLogger(plots, meters, run=run)
+    ...     TMLogger = flexlogger.TooledModelLogger(model, logger=Stat)
+    ...     ...                              # one folder runs/mnist/<uid>, one sender thread, one env
+
+Closing: ``run.close()`` (or the end of the ``with`` block) flushes the Visdom sender, closes it, then closes the
+record with the run's summary (the points the server did not get, and the status: ``finished``, ``crashed`` or
+``interrupted`` when the ``with`` block raised). A run a user forgets to close is closed at interpreter exit. A
+child made with ``os.fork()`` never closes or writes its parent's run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import distributed as distributed_
+from .errors import ConfigError
+from .options import SECRET, check_options, raise_problems
+from .sinks.base import Sink, Update
+from .sinks.record import RecordSink  # imported first: its atexit closer runs after the run's (LIFO)
+
+__all__ = ["Run", "default_uid"]
+
+
+def default_uid() -> str:
+    """A run id unique to this run and readable: the local start time and a random suffix,
+    e.g. ``2026-11-30_10-58-26_3fa2c1`` (two runs of a sweep started in the same second get different ids)."""
+    return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
+
+
+class Run:
+    """A training run: where its points go, and its status.
+
+    Args:
+        env: the Visdom environment the run's windows go to.
+        uid: the run id: window ids are ``<uid>_<plot>``, the run record is ``<log_dir>/<env>/<uid>``. Default: the
+            start time and a random suffix (:func:`default_uid`), so each run gets its own windows; pass a fixed uid
+            to redraw the same windows on every run (the record then goes to ``<uid>-2``, ... : never overwritten).
+        log_dir: the run record's root folder; None turns the record off.
+        server, port: the Visdom server; ``server=None`` sends nothing to Visdom (the record still works).
+        sinks: extra sinks that receive every update (anything with ``write``/``flush``/``close``).
+        disabled: True makes the run write nothing (no folder, no thread, no server contacted) while the loggers'
+            meters keep working. Default: disabled on ``torch.distributed`` ranks other than 0 (rank 0 draws).
+        **visdom_options: the Visdom sender's options (``max_points``, ``min_interval``, ``timeout``,
+            ``close_timeout``, ``save_every``, ``base_url``; see ``flexlogger.options``).
+
+    Attributes:
+        env, uid: as given (uid as chosen).
+        dir: the run record's folder (``<log_dir>/<env>/<uid>``), or None without a record.
+        status: ``running``, then ``finished``, ``crashed`` or ``interrupted``.
+
+    Raises:
+        ConfigError: a bad or unknown option (naming ``Run()``, the bad value and the valid choices).
+    """
+
+    def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
+                 server: str | None = "http://localhost", port: int = 8097, *, sinks: Iterable[Sink] = (),
+                 disabled: bool | None = None, **visdom_options: Any) -> None:
+        self._init("Run()", {"env": env, "uid": uid, "log_dir": log_dir, "server": server, "port": port,
+                             "disabled": disabled, **visdom_options}, sinks)
+
+    @classmethod
+    def _from_options(cls, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink] = ()) -> Run:
+        """A run from already-gathered options, errors naming ``caller`` (a logger making its own run)."""
+        run = cls.__new__(cls)
+        run._init(caller, options, sinks)
+        return run
+
+    def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink]) -> None:
+        raise_problems(caller, check_options(options, caller, owners=("run", "visdom")))
+        given = dict(options)
+        env = given.pop("env", "main")
+        uid = given.pop("uid", None)
+        log_dir = given.pop("log_dir", "runs")
+        server = given.pop("server", "http://localhost")
+        port = given.pop("port", 8097)
+        disabled = given.pop("disabled", None)
+        sinks = list(sinks)
+        for sink in sinks:
+            if not all(callable(getattr(sink, m, None)) for m in ("write", "flush", "close")):
+                raise ConfigError(f"{caller}: expected `sinks` to hold objects with write(), flush() and close(), "
+                                  f"but got {type(sink).__name__}")
+        self.env: str = env
+        self.uid: str = uid or default_uid()
+        self.server, self.port, self.log_dir = server, port, log_dir
+        self.disabled: bool = distributed_.rank() != 0 if disabled is None else disabled
+        # for to_config(): the run's options with their values (defaults included), the Visdom sender's as given;
+        # never a secret
+        self.options: dict[str, Any] = {"env": env, "uid": uid, "server": server, "port": port, "log_dir": log_dir,
+                                        "disabled": disabled, **{k: v for k, v in given.items() if k not in SECRET}}
+        self.status = "running"
+        self.dir: Path | None = None
+        self._pid = os.getpid()
+        self._seq = 0
+        self._closed = False
+        self._summary: dict[str, Any] = {}
+        self._owners: dict[str, int] = {}  # plot -> id of the logger that draws it
+        self._configs: dict[int, Callable[[], Mapping[str, Any]]] = {}
+        self._record: Any = None
+        self._visdom: Any = None
+        self._extra: list[Sink] = sinks
+        if not self.disabled:
+            self._open(log_dir, server, port, given)
+        _open_runs.add(self)
+
+    def _open(self, log_dir: str | Path | None, server: str | None, port: int, visdom_options: dict[str, Any]) -> None:
+        if log_dir is not None:
+            self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+            self.dir = self._record.path
+        if server is not None:
+            from .sinks.visdom import VisdomSink
+
+            try:
+                self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_options)
+            except BaseException:
+                if self._record is not None:
+                    self._record.close()
+                raise
+            if self._record is not None:
+                self._record.undelivered = self._visdom.pending
+
+    # the loggers' side -------------------------------------------------------------------------------------
+    @property
+    def sinks(self) -> list[Sink]:
+        """The sinks every update goes to: the record first (it has every point even when Visdom fails)."""
+        return [s for s in (self._record, self._visdom) if s is not None] + self._extra
+
+    def window_id(self, plot: str) -> str:
+        """The Visdom window id of ``plot``: ``<uid>_<plot>``."""
+        return f"{self.uid}_{plot}"
+
+    def attach(self, owner: object, config: Callable[[], Mapping[str, Any]]) -> None:
+        """Register a logger: ``config()`` gives its plots and meters for the run's ``config.json``."""
+        self._configs[id(owner)] = config
+
+    def claim(self, owner: object, plots: Iterable[str]) -> None:
+        """Reserve window names for ``owner``: two loggers of one run cannot draw the same window.
+
+        Raises:
+            ConfigError: another logger of this run draws a window of that name.
+        """
+        plots = list(plots)
+        taken = [p for p in plots if self._owners.get(p, id(owner)) != id(owner)]
+        if taken:
+            raise ConfigError(f"plot(s) {', '.join(map(repr, taken))} are already drawn by another logger of run "
+                              f"{self.uid!r} (env {self.env!r}); expected plot names that are free in the run")
+        for p in plots:
+            self._owners[p] = id(owner)
+
+    def release(self, owner: object, plots: Iterable[str]) -> None:
+        """Give back window names (a logger removed a plot)."""
+        for p in plots:
+            if self._owners.get(p) == id(owner):
+                del self._owners[p]
+
+    def next_seq(self) -> int:
+        """The run's running count of updates (unique across its loggers)."""
+        self._seq += 1
+        return self._seq
+
+    def write(self, updates: Iterable[Update]) -> None:
+        """Hand updates to every sink. A sink that raises (a dead Visdom sender) does not keep the others (the
+        record) from any update; the first error is raised once every sink got every update."""
+        if self._closed:
+            raise ConfigError(f"run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
+        sinks = self.sinks
+        if not sinks:
+            return
+        error: Exception | None = None
+        for update in updates:
+            for sink in sinks:
+                try:
+                    sink.write(update)
+                except Exception as exc:
+                    error = error or exc
+        if error is not None:
+            raise error
+
+    def to_config(self) -> dict[str, Any]:
+        """The run's options and the plots and meters of every logger that writes to it (for ``config.json``)."""
+        from .config import merge_configs
+
+        return merge_configs(self.options, [config() for config in self._configs.values()])
+
+    # status and closing ------------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> int:
+        """Block until every update reached every sink (or ``timeout`` s passed); return how many are pending."""
+        if self._pid != os.getpid():
+            return 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = 0
+        for sink in self.sinks:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            pending += sink.flush(left)
+        return pending
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, status: str = "finished", error: BaseException | None = None) -> None:
+        """Flush and close the sinks: the Visdom sender first, then the record with the run's summary.
+
+        Closing twice is harmless. In a child made with ``os.fork()`` it does nothing (the parent owns the run).
+        """
+        if self._closed:
+            return
+        if self._pid != os.getpid():
+            self._closed = True
+            return
+        self._closed = True
+        _open_runs.discard(self)
+        self.status = status
+        if error is not None:
+            self._summary["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
+            self._summary["traceback"] = "".join(traceback.format_exception(type(error), error,
+                                                                            error.__traceback__))
+        first: BaseException | None = None
+        for sink in [*reversed(self._extra), *([self._visdom] if self._visdom else [])]:
+            try:
+                sink.close()
+            except Exception as exc:
+                first = first or exc
+        if self._record is not None:
+            self._record.close()
+        if first is not None:
+            raise first
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            self.close()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.close("interrupted", exc)
+        else:
+            self.close("crashed", exc)
+
+    def __repr__(self) -> str:
+        where = f", dir={str(self.dir)!r}" if self.dir else ""
+        state = "disabled" if self.disabled else self.status
+        return f"Run(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port}{where}, {state})"
+
+
+# held strongly: a run dropped without close() (a notebook cell run again) is still closed at exit
+_open_runs: set[Run] = set()
+
+
+@atexit.register
+def _close_open_runs() -> None:
+    """Close the runs a user forgot to close, so that the last points reach the server and the summary is written."""
+    for run in list(_open_runs):
+        try:
+            run.close()
+        except Exception:  # never fail interpreter shutdown
+            pass
