@@ -35,7 +35,8 @@ test: lint
 # The suite against visdom 0.3 (it needs Python >= 3.12) in its own venv, .venv312 (PYTHON312=... picks the
 # interpreter). torch 2.13.0 for Python 3.12 comes from PyPI only as the CUDA build: about 2.9 GB of wheels
 # (torch 0.9 GB and its NVIDIA libraries), 5.3 GB installed. PYTEST_ARGS=... runs a part of the suite.
-PYTHON312 ?= $(shell command -v python3.12 || ls -d $$HOME/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -n 1)
+PYTHON312 ?= $(shell for p in python3.12 python3.13 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python; do \
+  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 VENV312 := .venv312
 VISDOM03 := visdom==0.3.0
 PYTEST_ARGS ?=
