@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 from .errors import ConfigError, FlexLoggerError
 
 __all__ = ["VisdomServer", "VisdomServerError", "check_port", "delete_env", "ensure_server", "find_free_port",
-           "is_serving", "start_server"]
+           "is_serving", "resolve_credentials", "start_server"]
 
 DEFAULT_ENV_PATH = Path.home() / ".visdom"
 USERNAME_VAR, PASSWORD_VAR = "VISDOM_USERNAME", "VISDOM_PASSWORD"
@@ -179,8 +179,12 @@ def _check_base_url(base_url: str) -> str:
     return base_url
 
 
-def _credentials(username: str | None, password: str | None) -> tuple[str, str] | None:
-    """``(username, password)`` from the arguments, else from VISDOM_USERNAME / VISDOM_PASSWORD; None: no login."""
+def resolve_credentials(username: str | None, password: str | None) -> tuple[str, str] | None:
+    """``(username, password)`` from the arguments, else from VISDOM_USERNAME / VISDOM_PASSWORD; None: no login.
+
+    Raises:
+        ConfigError: only one of the two is given (or set).
+    """
     username = username if username is not None else os.environ.get(USERNAME_VAR) or None
     password = password if password is not None else os.environ.get(PASSWORD_VAR) or None
     if username is None and password is None:
@@ -239,7 +243,7 @@ def delete_env(port: int, env: str, host: str = "127.0.0.1", timeout: float = 10
         VisdomServerError: no server answered, it refused the login, or it demands one and none was given.
     """
     where = f"the Visdom server at {host}:{port}"
-    credentials = _credentials(username, password)
+    credentials = resolve_credentials(username, password)
     try:
         client = _Client(host, port, _check_base_url(base_url), timeout, credentials)
         try:
