@@ -369,3 +369,25 @@ def test_replay_of_a_folder_without_record_exits_2(tmp_path: Path, capsys: pytes
     assert main(["replay", str(tmp_path), "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flexlogger replay: error: ") and str(tmp_path) in err
+
+
+def test_demo_logs_in_with_credentials_from_the_environment(tmp_path: Path, env: str,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo against a server with a login: its old env is deleted (found by its windows, as on visdom 0.3) and
+    every window arrives, logged in with VISDOM_USERNAME / VISDOM_PASSWORD."""
+    from flexlogger.server import start_server
+
+    monkeypatch.chdir(tmp_path)  # the demo's run record goes to ./runs
+    monkeypatch.setenv("VISDOM_USERNAME", USER)
+    monkeypatch.setenv("VISDOM_PASSWORD", PASSWORD)
+    with start_server(env_path=tmp_path / "env", username=USER, password=PASSWORD) as server:
+        client = visdom.Visdom(port=server.port, username=USER, password=PASSWORD, raise_exceptions=True,
+                               use_incoming_socket=False)
+        client.text("from the last run", win="stale", env=env)
+        assert main(["demo", "--port", str(server.port), "--epochs", "1", "--env", env]) == 0
+        windows = json.loads(client.get_window_data(None, env))
+        assert "stale" not in windows
+        titles = {w["title"] for w in windows.values()}
+        assert {"loss", "test confusion (rows: true digit)", "0 (Conv2d)"} <= titles, titles
+    assert f"Open http://localhost:{server.port}/env/{env}" in capsys.readouterr().out
