@@ -13,9 +13,9 @@ A config is a mapping (a YAML or JSON file, or a dict) with these keys, all opti
 The whole config is checked before anything is built and every problem is reported in one
 :class:`~flexlogger.errors.InvalidConfigError`, each with its path (``meters.train_loss.type: ...``).
 
-This is the only module that imports ``yaml``, and it only ever uses the safe loader: a config builds plain data
-(mappings, lists, strings, numbers, booleans, null), never Python objects, and meter and plot ``type`` names
-resolve only through flexlogger's registries. A config can never import or run code.
+Files are read by ``flexlogger.files`` (the only module that imports ``yaml``), which only ever uses the safe
+loader: a config builds plain data (mappings, lists, strings, numbers, booleans, null), never Python objects, and
+meter and plot ``type`` names resolve only through flexlogger's registries. A config can never import or run code.
 
 A config saved by ``FlexLogger.save_config`` leaves out ``uid`` unless the logger was given one: a config is
 meant to be reused across experiments, and each run then gets its own windows (uid = its start time).
@@ -23,7 +23,6 @@ meant to be reused across experiments, and each run then gets its own windows (u
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +30,11 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import yaml
 
 from . import options as options_
 from .errors import ConfigError, InvalidConfigError, unknown_name_message
+from .files import SUFFIXES, dump_text, read_file
 from .specs import MeterSpec, PlotSpec, check_definitions
-
-SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
-
 
 PRESET_KEYS = ("presets", "phases", "preset_args")
 DEFINITION_KEYS = ("plots", "meters")
@@ -68,85 +64,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data (what ``save_config`` writes)."""
         return config_dict(self.plots, self.meters, self.options)
-
-
-# reading ---------------------------------------------------------------------------------------------------------
-class _SafeLoader(yaml.SafeLoader):
-    """YAML's safe loader, which also records duplicate keys (plain YAML keeps the last one silently)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[str] = []
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = key_node.value
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                self.duplicates.append(f"line {line}: duplicate key {key!r} (first at line {seen[key]}); "
-                                       "expected each name once in a mapping")
-            else:
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_text(text: str, source: str, fmt: str = "yaml") -> tuple[Any, list[str]]:
-    """Parse YAML (safe loader only) or JSON text; return the data and the duplicate-key problems.
-
-    Raises:
-        ConfigError: the text is not valid YAML/JSON, or it uses a YAML tag that would build a Python object.
-    """
-    if fmt == "json":
-        duplicates: list[str] = []
-
-        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for key, value in items:
-                if key in out:
-                    duplicates.append(f"duplicate key {key!r} in one object; expected each name once")
-                out[key] = value
-            return out
-
-        try:
-            return json.loads(text, object_pairs_hook=pairs), duplicates
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    loader = _SafeLoader(text)
-    try:
-        data = loader.get_single_data()
-    except yaml.constructor.ConstructorError as exc:
-        where = f"{source}:{exc.problem_mark.line + 1}" if exc.problem_mark else source
-        raise ConfigError(f"{where}: {exc.problem}; config files are read with YAML's safe loader, which builds "
-                          "only plain data (mappings, lists, strings, numbers, true/false, null): a tag such as "
-                          "!!python/object that would import or run code is not allowed") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    finally:
-        loader.dispose()
-    return data, loader.duplicates
-
-
-def read_file(path: str | Path) -> tuple[Any, list[str]]:
-    """Read a ``.yaml``/``.yml``/``.json`` file: the parsed data and its duplicate-key problems."""
-    path = Path(path)
-    fmt = SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"config file {str(path)!r}: unknown suffix {path.suffix!r}; expected one of "
-                          f"{', '.join(SUFFIXES)}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found (working directory: {Path.cwd()}); expected "
-                          "the path of a .yaml, .yml or .json file") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {str(path)!r} could not be read: {exc.strerror or exc}") from None
-    return parse_text(text, str(path), fmt)
 
 
 # validation ------------------------------------------------------------------------------------------------------
@@ -289,12 +206,7 @@ def save_config(config: Mapping[str, Any], path: str | Path) -> Path:
     if fmt is None:
         raise ConfigError(f"save_config: unknown suffix {path.suffix!r} of {str(path)!r}; expected one of "
                           f"{', '.join(SUFFIXES)}")
-    data = plain(config, "config")
-    if fmt == "json":
-        text = json.dumps(data, indent=2) + "\n"
-    else:
-        text = (f"# flexlogger config: FlexLogger.from_config({path.name!r})\n"
-                + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
+    text = dump_text(plain(config, "config"), fmt, header=f"flexlogger config: FlexLogger.from_config({path.name!r})")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
