@@ -39,7 +39,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -67,7 +66,9 @@ visdom_server.main(print_func=lambda port: print({_PORT_LINE!r} + str(port), flu
 """
 _POLL_INTERVAL = 0.1
 _LOG_TAIL_CHARS = 3000
-_ATTACHED: weakref.WeakSet[VisdomServer] = weakref.WeakSet()
+# the servers started here and not detached: held until stopped (a dropped reference must not close the watchdog's
+# pipe, which would stop the server), stopped at exit
+_ATTACHED: set[VisdomServer] = set()
 
 
 class VisdomServerError(FlexLoggerError, RuntimeError):

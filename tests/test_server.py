@@ -350,3 +350,19 @@ def test_detached_server_outlives_its_starter(tmp_path: Path) -> None:
     finally:
         os.kill(pid, signal.SIGTERM)
     assert _wait_gone(pid)
+
+
+def test_a_dropped_reference_does_not_stop_the_server(tmp_path: Path) -> None:
+    import gc
+
+    server = start_server(env_path=tmp_path)
+    port, pid = server.port, server.pid
+    assert pid is not None
+    del server
+    gc.collect()
+    time.sleep(0.5)
+    try:
+        assert is_serving(port)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert _wait_gone(pid)
