@@ -491,3 +491,23 @@ def test_two_ranks_a_rule_firing_on_rank_1_is_reported_by_rank_0(tmp_path: Path)
     assert (got["min"], got["max"]) == (both.min().item(), both.max().item())
     assert got["norm"] == pytest.approx(both.norm().item(), rel=1e-9)
     assert got["nonfinite"] == 0
+
+
+def test_layer_order_is_the_forward_order() -> None:
+    class Backwards(nn.Module):  # declared in the reverse of the order it runs them
+        def __init__(self) -> None:
+            super().__init__()
+            self.last = nn.Linear(4, 2)
+            self.first = nn.Linear(3, 4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.last(self.first(x))
+
+    model = Backwards()
+    rec = FlightRecorder(window=4)
+    assert rec.layer_order == []  # not attached yet
+    tm = TooledModel(model, stats=(), recorder=rec)
+    assert rec.layer_order == ["last", "first"]  # nothing ran yet: named order
+    model(torch.randn(2, 3)).sum().backward()
+    tm.step()
+    assert rec.layer_order == ["first", "last"]
