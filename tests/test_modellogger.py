@@ -431,3 +431,19 @@ def test_observe_hands_each_log_its_series_and_plots() -> None:
         stat.add({"train_loss": 1.0})
         stat.log()
     assert seen == [(3, {"train_loss": 2.0}, ["loss", "confusion"]), (4, {"train_loss": 4.0}, ["loss"])]
+
+
+def test_an_event_the_run_folder_cannot_take_warns_and_training_goes_on(tmp_path: Path) -> None:
+    model = known_model()
+    with TooledModelLogger(model, recorder=FlightRecorder(window=2, warn=False), groups=["Weights"],
+                           stats=["std"], anomaly=False, server=None, log_dir=tmp_path) as tml:
+        assert tml.logger.run_dir is not None
+        (tml.logger.run_dir / ANOMALIES).mkdir()  # in the way of the file
+        F.mse_loss(model(X), Y).backward()
+        with torch.no_grad():
+            model[0].weight.grad[0, 0] = math.nan
+        with pytest.warns(RuntimeWarning, match=r"flight recorder: could not append the event of step 0 to "
+                                                r".*anomalies.jsonl: "):
+            tml.step()
+        assert [e.step for e in tml.events] == [0]
+        train(model, tml, 1)  # the loop goes on

@@ -810,3 +810,18 @@ def test_weights_read_at_step_after_an_earlier_get_dict(model: nn.Sequential) ->
     after = tm.step()
     assert after is not None and after["0"]["Weights"]["mean"] != before
     assert close(after["0"]["Weights"]["mean"], model[0].weight.mean().item())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_histogram_on_cuda_equals_numpy_without_a_host_sync() -> None:
+    from flexlogger.stats import histogram
+    gen = torch.Generator().manual_seed(2)
+    for trial in range(50):
+        x = torch.round(torch.randn(5000, dtype=torch.float64, generator=gen) * 7) / 7
+        if trial % 5 == 0:
+            x[::97] = math.nan
+            x[1] = math.inf
+        bins = 3 + trial
+        out = histogram(x.cuda(), bins)
+        assert out.device.type == "cuda"
+        assert out.cpu().tolist()[:bins] == numpy_counts(x, bins), trial
