@@ -444,6 +444,27 @@ class FlexLogger:
         else:
             self.run.release(self, list(self._plots))
 
+    # the experiment record: handed on to the run (flexlogger.experiment) ------------------------------------
+    def log_hparams(self, hparams: Mapping[str, Any] | Any) -> None:
+        """Record hyperparameters (a table window and ``hparams.json``): see :meth:`Run.log_hparams
+        <flexlogger.experiment.RecordCalls.log_hparams>`."""
+        self.run.log_hparams(hparams)
+
+    @property
+    def disabled(self) -> bool:
+        """True while every logging call of the logger's run is a no-op (meters, ``value()`` and ``best()`` keep
+        working)."""
+        return self.run.disabled
+
+    def disable(self) -> None:
+        """Make every logging call a no-op until :meth:`enable` (the run's :meth:`~flexlogger.run.Run.disable`:
+        every logger of the run)."""
+        self.run.disable()
+
+    def enable(self) -> None:
+        """Log again after :meth:`disable` (the run's :meth:`~flexlogger.run.Run.enable`)."""
+        self.run.enable()
+
     # display -----------------------------------------------------------------------------------------------
     def table(self) -> str:
         """A table of plots, their meters and the meters' current values."""

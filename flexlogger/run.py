@@ -31,6 +31,7 @@ from typing import Any
 
 from . import distributed as distributed_
 from .errors import ConfigError
+from .experiment import RecordCalls
 from .options import SECRET, check_options, raise_problems
 from .sinks.base import Sink, Update
 from .sinks.record import RecordSink  # imported first: its atexit closer runs after the run's (LIFO)
@@ -44,7 +45,7 @@ def default_uid() -> str:
     return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
 
 
-class Run:
+class Run(RecordCalls):
     """A training run: where its points go, and its status.
 
     Args:
@@ -115,11 +116,28 @@ class Run:
         self._record: Any = None
         self._visdom: Any = None
         self._extra: list[Sink] = sinks
+        self._sink_options = given
+        self._opened = False
         if not self.disabled:
             self._open(log_dir, server, port, given)
         _open_runs.add(self)
 
+    def disable(self) -> None:
+        """Make every logging call of the run a no-op (``log()``, ``log_text()``, ``println()``, ...), until
+        :meth:`enable`. Meters, ``value()`` and ``best()`` keep working."""
+        self.disabled = True
+
+    def enable(self) -> None:
+        """Log again after :meth:`disable`. A run made with ``disabled=True`` opens its folder and its Visdom sender
+        now (the first time)."""
+        if self._closed:
+            raise ConfigError(f"enable(): run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
+        if not self._opened:
+            self._open(self.log_dir, self.server, self.port, self._sink_options)
+        self.disabled = False
+
     def _open(self, log_dir: str | Path | None, server: str | None, port: int, visdom_options: dict[str, Any]) -> None:
+        self._opened = True
         if log_dir is not None:
             self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
             self.dir = self._record.path
@@ -180,7 +198,7 @@ class Run:
         if self._closed:
             raise ConfigError(f"run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
         sinks = self.sinks
-        if not sinks:
+        if not sinks or self.disabled:
             return
         error: Exception | None = None
         for update in updates:
