@@ -446,9 +446,65 @@ class FlexLogger:
 
     # the experiment record: handed on to the run (flexlogger.experiment) ------------------------------------
     def log_hparams(self, hparams: Mapping[str, Any] | Any) -> None:
-        """Record hyperparameters (a table window and ``hparams.json``): see :meth:`Run.log_hparams
+        """Record hyperparameters (a table window and ``hparams.json``); see :meth:`Run.log_hparams
         <flexlogger.experiment.RecordCalls.log_hparams>`."""
         self.run.log_hparams(hparams)
+
+    def log_text(self, name: str, text: str, step: float | None = None, expected: str | None = None) -> None:
+        """Show and store a text, with a word diff against ``expected``; see :meth:`Run.log_text
+        <flexlogger.experiment.RecordCalls.log_text>`."""
+        self.run.log_text(name, text, step, expected)
+
+    def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
+        """Show Markdown rendered and store it; see :meth:`Run.log_markdown
+        <flexlogger.experiment.RecordCalls.log_markdown>`."""
+        self.run.log_markdown(name, markdown, step)
+
+    def log_image(self, name: str, image: Any, step: float | None = None, boxes: Any = None,
+                  classes: Any = None, threshold: float | None = None) -> None:
+        """Show and store an image with bounding boxes; see :meth:`Run.log_image
+        <flexlogger.experiment.RecordCalls.log_image>`."""
+        self.run.log_image(name, image, step, boxes, classes, threshold)
+
+    def log_command(self, parser: Any, args: Any) -> str:
+        """Record the command line and the options; see :meth:`Run.log_command
+        <flexlogger.experiment.RecordCalls.log_command>`."""
+        return self.run.log_command(parser, args)
+
+    def log_summary(self, infos: Mapping[str, Any] | None = None, sections: Mapping[str, str] | None = None,
+                    repo: str | Path | None = None) -> dict[str, Any]:
+        """Record git, versions, host and your infos; see :meth:`Run.log_summary
+        <flexlogger.experiment.RecordCalls.log_summary>`."""
+        return self.run.log_summary(infos, sections, repo)
+
+    def print_table(self, header: Any, rows: Any) -> str:
+        """Print a table and append it to ``log.txt``; see :meth:`Run.print_table
+        <flexlogger.experiment.RecordCalls.print_table>`."""
+        return self.run.print_table(header, rows)
+
+    def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
+        """Print a line and append it to ``log.txt``; see :meth:`Run.println
+        <flexlogger.experiment.RecordCalls.println>`."""
+        self.run.println(fmt, *args, **kwargs)
+
+    def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
+        """As :meth:`println`, to stderr."""
+        self.run.eprintln(fmt, *args, **kwargs)
+
+    def progress(self, iterable: Iterable[Any], desc: str | None = None, total: int | None = None) -> Iterable[Any]:
+        """A tqdm bar whose start, end and duration go to ``log.txt``; see :meth:`Run.progress
+        <flexlogger.experiment.RecordCalls.progress>`."""
+        return self.run.progress(iterable, desc, total)
+
+    def save_model(self, model: Any, step: float | None = None, grads: bool = False) -> Path | None:
+        """Save the unwrapped state dict under the run folder; see :meth:`Run.save_model
+        <flexlogger.experiment.RecordCalls.save_model>`."""
+        return self.run.save_model(model, step, grads)
+
+    def save_obj(self, obj: Any, name: str, step: float | None = None) -> Path | None:
+        """Save a picklable object under the run folder; see :meth:`Run.save_obj
+        <flexlogger.experiment.RecordCalls.save_obj>`."""
+        return self.run.save_obj(obj, name, step)
 
     @property
     def disabled(self) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 from . import distributed as distributed_
 from .errors import ConfigError
-from .experiment import RecordCalls
+from .experiment import STATUS_PLOT, RecordCalls, check_max_steps
 from .options import SECRET, check_options, raise_problems
 from .sinks.base import Sink, Update
 from .sinks.record import RecordSink  # imported first: its atexit closer runs after the run's (LIFO)
@@ -72,19 +72,22 @@ class Run(RecordCalls):
 
     def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
                  server: str | None = "http://localhost", port: int = 8097, *, sinks: Iterable[Sink] = (),
-                 disabled: bool | None = None, **visdom_options: Any) -> None:
+                 disabled: bool | None = None, max_steps: int | None = None, **visdom_options: Any) -> None:
         self._init("Run()", {"env": env, "uid": uid, "log_dir": log_dir, "server": server, "port": port,
-                             "disabled": disabled, **visdom_options}, sinks)
+                             "disabled": disabled, **visdom_options}, sinks, max_steps)
 
     @classmethod
-    def _from_options(cls, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink] = ()) -> Run:
+    def _from_options(cls, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink] = (),
+                      max_steps: int | None = None) -> Run:
         """A run from already-gathered options, errors naming ``caller`` (a logger making its own run)."""
         run = cls.__new__(cls)
-        run._init(caller, options, sinks)
+        run._init(caller, options, sinks, max_steps)
         return run
 
-    def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink]) -> None:
-        raise_problems(caller, check_options(options, caller, owners=("run", "visdom")))
+    def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink], max_steps: int | None) -> None:
+        problems = check_options(options, caller, owners=("run", "visdom"))
+        problems += check_max_steps(max_steps)
+        raise_problems(caller, problems)
         given = dict(options)
         env = given.pop("env", "main")
         uid = given.pop("uid", None)
@@ -106,6 +109,8 @@ class Run(RecordCalls):
         self.options: dict[str, Any] = {"env": env, "uid": uid, "server": server, "port": port, "log_dir": log_dir,
                                         "disabled": disabled, **{k: v for k, v in given.items() if k not in SECRET}}
         self.status = "running"
+        self.started = time.time()
+        self.max_steps: int | None = max_steps
         self.dir: Path | None = None
         self._pid = os.getpid()
         self._seq = 0
@@ -138,6 +143,8 @@ class Run(RecordCalls):
 
     def _open(self, log_dir: str | Path | None, server: str | None, port: int, visdom_options: dict[str, Any]) -> None:
         self._opened = True
+        if self.max_steps:
+            self.claim(self, [STATUS_PLOT])
         if log_dir is not None:
             self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
             self.dir = self._record.path
@@ -152,6 +159,8 @@ class Run(RecordCalls):
                 raise
             if self._record is not None:
                 self._record.undelivered = self._visdom.pending
+        if self._record is not None:
+            self._write_status()  # summary.json says running from the start
 
     # the loggers' side -------------------------------------------------------------------------------------
     @property
@@ -200,6 +209,7 @@ class Run(RecordCalls):
         sinks = self.sinks
         if not sinks or self.disabled:
             return
+        updates = list(updates)
         error: Exception | None = None
         for update in updates:
             for sink in sinks:
@@ -207,6 +217,7 @@ class Run(RecordCalls):
                     sink.write(update)
                 except Exception as exc:
                     error = error or exc
+        self._note_updates(updates)  # the time of the last update, for the status in summary.json
         if error is not None:
             raise error
 
@@ -221,6 +232,8 @@ class Run(RecordCalls):
         """Block until every update reached every sink (or ``timeout`` s passed); return how many are pending."""
         if self._pid != os.getpid():
             return 0
+        if not self.disabled and not self._closed:
+            self._write_status()  # summary.json: running, with the time of the last update
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = 0
         for sink in self.sinks:
@@ -242,21 +255,25 @@ class Run(RecordCalls):
         if self._pid != os.getpid():
             self._closed = True
             return
-        self._closed = True
-        _open_runs.discard(self)
         self.status = status
         if error is not None:
             self._summary["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
             self._summary["traceback"] = "".join(traceback.format_exception(type(error), error,
                                                                             error.__traceback__))
         first: BaseException | None = None
+        try:
+            self._final_status()  # the status window, before the sinks close
+        except Exception as exc:
+            first = exc
+        self._closed = True
+        _open_runs.discard(self)
         for sink in [*reversed(self._extra), *([self._visdom] if self._visdom else [])]:
             try:
                 sink.close()
             except Exception as exc:
                 first = first or exc
         if self._record is not None:
-            self._record.close()
+            self._close_record(self._record)  # summary.json with the status, error, best values, progress
         if first is not None:
             raise first
 
