@@ -64,6 +64,7 @@ __all__ = ["HPARAMS_PLOT", "HTML_OPT", "STATUS_PLOT", "RecordCallError", "Record
 HPARAMS_PLOT = "hparams"
 HPARAMS_FILE = "hparams.json"
 STATUS_PLOT = "run_status"
+SUMMARY_PLOT = "run_summary"
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "log.txt"
 HTML_OPT = "html"
@@ -247,7 +248,9 @@ def iso(t: float | None) -> str | None:
 
 
 def duration(seconds: float) -> str:
-    """``0:03:12``, ``1 day, 2:00:00``."""
+    """``0.42 s`` under a minute, else ``0:03:12``, ``1 day, 2:00:00``."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
     total = round(seconds)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
@@ -437,6 +440,7 @@ class RecordCalls:
         started: float
         max_steps: int | None
         _record: Any
+        _opened: bool
         _summary: dict[str, Any]
 
         def write(self, updates: Iterable[Update]) -> None: ...
@@ -683,7 +687,7 @@ class RecordCalls:
                 parts += ["Untracked files: " + ", ".join(f"`{f}`" for f in git["untracked"])]
         text = "\n\n".join(parts) + "\n"
         self._file("summary.md", text)
-        self._draw_html("summary", markdown_html(text), None)
+        self._draw_html(SUMMARY_PLOT, markdown_html(text), None)
         return facts
 
     # printing, progress --------------------------------------------------------------------------------------
@@ -860,6 +864,19 @@ class RecordCalls:
         return save_torch(call, "obj", obj, self.dir / "objects" / f"{safe_name(name)}{step_suffix(step)}.pt")
 
     # status, progress, best ------------------------------------------------------------------------------------
+    def set_max_steps(self, max_steps: int | None) -> None:
+        """Set the number of steps the run will log (progress and ETA in the status window and the summary).
+
+        Raises:
+            RecordCallTypeError: not a positive int or None.
+        """
+        problems = check_max_steps(max_steps)
+        if problems:
+            raise RecordCallTypeError(f"set_max_steps(): {problems[0]}")
+        if max_steps and not self.disabled and self._opened:
+            self.claim(self, [STATUS_PLOT])
+        self.max_steps = max_steps
+
     def track_best(self, owner: object, best: Callable[[], Mapping[str, tuple[float, float]]],
                    modes: Callable[[], Mapping[str, str]]) -> None:
         """Register a logger's ``best()`` (``{meter: (value, step)}``) and its meters' modes for the summary."""
