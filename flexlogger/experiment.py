@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import math
 import numbers
@@ -955,15 +954,8 @@ class RecordCalls:
         state["written"] = time.time()
         if self.max_steps:
             self._draw(STATUS_PLOT, "text", self._status_rows(), None)
-        record = self._record
-        if record is None:
-            return
-        fields = self.summary_fields()
-        if callable(getattr(record, "write_summary", None)):
-            record.write_summary(fields)
-        else:  # a record without write_summary: its summary as close() would write it, with the run's fields
-            write_file(record.path / SUMMARY_FILE, json.dumps({**record.summary(), **fields}, indent=2,
-                                                              default=str) + "\n")
+        if self._record is not None:
+            self._record.write_summary(self.summary_fields())
 
     def _status_rows(self) -> dict[str, str]:
         info = self.progress_info()
@@ -980,14 +972,3 @@ class RecordCalls:
         """The status window as the run ends (with ``max_steps``)."""
         if self.max_steps and not self.disabled:
             self._draw(STATUS_PLOT, "text", self._status_rows(), None)
-
-    def _close_record(self, record: Any) -> None:
-        """Close the record with the run's summary fields (status, error, best, progress)."""
-        fields = self.summary_fields()
-        if "summary" in inspect.signature(record.close).parameters:
-            record.close(summary=fields)
-            return
-        record.close()
-        path = record.path / SUMMARY_FILE
-        written = json.loads(path.read_text()) if path.is_file() else {}
-        write_file(path, json.dumps({**written, **fields}, indent=2, default=str) + "\n")

@@ -157,8 +157,6 @@ class Run(RecordCalls):
                 if self._record is not None:
                     self._record.close()
                 raise
-            if self._record is not None:
-                self._record.undelivered = self._visdom.pending
         if self._record is not None:
             self._write_status()  # summary.json says running from the start
 
@@ -272,8 +270,10 @@ class Run(RecordCalls):
                 sink.close()
             except Exception as exc:
                 first = first or exc
-        if self._record is not None:
-            self._close_record(self._record)  # summary.json with the status, error, best values, progress
+        if self._record is not None:  # last: its summary counts what the server did not get
+            undelivered = self._visdom.pending() if self._visdom is not None else None
+            # summary.json: the status, error, best values, progress
+            self._record.close(summary={"undelivered": undelivered, **self.summary_fields()})
         if first is not None:
             raise first
 

@@ -30,6 +30,7 @@ from flexlogger import ConfigError, FlexLogger, Run
 from flexlogger.experiment import RecordCallError, RecordCallTypeError, unwrap_model
 from flexlogger.images import COORDS, PALETTE, ImageInputError
 from flexlogger.server import VisdomServer
+from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import read_record
 
 LOSS = {"loss": {"type": "line"}}
@@ -41,6 +42,12 @@ def window(viz: visdom.Visdom, run: Run, plot: str) -> dict[str, Any]:
     assert run.flush(10) == 0
     data: dict[str, Any] = json.loads(viz.get_window_data(run.window_id(plot), run.env))
     return data
+
+
+def updates(run: Run) -> list[Update]:
+    """Every update in the run's record, once the record wrote everything it was given."""
+    assert run.dir is not None and run.flush(10) == 0
+    return read_record(run.dir).updates
 
 
 def cells(content: str) -> dict[str, str]:
@@ -69,7 +76,7 @@ def test_log_hparams_nested_dict_table_window_and_json(run: Run, viz: visdom.Vis
                                      "path": "/data", "seed": "-", "epochs": "3"}
     run.log_hparams({"note": "<script>x</script>"})
     assert cells(window(viz, run, "hparams")["content"])["note"] == "&lt;script&gt;x&lt;/script&gt;"
-    recorded = [u for u in read_record(run.dir).updates if u.plot == "hparams"]
+    recorded = [u for u in updates(run) if u.plot == "hparams"]
     assert len(recorded) == 3 and recorded[-1].kind == "text" and recorded[-1].data["optim.name"] == "sgd"
 
 
@@ -128,7 +135,7 @@ def test_log_text_expected_marks_the_word_diff(run: Run, viz: visdom.Visdom) -> 
     assert run.dir is not None
     assert (run.dir / "text" / "translation-1.txt").read_text() == "the dog sat <here>"
     assert (run.dir / "text" / "translation-1.diff.txt").read_text() == "the [-cat-]{+dog+} sat <here>"
-    drawn = [u for u in read_record(run.dir).updates if u.plot == "translation"][-1]
+    drawn = [u for u in updates(run) if u.plot == "translation"][-1]
     assert drawn.opts["html"] is True
     html_text = drawn.data["translation"]
     assert re.search(r"<del [^>]*>cat</del><ins [^>]*>dog</ins>", html_text)
@@ -150,7 +157,7 @@ def test_log_markdown_renders_safely_and_stores_md(run: Run, viz: visdom.Visdom)
     run.log_markdown("notes", source, step=2)
     assert run.dir is not None
     assert (run.dir / "text" / "notes-2.md").read_text() == source
-    drawn = [u for u in read_record(run.dir).updates if u.plot == "notes"][-1].data["notes"]
+    drawn = [u for u in updates(run) if u.plot == "notes"][-1].data["notes"]
     assert "<h1>Results</h1>" in drawn and "<strong>top-1</strong>" in drawn and "<code>x&lt;y</code>" in drawn
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in drawn and "<script>" not in drawn
     assert "<td>1</td>" in drawn
@@ -268,7 +275,7 @@ def test_log_image_refuses_bad_input_and_writes_nothing(run: Run, image: Any, bo
     with pytest.raises(ImageInputError, match=match):
         run.log_image("img", image, step=0, boxes=boxes, classes=classes, threshold=threshold)
     assert run.dir is not None and not (run.dir / "images").exists()
-    assert all(u.plot != "img" for u in read_record(run.dir).updates)
+    assert all(u.plot != "img" for u in updates(run))
 
 
 # the command line and the summary ---------------------------------------------------------------------------------
@@ -299,7 +306,7 @@ def test_log_command_gives_the_command_that_reruns_the_experiment(run: Run, viz:
     assert command in text
     assert "| --lr | 0.1 | 0.01 | yes |" in text and "| --amp | True | False | yes |" in text
     assert "| --name | x\\|y | run | yes |" in text and "| data | data dir | - | yes |" in text
-    drawn = [u for u in read_record(run.dir).updates if u.plot == "command"][-1].data["command"]
+    drawn = [u for u in updates(run) if u.plot == "command"][-1].data["command"]
     assert "<td>--lr</td>" in drawn and "<td>0.01</td>" in drawn
     assert holds(viz, run, "command", drawn)
 
@@ -350,7 +357,7 @@ def test_log_summary_in_a_git_repository_with_a_dirty_file(run: Run, tmp_path: P
                      "| model.depth | 3 |", "## Why\n\nto test *lr*", platform.python_version(), torch.__version__,
                      socket.gethostname()):
         assert expected in text, expected
-    drawn = [u for u in read_record(run.dir).updates if u.plot == "run_summary"][-1].data["run_summary"]
+    drawn = [u for u in updates(run) if u.plot == "run_summary"][-1].data["run_summary"]
     assert "&lt;tuned&gt;" in drawn and "<em>lr</em>" in drawn  # the diff escaped, the section rendered
     assert holds(viz, run, "run_summary", drawn)
 

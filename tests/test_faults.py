@@ -1,19 +1,21 @@
 """Faults with real Visdom server processes: no server at start, a server killed and restarted mid-run, a server
-restarted between two requests, a sender thread that dies. Each test runs its own server (the session one is not
+restarted between two requests, a plot that cannot be drawn. Each test runs its own server (the session one is not
 disturbed) and reads the windows back with ``get_window_data``: every point, in order, once."""
 
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import visdom
 
-from flexlogger import DeliveryError, FlexLogger
+from flexlogger import FlexLogger
 from flexlogger.server import VisdomServer, find_free_port, start_server
 from flexlogger.sinks.record import read_record
 
@@ -115,16 +117,99 @@ def test_server_restarted_between_two_requests(own_server: VisdomServer, env: st
         assert (acc[0]["x"], acc[0]["y"]) == (list(range(20)), [s / 100 for s in range(20)])
 
 
-def test_sender_thread_death_raises_on_next_log(visdom_server: VisdomServer, tmp_path: Path, env: str) -> None:
+def test_a_plot_that_cannot_be_drawn_does_not_stop_the_others(visdom_server: VisdomServer, tmp_path: Path,
+                                                               env: str) -> None:
+    """A heatmap whose rownames do not fit its matrix cannot be drawn (a 3-d array would be refused by add()): one
+    warning naming it, and every point of the line plot still arrives (before the fix, the sender died and every
+    later log() raised)."""
+    plots = {**PLOTS, "confusion": {"type": "heatmap", "opts": {"rownames": ["only one"]}}}
+    meters = {**METERS, "matrix": {"type": "ValueMeter", "target": "confusion"}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stat = FlexLogger(plots, meters, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
+        try:
+            for step in range(30):
+                stat.add({"matrix": np.full((2, 3), float(step))})  # 2 rows, 1 row name: Visdom refuses it
+                log_steps(stat, range(step, step + 1))
+                if step % 10 == 0:
+                    stat.flush(10)
+            assert stat.flush(10) == 1  # the heatmap's content is not delivered; the rest is
+            data = json.loads(client(visdom_server.port).get_window_data(stat.windows["loss"], env))
+            assert {t["name"]: (t["x"], t["y"]) for t in data["content"]["data"]} == expected(range(30))
+        finally:
+            stat.close()
+    drawn = [w for w in caught if "cannot be drawn" in str(w.message)]
+    assert len(drawn) == 1 and drawn[0].category is RuntimeWarning
+    assert re.match(r"flexlogger: plot 'confusion' \(heatmap\) cannot be drawn and is skipped until its data "
+                    r"changes \(the other plots go on\): AssertionError: ", str(drawn[0].message))
+    assert any("1 point(s) could not be delivered" in str(w.message) for w in caught)
+    assert not client(visdom_server.port).win_exists(stat.windows["confusion"], env)
+    assert len(read_record(tmp_path / env / "run").updates) == 60  # the record has every update of both plots
+
+
+def test_a_window_that_cannot_be_drawn_is_retried_when_it_changes(visdom_server: VisdomServer, tmp_path: Path,
+                                                                  env: str) -> None:
+    plots = {**PLOTS, "confusion": {"type": "heatmap", "opts": {"rownames": ["only one"]}}}
+    meters = {**METERS, "matrix": {"type": "ValueMeter", "target": "confusion"}}
+    with FlexLogger(plots, meters, env=env, uid="run", port=visdom_server.port, log_dir=None) as stat:
+        stat.add({"matrix": np.zeros((2, 3))})  # 2 rows, 1 row name
+        log_steps(stat, range(1))
+        with pytest.warns(RuntimeWarning, match=r"plot 'confusion' \(heatmap\) cannot be drawn"):
+            assert stat.flush(10) == 1
+        stat.add({"matrix": np.array([[1.0, 2.0]])})
+        log_steps(stat, range(1, 2))
+        assert stat.flush(10) == 0
+        data = json.loads(client(visdom_server.port).get_window_data(stat.windows["confusion"], env))
+        assert data["content"]["data"][0]["z"] == [[1.0, 2.0]]
+
+
+def test_opts_visdom_rejects_when_drawing_skip_the_plot_with_one_warning(visdom_server: VisdomServer,
+                                                                         tmp_path: Path, env: str) -> None:
     plots = {"loss": {"type": "line", "opts": {"textlabels": ["a", "b"]}}}  # Visdom's client rejects it when drawing
     stat = FlexLogger(plots, METERS, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
-    log_steps(stat, range(1))  # the sender dies drawing it, maybe before the next log(): log once
-    died = (r"^the Visdom sender thread of env '.*' died: could not draw plot 'loss' \(line\) with opts "
-            r"\{'textlabels': \['a', 'b'\]\}: AssertionError: textlabels and X should have same shape")
-    with pytest.raises(DeliveryError, match=died):
-        stat.flush(10)
-    with pytest.raises(DeliveryError, match=died):
-        log_steps(stat, range(1, 2))
-    with pytest.warns(RuntimeWarning, match=r"could not be delivered"):
+    skipped = (r"^flexlogger: plot 'loss' \(line\) cannot be drawn and is skipped until its data changes \(the "
+               r"other plots go on\): AssertionError: textlabels and X should have same shape \(opts "
+               r"\{'textlabels': \['a', 'b'\]\}\)$")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(5):
+            log_steps(stat, range(step, step + 1))
+            assert stat.flush(10) == 2 * (step + 1)  # nothing of it is delivered, and log() goes on
+        with pytest.warns(RuntimeWarning, match=r"10 point\(s\) could not be delivered"):
+            stat.close()
+    assert len([w for w in caught if re.match(skipped, str(w.message))]) == 1
+    assert [u.step for u in read_record(tmp_path / env / "run").updates] == [0, 1, 2, 3, 4]  # the record has all
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["env-lost", "stale-saved-env"])
+@pytest.mark.parametrize("ending", ["close", "flush"])
+def test_server_restarted_after_the_last_delivery(own_server: VisdomServer, tmp_path: Path, env: str, saved: bool,
+                                                   ending: str) -> None:
+    """Every window was delivered, then the server restarted and nothing changed afterwards: flush() and close()
+    find out (one small request) and resend every window before returning (and before close() saves the env)."""
+    plots = {**PLOTS, "confusion": {"type": "heatmap"}}
+    meters = {**METERS, "matrix": {"type": "ValueMeter", "target": "confusion"}}
+    stat = FlexLogger(plots, meters, env=env, uid="run", port=own_server.port, log_dir=tmp_path, save_every=3600)
+    try:
+        for step in range(20):
+            if step == 10 and saved:
+                assert stat.flush(10) == 0
+                client(own_server.port).save([env])  # the server's disk copy stops at step 9
+            stat.add({"matrix": np.eye(2) * step})
+            log_steps(stat, range(step, step + 1))
+        assert stat.flush(10) == 0
+        own_server.restart()
+        if ending == "flush":
+            assert stat.flush(10) == 0
+    finally:
         stat.close()
-    assert [u.step for u in read_record(tmp_path / env / "run").updates] == [0, 1]  # the record has both
+    viz = client(own_server.port)
+    data = json.loads(viz.get_window_data(stat.windows["loss"], env))["content"]["data"]
+    assert {t["name"]: (t["x"], t["y"]) for t in data} == expected(range(20))
+    matrix = json.loads(viz.get_window_data(stat.windows["confusion"], env))["content"]["data"][0]["z"]
+    assert matrix == (np.eye(2) * 19).tolist()
+    if ending == "close":  # and close() saved the whole env on the restarted server
+        saved_env = json.loads((own_server.env_path / f"{env}.json").read_text())
+        assert set(saved_env["jsons"]) == {stat.windows["loss"], stat.windows["confusion"]}
+        summary = json.loads((tmp_path / env / "run" / "summary.json").read_text())
+        assert summary["undelivered"] == 0

@@ -6,9 +6,12 @@ import base64
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,11 @@ import pytest
 import visdom
 
 from flexlogger import ConfigError, DeliveryError, FlexLogger, Update
+from flexlogger.plots import Histogram
 from flexlogger.server import VisdomServer
 from flexlogger.sinks.visdom import VisdomSink, downsample
+from flexlogger.sinks.visdom.render import make_builder, render
+from flexlogger.sinks.visdom.sender import _close_open_sinks
 
 
 @pytest.fixture
@@ -143,13 +149,13 @@ def test_write_after_close_raises(sink: VisdomSink) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"max_points": 3}, r"expected `max_points` to be an int >= 16, but got 3"),
-    ({"max_points": 100.0}, r"expected `max_points` to be an int >= 16, but got 100.0"),
-    ({"min_interval": -1}, r"expected `min_interval` to be a number of seconds >= 0, but got -1"),
-    ({"timeout": "1"}, r"expected `timeout` to be a number of seconds >= 0, but got '1'"),
-    ({"server": "localhost"}, r"expected `server` to be a URL with its scheme, such as 'http://localhost', but got "
-                              r"'localhost'"),  # requests would fail forever, warning that no server answers
-    ({"port": "8097"}, r"expected `port` to be an int from 1 to 65535, but got '8097'"),
+    ({"max_points": 3}, r"^VisdomSink\(\): max_points: expected an int >= 16 .*, but got 3$"),
+    ({"max_points": 100.0}, r"^VisdomSink\(\): max_points: expected an int >= 16 .*, but got 100.0$"),
+    ({"min_interval": -1}, r"^VisdomSink\(\): min_interval: expected a finite number of seconds >= 0, but got -1$"),
+    ({"timeout": "1"}, r"^VisdomSink\(\): timeout: expected a finite number of seconds > 0, but got '1'$"),
+    ({"server": "localhost"}, r"^VisdomSink\(\): server: expected a URL with its scheme, such as 'http://localhost', "
+                              r".*but got 'localhost'$"),  # requests would fail forever, warning that no server answers
+    ({"port": "8097"}, r"^VisdomSink\(\): port: expected an int from 1 to 65535, but got '8097'$"),
 ])
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -259,3 +265,76 @@ def test_images_of_common_layouts_and_dtypes(sink: VisdomSink, viz: visdom.Visdo
     src = window_data(viz, sink, "img")["src"]
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
     np.testing.assert_allclose(shown, pixels, atol=1)
+
+
+def test_histogram_is_drawn_from_bin_counts(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    sink.write(Update("h", "histogram", 0, {"w": Histogram((1.0, 3.0, 2.0, 0.0), -1.0, 1.0)}, {}, 1))
+    assert [(d["x"], d["y"]) for d in window_data(viz, sink, "h")["data"]] == [
+        (np.linspace(-1.0, 1.0, 4).tolist(), [1.0, 3.0, 2.0, 0.0])]
+    sink.write(Update("one", "histogram", 0, {"w": Histogram((5.0,), 0.0, 1.0)}, {}, 2))  # one bin
+    assert [(d["x"], d["y"]) for d in window_data(viz, sink, "one")["data"]] == [([0.0], [5.0])]
+
+
+@pytest.mark.parametrize("numbins", [None, 7])
+def test_raw_arrays_are_binned_as_visdom_bins_them(sink: VisdomSink, viz: visdom.Visdom,
+                                                   numbins: int | None) -> None:
+    values = np.random.default_rng(0).normal(size=500)
+    opts = {} if numbins is None else {"numbins": numbins}
+    sink.write(Update("h", "histogram", 0, {"w": values}, opts, 1))
+    counts = np.histogram(values, bins=numbins or 30, range=(values.min(), values.max()))[0]
+    assert [d["y"] for d in window_data(viz, sink, "h")["data"]] == [counts.astype(float).tolist()]
+
+
+def test_histogram_message_from_counts_is_visdoms_own() -> None:
+    builder = make_builder("http://localhost", 8097, "e")
+    values = np.random.default_rng(1).uniform(-3.0, 5.0, size=300)
+    visdoms, _ = builder.histogram(X=values, win="w", env="e", opts={"title": "h", "numbins": 12})
+    counts, _ = np.histogram(values, bins=12, range=(values.min(), values.max()))
+    hist = Histogram(tuple(float(c) for c in counts), float(values.min()), float(values.max()))
+    ours = json.loads(render(builder, "w", "e", Update("h", "histogram", 0, {"v": hist}, {}, 1)))
+    assert ours == json.loads(json.dumps(visdoms))
+
+
+def test_a_non_finite_timeout_is_refused_at_construction() -> None:
+    """Was accepted, then killed the sender at its first request (and close() raised OverflowError)."""
+    inf = math.inf
+    with pytest.raises(ConfigError, match=r"^VisdomSink\(\): 4 problems:\n  min_interval: expected a finite number "
+                                          r"of seconds >= 0, but got inf\n  timeout: expected a finite number of "
+                                          r"seconds > 0, but got inf"):
+        VisdomSink(timeout=inf, min_interval=inf, close_timeout=inf, save_every=inf)
+
+
+def test_a_forked_child_neither_waits_nor_warns_nor_writes(sink: VisdomSink, viz: visdom.Visdom) -> None:
+    sink.write(line(0, a=1.0))
+    assert sink.flush(10) == 0
+    sink.write(line(1, a=2.0))  # pending in the parent when it forks
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        report: dict[str, Any] = {}
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with pytest.raises(DeliveryError, match=rf"^this Visdom sink belongs to process {os.getppid()}; a "
+                                   rf"forked child \(process {os.getpid()}\) cannot use it; create a logger in the "
+                                   rf"child$"):
+                    sink.write(line(2, a=3.0))
+                start = time.monotonic()
+                report["flush"] = sink.flush()
+                sink.close()
+                _close_open_sinks()  # what the atexit handler runs
+                report["seconds"] = time.monotonic() - start
+                report["warnings"] = [str(w.message) for w in caught]
+        except BaseException as exc:
+            report["error"] = repr(exc)
+        finally:
+            os.write(write, json.dumps(report).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        report = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert "error" not in report, report["error"]
+    assert report["flush"] == 0 and report["seconds"] < 0.5 and report["warnings"] == []
+    sink.write(line(3, a=4.0))  # the parent's sink goes on
+    assert traces(viz, sink, "loss") == {"a": ([0, 1, 3], [1.0, 2.0, 4.0])}

@@ -1,0 +1,327 @@
+"""Rendering: pure functions turning an :class:`~flexlogger.sinks.base.Update` (or a line window's points) into the
+Visdom message that creates or replaces its whole window. No threads, no HTTP, no state.
+
+Every plot kind has a renderer in :data:`RENDERERS` (``tests/test_plots.py`` checks every kind of
+``flexlogger.plots.PLOT_TYPES`` has one): a renderer takes the Visdom client used offline as a builder
+(``send=False``: it returns the message instead of posting it), the window id, the env and the update.
+
+- ``line``/``scatter`` (data form ``points``): a whole window of traces (:func:`render_traces`). Visdom's client
+  builds each trace from its first point (options, layout); the points are then put in as lists, with NaN/Inf as
+  None (a gap). The sender's steady path (:func:`trace_template`, :func:`encode_xs`, :func:`assemble_lines`) builds
+  each trace's options once and reuses the JSON text of the points it already encoded (turning floats into JSON
+  text is most of a send's cost), so a send encodes only the points new since the last one.
+- ``histogram``: drawn from bin counts (:class:`flexlogger.plots.Histogram`) as Visdom's own ``histogram`` draws
+  them (a bar of the counts over ``linspace(lo, hi, bins)``). A raw array is binned here (``opts.numbins``,
+  default 30), for loggers that send the values.
+- Other kinds (bar, heatmap, image, text, curve) draw the latest content of their window.
+- NaN and Inf are sent as ``null`` (gaps in Visdom). Contents Visdom's client rejects as such (one bar, a
+  histogram with no finite value, a curve with NaN) are drawn anyway.
+
+This is the only module that imports visdom. The opts given to Visdom's client are always a fresh copy (it mutates
+them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import visdom
+
+from ...errors import ConfigError
+from ...plots import DEFAULT_BINS, Histogram
+from ..base import Update
+
+Renderer = Callable[[Any, str, str, Update], dict[str, Any]]
+"""``renderer(builder, win, env, update) -> message``: the Visdom message (a JSON-able dict) for the window."""
+
+
+def make_builder(server: str, port: int, env: str) -> Any:
+    """Visdom's client, offline: its drawing functions return the message instead of posting it."""
+    with quiet_visdom():  # its client logs set-up chatter meant for interactive use
+        return visdom.Visdom(server=server, port=port, env=env, send=False, use_incoming_socket=False,
+                             raise_exceptions=True)
+
+
+def render(builder: Any, win: str, env: str, update: Update) -> str:
+    """The request body (JSON text) that draws ``update`` whole in window ``win``.
+
+    Raises:
+        Exception: whatever Visdom's client raises for data or opts it cannot draw (e.g. an AssertionError for a
+            3-d heatmap), or ``KeyError`` for a kind without a renderer.
+    """
+    return json.dumps(RENDERERS[update.kind](builder, win, env, update), allow_nan=False)
+
+
+def options(plot: str, opts: Mapping[str, Any], **defaults: Any) -> dict[str, Any]:
+    """A fresh opts dict with the plot's name as title (visdom's client mutates the opts it is given)."""
+    out = {"title": plot, **defaults}
+    out.update(opts)
+    return out
+
+
+# line / scatter -----------------------------------------------------------------------------------------------
+def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: Mapping[str, Any],
+                  traces: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """A whole line/scatter window of ``traces`` (name -> (xs, ys)). Visdom's client builds each trace from its
+    first point (options, layout); the points are then put in as lists, with NaN/Inf as None (a gap): no array
+    round trips per send."""
+    draw = builder.scatter if kind == "scatter" else builder.line
+    data: list[dict[str, Any]] = []
+    msg: dict[str, Any] = {}
+    for name, (xs, ys) in traces.items():
+        x = np.asarray(xs, dtype=np.float64).reshape(-1)
+        y = np.asarray(ys, dtype=np.float64).reshape(-1)
+        y = np.where(np.isfinite(y), y, np.nan)
+        hx, hy = (x[:1], y[:1]) if x.size and y.size else (np.zeros(1), np.zeros(1))  # empty: no point
+        if kind == "scatter":
+            msg, _ = draw(X=np.column_stack([hx, hy]), win=win, env=env, opts=options(plot, opts), name=name)
+        else:
+            msg, _ = draw(Y=hy, X=hx, win=win, env=env, opts=options(plot, opts), name=name)
+        trace = msg["data"][0]
+        if len(msg["data"]) == 1 and not per_point_fields(trace):
+            trace["x"], trace["y"] = nulls(x.tolist()), nulls(y.tolist())  # a curve's x may be NaN
+        else:  # per-point options (e.g. one marker colour per point): let visdom build all of it
+            msg, _ = (draw(X=np.column_stack([x, y]), win=win, env=env, opts=options(plot, opts), name=name)
+                      if kind == "scatter" else
+                      draw(Y=y, X=x, win=win, env=env, opts=options(plot, opts), name=name))
+            msg["data"] = scrub(msg["data"])
+        data += msg["data"]
+    msg["data"] = data
+    msg["layout"] = scrub(msg["layout"])
+    msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
+    return msg
+
+
+def render_points(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
+    """A line/scatter window of one point per trace at ``x=step`` (the sender draws whole windows of points with
+    :func:`render_traces`)."""
+    traces = {name: ([float(update.step)], [float(value)]) for name, value in update.data.items()}
+    return render_traces(builder, win, env, update.plot, update.kind, update.opts, traces)
+
+
+def trace_template(builder: Any, win: str, env: str, plot: str, kind: str, opts: Mapping[str, Any],
+                   name: str) -> dict[str, Any] | None:
+    """The message of a one-point trace ``name``, whose options are reused for every send of the trace; None when
+    the opts set per-point fields (then each send is built whole by :func:`render_traces`)."""
+    template = render_traces(builder, win, env, plot, kind, opts, {name: ([0.0], [0.0])})
+    if len(template["data"]) != 1 or per_point_fields(template["data"][0]):
+        return None
+    return template
+
+
+def encode_xs(values: Sequence[float]) -> list[str]:
+    """JSON text of finite floats (x values are steps)."""
+    return [float.__repr__(x) for x in values]
+
+
+def encode_ys(values: Sequence[float]) -> list[str]:
+    """JSON text of floats, NaN/Inf as ``null`` (a gap)."""
+    return [float.__repr__(y) if y - y == 0 else "null" for y in values]
+
+
+def assemble_lines(parts: Sequence[tuple[dict[str, Any], str, str]]) -> str:
+    """A whole line/scatter window as JSON text from each trace's ``(template, x text, y text)``, where the texts
+    are the comma-joined JSON numbers of the trace's points (see :func:`encode_xs`, :func:`encode_ys`)."""
+    data: list[dict[str, Any]] = []
+    arrays: list[str] = []
+    msg: dict[str, Any] = {}
+    for template, x_text, y_text in parts:
+        msg = template
+        data.append({**template["data"][0], "x": f"@@flexlogger:{len(arrays)}@@",
+                     "y": f"@@flexlogger:{len(arrays) + 1}@@"})
+        arrays += [x_text, y_text]
+    text = _JSON.encode({**msg, "data": data})
+    return _PLACEHOLDER.sub(lambda m: f"[{arrays[int(m[1])]}]", text)
+
+
+# windows replaced by their latest content ---------------------------------------------------------------------
+def render_bar(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
+    """A bar per scalar meter, or a group of bars per element of vector meters (the legend: the meters)."""
+    names, data = list(update.data), update.data
+    values = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in data.values()]
+    if all(v.size == 1 for v in values) and not any(isinstance(v, np.ndarray) for v in data.values()):
+        return bars(builder, np.array([[v[0]] for v in values]), win, env,
+                    options(update.plot, update.opts, rownames=names))
+    width = max(v.size for v in values)
+    table = np.full((width, len(values)), np.nan)
+    for i, v in enumerate(values):
+        table[: v.size, i] = v
+    msg = bars(builder, table, win, env, options(update.plot, update.opts))
+    for trace, name in zip(msg["data"], names):
+        trace["name"] = name  # the legend is the meters' names
+    msg["layout"]["showlegend"] = True
+    return msg
+
+
+def histogram_of(value: Any, opts: Mapping[str, Any]) -> Histogram:
+    """``value`` as bin counts: a :class:`Histogram` as is; an array binned over its finite values' range into
+    ``opts.numbins`` bins (default 30), as Visdom's ``histogram`` bins it."""
+    if isinstance(value, Histogram):
+        return value
+    flat = np.asarray(value, dtype=np.float64).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    bins = int(opts.get("numbins", DEFAULT_BINS))
+    if not flat.size:  # no finite value: every bin is empty
+        return Histogram(tuple([0.0] * bins), 0.0, 0.0)
+    lo, hi = float(flat.min()), float(flat.max())
+    counts = np.histogram(flat, bins=bins, range=(lo, hi))[0]
+    return Histogram(tuple(float(c) for c in counts), lo, hi)
+
+
+def render_histogram(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
+    """Visdom's own histogram message (a bar of the counts over ``linspace(lo, hi, bins)``), from bin counts."""
+    hist = histogram_of(next(iter(update.data.values())), update.opts)
+    counts = np.asarray(hist.counts, dtype=np.float64)
+    if counts.ndim != 1 or not counts.size:
+        raise ValueError(f"expected at least one bin count, but got {hist.counts!r}")
+    opts = options(update.plot, update.opts)
+    opts["numbins"] = counts.size
+    positions = np.linspace(hist.lo, hist.hi, counts.size)
+    return bars(builder, counts[:, None], win, env, opts, positions)
+
+
+def render_heatmap(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
+    """A heatmap of the latest matrix."""
+    matrix = np.asarray(next(iter(update.data.values())), dtype=np.float64)
+    msg, _ = builder.heatmap(X=matrix, win=win, env=env, opts=options(update.plot, update.opts))
+    return scrub(dict(msg))
+
+
+def render_image(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
+    """An image of the latest array (see :func:`image_array` for the layouts and dtypes)."""
+    msg, _ = builder.image(image_array(next(iter(update.data.values()))), win=win, env=env,
+                           opts=options(update.plot, update.opts))
+    return scrub(dict(msg))
+
+
+def render_text(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
+    """A table of each meter's latest text, shown as written."""
+    rows = "".join(f"<tr><td><b>{as_html(n)}</b></td><td>{as_html(v)}</td></tr>" for n, v in update.data.items())
+    msg, _ = builder.text(f"<table>{rows}</table>", win=win, env=env, opts=options(update.plot, update.opts))
+    return scrub(dict(msg))
+
+
+def render_curve(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
+    """An x/y curve per meter (e.g. a ROC curve)."""
+    return render_traces(builder, win, env, update.plot, "line", update.opts, update.data)
+
+
+RENDERERS: dict[str, Renderer] = {
+    "line": render_points,
+    "scatter": render_points,
+    "bar": render_bar,
+    "histogram": render_histogram,
+    "heatmap": render_heatmap,
+    "image": render_image,
+    "text": render_text,
+    "curve": render_curve,
+}
+
+
+# helpers ------------------------------------------------------------------------------------------------------
+def check_opts(where: str, opts: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` when Visdom's client rejects ``opts`` whatever the data (e.g. a negative
+    ``markersize``), or they are not JSON: found when the plot is defined rather than by the sender thread.
+
+    Checks that depend on the data (e.g. ``rownames`` as long as the matrix) are left to drawing.
+    """
+    try:
+        json.dumps(dict(opts), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected Visdom options that are JSON (str, numbers, lists, dicts), but got "
+                          f"{dict(opts)!r}: {exc}") from None
+    try:
+        checked = dict(opts)
+        with quiet_visdom():  # the checks every drawing function of Visdom's client makes
+            visdom._title2str(checked)  # type: ignore[attr-defined]
+            visdom._assert_opts(checked)  # type: ignore[attr-defined]
+    except AssertionError as exc:
+        raise ConfigError(f"{where}: Visdom's client rejects {dict(opts)!r}: {exc}") from None
+    numbins = opts.get("numbins")
+    if numbins is not None and (not isinstance(numbins, int) or isinstance(numbins, bool) or numbins < 2):
+        raise ConfigError(f"{where}.numbins: expected an int >= 2 (Visdom cannot draw one bin), but got {numbins!r}")
+
+
+def bars(builder: Any, table: np.ndarray, win: str, env: str, opts: dict[str, Any],
+         positions: np.ndarray | None = None) -> dict[str, Any]:
+    """Visdom's bar message for a rows x columns ``table`` (at x ``positions``, if given), also for fewer than two
+    rows (its client squeezes the table, so it rejects one row and mistakes one row of several columns for one
+    column)."""
+    rows = table.shape[0]
+    if rows < 2:  # drawn with NaN rows added, which are then taken out again
+        table = np.concatenate([table, np.full((2 - rows, table.shape[1]), np.nan)])
+        if opts.get("rownames") is not None:
+            opts["rownames"] = [*opts["rownames"], *[""] * (2 - rows)]
+        if positions is not None:
+            positions = np.concatenate([positions, positions[-1:] + 1.0])
+    if positions is None:
+        msg, _ = builder.bar(X=table, win=win, env=env, opts=opts)
+    else:
+        msg, _ = builder.bar(X=table, Y=positions, win=win, env=env, opts=opts)
+    if rows < 2:
+        for trace in msg["data"]:
+            trace["x"], trace["y"] = trace["x"][:rows], trace["y"][:rows]
+    return scrub(dict(msg))
+
+
+def image_array(value: Any) -> np.ndarray:
+    """An image as Visdom's client takes it (C x H x W or H x W; floats in [0, 1] or uint8): an H x W x C array
+    (as PIL, OpenCV and matplotlib hold images) is moved to C x H x W, other integers become uint8."""
+    img = np.asarray(value)
+    if img.ndim == 3 and img.shape[0] not in (1, 3) and img.shape[-1] in (1, 3):
+        img = np.moveaxis(img, -1, 0)
+    if img.dtype.kind == "b":
+        img = img.astype(np.uint8) * 255
+    elif img.dtype.kind in "iu" and img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return img
+
+
+def as_html(value: Any) -> str:
+    """``value`` as HTML text: ``<unk>`` and ``a & b`` shown as written, line breaks kept."""
+    return html.escape(str(value)).replace("\n", "<br>")
+
+
+def nulls(values: list[float]) -> list[float | None]:
+    """``values`` with NaN/Inf as None."""
+    return [v if v - v == 0 else None for v in values]  # v - v is nan for nan and +-inf
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with NaN/Inf floats replaced by None (JSON has no NaN; Visdom draws None as a gap)."""
+    if isinstance(value, float):
+        return value if value - value == 0 else None
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def per_point_fields(trace: Mapping[str, Any]) -> bool:
+    """Whether a one-point trace has list fields other than x and y (per-point options)."""
+    return any(isinstance(v, list) for k, v in trace.items() if k not in ("x", "y")) or any(
+        isinstance(v, list) for v in trace.get("marker", {}).values())
+
+
+@contextlib.contextmanager
+def quiet_visdom() -> Iterator[None]:
+    """Visdom's client logs set-up chatter and errors meant for interactive use: keep them down to errors."""
+    log = logging.getLogger("visdom")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_PLACEHOLDER = re.compile(r'"@@flexlogger:(\d+)@@"')

@@ -1,0 +1,443 @@
+"""The Visdom sink: a background sender that never blocks the training loop and never loses a point. It ties the
+buffer (per-window state), the renderer (messages) and the transport (HTTP) together with one thread.
+
+``write()`` (called from ``log()``) only merges the update into its window's state under a lock; a sender thread
+sends each window that changed in ONE request (``/events``), which creates or replaces the whole window.
+
+- Coalescing: a window is sent at most once per ``min_interval`` seconds (default 0.2 s: at most 5 updates per
+  second per window), however often ``log()`` is called; ``flush()`` sends at once.
+
+Faults:
+
+- No server, or a failed request: one warning per outage, raised in the training thread (with how to start a
+  server); training goes on, every window is marked for resending, and requests are retried with exponential
+  backoff (0.1 s doubling to 5 s). Once the server answers, every window is sent whole: every point logged during
+  the outage arrives, in order, once.
+- A server that restarts between two requests (no request fails): a window that changes afterwards is resent
+  whole anyway. One that does not change (e.g. a confusion matrix drawn once per epoch) could stay missing, or
+  stale when the server reloaded an older saved copy of the env; so after any request on a new connection (but
+  the first) every window is resent (see :mod:`.transport`).
+- A server that restarts after the last delivery (nothing is sent afterwards): ``flush()`` and ``close()``, once
+  everything is delivered, ask the server whether it still has one delivered window (``/win_exists``, one small
+  request); when it does not, or the request went on a new connection, every window is resent before they
+  return (and before ``close()`` saves the env).
+- NaN and Inf are sent as ``null`` (gaps in Visdom), counted, and reported in one warning at ``close()``.
+- A window whose message cannot be built (data or opts Visdom's client rejects, e.g. a 3-d array for a heatmap)
+  is reported once, as a RuntimeWarning in the training thread naming the plot, its kind and why, and skipped: it
+  is tried again when it changes, and the other windows keep being delivered. Its content counts as undelivered.
+  Any other error in the sender thread (a bug, not one window's data) kills it; the next ``write()`` (so the next
+  ``log()``) raises :class:`~flexlogger.errors.DeliveryError` saying why.
+- The env is saved on the server every ``save_every`` seconds (when something was sent) and at ``close()``.
+  ``close()`` flushes (up to ``close_timeout``; one last try only when the server is down) and warns with the
+  count of points that could not be delivered. An atexit handler closes the sinks a user forgot to close.
+- Forked children: a sink belongs to the process that made it (its thread does not exist in a child made with
+  ``os.fork()``). In another process ``close()``, ``flush()`` and the atexit closer return at once, and
+  ``write()`` raises :class:`~flexlogger.errors.DeliveryError`: a child makes its own logger.
+- Non-finite durations (``timeout``, ``min_interval``, ...) never raise in the sender: waits and joins take
+  them as "no limit" (capped where a wait must end, e.g. joining the thread at ``close()``).
+
+Sender cost: turning floats into JSON text is most of a send's cost (about 1 us a number here), so each trace
+keeps the JSON text of the points it already encoded (through downsamplings too, which keep a subset of them),
+and a send encodes only the points new since the last one: a steady send of a 6 x 2000-point window costs about
+0.6 ms of the sender thread instead of 18 ms, and the training loop can take the GIL between any two numbers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+import time
+import warnings
+import weakref
+from collections import deque
+from typing import Any
+
+from ...errors import DeliveryError
+from ...options import check_options, raise_problems
+from ..base import Update
+from . import render
+from .buffer import Buffer, Message, Window
+from .transport import Backoff, Transport
+
+JOIN_LIMIT_S = 30.0  # the longest close() waits for the sender thread when the request timeout is not finite
+
+
+class VisdomSink:
+    """Sends updates to a Visdom server from a background thread (see the module docstring for the policy).
+
+    Args:
+        server, port, env, uid: where windows go; window ids are ``<uid>_<plot>``.
+        max_points: the most points a line/scatter trace holds (and shows) before it is downsampled.
+        min_interval: the least time between two requests for one window (coalescing).
+        timeout: seconds an HTTP request may take.
+        close_timeout: how long ``close()`` waits for pending points before warning about them.
+        save_every: seconds between saves of the env on the server (it is also saved at ``close()``).
+        base_url: the server's base URL path, if any.
+
+    Raises:
+        ConfigError: a bad ``server``, ``port``, ``max_points``, ``min_interval``, ``timeout`` or ``save_every``.
+    """
+
+    def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", uid: str = "run", *,
+                 max_points: int = 2000, min_interval: float = 0.2, timeout: float = 10.0,
+                 close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "") -> None:
+        # the checks of every run option live in flexlogger.options (the constructors and load_config use them too)
+        problems = check_options({"server": server, "port": port, "max_points": max_points,
+                                  "min_interval": min_interval, "timeout": timeout, "close_timeout": close_timeout,
+                                  "save_every": save_every, "base_url": base_url}, "VisdomSink()",
+                                 owners=("run", "visdom"))
+        if server is None:
+            problems.insert(0, "server: expected a URL with its scheme, such as 'http://localhost', but got None")
+        raise_problems("VisdomSink()", problems)
+        self.url = f"{server.rstrip('/')}:{port}{base_url}"
+        self.port = port
+        self.env, self.uid = env, uid
+        self.max_points = max_points
+        self.min_interval, self.timeout = min_interval, timeout
+        self.close_timeout, self.save_every = close_timeout, save_every
+        self.reconnections = 0
+        # the last requests, for benchmarks: (plot, points in the message, seconds to the response)
+        self.request_log: deque[tuple[str, int, float]] = deque(maxlen=1000)
+        self._pid = os.getpid()
+        self._builder = render.make_builder(server, port, env)
+        self._buffer = Buffer(max_points)
+        self._transport = Transport(self.url, timeout)
+        self._backoff = Backoff()
+        self._cond = threading.Condition()
+        self._urgent = 0
+        self._checks_asked = 0  # flush() asks the sender to check the server still has the windows ...
+        self._checks_done = 0  # ... and waits until it did
+        self._stopping = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._failing = False
+        self._attempts = 0
+        self._retry_at = 0.0
+        self._notices: list[str] = []
+        self._last_save = time.monotonic()
+        self._unsaved = False
+        self._thread = threading.Thread(target=self._run, name=f"flexlogger-sender-{env}", daemon=True)
+        self._thread.start()
+        _open_sinks.add(self)
+
+    def window_id(self, plot: str) -> str:
+        return f"{self.uid}_{plot}"
+
+    @property
+    def sent_requests(self) -> int:
+        """HTTP requests posted (windows, checks)."""
+        return self._transport.sent_requests
+
+    @property
+    def failed_requests(self) -> int:
+        """Of those, the ones that failed."""
+        return self._transport.failed_requests
+
+    @property
+    def downsamplings(self) -> int:
+        """How many times a trace was downsampled."""
+        return self._buffer.downsamplings
+
+    # called from the training loop -------------------------------------------------------------------------
+    def write(self, update: Update) -> None:
+        """Merge ``update`` into its window's state; the sender thread sends it. Never waits on the network.
+
+        Raises:
+            DeliveryError: the sender thread died (the message says why), the sink is closed, or this is a forked
+                child of the process that made the sink.
+        """
+        if self._error is not None:
+            self._raise_dead()
+        if self._closed:
+            raise DeliveryError(f"write() to the Visdom sink of env {self.env!r} after close()")
+        if self._forked():
+            raise DeliveryError(f"this Visdom sink belongs to process {self._pid}; a forked child (process "
+                                f"{os.getpid()}) cannot use it; create a logger in the child")
+        if self._notices:
+            self._warn_notices()
+        with self._cond:
+            if self._buffer.write(update):  # it was clean: wake the sender
+                self._cond.notify()
+
+    def pending(self) -> int:
+        """Points (line/scatter) and window contents (other plots) logged but not yet on the server; 0 in a forked
+        child (the sink belongs to the parent, and its lock may have been held when the child was made)."""
+        if self._forked():
+            return 0
+        with self._cond:
+            return self._buffer.pending()
+
+    def held_points(self) -> int:
+        """The points the sink holds in memory for its windows (bounded by ``max_points`` per trace)."""
+        with self._cond:
+            return self._buffer.held_points()
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send everything now and wait until the server has it, or ``timeout`` seconds. Once everything is sent,
+        the server is asked whether it still has the windows (it may have restarted since): when it lost them,
+        they are sent again.
+
+        Returns:
+            How many points (or window contents) are still pending: 0 when everything arrived. After
+            ``close()``, at once: what was never delivered. In a forked child, at once: 0 (the sink belongs to
+            the parent).
+
+        Raises:
+            DeliveryError: the sender thread died.
+        """
+        if self._forked():
+            return 0
+        if self._stopping:  # closed: the sender is gone, nothing more will arrive
+            return self.pending()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._urgent += 1
+            self._checks_asked += 1
+            asked = self._checks_asked
+            self._cond.notify_all()
+            try:
+                while self._error is None and (self._buffer.any_dirty() or self._checks_done < asked):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(min(left, 1.0) if left is not None else 1.0)
+                pending = self._buffer.pending()
+            finally:
+                self._urgent -= 1
+        if self._error is not None:
+            self._raise_dead()
+        if self._notices:
+            self._warn_notices()
+        return pending
+
+    def close(self) -> None:
+        """Flush (up to ``close_timeout``; one last try when the server is down), save the env, stop the thread.
+        In a forked child, return at once (the sink belongs to the parent).
+
+        Warns with the count of points that could not be delivered, and of NaN/Inf values logged.
+        """
+        if self._closed or self._forked():
+            return
+        self._closed = True
+        pending = 0
+        if self._error is None:
+            with self._cond:
+                if self._failing:  # the server is down: one last try now rather than a long wait
+                    self._retry_at = 0.0
+                    attempts = self._attempts
+                    deadline = time.monotonic() + self.close_timeout
+                    self._urgent += 1
+                    self._cond.notify_all()
+                    while (self._error is None and self._attempts == attempts and time.monotonic() < deadline
+                           and self._buffer.any_dirty()):
+                        self._cond.wait(0.05)
+                    self._urgent -= 1
+            pending = self.flush(0 if self._failing else self.close_timeout) if self._error is None else 0
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        request_timeout = self._transport.timeout  # None: not finite
+        self._thread.join(JOIN_LIMIT_S if request_timeout is None else _seconds(request_timeout + 1.0))
+        if self._error is None and not self._failing and self._unsaved:
+            self._save()
+        pending = self.pending()
+        _open_sinks.discard(self)
+        self._transport.close()
+        if self._notices:
+            self._warn_notices()
+        if pending:
+            warnings.warn(f"{pending} point(s) could not be delivered to the Visdom server at {self.url} "
+                          f"(env {self.env!r}); they are in the run record: `flexlogger replay RUN_DIR "
+                          f"--port {self.port}` draws them", RuntimeWarning, stacklevel=2)
+        if self._buffer.nonfinite:
+            warnings.warn(f"{self._buffer.nonfinite} NaN/Inf value(s) were logged (env {self.env!r}); they are "
+                          "shown as gaps (the run record keeps them)", RuntimeWarning, stacklevel=2)
+
+    def _forked(self) -> bool:
+        return os.getpid() != self._pid
+
+    def _raise_dead(self) -> None:
+        raise DeliveryError(f"the Visdom sender thread of env {self.env!r} died: {self._error}; nothing is sent "
+                            f"to {self.url} any more (the run record, if on, still has every point)") from self._error
+
+    def _warn_notices(self) -> None:
+        with self._cond:
+            notices, self._notices = self._notices, []
+        for notice in notices:
+            warnings.warn(notice, RuntimeWarning, stacklevel=4)
+
+    # the sender thread -------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    work = self._wait_for_work()
+                    if work is None:
+                        return
+                    messages = [self._buffer.snapshot(w) for w in work]
+                if not messages:  # flush() asked whether the server still has the windows
+                    self._check_server()
+                for message in messages:
+                    if not self._send(message):
+                        break  # every window is marked lost: start over after the backoff
+                if not self._failing and self._unsaved and time.monotonic() - self._last_save > self.save_every:
+                    self._save()
+        except BaseException as exc:  # a bug, not one window's data: reported to the training loop on the next log()
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def _wait_for_work(self) -> list[Window] | None:
+        """The windows to send now (waiting as needed); [] when flush() asked for a check of the server; None
+        when closing."""
+        while True:
+            if self._stopping:
+                return None
+            now = time.monotonic()
+            if now < self._retry_at:
+                _wait(self._cond, self._retry_at - now)
+                continue
+            ready, wait = self._buffer.ready(now, self.min_interval, self._urgent > 0)
+            if ready:
+                return ready
+            if wait is None and self._checks_done < self._checks_asked:
+                return []
+            _wait(self._cond, wait)
+
+    def _send(self, message: Message) -> bool:
+        """Build and post ``message``; False when the request failed (the server is down?)."""
+        window = message.window
+        try:
+            body = self._build(message)
+        except Exception as exc:  # this window's data or opts: skip it until it changes, deliver the others
+            with self._cond:
+                if window.broken_version < 0:  # drawn (or never tried) before: report it once
+                    self._notices.append(
+                        f"flexlogger: plot {window.plot!r} ({window.kind}) cannot be drawn and is skipped until "
+                        f"its data changes (the other plots go on): {type(exc).__name__}: {exc} (opts "
+                        f"{dict(window.opts)!r})")
+                self._buffer.mark_broken(message, time.monotonic())
+                self._cond.notify_all()
+            return True
+        start = time.perf_counter()
+        ok = self._transport.post("events", body)
+        elapsed = time.perf_counter() - start
+        with self._cond:
+            self._attempts += 1
+            self.request_log.append((window.plot, message.size(), elapsed))
+            self._settle(message, ok)
+            self._cond.notify_all()
+        return ok
+
+    def _build(self, message: Message) -> str:
+        """The request body (JSON) for ``message``; raises what Visdom's client raises for data it cannot draw."""
+        window, win = message.window, self.window_id(message.window.plot)
+        if not isinstance(message.body, dict):  # a window replaced by its latest content
+            return render.render(self._builder, win, self.env, message.body)
+        if not window.per_point:
+            return self._lines_body(win, window, message.body)
+        traces = {name: (xs, ys) for name, (_, xs, ys) in message.body.items()}
+        return _dumps(render.render_traces(self._builder, win, self.env, window.plot, window.kind, window.opts,
+                                           traces))
+
+    def _lines_body(self, win: str, window: Window, body: dict[str, tuple[int, list[float], list[float]]]) -> str:
+        """A whole line/scatter window as JSON: each trace's options and the layout come from Visdom's client
+        (built once per trace, from one point); the points are JSON text, cached, so only new points are encoded."""
+        parts: list[tuple[dict[str, Any], str, str]] = []
+        for name, (start, xs, ys) in body.items():
+            template = window.templates.get(name)
+            if template is None:
+                made = render.trace_template(self._builder, win, self.env, window.plot, window.kind, window.opts,
+                                             name)
+                if made is None:
+                    window.per_point = True  # from the next send on, Visdom's client builds it all
+                    traces = {n: (x, y) for n, (_, x, y) in body.items()}
+                    return _dumps(render.render_traces(self._builder, win, self.env, window.plot, window.kind,
+                                                       window.opts, traces))
+                template = window.templates[name] = made
+            trace = window.traces[name]
+            if len(trace.x_parts) == start:  # else the trace was reset meanwhile: the next send redoes it
+                trace.x_parts += render.encode_xs(xs)
+                trace.y_parts += render.encode_ys(ys)
+            parts.append((template, ",".join(trace.x_parts[: start + len(xs)]),
+                          ",".join(trace.y_parts[: start + len(ys)])))
+        return render.assemble_lines(parts)
+
+    def _settle(self, message: Message, ok: bool) -> None:
+        """Account for a request (under the lock): delivery, or a failure (one notice per outage, backoff)."""
+        reconnected = ok and self._transport.reconnected()
+        if reconnected:
+            self.reconnections += 1
+        if ok:
+            self._unsaved = True
+        self._buffer.settle(message, time.monotonic(), ok, reconnected)
+        self._outcome(ok)
+
+    def _outcome(self, ok: bool) -> None:
+        """After a request (under the lock): reset or extend the backoff; one notice per outage."""
+        if ok:
+            self._backoff.succeed()
+            self._failing = False
+            return
+        self._retry_at = time.monotonic() + self._backoff.fail()
+        if not self._failing:
+            self._failing = True
+            self._notices.append(
+                f"flexlogger: the Visdom server at {self.url} does not answer ({self._transport.failure}); training "
+                f"goes on, points are kept (and in the run record) and sent when it comes up, retried with "
+                f"backoff. Start one with `flexlogger serve --port {self.port}`.")
+
+    def _check_server(self) -> None:
+        """Ask the server whether it still has a delivered window (flush() and close() ask for it): when it lost
+        it, or the request went on a new connection (a restart since the last delivery), resend every window."""
+        with self._cond:
+            asked = self._checks_asked
+            window = None if self._failing else self._buffer.a_delivered_window()
+        exists = None if window is None else self._transport.win_exists(self.window_id(window.plot), self.env)
+        with self._cond:
+            if window is not None:
+                self._attempts += 1
+                ok = exists is not None
+                reconnected = ok and self._transport.reconnected()
+                if not ok or not exists or reconnected:
+                    self.reconnections += reconnected
+                    self._buffer.mark_lost()
+                self._outcome(ok)
+            self._checks_done = asked
+            self._cond.notify_all()
+
+    def _save(self) -> None:
+        self._last_save = time.monotonic()
+        self._unsaved = not self._transport.save(self.env)
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, allow_nan=False)
+
+
+def _seconds(value: float | None) -> float | None:
+    """A duration a wait can take: None (no limit) for one that is not finite or too long for the platform."""
+    if value is None or not value < threading.TIMEOUT_MAX:
+        return None
+    return max(value, 0.0)
+
+
+def _wait(cond: threading.Condition, seconds: float | None) -> None:
+    cond.wait(_seconds(seconds))
+
+
+_open_sinks: weakref.WeakSet[VisdomSink] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_sinks() -> None:
+    """Flush the loggers a user forgot to close, so that a script's last points reach the server. In a forked child
+    it does nothing: the sinks belong to the parent."""
+    for sink in list(_open_sinks):
+        try:
+            sink.close()
+        except Exception:  # never fail interpreter shutdown
+            pass
+

@@ -1,0 +1,140 @@
+"""Transport: the HTTP session to a Visdom server, posting, the backoff schedule and reconnect detection. No
+threads (one sender thread uses it), no knowledge of windows beyond their ids.
+
+- Every request replaces a whole window (``/events``), never a Visdom append: Visdom 0.2.4's ``/update``
+  deep-copies and JSON-diffs the window, so an append of one point to a 6-trace window costs about 290 ms at
+  1,000 points per trace and 2.8 s at 10,000, whereas replacing the whole window costs 9 ms and 34 ms (measured
+  here). With the window bounded, the server's cost per update is bounded too. Replacing also makes every send
+  self-healing: a server that lost the window (restart) gets all of it back with the next request.
+- A failed request is retried with exponential backoff (:class:`Backoff`: 0.1 s doubling to 5 s).
+- Reconnect detection: the HTTP session counts the TCP connections it opens. A server that restarts between two
+  requests (no request fails) closed the keep-alive connection, so the next request opens a new one
+  (:meth:`Transport.reconnected`); a false alarm (a connection closed for another reason) costs one send per
+  window. :meth:`Transport.win_exists` asks the server whether it has a window, for a cheap check when nothing
+  else would be sent.
+- Each request has a timeout (``timeout`` seconds; a non-finite one means none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
+from urllib3.connectionpool import HTTPConnectionPool
+
+BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
+
+
+class Backoff:
+    """The delay before retrying after failures: ``start`` doubling to ``limit``, back to none after a success.
+
+    Example:
+        >>> backoff = Backoff()
+        >>> [backoff.fail() for _ in range(3)], backoff.succeed(), backoff.fail()
+        ([0.1, 0.2, 0.4], 0.0, 0.1)
+    """
+
+    def __init__(self, start: float = BACKOFF_START, limit: float = BACKOFF_MAX) -> None:
+        self.start, self.limit = start, limit
+        self.delay = 0.0
+
+    def fail(self) -> float:
+        """One more failure: the seconds to wait before the next try."""
+        self.delay = min(max(2 * self.delay, self.start), self.limit)
+        return self.delay
+
+    def succeed(self) -> float:
+        """A success: no wait."""
+        self.delay = 0.0
+        return self.delay
+
+
+class Transport:
+    """Posts to one Visdom server over a keep-alive session that counts its connections.
+
+    Args:
+        url: the server's URL with port and base path, e.g. ``http://localhost:8097``.
+        timeout: seconds a request may take (inf or NaN: no limit).
+
+    Attributes:
+        sent_requests, failed_requests: counts of requests posted, and of those, failed.
+        failure: why the last request failed (None after a success).
+    """
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout: float | None = float(timeout) if math.isfinite(timeout) else None
+        self.sent_requests = 0
+        self.failed_requests = 0
+        self.failure: str | None = None
+        self._connects = [0]  # TCP connections opened by self._http
+        self._http = counting_session(self._connects)
+        self._connections: int | None = None
+
+    def post(self, endpoint: str, body: str | bytes) -> bool:
+        """POST ``body`` to ``/endpoint``; True when the server answered 200 (else ``failure`` says why)."""
+        return self._request(endpoint, body) is not None
+
+    def _request(self, endpoint: str, body: str | bytes) -> str | None:
+        """The answer's text, or None when the request failed."""
+        data = body.encode() if isinstance(body, str) else body
+        text: str | None = None
+        try:
+            response = self._http.post(f"{self.url}/{endpoint}", data=data, timeout=self.timeout)
+            if response.status_code == 200:
+                text, self.failure = response.text, None
+            else:
+                self.failure = f"HTTP {response.status_code} on /{endpoint}"
+        except requests.RequestException as exc:
+            self.failure = type(exc).__name__
+        self.sent_requests += 1
+        if text is None:
+            self.failed_requests += 1
+        return text
+
+    def save(self, env: str) -> bool:
+        """Ask the server to save ``env`` to its disk; True when it did."""
+        try:
+            response = self._http.post(f"{self.url}/save", data=json.dumps({"data": [env]}), timeout=self.timeout)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+    def win_exists(self, win: str, env: str) -> bool | None:
+        """Whether the server has window ``win`` of ``env``; None when it did not answer (``failure`` says why)."""
+        text = self._request("win_exists", json.dumps({"win": win, "eid": env}))
+        return None if text is None else text.strip() == "true"
+
+    def reconnected(self) -> bool:
+        """True when requests since the last call opened a new TCP connection, after a first one (the server
+        restarted?)."""
+        previous, self._connections = self._connections, self._connects[0]
+        return previous is not None and self._connections > previous
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def counting_session(counter: list[int]) -> requests.Session:
+    """A requests session that counts the TCP connections it opens in ``counter[0]``.
+
+    urllib3 reopens a dropped keep-alive connection silently; counting the opens is how the sender learns that
+    the server closed it (a restart) even when no request failed.
+    """
+
+    class Connection(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            counter[0] += 1
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    session = requests.Session()
+    adapter = HTTPAdapter()
+    adapter.poolmanager.pool_classes_by_scheme = {**adapter.poolmanager.pool_classes_by_scheme, "http": Pool}
+    session.mount("http://", adapter)
+    return session

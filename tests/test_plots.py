@@ -1,0 +1,77 @@
+"""The plot-kind table against the Visdom renderers: every kind has a valid data form and a renderer, and each
+renderer draws a sample update of its form into a real server window (read back with ``get_window_data``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import visdom
+
+from flexlogger.plots import DATA_FORMS, PLOT_KINDS, PLOT_TYPES, Histogram
+from flexlogger.server import VisdomServer
+from flexlogger.sinks.base import Update
+from flexlogger.sinks.visdom import RENDERERS
+from flexlogger.sinks.visdom.render import make_builder, render
+from flexlogger.sinks.visdom.transport import Transport
+
+KINDS = [p.name for p in PLOT_TYPES]
+MATRIX = np.linspace(0.0, 1.0, 12).reshape(3, 4)
+
+# one sample update's data per data form
+SAMPLES: dict[str, dict[str, Any]] = {
+    "points": {"train": 1.5, "test": -2.0},
+    "vector": {"ap": np.array([0.25, 0.5, 0.75])},
+    "matrix": {"m": MATRIX},
+    "histogram": {"w": Histogram((1.0, 3.0, 2.0), 0.0, 3.0)},
+    "curve": {"roc": (np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.8, 1.0]))},
+    "text": {"note": "hello <world>"},
+}
+
+
+def _traces(content: Any) -> dict[str, tuple[Any, Any]]:
+    return {t.get("name"): (t["x"], t["y"]) for t in content["data"]}
+
+
+# what each kind's window must show for its sample
+CHECKS: dict[str, Callable[[Any], None]] = {
+    "line": lambda c: _check(_traces(c) == {"train": ([7], [1.5]), "test": ([7], [-2.0])}),
+    "scatter": lambda c: _check(_traces(c) == {"train": ([7], [1.5]), "test": ([7], [-2.0])}),
+    "bar": lambda c: _check([(t["name"], t["y"]) for t in c["data"]] == [("ap", [0.25, 0.5, 0.75])]),
+    "histogram": lambda c: _check([(t["x"], t["y"]) for t in c["data"]] == [([0.0, 1.5, 3.0], [1.0, 3.0, 2.0])]),
+    "heatmap": lambda c: _check(np.allclose(c["data"][0]["z"], MATRIX)),
+    "image": lambda c: _check(c["src"].startswith("data:image/")),
+    "text": lambda c: _check(c == "<table><tr><td><b>note</b></td><td>hello &lt;world&gt;</td></tr></table>"),
+    "curve": lambda c: _check(_traces(c) == {"roc": ([0.0, 0.5, 1.0], [0.0, 0.8, 1.0])}),
+}
+
+
+def _check(ok: bool) -> None:
+    assert ok
+
+
+def test_every_kind_has_a_data_form_a_renderer_and_a_sample() -> None:
+    assert set(PLOT_KINDS) == set(KINDS)
+    for kind in PLOT_TYPES:
+        assert kind.data in DATA_FORMS, f"plot kind {kind.name!r}: data form {kind.data!r} not in {DATA_FORMS}"
+        assert callable(RENDERERS.get(kind.name)), f"plot kind {kind.name!r} has no renderer in RENDERERS"
+        assert kind.data in SAMPLES and kind.name in CHECKS, f"add a sample and a check for {kind.name!r} here"
+    assert set(RENDERERS) == set(KINDS)  # no renderer for a kind the table does not hold
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_renderer_draws_a_sample_of_its_form(kind: str, visdom_server: VisdomServer, viz: visdom.Visdom,
+                                                  env: str) -> None:
+    update = Update(f"sample_{kind}", kind, 7, SAMPLES[PLOT_KINDS[kind].data], {}, 1)
+    win = f"run_{update.plot}"
+    body = render(make_builder(visdom_server.url, visdom_server.port, env), win, env, update)
+    transport = Transport(f"{visdom_server.url}:{visdom_server.port}", 10.0)
+    try:
+        assert transport.post("events", body), transport.failure
+    finally:
+        transport.close()
+    content = json.loads(viz.get_window_data(win, env))["content"]
+    CHECKS[kind](content)
