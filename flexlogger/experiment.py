@@ -53,7 +53,6 @@ from tabulate import tabulate
 
 from . import images
 from .errors import FlexLoggerError, short_repr
-from .plots import APPEND_KINDS
 from .sinks.base import Update
 from .textdiff import diff_html, diff_text, markdown_html, markdown_table, pre, word_diff
 
@@ -894,7 +893,7 @@ class RecordCalls:
         now = time.time()
         state["last_update"] = now
         if not state["drawing"]:
-            steps = [u.step for u in updates if u.kind in APPEND_KINDS or u.plot != STATUS_PLOT]
+            steps = [u.step for u in updates]
             if steps:
                 last = max(steps)
                 state["last_step"] = last if state["last_step"] is None else max(state["last_step"], last)

@@ -86,17 +86,20 @@ def markdown_html(source: str) -> str:
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A Markdown table; ``|`` and line breaks in cells are escaped, ``None`` is shown as ``-``."""
+    """A Markdown table; cells are shown as written (``|``, ``*``, backticks, brackets escaped; line breaks become
+    spaces), ``None`` is shown as ``-``."""
 
     def cell(value: Any) -> str:
         text = "-" if value is None else str(value)
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ") or " "
+        text = _MARKUP.sub(lambda m: "\\" + m[0], text)  # shown as written: no emphasis, code or link
+        return text.replace("\n", " ").replace("\r", " ") or " "
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+_MARKUP = re.compile(r"[\\|*`\[\]~]")
 _MD: Any = None
 
 

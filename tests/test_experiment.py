@@ -476,3 +476,20 @@ def test_flexlogger_hands_every_call_to_its_run(tmp_path: Path, env: str, capsys
     assert files == ["command.md", "config.json", "images/i-1.png", "log.txt", "models/model-1.pt",
                      "objects/one.pt", "points.jsonl", "summary.json", "summary.md", "text/m-1.md", "text/t-1.txt"]
     assert {u.plot for u in read_record(run_dir).updates} == {"t", "m", "i", "command", "run_summary"}
+
+
+def test_replay_redraws_every_record_call_window(tmp_path: Path, visdom_server: VisdomServer, env: str,
+                                                 viz: visdom.Visdom) -> None:
+    with Run(env=env, port=visdom_server.port, log_dir=tmp_path) as run:
+        run.log_hparams({"lr": 0.1, "optim": {"name": "sgd"}})
+        run.log_text("sample", "the dog", step=1, expected="the cat")
+        run.log_markdown("notes", "**bold**")
+        run.log_image("img", np.eye(4, dtype=np.uint8) * 255, boxes=[{"xStart": 0, "yStart": 0, "xEnd": 2,
+                                                                      "yEnd": 2}])
+        live = {plot: json.loads(viz.get_window_data(run.window_id(plot), env))["content"]
+                for plot in ("hparams", "sample", "notes", "img") if run.flush(10) == 0}
+    result = flexlogger.replay(run.dir, port=visdom_server.port, env=env + "-replayed")
+    assert set(result.windows) >= {"hparams", "sample", "notes", "img"}
+    for plot, drawn in live.items():
+        again = json.loads(viz.get_window_data(result.windows[plot], env + "-replayed"))["content"]
+        assert again == drawn, plot
