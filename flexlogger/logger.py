@@ -98,6 +98,7 @@ class FlexLogger:
         self._warned: set[str] = set()
         self._best: dict[str, tuple[float, float]] = {}  # trace -> (best value, its step), for best: min|max
         self._best_modes: dict[str, str] = {}  # trace -> min|max
+        self._best_meters: set[str] = set()  # meters whose spec says best: min|max
         self._styled: dict[str, list[str]] = {}  # plot -> its meters with a display or best (line/scatter/curve)
         self._trace_names: dict[str, tuple[str, ...]] = {}  # styled meter -> its traces, as last logged
         self._opts_cache: dict[str, tuple[Any, Mapping[str, Any]]] = {}  # plot -> (what its opts show, opts)
@@ -169,6 +170,7 @@ class FlexLogger:
                         type(self._meters[name]).kind == "ValueMeter":
                     self._shape_checks[name] = (plot, kind)
         self._styled = {}
+        self._best_meters = {name for name, spec in self._meter_specs.items() if spec.best}
         for name, spec in self._meter_specs.items():
             if spec.display or spec.best:
                 for plot in spec.target:
@@ -413,7 +415,7 @@ class FlexLogger:
         run = self.run
         sources = self._sources(chosen)
         collected = self._collect(sources)
-        if self._best_modes or any(self._meter_specs[n].best for n in chosen):
+        if self._best_meters:
             self._track_best(sources, step)
         updates = [Update(plot, self._plots[plot].type, step, data, self._opts(plot), run.next_seq())
                    for plot, data in collected.items()]
@@ -455,7 +457,7 @@ class FlexLogger:
         """Keep each ``best: min|max`` meter's best logged value and its step (NaN never counts; a tie keeps the
         earlier step)."""
         for name, meter in meters.items():
-            mode = self._meter_specs[name].best
+            mode = self._meter_specs[name].best if name in self._best_meters else None
             if mode is None or meter.count == 0 or "scalar" not in meter.views:
                 continue
             for trace, value in meter.scalars().items():
