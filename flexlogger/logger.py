@@ -50,7 +50,7 @@ class FlexLogger:
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
             collective calls, and draw from rank 0 only (see ``flexlogger.distributed``). Default: on when a
             process group with more than one rank is initialised.
-        max_steps: the number of steps the run will log (steps count from 0): progress and an ETA in
+        max_steps: (keyword) the number of steps the run will log (steps count from 0): progress and an ETA in
             :meth:`show`, in a ``run_status`` window and in ``summary.json``. Set on the logger's run (also a run
             given with ``run=``).
         **run_options: the options of the run it makes (without ``run=``): ``env``, ``uid``, ``server``,
@@ -71,8 +71,9 @@ class FlexLogger:
 
     def __init__(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None, *,
                  run: Run | None = None, strict: bool = True, sinks: Iterable[Sink] = (),
-                 distributed: bool | None = None, max_steps: int | None = None, **run_options: Any) -> None:
+                 distributed: bool | None = None, **run_options: Any) -> None:
         caller = f"{type(self).__name__}()"
+        max_steps = run_options.pop("max_steps", None)  # set on the run, also on a run given with run=
         for name, value in (("plots", plots), ("meters", meters)):
             if value is not None and not isinstance(value, Mapping):
                 raise ConfigError(f"{caller}: expected `{name}` to be a mapping of name -> definition (a dict), but "

@@ -58,6 +58,8 @@ class Run(RecordCalls):
         sinks: extra sinks that receive every update (anything with ``write``/``flush``/``close``).
         disabled: True makes the run write nothing (no folder, no thread, no server contacted) while the loggers'
             meters keep working. Default: disabled on ``torch.distributed`` ranks other than 0 (rank 0 draws).
+        max_steps: (keyword) the number of steps the run will log, counted from 0: progress and an ETA in a
+            ``run_status`` window and in ``summary.json`` (see :meth:`set_max_steps`).
         **visdom_options: the Visdom sender's options (``max_points``, ``min_interval``, ``timeout``,
             ``close_timeout``, ``save_every``, ``base_url``; see ``flexlogger.options``).
 
@@ -72,7 +74,8 @@ class Run(RecordCalls):
 
     def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
                  server: str | None = "http://localhost", port: int = 8097, *, sinks: Iterable[Sink] = (),
-                 disabled: bool | None = None, max_steps: int | None = None, **visdom_options: Any) -> None:
+                 disabled: bool | None = None, **visdom_options: Any) -> None:
+        max_steps = visdom_options.pop("max_steps", None)  # the run's, not the sender's: not in the option table
         self._init("Run()", {"env": env, "uid": uid, "log_dir": log_dir, "server": server, "port": port,
                              "disabled": disabled, **visdom_options}, sinks, max_steps)
 

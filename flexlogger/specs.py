@@ -64,12 +64,13 @@ class MeterSpec:
         return out
 
 
-def _check_mapping(where: str, raw: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
+def _check_mapping(where: str, raw: Any, keys: tuple[str, ...], main: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    """``raw`` as a mapping of ``keys``; a non-mapping is refused naming the ``main`` keys (default: all)."""
     if isinstance(raw, (PlotSpec, MeterSpec)):
         raw = raw.to_dict()
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(keys)}, but got {type(raw).__name__} "
-                          f"{raw!r}")
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(main or keys)}, but got "
+                          f"{type(raw).__name__} {raw!r}")
     extra = sorted(set(raw) - set(keys), key=str)
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; valid keys: {', '.join(keys)}")
@@ -122,7 +123,7 @@ def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
     """Validate a meter definition on its own (targets are checked against plots by :func:`check_targets`)."""
     where = where or f"meters.{name}"
     _check_name(where, name)
-    raw = _check_mapping(where, raw, METER_KEYS)
+    raw = _check_mapping(where, raw, METER_KEYS, METER_KEYS[:3])  # best and display: optional extras
     if "type" not in raw:
         raise ConfigError(f"{where}.type: missing; valid meter types: {', '.join(sorted(METERS))}")
     try:
