@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["DiffOp", "diff_html", "diff_text", "markdown_html", "word_diff"]
+__all__ = ["DiffOp", "diff_html", "diff_text", "fenced", "markdown_html", "markdown_table", "word_diff"]
 
 DiffOp = tuple[str, str]
 """``(op, text)``: ``' '`` text in both, ``'-'`` text only in the expected (deleted), ``'+'`` only in the actual
@@ -97,6 +97,13 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def fenced(text: str, lang: str = "") -> str:
+    """``text`` as a Markdown code block whose fence is longer than any run of backticks inside it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
 
 
 _MARKUP = re.compile(r"[\\|*`\[\]~]")
