@@ -493,3 +493,16 @@ def test_replay_redraws_every_record_call_window(tmp_path: Path, visdom_server: 
     for plot, drawn in live.items():
         again = json.loads(viz.get_window_data(result.windows[plot], env + "-replayed"))["content"]
         assert again == drawn, plot
+
+
+def test_window_calls_on_a_closed_run_raise_and_write_nothing(tmp_path: Path, env: str) -> None:
+    run = Run(env=env, server=None, log_dir=tmp_path)
+    run.close()
+    with pytest.raises(ConfigError, match=r"log_text\(\): run '.*' \(env '.*'\) is closed; create a new one to log "
+                                          r"again"):
+        run.log_text("t", "x", step=1)
+    with pytest.raises(ConfigError, match=r"log_hparams\(\): run '.*' \(env '.*'\) is closed"):
+        run.log_hparams({"lr": 0.1})
+    assert run.dir is not None and not (run.dir / "text").exists() and not (run.dir / "hparams.json").exists()
+    run.println("after close: printed and appended to log.txt")
+    assert (run.dir / "log.txt").read_text().endswith("after close: printed and appended to log.txt\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..sinks.base import Update
 from .common import HTML_OPT, write_file
 
@@ -26,6 +27,7 @@ class RunCalls:
         max_steps: int | None
         _record: Any
         _opened: bool
+        _closed: bool
         _summary: dict[str, Any]
 
         def write(self, updates: Iterable[Update]) -> None: ...
@@ -42,6 +44,11 @@ class RunCalls:
                 "opts": {}, "hparams": {}, "best": {}, "last_update": None, "last_step": None, "written": 0.0,
                 "drawing": False}
         return state
+
+    def _check_open(self, call: str) -> None:
+        """A call that draws a window needs an open run: refused before any file is written."""
+        if self._closed:
+            raise ConfigError(f"{call}: run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
 
     def _draw(self, plot: str, kind: str, data: Mapping[str, Any], step: float | None,
               opts: Mapping[str, Any] | None = None) -> None:

@@ -71,6 +71,7 @@ class RecordCalls(StatusCalls):
         if self.disabled:
             return
         call = "log_hparams()"
+        self._check_open(call)
         given = as_mapping(call, "hparams", hparams)
         check_keys(call, "hparams", given)
         state = self._record_state()
@@ -102,6 +103,7 @@ class RecordCalls(StatusCalls):
         if self.disabled:
             return
         call = "log_text()"
+        self._check_open(call)
         name = check_name(call, name)
         text = check_text(call, "text", text)
         if expected is not None:
@@ -127,6 +129,7 @@ class RecordCalls(StatusCalls):
         if self.disabled:
             return
         call = "log_markdown()"
+        self._check_open(call)
         name = check_name(call, name)
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
@@ -157,6 +160,7 @@ class RecordCalls(StatusCalls):
         if self.disabled:
             return
         call = "log_image()"
+        self._check_open(call)
         name = check_name(call, name)
         step = check_step(call, step)
         rgb = images.to_rgb(call, image)
@@ -186,6 +190,7 @@ class RecordCalls(StatusCalls):
         if self.disabled:
             return ""
         call = "log_command()"
+        self._check_open(call)
         if not isinstance(parser, argparse.ArgumentParser):
             raise type_error(call, "parser", "an argparse.ArgumentParser", parser)
         if not isinstance(args, argparse.Namespace):
@@ -218,6 +223,7 @@ class RecordCalls(StatusCalls):
         if self.disabled:
             return {}
         call = "log_summary()"
+        self._check_open(call)
         infos = {} if infos is None else as_mapping(call, "infos", infos)
         check_keys(call, "infos", infos)
         if sections is None:
