@@ -72,7 +72,8 @@ class StatusCalls(RunCalls):
         return out
 
     def status_line(self) -> str:
-        """``step 9 of 100 (10.0%), elapsed 0:00:12, ETA 0:01:48`` (``step 9`` without ``max_steps``)."""
+        """``running, step 9 of 100 (10.0%), elapsed 12.00 s, ETA 0:01:48`` (without ``max_steps``: ``running, step
+        9, elapsed 12.00 s``)."""
         info = self.progress_info()
         step = "-" if info["step"] is None else f"{info['step']:g}"
         if not self.max_steps:
