@@ -423,6 +423,7 @@ def test_progress_writes_start_end_and_duration(run: Run) -> None:
 
 
 # models and objects ---------------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch.compile
 def test_save_model_unwraps_data_parallel_and_loads_into_the_bare_model(run: Run) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
