@@ -343,3 +343,12 @@ def test_a_run_made_disabled_opens_its_folder_on_enable(tmp_path: Path, env: str
     with pytest.raises(ConfigError, match=r"enable\(\): run '.*' \(env '.*'\) is closed; create a new one to log "
                                           r"again"):
         run.enable()
+
+
+def test_a_best_legend_shows_markup_in_a_meter_name_as_text(visdom_server: VisdomServer, viz: visdom.Visdom,
+                                                            env: str, tmp_path: Path) -> None:
+    meters = {"a<b>&": {"type": "AverageValueMeter", "target": "loss", "best": "max"}}
+    with FlexLogger(LOSS, meters, env=env, port=visdom_server.port, log_dir=tmp_path) as stat:
+        stat.add({"a<b>&": 1.0})
+        stat.log(0)
+        assert legend_names(viz, stat, "loss") == ["a&lt;b&gt;&amp; (best 1 @ 0)"]
