@@ -8,6 +8,7 @@ import base64
 import html
 import io
 import json
+import os
 import platform
 import re
 import shlex
@@ -507,3 +508,31 @@ def test_window_calls_on_a_closed_run_raise_and_write_nothing(tmp_path: Path, en
     assert run.dir is not None and not (run.dir / "text").exists() and not (run.dir / "hparams.json").exists()
     run.println("after close: printed and appended to log.txt")
     assert (run.dir / "log.txt").read_text().endswith("after close: printed and appended to log.txt\n")
+
+
+DDP_CHILD = """
+import sys, torch, torch.distributed as dist
+from torch import nn
+import flexlogger
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1] + "/pg", rank=0, world_size=1)
+try:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    with flexlogger.Run(env="ddp", server=None, log_dir=sys.argv[1]) as run:
+        path = run.save_model(nn.parallel.DistributedDataParallel(model), step=1)
+    bare = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    bare.load_state_dict(torch.load(path))
+    assert all(torch.equal(a, b) for a, b in zip(bare.state_dict().values(), model.state_dict().values()))
+    print(sorted(torch.load(path)))
+finally:
+    dist.destroy_process_group()
+"""
+
+
+def test_save_model_unwraps_distributed_data_parallel(tmp_path: Path) -> None:
+    """In a process of its own: a (one-rank, gloo) process group is global state."""
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", DDP_CHILD, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['0.bias', '0.weight', '2.bias', '2.weight']"
