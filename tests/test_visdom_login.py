@@ -130,3 +130,21 @@ def test_delivery_continues_after_a_restart(tmp_path: Path, env: str, monkeypatc
             assert traces(server, stat) == {"train": (list(range(40)), [float(s) for s in range(40)])}
     finally:
         server.stop()
+
+
+def test_a_logger_given_credentials_delivers_and_replays_without_keeping_the_password(
+        login_server: VisdomServer, env: str, no_env_credentials: None, tmp_path: Path) -> None:
+    from flexlogger import replay
+
+    with FlexLogger(PLOTS, METERS, env=env, uid="run", port=login_server.port, log_dir=tmp_path, username=USER,
+                    password=PASSWORD) as stat:
+        log_steps(stat, range(20))
+        assert traces(login_server, stat) == {"train": (list(range(20)), [float(s) for s in range(20)])}
+        assert PASSWORD not in repr(stat) and "password" not in stat.to_config()
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert PASSWORD not in path.read_text(errors="replace"), path
+    result = replay(stat.run_dir, port=login_server.port, env=f"{env}-replayed", username=USER, password=PASSWORD)
+    assert result.points == 20
+    data = json.loads(reader(login_server).get_window_data(result.windows["loss"], f"{env}-replayed"))
+    assert data["content"]["data"][0]["y"] == [float(s) for s in range(20)]
