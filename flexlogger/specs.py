@@ -110,6 +110,9 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     opts = _plain(raw.get("opts") or {})
     if not isinstance(opts, Mapping):
         raise ConfigError(f"{where}.opts: expected a mapping of Visdom options, but got {short_repr(opts)}")
+    if "html" in opts:  # reserved for the run's own windows, whose user text is escaped before it is drawn
+        raise ConfigError(f"{where}.opts.html: expected no `html`: text windows show what meters hold as text, "
+                          "escaped; for rendered text use log_markdown() or log_text()")
     if "legend" in opts:  # Visdom would name every trace of a line after its first entry
         raise ConfigError(f"{where}.opts.legend: expected no `legend`: a window's legend is the names of the meters "
                           "that feed it (e.g. train_err@1, train_err@5); name the meters as they should be shown")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
 import io
 import json
 import os
@@ -117,9 +116,9 @@ def content(viz: visdom.Visdom, run: Run, plot: str) -> str:
 
 
 def holds(viz: visdom.Visdom, run: Run, plot: str, drawn: str) -> bool:
-    """Whether the server's window holds the HTML ``drawn``: as HTML (a renderer that draws ``opts['html']``) or,
-    until the renderer does, as the escaped text of a table cell (line breaks as ``<br>``)."""
-    return drawn in html.unescape(content(viz, run, plot).replace("<br>", "\n"))
+    """Whether the server's window holds the HTML ``drawn`` as it is (the renderer draws ``opts['html']`` windows
+    unescaped: their user text was escaped when the HTML was made)."""
+    return drawn in content(viz, run, plot)
 
 
 def test_log_text_plain_is_shown_escaped_and_stored(run: Run, viz: visdom.Visdom) -> None:
@@ -141,12 +140,10 @@ def test_log_text_expected_marks_the_word_diff(run: Run, viz: visdom.Visdom) -> 
     html_text = drawn.data["translation"]
     assert re.search(r"<del [^>]*>cat</del><ins [^>]*>dog</ins>", html_text)
     assert "&lt;here&gt;" in html_text and "<here>" not in html_text  # the user's text escaped
-    # the server holds that HTML (escaped again by a renderer without the html contract, as-is with it)
+    # the server holds that HTML as it is
     assert holds(viz, run, "translation", html_text)
 
 
-@pytest.mark.xfail(strict=True, reason="the Visdom renderer (wt-visdom) does not yet draw text windows with "
-                                       "opts['html'] as HTML: see the report")
 def test_html_windows_are_drawn_as_html(run: Run, viz: visdom.Visdom) -> None:
     run.log_text("translation", "the dog", expected="the cat")
     shown = content(viz, run, "translation")

@@ -138,8 +138,6 @@ def legend_names(viz: visdom.Visdom, stat: FlexLogger, plot: str) -> list[str]:
     return [t["name"] for t in window(viz, stat, plot)["content"]["data"]]
 
 
-@pytest.mark.xfail(strict=True, reason="the Visdom buffer (wt-visdom) keeps a window's first opts; it must take an "
-                                       "update's new opts (and drop its trace templates): see the report")
 def test_best_in_the_legend_on_the_server(visdom_server: VisdomServer, viz: visdom.Visdom, env: str,
                                           tmp_path: Path) -> None:
     with FlexLogger(LOSS, METERS, env=env, port=visdom_server.port, log_dir=tmp_path, min_interval=0.0) as stat:
