@@ -119,16 +119,17 @@ def test_server_restarted_between_two_requests(own_server: VisdomServer, env: st
 
 def test_a_plot_that_cannot_be_drawn_does_not_stop_the_others(visdom_server: VisdomServer, tmp_path: Path,
                                                                env: str) -> None:
-    """A 3-d array for a heatmap is accepted by add(); its window cannot be drawn: one warning naming it, and every
-    point of the line plot still arrives (before the fix, the sender died and every later log() raised)."""
-    plots = {**PLOTS, "confusion": {"type": "heatmap"}}
+    """A heatmap whose rownames do not fit its matrix cannot be drawn (a 3-d array would be refused by add()): one
+    warning naming it, and every point of the line plot still arrives (before the fix, the sender died and every
+    later log() raised)."""
+    plots = {**PLOTS, "confusion": {"type": "heatmap", "opts": {"rownames": ["only one"]}}}
     meters = {**METERS, "matrix": {"type": "ValueMeter", "target": "confusion"}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         stat = FlexLogger(plots, meters, env=env, uid="run", port=visdom_server.port, log_dir=tmp_path)
         try:
             for step in range(30):
-                stat.add({"matrix": np.full((2, 3, 4), float(step))})  # 3-d: Visdom's heatmap takes 2-d only
+                stat.add({"matrix": np.full((2, 3), float(step))})  # 2 rows, 1 row name: Visdom refuses it
                 log_steps(stat, range(step, step + 1))
                 if step % 10 == 0:
                     stat.flush(10)
@@ -148,18 +149,18 @@ def test_a_plot_that_cannot_be_drawn_does_not_stop_the_others(visdom_server: Vis
 
 def test_a_window_that_cannot_be_drawn_is_retried_when_it_changes(visdom_server: VisdomServer, tmp_path: Path,
                                                                   env: str) -> None:
-    plots = {**PLOTS, "confusion": {"type": "heatmap"}}
+    plots = {**PLOTS, "confusion": {"type": "heatmap", "opts": {"rownames": ["only one"]}}}
     meters = {**METERS, "matrix": {"type": "ValueMeter", "target": "confusion"}}
     with FlexLogger(plots, meters, env=env, uid="run", port=visdom_server.port, log_dir=None) as stat:
-        stat.add({"matrix": np.zeros((2, 3, 4))})
+        stat.add({"matrix": np.zeros((2, 3))})  # 2 rows, 1 row name
         log_steps(stat, range(1))
         with pytest.warns(RuntimeWarning, match=r"plot 'confusion' \(heatmap\) cannot be drawn"):
             assert stat.flush(10) == 1
-        stat.add({"matrix": np.array([[1.0, 2.0], [3.0, 4.0]])})
+        stat.add({"matrix": np.array([[1.0, 2.0]])})
         log_steps(stat, range(1, 2))
         assert stat.flush(10) == 0
         data = json.loads(client(visdom_server.port).get_window_data(stat.windows["confusion"], env))
-        assert data["content"]["data"][0]["z"] == [[1.0, 2.0], [3.0, 4.0]]
+        assert data["content"]["data"][0]["z"] == [[1.0, 2.0]]
 
 
 def test_opts_visdom_rejects_when_drawing_skip_the_plot_with_one_warning(visdom_server: VisdomServer,

@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from ...options import MIN_MAX_POINTS  # noqa: F401 - the least max_points, checked with the other options
 from ...plots import APPEND_KINDS
 from ..base import Update
-
-MIN_MAX_POINTS = 16
 
 
 @dataclass

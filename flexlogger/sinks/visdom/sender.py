@@ -47,7 +47,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import re
 import threading
 import time
 import warnings
@@ -55,10 +54,11 @@ import weakref
 from collections import deque
 from typing import Any
 
-from ...errors import ConfigError, DeliveryError
+from ...errors import DeliveryError
+from ...options import check_options, raise_problems
 from ..base import Update
 from . import render
-from .buffer import MIN_MAX_POINTS, Buffer, Message, Window
+from .buffer import Buffer, Message, Window
 from .transport import Backoff, Transport
 
 JOIN_LIMIT_S = 30.0  # the longest close() waits for the sender thread when the request timeout is not finite
@@ -83,17 +83,14 @@ class VisdomSink:
     def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", uid: str = "run", *,
                  max_points: int = 2000, min_interval: float = 0.2, timeout: float = 10.0,
                  close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "") -> None:
-        if not isinstance(max_points, int) or isinstance(max_points, bool) or max_points < MIN_MAX_POINTS:
-            raise ConfigError(f"expected `max_points` to be an int >= {MIN_MAX_POINTS}, but got {max_points!r}")
-        for name, value in (("min_interval", min_interval), ("timeout", timeout), ("close_timeout", close_timeout),
-                            ("save_every", save_every)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ConfigError(f"expected `{name}` to be a number of seconds >= 0, but got {value!r}")
-        if not isinstance(server, str) or not re.match(r"https?://[^/:]", server):
-            raise ConfigError(f"expected `server` to be a URL with its scheme, such as 'http://localhost', but got "
-                              f"{server!r}")
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ConfigError(f"expected `port` to be an int from 1 to 65535, but got {port!r}")
+        # the checks of every run option live in flexlogger.options (the constructors and load_config use them too)
+        problems = check_options({"server": server, "port": port, "max_points": max_points,
+                                  "min_interval": min_interval, "timeout": timeout, "close_timeout": close_timeout,
+                                  "save_every": save_every, "base_url": base_url}, "VisdomSink()",
+                                 owners=("run", "visdom"))
+        if server is None:
+            problems.insert(0, "server: expected a URL with its scheme, such as 'http://localhost', but got None")
+        raise_problems("VisdomSink()", problems)
         self.url = f"{server.rstrip('/')}:{port}{base_url}"
         self.port = port
         self.env, self.uid = env, uid
