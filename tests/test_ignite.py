@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 import visdom
 from ignite.engine import create_supervised_evaluator, create_supervised_trainer
 from ignite.metrics import Accuracy, Loss
@@ -86,15 +86,15 @@ def test_engine_run_logs_outputs_metrics_and_gradients(tmp_path: Path, visdom_se
 
 
 def test_handles_remove_and_work_as_context_managers(tmp_path: Path, env: str) -> None:
-    model, optimizer, trainer, _ = setup()
+    model, _, trainer, _ = setup()
     tm = flexlogger.TooledModelLogger(model, stats=("norm",), groups=("Weights",), layers="0", env=env,
                                       server=None, log_dir=tmp_path)
     with tm.logger as Stat, tm:
         Stat.add_plot("loss", {"type": "line"})
         Stat.add_meter("train_loss", {"type": "AverageValueMeter", "target": "loss"})
-        with attach(Stat, trainer, Events.ITERATION_COMPLETED, output_transform=lambda loss: {"train_loss": loss}):
-            with attach_tooled(tm, trainer):  # on ITERATION_COMPLETED: the weights after the update
-                trainer.run(digits()[0], max_epochs=1, epoch_length=3)
+        with attach(Stat, trainer, Events.ITERATION_COMPLETED, output_transform=lambda loss: {"train_loss": loss}), \
+                attach_tooled(tm, trainer):  # on ITERATION_COMPLETED: the weights after the update
+            trainer.run(digits()[0], max_epochs=1, epoch_length=3)
         trainer.run(digits()[0], max_epochs=2, epoch_length=3)  # nothing attached any more
         updates = read_record(Stat.run_dir).updates
     assert [u.step for u in updates if u.plot == "loss"] == [1, 2, 3]

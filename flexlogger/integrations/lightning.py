@@ -93,8 +93,14 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
             if _rank() > 0:
                 forced["disabled"] = True
             self._logger = self._recipe.build(**forced)
-            self._router = MetricRouter(self._logger, self._guard)
         return self._logger
+
+    def _routed(self) -> MetricRouter:
+        """The router of the FlexLogger to write to (opening it if needed)."""
+        logger = self.experiment
+        if self._router is None or self._router.logger is not logger:
+            self._router = MetricRouter(logger, self._guard)
+        return self._router
 
     def _current(self) -> FlexLogger:
         """The FlexLogger last made (closed after ``finalize``), without opening a new run: for the properties."""
@@ -132,9 +138,7 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Feed the metrics into their meters (or auto windows) and draw them at x = ``step``."""
         with self._guard.hook("log_metrics"):
-            self.experiment
-            assert self._router is not None
-            self._router.route({k: v for k, v in metrics.items() if k != "epoch"}, step, "log_metrics")
+            self._routed().route({k: v for k, v in metrics.items() if k != "epoch"}, step, "log_metrics")
 
     @_rank_zero_only  # type: ignore[untyped-decorator,misc]
     def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
