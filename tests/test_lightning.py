@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from flexlogger import ConfigError, InvalidConfigError, Run, UnknownNameError
 from flexlogger.integrations import IntegrationWarning, MissingExtraError
 from flexlogger.integrations.lightning import FlexLightningCallback, FlexLightningLogger, pl
-from flexlogger.server import VisdomServer
+from flexlogger.server import VisdomServer, find_free_port
 from flexlogger.sinks.record import read_record
 
 L = pl  # lightning.pytorch, or pytorch_lightning where only that is installed
@@ -205,3 +208,55 @@ def test_without_lightning_the_import_names_the_extra(monkeypatch: pytest.Monkey
     with pytest.raises(MissingExtraError, match=r"pip install 'flexlogger\[lightning\]'") as info:
         importlib.import_module("flexlogger.integrations.lightning")
     assert isinstance(info.value, ImportError)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+    from flexlogger.integrations.lightning import FlexLightningLogger, pl
+
+    class Model(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(4, 2)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = F.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+            self.log("rank", float(self.global_rank), on_step=False, on_epoch=True)  # not synced: rank 0's
+            self.logger.experiment.add({"train_loss": loss})  # every rank may feed its meters
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    if __name__ == "__main__":
+        port, env, log_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        torch.manual_seed(0)
+        data = TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
+        logger = FlexLightningLogger(presets="loss", env=env, port=port, log_dir=log_dir)
+        trainer = pl.Trainer(strategy="ddp_spawn", accelerator="cpu", devices=2, max_epochs=2, logger=logger,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(Model(), DataLoader(data, batch_size=8))
+""")
+
+
+@pytest.mark.slow  # two spawned processes, each importing torch and Lightning
+def test_under_ddp_only_rank_0_draws(tmp_path: Path, visdom_server: VisdomServer, viz: visdom.Visdom,
+                                     env: str) -> None:
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(visdom_server.port), env, str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "MASTER_PORT": str(
+                              find_free_port())})
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list((tmp_path / "runs" / env).iterdir())
+    assert len(runs) == 1  # rank 1 made no run folder
+    updates = read_record(runs[0]).updates
+    assert [(u.plot, u.step, sorted(u.data)) for u in updates] == [("loss", 1, ["train_loss"]), ("rank", 1, ["rank"]),
+                                                                   ("loss", 3, ["train_loss"]), ("rank", 3, ["rank"])]
+    assert [u.data["rank"] for u in updates if u.plot == "rank"] == [0.0, 0.0]  # drawn by rank 0
+    windows = json.loads(viz.get_window_data(env=env))
+    assert sorted(windows) == [f"{runs[0].name}_loss", f"{runs[0].name}_rank"]  # one run's windows, nothing else

@@ -171,22 +171,26 @@ class Recipe:
         if presets is not None:
             options.update(presets=presets, phases=phases, preset_args=preset_args)
         try:
-            self.config: Config = load_config(config if config is not None else {}, **options)
+            loaded: Config = load_config(config if config is not None else {}, **options)
         except InvalidConfigError as exc:
             raise InvalidConfigError(f"{caller} {exc.source}", exc.problems) from None
         except ConfigError as exc:
             raise ConfigError(f"{caller}: {exc}") from None
+        # plain dicts (specs hold mappingproxies), so that an adapter can be pickled to worker processes (ddp_spawn)
+        self.plots = {name: spec.to_dict() for name, spec in loaded.plots.items()}
+        self.meters = {name: spec.to_dict() for name, spec in loaded.meters.items()}
+        self.options = dict(loaded.options)
         self.caller = caller
         self.run = run
 
     def build(self, **forced: Any) -> FlexLogger:
         """A new FlexLogger of the recipe; ``forced`` options (``distributed``, ``disabled``) win over the config's.
         Options of the run (``disabled``) are dropped when the recipe writes to a given ``run``."""
-        options = {**self.config.options, **forced}
+        options = {**self.options, **forced}
         if self.run is not None:
             options = {k: v for k, v in options.items() if k in ("strict", "distributed")}
-            return FlexLogger(dict(self.config.plots), dict(self.config.meters), run=self.run, **options)
-        return FlexLogger(dict(self.config.plots), dict(self.config.meters), **options)
+            return FlexLogger(self.plots, self.meters, run=self.run, **options)
+        return FlexLogger(self.plots, self.meters, **options)
 
 
 class MetricRouter:

@@ -83,6 +83,12 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
         self._logger: FlexLogger | None = None
         self._router: MetricRouter | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled to worker processes (``ddp_spawn``) without the FlexLogger: each process makes its own."""
+        state = dict(self.__dict__)
+        state["_logger"] = state["_router"] = None
+        return state
+
     @property
     def experiment(self) -> FlexLogger:
         """The :class:`~flexlogger.logger.FlexLogger` (made on first use, and again after ``finalize`` closed it; on
