@@ -96,6 +96,7 @@ def test_handles_remove_and_work_as_context_managers(tmp_path: Path, env: str) -
                 attach_tooled(tm, trainer):  # on ITERATION_COMPLETED: the weights after the update
             trainer.run(digits()[0], max_epochs=1, epoch_length=3)
         trainer.run(digits()[0], max_epochs=2, epoch_length=3)  # nothing attached any more
+        assert Stat.flush(10) == 0
         updates = read_record(Stat.run_dir).updates
     assert [u.step for u in updates if u.plot == "loss"] == [1, 2, 3]
     norms = [u.data["0.Weights.norm"] for u in updates if u.plot == "0"]
@@ -113,6 +114,7 @@ def test_a_bad_value_or_a_missing_metric_warns_and_the_engine_goes_on(tmp_path: 
         messages = [str(w.message) for w in warned]
         assert any("metric 'text' is str 'not a number', not a number" in m for m in messages)
         assert any("metric 'accuracy' is not in engine.state.metrics (none)" in m for m in messages)
+        assert Stat.flush(10) == 0
         assert [u.step for u in read_record(Stat.run_dir).updates] == [1, 2, 3, 4]
         assert Stat.get_definitions() == {"loss": ["train/loss"]}
 

@@ -116,7 +116,7 @@ def test_fit_two_epochs_draws_every_metric_and_records_the_run(tmp_path: Path, v
     hparams = json.loads((stat.run_dir / "hparams.json").read_text())
     assert hparams["lr"] == 0.05 and hparams["hidden"] == 32
     summary = json.loads((stat.run_dir / "summary.json").read_text())
-    assert summary["plots"]["loss"]["points"] == 4  # train and val, 2 epochs
+    assert summary["plots"]["loss"]["points"] == 4 and summary["status"] == "finished"  # train and val, 2 epochs
     # the callback's per-layer windows share the run: gradients of every optimizer step (8 per epoch)
     assert flex.version == stat.run_dir.name and flex.log_dir == str(stat.run_dir)
     grad = traces(viz, stat, "net.0")["net.0.Weight_grad.norm"]
@@ -154,8 +154,8 @@ def test_a_failed_fit_closes_the_run_as_crashed(tmp_path: Path, env: str) -> Non
     stat = flex.experiment
     with pytest.raises(RuntimeError, match="boom"):
         trainer([flex], [], tmp_path, epochs=1).fit(Boom(), digits_loaders()[0])
-    assert stat.closed and stat.run.status == "crashed"
-    assert stat.run_dir is not None and (stat.run_dir / "summary.json").exists()
+    assert stat.closed and stat.run.status == "crashed" and stat.run_dir is not None
+    assert json.loads((stat.run_dir / "summary.json").read_text())["status"] == "crashed"
 
 
 def test_a_shared_run_stays_open_and_a_bad_metric_warns_without_stopping_training(tmp_path: Path, env: str) -> None:
@@ -172,7 +172,7 @@ def test_a_shared_run_stays_open_and_a_bad_metric_warns_without_stopping_trainin
             trainer([flex], [], tmp_path, epochs=1).fit(Odd(), digits_loaders()[0])
         stat = flex.experiment  # a new FlexLogger of the same (open) run: the one of fit was closed by finalize
         assert not run.closed and stat.run is run
-        assert run.dir is not None  # the other metrics went on: train_loss of the epoch in window `loss`
+        assert run.dir is not None and run.flush(10) == 0  # the other metrics went on: the epoch's train_loss
         assert [(u.plot, list(u.data)) for u in read_record(run.dir).updates] == [("loss", ["train_loss"])]
         stat.close()
     assert run.status == "finished"
