@@ -18,8 +18,8 @@ ratios are against ``bare`` of the same framework. Every flexlogger variant writ
 real Visdom server started here (the sender thread and the server compete for the same CPUs, as in real use;
 ``--no-server``: the run record only). One torch thread.
 
-Usage: ``python bench/bench_integrations.py [--steps 60] [--rounds 3] [--only lightning,transformers,ignite]
-[--no-server]`` (about two minutes with the defaults).
+Usage: ``python bench/bench_integrations.py [--steps 150] [--rounds 5] [--only lightning,transformers,ignite]
+[--no-server]`` (about five minutes with the defaults).
 """
 
 from __future__ import annotations
@@ -189,8 +189,8 @@ FRAMEWORKS = {"lightning": lightning_variants, "transformers": transformers_vari
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default=",".join(FRAMEWORKS))
     parser.add_argument("--no-server", action="store_true", help="no Visdom server: the run record only")
     args = parser.parse_args(argv)

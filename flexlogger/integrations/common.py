@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import numbers
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,12 +25,21 @@ import numpy as np
 import torch
 
 from ..config import Config, load_config
-from ..errors import ConfigError, FlexLoggerError, InvalidConfigError, short_repr
+from ..errors import (
+    ConfigError,
+    FlexLoggerError,
+    InvalidConfigError,
+    UnknownNameError,
+    short_repr,
+    unknown_name_message,
+)
 from ..logger import FlexLogger
+from ..modellogger import TooledModelLogger
 from ..run import Run
+from ..stats import STATS
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
-           "hparams_dict", "import_framework"]
+           "hparams_dict", "import_framework", "is_number", "tooled_options"]
 
 # metric name prefixes that name a phase: `train/loss`, `val_loss` and `eval/loss` are one quantity, `loss`
 PHASES: tuple[str, ...] = ("train", "training", "val", "valid", "validation", "test", "eval", "evaluation")
@@ -281,12 +291,6 @@ def tooled_options(caller: str, options: Mapping[str, Any]) -> dict[str, Any]:
         ConfigError: ``update_ratio`` among ``stats``: adapters read the statistics after backward and before the
             optimizer step, when there is no update to measure yet.
     """
-    import inspect
-
-    from ..errors import UnknownNameError, unknown_name_message
-    from ..modellogger import TooledModelLogger
-    from ..stats import STATS
-
     valid = [p for p in inspect.signature(TooledModelLogger).parameters if p not in ("model", "logger",
                                                                                     "flexlogger_kwargs")]
     for key in options:

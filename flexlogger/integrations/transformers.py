@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..errors import ConfigError, short_repr
 from ..logger import FlexLogger
 from ..modellogger import TooledModelLogger
 from .common import Guard, MetricRouter, Recipe, hparams_dict, import_framework, tooled_options
@@ -86,8 +87,6 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         self._recipe = Recipe(caller, config, presets, phases, preset_args, run_options,
                               fixed={"distributed": "the main process logs the Trainer's gathered metrics"})
         if tooled is not None and not isinstance(tooled, Mapping):
-            from ..errors import ConfigError, short_repr
-
             raise ConfigError(f"{caller}: expected `tooled` to be a dict of TooledModelLogger options (e.g. "
                               f"{{'every': 10}}, or {{}} for the defaults) or None, but got {type(tooled).__name__} "
                               f"{short_repr(tooled)}")
@@ -99,6 +98,7 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         self._logged: dict[str, int] = {}  # metric -> the global step on_log drew it at
 
     def _open(self) -> MetricRouter:
+        """The router of the FlexLogger to write to, made on first use and again after the run was closed."""
         if self.logger is None or self.logger.closed or self._router is None:
             self.logger = self._recipe.build(distributed=False)
             self._router = MetricRouter(self.logger, self._guard)
@@ -109,9 +109,7 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         if not state.is_world_process_zero:
             return
         with self._guard.hook("on_train_begin"):
-            self._open()
-            assert self.logger is not None
-            self.logger.log_hparams(hparams_dict(args.to_sanitized_dict()))
+            self._open().logger.log_hparams(hparams_dict(args.to_sanitized_dict()))
         if self._tooled_options is not None and model is not None and self.tooled is None:
             with self._guard.hook("on_train_begin"):
                 self.tooled = TooledModelLogger(model, logger=self.logger, **self._tooled_options)
