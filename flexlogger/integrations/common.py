@@ -8,6 +8,8 @@
   with ``/`` read as ``_``: ``train/loss`` feeds ``train_loss``) feeds it; any other number gets a line window of its
   own, shared by the phases of one quantity (:func:`group_of`: ``train/loss`` and ``val/loss`` share ``loss``).
 - :class:`Guard`: a failure inside a framework hook becomes one warning, and training goes on.
+
+Hyperparameters go to the run as the framework gives them (``Run.log_hparams`` decides how each value is stored).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ..run import Run
 from ..stats import STATS
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
-           "hparams_dict", "import_framework", "is_number", "tooled_options"]
+           "import_framework", "is_number", "tooled_options"]
 
 # metric name prefixes that name a phase: `train/loss`, `val_loss` and `eval/loss` are one quantity, `loss`
 PHASES: tuple[str, ...] = ("train", "training", "val", "valid", "validation", "test", "eval", "evaluation")
@@ -98,26 +100,6 @@ def is_number(value: Any) -> bool:
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return value.size == 1 if isinstance(value, np.ndarray) else value.numel() == 1
     return False
-
-
-def hparams_dict(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Hyperparameters as a flat ``{name: plain value}`` dict: nested mappings joined with ``/``, lists of plain
-    values kept, tensors and numpy numbers as numbers, anything else as its ``str``."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(hparams_dict(value, f"{name}/"))
-        elif value is None or isinstance(value, (str, bool, int, float)):
-            out[name] = value
-        elif isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.numel() == 1):
-            out[name] = value.item()
-        elif isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (str, bool, int, float))
-                                                      for v in value):
-            out[name] = list(value)
-        else:
-            out[name] = str(value)
-    return out
 
 
 class Guard:

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..logger import FlexLogger
 from ..modellogger import TooledModelLogger
-from .common import Guard, MetricRouter, Recipe, hparams_dict, import_framework, tooled_options
+from .common import Guard, MetricRouter, Recipe, import_framework, tooled_options
 
 pl = import_framework(("lightning.pytorch", "pytorch_lightning"), "lightning", "flexlogger.integrations.lightning")
 _Logger: Any = pl.loggers.Logger
@@ -150,8 +150,7 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
     def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         """Record the hyperparameters (``save_hyperparameters()``) with the run (``log_hparams``)."""
         with self._guard.hook("log_hyperparams"):
-            plain = vars(params) if isinstance(params, Namespace) else dict(params or {})
-            self.experiment.log_hparams(hparams_dict(plain))
+            self.experiment.log_hparams(params if isinstance(params, Namespace) else dict(params or {}))
 
     def save(self) -> None:
         """Nothing to do: every point is in the run record as soon as it is logged (Lightning calls this after

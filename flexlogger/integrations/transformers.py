@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import ConfigError, short_repr
 from ..logger import FlexLogger
 from ..modellogger import TooledModelLogger
-from .common import Guard, MetricRouter, Recipe, hparams_dict, import_framework, tooled_options
+from .common import Guard, MetricRouter, Recipe, import_framework, tooled_options
 
 transformers = import_framework(("transformers",), "transformers", "flexlogger.integrations.transformers")
 _TrainerCallback: Any = transformers.TrainerCallback
@@ -109,7 +109,7 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         if not state.is_world_process_zero:
             return
         with self._guard.hook("on_train_begin"):
-            self._open().logger.log_hparams(hparams_dict(args.to_sanitized_dict()))
+            self._open().logger.log_hparams(args.to_sanitized_dict())
         if self._tooled_options is not None and model is not None and self.tooled is None:
             with self._guard.hook("on_train_begin"):
                 self.tooled = TooledModelLogger(model, logger=self.logger, **self._tooled_options)
