@@ -12,9 +12,11 @@ For each framework, real training steps on real data (an MLP 64-512-512-10 on sc
   ``+ attach_tooled`` (mean and std of every group, before every optimizer step).
 
 Each variant is a fresh run of ``--steps`` steps (the first 5 not counted); variants alternate over ``--rounds``
-rounds. A step's time is the wall time between two step-end events of the framework (data, forward, backward, update
-and logging: everything the loop waits for); a variant's figure is the median over rounds of its median step time;
-ratios are against ``bare`` of the same framework. Every flexlogger variant writes the run record and sends to a
+rounds. A step's time is the time between two step-end events of the framework (data, forward, backward, update
+and logging), as wall time (everything the loop waits for) and as the process's CPU time (all its threads: the
+Visdom sender's and the record writer's too; steadier than wall time on a shared machine); a variant's figure is the
+median over rounds of its median step time; ratios are against ``bare`` of the same framework.
+Every flexlogger variant writes the run record and sends to a
 real Visdom server started here (the sender thread and the server compete for the same CPUs, as in real use;
 ``--no-server``: the run record only). One torch thread.
 
@@ -25,6 +27,7 @@ Usage: ``python bench/bench_integrations.py [--steps 150] [--rounds 5] [--only l
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import statistics
 import tempfile
@@ -56,14 +59,20 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
 
 
-def step_times(marks: list[float]) -> float:
-    """Median time between step ends, without the warm-up steps."""
-    deltas = [b - a for a, b in zip(marks[SKIP:], marks[SKIP + 1:])]
-    return statistics.median(deltas)
+def mark() -> tuple[float, float]:
+    """Now, as (wall time, CPU time of this process: every thread, the sender's and the record writer's too)."""
+    return time.perf_counter(), time.process_time()
+
+
+def step_times(marks: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median wall and CPU time between step ends, without the warm-up steps."""
+    kept = marks[SKIP:]
+    return (statistics.median(b[0] - a[0] for a, b in itertools.pairwise(kept)),
+            statistics.median(b[1] - a[1] for a, b in itertools.pairwise(kept)))
 
 
 # ---------------------------------------------------------------------------------------------------- Lightning
-def lightning_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str, Callable[[], float]]:
+def lightning_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str, Callable[[], tuple[float, float]]]:
     from flexlogger.integrations.lightning import FlexLightningCallback, FlexLightningLogger, pl
 
     class Model(pl.LightningModule):  # type: ignore[misc,name-defined]
@@ -84,12 +93,12 @@ def lightning_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str
 
     class Clock(pl.Callback):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
-            self.marks: list[float] = []
+            self.marks: list[tuple[float, float]] = []
 
         def on_train_batch_end(self, *args: Any) -> None:
-            self.marks.append(time.perf_counter())
+            self.marks.append(mark())
 
-    def fit(logger: Any, callbacks: list[Any]) -> float:
+    def fit(logger: Any, callbacks: list[Any]) -> tuple[float, float]:
         clock = Clock()
         trainer = pl.Trainer(max_steps=steps, logger=logger, callbacks=[*callbacks, clock], accelerator="cpu",
                              devices=1, log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
@@ -106,7 +115,7 @@ def lightning_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str
 
 
 # ------------------------------------------------------------------------------------------------- transformers
-def transformers_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str, Callable[[], float]]:
+def transformers_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str, Callable[[], tuple[float, float]]]:
     import transformers
 
     from flexlogger.integrations.transformers import FlexLoggerCallback
@@ -125,12 +134,12 @@ def transformers_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[
 
     class Clock(transformers.TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
-            self.marks: list[float] = []
+            self.marks: list[tuple[float, float]] = []
 
         def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-            self.marks.append(time.perf_counter())
+            self.marks.append(mark())
 
-    def train(callbacks: list[Any]) -> float:
+    def train(callbacks: list[Any]) -> tuple[float, float]:
         config = transformers.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                                          intermediate_size=128, max_position_embeddings=64, num_labels=2)
         torch.manual_seed(0)
@@ -153,18 +162,18 @@ def transformers_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[
 
 
 # ------------------------------------------------------------------------------------------------------- ignite
-def ignite_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str, Callable[[], float]]:
+def ignite_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[str, Callable[[], tuple[float, float]]]:
     from ignite.engine import Events, create_supervised_trainer
 
     import flexlogger
     from flexlogger.integrations.ignite import attach, attach_tooled
 
-    def run(flex: bool, tooled: bool) -> float:
+    def run(flex: bool, tooled: bool) -> tuple[float, float]:
         model = mlp()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
         trainer = create_supervised_trainer(model, optimizer, F.cross_entropy)
-        marks: list[float] = []
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: marks.append(time.perf_counter()))
+        marks: list[tuple[float, float]] = []
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: marks.append(mark()))
         stat = flexlogger.get_preset_logger("loss", phases=("train",), **opts) if flex else None
         tm = flexlogger.TooledModelLogger(model, logger=stat) if tooled and stat is not None else None
         try:
@@ -205,16 +214,21 @@ def main(argv: list[str] | None = None) -> None:
             opts.update({"server": None} if server is None else {"port": server.port})
             for framework in args.only.split(","):
                 variants = FRAMEWORKS[framework](args.steps, opts, root)
-                times: dict[str, list[float]] = {name: [] for name in variants}
+                times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
                 for _ in range(args.rounds):
                     for name, variant in variants.items():
                         times[name].append(variant())
-                medians = {name: statistics.median(values) for name, values in times.items()}
-                bare = medians["bare"]
-                print(f"\n{framework}: median step time over {args.rounds} rounds of {args.steps} steps")
-                for name, value in medians.items():
-                    extra = "" if name == "bare" else f"  {value / bare:.2f}x bare  (+{(value - bare) * 1e3:.2f} ms)"
-                    print(f"  {name:22s} {value * 1e3:8.2f} ms{extra}")
+                wall = {name: statistics.median(t[0] for t in values) for name, values in times.items()}
+                cpu = {name: statistics.median(t[1] for t in values) for name, values in times.items()}
+                print(f"\n{framework}: median step time over {args.rounds} rounds of {args.steps} steps "
+                      "(wall: what the loop waits for; CPU: this process, all threads)")
+                for name in variants:
+                    line = f"  {name:22s}"
+                    for label, table in (("wall", wall), ("CPU", cpu)):
+                        value, bare = table[name], table["bare"]
+                        line += f" {label} {value * 1e3:6.2f} ms"
+                        line += "             " if name == "bare" else f" {value / bare:5.2f}x bare"
+                    print(line)
         finally:
             if server is not None:
                 server.stop()

@@ -119,6 +119,7 @@ def test_fit_two_epochs_draws_every_metric_and_records_the_run(tmp_path: Path, v
     assert summary["plots"]["loss"]["points"] == 4 and summary["status"] == "finished"  # train and val, 2 epochs
     # the callback's per-layer windows share the run: gradients of every optimizer step (8 per epoch)
     assert flex.version == stat.run_dir.name and flex.log_dir == str(stat.run_dir)
+    assert Path(flex.save_dir or "", flex.name, flex.version) == stat.run_dir  # where Lightning puts checkpoints
     grad = traces(viz, stat, "net.0")["net.0.Weight_grad.norm"]
     assert grad[0] == list(range(16)) and all(v > 0 for v in grad[1])
     assert "net.0.Weight_grad.norm" in recorded and len(recorded["net.0.Weight_grad.norm"]) == 16

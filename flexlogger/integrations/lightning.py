@@ -114,8 +114,9 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
     @property
     def name(self) -> str:
-        """The Visdom env."""
-        return self._current().env
+        """The Visdom env (as the run's folder spells it, so that ``save_dir/name/version`` is the run folder)."""
+        run = self._current().run
+        return run.dir.parent.name if run.dir is not None else run.env
 
     @property
     def version(self) -> str:
