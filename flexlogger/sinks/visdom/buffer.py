@@ -130,6 +130,10 @@ class Buffer:
         window = self.windows.get(update.plot)
         if window is None or window.kind != update.kind:
             window = self.windows[update.plot] = Window(update.plot, update.kind, update.opts)
+        elif update.opts is not window.opts and update.opts != window.opts:  # e.g. a legend with a new best value
+            window.opts = update.opts
+            window.templates.clear()
+            window.per_point = False
         if update.kind in APPEND_KINDS:
             self._append(window, update)
         elif window.latest is None or window.latest.data.keys() <= update.data.keys():

@@ -209,9 +209,16 @@ def render_image(builder: Any, win: str, env: str, update: Update) -> dict[str, 
 
 
 def render_text(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
-    """A table of each meter's latest text, shown as written."""
-    rows = "".join(f"<tr><td><b>{as_html(n)}</b></td><td>{as_html(v)}</td></tr>" for n, v in update.data.items())
-    msg, _ = builder.text(f"<table>{rows}</table>", win=win, env=env, opts=options(update.plot, update.opts))
+    """A table of each meter's latest text, shown as written (escaped). A window made by a run's own calls
+    (``log_text``, ``log_markdown``, ...) carries ``opts['html'] = True``: its one value is HTML in which every piece
+    of user text was escaped already, drawn as it is (a user's plot spec cannot set ``html``: see ``specs``)."""
+    opts = dict(update.opts)
+    if opts.pop("html", False) is True:
+        body = "".join(map(str, update.data.values()))
+    else:
+        body = "<table>" + "".join(f"<tr><td><b>{as_html(n)}</b></td><td>{as_html(v)}</td></tr>"
+                                   for n, v in update.data.items()) + "</table>"
+    msg, _ = builder.text(body, win=win, env=env, opts=options(update.plot, opts))
     return scrub(dict(msg))
 
 
