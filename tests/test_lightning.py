@@ -174,7 +174,8 @@ def test_a_shared_run_stays_open_and_a_bad_metric_warns_without_stopping_trainin
         stat = flex.experiment  # a new FlexLogger of the same (open) run: the one of fit was closed by finalize
         assert not run.closed and stat.run is run
         assert run.dir is not None and run.flush(10) == 0  # the other metrics went on: the epoch's train_loss
-        assert [(u.plot, list(u.data)) for u in read_record(run.dir).updates] == [("loss", ["train_loss"])]
+        assert [(u.plot, sorted(u.data)) for u in read_record(run.dir).updates] == [
+            ("hparams", ["hidden", "lr"]), ("loss", ["train_loss"])]  # save_hyperparameters(), then the epoch
         stat.close()
     assert run.status == "finished"
 
