@@ -262,3 +262,21 @@ def test_under_ddp_only_rank_0_draws(tmp_path: Path, visdom_server: VisdomServer
     assert [u.data["rank"] for u in updates if u.plot == "rank"] == [0.0, 0.0]  # drawn by rank 0
     windows = json.loads(viz.get_window_data(env=env))
     assert sorted(windows) == [f"{runs[0].name}_loss", f"{runs[0].name}_rank"]  # one run's windows, nothing else
+
+
+def test_pytorch_lightning_alone_is_used_when_lightning_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path, env: str) -> None:
+    pytorch_lightning = pytest.importorskip("pytorch_lightning")
+    for name in [m for m in sys.modules if m == "lightning" or m.startswith("lightning.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "lightning", None)
+    monkeypatch.delitem(sys.modules, "flexlogger.integrations.lightning")
+    adapter = importlib.import_module("flexlogger.integrations.lightning")
+    assert adapter.pl is pytorch_lightning
+    flex = adapter.FlexLightningLogger(env=env, server=None, log_dir=tmp_path)
+    assert isinstance(flex, pytorch_lightning.loggers.Logger)
+    assert isinstance(adapter.FlexLightningCallback(), pytorch_lightning.Callback)
+    flex.log_metrics({"train_loss": 0.25}, step=3)
+    flex.finalize("success")
+    assert [(u.plot, u.step, u.data) for u in read_record(tmp_path / env / flex.version).updates] == [
+        ("loss", 3, {"train_loss": 0.25})]
