@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import visdom
 
+from ...aggregate import RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks
 from ...errors import ConfigError
 from ...plots import DEFAULT_BINS, Histogram
 from ..base import Update
@@ -49,20 +50,29 @@ def make_builder(server: str, port: int, env: str) -> Any:
                              raise_exceptions=True)
 
 
-def render(builder: Any, win: str, env: str, update: Update) -> str:
-    """The request body (JSON text) that draws ``update`` whole in window ``win``.
+def render(builder: Any, win: str, env: str, update: Update | Candlesticks) -> str:
+    """The request body (JSON text) that draws ``update`` whole in window ``win`` (or a candlestick window).
 
     Raises:
         Exception: whatever Visdom's client raises for data or opts it cannot draw (e.g. an AssertionError for a
             3-d heatmap), or ``KeyError`` for a kind without a renderer.
     """
+    if isinstance(update, Candlesticks):
+        return json.dumps(render_candlesticks(builder, win, env, update), allow_nan=False)
     return json.dumps(RENDERERS[update.kind](builder, win, env, update), allow_nan=False)
 
 
+DRAWING_KEYS = ("aggregate", "smooth")
+"""Keys of a line plot's opts that flexlogger draws itself (set beside ``type`` in its spec), never given to Visdom."""
+
+
 def options(plot: str, opts: Mapping[str, Any], **defaults: Any) -> dict[str, Any]:
-    """A fresh opts dict with the plot's name as title (visdom's client mutates the opts it is given)."""
+    """A fresh opts dict with the plot's name as title (visdom's client mutates the opts it is given), without
+    flexlogger's own drawing keys (:data:`DRAWING_KEYS`)."""
     out = {"title": plot, **defaults}
     out.update(opts)
+    for key in DRAWING_KEYS:
+        out.pop(key, None)
     return out
 
 
@@ -92,6 +102,8 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
                       if kind == "scatter" else
                       draw(Y=y, X=x, win=win, env=env, opts=options(plot, opts), name=name))
             msg["data"] = scrub(msg["data"])
+        for each in msg["data"]:
+            trace_style(opts, name, each)
         data += msg["data"]
     msg["data"] = data
     msg["layout"] = scrub(msg["layout"])
@@ -114,6 +126,12 @@ def trace_template(builder: Any, win: str, env: str, plot: str, kind: str, opts:
     if len(template["data"]) != 1 or per_point_fields(template["data"][0]):
         return None
     return template
+
+
+def trace_style(opts: Mapping[str, Any], name: str, trace: dict[str, Any]) -> None:
+    """Style ``trace`` of a smoothed window: its raw traces fainter (:data:`~flexlogger.aggregate.RAW_OPACITY`)."""
+    if opts.get("smooth") is not None and not name.endswith(SMOOTHED_SUFFIX):
+        trace["opacity"] = RAW_OPACITY
 
 
 def encode_xs(values: Sequence[float]) -> list[str]:
@@ -211,6 +229,28 @@ def render_text(builder: Any, win: str, env: str, update: Update) -> dict[str, A
 def render_curve(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
     """An x/y curve per meter (e.g. a ROC curve)."""
     return render_traces(builder, win, env, update.plot, "line", update.opts, update.data)
+
+
+def render_candlesticks(builder: Any, win: str, env: str, window: Candlesticks) -> dict[str, Any]:
+    """A line window drawn as boxes (plotly ``box`` traces with precomputed quartiles: ``lowerfence`` the minimum,
+    ``upperfence`` the maximum), one trace per series, and the smoothed traces as lines beside them. Each box's
+    hover text gives its steps, its count and its NaN/Inf count."""
+    opts = {k: v for k, v in window.opts.items() if k != "smooth"}  # the smoothed lines are drawn at full opacity
+    lines = {name: xy for name, xy in window.lines.items()} or {"": ([0.0], [0.0])}
+    msg = render_traces(builder, win, env, window.plot, "line", opts, lines)
+    data = msg["data"] if window.lines else []
+    for name, boxes in window.boxes.items():
+        data.append({
+            "type": "box", "name": name, "x": [b.x for b in boxes], "lowerfence": [b.lo for b in boxes],
+            "q1": [b.q1 for b in boxes], "median": [b.median for b in boxes], "q3": [b.q3 for b in boxes],
+            "upperfence": [b.hi for b in boxes], "boxpoints": False, "hoverinfo": "x+y+text",
+            "text": [f"steps {b.first:g}-{b.last:g}: {b.count} point(s)" + (f", {b.nonfinite} NaN/Inf"
+                                                                             if b.nonfinite else "")
+                     for b in boxes]})
+    msg["data"] = scrub(data)
+    msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
+    msg["layout"]["boxmode"] = "group"  # several series: their boxes of a bucket side by side
+    return msg
 
 
 RENDERERS: dict[str, Renderer] = {
