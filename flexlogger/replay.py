@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,8 @@ class ReplayResult:
 
 
 def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 8097, env: str | None = None,
-           timeout: float = 120.0, **sink_kwargs: Any) -> ReplayResult:
+           timeout: float = 120.0, follow: bool = False, poll: float = 0.5, stop: threading.Event | None = None,
+           **sink_kwargs: Any) -> ReplayResult:
     """Draw a recorded run on a Visdom server.
 
     Args:
@@ -43,6 +46,11 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
         server, port: the Visdom server.
         env: the env to draw into; None uses the recorded env.
         timeout: seconds to wait for the server to take every window.
+        follow: keep drawing the lines appended to ``points.jsonl`` (by the run, or by any program: see the README
+            for the line format), read every ``poll`` seconds, whole lines only, until the run is finished (its
+            ``summary.json`` exists) or ``stop`` is set.
+        poll: seconds between two reads of the record when following.
+        stop: set it (from another thread) to end following.
         **sink_kwargs: passed to :class:`~flexlogger.sinks.visdom.VisdomSink` (e.g. ``max_points``).
 
     Returns:
@@ -52,14 +60,12 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
         RecordError: ``run_dir`` holds no run record (the message lists run folders found under it).
         DeliveryError: no server answers at ``server:port``, or it did not take everything within ``timeout``.
     """
+    if follow:
+        return _follow(Path(run_dir), server, port, env, timeout, poll, stop, sink_kwargs)
     record = read_record(run_dir)
     env = env or record.env
     url = f"{server.rstrip('/')}:{port}"
-    try:
-        requests.get(url, timeout=5.0)
-    except requests.RequestException as exc:
-        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}); start one with "
-                            f"`flexlogger serve --port {port}`, then run the replay again") from None
+    _check_server(url, port)
     from .sinks.visdom import VisdomSink  # imports visdom: only when replaying
 
     sink = VisdomSink(server=server, port=port, env=env, uid=record.uid, **sink_kwargs)
@@ -75,3 +81,51 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
     points = sum(len(u.data) for u in record.updates if u.kind in ("line", "scatter"))
     windows = {plot: sink.window_id(plot) for plot in record.plots}
     return ReplayResult(env, windows, len(record.updates), points)
+
+
+def _check_server(url: str, port: int) -> None:
+    try:
+        requests.get(url, timeout=5.0)
+    except requests.RequestException as exc:
+        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}); start one with "
+                            f"`flexlogger serve --port {port}`, then run the replay again") from None
+
+
+def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: float, poll: float,
+            stop: threading.Event | None, sink_kwargs: dict[str, Any]) -> ReplayResult:
+    """:func:`replay` with ``follow=True``: draw the record, then what is appended to it, as it arrives."""
+    from .compare import RecordFollower
+
+    follower = RecordFollower(run_dir)
+    updates = follower.poll()  # the header first: the recorded env and uid
+    env = env or follower.env
+    url = f"{server.rstrip('/')}:{port}"
+    _check_server(url, port)
+    from .sinks.visdom import VisdomSink
+
+    sink = VisdomSink(server=server, port=port, env=env, uid=follower.uid, **sink_kwargs)
+    count = points = 0
+    following = True
+    try:
+        while True:
+            for update in updates:
+                sink.write(update)
+            count += len(updates)
+            points += sum(len(u.data) for u in updates if u.kind in ("line", "scatter"))
+            if not following or (stop is not None and stop.is_set()):
+                break
+            if follower.finished:  # the run closed: read what is left once more, then stop
+                following = False
+            elif stop is not None:
+                stop.wait(poll)
+            else:
+                time.sleep(poll)
+            updates = follower.poll()
+        pending = sink.flush(timeout)
+    finally:
+        sink.close()
+    if pending:
+        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {run_dir} within "
+                            f"{timeout:g} s")
+    windows = {plot: sink.window_id(plot) for plot in follower.plots}
+    return ReplayResult(env, windows, count, points)

@@ -1,0 +1,486 @@
+"""Compare runs: the chosen plots of several run records drawn in one env, one trace per run and meter, and a table
+of the runs' hyperparameters with the best and last value of their meters.
+
+Example:
+    >>> import flexlogger
+    >>> flexlogger.compare(["runs/mnist/lr-0.1", "runs/mnist/lr-0.01"], plots=["loss"], port=8097)  # doctest: +SKIP
+    CompareResult(env='compare', windows={'loss': 'compare_loss', 'hparams': 'compare_hparams'}, ...)
+
+- Traces are named ``<run name>/<meter>``; a run's name is its uid (its folder's name when two runs share a uid),
+  or the one given in ``names``.
+- Plots: by default those every run has; ``plots`` may name a plot only some runs have (drawn with those), but a
+  name no run has is an error listing the ones they have. Line and scatter plots are compared (with their
+  ``aggregate``/``smooth``, as the first run declares them); other kinds are left out and listed in
+  :attr:`CompareResult.skipped`.
+- ``follow=True`` keeps drawing while the runs write: every ``poll`` seconds each ``points.jsonl`` that grew is read
+  from where the last read stopped, whole lines only (a line being written is read once it is whole), until every
+  run is finished (its ``summary.json`` exists) and read, or ``stop`` is set.
+- The table (:func:`hparams_table`): a row per run, its hyperparameters (``hparams.json`` in the run folder, if
+  present: ``{name: value}``, or ``{"hparams": {name: value}}``) and, for each chosen meter, its best and last
+  finite value. Which way is best: the meter's ``best`` (``min``/``max``) in the run's ``config.json`` when set;
+  else ``max`` for names that read as scores (acc, accuracy, auc, ap, map, precision, recall, f1, score, iou, dice),
+  ``min`` for the rest (losses, errors).
+
+:class:`RecordFollower` is the incremental reader used here and by ``flexlogger replay --follow``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import threading
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
+from .plots import APPEND_KINDS
+from .sinks.base import Update
+from .sinks.record import CONFIG, POINTS, SUMMARY, RecordError, decode_data
+
+__all__ = ["CompareResult", "HparamsTable", "RecordFollower", "compare", "hparams_table"]
+
+HPARAMS = "hparams.json"
+COMPARE_UID = "compare"
+TABLE_PLOT = "hparams"
+_SCORE = re.compile(r"(^|[^a-z])(acc|accuracy|auc|ap|map|precision|recall|f1|score|iou|dice)([^a-z]|$)", re.I)
+
+
+class RecordFollower:
+    """Reads a run record as it grows: each :meth:`poll` returns the updates of the lines appended since the last
+    one, whole lines only (a line still being written is kept for the next poll).
+
+    Lines are the run record's (``flexlogger.sinks.record``): the ``{"run": ...}`` header, plot declarations
+    ``{"plot", "kind", "opts"}`` and updates ``{"seq", "plot", "step", "data"}``. An update of a plot never declared
+    is taken as a ``line`` plot. A whole line that is not valid JSON, or not one of these, is skipped and counted in
+    :attr:`damaged` (one warning per record).
+
+    Args:
+        run_dir: a run folder holding ``points.jsonl``.
+
+    Raises:
+        RecordError: ``run_dir`` has no ``points.jsonl``.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir)
+        self.file = self.path / POINTS
+        if not self.file.is_file():
+            raise RecordError(f"expected a run record folder holding {POINTS}, but {str(self.path)!r} has none")
+        self.env, self.uid = self.path.parent.name, self.path.name
+        self.plots: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.offset = 0
+        self.damaged = 0
+        self.lines = 0
+        self._partial = b""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run closed (its ``summary.json`` is written): nothing more will be appended."""
+        return (self.path / SUMMARY).is_file()
+
+    def poll(self) -> list[Update]:
+        """The updates of the whole lines appended since the last poll (none when the file did not grow)."""
+        size = self.file.stat().st_size
+        if size <= self.offset:
+            return []
+        with open(self.file, "rb") as file:
+            file.seek(self.offset)
+            chunk = file.read(size - self.offset)
+        self.offset += len(chunk)
+        data = self._partial + chunk
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        updates: list[Update] = []
+        for raw in data[:cut].split(b"\n"):
+            if raw.strip():
+                self._line(raw, updates)
+        return updates
+
+    def _line(self, raw: bytes, updates: list[Update]) -> None:
+        self.lines += 1
+        try:
+            obj = json.loads(raw)
+            if "seq" in obj:
+                plot = obj["plot"]
+                kind, opts = self.plots.get(plot) or self.plots.setdefault(plot, ("line", {}))
+                step = obj["step"]
+                if isinstance(step, bool) or not isinstance(step, (int, float)):
+                    raise ValueError(f"step {step!r} is not a number")
+                updates.append(Update(plot, kind, step, decode_data(kind, obj["data"]), opts, int(obj["seq"])))
+            elif "plot" in obj:
+                self.plots[obj["plot"]] = (obj["kind"], obj.get("opts") or {})
+            elif "run" in obj:
+                self.env, self.uid = obj["run"].get("env", self.env), obj["run"].get("uid", self.uid)
+            else:
+                raise ValueError("not a run record line")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.damaged += 1
+            if self.damaged == 1:
+                warnings.warn(f"{self.file}: skipping a damaged line ({exc}): {raw[:80]!r}", RuntimeWarning,
+                              stacklevel=3)
+
+
+@dataclass(frozen=True)
+class HparamsTable:
+    """The compared runs' table: a row per run (``run``, its hyperparameters, ``<meter> best``/``<meter> last``).
+
+    Attributes:
+        headers: the column names, in order.
+        rows: one dict per run (missing values are absent).
+        best: meter -> ``min`` or ``max``, the way each meter's best was taken.
+    """
+
+    headers: list[str]
+    rows: list[dict[str, Any]]
+    best: dict[str, str]
+
+    def text(self) -> str:
+        """The table as text (tabulate)."""
+        from tabulate import tabulate
+
+        return str(tabulate([[row.get(h, "") for h in self.headers] for row in self.rows], headers=self.headers,
+                            tablefmt="simple", floatfmt=".6g", missingval=""))
+
+    def html(self) -> str:
+        """The table as an HTML table (the Visdom window)."""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(row.get(h, '')))}</td>" for h in self.headers)
+                       + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What :func:`compare` drew.
+
+    Attributes:
+        env: the env drawn into.
+        windows: plot -> window id (the table's window is ``hparams``).
+        runs: run name -> run folder.
+        traces: plot -> the trace names drawn in it.
+        points: the points drawn (line/scatter).
+        skipped: plot -> why it was left out (a kind compare does not draw).
+        table: the hparams table.
+    """
+
+    env: str
+    windows: dict[str, str]
+    runs: dict[str, Path]
+    traces: dict[str, list[str]] = field(default_factory=dict)
+    points: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    table: HparamsTable | None = None
+
+    def __str__(self) -> str:
+        plots = len(self.windows) - (TABLE_PLOT in self.windows)
+        return (f"{len(self.runs)} run(s), {plots} plot(s), {self.points} point(s) in env {self.env!r}"
+                + (f"; left out: {', '.join(f'{p} ({why})' for p, why in self.skipped.items())}"
+                   if self.skipped else ""))
+
+
+def run_names(followers: Sequence[RecordFollower], names: Sequence[str] | None) -> list[str]:
+    """The runs' names: ``names`` when given (one per run, distinct), else their uids (their folders' names when
+    uids repeat)."""
+    if names is not None:
+        names = list(names)
+        if len(names) != len(followers):
+            raise ConfigError(f"compare(): expected one name per run ({len(followers)}), but got {len(names)}: "
+                              f"{', '.join(map(repr, names))}")
+        bad = [n for n in names if not isinstance(n, str) or not n or "/" in n]
+        if bad or len(set(names)) != len(names):
+            raise ConfigError(f"compare(): expected distinct non-empty run names without '/', but got "
+                              f"{', '.join(map(repr, bad or names))}")
+        return names
+    uids = [f.uid for f in followers]
+    if len(set(uids)) == len(uids):
+        return uids
+    folders = [f.path.name for f in followers]
+    if len(set(folders)) == len(folders):
+        return folders
+    raise ConfigError(f"compare(): runs share the uid(s) {', '.join(sorted({u for u in uids if uids.count(u) > 1}))} "
+                      "and their folders' names; expected distinct runs, or names= (--names a,b,...) to tell them "
+                      "apart")
+
+
+def choose_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None) -> list[str]:
+    """The plots to draw: ``plots`` (each must be in some run), or those every run has.
+
+    Raises:
+        UnknownNameError: a plot no run has (the message lists the ones they have).
+    """
+    have = [set(f.plots) for f in followers]
+    every = set.union(*have) if have else set()
+    if plots is None:
+        shared = set.intersection(*have) if have else set()
+        return sorted(shared)
+    missing = [p for p in plots if p not in every]
+    if missing:
+        message = unknown_name_message("plot", missing[0], every)
+        raise UnknownNameError(f"compare(): no run has plot(s) {', '.join(map(repr, missing))}: {message}")
+    return list(dict.fromkeys(plots))
+
+
+def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, names: Sequence[str] | None = None,
+            env: str | None = None, server: str = "http://localhost", port: int = 8097, follow: bool = False, *,
+            meters: Sequence[str] | None = None, sort: str | None = None, poll: float = 0.5,
+            stop: threading.Event | None = None, timeout: float = 120.0, **sink_options: Any) -> CompareResult:
+    """Draw the chosen plots of several runs in one env, one trace per run and meter, and the hparams table.
+
+    Args:
+        runs: run folders (``<log_dir>/<env>/<uid>``, each holding ``points.jsonl``).
+        plots: the plots to draw; None: those every run has.
+        names: a name per run for its traces (default: the runs' uids).
+        env: the env to draw into (default ``compare``). Window ids are ``compare_<plot>``.
+        server, port: the Visdom server.
+        follow: keep drawing what the runs append until every run finished or ``stop`` is set.
+        meters: the meters of the table (default: every meter of the drawn plots).
+        sort: a meter of the table to sort its rows by (best first).
+        poll: seconds between two reads of the records when following.
+        stop: set it to end following (from another thread).
+        timeout: seconds to wait for the server to take everything.
+        **sink_options: passed to the Visdom sink (``max_points``, ``min_interval``, ...).
+
+    Raises:
+        RecordError: a folder holds no run record.
+        UnknownNameError: a plot no run has, or a ``sort`` meter the table has not.
+        ConfigError: bad ``names``, no run given, or nothing to compare.
+        DeliveryError: no server answers, or it did not take everything within ``timeout``.
+    """
+    followers = _followers(runs)
+    names = run_names(followers, names)
+    batches = [f.poll() for f in followers]
+    chosen = choose_plots(followers, plots)
+    skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p in chosen
+               for kind in [_kind(followers, p)] if kind not in APPEND_KINDS}
+    chosen = [p for p in chosen if p not in skipped]
+    if not chosen:
+        have = sorted({p for f in followers for p in f.plots})
+        raise ConfigError(f"compare(): the runs share no line or scatter plot to compare; their plots: "
+                          f"{', '.join(have) or '(none)'}; expected plots=[...] naming some of them")
+    values: list[dict[str, list[float]]] = [{} for _ in followers]
+    _collect(values, batches, chosen)
+    build_table(followers, names, values, meters, sort)  # bad meters or sort: an error before anything is drawn
+    env = env or "compare"
+    url = f"{server.rstrip('/')}:{port}"
+    _check_server(url, port)
+    from .sinks.visdom import VisdomSink
+
+    sink = VisdomSink(server=server, port=port, env=env, uid=COMPARE_UID, **sink_options)
+    opts = {p: _opts(followers, p) for p in chosen}
+    traces: dict[str, set[str]] = {p: set() for p in chosen}
+    points = seq = 0
+    try:
+        while True:
+            for name, batch in zip(names, batches):
+                for update in batch:
+                    if update.plot not in traces:
+                        continue
+                    seq += 1
+                    data = {f"{name}/{meter}": value for meter, value in update.data.items()}
+                    traces[update.plot].update(data)
+                    points += len(data)
+                    kind, plot_opts = opts[update.plot]
+                    sink.write(Update(update.plot, kind, update.step, data, plot_opts, seq))
+            if not follow or (stop is not None and stop.is_set()):
+                break
+            if all(f.finished for f in followers):  # every run closed: read what is left once more, then stop
+                follow = False
+            else:
+                _sleep(poll, stop)
+            batches = [f.poll() for f in followers]
+            _collect(values, batches, chosen)
+        pending = sink.flush(timeout)
+    finally:
+        sink.close()
+    if pending:
+        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) within {timeout:g} s")
+    table = build_table(followers, names, values, meters, sort)
+    windows = {p: f"{COMPARE_UID}_{p}" for p in chosen}
+    windows[TABLE_PLOT] = draw_table(table, server, port, env, timeout)
+    return CompareResult(env, windows, {n: f.path for n, f in zip(names, followers)},
+                         {p: sorted(t) for p, t in traces.items()}, points, skipped, table)
+
+
+def hparams_table(runs: Sequence[str | Path], meters: Sequence[str] | None = None,
+                  names: Sequence[str] | None = None, sort: str | None = None,
+                  plots: Sequence[str] | None = None) -> HparamsTable:
+    """A row per run: its name, its hyperparameters (``hparams.json``) and each meter's best and last value.
+
+    Args:
+        runs: run folders.
+        meters: the meters to show (default: every meter of ``plots``).
+        names: a name per run (default: the runs' uids).
+        sort: a meter to sort the rows by, best first (runs without a value last).
+        plots: the plots whose meters count (default: every line/scatter plot).
+
+    Raises:
+        RecordError: a folder holds no run record.
+        UnknownNameError: ``sort``, or a meter of ``meters``, that no run has.
+    """
+    followers = _followers(runs)
+    names = run_names(followers, names)
+    values: list[dict[str, list[float]]] = [{} for _ in followers]
+    _collect(values, [f.poll() for f in followers], plots)
+    return build_table(followers, names, values, meters, sort)
+
+
+def build_table(followers: Sequence[RecordFollower], names: Sequence[str], values: Sequence[dict[str, list[float]]],
+                meters: Sequence[str] | None, sort: str | None) -> HparamsTable:
+    """The table of runs ``followers`` named ``names`` from each run's meter values ``values``."""
+    every = list(dict.fromkeys(m for series in values for m in series))
+    if meters is None:
+        chosen = every
+    else:
+        chosen = list(dict.fromkeys(meters))
+        missing = [m for m in chosen if m not in every]
+        if missing:
+            raise UnknownNameError(f"compare(): no run has meter(s) {', '.join(map(repr, missing))} in the compared "
+                                   f"plots: {unknown_name_message('meter', missing[0], every)}")
+    best = {m: _direction(m, followers) for m in chosen}
+    hparams = [_hparams(f.path) for f in followers]
+    keys = list(dict.fromkeys(k for h in hparams for k in h))
+    rows: list[dict[str, Any]] = []
+    for name, h, series in zip(names, hparams, values):
+        row: dict[str, Any] = {"run": name, **h}
+        for meter in chosen:
+            finite = [v for v in series.get(meter, []) if math.isfinite(v)]
+            if finite:
+                row[f"{meter} best"] = max(finite) if best[meter] == "max" else min(finite)
+                row[f"{meter} last"] = finite[-1]
+        rows.append(row)
+    if sort is not None:
+        if sort not in chosen:
+            raise UnknownNameError(f"compare(): cannot sort by {sort!r}: "
+                                   + unknown_name_message("table meter", sort, chosen))
+        sign = -1.0 if best[sort] == "max" else 1.0
+        rows.sort(key=lambda r: (f"{sort} best" not in r, sign * r.get(f"{sort} best", 0.0)))
+    headers = ["run", *keys, *[f"{m} {w}" for m in chosen for w in ("best", "last")]]
+    return HparamsTable(headers, rows, best)
+
+
+def _collect(values: list[dict[str, list[float]]], batches: Sequence[list[Update]],
+             plots: Sequence[str] | None) -> None:
+    """Append each run's line/scatter values of ``plots`` (all when None) to its ``{meter: [values]}``."""
+    for series, batch in zip(values, batches):
+        for update in batch:
+            if update.kind in APPEND_KINDS and (plots is None or update.plot in plots):
+                for meter, value in update.data.items():
+                    series.setdefault(meter, []).append(float(value))
+
+
+def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: float = 10.0) -> str:
+    """Draw ``table`` as an HTML table in window ``compare_hparams`` of ``env``; return the window id.
+
+    Raises:
+        DeliveryError: the server did not take it.
+    """
+    from .sinks.visdom.render import make_builder
+    from .sinks.visdom.transport import Transport
+
+    win = f"{COMPARE_UID}_{TABLE_PLOT}"
+    best = ", ".join(f"{m}: {w}" for m, w in table.best.items())
+    msg, _ = make_builder(server, port, env).text(
+        table.html() + (f"<p>best = {html.escape(best)}</p>" if best else ""), win=win, env=env,
+        opts={"title": "runs compared"})
+    transport = Transport(f"{server.rstrip('/')}:{port}", timeout)
+    try:
+        if not transport.post("events", json.dumps(msg)):
+            raise DeliveryError(f"the Visdom server at {server}:{port} did not take the runs' table: "
+                                f"{transport.failure}")
+    finally:
+        transport.close()
+    return win
+
+
+# helpers ------------------------------------------------------------------------------------------------------
+def _followers(runs: Sequence[str | Path] | str | Path) -> list[RecordFollower]:
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    if not runs:
+        raise ConfigError("compare(): expected at least one run folder, but got none")
+    followers = []
+    for run in runs:
+        path = Path(run)
+        if not (path / POINTS).is_file():
+            found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
+            hint = f"; run folders under it: {', '.join(found)}" if found else ""
+            raise RecordError(f"compare(): expected a run record folder holding {POINTS}, but {str(path)!r} has "
+                              f"none{hint}")
+        followers.append(RecordFollower(path))
+    return followers
+
+
+def _kind(followers: Sequence[RecordFollower], plot: str) -> str:
+    return _opts(followers, plot)[0]
+
+
+def _opts(followers: Sequence[RecordFollower], plot: str) -> tuple[str, dict[str, Any]]:
+    """The kind and opts of ``plot`` as the first run that has it declares them."""
+    return next(f.plots[plot] for f in followers if plot in f.plots)
+
+
+def _direction(meter: str, followers: Sequence[RecordFollower]) -> str:
+    """``min`` or ``max``: the meter's ``best`` in a run's config.json, else from its name."""
+    for follower in followers:
+        try:
+            config = json.loads((follower.path / CONFIG).read_text())
+            best = config["meters"][meter].get("best")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if best in ("min", "max"):
+            return str(best)
+    return "max" if _SCORE.search(meter.replace("_", " ")) else "min"
+
+
+def _hparams(path: Path) -> dict[str, Any]:
+    """The run's ``hparams.json`` as ``{name: value}`` (nested dicts flattened as ``a.b``); {} when absent."""
+    file = path / HPARAMS
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+    except ValueError as exc:
+        raise RecordError(f"{file}: expected a JSON object of hyperparameters, but it is not JSON ({exc})") from None
+    if isinstance(data, Mapping) and isinstance(data.get("hparams"), Mapping):
+        data = data["hparams"]
+    if not isinstance(data, Mapping):
+        raise RecordError(f"{file}: expected a JSON object of hyperparameters, but got {type(data).__name__}")
+    return _flatten(data)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _check_server(url: str, port: int) -> None:
+    import requests
+
+    try:
+        requests.get(url, timeout=5.0)
+    except requests.RequestException as exc:
+        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}); start one with "
+                            f"`flexlogger serve --port {port}`") from None
+
+
+def _sleep(seconds: float, stop: threading.Event | None) -> None:
+    if stop is not None:
+        stop.wait(seconds)
+    else:
+        time.sleep(seconds)
+
