@@ -21,7 +21,7 @@ Example:
   else ``max`` for names that read as scores (acc, accuracy, auc, ap, map, precision, recall, f1, score, iou, dice),
   ``min`` for the rest (losses, errors).
 
-:class:`RecordFollower` is the incremental reader used here and by ``flexlogger replay --follow``.
+:class:`~flexlogger.follow.RecordFollower` reads the records, incrementally (as ``flexlogger replay --follow``).
 """
 
 from __future__ import annotations
@@ -32,98 +32,24 @@ import math
 import re
 import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
+from .follow import RecordFollower
 from .plots import APPEND_KINDS
+from .replay import check_visdom
 from .sinks.base import Update
-from .sinks.record import CONFIG, POINTS, SUMMARY, RecordError, decode_data
+from .sinks.record import CONFIG, POINTS, RecordError
 
-__all__ = ["CompareResult", "HparamsTable", "RecordFollower", "compare", "hparams_table"]
+__all__ = ["CompareResult", "HparamsTable", "compare", "hparams_table"]
 
 HPARAMS = "hparams.json"
 COMPARE_UID = "compare"
 TABLE_PLOT = "hparams"
 _SCORE = re.compile(r"(^|[^a-z])(acc|accuracy|auc|ap|map|precision|recall|f1|score|iou|dice)([^a-z]|$)", re.I)
-
-
-class RecordFollower:
-    """Reads a run record as it grows: each :meth:`poll` returns the updates of the lines appended since the last
-    one, whole lines only (a line still being written is kept for the next poll).
-
-    Lines are the run record's (``flexlogger.sinks.record``): the ``{"run": ...}`` header, plot declarations
-    ``{"plot", "kind", "opts"}`` and updates ``{"seq", "plot", "step", "data"}``. An update of a plot never declared
-    is taken as a ``line`` plot. A whole line that is not valid JSON, or not one of these, is skipped and counted in
-    :attr:`damaged` (one warning per record).
-
-    Args:
-        run_dir: a run folder holding ``points.jsonl``.
-
-    Raises:
-        RecordError: ``run_dir`` has no ``points.jsonl``.
-    """
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir)
-        self.file = self.path / POINTS
-        if not self.file.is_file():
-            raise RecordError(f"expected a run record folder holding {POINTS}, but {str(self.path)!r} has none")
-        self.env, self.uid = self.path.parent.name, self.path.name
-        self.plots: dict[str, tuple[str, dict[str, Any]]] = {}
-        self.offset = 0
-        self.damaged = 0
-        self.lines = 0
-        self._partial = b""
-
-    @property
-    def finished(self) -> bool:
-        """Whether the run closed (its ``summary.json`` is written): nothing more will be appended."""
-        return (self.path / SUMMARY).is_file()
-
-    def poll(self) -> list[Update]:
-        """The updates of the whole lines appended since the last poll (none when the file did not grow)."""
-        size = self.file.stat().st_size
-        if size <= self.offset:
-            return []
-        with open(self.file, "rb") as file:
-            file.seek(self.offset)
-            chunk = file.read(size - self.offset)
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        cut = data.rfind(b"\n") + 1
-        self._partial = data[cut:]
-        updates: list[Update] = []
-        for raw in data[:cut].split(b"\n"):
-            if raw.strip():
-                self._line(raw, updates)
-        return updates
-
-    def _line(self, raw: bytes, updates: list[Update]) -> None:
-        self.lines += 1
-        try:
-            obj = json.loads(raw)
-            if "seq" in obj:
-                plot = obj["plot"]
-                kind, opts = self.plots.get(plot) or self.plots.setdefault(plot, ("line", {}))
-                step = obj["step"]
-                if isinstance(step, bool) or not isinstance(step, (int, float)):
-                    raise ValueError(f"step {step!r} is not a number")
-                updates.append(Update(plot, kind, step, decode_data(kind, obj["data"]), opts, int(obj["seq"])))
-            elif "plot" in obj:
-                self.plots[obj["plot"]] = (obj["kind"], obj.get("opts") or {})
-            elif "run" in obj:
-                self.env, self.uid = obj["run"].get("env", self.env), obj["run"].get("uid", self.uid)
-            else:
-                raise ValueError("not a run record line")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self.damaged += 1
-            if self.damaged == 1:
-                warnings.warn(f"{self.file}: skipping a damaged line ({exc}): {raw[:80]!r}", RuntimeWarning,
-                              stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -268,7 +194,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     build_table(followers, names, values, meters, sort)  # bad meters or sort: an error before anything is drawn
     env = env or "compare"
     url = f"{server.rstrip('/')}:{port}"
-    _check_server(url, port)
+    check_visdom(url, port)
     from .sinks.visdom import VisdomSink
 
     sink = VisdomSink(server=server, port=port, env=env, uid=COMPARE_UID, **sink_options)
@@ -466,16 +392,6 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _check_server(url: str, port: int) -> None:
-    import requests
-
-    try:
-        requests.get(url, timeout=5.0)
-    except requests.RequestException as exc:
-        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}); start one with "
-                            f"`flexlogger serve --port {port}`") from None
 
 
 def _sleep(seconds: float, stop: threading.Event | None) -> None:

@@ -7,6 +7,7 @@ Every error subclasses :class:`FlexLoggerError` and the built-in exception a use
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 
 
@@ -70,15 +71,6 @@ class Problem(str):
         return out
 
 
-def short_repr(value: object, limit: int = 200) -> str:
-    """``repr(value)`` cut to about ``limit`` characters, so that an error message never quotes a huge value."""
-    try:
-        text = repr(value)
-    except Exception:  # a broken __repr__ must not hide the real error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
-
-
 def closest(name: str, valid: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` names of ``valid`` closest to ``name`` (case-insensitive)."""
     valid = list(valid)
@@ -96,3 +88,23 @@ def unknown_name_message(kind: str, name: object, valid: Iterable[str]) -> str:
     near = closest(str(name), valid) if isinstance(name, str) else []
     hint = f" (did you mean {', '.join(repr(v) for v in near)}?)" if near else ""
     return f"unknown {kind} {name!r}{hint}; valid {kind}s: {', '.join(valid) or '(none)'}"
+
+
+def short_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters (``...`` at the end), for error messages.
+
+    Large containers are not rendered whole first (``reprlib`` stops early), so quoting a huge or deeply aliased
+    value in a message stays cheap.
+
+    Example:
+        >>> short_repr("x" * 1000, 12)
+        "'xxx...xxxx'"
+    """
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxstring, shortener.maxother = 4, limit, limit
+    shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = max(4, limit // 8)
+    try:
+        text = shortener.repr(value)
+    except Exception:  # a broken __repr__ must not hide the error being reported
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."

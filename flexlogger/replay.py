@@ -1,7 +1,13 @@
 """Replay a run record (``runs/<env>/<uid>/``) to a Visdom server: ``flexlogger replay RUN_DIR --port P``.
 
 The recorded updates go through the same :class:`~flexlogger.sinks.visdom.VisdomSink` as a live run, so the
-windows come out as the run drew them (ids ``<uid>_<plot>``; long series downsampled the same way).
+windows come out as the run drew them: by default the same windows (ids ``<uid>_<plot>`` with the uid the run drew
+under, recorded in the record's first line), long series downsampled the same way. ``uid=`` draws elsewhere.
+
+Before sending anything, replay checks that a Visdom server answers at the address (a ``POST /win_exists`` that
+only Visdom answers with ``true``/``false``) and fails within a few seconds with a
+:class:`~flexlogger.errors.DeliveryError` saying what answered instead: nothing, a server that accepts and never
+answers, or a web server that is not Visdom.
 
 Example:
     >>> import flexlogger
@@ -11,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +26,8 @@ from typing import Any
 
 import requests
 
-from .errors import DeliveryError
+from .errors import DeliveryError, short_repr
+from .plots import APPEND_KINDS
 from .sinks.record import read_record
 
 
@@ -36,15 +44,19 @@ class ReplayResult:
         return f"{len(self.windows)} window(s), {self.updates} update(s), {self.points} point(s) in env {self.env!r}"
 
 
+PROBE_TIMEOUT = (3.0, 5.0)  # s to connect, s to answer: what "fail fast" means for a server that is not Visdom
+
+
 def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 8097, env: str | None = None,
-           timeout: float = 120.0, follow: bool = False, poll: float = 0.5, stop: threading.Event | None = None,
-           **sink_kwargs: Any) -> ReplayResult:
+           timeout: float = 120.0, uid: str | None = None, follow: bool = False, poll: float = 0.5,
+           stop: threading.Event | None = None, **sink_kwargs: Any) -> ReplayResult:
     """Draw a recorded run on a Visdom server.
 
     Args:
         run_dir: the run folder (``<log_dir>/<env>/<uid>``, holding ``points.jsonl``).
         server, port: the Visdom server.
         env: the env to draw into; None uses the recorded env.
+        uid: the uid of the windows to draw (``<uid>_<plot>``); None draws the windows the run drew.
         timeout: seconds to wait for the server to take every window.
         follow: keep drawing the lines appended to ``points.jsonl`` (by the run, or by any program: see the README
             for the line format), read every ``poll`` seconds, whole lines only, until the run is finished (its
@@ -58,17 +70,18 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
 
     Raises:
         RecordError: ``run_dir`` holds no run record (the message lists run folders found under it).
-        DeliveryError: no server answers at ``server:port``, or it did not take everything within ``timeout``.
+        DeliveryError: no Visdom server answers at ``server:port`` (the message says what answered instead), or it
+            did not take everything within ``timeout``.
     """
     if follow:
-        return _follow(Path(run_dir), server, port, env, timeout, poll, stop, sink_kwargs)
+        return _follow(Path(run_dir), server, port, env, timeout, uid, poll, stop, sink_kwargs)
     record = read_record(run_dir)
     env = env or record.env
     url = f"{server.rstrip('/')}:{port}"
-    _check_server(url, port)
+    check_visdom(url, port)
     from .sinks.visdom import VisdomSink  # imports visdom: only when replaying
 
-    sink = VisdomSink(server=server, port=port, env=env, uid=record.uid, **sink_kwargs)
+    sink = VisdomSink(server=server, port=port, env=env, uid=uid or record.window_uid, **sink_kwargs)
     try:
         for update in record.updates:
             sink.write(update)
@@ -78,32 +91,53 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
     if pending:
         raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {record.path} within "
                             f"{timeout:g} s")
-    points = sum(len(u.data) for u in record.updates if u.kind in ("line", "scatter"))
+    points = sum(len(u.data) for u in record.updates if u.kind in APPEND_KINDS)
     windows = {plot: sink.window_id(plot) for plot in record.plots}
     return ReplayResult(env, windows, len(record.updates), points)
 
 
-def _check_server(url: str, port: int) -> None:
+def check_visdom(url: str, port: int) -> None:
+    """Fail fast unless a Visdom server answers at ``url``.
+
+    Raises:
+        DeliveryError: nothing answers, the server accepts but does not answer within a few seconds, or it answers
+            as something other than Visdom; the message says which.
+    """
+    hint = f"start one with `flexlogger serve --port {port}`, then run the replay again"
     try:
-        requests.get(url, timeout=5.0)
+        answer = requests.post(f"{url}/win_exists", data=json.dumps({"win": "flexlogger-probe", "eid": "main"}),
+                               timeout=PROBE_TIMEOUT)
+    except requests.ConnectTimeout:
+        raise DeliveryError(f"no Visdom server answers at {url}: connecting timed out after {PROBE_TIMEOUT[0]:g} s; "
+                            f"{hint}") from None
+    except requests.ConnectionError as exc:
+        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}); {hint}") from None
+    except requests.Timeout:
+        raise DeliveryError(f"no Visdom server answers at {url}: something accepted the connection but sent no "
+                            f"answer within {PROBE_TIMEOUT[1]:g} s; expected a Visdom server there ({hint})") from None
     except requests.RequestException as exc:
-        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}); start one with "
-                            f"`flexlogger serve --port {port}`, then run the replay again") from None
+        raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}: {exc}); {hint}") from None
+    body = answer.text.strip()
+    if answer.status_code != 200 or body not in ("true", "false"):
+        server = answer.headers.get("Server", "unknown")
+        raise DeliveryError(f"the server at {url} is not a Visdom server: POST /win_exists answered HTTP "
+                            f"{answer.status_code} {short_repr(body, 80)} (server {server!r}); expected a Visdom "
+                            f"server, which answers true or false; {hint}")
 
 
-def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: float, poll: float,
+def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: float, uid: str | None, poll: float,
             stop: threading.Event | None, sink_kwargs: dict[str, Any]) -> ReplayResult:
     """:func:`replay` with ``follow=True``: draw the record, then what is appended to it, as it arrives."""
-    from .compare import RecordFollower
+    from .follow import RecordFollower
 
     follower = RecordFollower(run_dir)
     updates = follower.poll()  # the header first: the recorded env and uid
     env = env or follower.env
     url = f"{server.rstrip('/')}:{port}"
-    _check_server(url, port)
+    check_visdom(url, port)
     from .sinks.visdom import VisdomSink
 
-    sink = VisdomSink(server=server, port=port, env=env, uid=follower.uid, **sink_kwargs)
+    sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid, **sink_kwargs)
     count = points = 0
     following = True
     try:
@@ -111,7 +145,7 @@ def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: flo
             for update in updates:
                 sink.write(update)
             count += len(updates)
-            points += sum(len(u.data) for u in updates if u.kind in ("line", "scatter"))
+            points += sum(len(u.data) for u in updates if u.kind in APPEND_KINDS)
             if not following or (stop is not None and stop.is_set()):
                 break
             if follower.finished:  # the run closed: read what is left once more, then stop

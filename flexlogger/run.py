@@ -132,8 +132,6 @@ class Run:
                 if self._record is not None:
                     self._record.close()
                 raise
-            if self._record is not None:
-                self._record.undelivered = self._visdom.pending
 
     # the loggers' side -------------------------------------------------------------------------------------
     @property
@@ -237,8 +235,9 @@ class Run:
                 sink.close()
             except Exception as exc:
                 first = first or exc
-        if self._record is not None:
-            self._record.close()
+        if self._record is not None:  # last: its summary counts what the server did not get
+            undelivered = self._visdom.pending() if self._visdom is not None else None
+            self._record.close(summary={"status": status, "undelivered": undelivered, **self._summary})
         if first is not None:
             raise first
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +89,93 @@ def test_replay_without_a_server_says_how_to_start_one(tmp_path: Path, env: str)
 def test_replay_of_a_folder_without_record(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match=r"expected a run record folder holding points.jsonl"):
         flexlogger.replay(tmp_path)
+
+
+def test_replay_draws_the_windows_the_run_drew_and_uid_draws_elsewhere(visdom_server: VisdomServer,
+                                                                       viz: visdom.Visdom, tmp_path: Path,
+                                                                       env: str) -> None:
+    for value in (1.0, 2.0):  # a fixed uid run twice: folders exp1 and exp1-2, both drawn as exp1_loss
+        with FlexLogger({"loss": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "loss"}}, env=env,
+                        uid="exp1", server=None, log_dir=tmp_path) as stat:
+            stat.add({"v": value})
+            stat.log(0)
+    result = flexlogger.replay(tmp_path / env / "exp1-2", port=visdom_server.port)
+    assert result.windows == {"loss": "exp1_loss"}
+    assert json.loads(viz.get_window_data("exp1_loss", env))["content"]["data"][0]["y"] == [2.0]
+    other = flexlogger.replay(tmp_path / env / "exp1-2", port=visdom_server.port, uid="elsewhere")
+    assert other.windows == {"loss": "elsewhere_loss"}
+    assert json.loads(viz.get_window_data("elsewhere_loss", env))["content"]["data"][0]["y"] == [2.0]
+
+
+@contextlib.contextmanager
+def http_404_server() -> Iterator[int]:
+    """A plain http.server that answers 404 to everything."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404, "no such page")
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, name="test-http-404", daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def recorded(tmp_path: Path, env: str) -> Path:
+    with FlexLogger({"loss": {"type": "line"}}, {"v": {"type": "ValueMeter", "target": "loss"}}, env=env,
+                    uid="run", server=None, log_dir=tmp_path) as stat:
+        stat.add({"v": 1.0})
+        stat.log(0)
+    return tmp_path / env / "run"
+
+
+def test_replay_to_a_web_server_that_is_not_visdom_fails_fast(tmp_path: Path, env: str) -> None:
+    folder = recorded(tmp_path, env)
+    with http_404_server() as port:
+        start = time.monotonic()
+        with pytest.raises(DeliveryError, match=rf"the server at http://localhost:{port} is not a Visdom server: "
+                                                r"POST /win_exists answered HTTP 404 .*expected a Visdom server, "
+                                                r"which answers true or false; start one with `flexlogger serve"):
+            flexlogger.replay(folder, port=port)
+    assert time.monotonic() - start < 10.0
+
+
+def test_replay_to_a_port_that_accepts_and_never_answers_fails_fast(tmp_path: Path, env: str) -> None:
+    folder = recorded(tmp_path, env)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        port = listener.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(DeliveryError, match=rf"no Visdom server answers at http://localhost:{port}: something "
+                                                r"accepted the connection but sent no answer within 5 s; expected a "
+                                                r"Visdom server there"):
+            flexlogger.replay(folder, port=port)
+    assert time.monotonic() - start < 15.0
+
+
+def test_cli_replay_of_a_damaged_record_skips_and_warns(visdom_server: VisdomServer, viz: visdom.Visdom,
+                                                        tmp_path: Path, env: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = recorded(tmp_path, env)
+    points = folder / "points.jsonl"
+    lines = points.read_bytes().split(b"\n")[:-1]
+    points.write_bytes(b"\n".join([*lines[:2], b"\xff\xfe junk", b'{"plot": "x", "kind": "sparkline"}',
+                                   *lines[2:]]) + b"\n")
+    with pytest.warns(RuntimeWarning) as caught:
+        assert main(["replay", str(folder), "--port", str(visdom_server.port)]) == 0
+    messages = [str(w.message) for w in caught]
+    assert any(m.endswith("points.jsonl:3: skipping a damaged line (not UTF-8 text)") for m in messages)
+    assert any("points.jsonl:4: skipping plot 'x' of unknown kind 'sparkline'" in m for m in messages)
+    assert "1 window(s), 1 update(s), 1 point(s)" in capsys.readouterr().out
+    assert json.loads(viz.get_window_data("run_loss", env))["content"]["data"][0]["y"] == [1.0]

@@ -1,176 +1,286 @@
 """The run record: every update of a run, on disk, human-readable, written as it happens.
 
-A run made with ``log_dir='runs'`` writes the folder ``runs/<env>/<uid>/`` (a ``/`` in either becomes ``_``):
+A run made with ``log_dir='runs'`` writes the folder ``runs/<env>/<uid>/`` (a ``/`` in either becomes ``_``; a
+second run with the same uid gets ``<uid>-2``, ...: a record is never overwritten):
 
 ``config.json``
     the logger's definitions (``FlexLogger.to_config()``), rewritten at ``close()`` if plots were added.
 ``points.jsonl``
     append-only, one JSON object per line:
 
-    - ``{"run": {"env": ..., "uid": ..., "format": 1, "started": ...}}`` first;
+    - ``{"run": {"env": ..., "uid": "exp1-2", "windows": "exp1", "format": 2, "started": ...}}`` first: ``uid`` is
+      the folder's name, ``windows`` the uid the run's Visdom windows were drawn under (``<windows>_<plot>``);
     - ``{"plot": "loss", "kind": "line", "opts": {...}}`` when a plot is first seen (or its type/opts change);
     - ``{"seq": 7, "plot": "loss", "step": 3, "data": {"train_loss": 0.51, "test_loss": "nan"}}`` for every
-      update of every window (line points, bar vectors, heatmap matrices, curves, text).
-
-    JSON has no NaN: non-finite numbers are written as the strings ``"nan"``, ``"inf"`` and ``"-inf"`` and read
-    back as floats (a text plot's strings are left alone). Arrays are nested lists.
-    Each line is written whole, with one ``write`` on an unbuffered file, at every ``log()``: a crash leaves every
-    complete line readable, and :func:`read_record` skips a torn last line.
+      update of every window, its data written by its plot kind's data form (see
+      :mod:`flexlogger.sinks.record_format`): line points, bar vectors, heatmap matrices, histogram bin counts
+      (``{"counts": [...], "lo": x, "hi": y}``, never the values), curves, text.
 ``summary.json``
-    written at ``close()``: updates and points per plot, the last step, NaN/Inf count and the points the Visdom
-    server did not get (``undelivered``).
+    written at ``close()`` (and whenever the run calls :meth:`RecordSink.write_summary`): updates and points per
+    plot, the last step, the NaN/Inf count, the updates the disk did not take (``unwritten``) and what the run
+    adds (e.g. ``undelivered``, ``status``).
 
-``flexlogger replay RUN_DIR`` (:func:`flexlogger.replay`) draws a record on a Visdom server.
+What ``log()`` costs and what a crash can lose
+    ``write()`` only queues the update: a writer thread of the record (``flexlogger-record-<uid>``) encodes it
+    and appends its line, in order, with one ``write`` of the whole line, about every 10 ms or at once on
+    :meth:`RecordSink.flush`. ``log()`` so costs the same whatever the data: a large matrix is kept whole (as
+    nested lists, its size on disk grows with the matrix), but it is encoded on the writer thread, not the training
+    loop's. A killed process (SIGKILL, OOM) loses the updates of its last ~10 ms that the writer had not written
+    yet; every line written before is whole and readable. A normal exit (even without ``close()``) writes all.
+When the disk is full or gone
+    ``log()`` never raises for it. A line that does not fit is not written (a short write is truncated back to
+    the line's start, so no torn line is ever left in the middle), the record warns once, counts the updates it
+    could not write in ``summary.json`` (``unwritten``, warned about again at ``close()``) and writes again as soon
+    as space returns.
+Forked children
+    A child made with ``os.fork()`` inherits the record but never writes or closes it: only the process that
+    opened it does (``write()`` in a child warns once and does nothing).
+
+:func:`read_record` (in :mod:`flexlogger.sinks.record_read`) reads a record back, skipping damaged lines with a
+warning; ``flexlogger replay RUN_DIR`` (:func:`flexlogger.replay`) draws it on a Visdom server.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
+import errno
 import json
-import math
 import os
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import FlexLoggerError
-from ..plots import PLOT_TYPES, Histogram
+from ..plots import APPEND_KINDS
 from .base import Update
+from .record_format import CONFIG, FORMAT, POINTS, SUMMARY, RecordError, decode_data, decode_number, encode, encode_data
+from .record_read import RecordedRun, read_record
 
-FORMAT = 1
-CONFIG, POINTS, SUMMARY = "config.json", "points.jsonl", "summary.json"
-APPEND_KINDS = frozenset(p.name for p in PLOT_TYPES if p.append)
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+__all__ = ["CONFIG", "FORMAT", "POINTS", "SUMMARY", "RecordError", "RecordSink", "RecordedRun", "decode_data",
+           "decode_number", "encode", "encode_data", "read_record"]
+
+WRITE_INTERVAL = 0.01  # s between the writer's rounds: what a SIGKILL can lose at most (plus one round's work)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # one encoder: json.dumps(**options) makes one a call
-
-
-class RecordError(FlexLoggerError, ValueError):
-    """A run record folder is missing or unreadable."""
-
-
-def encode(value: Any) -> Any:
-    """``value`` as JSON-ready data: arrays become nested lists, non-finite floats the strings nan/inf/-inf."""
-    kind = type(value)
-    if kind is float:
-        return value if math.isfinite(value) else _nonfinite(value)
-    if kind is int or kind is str or kind is bool or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return encode(value.item())
-    if isinstance(value, Histogram):
-        return {"counts": encode(list(value.counts)), "lo": encode(value.lo), "hi": encode(value.hi)}
-    if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, (list, tuple))):
-        array = np.asarray(value)
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            return _encode_list(array.tolist())
-        return array.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
-    return value
-
-
-def _nonfinite(value: float) -> str:
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
-def _encode_list(items: list[Any]) -> list[Any]:
-    return [_encode_list(v) if isinstance(v, list) else (_nonfinite(v) if isinstance(v, float) and not
-                                                          math.isfinite(v) else v) for v in items]
-
-
-def decode_number(value: Any) -> Any:
-    """Undo :func:`encode` for numbers: ``"nan"``/``"inf"``/``"-inf"`` become floats, lists are walked."""
-    if isinstance(value, str):
-        return _NONFINITE.get(value, value)
-    if isinstance(value, list):
-        return [decode_number(v) for v in value]
-    return value
-
-
-def decode_data(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """An update's ``data`` as the logger produced it (arrays back as ndarrays, for the sinks' drawing code)."""
-    if kind == "text":
-        return dict(data)
-    if kind in APPEND_KINDS:
-        return {k: float(decode_number(v)) for k, v in data.items()}
-    out: dict[str, Any] = {}
-    for name, value in data.items():
-        if kind == "histogram" and isinstance(value, Mapping) and "counts" in value:
-            out[name] = Histogram(tuple(float(c) for c in decode_number(value["counts"])),
-                                  float(decode_number(value["lo"])), float(decode_number(value["hi"])))
-            continue
-        value = decode_number(value)
-        if kind == "curve":
-            out[name] = tuple(np.asarray(v, dtype=np.float64) for v in value)
-        elif isinstance(value, list):
-            out[name] = np.asarray(value)
-        else:
-            out[name] = float(value) if isinstance(value, (int, float)) else value
-    return out
 
 
 class RecordSink:
     """Writes every update to ``<root>/<env>/<uid>/`` (see the module docstring for the layout).
 
     When that folder already holds a record (a fixed ``uid`` run twice), the new run goes to ``<uid>-2``,
-    ``<uid>-3``, ...: a record is never overwritten. The folder used is :attr:`path`.
+    ``<uid>-3``, ...: a record is never overwritten. The folder used is :attr:`path`; its name is :attr:`uid`, and
+    :attr:`window_uid` is the uid the windows are drawn under.
 
     Args:
         root: the ``log_dir`` folder.
-        env, uid: the logger's env and run id.
+        env, uid: the logger's env and run id (the windows' uid).
         config: the logger's definitions, or a callable returning them (called now and at ``close()``).
-        undelivered: a callable returning how many points the Visdom sink could not deliver (for the summary).
+
+    Raises:
+        OSError: the folder or ``points.jsonl`` cannot be made (a run must not start without its record).
     """
 
-    def __init__(self, root: Path, env: str, uid: str, config: Mapping[str, Any] | Callable[[], Mapping[str, Any]]
-                 | None = None, undelivered: Callable[[], int] | None = None) -> None:
-        self.env, self.uid = env, uid
+    def __init__(self, root: Path, env: str, uid: str,
+                 config: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None) -> None:
+        self.env, self.window_uid = env, uid
         self.path = _fresh_dir(Path(root) / _folder_name(env), _folder_name(uid))
+        self.uid = self.path.name
         self._config = config
-        self.undelivered = undelivered
+        # Until the Run owns closing, FlexLogger sets this to the Visdom sink's ``pending``; close(summary) wins.
+        self._pid = os.getpid()
         self._plots: dict[str, tuple[str, Any]] = {}
         self._keys: dict[str, str] = {}  # name -> its JSON string
         self._stats: dict[str, dict[str, Any]] = {}
-        self.updates = 0
-        self.points = 0
-        self.nonfinite = 0
+        self.updates = self.points = self.nonfinite = self.unwritten = 0
         self.last_step: float | None = None
         self._started = time.time()
         self._write_config()
         self._fd: int | None = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._line({"run": {"env": env, "uid": uid, "format": FORMAT, "started": _iso(self._started)}})
+        self._size = os.fstat(self._fd).st_size  # where a line that does not fit is cut back to
+        self._failing: OSError | None = None  # the error of the outage in progress
+        self._warned_disk = False
+        self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
+        self._forked_warned = False
+        header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": _iso(self._started)}
+        if not self._put((_ENCODER.encode({"run": header}) + "\n").encode()):
+            os.close(self._fd)
+            raise self._failing or OSError(errno.ENOSPC, "the run record's first line could not be written")
+        self._queue: collections.deque[Update] = collections.deque()
+        self._queued = 0  # updates queued by write(), in the caller's thread
+        self._written = 0  # updates taken by the writer (written or counted unwritten)
+        self._lock = threading.Lock()  # held by the writer while it writes a batch; summaries read under it
+        self._done = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._stopping = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"flexlogger-record-{self.uid}", daemon=True)
+        self._thread.start()
         _open_records.add(self)
 
-    def _write_config(self) -> None:
-        config = self._config() if callable(self._config) else self._config
-        if config is not None:
-            _write_json(self.path / CONFIG, encode(config))
-
-    def _line(self, obj: Mapping[str, Any]) -> None:
-        self._raw(_ENCODER.encode(obj) + "\n")
-
-    def _raw(self, line: str) -> None:
-        if self._fd is None:
-            raise FlexLoggerError(f"the run record {self.path} is closed")
-        os.write(self._fd, line.encode())  # one write of a whole line: line-atomic
-
+    # the caller's side ---------------------------------------------------------------------------------------------
     def write(self, update: Update) -> None:
-        """Append one line (two when the plot is new or changed) for ``update``."""
+        """Queue ``update``; the writer thread appends its line (two when its plot is new or changed).
+
+        Never raises for a full or vanished disk (see the module docstring).
+
+        Raises:
+            FlexLoggerError: the record is closed.
+        """
+        if self._pid != os.getpid():
+            self._warn_forked()
+            return
+        if self._closed:
+            raise FlexLoggerError(f"the run record {self.path} is closed")
+        if self._notices:
+            self._warn_notices()
+        self._queue.append(update)
+        self._queued += 1
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until the writer has written every queued update (or ``timeout`` s); return how many are left."""
+        if self._pid != os.getpid() or self._closed:
+            return 0
+        target = self._queued
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._done:
+            while self._written < target and self._thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._done.wait(0.1 if left is None else min(left, 0.1))
+        if self._notices:
+            self._warn_notices()
+        return max(0, target - self._written)
+
+    def close(self, summary: Mapping[str, Any] | None = None) -> None:
+        """Write every queued update, stop the writer, and write ``summary.json`` (and ``config.json`` again).
+
+        Args:
+            summary: extra fields for ``summary.json`` (the run's ``undelivered``, ``status``, ...).
+
+        In a forked child, and on a second call, this does nothing. A full disk is warned about, not raised.
+        """
+        if self._pid != os.getpid() or self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        _open_records.discard(self)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.unwritten:
+            self._notices.append(f"the run record {self.path}: {self.unwritten} of {self.updates} update(s) could not "
+                                 "be written (the disk was full or gone), counted in summary.json 'unwritten'")
+        extra = dict(summary or {})
+        try:
+            self._write_config()
+            _write_json(self.path / SUMMARY, self._summary(extra, closed=True))
+        except OSError as exc:
+            self._notices.append(f"the run record {self.path}: summary.json could not be written ({_why(exc)})")
+        if self._notices:
+            self._warn_notices()
+
+    def write_summary(self, extra: Mapping[str, Any] | None = None) -> None:
+        """Rewrite ``summary.json`` now (atomically: a reader sees the old file or the new one), while running.
+
+        Args:
+            extra: fields to add (e.g. ``{"status": "running"}``).
+        """
+        if self._pid != os.getpid() or self._closed:  # closed: the final summary stays
+            return
+        with self._lock:
+            summary = self._summary(dict(extra or {}), closed=False)
+        try:
+            _write_json(self.path / SUMMARY, summary)
+        except OSError as exc:
+            warnings.warn(f"the run record {self.path}: summary.json could not be written ({_why(exc)})",
+                          RuntimeWarning, stacklevel=2)
+
+    def summary(self) -> dict[str, Any]:
+        """The summary as ``close()`` would write it now (without the run's extra fields)."""
+        with self._lock:
+            return self._summary({}, closed=self._closed)
+
+    def _summary(self, extra: dict[str, Any], closed: bool) -> dict[str, Any]:
+        out = {"env": self.env, "uid": self.uid, "windows": self.window_uid, "started": _iso(self._started),
+               "closed": _iso(time.time()) if closed else None, "updates": self.updates, "points": self.points,
+               "last_step": self.last_step, "nonfinite": self.nonfinite, "unwritten": self.unwritten,
+               "undelivered": None, "plots": {k: dict(v) for k, v in self._stats.items()}}
+        out.update(extra)
+        return out
+
+    def _warn_notices(self) -> None:
+        while self._notices:
+            warnings.warn(self._notices.popleft(), RuntimeWarning, stacklevel=3)
+
+    def _warn_forked(self) -> None:
+        if not self._forked_warned:
+            self._forked_warned = True
+            warnings.warn(f"the run record {self.path} belongs to process {self._pid}; this forked child "
+                          f"(pid {os.getpid()}) does not write to it", RuntimeWarning, stacklevel=3)
+
+    # the writer thread ---------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(WRITE_INTERVAL)
+            self._wake.clear()
+            stopping = self._stopping
+            with self._lock:
+                while self._queue:
+                    update = self._queue.popleft()
+                    try:
+                        self._write_one(update)
+                    except Exception as exc:  # a bug must not stop the record: count the update and go on
+                        self.unwritten += 1
+                        self._written += 1
+                        self._notices.append(f"the run record {self.path}: update {update.seq} of plot "
+                                             f"{update.plot!r} could not be recorded ({type(exc).__name__}: {exc})")
+            with self._done:
+                self._done.notify_all()
+            if stopping and not self._queue:
+                return
+
+    def _write_one(self, update: Update) -> None:
+        """Encode and append ``update``; count it unwritten when the disk does not take it. Never raises."""
+        try:
+            line = self._encode(update)
+        except Exception as exc:  # a value the record cannot encode: the run goes on
+            line = None
+            self._notices.append(f"the run record {self.path}: update {update.seq} of plot {update.plot!r} could "
+                                 f"not be encoded ({type(exc).__name__}: {exc}); it is not recorded")
         plot = update.plot
         seen = self._plots.get(plot)
-        if seen is None or seen[0] != update.kind or seen[1] is not update.opts:
-            self._plots[plot] = (update.kind, update.opts)
-            self._line({"plot": plot, "kind": update.kind, "opts": encode(update.opts)})
-        if update.kind in APPEND_KINDS:  # the hot path, {trace: float}: the line is formatted directly
-            n = len(update.data)
-            self.points += n
+        written = False
+        if line is not None:
+            if seen is None or seen[0] != update.kind or seen[1] is not update.opts:
+                declared = self._put((_ENCODER.encode({"plot": plot, "kind": update.kind, "opts": encode(
+                    update.opts)}) + "\n").encode())
+                if declared:
+                    self._plots[plot] = (update.kind, update.opts)
+                written = declared and self._put(line)
+            else:
+                written = self._put(line)
+        n = len(update.data) if update.kind in APPEND_KINDS else 0
+        if not written:
+            self.unwritten += 1
+        stats = self._stats.get(plot)
+        if stats is None:
+            stats = self._stats[plot] = {"kind": update.kind, "updates": 0, "points": 0, "last_step": None}
+        stats["updates"] += 1
+        stats["points"] += n
+        stats["last_step"] = self.last_step = update.step
+        self.updates += 1
+        self.points += n
+        self._written += 1
+
+    def _encode(self, update: Update) -> bytes:
+        if update.kind in APPEND_KINDS:  # the common case, {trace: float}: the line is formatted directly
             parts = []
             for name, value in update.data.items():
                 key = self._keys.get(name) or self._keys.setdefault(name, _ENCODER.encode(str(name)))
@@ -182,108 +292,56 @@ class RecordSink:
                     parts.append(f"{key}:{_ENCODER.encode(encoded)}")
             step = update.step
             step_text = float.__repr__(step) if type(step) is float else _ENCODER.encode(encode(step))
-            key = self._keys.get(plot) or self._keys.setdefault(plot, _ENCODER.encode(plot))
-            self._raw(f'{{"seq":{int(update.seq)},"plot":{key},"step":{step_text},"data":{{{",".join(parts)}}}}}\n')
+            key = self._keys.get(update.plot) or self._keys.setdefault(update.plot, _ENCODER.encode(update.plot))
+            text = f'{{"seq":{int(update.seq)},"plot":{key},"step":{step_text},"data":{{{",".join(parts)}}}}}\n'
         else:
-            n = 0
-            self._line({"seq": update.seq, "plot": plot, "step": update.step, "data": encode(update.data)})
-        stats = self._stats.get(plot)
-        if stats is None:
-            stats = self._stats[plot] = {"kind": update.kind, "updates": 0, "points": 0, "last_step": None}
-        stats["updates"] += 1
-        stats["points"] += n
-        stats["last_step"] = self.last_step = update.step
-        self.updates += 1
+            text = _ENCODER.encode({"seq": update.seq, "plot": update.plot, "step": encode(update.step),
+                                    "data": encode_data(update.kind, update.data)}) + "\n"
+        return text.encode()
 
-    def flush(self, timeout: float | None = None) -> int:
-        """Nothing to wait for: every line is written by :meth:`write`."""
-        return 0
-
-    def close(self) -> None:
-        """Write ``summary.json`` (and ``config.json`` again, for plots added during the run)."""
-        if self._fd is None:
-            return
-        os.close(self._fd)
-        self._fd = None
-        _open_records.discard(self)
-        self._write_config()
-        _write_json(self.path / SUMMARY, self.summary())
-
-    def summary(self) -> dict[str, Any]:
-        undelivered = self.undelivered() if self.undelivered is not None else None
-        return {"env": self.env, "uid": self.uid, "started": _iso(self._started), "closed": _iso(time.time()),
-                "updates": self.updates, "points": self.points, "last_step": self.last_step,
-                "nonfinite": self.nonfinite, "undelivered": undelivered, "plots": self._stats}
-
-
-@dataclass(frozen=True)
-class RecordedRun:
-    """A run record read back by :func:`read_record`.
-
-    Attributes:
-        path: the run folder.
-        env, uid: as recorded.
-        plots: plot -> (kind, opts), as last declared.
-        updates: every update in order, with decoded data.
-        torn: True when the last line was incomplete (the run crashed mid-write) and was skipped.
-    """
-
-    path: Path
-    env: str
-    uid: str
-    plots: dict[str, tuple[str, dict[str, Any]]]
-    updates: list[Update]
-    torn: bool = False
-
-
-def read_record(run_dir: str | Path) -> RecordedRun:
-    """Read ``points.jsonl`` of a run folder back into :class:`~flexlogger.sinks.base.Update` objects.
-
-    Raises:
-        RecordError: the folder has no ``points.jsonl``, or a line other than the last is not valid JSON.
-    """
-    path = Path(run_dir)
-    points = path / POINTS
-    if not points.is_file():
-        found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
-        hint = f"; run folders under it: {', '.join(found)}" if found else ""
-        raise RecordError(f"expected a run record folder holding {POINTS}, but {str(path)!r} has none{hint}")
-    env, uid, torn = path.parent.name, path.name, False
-    plots: dict[str, tuple[str, dict[str, Any]]] = {}
-    updates: list[Update] = []
-    for number, line, last in _lines(points):
+    def _put(self, data: bytes) -> bool:
+        """Append one whole line with one ``write``; on failure leave the file as it was and note the outage."""
+        fd = self._fd
+        if fd is None:
+            return False
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if last:
-                torn = True
-                warnings.warn(f"{points}: skipping the incomplete last line {number} (the run stopped mid-write)",
-                              RuntimeWarning, stacklevel=2)
-                break
-            raise RecordError(f"{points}:{number}: expected a JSON object, but got {line[:80]!r} ({exc})") from None
-        if "seq" in obj:
-            kind, opts = plots[obj["plot"]]
-            updates.append(Update(obj["plot"], kind, obj["step"], decode_data(kind, obj["data"]), opts, obj["seq"]))
-        elif "plot" in obj:
-            plots[obj["plot"]] = (obj["kind"], obj.get("opts") or {})
-        elif "run" in obj:
-            env, uid = obj["run"].get("env", env), obj["run"].get("uid", uid)
-    return RecordedRun(path, env, uid, plots, updates, torn)
+            n = os.write(fd, data)
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        if n != len(data):  # a short write (the disk filled mid-line): cut the torn line off again
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                pass
+            self._fail(OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: a short write of {n} of {len(data)} "
+                                             "bytes, cut off again"))
+            return False
+        self._size += n
+        self._failing = None
+        return True
+
+    def _fail(self, exc: OSError) -> None:
+        self._failing = exc
+        if not self._warned_disk:  # once per record: a nearly full disk takes some lines and refuses others
+            self._warned_disk = True
+            self._notices.append(f"the run record {self.path} cannot be written ({_why(exc)}): the run goes on, "
+                                 "updates that do not fit are counted in summary.json 'unwritten', and writing "
+                                 "resumes when the disk takes lines again")
+
+    def _write_config(self) -> None:
+        config = self._config() if callable(self._config) else self._config
+        if config is not None:
+            _write_json(self.path / CONFIG, encode(config))
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
-    with open(path, encoding="utf-8") as file:
-        lines = file.read().split("\n")
-    complete = lines[-1] == ""  # the file ends with a newline: every line is whole
-    body = lines[:-1] if complete else lines
-    for i, line in enumerate(body):
-        if line.strip():
-            yield i + 1, line, i == len(body) - 1 and not complete
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _folder_name(name: str) -> str:
     """``name`` as one folder name inside ``log_dir``: ``a/b`` -> ``a_b``, ``..`` -> ``__`` (as Visdom names its
-    env files); the record's first line keeps the real env and uid."""
+    env files); the record's first line keeps the real env and the windows' uid."""
     name = name.replace("/", "_").replace("\\", "_")
     return "_" * len(name) if name.strip(".") == "" else name
 
@@ -301,9 +359,12 @@ def _fresh_dir(parent: Path, uid: str) -> Path:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)  # never a half-written file
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+        os.replace(tmp, path)  # never a half-written file
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _iso(t: float) -> str:
@@ -316,7 +377,8 @@ _open_records: set[RecordSink] = set()
 
 @atexit.register
 def _close_open_records() -> None:
-    """Write the summary of records a user forgot to close."""
+    """Write the queued updates and the summary of records a user forgot to close (in the process that opened
+    them only: ``close()`` does nothing in a forked child)."""
     for sink in list(_open_records):
         try:
             sink.close()

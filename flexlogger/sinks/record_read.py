@@ -1,0 +1,159 @@
+"""Reading a run record back (``points.jsonl``), tolerant of damage: a bad line is skipped with a warning.
+
+A record is read line by line. A line that is not UTF-8, not a JSON object, declares an unknown plot kind, updates
+a plot never declared or holds data not of its kind's form is skipped with a ``RuntimeWarning`` naming it
+(``points.jsonl:LINE``); every other line is read. A torn last line (the run was killed mid-write) is skipped the
+same way and flagged in :attr:`RecordedRun.torn`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..plots import PLOT_KINDS
+from .base import Update
+from .record_format import POINTS, RecordError, decode_data, decode_number
+
+MAX_WARNINGS = 10  # damaged lines warned about one by one; the rest in one warning
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """A run record read back by :func:`read_record`.
+
+    Attributes:
+        path: the run folder.
+        env: as recorded.
+        uid: the run folder's name (``exp1-2`` for the second run of uid ``exp1``).
+        plots: plot -> (kind, opts), as last declared (plots of an unknown kind left out).
+        updates: every readable update in order, with decoded data.
+        torn: True when the last line was incomplete (the run crashed mid-write) and was skipped.
+        window_uid: the uid the run drew its Visdom windows under (``exp1``); records of format 1 did not say,
+            and give :attr:`uid`.
+        damaged: the numbers of the lines skipped (the torn last line included).
+    """
+
+    path: Path
+    env: str
+    uid: str
+    plots: dict[str, tuple[str, dict[str, Any]]]
+    updates: list[Update]
+    torn: bool = False
+    window_uid: str = ""
+    damaged: tuple[int, ...] = field(default=())
+
+
+class _Skipper:
+    """Collects skipped lines and warns about each (up to MAX_WARNINGS, then once for the rest)."""
+
+    def __init__(self, points: Path) -> None:
+        self.points = points
+        self.lines: list[int] = []
+        self.warned = 0
+        self.quiet: list[int] = []
+
+    def skip(self, number: int, why: str, where: str | None = None) -> None:
+        self.lines.append(number)
+        if self.warned < MAX_WARNINGS:
+            self.warned += 1
+            where = f"{self.points}:{number}" if where is None else where
+            warnings.warn(f"{where}: skipping {why}", RuntimeWarning, stacklevel=4)
+        else:
+            self.quiet.append(number)
+
+    def done(self) -> None:
+        if self.quiet:
+            warnings.warn(f"{self.points}: skipped {len(self.quiet)} more damaged line(s) (lines "
+                          f"{self.quiet[0]}..{self.quiet[-1]})", RuntimeWarning, stacklevel=3)
+
+
+def read_record(run_dir: str | Path) -> RecordedRun:
+    """Read ``points.jsonl`` of a run folder back into :class:`~flexlogger.sinks.base.Update` objects.
+
+    Damaged lines are skipped with a ``RuntimeWarning`` naming each (``.../points.jsonl:LINE``); see the module
+    docstring.
+
+    Raises:
+        RecordError: the folder has no ``points.jsonl`` (the message lists run folders found under it), or it
+            cannot be read.
+    """
+    path = Path(run_dir)
+    points = path / POINTS
+    if not points.is_file():
+        found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
+        hint = f"; run folders under it: {', '.join(found)}" if found else ""
+        raise RecordError(f"expected a run record folder holding {POINTS}, but {str(path)!r} has none{hint}")
+    try:
+        raw = points.read_bytes()
+    except OSError as exc:
+        raise RecordError(f"{points} could not be read: {exc.strerror or exc}") from None
+    env, uid = path.parent.name, path.name
+    window_uid: str | None = None
+    torn = False
+    skipper = _Skipper(points)
+    plots: dict[str, tuple[str, dict[str, Any]]] = {}
+    unknown: set[str] = set()  # plots declared with an unknown kind: their updates are skipped quietly
+    updates: list[Update] = []
+    lines = raw.split(b"\n")
+    complete = lines[-1] == b""  # the file ends with a newline: every line is whole
+    body = lines[:-1] if complete else lines
+    for index, data in enumerate(body):
+        number = index + 1
+        if not data.strip():
+            continue
+        try:
+            obj = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            skipper.skip(number, "a damaged line (not UTF-8 text)")
+            continue
+        except json.JSONDecodeError as exc:
+            if index == len(body) - 1 and not complete:
+                torn = True
+                skipper.skip(number, f"the incomplete last line {number} (the run stopped mid-write)", str(points))
+            else:
+                skipper.skip(number, f"a damaged line: expected a JSON object, but got {_short(data)} ({exc.msg})")
+            continue
+        if not isinstance(obj, dict):
+            skipper.skip(number, f"a damaged line: expected a JSON object, but got {_short(data)}")
+            continue
+        try:
+            if "seq" in obj:
+                name = obj["plot"]
+                if name in unknown:
+                    skipper.lines.append(number)
+                    continue
+                if name not in plots:
+                    skipper.skip(number, f"an update of plot {name!r}, which no line before declared")
+                    continue
+                kind, opts = plots[name]
+                step = decode_number(obj["step"])
+                updates.append(Update(name, kind, step, decode_data(kind, obj["data"]), opts, int(obj["seq"])))
+            elif "plot" in obj:
+                name, kind = obj["plot"], obj["kind"]
+                if kind not in PLOT_KINDS:
+                    unknown.add(name)
+                    plots.pop(name, None)
+                    skipper.skip(number, f"plot {name!r} of unknown kind {kind!r} and its updates; expected one of "
+                                         f"{', '.join(PLOT_KINDS)}")
+                    continue
+                unknown.discard(name)
+                plots[name] = (kind, obj.get("opts") or {})
+            elif "run" in obj:
+                run = obj["run"]
+                env, uid = str(run.get("env", env)), str(run.get("uid", uid))
+                window_uid = str(run["windows"]) if "windows" in run else None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            skipper.skip(number, f"a damaged line {_short(data)} ({what})")
+    skipper.done()
+    return RecordedRun(path, env, uid, plots, updates, torn, window_uid if window_uid is not None else uid,
+                       tuple(skipper.lines))
+
+
+def _short(data: bytes) -> str:
+    text = repr(data.decode("utf-8", "replace"))
+    return text if len(text) <= 80 else text[:77] + "..."
