@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .errors import FlexLoggerError
+from .errors import ConfigError, FlexLoggerError
 
 __all__ = ["FIELDS", "MAX_BODY", "IngestServer", "Point", "parse_point"]
 
@@ -110,9 +110,14 @@ class IngestServer:
     def __init__(self, port: int = 8120, *, public: bool = False, env: str = "ingest",
                  server: str | None = "http://localhost", visdom_port: int = 8097, log_dir: str | Path | None = "runs",
                  max_body: int = MAX_BODY, **run_options: Any) -> None:
-        from .run import Run
+        from .options import check_options, raise_problems
 
-        Run(env=env, server=None, log_dir=None, **run_options).close()  # bad options: raised here, not per request
+        options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
+        bad = [k for k in ("uid", "port") if k in run_options]
+        if bad:
+            raise ConfigError(f"IngestServer(): unknown keyword argument {bad[0]!r} (a model's uid is its modelName; "
+                              "the Visdom port is visdom_port)")
+        raise_problems("IngestServer()", check_options(options, "IngestServer()", owners=("run", "visdom")))
         self.env, self.server, self.visdom_port, self.log_dir = env, server, visdom_port, log_dir
         self.max_body = max_body
         self.run_options = run_options
