@@ -197,6 +197,8 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     check_visdom(url, port)
     from .sinks.visdom import VisdomSink
 
+    if not follow:  # the records are read whole: one send per window at the end (flush), not one per min_interval
+        sink_options.setdefault("min_interval", max(timeout, 0.0))
     sink = VisdomSink(server=server, port=port, env=env, uid=COMPARE_UID, **sink_options)
     opts = {p: _opts(followers, p) for p in chosen}
     traces: dict[str, set[str]] = {p: set() for p in chosen}

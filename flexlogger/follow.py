@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .plots import PLOT_KINDS
+from .plots import APPEND_KINDS, PLOT_KINDS
 from .sinks.base import Update
 from .sinks.record import POINTS, SUMMARY, RecordError, decode_data, decode_number
 
@@ -81,7 +81,13 @@ class RecordFollower:
                 step = decode_number(obj["step"])
                 if isinstance(step, bool) or not isinstance(step, (int, float)):
                     raise ValueError(f"step {step!r} is not a number")
-                updates.append(Update(plot, kind, step, decode_data(kind, obj["data"]), opts, int(obj["seq"])))
+                data = obj["data"]
+                if kind in APPEND_KINDS and isinstance(data, dict):  # the hot path: {trace: number}
+                    data = {k: float(v) if type(v) is float or type(v) is int else float(decode_number(v))
+                            for k, v in data.items()}
+                else:
+                    data = decode_data(kind, data)
+                updates.append(Update(plot, kind, step, data, opts, int(obj["seq"])))
             elif "plot" in obj:
                 if obj["kind"] not in PLOT_KINDS:
                     self.plots.pop(obj["plot"], None)
