@@ -21,6 +21,7 @@ from .logger import FlexLogger, get_preset_logger
 from .meters import Meter
 from .modellogger import TooledModelLogger
 from .presets import preset_info, preset_names
+from .recorder import AnomalyEvent, FlightRecorder
 from .registry import meter_info, meter_types, plot_info, plot_types
 from .replay import replay
 from .run import Run
@@ -31,11 +32,13 @@ from .tooled import ModelAnomalyWarning, TooledModel
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnomalyEvent",
     "Config",
     "ConfigError",
     "DeliveryError",
     "FlexLogger",
     "FlexLoggerError",
+    "FlightRecorder",
     "InvalidConfigError",
     "Meter",
     "MeterInputError",

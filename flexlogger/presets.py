@@ -36,8 +36,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .config import SUFFIXES, parse_text
 from .errors import ConfigError, InvalidConfigError, UnknownNameError, unknown_name_message
+from .files import SUFFIXES, parse_text
 from .registry import METERS, meter_args, meter_info
 from .specs import MeterSpec, PlotSpec, check_definitions
 

@@ -6,6 +6,8 @@ Example:
     >>> F.mse_loss(model(x), y).backward()
     >>> TM.table()                                   # prints and returns the table
     >>> TM.get_dict()["0"]["Weights"]["mean"]        # {layer: {group: {stat: float}}}
+    >>> rec = FlightRecorder(window=64, rules=[{"stat": "nonfinite", "above": 0}], after=20)
+    >>> TM = TooledModel(model, stats=(), recorder=rec)  # cheap per-layer scalars every step, full stats on events
 
 What a *step* is:
     A step is everything between two calls of :meth:`TooledModel.step` (the first step starts at construction):
@@ -50,13 +52,15 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeAlias
 
 import torch
+import torch.distributed as dist
 from tabulate import tabulate
 from torch import Tensor, nn
 
 from .errors import ConfigError, UnknownNameError, unknown_name_message
-from .stats import STATS, Histogram, StatPlan, check_stats, histogram
+from .recorder import AnomalyEvent, FlightRecorder, ModelAnomalyWarning
+from .stats import STATS, Histogram, StatPlan, histogram, parse_stats
 
-__all__ = ["GROUPS", "STATS", "Histogram", "ModelAnomalyWarning", "TooledModel"]
+__all__ = ["GROUPS", "STATS", "AnomalyEvent", "FlightRecorder", "Histogram", "ModelAnomalyWarning", "TooledModel"]
 
 GROUPS: tuple[str, ...] = ("Grad_in", "Grad_out", "Inputs", "Outputs", "Weights", "Weight_grad")
 _ACTIVATION_GROUPS = ("Inputs", "Outputs", "Grad_in", "Grad_out")
@@ -66,10 +70,6 @@ Selector: TypeAlias = (
     "type[nn.Module] | str | re.Pattern[str] | Callable[[str, nn.Module], bool] | Sequence[Any]"
 )
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
-
-
-class ModelAnomalyWarning(RuntimeWarning):
-    """A NaN/Inf value or an exploding L2 norm appeared in a recorded statistic."""
 
 
 @dataclass
@@ -187,8 +187,11 @@ class TooledModel:
 
     Args:
         model: the model to watch; it is never modified beyond the hooks, which :meth:`remove` takes away.
-        stats: statistics to show, from ``STATS`` (default mean and std). ``update_ratio`` applies to parameter
-            groups only (``Weights`` and the groups named in ``params``).
+        stats: statistics to show, from ``STATS`` (default mean and std), and custom ``(name, callable)`` pairs
+            whose callable maps a tensor to a 0-d tensor on its device (from Python only, never from a config):
+            ``stats=("mean", "std", ("l1", lambda t: t.abs().sum()))``. ``update_ratio`` applies to parameter
+            groups only (``Weights`` and the groups named in ``params``). ``stats=()`` with a ``recorder`` runs the
+            recorder alone (the recorder's ``stats`` are recorded for the ``after`` steps of an event).
         groups: groups to record, from ``GROUPS`` (default all six).
         params: names of further parameters to record as groups ``<name>`` and ``<name>_grad``, e.g. ``("bias",)``.
         layers: which modules to watch: a module type (or tuple of types), a name glob (``"encoder.*"``), a
@@ -205,15 +208,23 @@ class TooledModel:
             whose gradient went bad, not the first layer it then spread to.
         explode: a group's L2 norm "explodes" when it grows more than this factor from one recorded step (ended by
             :meth:`step`) to the next.
+        sync: under ``torch.distributed``, pool the statistics of every recorded step over the ranks (one
+            collective per recorded step; every rank must call :meth:`step` and record the same layers and groups):
+            means, stds and norms of all ranks' values taken together, min of mins, max of maxes, counts summed;
+            ``update_ratio`` and custom statistics are averaged, histograms stay per rank. Default: per rank.
+            ``sync=True`` also makes the ``recorder`` pool its statistics.
+        recorder: a :class:`~flexlogger.recorder.FlightRecorder` fed at every step (whatever ``every`` is): a ring
+            buffer of cheap per-layer statistics on the device, and rules that watch it; when one fires, every
+            step of the next ``recorder.after`` is recorded in full.
 
     Raises:
         ConfigError: a bad argument (the message lists the valid choices).
     """
 
-    def __init__(self, model: nn.Module, stats: Sequence[str] = ("mean", "std"), groups: Sequence[str] = GROUPS,
+    def __init__(self, model: nn.Module, stats: Sequence[Any] = ("mean", "std"), groups: Sequence[str] = GROUPS,
                  params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
                  histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
-                 explode: float = 1e3) -> None:
+                 explode: float = 1e3, recorder: FlightRecorder | None = None, sync: bool = False) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"expected `model` to be a torch.nn.Module, but got {type(model).__name__}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -222,8 +233,21 @@ class TooledModel:
             raise ConfigError(f"expected `bins` to be an int >= 1, but got {bins!r}")
         if isinstance(explode, bool) or not isinstance(explode, (int, float)) or not explode > 1:
             raise ConfigError(f"expected `explode` to be a number > 1, but got {explode!r}")
+        if recorder is not None and not isinstance(recorder, FlightRecorder):
+            raise ConfigError(f"expected `recorder` to be a FlightRecorder, but got {type(recorder).__name__}")
         self.model = model
-        self.stats = check_stats(stats)
+        names, custom = parse_stats(stats, allow_empty=recorder is not None)
+        self._always = bool(names)  # False: the recorder alone, full statistics only after an event
+        if not names and recorder is not None:
+            names, custom = parse_stats(recorder.stats)
+        self.stats = names
+        self.recorder = recorder
+        if not isinstance(sync, bool):
+            raise ConfigError(f"expected `sync` to be True or False, but got {sync!r}")
+        self.sync = sync
+        if recorder is not None and sync:
+            recorder.sync = True
+        self._after_left = 0
         params = (params,) if isinstance(params, str) else tuple(params)
         for p in params:
             if not isinstance(p, str) or not p.isidentifier() or p == "weight":
@@ -250,7 +274,7 @@ class TooledModel:
         self.bins = bins
         self.anomaly = anomaly
         self.explode = float(explode)
-        self._plan = StatPlan(self.stats, base=anomaly)
+        self._plan = StatPlan(self.stats, base=anomaly, custom=custom)
         self._ratio = "update_ratio" in self.stats
         self._layers = [self._make_layer(n, m, params) for n, m in _select(model, layers)]
         _check_params(params, self._layers)
@@ -263,8 +287,45 @@ class TooledModel:
         self._prev_norms: dict[tuple[str, str], float] = {}
         self._norms: dict[tuple[str, str], tuple[float, float]] = {}
         self._warned: set[tuple[int, str]] = set()
+        self._rec_handles: list[Any] = []
+        self._rec_out: list[tuple[Tensor, Tensor] | None] = [None] * len(self._layers)
+        self._rec_order: list[str] = []  # forward order of this step (forward hooks: order of completion)
+        if recorder is not None:
+            self._bind_recorder(recorder)
         self._new_step()
         self._sync_hooks()
+
+    def _bind_recorder(self, recorder: FlightRecorder) -> None:
+        """Hand the recorder the layers and their parameters, and hook the layers' outputs for it."""
+        params = [[p for p in layer.module.parameters(recurse=False) if p.requires_grad] for layer in self._layers]
+        first = next((p for ps in params for p in ps), None)
+        if first is None:
+            first = next(iter(self.model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+        recorder._bind([layer.name for layer in self._layers], params, device)
+        recorder._start_after = self._start_after
+        for i, layer in enumerate(self._layers):
+            self._rec_handles.append(layer.module.register_forward_hook(self._rec_hook(i)))
+
+    def _start_after(self) -> None:
+        """An event: record every step of the next ``recorder.after`` in full, starting with the current one."""
+        if self.recorder is not None and self.recorder.after and not self._removed:
+            self._after_left = self.recorder.after
+            self._sync_hooks()
+
+    def _rec_hook(self, i: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        out_stats = FlightRecorder._output_stats
+        outs, order, name = self._rec_out, self._rec_order, self._layers[i].name
+
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if outs[i] is None:
+                order.append(name)
+            x = output if isinstance(output, Tensor) else next(iter(_float_tensors(output)), None)
+            if x is None or not x.is_floating_point() or x.numel() == 0:
+                return
+            outs[i] = out_stats(x)
+
+        return hook
 
     def _make_layer(self, name: str, module: nn.Module, params: tuple[str, ...]) -> _Layer:
         groups: dict[str, tuple[str, bool]] = {}
@@ -288,7 +349,7 @@ class TooledModel:
     @property
     def recording(self) -> bool:
         """Whether the current step (``step_index``) is recorded."""
-        return not self._removed and self.step_index % self.every == 0
+        return not self._removed and ((self._always and self.step_index % self.every == 0) or self._after_left > 0)
 
     @property
     def last_step(self) -> int | None:
@@ -334,9 +395,12 @@ class TooledModel:
                 # The same memory, unchanged since it was reduced (one layer's output is the next one's input;
                 # the gradient into a layer's input is the gradient of the previous layer's output): reuse.
                 m, version, entry = memo
-                if (x.data_ptr() == m.data_ptr() and m._version == version and x.shape == m.shape
-                        and x.stride() == m.stride() and x.dtype == m.dtype and x.device == m.device
-                        and (entry.hist is not None or not want_hist)):
+                # A reshaped view of it (nn.Flatten's output, the gradient flowing back through it) holds the same
+                # values when both are contiguous: reused too.
+                if (x.data_ptr() == m.data_ptr() and m._version == version and x.dtype == m.dtype
+                        and x.device == m.device and (entry.hist is not None or not want_hist)
+                        and ((x.shape == m.shape and x.stride() == m.stride())
+                             or (x.numel() == m.numel() and x.is_contiguous() and m.is_contiguous()))):
                     self._entries[key] = _Entry(call, entry.n, entry.stats, hist=entry.hist if want_hist else None)
                     return
             x = x.detach()  # so the reductions build no graph, without the cost of a no_grad context
@@ -503,6 +567,8 @@ class TooledModel:
         """
         with torch.no_grad():
             items = self._items()
+            if self.sync and _distributed():
+                _pool(items, self._plan.kinds)
             values = _to_host(items)
         plan = self._plan
         result: Stats = {layer.name: {} for layer in self._layers}
@@ -520,7 +586,7 @@ class TooledModel:
             if self.anomaly:
                 norms[(item.layer, item.group)] = plan.anomaly(vals)
         self._norms = norms
-        if self.anomaly:
+        if self.anomaly and self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
             self._check(norms)
         return result, hists
 
@@ -570,11 +636,21 @@ class TooledModel:
             The statistics of the step that ends (as :meth:`get_dict`), or ``None`` if it was not recorded.
         """
         result: Stats | None = None
+        after = self._after_left > 0
         if self.recording:
             result, hists = self._collect()
             self._last, self._last_hist, self._last_step = result, hists, self.step_index
             self._prev_norms = {k: v[1] for k, v in self._norms.items()}
+            if after and self.recorder is not None:
+                self.recorder._add_after(self.step_index, _copy(result), dict(hists))
             result = _copy(result)
+        if after:
+            self._after_left -= 1
+        if self.recorder is not None and not self._removed:
+            self.recorder._end_step(self.step_index, self._rec_out, self._rec_order)
+            for i in range(len(self._rec_out)):
+                self._rec_out[i] = None
+            self._rec_order.clear()
         self.step_index += 1
         self._new_step()
         self._sync_hooks()
@@ -650,6 +726,9 @@ class TooledModel:
         """Detach every hook; the model is left exactly as before. Idempotent."""
         self._removed = True
         self._sync_hooks()
+        for h in self._rec_handles:
+            h.remove()
+        self._rec_handles = []
         self._token = object()
 
     def __enter__(self) -> TooledModel:
@@ -665,6 +744,40 @@ class TooledModel:
 
 def _copy(d: Stats) -> Stats:
     return {n: {g: dict(s) for g, s in gs.items()} for n, gs in d.items()}
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _pool(items: list[_Item], kinds: tuple[str, ...]) -> None:
+    """Replace every item's reductions and count by those of all ranks together: one collective."""
+    if not items:
+        return
+    device = items[0].scalars[0].device
+    values: list[Tensor] = []
+    how: list[str] = []
+    for item in items:
+        k: tuple[str, ...] = kinds + ("mean",) * (len(item.scalars) - len(kinds))  # update_ratio is appended
+        values += [s.to(device, torch.float64) for s in item.scalars]
+        values.append(torch.tensor(float(item.n), dtype=torch.float64, device=device))
+        how += [*k, "sum"]
+    flat = torch.stack(values)
+    kind = {h: torch.tensor([x == h for x in how], device=device) for h in ("sum", "sq", "min", "max", "mean")}
+    flat = torch.where(kind["sq"], flat * flat, flat)
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    g = torch.stack(gathered)
+    pooled = torch.where(kind["sum"] | kind["sq"], g.sum(0), g.mean(0))
+    pooled = torch.where(kind["min"], g.amin(0), torch.where(kind["max"], g.amax(0), pooled))
+    pooled = torch.where(kind["sq"], pooled.sqrt(), pooled)
+    starts = [0]
+    for item in items:
+        starts.append(starts[-1] + len(item.scalars) + 1)
+    counts = pooled[torch.tensor([s - 1 for s in starts[1:]], device=device)].tolist()  # one small read
+    for item, start, n in zip(items, starts, counts):
+        item.scalars = list(pooled[start:start + len(item.scalars)].unbind())
+        item.n = round(n)
 
 
 def _to_host(items: Iterable[_Item]) -> list[tuple[list[float], list[float] | None]]:

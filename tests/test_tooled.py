@@ -32,6 +32,7 @@ def direct(stat: str, t: Tensor) -> float:
         "norm": lambda: t.norm(),
         "zero_frac": lambda: (t == 0).double().mean(),
         "nonfinite": lambda: (~torch.isfinite(t)).sum().double(),
+        "snr": lambda: t.mean().abs() / t.std(),
     }[stat]().item()
 
 
