@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AGGREGATES", "QUANTILES", "SMOOTHED_SUFFIX", "Box", "Candlesticks", "EmaState", "boxes_of",
-           "bucket_index", "bucket_width", "five_numbers", "smooth"]
+__all__ = ["AGGREGATES", "COLORS_KEY", "PALETTE", "QUANTILES", "SMOOTHED_SUFFIX", "Box", "Candlesticks", "EmaState",
+           "boxes_of", "bucket_index", "bucket_width", "color", "five_numbers", "smooth"]
 
 AGGREGATES: tuple[str, ...] = ("candlestick", "auto")
 """The values of a line plot spec's ``aggregate`` key."""
@@ -33,7 +33,13 @@ QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 SMOOTHED_SUFFIX = " (smoothed)"
 """A smoothed trace is named after its raw trace with this suffix (``train_loss (smoothed)``)."""
 RAW_OPACITY = 0.35
-"""The opacity of a raw trace drawn beside its smoothed one."""
+"""The opacity of a raw trace drawn beside its smoothed one (given as the alpha of its colour: Visdom's page resets
+every line trace's ``opacity``)."""
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+"""Plotly's default colours: a series, its smoothed trace and its boxes share one."""
+COLORS_KEY = "series_colors"
+"""The opts key under which a window's series get their colour index (set by the Visdom sink's buffer)."""
 
 
 @dataclass(frozen=True)
@@ -177,3 +183,17 @@ def smooth(values: Sequence[float], weight: float, state: EmaState | None = None
         state.weight = weight * state.weight + (1.0 - weight)
         out.append(state.average / state.weight)
     return out, state
+
+
+def color(index: int, alpha: float = 1.0) -> str:
+    """The palette's colour ``index`` (wrapping), as ``#rrggbb`` or, with ``alpha`` < 1, ``rgba(r,g,b,alpha)``.
+
+    Example:
+        >>> color(0), color(11, 0.5)
+        ('#1f77b4', 'rgba(255,127,14,0.5)')
+    """
+    hex_ = PALETTE[index % len(PALETTE)]
+    if alpha >= 1:
+        return hex_
+    r, g, b = (int(hex_[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha:g})"

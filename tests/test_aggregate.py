@@ -187,15 +187,19 @@ def test_a_candlestick_window_read_back_holds_numpy_s_numbers(visdom_server: Vis
 def test_a_smoothed_window_keeps_the_raw_trace_fainter(visdom_server: VisdomServer, viz: visdom.Visdom,
                                                        env: str) -> None:
     plots = {"loss": {"type": "line", "smooth": 0.5}}
-    meters = {"train": {"type": "ValueMeter", "target": "loss"}}
+    meters = {"train": {"type": "ValueMeter", "target": "loss"}, "test": {"type": "ValueMeter", "target": "loss"}}
     with FlexLogger(plots, meters, env=env, port=visdom_server.port, log_dir=None) as stat:
         for step, y in enumerate([1.0, 3.0, 2.0]):
-            stat.add({"train": y})
+            stat.add({"train": y, "test": 2.0})
             stat.log(step)
         traces = {t["name"]: t for t in window_data(viz, stat, "loss")}
-    assert traces["train"]["y"] == [1.0, 3.0, 2.0] and traces["train"]["opacity"] < 1
+    assert traces["train"]["y"] == [1.0, 3.0, 2.0] and traces["test"]["y"] == [2.0, 2.0, 2.0]
     assert traces["train (smoothed)"]["y"] == smooth([1.0, 3.0, 2.0], 0.5)[0]
-    assert "opacity" not in traces["train (smoothed)"]
+    # a series and its smoothed trace share a colour, the raw one faint (the alpha: Visdom's page resets opacity)
+    assert traces["train"]["line"]["color"] == "rgba(31,119,180,0.35)"
+    assert traces["train (smoothed)"]["line"]["color"] == "#1f77b4"
+    assert traces["test"]["line"]["color"] == "rgba(255,127,14,0.35)"
+    assert traces["test (smoothed)"]["line"]["color"] == "#ff7f0e"
 
 
 def test_replay_redraws_candlesticks_from_the_record(visdom_server: VisdomServer, viz: visdom.Visdom,
@@ -213,3 +217,43 @@ def test_replay_redraws_candlesticks_from_the_record(visdom_server: VisdomServer
     assert width == 4.0 and len(data[0]["median"]) == 75
     assert (data[0]["lowerfence"][0], data[0]["median"][0], data[0]["upperfence"][0]) == (0.0, 1.5, 3.0)
     assert (data[0]["lowerfence"][-1], data[0]["median"][-1], data[0]["upperfence"][-1]) == (6.0, 7.5, 9.0)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is missing (Debian `chromium`)")
+def test_boxes_and_faint_raw_traces_render_in_chromium(visdom_server: VisdomServer, env: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from flexlogger.assets import ensure_assets
+
+    ensure_assets()  # as `flexlogger serve` does: the page's plotly from the npm registry, once
+    plots = {"loss": {"type": "line", "aggregate": "candlestick", "smooth": 0.9},
+             "acc": {"type": "line", "smooth": 0.9}}
+    meters = {"train": {"type": "ValueMeter", "target": "loss"}, "test": {"type": "ValueMeter", "target": "loss"},
+              "a": {"type": "ValueMeter", "target": "acc"}}
+    with FlexLogger(plots, meters, env=env, port=visdom_server.port, log_dir=None, uid="u") as stat:
+        for step in range(1000):
+            stat.add({"train": math.sin(step), "test": math.cos(step), "a": step % 3})
+            stat.log(step)
+        boxes = len(window_data(viz_of(visdom_server), stat, "loss")[0]["median"])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(f"http://localhost:{visdom_server.port}/env/{env}")
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .legendtext').length >= 6",
+                                   timeout=30_000)
+            drawn = page.evaluate("""() => Object.fromEntries(Array.from(document.querySelectorAll('.js-plotly-plot'))
+                .map(p => [p.querySelector('.gtitle').textContent, {
+                    boxes: p.querySelectorAll('g.trace.boxes path.box').length,
+                    strokes: Array.from(p.querySelectorAll('g.scatterlayer path.js-line'))
+                        .map(l => getComputedStyle(l).stroke + ' ' + getComputedStyle(l).strokeOpacity)}]))""")
+        finally:
+            browser.close()
+    assert drawn["loss"]["boxes"] == 2 * boxes and boxes > 30  # every box of both series is drawn
+    assert drawn["loss"]["strokes"] == ["rgb(31, 119, 180) 1", "rgb(255, 127, 14) 1"]  # the smoothed lines
+    assert drawn["acc"]["strokes"] == ["rgb(31, 119, 180) 0.35", "rgb(31, 119, 180) 1"]  # raw faint, same hue
+
+
+def viz_of(server: VisdomServer) -> visdom.Visdom:
+    return visdom.Visdom(server=server.url, port=server.port, raise_exceptions=True, use_incoming_socket=False)

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ...aggregate import SMOOTHED_SUFFIX, Box, Candlesticks, EmaState, boxes_of, bucket_width, smooth
+from ...aggregate import COLORS_KEY, SMOOTHED_SUFFIX, Box, Candlesticks, EmaState, boxes_of, bucket_width, smooth
 from ...options import MIN_MAX_POINTS  # noqa: F401 - the least max_points, checked with the other options
 from ...plots import APPEND_KINDS
 from ..base import Update
@@ -142,6 +142,8 @@ class Window:
             self.aggregate = aggregate if isinstance(aggregate, str) else None
             self.smooth = float(weight) if isinstance(weight, (int, float)) and 0 < weight < 1 else None
             self.boxed = self.aggregate == "candlestick"
+            if self.smooth is not None:  # each series' colour, shared with its smoothed trace (see render)
+                self.opts = {**self.opts, COLORS_KEY: {}}
 
     @property
     def has_content(self) -> bool:
@@ -221,6 +223,9 @@ class Buffer:
             trace = traces.get(name)
             if trace is None:
                 trace = traces[name] = Trace()
+                if window.smooth is not None:
+                    colors = window.opts[COLORS_KEY]
+                    colors[name] = len(colors)
             y = float(value)
             if y - y != 0:  # NaN or +-inf
                 self.nonfinite += 1

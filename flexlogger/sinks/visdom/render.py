@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import visdom
 
-from ...aggregate import RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks
+from ...aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks, color
 from ...errors import ConfigError
 from ...plots import DEFAULT_BINS, Histogram
 from ..base import Update
@@ -62,8 +62,9 @@ def render(builder: Any, win: str, env: str, update: Update | Candlesticks) -> s
     return json.dumps(RENDERERS[update.kind](builder, win, env, update), allow_nan=False)
 
 
-DRAWING_KEYS = ("aggregate", "smooth")
-"""Keys of a line plot's opts that flexlogger draws itself (set beside ``type`` in its spec), never given to Visdom."""
+DRAWING_KEYS = ("aggregate", "smooth", COLORS_KEY)
+"""Keys of a line plot's opts that flexlogger draws itself (set beside ``type`` in its spec, and the series' colours
+the buffer assigns), never given to Visdom."""
 
 
 def options(plot: str, opts: Mapping[str, Any], **defaults: Any) -> dict[str, Any]:
@@ -85,6 +86,9 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
     draw = builder.scatter if kind == "scatter" else builder.line
     data: list[dict[str, Any]] = []
     msg: dict[str, Any] = {}
+    if opts.get("smooth") is not None and COLORS_KEY not in opts:  # drawn whole: colours in the traces' order
+        series = [n for n in traces if not n.endswith(SMOOTHED_SUFFIX)]
+        opts = {**opts, COLORS_KEY: {n: i for i, n in enumerate(series)}}
     for name, (xs, ys) in traces.items():
         x = np.asarray(xs, dtype=np.float64).reshape(-1)
         y = np.asarray(ys, dtype=np.float64).reshape(-1)
@@ -129,9 +133,18 @@ def trace_template(builder: Any, win: str, env: str, plot: str, kind: str, opts:
 
 
 def trace_style(opts: Mapping[str, Any], name: str, trace: dict[str, Any]) -> None:
-    """Style ``trace`` of a smoothed window: its raw traces fainter (:data:`~flexlogger.aggregate.RAW_OPACITY`)."""
-    if opts.get("smooth") is not None and not name.endswith(SMOOTHED_SUFFIX):
-        trace["opacity"] = RAW_OPACITY
+    """Style ``trace`` of a smoothed window: a series and its smoothed trace share a colour (by the series' index
+    in ``opts[COLORS_KEY]``), the raw one fainter (:data:`~flexlogger.aggregate.RAW_OPACITY`, as the colour's
+    alpha: Visdom's page resets a line trace's ``opacity``)."""
+    if opts.get("smooth") is None:
+        return
+    smoothed = name.endswith(SMOOTHED_SUFFIX)
+    base = name[: -len(SMOOTHED_SUFFIX)] if smoothed else name
+    colors = opts.get(COLORS_KEY) or {}
+    index = colors.get(base, len(colors))
+    shade = color(index) if smoothed else color(index, RAW_OPACITY)
+    trace["line"] = {**trace.get("line", {}), "color": shade}
+    trace["marker"] = {**trace.get("marker", {}), "color": shade}
 
 
 def encode_xs(values: Sequence[float]) -> list[str]:
@@ -235,18 +248,21 @@ def render_candlesticks(builder: Any, win: str, env: str, window: Candlesticks) 
     """A line window drawn as boxes (plotly ``box`` traces with precomputed quartiles: ``lowerfence`` the minimum,
     ``upperfence`` the maximum), one trace per series, and the smoothed traces as lines beside them. Each box's
     hover text gives its steps, its count and its NaN/Inf count."""
-    opts = {k: v for k, v in window.opts.items() if k != "smooth"}  # the smoothed lines are drawn at full opacity
+    colors = {name: i for i, name in enumerate(window.boxes)}
+    opts = {**window.opts, COLORS_KEY: colors}
     lines = {name: xy for name, xy in window.lines.items()} or {"": ([0.0], [0.0])}
     msg = render_traces(builder, win, env, window.plot, "line", opts, lines)
-    data = msg["data"] if window.lines else []
+    data: list[dict[str, Any]] = []
     for name, boxes in window.boxes.items():
         data.append({
-            "type": "box", "name": name, "x": [b.x for b in boxes], "lowerfence": [b.lo for b in boxes],
+            "type": "box", "name": name, "marker": {"color": color(colors[name])},
+            "line": {"color": color(colors[name])}, "x": [b.x for b in boxes], "lowerfence": [b.lo for b in boxes],
             "q1": [b.q1 for b in boxes], "median": [b.median for b in boxes], "q3": [b.q3 for b in boxes],
             "upperfence": [b.hi for b in boxes], "boxpoints": False, "hoverinfo": "x+y+text",
             "text": [f"steps {b.first:g}-{b.last:g}: {b.count} point(s)" + (f", {b.nonfinite} NaN/Inf"
                                                                              if b.nonfinite else "")
                      for b in boxes]})
+    data += msg["data"] if window.lines else []  # the smoothed lines over the boxes
     msg["data"] = scrub(data)
     msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
     msg["layout"]["boxmode"] = "group"  # several series: their boxes of a bucket side by side
