@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import ConfigError, FlexLoggerError
 
-__all__ = ["FIELDS", "MAX_BODY", "IngestServer", "Point", "parse_point"]
+__all__ = ["FIELDS", "MAX_BODY", "IngestError", "IngestServer", "Point", "PointError", "parse_point"]
 
 MAX_BODY = 64 * 1024
 FIELDS = ("modelName", "pointType", "pointValue", "globalStep")
@@ -38,6 +38,10 @@ MAX_NAME = 200
 
 class PointError(FlexLoggerError, ValueError):
     """A body that is not a pastalog point (answered with 400)."""
+
+
+class IngestError(FlexLoggerError, RuntimeError):
+    """The endpoint cannot listen on its port."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,13 @@ class IngestServer:
         self.refused = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._httpd = ThreadingHTTPServer(("" if public else "127.0.0.1", port), _handler(self))
+        host = "" if public else "127.0.0.1"
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), _handler(self))
+        except OSError as exc:
+            other = port + 1 if port < 65535 else 8120
+            raise IngestError(f"IngestServer(): cannot listen on {host or '0.0.0.0'}:{port} "
+                              f"({exc.strerror or exc}); expected a free port, e.g. {other}") from None
         self._httpd.daemon_threads = True
         self.host = "0.0.0.0" if public else "127.0.0.1"
         self.port: int = self._httpd.server_address[1]

@@ -20,7 +20,8 @@ import requests
 import visdom
 
 from flexlogger import ConfigError
-from flexlogger.ingest import IngestServer, PointError, parse_point
+from flexlogger.cli import main
+from flexlogger.ingest import IngestError, IngestServer, PointError, parse_point
 from flexlogger.server import VisdomServer, find_free_port
 from flexlogger.sinks.record import read_record
 
@@ -139,6 +140,16 @@ def test_a_request_without_content_length_gets_411_and_other_paths_404(ingest: I
 def test_bad_options_are_refused_before_listening(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         IngestServer(port=0, **kwargs)
+
+
+def test_a_port_in_use_is_refused_with_a_free_one_suggested(ingest: IngestServer,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(IngestError, match=rf"^IngestServer\(\): cannot listen on 127\.0\.0\.1:{ingest.port} \(Address "
+                                          rf"already in use\); expected a free port, e.g. {ingest.port + 1}$"):
+        IngestServer(port=ingest.port)
+    assert main(["ingest", "--port", str(ingest.port)]) == 1
+    assert capsys.readouterr().err.startswith(f"flexlogger ingest: error: IngestServer(): cannot listen on "
+                                              f"127.0.0.1:{ingest.port}")
 
 
 def test_it_binds_localhost_unless_public(tmp_path: Path) -> None:
