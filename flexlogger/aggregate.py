@@ -19,8 +19,9 @@ A line plot may declare ``aggregate`` and ``smooth`` beside ``type`` and ``opts`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -66,21 +67,28 @@ class Box:
     last: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class Candlesticks:
-    """A whole candlestick window, as the sender hands it to the renderer.
+    """A whole candlestick window, as the Visdom sink's buffer hands it to the renderer.
 
     Attributes:
         plot: the plot name.
         opts: the plot's opts.
-        boxes: trace -> its boxes in step order.
+        sources: trace -> a function computing its boxes in step order. The buffer makes them under the sink's lock
+            from a snapshot of the trace's points; they run outside it (in the sender thread, when the message is
+            built), so that ``log()`` never waits on the statistics.
         lines: trace -> (xs, ys) drawn as lines beside the boxes (the smoothed traces).
     """
 
     plot: str
     opts: dict[str, object]
-    boxes: dict[str, list[Box]]
+    sources: dict[str, Callable[[], list[Box]]]
     lines: dict[str, tuple[list[float], list[float]]]
+
+    @cached_property
+    def boxes(self) -> dict[str, list[Box]]:
+        """trace -> its boxes (computed once, on first use)."""
+        return {name: source() for name, source in self.sources.items()}
 
     def size(self) -> int:
         """Boxes and line points in the window."""

@@ -54,19 +54,28 @@ def test_five_numbers_equal_numpy_quantiles_on_1e4_points_in_unequal_buckets() -
         assert [box.lo, box.q1, box.median, box.q3, box.hi] == expected[bucket]  # exactly numpy's numbers
 
 
-def test_a_series_fed_point_by_point_keeps_exact_boxes_through_width_doublings() -> None:
+@pytest.mark.parametrize("order", ["ordered", "fractional steps", "shuffled"])
+def test_a_series_fed_point_by_point_keeps_exact_boxes_through_width_doublings(order: str) -> None:
     xs, ys = irregular_series(10_000, seed=1)
+    ys[::97] = math.nan
+    if order == "fractional steps":
+        xs = xs * 0.001  # bucket edges that are not whole numbers
+    elif order == "shuffled":  # two writers: steps out of order within each chunk
+        rng = np.random.default_rng(3)
+        for start in range(0, 10_000, 997):
+            rng.shuffle(xs[start:start + 997])
     series = BoxSeries(max_boxes=64)
     widths = set()
     for start in range(0, 10_000, 997):  # boxes asked for between chunks: the cached ones must stay exact
         for x, y in zip(xs[start:start + 997], ys[start:start + 997]):
             series.append(float(x), float(y))
-        boxes = series.current()
+        boxes = series.source()()
         widths.add(series.width)
         assert len(boxes) <= 64
-    assert len(widths) > 3  # the width doubled on the way
-    expected = expected_boxes(xs, ys, xs[0], series.width)
-    assert [[b.lo, b.q1, b.median, b.q3, b.hi] for b in series.current()] == [expected[k] for k in sorted(expected)]
+        seen_x, seen_y = xs[:start + 997], ys[:start + 997]
+        expected = expected_boxes(seen_x, seen_y, seen_x.min(), series.width)
+        assert [[b.lo, b.q1, b.median, b.q3, b.hi] for b in boxes] == [expected[k] for k in sorted(expected)]
+    assert len(widths) > 3 and series.ordered == (order != "shuffled")  # the width doubled on the way
 
 
 def test_nan_and_inf_are_left_out_of_the_statistics_and_counted() -> None:

@@ -9,11 +9,11 @@ Policy (what the server sees):
   Points then append again until the next downsampling, which re-buckets the whole range (the resolution stays
   uniform in x). The run record keeps every point.
 - ``line`` windows whose spec says ``aggregate: candlestick`` are drawn as boxes (:mod:`flexlogger.aggregate`):
-  each trace keeps every point in a numpy array (16 bytes a point; the Python lists of a plain trace take about
-  60) and the exact five numbers of its closed buckets, recomputed only when the bucket width doubles; a send
-  recomputes only the buckets that got points since the last. ``aggregate: auto`` keeps the same and draws lines
-  until a trace holds more than ``max_points`` points. ``smooth: w`` adds a trace per trace, smoothed from every
-  point as it is written (never from downsampled ones), downsampled like the others.
+  each trace keeps every point in numpy arrays (16 bytes a point) and the exact five numbers of its buckets
+  (:class:`BoxSeries`); a send recomputes only the buckets that got points since the last, all of them when the
+  bucket width doubles, in the sender thread outside the lock (the message holds a snapshot). ``aggregate: auto``
+  keeps the same and draws lines until a trace holds more than ``max_points`` points. ``smooth: w`` adds a trace
+  per trace, smoothed from every point as it is written (never from downsampled ones), downsampled like the others.
 - Other windows (bar, heatmap, image, text, curve, histogram) keep only their latest content; meters not logged
   this time (``log(keys=...)``, or empty) keep their latest content in the window.
 
@@ -35,13 +35,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ...aggregate import COLORS_KEY, SMOOTHED_SUFFIX, Box, Candlesticks, EmaState, boxes_of, bucket_width, smooth
+from ...aggregate import (
+    COLORS_KEY,
+    SMOOTHED_SUFFIX,
+    Box,
+    Candlesticks,
+    EmaState,
+    boxes_of,
+    bucket_index,
+    bucket_width,
+    smooth,
+)
 from ...options import MIN_MAX_POINTS  # noqa: F401 - the least max_points, checked with the other options
 from ...plots import APPEND_KINDS
 from ..base import Update
@@ -70,6 +80,12 @@ class BoxSeries:
     """Every point of one trace of a candlestick window, and the exact boxes of its buckets (see
     :mod:`flexlogger.aggregate`). Points are kept in numpy arrays grown by doubling.
 
+    Two sides: :meth:`append` (the training thread, under the sink's lock) only adds points;
+    :meth:`source` (under the lock) snapshots them as a function that computes the boxes later, outside the lock,
+    from its snapshot and this series' cache of boxes (only the sender thread touches the cache, one message at a
+    time). A send recomputes only the buckets that got points since the last; all of them only when the bucket
+    width doubles (or a step before the first arrives).
+
     Args:
         max_boxes: the most buckets the trace is cut into; the bucket width doubles to stay under it.
     """
@@ -81,38 +97,48 @@ class BoxSeries:
         self.size = 0
         self.lo = math.inf  # the least and greatest step seen
         self.hi = -math.inf
+        self.ordered = True  # every step >= the one before: a bucket's points are a slice
+        # the cache, the sender thread's only
         self.width = 0.0  # the bucket width the cached boxes were computed with (0: none yet)
+        self.first = math.nan  # ... and the first step they start at
+        self.done = 0  # the points the cached boxes include
         self.boxes: dict[int, Box] = {}
-        self.dirty: set[int] = set()  # buckets that got points since their box was computed
 
     def append(self, x: float, y: float) -> None:
-        if self.size == self.xs.size:
+        if self.size == self.xs.size:  # a new array: a snapshot being read keeps the old one
             self.xs = np.concatenate([self.xs, np.empty_like(self.xs)])
             self.ys = np.concatenate([self.ys, np.empty_like(self.ys)])
+        if self.size and x < self.xs[self.size - 1]:
+            self.ordered = False
         self.xs[self.size], self.ys[self.size] = x, y
         self.size += 1
-        if x < self.lo:
-            self.lo = x
-            self.width = 0.0  # the buckets start at the first step: all of them move
+        self.lo = min(self.lo, x)
         self.hi = max(self.hi, x)
-        if self.width:
-            self.dirty.add(int((x - self.lo) // self.width))
 
-    def current(self) -> list[Box]:
-        """The trace's boxes in step order, computed exactly from every point (only changed buckets again)."""
-        if not self.size:
+    def source(self) -> Callable[[], list[Box]]:
+        """A function computing the boxes of the points appended so far (call it outside the lock)."""
+        xs, ys, size, lo, hi, ordered = self.xs, self.ys, self.size, self.lo, self.hi, self.ordered
+        return lambda: self.compute(xs[:size], ys[:size], lo, hi, ordered)
+
+    def compute(self, xs: np.ndarray, ys: np.ndarray, lo: float, hi: float, ordered: bool) -> list[Box]:
+        """The boxes of points ``xs, ys`` (a snapshot: the cache's points and maybe more), in step order."""
+        if not xs.size:
             return []
-        width = bucket_width(self.lo, self.hi, self.max_boxes)
-        xs, ys = self.xs[: self.size], self.ys[: self.size]
-        if width != self.width:
-            self.width = width
-            self.boxes = boxes_of(xs, ys, self.lo, width)
-        elif self.dirty:
-            buckets = np.fromiter(self.dirty, dtype=np.int64)
-            for bucket in self.dirty:
+        width = bucket_width(lo, hi, self.max_boxes)
+        if width != self.width or lo != self.first or xs.size < self.done:
+            self.boxes = boxes_of(xs, ys, lo, width)
+        elif xs.size > self.done:
+            new = np.unique(bucket_index(xs[self.done:], lo, width))
+            if ordered:  # the changed buckets' points are one slice (from a bucket early: rounding at its edge)
+                start = int(np.searchsorted(xs, lo + (int(new[0]) - 1) * width, side="left"))
+                fresh = boxes_of(xs[start:], ys[start:], lo, width)
+            else:
+                fresh = boxes_of(xs, ys, lo, width, new)
+            for bucket in new.tolist():
                 self.boxes.pop(bucket, None)
-            self.boxes.update(boxes_of(xs, ys, self.lo, width, buckets))
-        self.dirty = set()
+                if bucket in fresh:  # (a bucket of NaN only has no box)
+                    self.boxes[bucket] = fresh[bucket]
+        self.width, self.first, self.done = width, lo, xs.size
         return [self.boxes[b] for b in sorted(self.boxes)]
 
 
@@ -289,9 +315,10 @@ class Buffer:
             return Message(window, window.version, {}, window.latest)
         logged = {name: t.logged for name, t in window.traces.items()}
         if window.boxed:
-            boxes = {name: series.current() for name, series in window.series.items()}
+            sources = {name: series.source() for name, series in window.series.items()}
             lines = {name: (list(t.xs), list(t.ys)) for name, t in window.traces.items() if t.derived}
-            return Message(window, window.version, logged, Candlesticks(window.plot, dict(window.opts), boxes, lines))
+            return Message(window, window.version, logged, Candlesticks(window.plot, dict(window.opts), sources,
+                                                                        lines))
         body = {}
         for name, t in window.traces.items():
             if t.text_generation != t.generation or window.per_point:
