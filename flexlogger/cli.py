@@ -128,8 +128,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
     with _sigterm_as_interrupt():
         server = start_server(port=args.port, env_path=args.env_path, public=args.public)
-        ingest = _start_ingest(args, server.port)
+        ingest = None
         try:
+            ingest = _start_ingest(args, server.port)
             print(f"Visdom server running at {server.address} (envs saved in {server.env_path}, log "
                   f"{server.log_path}). Press Ctrl-C to stop it.", flush=True)
             while server.running():

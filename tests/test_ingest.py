@@ -22,7 +22,7 @@ import visdom
 from flexlogger import ConfigError
 from flexlogger.cli import main
 from flexlogger.ingest import IngestError, IngestServer, PointError, parse_point
-from flexlogger.server import VisdomServer, find_free_port
+from flexlogger.server import VisdomServer, find_free_port, is_serving
 from flexlogger.sinks.record import read_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,3 +218,12 @@ def test_serve_ingest_port_starts_both(tmp_path: Path) -> None:
         proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert [dict(u.data) for u in read_record(tmp_path / "runs" / "ingest" / "s").updates] == [{"loss": 0.5}]
+
+
+def test_serve_with_a_busy_ingest_port_stops_its_visdom_server(ingest: IngestServer, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    visdom_port = find_free_port()
+    assert main(["serve", "--port", str(visdom_port), "--no-assets", "--env-path", str(tmp_path / "envs"),
+                 "--ingest-port", str(ingest.port)]) == 1
+    assert f"cannot listen on 127.0.0.1:{ingest.port}" in capsys.readouterr().err
+    assert not is_serving(visdom_port)  # the Visdom server it started is stopped again
