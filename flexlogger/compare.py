@@ -203,6 +203,8 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     opts = {p: _opts(followers, p) for p in chosen}
     traces: dict[str, set[str]] = {p: set() for p in chosen}
     points = seq = 0
+    if follow:  # the table of what the runs hold now; drawn again when they finish
+        draw_table(build_table(followers, names, values, meters, sort), server, port, env, timeout)
     try:
         while True:
             for name, batch in zip(names, batches):
