@@ -11,7 +11,7 @@ PORT ?= 8097
 STATE := .visdom
 PIDFILE := $(STATE)/server.pid
 
-.PHONY: venv test lint demo serve stop bench assets clean distclean
+.PHONY: venv test lint demo serve stop bench assets clean distclean test-visdom03
 
 venv: $(STAMP)
 
@@ -31,6 +31,26 @@ lint: venv
 
 test: lint
 	$(PY) -m pytest -q
+
+# The suite against visdom 0.3 (it needs Python >= 3.12) in its own venv, .venv312 (PYTHON312=... picks the
+# interpreter). torch 2.13.0 for Python 3.12 comes from PyPI only as the CUDA build: about 2.9 GB of wheels
+# (torch 0.9 GB and its NVIDIA libraries), 5.3 GB installed. PYTEST_ARGS=... runs a part of the suite.
+PYTHON312 ?= $(shell for p in python3.12 python3.13 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python; do \
+  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+VENV312 := .venv312
+VISDOM03 := visdom==0.3.0
+PYTEST_ARGS ?=
+
+$(VENV312)/.flexlogger-installed: setup.py constraints.txt
+	@test -n "$(PYTHON312)" || { echo "make test-visdom03 needs Python 3.12 or newer: set PYTHON312=/path/to/python3.12"; exit 1; }
+	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -c "import torch" 2>/dev/null || $(VENV312)/bin/python -m pip install -q $(TORCH)
+	PIP_CONSTRAINT=constraints.txt $(VENV312)/bin/python -m pip install -q -e '.[test,demo]' '$(VISDOM03)'
+	touch $@
+
+test-visdom03: $(VENV312)/.flexlogger-installed
+	$(VENV312)/bin/python -c "import visdom, sys; v = visdom.__version__; print(f'visdom {v} on Python {sys.version.split()[0]}'); sys.exit(not v.startswith('0.3'))"
+	$(VENV312)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # Installs Visdom's web assets from the npm registry (once) so the UI renders offline.
 assets: venv

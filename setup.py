@@ -22,7 +22,7 @@ setup(
     install_requires=[
         "torch>=2.0",
         "numpy>=1.23",
-        "visdom>=0.2.4",
+        "visdom>=0.2.4,<0.4",  # both tested: 0.2.4 here (CI), 0.3 with `make test-visdom03`
         "torchnet>=0.0.4",
         "tabulate>=0.9",
         "pyyaml>=6.0",

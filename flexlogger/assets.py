@@ -3,7 +3,8 @@
 Visdom's server page loads jQuery, React, Plotly, MathJax and more from its ``static/`` folder, which
 ``python -m visdom.server`` fills by downloading them from CDNs (unpkg, cdn.plot.ly, d3js.org, cdnjs) at
 start. Where those CDNs cannot be reached the page stays blank. :func:`ensure_assets` fetches the exact
-versions Visdom's own list names (``visdom/server/build.py``, ``download_scripts``) with ``npm pack``,
+versions the installed Visdom's own list names (``visdom/server/build.py``, ``download_scripts``, read from
+its source: 29 files in visdom 0.2.4, 22 in 0.3.0, which moved to MathJax 3) with ``npm pack``,
 puts each file where Visdom expects it, and writes ``static/version.built`` as Visdom does, so Visdom
 considers its assets built. It does nothing when they are all present.
 
@@ -15,9 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -28,10 +32,8 @@ from pathlib import Path
 
 from .errors import FlexLoggerError
 
-__all__ = ["ASSETS", "Asset", "AssetError", "ensure_assets", "missing_assets", "visdom_static_dir"]
-
-_MATHJAX = "js/mathjax/2.7.5/"
-
+__all__ = ["Asset", "AssetError", "assets_from_build_source", "ensure_assets", "missing_assets", "npm_asset",
+           "visdom_assets", "visdom_static_dir"]
 
 class AssetError(FlexLoggerError, RuntimeError):
     """Visdom's web assets could not be installed."""
@@ -44,7 +46,7 @@ class Asset:
     Attributes:
         package: npm package name.
         version: exact package version (the one Visdom's download list names).
-        source: path of the file inside the package.
+        source: path of the file inside the package; ``""``: the package's main file (package.json ``main``).
         target: path under Visdom's ``static/`` folder, as ``download_scripts`` names it.
     """
 
@@ -59,50 +61,102 @@ class Asset:
         return f"{self.package}@{self.version}"
 
 
-def _bootstrap(source: str, target: str) -> Asset:
-    return Asset("bootstrap", "3.3.7", f"dist/{source}", target)
+# Where Visdom's download list points outside unpkg, the npm package holding the same file: plotly from
+# cdn.plot.ly (npm: plotly.js-dist-min of the same version), d3 v3 and d3-selection-multi v1 from d3js.org
+# (npm: d3@3.5.17, the last 3.x, and d3-selection-multi@1.0.1, the only 1.x), MathJax from cdnjs (npm: mathjax).
+_D3JS = {"d3.v3.min.js": ("d3", "3.5.17", "d3.min.js"),
+         "d3-selection-multi.v1.js": ("d3-selection-multi", "1.0.1", "build/d3-selection-multi.js")}
+_UNPKG = re.compile(r"https?://unpkg\.com/(?P<package>(?:@[^/@]+/)?[^/@]+)@(?P<version>[^/]+)/?(?P<source>.*)")
+_PLOTLY = re.compile(r"https?://cdn\.plot\.ly/plotly-(?P<version>[0-9.]+)\.min\.js")
+_D3 = re.compile(r"https?://d3js\.org/(?P<file>[^/?#]+)")
+_CDNJS = re.compile(r"https?://cdnjs\.cloudflare\.com/ajax/libs/(?P<package>[^/]+)/(?P<version>[^/]+)/(?P<source>.+)")
 
 
-def _mathjax(source: str) -> Asset:
-    return Asset("mathjax", "2.7.5", source, _MATHJAX + source)
+def _path(url_path: str) -> str:
+    """A URL path without its query and fragment (``...svg#glyphicons`` names the file ``...svg``)."""
+    return url_path.split("#")[0].split("?")[0]
 
 
-# Mirrors visdom 0.2.4's download_scripts(); tests/test_assets.py checks every target it names is here.
-# Two files are not on unpkg there: plotly 2.11.1 comes from cdn.plot.ly (npm: plotly.js-dist-min of the
-# same version) and d3 v3 / d3-selection-multi v1 from d3js.org (npm: d3@3.5.17, the last 3.x, and
-# d3-selection-multi@1.0.1, the only 1.x).
-ASSETS: tuple[Asset, ...] = (
-    Asset("jquery", "3.1.1", "dist/jquery.min.js", "js/jquery.min.js"),
-    _bootstrap("js/bootstrap.min.js", "js/bootstrap.min.js"),
-    Asset("react", "16.2.0", "umd/react.production.min.js", "js/react-react.min.js"),
-    Asset("react-dom", "16.2.0", "umd/react-dom.production.min.js", "js/react-dom.min.js"),
-    Asset("react-modal", "3.1.10", "dist/react-modal.min.js", "js/react-modal.min.js"),
-    Asset("plotly.js-dist-min", "2.11.1", "plotly.min.js", "js/plotly-plotly.min.js"),
-    Asset("sjcl", "1.0.7", "sjcl.js", "js/sjcl.js"),
-    Asset("layout-bin-packer", "1.4.0", "dist/layout-bin-packer.js.map", "js/layout-bin-packer.js.map"),
-    Asset("d3", "3.5.17", "d3.min.js", "js/d3.v3.min.js"),
-    Asset("d3-selection-multi", "1.0.1", "build/d3-selection-multi.js", "js/d3-selection-multi.v1.js"),
-    Asset("save-svg-as-png", "1.4.17", "lib/saveSvgAsPng.js", "js/saveSvgAsPng.js"),
-    Asset("react-resizable", "1.4.6", "css/styles.css", "css/react-resizable-styles.css"),
-    Asset("react-grid-layout", "0.16.3", "css/styles.css", "css/react-grid-layout-styles.css"),
-    _bootstrap("css/bootstrap.min.css", "css/bootstrap.min.css"),
-    Asset("classnames", "2.2.5", "index.js", "fonts/classnames"),  # unpkg serves the package's main file
-    Asset("layout-bin-packer", "1.4.0", "dist/layout-bin-packer.js", "js/layout_bin_packer.js"),
-    _bootstrap("fonts/glyphicons-halflings-regular.eot", "fonts/glyphicons-halflings-regular.eot"),
-    _bootstrap("fonts/glyphicons-halflings-regular.woff2", "fonts/glyphicons-halflings-regular.woff2"),
-    _bootstrap("fonts/glyphicons-halflings-regular.woff", "fonts/glyphicons-halflings-regular.woff"),
-    _bootstrap("fonts/glyphicons-halflings-regular.ttf", "fonts/glyphicons-halflings-regular.ttf"),
-    _bootstrap("fonts/glyphicons-halflings-regular.svg",
-               "fonts/glyphicons-halflings-regular.svg#glyphicons_halflingsregular"),
-    _mathjax("config/Safe.js"),
-    _mathjax("config/TeX-AMS-MML_HTMLorMML.js"),
-    _mathjax("extensions/Safe.js"),
-    _mathjax("jax/output/SVG/fonts/TeX/fontdata.js"),
-    _mathjax("jax/output/SVG/jax.js"),
-    _mathjax("jax/output/SVG/fonts/TeX/Size1/Regular/Main.js"),
-    _mathjax("jax/output/SVG/config.js"),
-    _mathjax("MathJax.js"),
-)
+def npm_asset(url: str, target: str) -> Asset:
+    """The npm package file that holds what Visdom downloads from ``url`` into ``static/target``.
+
+    Raises:
+        AssetError: ``url`` is on a host flexlogger has no npm equivalent for.
+    """
+    if found := _UNPKG.fullmatch(url):
+        # no path: unpkg serves the package's main file (the package.json "main", read at install)
+        return Asset(found["package"], found["version"], _path(found["source"]), target)
+    if found := _PLOTLY.fullmatch(url):
+        return Asset("plotly.js-dist-min", found["version"], "plotly.min.js", target)
+    if (found := _D3.fullmatch(url)) and found["file"] in _D3JS:
+        return Asset(*_D3JS[found["file"]], target)
+    if found := _CDNJS.fullmatch(url):
+        return Asset(found["package"], found["version"], _path(found["source"]), target)
+    raise AssetError(f"Visdom downloads {url!r} (its static/{target}), which flexlogger cannot map to an npm "
+                     "package; flexlogger's assets module needs an entry for it.")
+
+
+class _Strings(ast.NodeVisitor):
+    """Evaluates the string assignments of ``download_scripts`` (constants, ``%`` formatting, names)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, object] = {}
+
+    def value(self, node: ast.expr) -> object:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return self.names[node.id]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+            return str(self.value(node.left)) % self.value(node.right)  # type: ignore[operator]
+        if isinstance(node, ast.Tuple):
+            return tuple(self.value(e) for e in node.elts)
+        if isinstance(node, ast.List):
+            return [self.value(e) for e in node.elts]
+        if isinstance(node, ast.Dict):
+            return {self.value(k): self.value(v) for k, v in zip(node.keys, node.values) if k is not None}
+        raise ValueError(ast.dump(node))
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                self.names[node.targets[0].id] = self.value(node.value)
+            except (ValueError, KeyError, TypeError):
+                pass  # not a string expression (a handler, a path join): not part of the list
+
+
+def assets_from_build_source(source: str) -> tuple[Asset, ...]:
+    """The assets named by a Visdom ``server/build.py`` source (``download_scripts``: ``ext_files`` and MathJax).
+
+    Mirrors how ``download_scripts`` places each file: ``.js``/``.js.map`` in ``js/``, ``.css`` in ``css/``,
+    the rest in ``fonts/``; MathJax files under ``js/mathjax/<version>/``.
+
+    Raises:
+        AssetError: the source lacks the list, or names a file on a host with no npm equivalent.
+    """
+    strings = _Strings()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.name == "download_scripts":
+            strings.visit(node)
+    ext_files, cdnjs, mathjax_paths = (strings.names.get(k) for k in ("ext_files", "cdnjs_url", "mathjax_path"))
+    if not isinstance(ext_files, dict) or not isinstance(cdnjs, str) or not isinstance(mathjax_paths, list):
+        raise AssetError("visdom's server/build.py has no download list (`ext_files`, `cdnjs_url`, `mathjax_path` "
+                         "in download_scripts()); this visdom version is not supported.")
+    assets = []
+    for url, name in ext_files.items():
+        sub = "js" if name.endswith((".js", ".js.map")) else "css" if name.endswith(".css") else "fonts"
+        assets.append(npm_asset(str(url), f"{sub}/{name}"))
+    mathjax_dir = "/".join(cdnjs.rstrip("/").split("/")[-2:])  # "mathjax/3.2.2", as download_scripts joins it
+    for path in mathjax_paths:
+        path = str(path).split("?")[0]
+        assets.append(npm_asset(cdnjs + path, f"js/{mathjax_dir}/{path}"))
+    return tuple(assets)
+
+
+@functools.cache
+def visdom_assets() -> tuple[Asset, ...]:
+    """The assets the installed visdom's own download list names (29 in visdom 0.2.4, 22 in 0.3.0)."""
+    return assets_from_build_source((_visdom_dir() / "server" / "build.py").read_text())
 
 
 def _visdom_dir() -> Path:
@@ -127,7 +181,7 @@ def _visdom_version() -> str:
 def missing_assets(static_dir: str | Path | None = None) -> list[Asset]:
     """Return the assets not present in ``static_dir`` (default: visdom's static folder)."""
     static = Path(static_dir) if static_dir is not None else visdom_static_dir()
-    return [a for a in ASSETS if not (static / a.target).is_file()]
+    return [a for a in visdom_assets() if not (static / a.target).is_file()]
 
 
 def _npm_pack(npm: str, specs: Sequence[str], dest: Path) -> dict[str, Path]:
@@ -147,13 +201,25 @@ def _npm_pack(npm: str, specs: Sequence[str], dest: Path) -> dict[str, Path]:
     return {f"{p['name']}@{p['version']}": dest / p["filename"] for p in packed}
 
 
+def _main_file(tar: tarfile.TarFile, asset: Asset) -> str:
+    """The file unpkg serves for a bare ``name@version``: package.json's ``main`` (default ``index.js``)."""
+    try:
+        data = tar.extractfile("package/package.json")
+        main = json.loads(data.read()).get("main", "index.js") if data is not None else "index.js"
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise AssetError(f"npm package {asset.spec} has no readable package.json: {exc}") from exc
+    main = str(main).removeprefix("./")
+    return main if main.endswith(".js") else f"{main}.js"
+
+
 def _install(asset: Asset, tarball: Path, static: Path) -> Path:
     target = static / asset.target
     with tarfile.open(tarball) as tar:
+        source = asset.source or _main_file(tar, asset)
         try:
-            member = tar.getmember(f"package/{asset.source}")
+            member = tar.getmember(f"package/{source}")
         except KeyError:
-            raise AssetError(f"npm package {asset.spec} has no file {asset.source!r}.") from None
+            raise AssetError(f"npm package {asset.spec} has no file {source!r}.") from None
         data = tar.extractfile(member)
         if data is None:
             raise AssetError(f"npm package {asset.spec}: {asset.source!r} is not a regular file.")

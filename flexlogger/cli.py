@@ -109,15 +109,44 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_NO_LOGIN_WARNING = ("{prog}: warning: --public --no-login: anyone who can reach port {port} of this machine can "
+                     "read, change and delete every env of this server (envs saved in {env_path}).")
+
+
+def _serve_login(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The login a served Visdom demands: ``--public`` needs one unless ``--no-login``; never read from argv."""
+    from .errors import ConfigError
+    from .server import PASSWORD_VAR, USERNAME_VAR
+
+    username = args.username or os.environ.get(USERNAME_VAR) or None
+    wanted = args.login or (args.public and not args.no_login) or args.username is not None
+    if not wanted:
+        return None
+    if args.no_login:
+        raise ConfigError("--no-login contradicts --login and --username; drop one of them.")
+    how = (f"set {USERNAME_VAR} (or pass --username) and {PASSWORD_VAR}, or run it in a terminal to be asked for "
+           "the password")
+    if not username:
+        raise ConfigError(f"serving {'on every interface (--public) ' if args.public else ''}needs a login, but no "
+                          f"username was given: {how}; --public --no-login serves without a login.")
+    password = os.environ.get(PASSWORD_VAR) or None
+    if password is None and sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"Password for Visdom user {username!r}: ") or None
+    if password is None:
+        raise ConfigError(f"serving {'on every interface (--public) ' if args.public else ''}needs a login, but no "
+                          f"password was given: {how}; --public --no-login serves without a login.")
+    return username, password
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .assets import AssetError, ensure_assets
-    from .server import is_serving, start_server
+    from .server import check_port, start_server
 
-    if is_serving(args.port):  # before installing assets: no npm download for a server that cannot start
-        print(f"{PROG} serve: error: port {args.port} is already in use (a Visdom server already running there "
-              f"is at http://localhost:{args.port}); expected a free port, e.g. --port {_other_port(args.port)}",
-              file=sys.stderr)
-        return 1
+    login = _serve_login(args)  # before anything starts: a refused login starts nothing
+    # before installing assets: no npm download for a server that cannot start
+    check_port(args.port, args.public, hint=f"expected a free port, e.g. --port {_other_port(args.port)}")
     if not args.no_assets:
         try:
             installed = ensure_assets()
@@ -127,12 +156,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"{PROG} serve: warning: {exc} The server still accepts plots, but its page will be blank.",
                   file=sys.stderr, flush=True)
     with _sigterm_as_interrupt():
-        server = start_server(port=args.port, env_path=args.env_path, public=args.public)
+        server = start_server(port=args.port, env_path=args.env_path, public=args.public, base_url=args.base_url,
+                              username=login[0] if login else None, password=login[1] if login else None)
+        if args.public and login is None:
+            print(_NO_LOGIN_WARNING.format(prog=f"{PROG} serve", port=server.port, env_path=server.env_path),
+                  file=sys.stderr, flush=True)
         ingest = None
         try:
-            ingest = _start_ingest(args, server.port)
+            ingest = _start_ingest(args, server.port, login)
+            who = f", login as {server.username!r}" if server.login else ""
             print(f"Visdom server running at {server.address} (envs saved in {server.env_path}, log "
-                  f"{server.log_path}). Press Ctrl-C to stop it.", flush=True)
+                  f"{server.log_path}{who}). Press Ctrl-C to stop it.", flush=True)
             while server.running():
                 time.sleep(0.2)
             print(f"{PROG} serve: error: the Visdom server exited. Its log ends with:\n{server.log_tail()}",
@@ -147,16 +181,35 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             server.stop()
 
 
-def _start_ingest(args: argparse.Namespace, visdom_port: int) -> Any:
+def _start_ingest(args: argparse.Namespace, visdom_port: int, login: tuple[str, str] | None) -> Any:
     """``serve --ingest-port P``: the pastalog endpoint beside the Visdom server (None without the option)."""
     if getattr(args, "ingest_port", None) is None:
         return None
     from .ingest import IngestServer
 
-    ingest = IngestServer(args.ingest_port, public=args.public, visdom_port=visdom_port, log_dir=args.log_dir)
+    ingest = IngestServer(args.ingest_port, public=args.public, visdom_port=visdom_port, log_dir=args.log_dir,
+                          base_url=args.base_url, username=login[0] if login else None,
+                          password=login[1] if login else None)
     ingest.start()
     print(f"Taking pastalog points at {ingest.url} (records under {args.log_dir}).", flush=True)
     return ingest
+
+
+# module -> (pip name, flexlogger extra that installs it; None: a dependency of flexlogger itself)
+_PACKAGES: dict[str, tuple[str, str | None]] = {
+    "sklearn": ("scikit-learn", "demo"), "tqdm": ("tqdm", "demo"), "tensorboard": ("tensorboard", "bench"),
+    "ignite": ("pytorch-ignite", "bench"), "playwright": ("playwright", "test"), "torch": ("torch", None),
+    "visdom": ("visdom", None), "torchnet": ("torchnet", None), "tabulate": ("tabulate", None),
+    "yaml": ("pyyaml", None), "numpy": ("numpy", None), "tornado": ("tornado", None)}
+
+
+def _missing_package(prog: str, exc: ModuleNotFoundError) -> str:
+    """``flexlogger demo needs scikit-learn: pip install 'flexlogger[demo]'`` for the module ``exc`` names."""
+    module = (exc.name or "").split(".")[0]
+    name, extra = _PACKAGES.get(module, (module or "a missing package", None))
+    if extra is not None:
+        return f"{prog} needs {name}: pip install 'flexlogger[{extra}]'"
+    return f"{prog} needs {name}, which flexlogger depends on ({exc}): reinstall it with `pip install flexlogger`"
 
 
 def _other_port(port: int) -> int:
@@ -325,7 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a Visdom server in the foreground; Ctrl-C stops it.")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
     p.add_argument("--env-path", type=Path, default=None, help="folder where envs are saved (default: ~/.visdom)")
-    p.add_argument("--public", action="store_true", help="listen on all interfaces, not only localhost")
+    p.add_argument("--public", action="store_true",
+                   help="listen on all interfaces, not only localhost; demands a login: the password from "
+                        "VISDOM_PASSWORD or a prompt, the username from VISDOM_USERNAME or --username")
+    p.add_argument("--username", default=None, help="the login's username (default: $VISDOM_USERNAME); "
+                                                    "the password is never an argument")
+    p.add_argument("--login", action="store_true", help="demand a login on a localhost server too")
+    p.add_argument("--no-login", action="store_true",
+                   help="with --public: serve without a login (anyone on the network can read and delete every env)")
+    p.add_argument("--base-url", default="", metavar="/PREFIX",
+                   help="serve every page under this path, e.g. /visdom behind a reverse proxy")
     p.add_argument("--no-assets", action="store_true", help="do not install missing web assets from npm")
     p.add_argument("--ingest-port", type=_port, default=None, metavar="P",
                    help="also take pastalog points on port P (see `flexlogger ingest`)")
@@ -416,6 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"{PROG} {args.command}"
     try:
         return int(args.func(args))
+    except ModuleNotFoundError as exc:  # an optional package (or a broken install): one line, no traceback
+        print(_missing_package(prog, exc), file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `flexlogger presets | head`: the reader left, nothing is wrong
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit flush from failing again
         return 0

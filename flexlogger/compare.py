@@ -193,7 +193,8 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     _collect(values, batches, chosen)
     build_table(followers, names, values, meters, sort)  # bad meters or sort: an error before anything is drawn
     env = env or "compare"
-    url = f"{server.rstrip('/')}:{port}"
+    login_options = {k: sink_options[k] for k in ("base_url", "username", "password") if k in sink_options}
+    url = f"{server.rstrip('/')}:{port}{sink_options.get('base_url', '')}"
     check_visdom(url, port)
     from .sinks.visdom import VisdomSink
 
@@ -204,7 +205,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     traces: dict[str, set[str]] = {p: set() for p in chosen}
     points = seq = 0
     if follow:  # the table of what the runs hold now; drawn again when they finish
-        draw_table(build_table(followers, names, values, meters, sort), server, port, env, timeout)
+        draw_table(build_table(followers, names, values, meters, sort), server, port, env, timeout, **login_options)
     try:
         while True:
             for name, batch in zip(names, batches):
@@ -232,7 +233,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
         raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) within {timeout:g} s")
     table = build_table(followers, names, values, meters, sort)
     windows = {p: f"{COMPARE_UID}_{p}" for p in chosen}
-    windows[TABLE_PLOT] = draw_table(table, server, port, env, timeout)
+    windows[TABLE_PLOT] = draw_table(table, server, port, env, timeout, **login_options)
     return CompareResult(env, windows, {n: f.path for n, f in zip(names, followers)},
                          {p: sorted(t) for p, t in traces.items()}, points, skipped, table)
 
@@ -304,12 +305,15 @@ def _collect(values: list[dict[str, list[float]]], batches: Sequence[list[Update
                     series.setdefault(meter, []).append(float(value))
 
 
-def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: float = 10.0) -> str:
-    """Draw ``table`` as an HTML table in window ``compare_hparams`` of ``env``; return the window id.
+def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: float = 10.0, base_url: str = "",
+               username: str | None = None, password: str | None = None) -> str:
+    """Draw ``table`` as an HTML table in window ``compare_hparams`` of ``env``; return the window id. A server with
+    a login is logged in to as the Visdom sink does (``username``/``password``, else VISDOM_USERNAME/PASSWORD).
 
     Raises:
         DeliveryError: the server did not take it.
     """
+    from .server import resolve_credentials
     from .sinks.visdom.render import make_builder
     from .sinks.visdom.transport import Transport
 
@@ -318,10 +322,11 @@ def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: f
     msg, _ = make_builder(server, port, env).text(
         table.html() + (f"<p>best = {html.escape(best)}</p>" if best else ""), win=win, env=env,
         opts={"title": "runs compared"})
-    transport = Transport(f"{server.rstrip('/')}:{port}", timeout)
+    login = resolve_credentials(username, password)
+    transport = Transport(f"{server.rstrip('/')}:{port}{base_url}", timeout, *(login or (None, None)))
     try:
         if not transport.post("events", json.dumps(msg)):
-            raise DeliveryError(f"the Visdom server at {server}:{port} did not take the runs' table: "
+            raise DeliveryError(f"the Visdom server at {server}:{port}{base_url} did not take the runs' table: "
                                 f"{transport.failure}")
     finally:
         transport.close()

@@ -26,8 +26,9 @@ try:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     from tqdm import tqdm
-except ImportError as exc:  # the demo's own extras
-    raise ImportError(f"the demo needs scikit-learn and tqdm ({exc}): pip install 'flexlogger[demo]'") from exc
+except ImportError as exc:  # the demo's own extras; `flexlogger demo` turns this into one line naming the extra
+    raise ModuleNotFoundError(f"the demo needs scikit-learn and tqdm ({exc}): pip install 'flexlogger[demo]'",
+                              name=exc.name) from exc
 
 import flexlogger
 from flexlogger.server import VisdomServer, delete_env, ensure_server

@@ -118,6 +118,8 @@ def check_visdom(url: str, port: int) -> None:
     except requests.RequestException as exc:
         raise DeliveryError(f"no Visdom server answers at {url} ({type(exc).__name__}: {exc}); {hint}") from None
     body = answer.text.strip()
+    if answer.status_code in (400, 401) and not body:
+        return  # Visdom with a login (0.2.4 answers 400, 0.3 401): the sink logs in, or says why it cannot
     if answer.status_code != 200 or body not in ("true", "false"):
         server = answer.headers.get("Server", "unknown")
         raise DeliveryError(f"the server at {url} is not a Visdom server: POST /win_exists answered HTTP "

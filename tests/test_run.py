@@ -224,3 +224,13 @@ def test_histogram_record_holds_counts_only(tmp_path: Path) -> None:
     hist = [u for u in read_record(next((tmp_path / "large").iterdir())).updates if u.kind == "histogram"][-1]
     counts = next(iter(hist.data.values())).counts
     assert len(counts) == 30 and sum(counts) == 2236 * 2236
+
+
+def test_a_password_is_never_written(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfigError, match=r"password: a secret, which a config file must not hold"):
+        load_config({"password": "hunter2"})
+    with FlexLogger(LOSS, TRAIN, server=None, log_dir=tmp_path, env="e") as stat:
+        assert "password" not in stat.to_config() and "password" not in stat.run.options
+    with pytest.raises(ConfigError, match=r"^FlexLogger\(\): password: expected a non-empty string, or None .*, but "
+                                          r"got \(hidden\)$"):
+        FlexLogger(LOSS, TRAIN, password=12345)

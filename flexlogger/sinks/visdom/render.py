@@ -17,6 +17,13 @@ Every plot kind has a renderer in :data:`RENDERERS` (``tests/test_plots.py`` che
 - NaN and Inf are sent as ``null`` (gaps in Visdom). Contents Visdom's client rejects as such (one bar, a
   histogram with no finite value, a curve with NaN) are drawn anyway.
 
+User strings (titles, axis labels, legends, bar and heatmap row/column names, layer names, text cells) are shown as
+written, never as markup: Plotly reads titles, legends and tick labels as HTML-like text (its own tags, such as
+``<b>``, ``<a href>``, ``<span style>``, and entities), so :func:`escape_plotly` escapes ``<``, ``>`` and ``&`` in
+each; a text window is raw HTML in Visdom (visdom issue 1506), so its cells are escaped (:func:`as_html`); the pane's
+title bar is drawn by React as text and left as is. Env names that Visdom rewrites or cannot show are refused
+(:func:`check_env`).
+
 This is the only module that imports visdom. The opts given to Visdom's client are always a fresh copy (it mutates
 them).
 """
@@ -112,7 +119,7 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
     msg["data"] = data
     msg["layout"] = scrub(msg["layout"])
     msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
-    return msg
+    return escape_plotly(msg)
 
 
 def render_points(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
@@ -178,8 +185,8 @@ def render_bar(builder: Any, win: str, env: str, update: Update) -> dict[str, An
     names, data = list(update.data), update.data
     values = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in data.values()]
     if all(v.size == 1 for v in values) and not any(isinstance(v, np.ndarray) for v in data.values()):
-        return bars(builder, np.array([[v[0]] for v in values]), win, env,
-                    options(update.plot, update.opts, rownames=names))
+        return escape_plotly(bars(builder, np.array([[v[0]] for v in values]), win, env,
+                                  options(update.plot, update.opts, rownames=names)))
     width = max(v.size for v in values)
     table = np.full((width, len(values)), np.nan)
     for i, v in enumerate(values):
@@ -188,7 +195,7 @@ def render_bar(builder: Any, win: str, env: str, update: Update) -> dict[str, An
     for trace, name in zip(msg["data"], names):
         trace["name"] = name  # the legend is the meters' names
     msg["layout"]["showlegend"] = True
-    return msg
+    return escape_plotly(msg)
 
 
 def histogram_of(value: Any, opts: Mapping[str, Any]) -> Histogram:
@@ -215,14 +222,14 @@ def render_histogram(builder: Any, win: str, env: str, update: Update) -> dict[s
     opts = options(update.plot, update.opts)
     opts["numbins"] = counts.size
     positions = np.linspace(hist.lo, hist.hi, counts.size)
-    return bars(builder, counts[:, None], win, env, opts, positions)
+    return escape_plotly(bars(builder, counts[:, None], win, env, opts, positions))
 
 
 def render_heatmap(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
     """A heatmap of the latest matrix."""
     matrix = np.asarray(next(iter(update.data.values())), dtype=np.float64)
     msg, _ = builder.heatmap(X=matrix, win=win, env=env, opts=options(update.plot, update.opts))
-    return scrub(dict(msg))
+    return escape_plotly(scrub(dict(msg)))
 
 
 def render_image(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
@@ -338,6 +345,71 @@ def image_array(value: Any) -> np.ndarray:
     elif img.dtype.kind in "iu" and img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
     return img
+
+
+def plotly_text(value: str) -> str:
+    """A user string as Plotly shows it literally (``<``, ``>`` and ``&`` escaped; Plotly decodes the entities).
+
+    Example:
+        >>> plotly_text("loss <b>&</b> acc")
+        'loss &lt;b&gt;&amp;&lt;/b&gt; acc'
+    """
+    return html.escape(value, quote=False)
+
+
+def _escape_title(holder: dict[str, Any]) -> None:
+    title = holder.get("title")
+    if isinstance(title, str):
+        holder["title"] = plotly_text(title)
+    elif isinstance(title, dict) and isinstance(title.get("text"), str):
+        holder["title"] = {**title, "text": plotly_text(title["text"])}
+
+
+_AXIS = re.compile(r"[xyz]axis\d*")
+
+
+def escape_plotly(msg: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` (a Visdom message of a Plotly window) with every string Plotly draws as text escaped, in place: the
+    title, axis titles and tick texts (also of a 3-d scene), the legend title, trace names, category labels
+    (``x``/``y`` strings: bar and heatmap row and column names) and hover texts."""
+    layout = msg.get("layout")
+    if isinstance(layout, dict):
+        _escape_title(layout)
+        for holder in (layout, layout.get("scene")):
+            if not isinstance(holder, dict):
+                continue
+            for key, axis in holder.items():
+                if _AXIS.fullmatch(key) and isinstance(axis, dict):
+                    _escape_title(axis)
+                    if isinstance(axis.get("ticktext"), list):
+                        axis["ticktext"] = [plotly_text(t) if isinstance(t, str) else t for t in axis["ticktext"]]
+        if isinstance(layout.get("legend"), dict):
+            _escape_title(layout["legend"])
+    for trace in msg.get("data", []):
+        if not isinstance(trace, dict):
+            continue
+        if isinstance(trace.get("name"), str):
+            trace["name"] = plotly_text(trace["name"])
+        for key in ("x", "y", "text", "hovertext"):
+            value = trace.get(key)
+            if isinstance(value, str):
+                trace[key] = plotly_text(value)
+            elif isinstance(value, list) and any(isinstance(v, str) for v in value):
+                trace[key] = [plotly_text(v) if isinstance(v, str) else v for v in value]
+    return msg
+
+
+_BAD_ENV = re.compile(r"[/\\<>&'\"\x00-\x1f\x7f]")
+
+
+def check_env(env: str) -> None:
+    """Raise :class:`ConfigError` for an env name Visdom rewrites (``/``, ``\\``, line breaks) or cannot show (its
+    page puts env names in a script, HTML-escaped: ``<``, ``>``, ``&``, quotes)."""
+    bad = sorted(set(_BAD_ENV.findall(env)))
+    if bad:
+        raise ConfigError(f"expected `env` to be a Visdom env name without {', '.join(map(repr, bad))} (Visdom "
+                          f"rewrites / and \\ and line breaks, and cannot show < > & or quotes in its env list), "
+                          f"but got {env!r}")
 
 
 def as_html(value: Any) -> str:

@@ -56,6 +56,7 @@ from typing import Any
 
 from ...errors import DeliveryError
 from ...options import check_options, raise_problems
+from ...server import resolve_credentials
 from ..base import Update
 from . import render
 from .buffer import Buffer, Message, Window
@@ -75,14 +76,22 @@ class VisdomSink:
         close_timeout: how long ``close()`` waits for pending points before warning about them.
         save_every: seconds between saves of the env on the server (it is also saved at ``close()``).
         base_url: the server's base URL path, if any.
+        username: the login of a server started with one (``flexlogger serve --public``); None reads
+            ``VISDOM_USERNAME``.
+        password: its password; None reads ``VISDOM_PASSWORD``. Only the transport's session holds it (as the
+            digest Visdom's client sends): no attribute, config, record or repr of the sink shows it.
 
     Raises:
-        ConfigError: a bad ``server``, ``port``, ``max_points``, ``min_interval``, ``timeout`` or ``save_every``.
+        ConfigError: a bad ``server``, ``port``, ``max_points``, ``min_interval``, ``timeout``, ``save_every`` or
+            ``env`` (one Visdom rewrites or cannot show); only one of username and password; the server refused
+            the login, or demands one and none was given (a server that does not answer is no error: points are
+            kept and sent when it comes up).
     """
 
     def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", uid: str = "run", *,
                  max_points: int = 2000, min_interval: float = 0.2, timeout: float = 10.0,
-                 close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "") -> None:
+                 close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "",
+                 username: str | None = None, password: str | None = None) -> None:
         # the checks of every run option live in flexlogger.options (the constructors and load_config use them too)
         problems = check_options({"server": server, "port": port, "max_points": max_points,
                                   "min_interval": min_interval, "timeout": timeout, "close_timeout": close_timeout,
@@ -91,6 +100,8 @@ class VisdomSink:
         if server is None:
             problems.insert(0, "server: expected a URL with its scheme, such as 'http://localhost', but got None")
         raise_problems("VisdomSink()", problems)
+        render.check_env(env)
+        login = resolve_credentials(username, password)
         self.url = f"{server.rstrip('/')}:{port}{base_url}"
         self.port = port
         self.env, self.uid = env, uid
@@ -103,7 +114,9 @@ class VisdomSink:
         self._pid = os.getpid()
         self._builder = render.make_builder(server, port, env)
         self._buffer = Buffer(max_points)
-        self._transport = Transport(self.url, timeout)
+        self._transport = Transport(self.url, timeout, *(login or (None, None)))
+        del login, password
+        self._transport.check_login()  # a wrong password is an error now, not an endless "does not answer"
         self._backoff = Backoff()
         self._cond = threading.Condition()
         self._urgent = 0

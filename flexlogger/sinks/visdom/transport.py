@@ -13,10 +13,17 @@ threads (one sender thread uses it), no knowledge of windows beyond their ids.
   window. :meth:`Transport.win_exists` asks the server whether it has a window, for a cheap check when nothing
   else would be sent.
 - Each request has a timeout (``timeout`` seconds; a non-finite one means none).
+- Login (a server started with ``-enable_login``): the transport posts the username and the SHA-256 of the
+  password to the server's base URL, as Visdom's client does, and its session keeps the cookie. :meth:`Transport.
+  check_login` (at the sink's construction) raises :class:`~flexlogger.errors.ConfigError` for refused credentials,
+  or for a server that demands a login when none was given; a server that does not answer is no error there. A
+  request refused for want of a login (HTTP 400/401: the server restarted with a new cookie secret) logs in again
+  and is sent once more. Only the digest is kept, in a private object that no repr shows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -25,7 +32,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
+from ...errors import ConfigError
+
 BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
+LOGIN_WRONG = 400  # Visdom's answer to a login with a wrong username or password
+LOGIN_REFUSED = (400, 401)  # what Visdom answers a request without a valid login cookie: 0.2.4 400, 0.3 401
+CHECK_TIMEOUT_S = 5.0  # the longest the login check at construction waits for an answer
 
 
 class Backoff:
@@ -52,20 +64,43 @@ class Backoff:
         return self.delay
 
 
+class _Login:
+    """A Visdom login: the username and the SHA-256 of the password (what Visdom's client posts). Never shown."""
+
+    __slots__ = ("_digest", "username")
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self._digest = hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+    def payload(self) -> str:
+        return json.dumps({"username": self.username, "password": self._digest})
+
+    def __repr__(self) -> str:
+        return f"_Login({self.username!r}, password=<hidden>)"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Visdom login is not copied or pickled")
+
+
 class Transport:
-    """Posts to one Visdom server over a keep-alive session that counts its connections.
+    """Posts to one Visdom server over a keep-alive session that counts its connections, logged in if need be.
 
     Args:
         url: the server's URL with port and base path, e.g. ``http://localhost:8097``.
         timeout: seconds a request may take (inf or NaN: no limit).
+        username: the login's username, for a server started with a login; None: no login.
+        password: its password (only its SHA-256 is kept).
 
     Attributes:
         sent_requests, failed_requests: counts of requests posted, and of those, failed.
         failure: why the last request failed (None after a success).
     """
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, username: str | None = None, password: str | None = None) -> None:
         self.url = url
+        self._login = _Login(username, password) if username is not None and password is not None else None
+        self._refused = False  # the last request was refused, and so was the login it tried again
         self.timeout: float | None = float(timeout) if math.isfinite(timeout) else None
         self.sent_requests = 0
         self.failed_requests = 0
@@ -83,11 +118,17 @@ class Transport:
         data = body.encode() if isinstance(body, str) else body
         text: str | None = None
         try:
-            response = self._http.post(f"{self.url}/{endpoint}", data=data, timeout=self.timeout)
+            response = self._send(endpoint, data)
             if response.status_code == 200:
                 text, self.failure = response.text, None
+            elif self._refused and self._login is not None:
+                self.failure = (f"the server refused the login of user {self._login.username!r}: wrong username or "
+                                f"password?")
             else:
                 self.failure = f"HTTP {response.status_code} on /{endpoint}"
+                if response.status_code in LOGIN_REFUSED and self._login is None:
+                    self.failure += (": the server demands a login (pass username= and password=, or set "
+                                     "VISDOM_USERNAME and VISDOM_PASSWORD)")
         except requests.RequestException as exc:
             self.failure = type(exc).__name__
         self.sent_requests += 1
@@ -95,10 +136,55 @@ class Transport:
             self.failed_requests += 1
         return text
 
+    def _send(self, endpoint: str, data: bytes) -> requests.Response:
+        """POST; a request refused for want of a login (a restarted server: new cookie secret) logs in again and is
+        sent once more."""
+        self._refused = False
+        response = self._http.post(f"{self.url}/{endpoint}", data=data, timeout=self.timeout)
+        if response.status_code in LOGIN_REFUSED and self._login is not None:
+            if self._log_in(self.timeout) == LOGIN_WRONG:
+                self._refused = True  # the password changed with the restart?
+                return response
+            response = self._http.post(f"{self.url}/{endpoint}", data=data, timeout=self.timeout)
+        return response
+
+    def _log_in(self, timeout: float | None) -> int:
+        """Post the login; the session keeps the cookie. Returns the HTTP status (200: logged in)."""
+        assert self._login is not None
+        return int(self._http.post(self.url, data=self._login.payload(), timeout=timeout).status_code)
+
+    def check_login(self) -> None:
+        """At the sink's construction: log in, or check that the server demands none when no login was given.
+
+        Raises:
+            ConfigError: the server refused the credentials, or it demands a login and none was given. A server
+                that does not answer is no error (the sender's outage handling covers it).
+        """
+        timeout = CHECK_TIMEOUT_S if self.timeout is None else min(self.timeout, CHECK_TIMEOUT_S)
+        try:
+            if self._login is not None:
+                status = self._log_in(timeout)  # 500 from a server without a login: nothing to log in to
+                if status == LOGIN_WRONG:
+                    raise ConfigError(f"the Visdom server at {self.url} refused the login of user "
+                                      f"{self._login.username!r}: wrong username or password (HTTP {status})")
+                return
+            response = self._http.post(f"{self.url}/win_exists", data=json.dumps({"win": "", "eid": "main"}),
+                                       timeout=timeout)
+        except requests.RequestException:
+            return
+        if response.status_code in LOGIN_REFUSED:
+            raise ConfigError(f"the Visdom server at {self.url} demands a login: pass username= and password=, or "
+                              f"set VISDOM_USERNAME and VISDOM_PASSWORD (HTTP {response.status_code} without one)")
+
+    @property
+    def username(self) -> str | None:
+        """The login's username, or None without a login."""
+        return self._login.username if self._login is not None else None
+
     def save(self, env: str) -> bool:
         """Ask the server to save ``env`` to its disk; True when it did."""
         try:
-            response = self._http.post(f"{self.url}/save", data=json.dumps({"data": [env]}), timeout=self.timeout)
+            response = self._send("save", json.dumps({"data": [env]}).encode())
         except requests.RequestException:
             return False
         return response.status_code == 200
