@@ -19,6 +19,7 @@ from flexlogger.aggregate import SMOOTHED_SUFFIX, boxes_of, bucket_index, bucket
 from flexlogger.server import VisdomServer
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.buffer import BoxSeries, Buffer
+from flexlogger.sinks.visdom.render import make_builder, render
 from flexlogger.specs import parse_plot
 
 
@@ -153,6 +154,17 @@ def test_auto_draws_lines_until_max_points_then_boxes() -> None:
     body = buffer.snapshot(window).body
     assert not isinstance(body, dict) and sum(b.count for b in body.boxes["a"]) == 65
     assert window.traces["a"].xs == [] and buffer.pending() == 65
+
+
+def test_series_names_are_escaped_once_in_a_candlestick_window() -> None:
+    buffer = Buffer(max_points=64)
+    for step in range(10):
+        buffer.write(Update("<i>p</i>", "line", step, {"<b>x</b>": float(step)},
+                            {"aggregate": "candlestick", "smooth": 0.5}, step))
+    body = buffer.snapshot(buffer.windows["<i>p</i>"]).body
+    msg = json.loads(render(make_builder("http://localhost", 8097, "e"), "w", "e", body))
+    assert [t["name"] for t in msg["data"]] == ["&lt;b&gt;x&lt;/b&gt;", "&lt;b&gt;x&lt;/b&gt; (smoothed)"]
+    assert msg["layout"]["title"] == "&lt;i&gt;p&lt;/i&gt;"
 
 
 def window_data(viz: visdom.Visdom, stat: FlexLogger, plot: str) -> list[dict[str, Any]]:

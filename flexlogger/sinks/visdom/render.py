@@ -269,6 +269,7 @@ def render_candlesticks(builder: Any, win: str, env: str, window: Candlesticks) 
             "text": [f"steps {b.first:g}-{b.last:g}: {b.count} point(s)" + (f", {b.nonfinite} NaN/Inf"
                                                                              if b.nonfinite else "")
                      for b in boxes]})
+    data = escape_plotly({"data": data})["data"]  # the lines' message came escaped from render_traces
     data += msg["data"] if window.lines else []  # the smoothed lines over the boxes
     msg["data"] = scrub(data)
     msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
