@@ -27,12 +27,15 @@ setup(
         "tabulate>=0.9",
         "pyyaml>=6.0",
         "tornado<6.6",
+        "markdown-it-py>=2.2",  # log_markdown(): CommonMark with raw HTML off
+        "pillow>=9.2",  # log_image(): PNG files and boxes drawn on images
+        "tqdm>=4.60",  # progress()
     ],
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "types-PyYAML", "types-tabulate",
                  "scikit-learn>=1.3", "nbclient>=0.10", "ipykernel", "nbformat", "tqdm",
                  "playwright>=1.40"],
-        "demo": ["scikit-learn>=1.3", "tqdm"],
+        "demo": ["scikit-learn>=1.3"],
         "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
         "torchmetrics": ["torchmetrics>=1.3"],
     },

@@ -17,6 +17,8 @@ from .errors import (
     UnknownKeyError,
     UnknownNameError,
 )
+from .experiment.common import RecordCallError, RecordCallTypeError
+from .images import ImageInputError
 from .logger import FlexLogger, get_preset_logger
 from .meters import Meter
 from .modellogger import TooledModelLogger
@@ -39,12 +41,15 @@ __all__ = [
     "FlexLogger",
     "FlexLoggerError",
     "FlightRecorder",
+    "ImageInputError",
     "InvalidConfigError",
     "Meter",
     "MeterInputError",
     "MeterSpec",
     "ModelAnomalyWarning",
     "PlotSpec",
+    "RecordCallError",
+    "RecordCallTypeError",
     "Run",
     "TooledModel",
     "TooledModelLogger",

@@ -8,15 +8,15 @@ Example:
 
 - Traces are named ``<run name>/<meter>``; a run's name is its uid (its folder's name when two runs share a uid),
   or the one given in ``names``.
-- Plots: by default those every run has; ``plots`` may name a plot only some runs have (drawn with those), but a
-  name no run has is an error listing the ones they have. Line and scatter plots are compared (with their
-  ``aggregate``/``smooth``, as the first run declares them); other kinds are left out and listed in
-  :attr:`CompareResult.skipped`.
+- Plots: by default the line and scatter plots every run has; ``plots`` may name a plot only some runs have
+  (drawn with those), but a name no run has is an error listing the ones they have. Line and scatter plots are
+  compared (with their ``aggregate``/``smooth``, as the first run declares them); other kinds named in ``plots``
+  are left out and listed in :attr:`CompareResult.skipped`.
 - ``follow=True`` keeps drawing while the runs write: every ``poll`` seconds each ``points.jsonl`` that grew is read
   from where the last read stopped, whole lines only (a line being written is read once it is whole), until every
-  run is finished (its ``summary.json`` exists) and read, or ``stop`` is set.
-- The table (:func:`hparams_table`): a row per run, its hyperparameters (``hparams.json`` in the run folder, if
-  present: ``{name: value}``, or ``{"hparams": {name: value}}``) and, for each chosen meter, its best and last
+  run is finished (its ``summary.json`` says so) and read, or ``stop`` is set.
+- The table (:func:`hparams_table`): a row per run, its hyperparameters (``hparams.json`` in the run folder, as
+  ``Run.log_hparams`` writes it, nested keys shown as ``optim.lr``) and, for each chosen meter, its best and last
   finite value. Which way is best: the meter's ``best`` (``min``/``max``) in the run's ``config.json`` when set;
   else ``max`` for names that read as scores (acc, accuracy, auc, ap, map, precision, recall, f1, score, iou, dice),
   ``min`` for the rest (losses, errors).
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
+from .experiment.common import HPARAMS_FILE
 from .follow import RecordFollower
 from .plots import APPEND_KINDS
 from .replay import check_visdom
@@ -46,9 +47,8 @@ from .sinks.record import CONFIG, POINTS, RecordError
 
 __all__ = ["CompareResult", "HparamsTable", "compare", "hparams_table"]
 
-HPARAMS = "hparams.json"
 COMPARE_UID = "compare"
-TABLE_PLOT = "hparams"
+TABLE_WINDOW = f"{COMPARE_UID}__runs"  # the table's window id (no plot's: those are compare_<plot>)
 _SCORE = re.compile(r"(^|[^a-z])(acc|accuracy|auc|ap|map|precision|recall|f1|score|iou|dice)([^a-z]|$)", re.I)
 
 
@@ -87,7 +87,8 @@ class CompareResult:
 
     Attributes:
         env: the env drawn into.
-        windows: plot -> window id (the table's window is ``hparams``).
+        windows: plot -> window id.
+        table_window: the table's window id.
         runs: run name -> run folder.
         traces: plot -> the trace names drawn in it.
         points: the points drawn (line/scatter).
@@ -97,6 +98,7 @@ class CompareResult:
 
     env: str
     windows: dict[str, str]
+    table_window: str
     runs: dict[str, Path]
     traces: dict[str, list[str]] = field(default_factory=dict)
     points: int = 0
@@ -104,8 +106,7 @@ class CompareResult:
     table: HparamsTable | None = None
 
     def __str__(self) -> str:
-        plots = len(self.windows) - (TABLE_PLOT in self.windows)
-        return (f"{len(self.runs)} run(s), {plots} plot(s), {self.points} point(s) in env {self.env!r}"
+        return (f"{len(self.runs)} run(s), {len(self.windows)} plot(s), {self.points} point(s) in env {self.env!r}"
                 + (f"; left out: {', '.join(f'{p} ({why})' for p, why in self.skipped.items())}"
                    if self.skipped else ""))
 
@@ -182,9 +183,10 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     names = run_names(followers, names)
     batches = [f.poll() for f in followers]
     chosen = choose_plots(followers, plots)
-    skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p in chosen
-               for kind in [_kind(followers, p)] if kind not in APPEND_KINDS}
-    chosen = [p for p in chosen if p not in skipped]
+    kinds = {p: _kind(followers, p) for p in chosen}
+    skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p, kind in kinds.items()
+               if kind not in APPEND_KINDS and plots is not None}  # by default, only the line/scatter ones
+    chosen = [p for p in chosen if kinds[p] in APPEND_KINDS]
     if not chosen:
         have = sorted({p for f in followers for p in f.plots})
         raise ConfigError(f"compare(): the runs share no line or scatter plot to compare; their plots: "
@@ -233,8 +235,8 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
         raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) within {timeout:g} s")
     table = build_table(followers, names, values, meters, sort)
     windows = {p: f"{COMPARE_UID}_{p}" for p in chosen}
-    windows[TABLE_PLOT] = draw_table(table, server, port, env, timeout, **login_options)
-    return CompareResult(env, windows, {n: f.path for n, f in zip(names, followers)},
+    table_window = draw_table(table, server, port, env, timeout, **login_options)
+    return CompareResult(env, windows, table_window, {n: f.path for n, f in zip(names, followers)},
                          {p: sorted(t) for p, t in traces.items()}, points, skipped, table)
 
 
@@ -307,7 +309,7 @@ def _collect(values: list[dict[str, list[float]]], batches: Sequence[list[Update
 
 def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: float = 10.0, base_url: str = "",
                username: str | None = None, password: str | None = None) -> str:
-    """Draw ``table`` as an HTML table in window ``compare_hparams`` of ``env``; return the window id. A server with
+    """Draw ``table`` as an HTML table in window ``compare__runs`` of ``env``; return the window id. A server with
     a login is logged in to as the Visdom sink does (``username``/``password``, else VISDOM_USERNAME/PASSWORD).
 
     Raises:
@@ -317,7 +319,7 @@ def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: f
     from .sinks.visdom.render import make_builder
     from .sinks.visdom.transport import Transport
 
-    win = f"{COMPARE_UID}_{TABLE_PLOT}"
+    win = TABLE_WINDOW
     best = ", ".join(f"{m}: {w}" for m, w in table.best.items())
     msg, _ = make_builder(server, port, env).text(
         table.html() + (f"<p>best = {html.escape(best)}</p>" if best else ""), win=win, env=env,
@@ -375,15 +377,13 @@ def _direction(meter: str, followers: Sequence[RecordFollower]) -> str:
 
 def _hparams(path: Path) -> dict[str, Any]:
     """The run's ``hparams.json`` as ``{name: value}`` (nested dicts flattened as ``a.b``); {} when absent."""
-    file = path / HPARAMS
+    file = path / HPARAMS_FILE
     if not file.is_file():
         return {}
     try:
         data = json.loads(file.read_text())
     except ValueError as exc:
         raise RecordError(f"{file}: expected a JSON object of hyperparameters, but it is not JSON ({exc})") from None
-    if isinstance(data, Mapping) and isinstance(data.get("hparams"), Mapping):
-        data = data["hparams"]
     if not isinstance(data, Mapping):
         raise RecordError(f"{file}: expected a JSON object of hyperparameters, but got {type(data).__name__}")
     return _flatten(data)

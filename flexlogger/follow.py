@@ -48,8 +48,13 @@ class RecordFollower:
 
     @property
     def finished(self) -> bool:
-        """Whether the run closed (its ``summary.json`` is written): nothing more will be appended."""
-        return (self.path / SUMMARY).is_file()
+        """Whether the run closed: its ``summary.json`` says a status other than ``running`` (a run rewrites it while
+        it runs), or none (a record of an older flexlogger): nothing more will be appended."""
+        try:
+            summary = json.loads((self.path / SUMMARY).read_text())
+        except (OSError, ValueError):  # not written yet (or not by flexlogger)
+            return False
+        return not isinstance(summary, dict) or summary.get("status", "finished") != "running"
 
     def poll(self) -> list[Update]:
         """The updates of the whole lines appended since the last poll (none when the file did not grow)."""

@@ -7,13 +7,14 @@ logger never formats HTTP and a sink never reads a meter.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import numbers
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import numpy as np
@@ -23,14 +24,15 @@ from . import distributed as distributed_
 from .config import config_dict, load_config
 from .convert import describe
 from .errors import ConfigError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
+from .experiment import check_max_steps
 from .meters import Meter
 from .options import check_options, raise_problems
 from .plots import DEFAULT_BINS, Histogram
-from .presets import DEFAULT_PHASES, compose
+from .presets import DEFAULT_PHASES, compose, expand_presets
 from .registry import PLOTS, make_meter, view_for
 from .run import Run
 from .sinks.base import Sink, Update
-from .specs import MeterSpec, PlotSpec, check_definitions
+from .specs import MeterSpec, PlotSpec, check_definitions, trace_style
 
 
 class FlexLogger:
@@ -48,6 +50,9 @@ class FlexLogger:
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
             collective calls, and draw from rank 0 only (see ``flexlogger.distributed``). Default: on when a
             process group with more than one rank is initialised.
+        max_steps: (keyword) the number of steps the run will log (steps count from 0): progress and an ETA in
+            :meth:`show`, in a ``run_status`` window and in ``summary.json``. Set on the logger's run (also a run
+            given with ``run=``).
         **run_options: the options of the run it makes (without ``run=``): ``env``, ``uid``, ``server``,
             ``port``, ``log_dir``, ``disabled`` and the Visdom sender's (``max_points``, ``min_interval``, ...); see
             :class:`~flexlogger.run.Run` and ``flexlogger.options``.
@@ -68,6 +73,7 @@ class FlexLogger:
                  run: Run | None = None, strict: bool = True, sinks: Iterable[Sink] = (),
                  distributed: bool | None = None, **run_options: Any) -> None:
         caller = f"{type(self).__name__}()"
+        max_steps = run_options.pop("max_steps", None)  # set on the run, also on a run given with run=
         for name, value in (("plots", plots), ("meters", meters)):
             if value is not None and not isinstance(value, Mapping):
                 raise ConfigError(f"{caller}: expected `{name}` to be a mapping of name -> definition (a dict), but "
@@ -80,6 +86,7 @@ class FlexLogger:
             given = sorted([*run_options, *(["sinks"] if tuple(sinks) else [])])
             problems.append(f"{', '.join(given)}: options of the run, but a run was given (run=); expected them on "
                             "the Run, or no run=")
+        problems += check_max_steps(max_steps)
         new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems)
         raise_problems(caller, problems)  # every problem at once, before a folder or a thread is made
         self.strict = strict
@@ -90,16 +97,25 @@ class FlexLogger:
         self._meters: dict[str, Meter] = {}
         self._shape_checks: dict[str, tuple[str, str]] = {}  # meter -> (plot, kind) whose data shape add() checks
         self._warned: set[str] = set()
+        self._best: dict[str, tuple[float, float]] = {}  # trace -> (best value, its step), for best: min|max
+        self._best_modes: dict[str, str] = {}  # trace -> min|max
+        self._best_meters: set[str] = set()  # meters whose spec says best: min|max
+        self._styled: dict[str, list[str]] = {}  # plot -> its meters with a display or best (line/scatter/curve)
+        self._trace_names: dict[str, tuple[str, ...]] = {}  # styled meter -> its traces, as last logged
+        self._opts_cache: dict[str, tuple[Any, Mapping[str, Any]]] = {}  # plot -> (what its opts show, opts)
         self._step = 0
         self._closed = False
         self._owns_run = run is None
         if run is None:
             if "disabled" not in run_options and self.distributed:
                 run_options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
-            run = Run._from_options(caller, run_options, sinks)
+            run = Run._from_options(caller, run_options, sinks, max_steps)
         self.run: Run = run
         run.attach(self, self.to_config)
+        run.track_best(self, self.best, lambda: dict(self._best_modes))
         try:
+            if max_steps is not None and not self._owns_run:
+                run.set_max_steps(max_steps)
             self._install(new_plots, new_specs)
         except BaseException:
             if self._owns_run:
@@ -154,6 +170,14 @@ class FlexLogger:
                 if kind in _SHAPES and "matrix" in type(self._meters[name]).views and \
                         type(self._meters[name]).kind == "ValueMeter":
                     self._shape_checks[name] = (plot, kind)
+        self._styled = {}
+        self._best_meters = {name for name, spec in self._meter_specs.items() if spec.best}
+        for name, spec in self._meter_specs.items():
+            if spec.display or spec.best:
+                for plot in spec.target:
+                    if self._plots[plot].type in _STYLED_KINDS:
+                        self._styled.setdefault(plot, []).append(name)
+        self._opts_cache = {}
 
     def update_config(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None) -> None:
         """Add several plots and meters at once, all or nothing (every problem reported together)."""
@@ -180,7 +204,7 @@ class FlexLogger:
                 for name, spec in list(self._meter_specs.items()):
                     rest = tuple(t for t in spec.target if t != key)
                     if rest:
-                        self._meter_specs[name] = MeterSpec(spec.type, rest, spec.args)
+                        self._meter_specs[name] = dataclasses.replace(spec, target=rest)
                     elif name in self._meter_specs:
                         del self._meter_specs[name], self._meters[name]
                 self.run.release(self, [key])
@@ -247,6 +271,34 @@ class FlexLogger:
         """A logger made of presets: ``FlexLogger.from_presets('loss', 'acc', env='mnist')``; see flexlogger.presets."""
         plots, meters = compose(names, phases, preset_args)
         return cls(plots, meters, **kwargs)
+
+    def add_metrics_for(self, *kinds: str, plot: str = "summary", phases: Iterable[str] | str | None = (
+            "train", "test"), preset_args: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+        """Add meters of the presets ``kinds`` for each phase, all feeding one line plot (made when missing),
+        as the original flexilogger did: ``Stat.add_metrics_for('loss', 'acc', plot='summary')`` adds
+        ``train_loss``, ``test_loss``, ``train_acc`` and ``test_acc`` on the plot ``summary``.
+
+        The meters are the presets' (``flexlogger.preset_info(kind)``), retargeted to ``plot``; their own plots are
+        not made. Returns the names of the meters added.
+
+        Raises:
+            InvalidConfigError: an unknown preset, a name already taken, a meter a line cannot draw (a confusion
+                matrix), missing preset arguments; every problem at once.
+        """
+        caller = "add_metrics_for()"
+        if not isinstance(plot, str) or not plot:
+            raise ConfigError(f"{caller}: expected `plot` to be a non-empty plot name, but got {short_repr(plot)}")
+        problems: list[str] = []
+        if not kinds:
+            problems.append("kinds: expected at least one preset name, e.g. add_metrics_for('loss', 'acc')")
+        taken = [p for p in self._plots if p != plot] + list(self._meter_specs)
+        _, meters_raw, _ = expand_presets(list(kinds), phases, preset_args, problems, taken)
+        raise_problems(caller, problems)
+        meters = {name: {**(spec.to_dict() if isinstance(spec, MeterSpec) else dict(spec)), "target": plot}
+                  for name, spec in meters_raw.items()}
+        plots = {} if plot in self._plots else {plot: {"type": "line"}}
+        self._define(plots, meters, caller)
+        return list(meters)
 
     def add_presets(self, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
                     preset_args: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -362,8 +414,12 @@ class FlexLogger:
             step = int(step) if isinstance(step, numbers.Integral) else float(step)
         self._step = math.floor(step) + 1
         run = self.run
-        updates = [Update(plot, self._plots[plot].type, step, data, self._plots[plot].opts, run.next_seq())
-                   for plot, data in self._collect(self._sources(chosen)).items()]
+        sources = self._sources(chosen)
+        collected = self._collect(sources)
+        if self._best_meters:
+            self._track_best(sources, step)
+        updates = [Update(plot, self._plots[plot].type, step, data, self._opts(plot), run.next_seq())
+                   for plot, data in collected.items()]
         try:
             run.write(updates)
         finally:
@@ -388,12 +444,72 @@ class FlexLogger:
                 view = view_for(kind, type(meter))
                 data = out.setdefault(plot, {})
                 if view == "scalar":
-                    data.update(meter.scalars())
+                    scalars = meter.scalars()
+                    data.update(scalars)
+                    if plot in self._styled:
+                        self._trace_names[name] = tuple(scalars)
                 elif kind.data == "histogram":
                     data[name] = _histogram(meter, spec.opts)
                 else:
                     data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
         return out
+
+    def _track_best(self, meters: Mapping[str, Meter], step: float) -> None:
+        """Keep each ``best: min|max`` meter's best logged value and its step (NaN never counts; a tie keeps the
+        earlier step)."""
+        for name, meter in meters.items():
+            mode = self._meter_specs[name].best if name in self._best_meters else None
+            if mode is None or meter.count == 0 or "scalar" not in meter.views:
+                continue
+            for trace, value in meter.scalars().items():
+                value = float(value)
+                if math.isnan(value):
+                    continue
+                self._best_modes[trace] = mode
+                old = self._best.get(trace)
+                if old is None or (value < old[0] if mode == "min" else value > old[0]):
+                    self._best[trace] = (value, step)
+
+    def _opts(self, plot: str) -> Mapping[str, Any]:
+        """The plot's opts, with each styled trace's ``display`` and its best value in its legend name, as
+        ``opts['traceopts']['plotly'][trace]`` (which Visdom's client applies to the trace of that name). The same
+        object while nothing changes (the run record declares a plot's opts only when they change)."""
+        spec = self._plots[plot]
+        meters = self._styled.get(plot)
+        if not meters:
+            return spec.opts
+        styles: dict[str, dict[str, Any]] = {}
+        for name in meters:
+            meter_spec = self._meter_specs[name]
+            style = trace_style(meter_spec.display, spec.type)
+            for trace in self._trace_names.get(name, (name,)):
+                styles[trace] = dict(style)
+                best = self._best.get(trace)
+                if best is not None:
+                    styles[trace]["name"] = f"{trace} (best {best[0]:.4g} @ {best[1]:g})"
+        key = repr(sorted(styles.items()))
+        cached = self._opts_cache.get(plot)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        given = dict(spec.opts)
+        traceopts = dict(given.get("traceopts") or {})
+        plotly = {**dict(traceopts.get("plotly") or {})}
+        for trace, style in styles.items():
+            plotly[trace] = {**dict(plotly.get(trace) or {}), **style}
+        opts = MappingProxyType({**given, "traceopts": {**traceopts, "plotly": plotly}})
+        self._opts_cache[plot] = (key, opts)
+        return opts
+
+    def best(self) -> dict[str, tuple[float, float]]:
+        """``{meter: (best value, step)}`` for the meters whose spec says ``best: min`` or ``best: max``, over
+        every ``log()`` so far (a meter with several series, e.g. ClassErrorMeter with topk=[1, 5], has one entry
+        per series: ``train_err@1``, ``train_err@5``). Also written to ``summary.json`` and shown in the legend.
+
+        Example:
+            >>> Stat.best()
+            {'test_loss': (0.213, 7)}
+        """
+        return dict(self._best)
 
     def value(self, keys: str | Iterable[str] | None = None) -> dict[str, Any]:
         """``{meter: value}`` as each meter's ``value()`` returns it (e.g. ``(mean, std)`` for averages)."""
@@ -444,9 +560,92 @@ class FlexLogger:
         else:
             self.run.release(self, list(self._plots))
 
+    # the experiment record: handed on to the run (flexlogger.experiment) ------------------------------------
+    def log_hparams(self, hparams: Mapping[str, Any] | Any) -> None:
+        """Record hyperparameters (a table window and ``hparams.json``); see :meth:`Run.log_hparams
+        <flexlogger.experiment.RecordCalls.log_hparams>`."""
+        self.run.log_hparams(hparams)
+
+    def log_text(self, name: str, text: str, step: float | None = None, expected: str | None = None) -> None:
+        """Show and store a text, with a word diff against ``expected``; see :meth:`Run.log_text
+        <flexlogger.experiment.RecordCalls.log_text>`."""
+        self.run.log_text(name, text, step, expected)
+
+    def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
+        """Show Markdown rendered and store it; see :meth:`Run.log_markdown
+        <flexlogger.experiment.RecordCalls.log_markdown>`."""
+        self.run.log_markdown(name, markdown, step)
+
+    def log_image(self, name: str, image: Any, step: float | None = None, boxes: Any = None,
+                  classes: Any = None, threshold: float | None = None) -> None:
+        """Show and store an image with bounding boxes; see :meth:`Run.log_image
+        <flexlogger.experiment.RecordCalls.log_image>`."""
+        self.run.log_image(name, image, step, boxes, classes, threshold)
+
+    def log_command(self, parser: Any, args: Any) -> str:
+        """Record the command line and the options; see :meth:`Run.log_command
+        <flexlogger.experiment.RecordCalls.log_command>`."""
+        return self.run.log_command(parser, args)
+
+    def log_summary(self, infos: Mapping[str, Any] | None = None, sections: Mapping[str, str] | None = None,
+                    repo: str | Path | None = None) -> dict[str, Any]:
+        """Record git, versions, host and your infos; see :meth:`Run.log_summary
+        <flexlogger.experiment.RecordCalls.log_summary>`."""
+        return self.run.log_summary(infos, sections, repo)
+
+    def print_table(self, header: Any, rows: Any) -> str:
+        """Print a table and append it to ``log.txt``; see :meth:`Run.print_table
+        <flexlogger.experiment.RecordCalls.print_table>`."""
+        return self.run.print_table(header, rows)
+
+    def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
+        """Print a line and append it to ``log.txt``; see :meth:`Run.println
+        <flexlogger.experiment.RecordCalls.println>`."""
+        self.run.println(fmt, *args, **kwargs)
+
+    def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
+        """As :meth:`println`, to stderr."""
+        self.run.eprintln(fmt, *args, **kwargs)
+
+    def progress(self, iterable: Iterable[Any], desc: str | None = None, total: int | None = None) -> Iterable[Any]:
+        """A tqdm bar whose start, end and duration go to ``log.txt``; see :meth:`Run.progress
+        <flexlogger.experiment.RecordCalls.progress>`."""
+        return self.run.progress(iterable, desc, total)
+
+    def save_model(self, model: Any, step: float | None = None, grads: bool = False) -> Path | None:
+        """Save the unwrapped state dict under the run folder; see :meth:`Run.save_model
+        <flexlogger.experiment.RecordCalls.save_model>`."""
+        return self.run.save_model(model, step, grads)
+
+    def save_obj(self, obj: Any, name: str, step: float | None = None) -> Path | None:
+        """Save a picklable object under the run folder; see :meth:`Run.save_obj
+        <flexlogger.experiment.RecordCalls.save_obj>`."""
+        return self.run.save_obj(obj, name, step)
+
+    @property
+    def disabled(self) -> bool:
+        """True while every logging call of the logger's run is a no-op (meters, ``value()`` and ``best()`` keep
+        working)."""
+        return self.run.disabled
+
+    def disable(self) -> None:
+        """Make every logging call a no-op until :meth:`enable` (the run's :meth:`~flexlogger.run.Run.disable`:
+        every logger of the run)."""
+        self.run.disable()
+
+    def enable(self) -> None:
+        """Log again after :meth:`disable` (the run's :meth:`~flexlogger.run.Run.enable`)."""
+        self.run.enable()
+
     # display -----------------------------------------------------------------------------------------------
     def table(self) -> str:
-        """A table of plots, their meters and the meters' current values."""
+        """A table of plots, their meters and the meters' current values; above it, with ``max_steps``, the run's
+        progress and ETA, and the best values of ``best`` meters."""
+        head = []
+        if self.run.max_steps:
+            head.append(self.run.status_line())
+        if self._best:
+            head.append("best: " + ", ".join(f"{t} {v:.4g} @ {s:g}" for t, (v, s) in self._best.items()))
         rows = []
         for plot, meters in self.get_definitions().items():
             spec = self._plots[plot]
@@ -455,7 +654,8 @@ class FlexLogger:
                 rows.append([plot if i == 0 else "", spec.type if i == 0 else "", name,
                              meter.kind if meter else "", meter.count if meter else "",
                              _format(meter) if meter else ""])
-        return tabulate(rows, headers=["plot", "type", "meter", "meter type", "adds", "value"])
+        table = tabulate(rows, headers=["plot", "type", "meter", "meter type", "adds", "value"])
+        return "\n".join([*head, table])
 
     def show(self) -> None:
         """Print :meth:`table` (returns None, so a notebook cell ending in ``Stat.show()`` shows it once)."""
@@ -486,6 +686,9 @@ def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | 
     listed = [names] if isinstance(names, str) else list(names)
     return FlexLogger.from_presets(*listed, phases=phases, preset_args=preset_args, **kwargs)
 
+
+# plot kinds whose traces a meter's `display` styles (and whose legend shows a `best` meter's best value)
+_STYLED_KINDS = frozenset({"line", "scatter", "curve"})
 
 # the shapes add() checks for a ValueMeter feeding these plot kinds (the number of dimensions each draws)
 _SHAPES: dict[str, tuple[int, ...]] = {"heatmap": (2,), "image": (2, 3)}

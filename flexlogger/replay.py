@@ -60,7 +60,7 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
         timeout: seconds to wait for the server to take every window.
         follow: keep drawing the lines appended to ``points.jsonl`` (by the run, or by any program: see the README
             for the line format), read every ``poll`` seconds, whole lines only, until the run is finished (its
-            ``summary.json`` exists) or ``stop`` is set.
+            ``summary.json`` says a status other than ``running``) or ``stop`` is set.
         poll: seconds between two reads of the record when following.
         stop: set it (from another thread) to end following.
         **sink_kwargs: passed to :class:`~flexlogger.sinks.visdom.VisdomSink` (e.g. ``max_points``).

@@ -31,6 +31,7 @@ from typing import Any
 
 from . import distributed as distributed_
 from .errors import ConfigError
+from .experiment import STATUS_PLOT, RecordCalls, check_max_steps
 from .options import SECRET, check_options, raise_problems
 from .sinks.base import Sink, Update
 from .sinks.record import RecordSink  # imported first: its atexit closer runs after the run's (LIFO)
@@ -44,7 +45,7 @@ def default_uid() -> str:
     return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
 
 
-class Run:
+class Run(RecordCalls):
     """A training run: where its points go, and its status.
 
     Args:
@@ -57,6 +58,8 @@ class Run:
         sinks: extra sinks that receive every update (anything with ``write``/``flush``/``close``).
         disabled: True makes the run write nothing (no folder, no thread, no server contacted) while the loggers'
             meters keep working. Default: disabled on ``torch.distributed`` ranks other than 0 (rank 0 draws).
+        max_steps: (keyword) the number of steps the run will log, counted from 0: progress and an ETA in a
+            ``run_status`` window and in ``summary.json`` (see :meth:`set_max_steps`).
         **visdom_options: the Visdom sender's options (``max_points``, ``min_interval``, ``timeout``,
             ``close_timeout``, ``save_every``, ``base_url``; see ``flexlogger.options``).
 
@@ -72,18 +75,22 @@ class Run:
     def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
                  server: str | None = "http://localhost", port: int = 8097, *, sinks: Iterable[Sink] = (),
                  disabled: bool | None = None, **visdom_options: Any) -> None:
+        max_steps = visdom_options.pop("max_steps", None)  # the run's, not the sender's: not in the option table
         self._init("Run()", {"env": env, "uid": uid, "log_dir": log_dir, "server": server, "port": port,
-                             "disabled": disabled, **visdom_options}, sinks)
+                             "disabled": disabled, **visdom_options}, sinks, max_steps)
 
     @classmethod
-    def _from_options(cls, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink] = ()) -> Run:
+    def _from_options(cls, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink] = (),
+                      max_steps: int | None = None) -> Run:
         """A run from already-gathered options, errors naming ``caller`` (a logger making its own run)."""
         run = cls.__new__(cls)
-        run._init(caller, options, sinks)
+        run._init(caller, options, sinks, max_steps)
         return run
 
-    def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink]) -> None:
-        raise_problems(caller, check_options(options, caller, owners=("run", "visdom")))
+    def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink], max_steps: int | None) -> None:
+        problems = check_options(options, caller, owners=("run", "visdom"))
+        problems += check_max_steps(max_steps)
+        raise_problems(caller, problems)
         given = dict(options)
         env = given.pop("env", "main")
         uid = given.pop("uid", None)
@@ -105,6 +112,8 @@ class Run:
         self.options: dict[str, Any] = {"env": env, "uid": uid, "server": server, "port": port, "log_dir": log_dir,
                                         "disabled": disabled, **{k: v for k, v in given.items() if k not in SECRET}}
         self.status = "running"
+        self.started = time.time()
+        self.max_steps: int | None = max_steps
         self.dir: Path | None = None
         self._pid = os.getpid()
         self._seq = 0
@@ -115,11 +124,30 @@ class Run:
         self._record: Any = None
         self._visdom: Any = None
         self._extra: list[Sink] = sinks
+        self._sink_options = given
+        self._opened = False
         if not self.disabled:
             self._open(log_dir, server, port, given)
         _open_runs.add(self)
 
+    def disable(self) -> None:
+        """Make every logging call of the run a no-op (``log()``, ``log_text()``, ``println()``, ...), until
+        :meth:`enable`. Meters, ``value()`` and ``best()`` keep working."""
+        self.disabled = True
+
+    def enable(self) -> None:
+        """Log again after :meth:`disable`. A run made with ``disabled=True`` opens its folder and its Visdom sender
+        now (the first time)."""
+        if self._closed:
+            raise ConfigError(f"enable(): run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
+        if not self._opened:
+            self._open(self.log_dir, self.server, self.port, self._sink_options)
+        self.disabled = False
+
     def _open(self, log_dir: str | Path | None, server: str | None, port: int, visdom_options: dict[str, Any]) -> None:
+        self._opened = True
+        if self.max_steps:
+            self.claim(self, [STATUS_PLOT])
         if log_dir is not None:
             self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
             self.dir = self._record.path
@@ -132,6 +160,8 @@ class Run:
                 if self._record is not None:
                     self._record.close()
                 raise
+        if self._record is not None:
+            self._write_status()  # summary.json says running from the start
 
     # the loggers' side -------------------------------------------------------------------------------------
     @property
@@ -178,8 +208,9 @@ class Run:
         if self._closed:
             raise ConfigError(f"run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
         sinks = self.sinks
-        if not sinks:
+        if not sinks or self.disabled:
             return
+        updates = list(updates)
         error: Exception | None = None
         for update in updates:
             for sink in sinks:
@@ -187,6 +218,7 @@ class Run:
                     sink.write(update)
                 except Exception as exc:
                     error = error or exc
+        self._note_updates(updates)  # the time of the last update, for the status in summary.json
         if error is not None:
             raise error
 
@@ -201,6 +233,8 @@ class Run:
         """Block until every update reached every sink (or ``timeout`` s passed); return how many are pending."""
         if self._pid != os.getpid():
             return 0
+        if not self.disabled and not self._closed:
+            self._write_status()  # summary.json: running, with the time of the last update
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = 0
         for sink in self.sinks:
@@ -222,14 +256,18 @@ class Run:
         if self._pid != os.getpid():
             self._closed = True
             return
-        self._closed = True
-        _open_runs.discard(self)
         self.status = status
         if error is not None:
             self._summary["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
             self._summary["traceback"] = "".join(traceback.format_exception(type(error), error,
                                                                             error.__traceback__))
         first: BaseException | None = None
+        try:
+            self._final_status()  # the status window, before the sinks close
+        except Exception as exc:
+            first = exc
+        self._closed = True
+        _open_runs.discard(self)
         for sink in [*reversed(self._extra), *([self._visdom] if self._visdom else [])]:
             try:
                 sink.close()
@@ -237,7 +275,8 @@ class Run:
                 first = first or exc
         if self._record is not None:  # last: its summary counts what the server did not get
             undelivered = self._visdom.pending() if self._visdom is not None else None
-            self._record.close(summary={"status": status, "undelivered": undelivered, **self._summary})
+            # summary.json: the status, error, best values, progress
+            self._record.close(summary={"undelivered": undelivered, **self.summary_fields()})
         if first is not None:
             raise first
 

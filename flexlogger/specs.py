@@ -6,6 +6,7 @@ so a config file with several problems can report them all (``flexlogger.config`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,7 +19,15 @@ from .registry import METERS, PLOTS, meter_args, meter_class, view_for
 
 PLOT_KEYS = ("type", "opts", "aggregate", "smooth")
 DRAWING_KEYS = ("aggregate", "smooth")  # line plots only; carried in the plot's opts to its sinks and record
-METER_KEYS = ("type", "target", "args")
+METER_KEYS = ("type", "target", "args", "best", "display")
+BEST_MODES = ("min", "max")
+DISPLAY_KEYS = ("dash", "color", "width", "marker")
+DASHES = ("solid", "dot", "dash", "longdash", "dashdot", "longdashdot")
+MARKERS = ("circle", "square", "diamond", "cross", "x", "triangle-up", "triangle-down", "triangle-left",
+           "triangle-right", "pentagon", "hexagon", "star", "hourglass", "bowtie")
+MAX_WIDTH = 20
+_COLOR = re.compile(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]+|"
+                    r"rgba?\(\s*\d+\s*,\s*\d+\s*,\s*\d+\s*(,\s*[0-9.]+\s*)?\)")
 
 
 @dataclass(frozen=True)
@@ -52,26 +61,35 @@ class PlotSpec:
 
 @dataclass(frozen=True)
 class MeterSpec:
-    """A meter: its ``type``, the plot(s) it feeds (``target``) and its constructor ``args``."""
+    """A meter: its ``type``, the plot(s) it feeds (``target``) and its constructor ``args``; optionally ``best``
+    (``'min'`` or ``'max'``: the logger tracks its best logged value and the step it came at) and ``display``
+    (the style of its line/scatter/curve traces: ``dash``, ``color``, ``width``, ``marker``)."""
 
     type: str
     target: tuple[str, ...]
     args: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    best: str | None = None
+    display: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "target": self.target[0] if len(self.target) == 1
                                else list(self.target)}
         if self.args:
             out["args"] = dict(self.args)
+        if self.best is not None:
+            out["best"] = self.best
+        if self.display:
+            out["display"] = dict(self.display)
         return out
 
 
-def _check_mapping(where: str, raw: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
+def _check_mapping(where: str, raw: Any, keys: tuple[str, ...], main: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    """``raw`` as a mapping of ``keys``; a non-mapping is refused naming the ``main`` keys (default: all)."""
     if isinstance(raw, (PlotSpec, MeterSpec)):
         raw = raw.to_dict()
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(keys)}, but got {type(raw).__name__} "
-                          f"{raw!r}")
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(main or keys)}, but got "
+                          f"{type(raw).__name__} {raw!r}")
     extra = sorted(set(raw) - set(keys), key=str)
     if extra:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; valid keys: {', '.join(keys)}")
@@ -111,6 +129,9 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     opts = _plain(raw.get("opts") or {})
     if not isinstance(opts, Mapping):
         raise ConfigError(f"{where}.opts: expected a mapping of Visdom options, but got {short_repr(opts)}")
+    if "html" in opts:  # reserved for the run's own windows, whose user text is escaped before it is drawn
+        raise ConfigError(f"{where}.opts.html: expected no `html`: text windows show what meters hold as text, "
+                          "escaped; for rendered text use log_markdown() or log_text()")
     if "legend" in opts:  # Visdom would name every trace of a line after its first entry
         raise ConfigError(f"{where}.opts.legend: expected no `legend`: a window's legend is the names of the meters "
                           "that feed it (e.g. train_err@1, train_err@5); name the meters as they should be shown")
@@ -150,7 +171,7 @@ def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
     """Validate a meter definition on its own (targets are checked against plots by :func:`check_targets`)."""
     where = where or f"meters.{name}"
     _check_name(where, name)
-    raw = _check_mapping(where, raw, METER_KEYS)
+    raw = _check_mapping(where, raw, METER_KEYS, METER_KEYS[:3])  # best and display: optional extras
     if "type" not in raw:
         raise ConfigError(f"{where}.type: missing; valid meter types: {', '.join(sorted(METERS))}")
     try:
@@ -171,7 +192,76 @@ def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:
     if unknown:
         raise ConfigError(f"{where}.args: unknown argument(s) {', '.join(map(repr, unknown))} for {raw['type']}; "
                           f"valid arguments: {', '.join(valid) or '(none)'}")
-    return MeterSpec(raw["type"], targets, MappingProxyType(_plain(args)))
+    best = raw.get("best")
+    if best is not None:
+        if best not in BEST_MODES:
+            raise ConfigError(f"{where}.best: expected 'min' or 'max' (is a lower or a higher value better?), but got "
+                              f"{short_repr(best, 60)}")
+        if "scalar" not in meter_class(raw["type"]).views:
+            raise ConfigError(f"{where}.best: a {raw['type']} has no scalar value to track; expected `best` only on "
+                              "a meter with a scalar value (AverageValueMeter, ClassErrorMeter, MSEMeter, ...)")
+    display = parse_display(f"{where}.display", raw.get("display"))
+    return MeterSpec(raw["type"], targets, MappingProxyType(_plain(args)), best, display)
+
+
+def parse_display(where: str, raw: Any) -> Mapping[str, Any]:
+    """Check a meter's ``display`` (its traces' style) and return it in the form plotly takes: ``color`` as a CSS
+    colour (an ``[r, g, b]`` list becomes ``'rgb(r,g,b)'``).
+
+    Raises:
+        ConfigError: not a mapping, an unknown key, or a value outside the valid ones (listed in the message).
+    """
+    if raw is None:
+        return MappingProxyType({})
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(DISPLAY_KEYS)}, but got "
+                          f"{type(raw).__name__} {short_repr(raw, 60)}")
+    unknown = sorted(str(k) for k in raw if k not in DISPLAY_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: "
+                          f"{', '.join(DISPLAY_KEYS)}")
+    out: dict[str, Any] = {}
+    if "dash" in raw:
+        if raw["dash"] not in DASHES:
+            raise ConfigError(f"{where}.dash: expected one of {', '.join(DASHES)}, but got {short_repr(raw['dash'])}")
+        out["dash"] = raw["dash"]
+    if "color" in raw:
+        color = _plain(raw["color"])
+        if isinstance(color, list) and len(color) == 3 and all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color):
+            color = f"rgb({color[0]},{color[1]},{color[2]})"
+        if not isinstance(color, str) or not _COLOR.fullmatch(color):
+            raise ConfigError(f"{where}.color: expected a CSS colour ('#1f77b4', 'rgb(31,119,180)', 'red') or "
+                              f"[r, g, b] with ints 0-255, but got {short_repr(raw['color'], 60)}")
+        out["color"] = color
+    if "width" in raw:
+        width = raw["width"]
+        if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0 < width <= MAX_WIDTH:
+            raise ConfigError(f"{where}.width: expected a line width in pixels, a number > 0 and <= {MAX_WIDTH}, but "
+                              f"got {short_repr(width, 60)}")
+        out["width"] = width
+    if "marker" in raw:
+        if raw["marker"] not in MARKERS:
+            raise ConfigError(f"{where}.marker: expected one of {', '.join(MARKERS)}, but got "
+                              f"{short_repr(raw['marker'], 60)}")
+        out["marker"] = raw["marker"]
+    return MappingProxyType(out)
+
+
+def trace_style(display: Mapping[str, Any], kind: str = "line") -> dict[str, Any]:
+    """A meter's ``display`` as the plotly trace fields Visdom's ``opts['traceopts']['plotly'][trace]`` takes
+    (Visdom's client updates each trace it draws with them, by the trace's name). On a ``scatter`` plot only the
+    marker and its colour apply."""
+    out: dict[str, Any] = {}
+    line = {k: display[k] for k in ("dash", "color", "width") if k in display}
+    if line and kind != "scatter":
+        out["line"] = line
+    if "marker" in display or (kind == "scatter" and "color" in display):
+        if kind != "scatter":
+            out["mode"] = "lines+markers"
+        out["marker"] = {"symbol": display.get("marker", "circle"), "size": 8,
+                         **({"color": display["color"]} if "color" in display else {})}
+    return out
 
 
 def check_targets(name: str, meter: MeterSpec, plots: Mapping[str, PlotSpec], where: str = "") -> None:

@@ -223,6 +223,40 @@ def test_a_smoothed_window_keeps_the_raw_trace_fainter(visdom_server: VisdomServ
     assert traces["test (smoothed)"]["line"]["color"] == "#ff7f0e"
 
 
+def test_a_smoothed_window_keeps_its_colours_and_templates_across_writes() -> None:
+    buffer = Buffer(max_points=64)
+    opts = {"smooth": 0.5}
+    buffer.write(Update("loss", "line", 0, {"a": 1.0, "b": 2.0}, opts, 1))
+    window = buffer.windows["loss"]
+    window.templates["a"] = {"kept": True}
+    buffer.write(Update("loss", "line", 1, {"a": 1.0, "b": 2.0}, dict(opts), 2))  # equal opts: nothing rebuilt
+    assert window.templates == {"a": {"kept": True}} and window.opts["series_colors"] == {"a": 0, "b": 1}
+    buffer.write(Update("loss", "line", 2, {"c": 1.0}, {**opts, "xlabel": "x"}, 3))  # new opts: colours kept
+    assert window.templates == {} and window.opts == {"smooth": 0.5, "xlabel": "x",
+                                                      "series_colors": {"a": 0, "b": 1, "c": 2}}
+
+
+def test_smoothing_and_boxes_take_a_meter_s_display_colour_and_best_legend(visdom_server: VisdomServer,
+                                                                           viz: visdom.Visdom, env: str) -> None:
+    plots = {"loss": {"type": "line", "smooth": 0.5}, "dense": {"type": "line", "aggregate": "candlestick"}}
+    meters = {"train": {"type": "ValueMeter", "target": "loss", "display": {"color": "#ff0000"}},
+              "test": {"type": "ValueMeter", "target": "loss", "best": "min"},
+              "d": {"type": "ValueMeter", "target": "dense", "best": "max", "display": {"color": "rgb(0, 128, 0)"}}}
+    with FlexLogger(plots, meters, env=env, port=visdom_server.port, log_dir=None) as stat:
+        for step, y in enumerate([3.0, 1.0, 2.0]):
+            stat.add({"train": y, "test": y + 1, "d": y})
+            stat.log(step)
+        traces = {t["name"]: t for t in window_data(viz, stat, "loss")}
+        (box,) = window_data(viz, stat, "dense")
+    assert traces["train"]["line"]["color"] == "rgba(255,0,0,0.35)"
+    assert traces["train (smoothed)"]["line"]["color"] == "#ff0000"
+    test = "test (best 2 @ 1)"  # the legend of a `best` meter: its raw trace, in the palette's second colour
+    assert traces[test]["line"]["color"] == "rgba(255,127,14,0.35)" and traces[test]["y"] == [4.0, 2.0, 3.0]
+    assert traces["test (smoothed)"]["line"]["color"] == "#ff7f0e"
+    assert box["name"] == "d (best 3 @ 0)" and box["line"]["color"] == "rgb(0, 128, 0)"
+    assert box["median"] == [3.0, 1.0, 2.0]
+
+
 def test_replay_redraws_candlesticks_from_the_record(visdom_server: VisdomServer, viz: visdom.Visdom,
                                                      tmp_path: Path, env: str) -> None:
     plots = {"loss": {"type": "line", "aggregate": "candlestick"}}

@@ -53,11 +53,11 @@ def make_run(root: Path, env: str, uid: str, run: int, steps: int, hparams: dict
              plots: dict[str, Any] | None = None) -> Path:
     with FlexLogger(plots or PLOTS, {m: s for m, s in METERS.items() if s["target"] in (plots or PLOTS)},
                     env=env, uid=uid, server=None, log_dir=root) as stat:
+        if hparams is not None:
+            stat.log_hparams(hparams)  # hparams.json, as a run writes it
         log_steps(stat, run, range(steps))
         path = stat.run.dir
     assert path is not None
-    if hparams is not None:
-        (path / "hparams.json").write_text(json.dumps(hparams))
     return path
 
 
@@ -73,7 +73,7 @@ def test_compare_two_runs_one_still_written_by_a_live_logger(visdom_server: Visd
     log_steps(live, 1, range(10))
     live.flush()
     assert live.run.dir is not None
-    (live.run.dir / "hparams.json").write_text(json.dumps({"hparams": {"lr": 0.01}}))
+    live.run.log_hparams({"lr": 0.01})
     results: list[Any] = []
     follower = threading.Thread(target=lambda: results.append(flexlogger.compare(
         [done, live.run.dir], env=env, port=visdom_server.port, follow=True, poll=0.05, min_interval=0.05)))
@@ -88,15 +88,15 @@ def test_compare_two_runs_one_still_written_by_a_live_logger(visdom_server: Visd
         follower.join(30)
     assert not follower.is_alive() and results
     result = results[0]
-    assert result.skipped == {"classes": "a bar plot; compare draws line and scatter plots"}
-    assert result.windows == {"acc": "compare_acc", "loss": "compare_loss", "hparams": "compare_hparams"}
+    assert result.skipped == {}  # the bar plot (and the runs' own hparams text window) are not compared
+    assert result.windows == {"acc": "compare_acc", "loss": "compare_loss"} and result.table_window == "compare__runs"
     assert result.points == 2 * 30 + 2 * 50 + 30 + 50
     drawn = traces(viz, env, "compare_loss")
     assert set(drawn) == {"a/train_loss", "a/test_loss", "b/train_loss", "b/test_loss"}
     assert drawn["a/train_loss"] == (list(range(30)), [loss(0, s) for s in range(30)])
     assert drawn["b/test_loss"] == (list(range(50)), [2 * loss(1, s) for s in range(50)])  # followed to the end
     assert traces(viz, env, "compare_acc")["b/test_acc"][1] == [acc(1, s) for s in range(50)]
-    table = json.loads(viz.get_window_data("compare_hparams", env))["content"]
+    table = json.loads(viz.get_window_data("compare__runs", env))["content"]
     assert "<td>a</td><td>0.1</td><td>sgd</td>" in table and "<td>b</td><td>0.01</td>" in table
     rows = {row["run"]: row for row in result.table.rows}
     assert rows["a"]["lr"] == 0.1 and rows["a"]["opt.name"] == "sgd" and rows["b"]["lr"] == 0.01
@@ -121,11 +121,14 @@ def test_the_hparams_table_rows_best_and_last_and_sorting(tmp_path: Path) -> Non
     assert "test_loss best" in by_loss.headers and by_loss.text().splitlines()[0].split()[:2] == ["run", "lr"]
 
 
-def test_a_meter_s_best_direction_comes_from_its_config(tmp_path: Path) -> None:
-    run = make_run(tmp_path, "e", "r", 0, 5)
-    config = json.loads((run / "config.json").read_text())
-    config["meters"]["train_loss"]["best"] = "max"  # as a meter spec's `best: max` is saved
-    (run / "config.json").write_text(json.dumps(config))
+def test_a_meter_s_best_direction_comes_from_its_spec(tmp_path: Path) -> None:
+    meters = {"train_loss": {**METERS["train_loss"], "best": "max"}}  # a loss whose best is its greatest
+    with FlexLogger({"loss": PLOTS["loss"]}, meters, env="e", uid="r", server=None, log_dir=tmp_path) as stat:
+        for step in range(5):
+            stat.add({"train_loss": loss(0, step)})
+            stat.log(step)
+        run = stat.run.dir
+    assert run is not None and json.loads((run / "config.json").read_text())["meters"]["train_loss"]["best"] == "max"
     table = hparams_table([run], meters=["train_loss"])
     assert table.best == {"train_loss": "max"} and table.rows[0]["train_loss best"] == loss(0, 0)
 
@@ -135,7 +138,7 @@ def test_runs_with_different_plots(visdom_server: VisdomServer, viz: visdom.Visd
     a = make_run(tmp_path, "e", "a", 0, 5)
     b = make_run(tmp_path, "e", "b", 1, 5, plots={"loss": {"type": "line"}})
     shared = flexlogger.compare([a, b], env=env, port=visdom_server.port)
-    assert set(shared.windows) == {"loss", "hparams"} and shared.skipped == {}
+    assert set(shared.windows) == {"loss"} and shared.skipped == {}
     only_a = flexlogger.compare([a, b], plots=["acc"], names=["one", "two"], env=env, port=visdom_server.port)
     assert only_a.traces == {"acc": ["one/test_acc"]}
     assert set(traces(viz, env, "compare_acc")) == {"one/test_acc"}
@@ -263,3 +266,14 @@ def test_replay_follow_ends_when_the_run_finishes(visdom_server: VisdomServer, v
     thread.join(30)
     assert results and results[0].updates == 20
     assert traces(viz, env, "live_loss")["train_loss"] == (list(range(20)), [1.0, *map(float, range(1, 20))])
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("{not json", r"hparams\.json: expected a JSON object of hyperparameters, but it is not JSON \("),
+    ("[1, 2]", r"hparams\.json: expected a JSON object of hyperparameters, but got list$"),
+])
+def test_a_damaged_hparams_file_is_an_error_naming_it(tmp_path: Path, text: str, match: str) -> None:
+    run = make_run(tmp_path, "e", "r", 0, 2)
+    (run / "hparams.json").write_text(text)
+    with pytest.raises(RecordError, match=match):
+        hparams_table([run])

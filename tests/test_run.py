@@ -234,3 +234,10 @@ def test_a_password_is_never_written(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^FlexLogger\(\): password: expected a non-empty string, or None .*, but "
                                           r"got \(hidden\)$"):
         FlexLogger(LOSS, TRAIN, password=12345)
+
+
+def test_a_plot_spec_cannot_ask_for_raw_html() -> None:
+    """``opts.html`` draws a text window unescaped: only the run's own calls (which escape user text) set it."""
+    with pytest.raises(ConfigError, match=r"^FlexLogger\(\): plots.t.opts.html: expected no `html`: text windows show "
+                                          r"what meters hold as text, escaped"):
+        FlexLogger({"t": {"type": "text", "opts": {"html": True}}}, {}, server=None, log_dir=None)

@@ -161,6 +161,8 @@ class Window:
     smooth: float | None = None  # the smoothing weight (line windows whose spec says so)
     series: dict[str, BoxSeries] = field(default_factory=dict)  # aggregate: every point of each raw trace
     boxed: bool = False  # drawn as boxes (candlestick, or auto past max_points)
+    colors: dict[str, int] = field(default_factory=dict)  # smooth: each series' colour index (see render)
+    given: Mapping[str, Any] | None = None  # the opts as the updates give them (``opts`` may add the colours)
 
     def __post_init__(self) -> None:
         if self.kind == "line":
@@ -168,8 +170,16 @@ class Window:
             self.aggregate = aggregate if isinstance(aggregate, str) else None
             self.smooth = float(weight) if isinstance(weight, (int, float)) and 0 < weight < 1 else None
             self.boxed = self.aggregate == "candlestick"
-            if self.smooth is not None:  # each series' colour, shared with its smoothed trace (see render)
-                self.opts = {**self.opts, COLORS_KEY: {}}
+        self.set_opts(self.opts)
+
+    def new_opts(self, opts: Mapping[str, Any]) -> bool:
+        """Whether ``opts`` differ from the opts the window was given last."""
+        return opts is not self.given and opts != self.given
+
+    def set_opts(self, opts: Mapping[str, Any]) -> None:
+        """Take ``opts`` (a smoothed window adds its series' colours, shared with their smoothed traces)."""
+        self.given = opts
+        self.opts = {**opts, COLORS_KEY: self.colors} if self.smooth is not None else opts
 
     @property
     def has_content(self) -> bool:
@@ -232,6 +242,10 @@ class Buffer:
         window = self.windows.get(update.plot)
         if window is None or window.kind != update.kind:
             window = self.windows[update.plot] = Window(update.plot, update.kind, update.opts)
+        elif window.new_opts(update.opts):  # e.g. a legend with a new best value
+            window.set_opts(update.opts)
+            window.templates.clear()
+            window.per_point = False
         if update.kind in APPEND_KINDS:
             self._append(window, update)
         elif window.latest is None or window.latest.data.keys() <= update.data.keys():
@@ -250,8 +264,7 @@ class Buffer:
             if trace is None:
                 trace = traces[name] = Trace()
                 if window.smooth is not None:
-                    colors = window.opts[COLORS_KEY]
-                    colors[name] = len(colors)
+                    window.colors[name] = len(window.colors)
             y = float(value)
             if y - y != 0:  # NaN or +-inf
                 self.nonfinite += 1

@@ -148,10 +148,38 @@ def trace_style(opts: Mapping[str, Any], name: str, trace: dict[str, Any]) -> No
     smoothed = name.endswith(SMOOTHED_SUFFIX)
     base = name[: -len(SMOOTHED_SUFFIX)] if smoothed else name
     colors = opts.get(COLORS_KEY) or {}
-    index = colors.get(base, len(colors))
-    shade = color(index) if smoothed else color(index, RAW_OPACITY)
+    shade = series_color(opts, base, colors.get(base, len(colors)), 1.0 if smoothed else RAW_OPACITY)
     trace["line"] = {**trace.get("line", {}), "color": shade}
     trace["marker"] = {**trace.get("marker", {}), "color": shade}
+
+
+def series_color(opts: Mapping[str, Any], name: str, index: int, alpha: float = 1.0) -> str:
+    """The colour of series ``name``: its meter's ``display`` colour (``opts.traceopts.plotly[name]``) when it has
+    one, else the palette's ``index``; with ``alpha`` (a ``#rgb``, ``#rrggbb`` or ``rgb()`` colour; a named one
+    stays as it is)."""
+    style = ((opts.get("traceopts") or {}).get("plotly") or {}).get(name) or {}
+    given = (style.get("line") or {}).get("color") or (style.get("marker") or {}).get("color")
+    if not isinstance(given, str):
+        return color(index, alpha)
+    if alpha >= 1:
+        return given
+    text = given.strip()
+    if re.fullmatch(r"#[0-9a-fA-F]{3}", text):
+        text = "#" + "".join(c * 2 for c in text[1:])
+    if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        r, g, b = (int(text[i:i + 2], 16) for i in (1, 3, 5))
+        return f"rgba({r},{g},{b},{alpha:g})"
+    found = re.fullmatch(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*[0-9.]+\s*)?\)", text)
+    if found:
+        return f"rgba({found[1]},{found[2]},{found[3]},{alpha:g})"
+    return given
+
+
+def series_name(opts: Mapping[str, Any], name: str) -> str:
+    """The legend name of series ``name`` (a ``best`` meter's shows its best value: ``opts.traceopts``)."""
+    style = ((opts.get("traceopts") or {}).get("plotly") or {}).get(name) or {}
+    shown = style.get("name")
+    return shown if isinstance(shown, str) else name
 
 
 def encode_xs(values: Sequence[float]) -> list[str]:
@@ -240,9 +268,16 @@ def render_image(builder: Any, win: str, env: str, update: Update) -> dict[str, 
 
 
 def render_text(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
-    """A table of each meter's latest text, shown as written."""
-    rows = "".join(f"<tr><td><b>{as_html(n)}</b></td><td>{as_html(v)}</td></tr>" for n, v in update.data.items())
-    msg, _ = builder.text(f"<table>{rows}</table>", win=win, env=env, opts=options(update.plot, update.opts))
+    """A table of each meter's latest text, shown as written (escaped). A window made by a run's own calls
+    (``log_text``, ``log_markdown``, ...) carries ``opts['html'] = True``: its one value is HTML in which every piece
+    of user text was escaped already, drawn as it is (a user's plot spec cannot set ``html``: see ``specs``)."""
+    opts = dict(update.opts)
+    if opts.pop("html", False) is True:
+        body = "".join(map(str, update.data.values()))
+    else:
+        body = "<table>" + "".join(f"<tr><td><b>{as_html(n)}</b></td><td>{as_html(v)}</td></tr>"
+                                   for n, v in update.data.items()) + "</table>"
+    msg, _ = builder.text(body, win=win, env=env, opts=options(update.plot, opts))
     return scrub(dict(msg))
 
 
@@ -261,9 +296,10 @@ def render_candlesticks(builder: Any, win: str, env: str, window: Candlesticks) 
     msg = render_traces(builder, win, env, window.plot, "line", opts, lines)
     data: list[dict[str, Any]] = []
     for name, boxes in window.boxes.items():
+        shade = series_color(window.opts, name, colors[name])
         data.append({
-            "type": "box", "name": name, "marker": {"color": color(colors[name])},
-            "line": {"color": color(colors[name])}, "x": [b.x for b in boxes], "lowerfence": [b.lo for b in boxes],
+            "type": "box", "name": series_name(window.opts, name), "marker": {"color": shade},
+            "line": {"color": shade}, "x": [b.x for b in boxes], "lowerfence": [b.lo for b in boxes],
             "q1": [b.q1 for b in boxes], "median": [b.median for b in boxes], "q3": [b.q3 for b in boxes],
             "upperfence": [b.hi for b in boxes], "boxpoints": False, "hoverinfo": "x+y+text",
             "text": [f"steps {b.first:g}-{b.last:g}: {b.count} point(s)" + (f", {b.nonfinite} NaN/Inf"

@@ -1,0 +1,439 @@
+"""The experiment-record calls: hyperparameters, text, markdown, images, the command, the summary, printing,
+progress bars, models and objects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from tabulate import tabulate
+
+from .. import images
+from ..errors import short_repr
+from ..textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
+from .command import command_line, option_rows
+from .common import (
+    HPARAMS_FILE,
+    HPARAMS_PLOT,
+    LOG_FILE,
+    SUMMARY_PLOT,
+    RecordCallError,
+    T,
+    as_mapping,
+    cell,
+    check_keys,
+    check_name,
+    check_step,
+    check_text,
+    duration,
+    flatten,
+    iso,
+    jsonable,
+    merge,
+    safe_name,
+    step_suffix,
+    type_error,
+)
+from .environment import git_info
+from .models import save_torch, unwrap_model
+from .status import StatusCalls
+
+
+class RecordCalls(StatusCalls):
+    """The experiment-record calls of a :class:`~flexlogger.run.Run` (see :mod:`flexlogger.experiment`)."""
+
+    # hyperparameters ---------------------------------------------------------------------------------------
+    def log_hparams(self, hparams: Mapping[str, Any] | argparse.Namespace | Any) -> None:
+        """Record hyperparameters: a table window ``hparams`` (nested keys as ``optim.lr``) and ``hparams.json``.
+
+        Args:
+            hparams: a dict (nested dicts allowed), an ``argparse.Namespace`` or a dataclass instance. Values
+                that are not JSON (a path, ``torch.float32``, a function) are stored as their ``str()``; tensors
+                and arrays as lists. Several calls merge: later values win, nested dicts key by key.
+
+        Raises:
+            RecordCallTypeError: ``hparams`` is not a mapping, a Namespace or a dataclass, or a key is not a
+                non-empty string.
+
+        Example:
+            >>> run.log_hparams({'lr': 0.1, 'optim': {'name': 'adam', 'betas': [0.9, 0.999]}})
+        """
+        if self.disabled:
+            return
+        call = "log_hparams()"
+        self._check_open(call)
+        given = as_mapping(call, "hparams", hparams)
+        check_keys(call, "hparams", given)
+        state = self._record_state()
+        state["hparams"] = merge(state["hparams"], jsonable(given))
+        everything: dict[str, Any] = state["hparams"]
+        self._file(HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
+        self._draw(HPARAMS_PLOT, "text", {k: cell(v) for k, v in flatten(everything).items()}, None)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The hyperparameters logged so far (as stored in ``hparams.json``)."""
+        return json.loads(json.dumps(self._record_state()["hparams"]))
+
+    # text, markdown, images ----------------------------------------------------------------------------------
+    def log_text(self, name: str, text: str, step: float | None = None, expected: str | None = None) -> None:
+        """Show ``text`` in the window ``name`` and store it as ``text/<name>-<step>.txt``.
+
+        Args:
+            name: the window (and file) name.
+            text: the text, shown as written (HTML special characters escaped, line breaks kept).
+            step: the step it belongs to (None: no step in the file name; a later call replaces the file).
+            expected: the text it should have been: the window shows a word-level diff against it (deletions
+                struck through in red, insertions in green) and ``text/<name>-<step>.diff.txt`` holds it marked as
+                ``[-deleted-]`` and ``{+inserted+}``.
+
+        Raises:
+            RecordCallError: a bad name, text, expected or step.
+        """
+        if self.disabled:
+            return
+        call = "log_text()"
+        self._check_open(call)
+        name = check_name(call, name)
+        text = check_text(call, "text", text)
+        if expected is not None:
+            expected = check_text(call, "expected", expected)
+        step = check_step(call, step)
+        base = f"text/{safe_name(name)}{step_suffix(step)}"
+        self._file(base + ".txt", text)
+        if expected is None:
+            self._draw(name, "text", {name: text}, step)
+            return
+        ops = word_diff(expected, text)
+        self._file(base + ".diff.txt", diff_text(ops))
+        self._draw_html(name, pre(diff_html(ops)), step)
+
+    def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
+        """Show Markdown rendered in the window ``name`` and store it as ``text/<name>-<step>.md``.
+
+        Raw HTML in ``markdown`` is shown as text, never run (see :func:`flexlogger.textdiff.markdown_html`).
+
+        Raises:
+            RecordCallError: a bad name, markdown or step.
+        """
+        if self.disabled:
+            return
+        call = "log_markdown()"
+        self._check_open(call)
+        name = check_name(call, name)
+        markdown = check_text(call, "markdown", markdown)
+        step = check_step(call, step)
+        self._file(f"text/{safe_name(name)}{step_suffix(step)}.md", markdown)
+        self._draw_html(name, markdown_html(markdown), step)
+
+    def log_image(self, name: str, image: Any, step: float | None = None, boxes: Sequence[Mapping[str, Any]] |
+                  None = None, classes: Sequence[str] | None = None, threshold: float | None = None) -> None:
+        """Show an image in the window ``name``, with bounding boxes drawn on it, and store it as
+        ``images/<name>-<step>.png`` (the boxes: ``images/<name>-<step>.json``).
+
+        Args:
+            name: the window (and file) name.
+            image: a tensor or numpy array (H x W, C x H x W or H x W x C; floats in [0, 1] or integers in
+                [0, 255]) or a PIL image; see :mod:`flexlogger.images`.
+            step: the step it belongs to.
+            boxes: dicts ``{'xStart', 'yStart', 'xEnd', 'yEnd', 'className', 'probability'}`` in pixels
+                (``className`` and ``probability`` optional): each is drawn with its class's colour, its class
+                name and its probability.
+            classes: the valid class names (``className`` may then also be an index into them); each class keeps
+                its colour across images.
+            threshold: boxes whose probability is below it are left out of the drawing (the JSON file lists them
+                under ``left_out``).
+
+        Raises:
+            ImageInputError: not an image, bad values, a malformed box, a box outside the image, an unknown class.
+        """
+        if self.disabled:
+            return
+        call = "log_image()"
+        self._check_open(call)
+        name = check_name(call, name)
+        step = check_step(call, step)
+        rgb = images.to_rgb(call, image)
+        height, width = rgb.shape[:2]
+        shown, left_out, names = images.check_boxes(call, boxes, classes, threshold, width, height)
+        drawn = images.draw_boxes(rgb, shown, names) if shown else rgb
+        base = f"images/{safe_name(name)}{step_suffix(step)}"
+        self._file(base + ".png", images.png_bytes(drawn))
+        if boxes is not None:
+            self._file(base + ".json", json.dumps({"width": width, "height": height, "classes": names,
+                                                   "threshold": threshold, "boxes": shown, "left_out": left_out},
+                                                  indent=2) + "\n")
+        self._draw(name, "image", {name: drawn}, step)
+
+    # the command, the summary ----------------------------------------------------------------------------------
+    def log_command(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+        """Record how to run the experiment again: the command line that gives back ``args`` and a table of every
+        option with its value and default; a window ``command`` and ``command.md``.
+
+        Returns:
+            The command line (``python train.py --lr=0.1 ...``), empty on a disabled run.
+
+        Raises:
+            RecordCallTypeError: ``parser`` is not an ``argparse.ArgumentParser`` or ``args`` not an
+                ``argparse.Namespace``.
+        """
+        if self.disabled:
+            return ""
+        call = "log_command()"
+        self._check_open(call)
+        if not isinstance(parser, argparse.ArgumentParser):
+            raise type_error(call, "parser", "an argparse.ArgumentParser", parser)
+        if not isinstance(args, argparse.Namespace):
+            raise type_error(call, "args", "an argparse.Namespace (what parser.parse_args() returns)", args)
+        script = sys.argv[0] if sys.argv and sys.argv[0] else parser.prog
+        command = shlex.join(["python", script, *command_line(parser, args)])
+        rows = option_rows(parser, args)
+        text = "\n\n".join([
+            "# Command", fenced(command, "bash"),
+            f"Started as: `{shlex.join(sys.argv)}`" if sys.argv else "",
+            "## Options", markdown_table(["option", "value", "default", "changed"], rows)]) + "\n"
+        self._file("command.md", text)
+        self._draw_html("command", markdown_html(text), None)
+        return command
+
+    def log_summary(self, infos: Mapping[str, Any] | None = None, sections: Mapping[str, str] | None = None,
+                    repo: str | Path | None = None) -> dict[str, Any]:
+        """Record what the run is: the git commit, branch and diff of a dirty tree (when ``repo``, by default the
+        current folder, is in a git repository), the Python, torch and flexlogger versions, the host, the start
+        time and the command, plus your ``infos`` (a table) and ``sections`` (title -> Markdown); a window
+        ``summary`` and ``summary.md``.
+
+        Returns:
+            What was gathered (``{'started', 'host', 'python', 'torch', 'flexlogger', 'command', 'git', 'infos'}``;
+            ``git`` is None outside a repository); empty on a disabled run.
+
+        Raises:
+            RecordCallTypeError: ``infos`` or ``sections`` is not a mapping of strings, a section is not a str.
+        """
+        if self.disabled:
+            return {}
+        call = "log_summary()"
+        self._check_open(call)
+        infos = {} if infos is None else as_mapping(call, "infos", infos)
+        check_keys(call, "infos", infos)
+        if sections is None:
+            sections = {}
+        if not isinstance(sections, Mapping):
+            raise type_error(call, "sections", "a dict of title -> Markdown text", sections)
+        for title, body in sections.items():
+            check_name(call, title, "sections' titles")
+            check_text(call, f"sections[{title!r}]", body)
+        from .. import __version__
+
+        where = Path(repo) if repo is not None else Path.cwd()
+        git = git_info(where)
+        facts: dict[str, Any] = {
+            "env": self.env, "uid": self.uid, "started": iso(self.started), "host": socket.gethostname(),
+            "python": platform.python_version(), "torch": torch.__version__, "flexlogger": __version__,
+            "command": shlex.join(sys.argv), "git": git, "infos": jsonable(infos)}
+        rows: list[list[Any]] = [["run", f"{self.env}/{self.uid}"], ["started", facts["started"]],
+                                 ["host", facts["host"]], ["python", facts["python"]], ["torch", facts["torch"]],
+                                 ["flexlogger", facts["flexlogger"]], ["command", facts["command"]]]
+        if git is None:
+            rows.append(["git", f"not a git repository: {where}"])
+        else:
+            changed = len(git["changed"])
+            rows += [["git commit", git["commit"] or "(no commit yet)"], ["git branch", git["branch"]],
+                     ["git status", f"dirty: {changed} file(s) changed or untracked" if git["dirty"] else "clean"]]
+        parts = [f"# Summary of run {self.env}/{self.uid}", markdown_table(["", ""], rows)]
+        if infos:
+            parts += ["## Infos", markdown_table(["key", "value"],
+                                                 [[k, cell(v)] for k, v in flatten(jsonable(infos)).items()])]
+        for title, body in sections.items():
+            parts += [f"## {title}", body]
+        if git is not None and git["dirty"]:
+            parts += ["## Git diff", fenced(git["diff"] or "(no change to tracked files)", "diff")]
+            if git["untracked"]:
+                parts += ["Untracked files: " + ", ".join(f"`{f}`" for f in git["untracked"])]
+        text = "\n\n".join(parts) + "\n"
+        self._file("summary.md", text)
+        self._draw_html(SUMMARY_PLOT, markdown_html(text), None)
+        return facts
+
+    # printing, progress --------------------------------------------------------------------------------------
+    def _log_lines(self, text: str, stream: IO[str], tag: str = "") -> None:
+        print(text, file=stream, flush=True)
+        if self.dir is None:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        lines = "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""]))
+        fd = os.open(self.dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, lines.encode("utf-8"))  # one write: lines from two threads do not interleave
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _format(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        if not args and not kwargs:
+            return str(fmt)
+        if not isinstance(fmt, str):
+            raise type_error(call, "fmt", "a format string when arguments are given", fmt)
+        try:
+            return fmt.format(*args, **kwargs)
+        except (IndexError, KeyError, ValueError) as exc:
+            raise RecordCallError(f"{call}: expected `fmt` {fmt!r} to take the arguments given "
+                                  f"({len(args)} positional, keywords {sorted(kwargs) or 'none'}), but formatting "
+                                  f"failed: {type(exc).__name__}: {exc}") from None
+
+    def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
+        """Print a line to stdout and append it to the run's ``log.txt`` (with the time).
+
+        ``fmt.format(*args, **kwargs)`` when arguments are given, else ``str(fmt)`` (braces in a plain message
+        are kept). Example: ``run.println('epoch {} loss {:.3f}', epoch, loss)``.
+        """
+        if self.disabled:
+            return
+        self._log_lines(self._format("println()", fmt, args, kwargs), sys.stdout)
+
+    def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
+        """As :meth:`println`, to stderr; the line in ``log.txt`` is tagged ``[stderr]``."""
+        if self.disabled:
+            return
+        self._log_lines(self._format("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
+
+    def print_table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+        """Print a table (tabulate; ``None`` shown as ``-``) and append it to ``log.txt``; return it.
+
+        Raises:
+            RecordCallTypeError: ``header`` is not a list of column names, or ``rows`` not a list of rows.
+            RecordCallError: a row has another number of cells than the header.
+        """
+        if self.disabled:
+            return ""
+        call = "print_table()"
+        if isinstance(header, (str, bytes)) or not isinstance(header, Sequence):
+            raise type_error(call, "header", "a list of column names", header)
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            raise type_error(call, "rows", "a list of rows (each a list of cells)", rows)
+        table: list[list[Any]] = []
+        for i, row in enumerate(rows):
+            if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
+                raise type_error(call, f"rows[{i}]", "a list of cells", row)
+            if len(row) != len(header):
+                raise RecordCallError(f"{call}: expected `rows[{i}]` to have {len(header)} cells (one per column of "
+                                      f"`header`), but got {len(row)}: {short_repr(list(row), 80)}")
+            table.append(list(row))
+        text = tabulate(table, headers=list(header), missingval="-")
+        self._log_lines(text, sys.stdout)
+        return text
+
+    def progress(self, iterable: Iterable[T], desc: str | None = None, total: int | None = None) -> Iterable[T]:
+        """``iterable`` with a tqdm progress bar; its start, end (or where it stopped) and duration are written
+        to ``log.txt``. On a disabled run: ``iterable`` itself, no bar.
+
+        Example:
+            >>> for x, y in run.progress(loader, desc='epoch 3'): ...
+
+        Raises:
+            RecordCallTypeError: ``iterable`` is not iterable, ``desc`` not a str, ``total`` not an int >= 0.
+        """
+        if self.disabled:
+            return iterable
+        call = "progress()"
+        if not isinstance(iterable, Iterable):
+            raise type_error(call, "iterable", "an iterable (a list, a range, a DataLoader, ...)", iterable)
+        if desc is not None and not isinstance(desc, str):
+            raise type_error(call, "desc", "a str or None", desc)
+        if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
+            raise type_error(call, "total", "an int >= 0 or None", total)
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        return self._progress(iterable, desc, total)
+
+    def _progress(self, iterable: Iterable[T], desc: str | None, total: int | None) -> Iterator[T]:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as exc:  # pragma: no cover - tqdm is a dependency
+            raise RecordCallError("progress(): needs tqdm; install it with `pip install tqdm`") from exc
+        what = f"progress {desc!r}" if desc else "progress"
+        of = f" of {total}" if total is not None else ""
+        self._log_file_line(f"{what}: start ({total if total is not None else 'unknown'} items)")
+        start = time.monotonic()
+        done = 0
+        finished = False
+        bar = tqdm(iterable, desc=desc, total=total)
+        try:
+            for item in bar:
+                yield item
+                done += 1
+            finished = True
+        finally:
+            bar.close()
+            took = duration(time.monotonic() - start)
+            self._log_file_line(f"{what}: end after {done}{of} items in {took}" if finished else
+                                f"{what}: stopped after {done}{of} items in {took}")
+
+    def _log_file_line(self, text: str) -> None:
+        if self.dir is None or self.disabled:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        fd = os.open(self.dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, f"{stamp} {text}\n".encode())
+        finally:
+            os.close(fd)
+
+    # models and objects ----------------------------------------------------------------------------------------
+    def save_model(self, model: torch.nn.Module, step: float | None = None, grads: bool = False) -> Path | None:
+        """Save the model's state dict as ``models/model-<step>.pt`` (``models/model.pt`` without a step),
+        unwrapped from ``DataParallel``, ``DistributedDataParallel`` and ``torch.compile``, so that it loads into
+        the bare model: ``model.load_state_dict(torch.load(path))``. With ``grads=True`` the parameters' gradients
+        go to ``models/model-<step>.grads.pt`` (``{name: grad}``).
+
+        Returns:
+            The path, or None on a disabled run or a run without a folder (``log_dir=None``).
+
+        Raises:
+            RecordCallTypeError: ``model`` is not a ``torch.nn.Module``, a bad step or ``grads``.
+        """
+        if self.disabled:
+            return None
+        call = "save_model()"
+        if not isinstance(model, torch.nn.Module):
+            raise type_error(call, "model", "a torch.nn.Module", model)
+        if not isinstance(grads, bool):
+            raise type_error(call, "grads", "True or False", grads)
+        step = check_step(call, step)
+        if self.dir is None:
+            return None
+        bare = unwrap_model(model)
+        path = save_torch(call, "model", bare.state_dict(), self.dir / "models" / f"model{step_suffix(step)}.pt")
+        if grads:
+            gradients = {n: p.grad for n, p in bare.named_parameters() if p.grad is not None}
+            save_torch(call, "model", gradients, self.dir / "models" / f"model{step_suffix(step)}.grads.pt")
+        return path
+
+    def save_obj(self, obj: Any, name: str, step: float | None = None) -> Path | None:
+        """Save any picklable object with ``torch.save`` as ``objects/<name>-<step>.pt`` (load it with
+        ``torch.load(path, weights_only=False)``).
+
+        Returns:
+            The path, or None on a disabled run or a run without a folder.
+
+        Raises:
+            RecordCallError: ``obj`` cannot be pickled (nothing is written); a bad name or step.
+        """
+        if self.disabled:
+            return None
+        call = "save_obj()"
+        name = check_name(call, name)
+        step = check_step(call, step)
+        if self.dir is None:
+            return None
+        return save_torch(call, "obj", obj, self.dir / "objects" / f"{safe_name(name)}{step_suffix(step)}.pt")

@@ -1,0 +1,215 @@
+"""Names, errors and small helpers shared by the experiment-record calls."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import numbers
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import FlexLoggerError, short_repr
+
+HPARAMS_PLOT = "hparams"
+HPARAMS_FILE = "hparams.json"
+STATUS_PLOT = "run_status"
+SUMMARY_PLOT = "run_summary"
+SUMMARY_FILE = "summary.json"
+LOG_FILE = "log.txt"
+HTML_OPT = "html"
+"""A ``text`` window whose opts hold ``html: True`` shows its one value as HTML (made by this module, every piece
+of user text escaped) instead of the escaped table of values."""
+STATUS_EVERY = 1.0
+"""Seconds between two rewrites of ``summary.json`` (and the status window) while a run is running; ``flush()``
+and ``close()`` write them at once."""
+T = TypeVar("T")
+
+
+class RecordCallError(FlexLoggerError, ValueError):
+    """An experiment-record call got a bad value (the message names the call, the argument, what was expected and
+    what came)."""
+
+
+class RecordCallTypeError(RecordCallError, TypeError):
+    """An experiment-record call got a value of the wrong type."""
+
+
+def type_error(call: str, arg: str, expected: str, got: Any) -> RecordCallTypeError:
+    """``log_text(): expected `text` to be a str, but got int 5``."""
+    return RecordCallTypeError(f"{call}: expected `{arg}` to be {expected}, but got {type(got).__name__} "
+                               f"{short_repr(got, 120)}")
+
+
+def write_file(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (a reader sees
+    the old file or the new one, never half of one). Makes the parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]+")
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one file name: characters other than letters, digits and ``_.@+=-`` become ``_``, and a leading
+    dot too (``../x`` -> ``_.._x`` never leaves the folder)."""
+    out = _UNSAFE.sub("_", name)
+    return "_" + out if out.startswith(".") or not out else out
+
+
+def step_suffix(step: float | None) -> str:
+    """The part of a file name that names the step: ``-7``, ``-0.5``; nothing without a step."""
+    if step is None:
+        return ""
+    return f"-{int(step)}" if float(step).is_integer() else f"-{step:g}"
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data: numbers, strings, bools, None, lists and dicts as they are; numpy and 0-d torch
+    numbers as numbers; arrays and tensors as lists; tuples and sets as lists; paths, enums and any other object as
+    its ``str()`` (a hyperparameter such as ``torch.float32`` or a loss function is shown as it prints)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((jsonable(v) for v in value), key=repr)
+    if hasattr(value, "tolist") and hasattr(value, "shape"):  # numpy arrays, torch tensors
+        return jsonable(value.tolist())
+    return str(value)
+
+
+def as_mapping(call: str, arg: str, value: Any) -> dict[str, Any]:
+    """A dict from a mapping, an ``argparse.Namespace`` or a dataclass instance (``log_hparams(args)``)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, argparse.Namespace):
+        return dict(vars(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise type_error(call, arg, "a dict (nested dicts allowed), an argparse.Namespace or a dataclass instance",
+                     value)
+
+
+def check_keys(call: str, arg: str, value: Mapping[Any, Any], path: str = "") -> None:
+    """Every key of a nested mapping is a non-empty string (the keys become file fields and table rows)."""
+    for key, item in value.items():
+        where = f"{arg}{path}[{key!r}]"
+        if not isinstance(key, str) or not key:
+            raise RecordCallTypeError(f"{call}: expected the keys of `{arg}` to be non-empty strings, but got "
+                                      f"{type(key).__name__} {short_repr(key, 60)} at {where}")
+        if isinstance(item, Mapping):
+            check_keys(call, arg, item, f"{path}[{key!r}]")
+
+
+def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'optim': {'lr': 0.1}}`` -> ``{'optim.lr': 0.1}`` (an empty nested dict stays as one row, ``{}``)."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, Mapping) and item:
+            out.update(flatten(item, name + "."))
+        else:
+            out[name] = item
+    return out
+
+
+def merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` over ``old``, nested dicts merged key by key."""
+    out = dict(old)
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def cell(value: Any) -> str:
+    """A hyperparameter as shown in the table window: JSON for lists and dicts, ``None`` as ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def check_max_steps(value: Any) -> list[str]:
+    """The problems of a ``max_steps`` option (none or one)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return []
+    return [f"max_steps: expected a positive int (the number of steps the run will log) or None, but got "
+            f"{short_repr(value, 60)}"]
+
+
+def check_name(call: str, name: Any, arg: str = "name") -> str:
+    """A window or file name: a non-empty string."""
+    if not isinstance(name, str) or not name.strip():
+        raise type_error(call, arg, "a non-empty string", name) if not isinstance(name, str) else RecordCallError(
+            f"{call}: expected `{arg}` to be a non-empty string, but got {name!r}")
+    return name
+
+
+def check_step(call: str, step: Any) -> int | float | None:
+    """``step`` as logged: None, or a finite number (an integral one as an int: file names ``-7``, not ``-7.0``)."""
+    if step is None:
+        return None
+    if hasattr(step, "item") and getattr(step, "ndim", 0) == 0:
+        step = step.item()  # a 0-d tensor or numpy number
+    if not isinstance(step, numbers.Real) or isinstance(step, bool):
+        raise type_error(call, "step", "a finite number or None", step)
+    if not math.isfinite(float(step)):
+        raise RecordCallError(f"{call}: expected `step` to be a finite number or None, but got {step!r}")
+    number = float(step)
+    return int(number) if number.is_integer() else number
+
+
+def check_text(call: str, arg: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise type_error(call, arg, "a str", value)
+    return value
+
+
+def iso(t: float | None) -> str | None:
+    """A local time as ``2026-11-30T11:40:02+0000`` (as the run record writes times)."""
+    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def duration(seconds: float) -> str:
+    """``0.42 s`` under a minute, else ``0:03:12``, ``1 day, 2:00:00``."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    total = round(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    text = f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{days} day{'s' if days > 1 else ''}, {text}" if days else text

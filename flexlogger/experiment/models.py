@@ -1,0 +1,45 @@
+"""Saving models and objects: unwrapping wrappers, writing whole files with ``torch.save``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import short_repr
+from .common import RecordCallError
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model inside ``DataParallel``, ``DistributedDataParallel`` and ``torch.compile`` wrappers (any
+    nesting), whose ``state_dict()`` keys load into the model as defined (no ``module.`` or ``_orig_mod.``)."""
+    wrappers: tuple[type, ...] = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    while True:
+        inner = model.module if isinstance(model, wrappers) else getattr(model, "_orig_mod", None)  # torch.compile
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
+def save_torch(call: str, arg: str, obj: Any, path: Path) -> Path:
+    """``torch.save(obj)`` to ``path`` whole (a temporary file, then ``os.replace``); nothing is left on failure.
+
+    Raises:
+        RecordCallError: ``obj`` cannot be pickled (a lambda, an open file, a lock, ...).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
+        raise RecordCallError(f"{call}: expected `{arg}` to be an object torch.save can pickle (tensors, numbers, "
+                              f"lists, dicts, classes defined at module level), but got {type(obj).__name__} "
+                              f"{short_repr(obj, 80)}: {exc}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
