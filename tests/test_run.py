@@ -130,7 +130,7 @@ def test_add_and_log_type_errors() -> None:
                                                              r"e.g. \{'train_loss': 0.7\}, but got list \[1, 2\]"):
             stat.add([1, 2])  # type: ignore[arg-type]
         stat(train_loss=0.5)  # the original flexilogger's call style
-        stat.add(train_loss=1.5)
+        stat({'train_loss': 1.0}, train_loss=1.5)  # a mapping first, keywords win
         assert stat.value()["train_loss"][0] == 1.0
         with pytest.raises(ConfigError, match=r"^expected `keys` to be a meter or plot name, or a list of them, but "
                                               r"got int 5"):
