@@ -241,3 +241,14 @@ def test_a_plot_spec_cannot_ask_for_raw_html() -> None:
     with pytest.raises(ConfigError, match=r"^FlexLogger\(\): plots.t.opts.html: expected no `html`: text windows show "
                                           r"what meters hold as text, escaped"):
         FlexLogger({"t": {"type": "text", "opts": {"html": True}}}, {}, server=None, log_dir=None)
+
+
+def test_specs_pickle() -> None:
+    """Specs travel to spawned workers (DDP spawn, multiprocessing) and come back equal."""
+    import pickle
+
+    from flexlogger.specs import parse_meter, parse_plot
+
+    plot = parse_plot("l", {"type": "line", "opts": {"title": "x"}})
+    meter = parse_meter("m", {"type": "AverageValueMeter", "target": "l", "best": "min", "display": {"dash": "dot"}})
+    assert pickle.loads(pickle.dumps(plot)) == plot and pickle.loads(pickle.dumps(meter)) == meter
