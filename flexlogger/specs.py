@@ -58,6 +58,9 @@ class PlotSpec:
         out.update({k: self.opts[k] for k in DRAWING_KEYS if k in self.opts})
         return out
 
+    def __reduce__(self) -> tuple[Any, ...]:  # a mappingproxy does not pickle (multiprocessing, DDP spawn)
+        return _plot_spec, (self.type, dict(self.opts))
+
 
 @dataclass(frozen=True)
 class MeterSpec:
@@ -81,6 +84,18 @@ class MeterSpec:
         if self.display:
             out["display"] = dict(self.display)
         return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _meter_spec, (self.type, self.target, dict(self.args), self.best, dict(self.display))
+
+
+def _plot_spec(type_: str, opts: dict[str, Any]) -> PlotSpec:
+    return PlotSpec(type_, MappingProxyType(opts))
+
+
+def _meter_spec(type_: str, target: tuple[str, ...], args: dict[str, Any], best: str | None,
+                display: dict[str, Any]) -> MeterSpec:
+    return MeterSpec(type_, target, MappingProxyType(args), best, MappingProxyType(display))
 
 
 def _check_mapping(where: str, raw: Any, keys: tuple[str, ...], main: tuple[str, ...] = ()) -> Mapping[str, Any]:
