@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flexlogger-installed
 TORCH := torch==2.13.0
 # the extras the test suite needs (the framework adapters are tested with the real packages)
-EXTRAS := test,demo,torchmetrics
+EXTRAS := test,demo,all
 PORT ?= 8097
 STATE := .visdom
 PIDFILE := $(STATE)/server.pid
@@ -73,7 +73,7 @@ stop:
 	else echo "no server started by make demo ($(PIDFILE) missing)"; fi
 
 bench: venv
-	$(PY) -c "import tensorboard, ignite" 2>/dev/null || PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[bench]'
+	$(PY) -c "import tensorboard, ignite, lightning, transformers" 2>/dev/null || PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[bench,all]'
 	@set -e; for f in bench/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) $$f; done
 
 clean: stop

@@ -38,6 +38,11 @@ setup(
         "demo": ["scikit-learn>=1.3"],
         "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
         "torchmetrics": ["torchmetrics>=1.3"],
+        "lightning": ["lightning>=2.0"],
+        "transformers": ["transformers>=4.46", "accelerate>=1.1"],
+        "ignite": ["pytorch-ignite>=0.4.11"],
+        "all": ["torchmetrics>=1.3", "lightning>=2.0", "transformers>=4.46", "accelerate>=1.1",
+                "pytorch-ignite>=0.4.11"],
     },
     entry_points={"console_scripts": ["flexlogger=flexlogger.cli:main"]},
 )

@@ -6,6 +6,7 @@
     >>> Stat.add({'train_loss': 0.7}); Stat.log()
 """
 
+from .compare import compare
 from .config import Config, load_config
 from .errors import (
     ConfigError,
@@ -55,6 +56,7 @@ __all__ = [
     "UnknownKeyError",
     "UnknownNameError",
     "Update",
+    "compare",
     "get_preset_logger",
     "load_config",
     "meter_info",

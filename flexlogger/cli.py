@@ -1,4 +1,5 @@
-"""The ``flexlogger`` command: ``serve``, ``presets``, ``preset-info``, ``meters``, ``plots``, ``replay``, ``demo``.
+"""The ``flexlogger`` command: ``serve``, ``presets``, ``preset-info``, ``meters``, ``plots``, ``replay``,
+``compare``, ``ingest``, ``demo``.
 
 ``main(argv)`` returns the exit code instead of exiting, so tests call it in-process:
 
@@ -160,7 +161,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if args.public and login is None:
             print(_NO_LOGIN_WARNING.format(prog=f"{PROG} serve", port=server.port, env_path=server.env_path),
                   file=sys.stderr, flush=True)
+        ingest = None
         try:
+            ingest = _start_ingest(args, server.port, login)
             who = f", login as {server.username!r}" if server.login else ""
             print(f"Visdom server running at {server.address} (envs saved in {server.env_path}, log "
                   f"{server.log_path}{who}). Press Ctrl-C to stop it.", flush=True)
@@ -173,7 +176,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print("Stopping the Visdom server.", flush=True)
             return 0
         finally:
+            if ingest is not None:
+                ingest.stop()
             server.stop()
+
+
+def _start_ingest(args: argparse.Namespace, visdom_port: int, login: tuple[str, str] | None) -> Any:
+    """``serve --ingest-port P``: the pastalog endpoint beside the Visdom server (None without the option)."""
+    if getattr(args, "ingest_port", None) is None:
+        return None
+    from .ingest import IngestServer
+
+    ingest = IngestServer(args.ingest_port, public=args.public, visdom_port=visdom_port, log_dir=args.log_dir,
+                          base_url=args.base_url, username=login[0] if login else None,
+                          password=login[1] if login else None)
+    ingest.start()
+    print(f"Taking pastalog points at {ingest.url} (records under {args.log_dir}).", flush=True)
+    return ingest
 
 
 # module -> (pip name, flexlogger extra that installs it; None: a dependency of flexlogger itself)
@@ -234,8 +253,73 @@ def _cmd_plots(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.follow:
+        print(f"Following {args.run_dir}: drawing what is appended to it until the run finishes (Ctrl-C stops).",
+              flush=True)
+        with _stop_on_signals() as stop:
+            result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env, follow=True,
+                                    poll=args.poll, stop=stop)
+        print(f"Replayed {args.run_dir} to {args.server}:{args.port}: {result}")
+        return 0
     result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env)
     print(f"Replayed {args.run_dir} to {args.server}:{args.port}: {result}")
+    return 0
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event that Ctrl-C (SIGINT) and SIGTERM set, so that following stops cleanly (the last points drawn)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    plots, names, meters = _names(args.plots), _names(args.names), _names(args.meters)
+    if args.table:
+        from .compare import hparams_table
+
+        print(hparams_table(args.run_dirs, meters=meters, names=names, sort=args.sort, plots=plots).text())
+        return 0
+    if args.follow:
+        print(f"Following {len(args.run_dirs)} run(s) until they finish (Ctrl-C stops).", flush=True)
+    with _stop_on_signals() as stop:
+        result = _api("compare")(args.run_dirs, plots=plots, names=names, env=args.env, server=args.server,
+                                 port=args.port, follow=args.follow, meters=meters, sort=args.sort, poll=args.poll,
+                                 stop=stop)
+    print(f"Compared {result} at {args.server}:{args.port}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import IngestServer
+
+    ingest = IngestServer(args.port, public=args.public, env=args.env, server=args.server,
+                          visdom_port=args.visdom_port, log_dir=args.log_dir)
+    with _stop_on_signals() as stop:
+        ingest.start()
+        try:
+            print(f"Taking pastalog points at {ingest.url} (runs in env {args.env!r} of the Visdom server at "
+                  f"{args.server}:{args.visdom_port}, records under {args.log_dir}). Ctrl-C stops.", flush=True)
+            stop.wait()
+        finally:
+            ingest.stop()
+    print(f"Stopped: {ingest.points} point(s) taken, {ingest.refused} request(s) refused.")
     return 0
 
 
@@ -274,6 +358,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``flexlogger`` argument parser (one subparser per subcommand)."""
     parser = _Parser(prog=PROG, description="Declarative torchnet meters and Visdom plots for PyTorch training.")
@@ -295,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default="", metavar="/PREFIX",
                    help="serve every page under this path, e.g. /visdom behind a reverse proxy")
     p.add_argument("--no-assets", action="store_true", help="do not install missing web assets from npm")
+    p.add_argument("--ingest-port", type=_port, default=None, metavar="P",
+                   help="also take pastalog points on port P (see `flexlogger ingest`)")
+    p.add_argument("--log-dir", type=Path, default=Path("runs"),
+                   help="with --ingest-port: run records root (default: %(default)s)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("presets", help="list the logger presets", description="List the presets and their source.")
@@ -320,7 +418,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
     p.add_argument("--env", default=None, help="env to replay into (default: the recorded env)")
+    p.add_argument("--follow", action="store_true",
+                   help="keep drawing the lines appended to points.jsonl (by the run or any program) until the run "
+                        "finishes or Ctrl-C")
+    p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
+                                                                     "(default: %(default)s)")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("compare", help="draw several runs' plots in one env, and a table of their hparams",
+                       description="Draw the chosen plots of several run records in one env, one trace per run and "
+                                   "meter (<run>/<meter>), and a table of the runs' hparams and best/last values.")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run record folders")
+    p.add_argument("--plots", default=None, help="comma-separated plots to draw (default: those every run has)")
+    p.add_argument("--names", default=None, help="comma-separated run names, one per RUN_DIR (default: the uids)")
+    p.add_argument("--meters", default=None, help="comma-separated meters of the table (default: every one)")
+    p.add_argument("--env", default=None, help="env to draw into (default: compare)")
+    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
+    p.add_argument("--follow", action="store_true", help="keep drawing while the runs write, until they finish")
+    p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
+                                                                     "(default: %(default)s)")
+    p.add_argument("--table", action="store_true", help="print the hparams table (no server needed) and exit")
+    p.add_argument("--sort", default=None, metavar="METER", help="sort the table by METER's best value")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("ingest", help="take pastalog points over HTTP (POST /data) as runs",
+                       description="Listen for pastalog's POST /data points: each modelName becomes a run, each "
+                                   "pointType a plot; localhost only unless --public.")
+    p.add_argument("--port", type=_port, default=8120, help="port to listen on (default: %(default)s)")
+    p.add_argument("--visdom-port", type=_port, default=DEFAULT_PORT,
+                   help="the Visdom server's port (default: %(default)s)")
+    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
+    p.add_argument("--log-dir", type=Path, default=Path("runs"), help="run records root (default: %(default)s)")
+    p.add_argument("--env", default="ingest", help="Visdom env of the runs (default: %(default)s)")
+    p.add_argument("--public", action="store_true", help="listen on all interfaces, not only localhost")
+    p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("demo", help="train a small CNN on the digits data set, logging to a local server",
                        description="Run the demo: starts (or reuses) a local Visdom server, which keeps running.")

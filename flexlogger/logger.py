@@ -311,23 +311,21 @@ class FlexLogger:
         self._define(plots, meters, "add_presets()")
 
     # the loop ----------------------------------------------------------------------------------------------
-    def add(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+    def add(self, values: Mapping[str, Any]) -> None:
         """Feed meters: ``{'train_loss': 0.7, 'train_mse': [output, target], 'ap': {'output': o, 'target': t}}``.
 
         A list or tuple is passed as positional arguments, a dict as keyword arguments, anything else as the one
-        argument. Unknown keys raise :class:`UnknownKeyError` (a KeyError) unless ``strict=False``. Keyword
-        arguments work too: ``Stat.add(train_loss=0.7)``, as does calling the logger: ``Stat(train_loss=0.7)``.
+        argument. Unknown keys raise :class:`UnknownKeyError` (a KeyError) unless ``strict=False``. Calling the
+        logger is the same with keywords, as the original flexilogger wrote it: ``Stat(train_loss=0.7)``.
         """
-        if values is None:
-            values = kwargs
-        elif kwargs:
-            values = {**values, **kwargs}
-        elif type(values) is not dict and not isinstance(values, Mapping):
+        try:
+            items = values.items()
+        except AttributeError:  # the hot path stays free of type checks: a dict has items()
             raise MeterInputError(f"add(): expected a mapping of meter name -> value, e.g. {{'train_loss': 0.7}}, "
-                                  f"but got {type(values).__name__} {short_repr(values)}")
+                                  f"but got {type(values).__name__} {short_repr(values)}") from None
         meters = self._meters
         checks = self._shape_checks
-        for key, value in values.items():
+        for key, value in items:
             meter = meters.get(key)
             if meter is None:
                 self._unknown_add(key)
@@ -348,7 +346,9 @@ class FlexLogger:
                     raise
                 raise error from exc
 
-    __call__ = add
+    def __call__(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """``Stat(train_loss=0.7, test_mse=[output, target])`` is ``Stat.add({...})`` (a mapping may come first)."""
+        self.add({**values, **kwargs} if values is not None else kwargs)
 
     def _check_shape(self, name: str, value: Any) -> None:
         plot, kind = self._shape_checks[name]

@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,8 @@ PROBE_TIMEOUT = (3.0, 5.0)  # s to connect, s to answer: what "fail fast" means 
 
 
 def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 8097, env: str | None = None,
-           timeout: float = 120.0, uid: str | None = None, **sink_kwargs: Any) -> ReplayResult:
+           timeout: float = 120.0, uid: str | None = None, follow: bool = False, poll: float = 0.5,
+           stop: threading.Event | None = None, **sink_kwargs: Any) -> ReplayResult:
     """Draw a recorded run on a Visdom server.
 
     Args:
@@ -55,6 +58,11 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
         env: the env to draw into; None uses the recorded env.
         uid: the uid of the windows to draw (``<uid>_<plot>``); None draws the windows the run drew.
         timeout: seconds to wait for the server to take every window.
+        follow: keep drawing the lines appended to ``points.jsonl`` (by the run, or by any program: see the README
+            for the line format), read every ``poll`` seconds, whole lines only, until the run is finished (its
+            ``summary.json`` says a status other than ``running``) or ``stop`` is set.
+        poll: seconds between two reads of the record when following.
+        stop: set it (from another thread) to end following.
         **sink_kwargs: passed to :class:`~flexlogger.sinks.visdom.VisdomSink` (e.g. ``max_points``).
 
     Returns:
@@ -65,6 +73,8 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
         DeliveryError: no Visdom server answers at ``server:port`` (the message says what answered instead), or it
             did not take everything within ``timeout``.
     """
+    if follow:
+        return _follow(Path(run_dir), server, port, env, timeout, uid, poll, stop, sink_kwargs)
     record = read_record(run_dir)
     env = env or record.env
     url = f"{server.rstrip('/')}:{port}"
@@ -115,3 +125,43 @@ def check_visdom(url: str, port: int) -> None:
         raise DeliveryError(f"the server at {url} is not a Visdom server: POST /win_exists answered HTTP "
                             f"{answer.status_code} {short_repr(body, 80)} (server {server!r}); expected a Visdom "
                             f"server, which answers true or false; {hint}")
+
+
+def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: float, uid: str | None, poll: float,
+            stop: threading.Event | None, sink_kwargs: dict[str, Any]) -> ReplayResult:
+    """:func:`replay` with ``follow=True``: draw the record, then what is appended to it, as it arrives."""
+    from .follow import RecordFollower
+
+    follower = RecordFollower(run_dir)
+    updates = follower.poll()  # the header first: the recorded env and uid
+    env = env or follower.env
+    url = f"{server.rstrip('/')}:{port}"
+    check_visdom(url, port)
+    from .sinks.visdom import VisdomSink
+
+    sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid, **sink_kwargs)
+    count = points = 0
+    following = True
+    try:
+        while True:
+            for update in updates:
+                sink.write(update)
+            count += len(updates)
+            points += sum(len(u.data) for u in updates if u.kind in APPEND_KINDS)
+            if not following or (stop is not None and stop.is_set()):
+                break
+            if follower.finished:  # the run closed: read what is left once more, then stop
+                following = False
+            elif stop is not None:
+                stop.wait(poll)
+            else:
+                time.sleep(poll)
+            updates = follower.poll()
+        pending = sink.flush(timeout)
+    finally:
+        sink.close()
+    if pending:
+        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {run_dir} within "
+                            f"{timeout:g} s")
+    windows = {plot: sink.window_id(plot) for plot in follower.plots}
+    return ReplayResult(env, windows, count, points)

@@ -17,7 +17,8 @@ import numpy as np
 from .errors import ConfigError, Problem, UnknownNameError, short_repr, unknown_name_message
 from .registry import METERS, PLOTS, meter_args, meter_class, view_for
 
-PLOT_KEYS = ("type", "opts")
+PLOT_KEYS = ("type", "opts", "aggregate", "smooth")
+DRAWING_KEYS = ("aggregate", "smooth")  # line plots only; carried in the plot's opts to its sinks and record
 METER_KEYS = ("type", "target", "args", "best", "display")
 BEST_MODES = ("min", "max")
 DISPLAY_KEYS = ("dash", "color", "width", "marker")
@@ -31,13 +32,34 @@ _COLOR = re.compile(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]+|"
 
 @dataclass(frozen=True)
 class PlotSpec:
-    """A window: its plot ``type`` and the Visdom ``opts`` it is drawn with (title defaults to the plot name)."""
+    """A window: its plot ``type`` and the Visdom ``opts`` it is drawn with (title defaults to the plot name).
+
+    A line plot's ``aggregate`` and ``smooth`` (see :mod:`flexlogger.aggregate`) are kept in ``opts`` under those
+    names, so that they reach the sinks and the run record with the plot (Visdom never sees them); the spec dict
+    (:meth:`to_dict`) has them beside ``type``.
+    """
 
     type: str
     opts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+    @property
+    def aggregate(self) -> str | None:
+        """``candlestick``, ``auto`` or None."""
+        return self.opts.get("aggregate")
+
+    @property
+    def smooth(self) -> float | None:
+        """The smoothing weight, or None."""
+        return self.opts.get("smooth")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "opts": dict(self.opts)} if self.opts else {"type": self.type}
+        opts = {k: v for k, v in self.opts.items() if k not in DRAWING_KEYS}
+        out: dict[str, Any] = {"type": self.type, "opts": opts} if opts else {"type": self.type}
+        out.update({k: self.opts[k] for k in DRAWING_KEYS if k in self.opts})
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a mappingproxy does not pickle (multiprocessing, DDP spawn)
+        return _plot_spec, (self.type, dict(self.opts))
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,18 @@ class MeterSpec:
         if self.display:
             out["display"] = dict(self.display)
         return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _meter_spec, (self.type, self.target, dict(self.args), self.best, dict(self.display))
+
+
+def _plot_spec(type_: str, opts: dict[str, Any]) -> PlotSpec:
+    return PlotSpec(type_, MappingProxyType(opts))
+
+
+def _meter_spec(type_: str, target: tuple[str, ...], args: dict[str, Any], best: str | None,
+                display: dict[str, Any]) -> MeterSpec:
+    return MeterSpec(type_, target, MappingProxyType(args), best, MappingProxyType(display))
 
 
 def _check_mapping(where: str, raw: Any, keys: tuple[str, ...], main: tuple[str, ...] = ()) -> Mapping[str, Any]:
@@ -119,7 +153,33 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     from .sinks.visdom import check_opts  # what Visdom's client would reject, whatever the data
 
     check_opts(f"{where}.opts", opts)
-    return PlotSpec(raw["type"], MappingProxyType(_plain(opts)))
+    drawing = _drawing_keys(where, raw, opts)
+    return PlotSpec(raw["type"], MappingProxyType({**_plain(opts), **drawing}))
+
+
+def _drawing_keys(where: str, raw: Mapping[str, Any], opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked ``aggregate`` and ``smooth`` of a plot spec (line plots only)."""
+    from .aggregate import AGGREGATES
+
+    inside = [k for k in DRAWING_KEYS if k in opts]
+    if inside:
+        raise ConfigError(f"{where}.opts.{inside[0]}: expected `{inside[0]}` beside `type` and `opts` in the plot "
+                          f"spec (e.g. {{'type': 'line', '{inside[0]}': ...}}), not inside the Visdom opts")
+    given = {k: raw[k] for k in DRAWING_KEYS if raw.get(k) is not None}
+    if given and raw["type"] != "line":
+        key = next(iter(given))
+        raise ConfigError(f"{where}.{key}: only a 'line' plot can be drawn with `{key}`, but this plot's type is "
+                          f"{raw['type']!r}; expected type 'line', or no `{key}`")
+    aggregate = given.get("aggregate")
+    if aggregate is not None and (not isinstance(aggregate, str) or aggregate not in AGGREGATES):
+        raise ConfigError(f"{where}.aggregate: expected one of {', '.join(map(repr, AGGREGATES))}, but got "
+                          f"{short_repr(aggregate)}")
+    weight = given.get("smooth")
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                               or not 0 < weight < 1):
+        raise ConfigError(f"{where}.smooth: expected a smoothing weight w with 0 < w < 1 (e.g. 0.9: the smoothed "
+                          f"value keeps 90% of the previous one), but got {short_repr(weight)}")
+    return {k: (float(v) if k == "smooth" else v) for k, v in given.items()}
 
 
 def parse_meter(name: str, raw: Any, where: str = "") -> MeterSpec:

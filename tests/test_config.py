@@ -230,8 +230,10 @@ meters:
     ({"plots": [1, 2]}, r"^config: plots: expected a mapping of plot name -> \{type, opts\}, but got list \[1, 2\]$"),
     ({"meters": "loss"}, r"^config: meters: expected a mapping of meter name -> \{type, target, args\}, but got str "
                          r"'loss'$"),
-    ({"plots": {"p": "line"}}, r"^config: plots.p: expected a mapping with keys type, opts, but got str 'line'$"),
-    ({"plots": {"p": {"type": "line", "opt": {}}}}, r"plots.p: unknown key\(s\) 'opt'; valid keys: type, opts$"),
+    ({"plots": {"p": "line"}},
+     r"^config: plots.p: expected a mapping with keys type, opts, aggregate, smooth, but got str 'line'$"),
+    ({"plots": {"p": {"type": "line", "opt": {}}}},
+     r"plots.p: unknown key\(s\) 'opt'; valid keys: type, opts, aggregate, smooth$"),
     ({"plots": {"p": {}}}, r"plots.p.type: missing; valid plot types: bar, curve, heatmap"),
     ({"plots": {"p": {"type": "line", "opts": 3}}}, r"plots.p.opts: expected a mapping of Visdom options, but got 3"),
     ({"plots": {"p": {"type": "line"}}, "meters": {"m": {"type": "ValueMeter", "target": []}}},

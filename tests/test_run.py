@@ -130,7 +130,7 @@ def test_add_and_log_type_errors() -> None:
                                                              r"e.g. \{'train_loss': 0.7\}, but got list \[1, 2\]"):
             stat.add([1, 2])  # type: ignore[arg-type]
         stat(train_loss=0.5)  # the original flexilogger's call style
-        stat.add(train_loss=1.5)
+        stat({'train_loss': 1.0}, train_loss=1.5)  # a mapping first, keywords win
         assert stat.value()["train_loss"][0] == 1.0
         with pytest.raises(ConfigError, match=r"^expected `keys` to be a meter or plot name, or a list of them, but "
                                               r"got int 5"):
@@ -241,3 +241,14 @@ def test_a_plot_spec_cannot_ask_for_raw_html() -> None:
     with pytest.raises(ConfigError, match=r"^FlexLogger\(\): plots.t.opts.html: expected no `html`: text windows show "
                                           r"what meters hold as text, escaped"):
         FlexLogger({"t": {"type": "text", "opts": {"html": True}}}, {}, server=None, log_dir=None)
+
+
+def test_specs_pickle() -> None:
+    """Specs travel to spawned workers (DDP spawn, multiprocessing) and come back equal."""
+    import pickle
+
+    from flexlogger.specs import parse_meter, parse_plot
+
+    plot = parse_plot("l", {"type": "line", "opts": {"title": "x"}})
+    meter = parse_meter("m", {"type": "AverageValueMeter", "target": "l", "best": "min", "display": {"dash": "dot"}})
+    assert pickle.loads(pickle.dumps(plot)) == plot and pickle.loads(pickle.dumps(meter)) == meter

@@ -8,6 +8,12 @@ Policy (what the server sees):
   its maximum and its first NaN/Inf (a gap), in order, so spikes stay visible; the last point always stays.
   Points then append again until the next downsampling, which re-buckets the whole range (the resolution stays
   uniform in x). The run record keeps every point.
+- ``line`` windows whose spec says ``aggregate: candlestick`` are drawn as boxes (:mod:`flexlogger.aggregate`):
+  each trace keeps every point in numpy arrays (16 bytes a point) and the exact five numbers of its buckets
+  (:class:`BoxSeries`); a send recomputes only the buckets that got points since the last, all of them when the
+  bucket width doubles, in the sender thread outside the lock (the message holds a snapshot). ``aggregate: auto``
+  keeps the same and draws lines until a trace holds more than ``max_points`` points. ``smooth: w`` adds a trace
+  per trace, smoothed from every point as it is written (never from downsampled ones), downsampled like the others.
 - Other windows (bar, heatmap, image, text, curve, histogram) keep only their latest content; meters not logged
   this time (``log(keys=...)``, or empty) keep their latest content in the window.
 
@@ -29,12 +35,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ...aggregate import (
+    COLORS_KEY,
+    SMOOTHED_SUFFIX,
+    Box,
+    Candlesticks,
+    EmaState,
+    boxes_of,
+    bucket_index,
+    bucket_width,
+    smooth,
+)
 from ...options import MIN_MAX_POINTS  # noqa: F401 - the least max_points, checked with the other options
 from ...plots import APPEND_KINDS
 from ..base import Update
@@ -55,6 +72,74 @@ class Trace:
     text_generation: int = 0
     x_parts: list[str] = field(default_factory=list)
     y_parts: list[str] = field(default_factory=list)
+    derived: bool = False  # a smoothed trace: computed from another one, not counted as logged points
+    ema: EmaState | None = None  # the smoothing state of this (raw) trace
+
+
+class BoxSeries:
+    """Every point of one trace of a candlestick window, and the exact boxes of its buckets (see
+    :mod:`flexlogger.aggregate`). Points are kept in numpy arrays grown by doubling.
+
+    Two sides: :meth:`append` (the training thread, under the sink's lock) only adds points;
+    :meth:`source` (under the lock) snapshots them as a function that computes the boxes later, outside the lock,
+    from its snapshot and this series' cache of boxes (only the sender thread touches the cache, one message at a
+    time). A send recomputes only the buckets that got points since the last; all of them only when the bucket
+    width doubles (or a step before the first arrives).
+
+    Args:
+        max_boxes: the most buckets the trace is cut into; the bucket width doubles to stay under it.
+    """
+
+    def __init__(self, max_boxes: int) -> None:
+        self.max_boxes = max_boxes
+        self.xs = np.empty(64, dtype=np.float64)
+        self.ys = np.empty(64, dtype=np.float64)
+        self.size = 0
+        self.lo = math.inf  # the least and greatest step seen
+        self.hi = -math.inf
+        self.ordered = True  # every step >= the one before: a bucket's points are a slice
+        # the cache, the sender thread's only
+        self.width = 0.0  # the bucket width the cached boxes were computed with (0: none yet)
+        self.first = math.nan  # ... and the first step they start at
+        self.done = 0  # the points the cached boxes include
+        self.boxes: dict[int, Box] = {}
+
+    def append(self, x: float, y: float) -> None:
+        if self.size == self.xs.size:  # a new array: a snapshot being read keeps the old one
+            self.xs = np.concatenate([self.xs, np.empty_like(self.xs)])
+            self.ys = np.concatenate([self.ys, np.empty_like(self.ys)])
+        if self.size and x < self.xs[self.size - 1]:
+            self.ordered = False
+        self.xs[self.size], self.ys[self.size] = x, y
+        self.size += 1
+        self.lo = min(self.lo, x)
+        self.hi = max(self.hi, x)
+
+    def source(self) -> Callable[[], list[Box]]:
+        """A function computing the boxes of the points appended so far (call it outside the lock)."""
+        xs, ys, size, lo, hi, ordered = self.xs, self.ys, self.size, self.lo, self.hi, self.ordered
+        return lambda: self.compute(xs[:size], ys[:size], lo, hi, ordered)
+
+    def compute(self, xs: np.ndarray, ys: np.ndarray, lo: float, hi: float, ordered: bool) -> list[Box]:
+        """The boxes of points ``xs, ys`` (a snapshot: the cache's points and maybe more), in step order."""
+        if not xs.size:
+            return []
+        width = bucket_width(lo, hi, self.max_boxes)
+        if width != self.width or lo != self.first or xs.size < self.done:
+            self.boxes = boxes_of(xs, ys, lo, width)
+        elif xs.size > self.done:
+            new = np.unique(bucket_index(xs[self.done:], lo, width))
+            if ordered:  # the changed buckets' points are one slice (from a bucket early: rounding at its edge)
+                start = int(np.searchsorted(xs, lo + (int(new[0]) - 1) * width, side="left"))
+                fresh = boxes_of(xs[start:], ys[start:], lo, width)
+            else:
+                fresh = boxes_of(xs, ys, lo, width, new)
+            for bucket in new.tolist():
+                self.boxes.pop(bucket, None)
+                if bucket in fresh:  # (a bucket of NaN only has no box)
+                    self.boxes[bucket] = fresh[bucket]
+        self.width, self.first, self.done = width, lo, xs.size
+        return [self.boxes[b] for b in sorted(self.boxes)]
 
 
 @dataclass
@@ -72,6 +157,29 @@ class Window:
     last_sent: float = -math.inf
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)  # sender: each trace's Visdom message
     per_point: bool = False  # sender: opts with per-point fields; each send is built by Visdom's client
+    aggregate: str | None = None  # 'candlestick' or 'auto' (line windows whose spec says so)
+    smooth: float | None = None  # the smoothing weight (line windows whose spec says so)
+    series: dict[str, BoxSeries] = field(default_factory=dict)  # aggregate: every point of each raw trace
+    boxed: bool = False  # drawn as boxes (candlestick, or auto past max_points)
+    colors: dict[str, int] = field(default_factory=dict)  # smooth: each series' colour index (see render)
+    given: Mapping[str, Any] | None = None  # the opts as the updates give them (``opts`` may add the colours)
+
+    def __post_init__(self) -> None:
+        if self.kind == "line":
+            aggregate, weight = self.opts.get("aggregate"), self.opts.get("smooth")
+            self.aggregate = aggregate if isinstance(aggregate, str) else None
+            self.smooth = float(weight) if isinstance(weight, (int, float)) and 0 < weight < 1 else None
+            self.boxed = self.aggregate == "candlestick"
+        self.set_opts(self.opts)
+
+    def new_opts(self, opts: Mapping[str, Any]) -> bool:
+        """Whether ``opts`` differ from the opts the window was given last."""
+        return opts is not self.given and opts != self.given
+
+    def set_opts(self, opts: Mapping[str, Any]) -> None:
+        """Take ``opts`` (a smoothed window adds its series' colours, shared with their smoothed traces)."""
+        self.given = opts
+        self.opts = {**opts, COLORS_KEY: self.colors} if self.smooth is not None else opts
 
     @property
     def has_content(self) -> bool:
@@ -93,7 +201,7 @@ class Window:
             return 0
         if self.kind not in APPEND_KINDS:
             return 1
-        return max(1, sum(t.logged - t.delivered for t in self.traces.values()))
+        return max(1, sum(t.logged - t.delivered for t in self.traces.values() if not t.derived))
 
 
 @dataclass(frozen=True)
@@ -103,10 +211,13 @@ class Message:
     window: Window
     version: int
     logged: dict[str, int]  # trace -> points logged when the message was made
-    body: Any  # {trace: (start, xs[start:], ys[start:])} (points new since the cached text) or the latest Update
+    body: Any  # {trace: (start, xs[start:], ys[start:])} (points new since the cached text), the latest Update or
+    # the window's Candlesticks
 
     def size(self) -> int:
-        """Points in the message (1 for a window replaced by its latest content)."""
+        """Points in the message (1 for a window replaced by its latest content; boxes for a candlestick one)."""
+        if isinstance(self.body, Candlesticks):
+            return self.body.size()
         if self.window.kind not in APPEND_KINDS:
             return 1
         return sum(start + len(xs) for start, xs, _ in self.body.values())
@@ -121,6 +232,7 @@ class Buffer:
 
     def __init__(self, max_points: int) -> None:
         self.max_points = max_points
+        self.max_boxes = max(8, max_points // 16)  # boxes per trace of a candlestick window
         self.windows: dict[str, Window] = {}
         self.downsamplings = 0
         self.nonfinite = 0  # NaN/Inf values written
@@ -130,8 +242,8 @@ class Buffer:
         window = self.windows.get(update.plot)
         if window is None or window.kind != update.kind:
             window = self.windows[update.plot] = Window(update.plot, update.kind, update.opts)
-        elif update.opts is not window.opts and update.opts != window.opts:  # e.g. a legend with a new best value
-            window.opts = update.opts
+        elif window.new_opts(update.opts):  # e.g. a legend with a new best value
+            window.set_opts(update.opts)
             window.templates.clear()
             window.per_point = False
         if update.kind in APPEND_KINDS:
@@ -151,27 +263,52 @@ class Buffer:
             trace = traces.get(name)
             if trace is None:
                 trace = traces[name] = Trace()
+                if window.smooth is not None:
+                    window.colors[name] = len(window.colors)
             y = float(value)
             if y - y != 0:  # NaN or +-inf
                 self.nonfinite += 1
-            trace.xs.append(x)
-            trace.ys.append(y)
             trace.logged += 1
-            if len(trace.xs) > self.max_points:
-                keep = downsample_indices(trace.xs, trace.ys, self.max_points // 4)
-                xs, ys = trace.xs, trace.ys
-                trace.xs, trace.ys = [xs[i] for i in keep], [ys[i] for i in keep]
-                trace.generation += 1
-                trace.kept = keep
-                self.downsamplings += 1
+            if window.aggregate is not None:
+                series = window.series.get(name)
+                if series is None:
+                    series = window.series[name] = BoxSeries(self.max_boxes)
+                series.append(x, y)
+                if not window.boxed and series.size > self.max_points:  # auto: boxes from now on
+                    window.boxed = True
+                    for each in traces.values():
+                        if not each.derived:  # the series has every point: the lines are not drawn again
+                            each.xs, each.ys = [], []
+            if not window.boxed:  # a candlestick window draws its boxes from the series, not from these lists
+                self._add_point(trace, x, y)
+            if window.smooth is not None:
+                smoothed, trace.ema = smooth([y], window.smooth, trace.ema)
+                derived = traces.get(name + SMOOTHED_SUFFIX)
+                if derived is None:
+                    derived = traces[name + SMOOTHED_SUFFIX] = Trace(derived=True)
+                derived.logged += 1
+                self._add_point(derived, x, smoothed[0])
+
+    def _add_point(self, trace: Trace, x: float, y: float) -> None:
+        trace.xs.append(x)
+        trace.ys.append(y)
+        if len(trace.xs) > self.max_points:
+            keep = downsample_indices(trace.xs, trace.ys, self.max_points // 4)
+            xs, ys = trace.xs, trace.ys
+            trace.xs, trace.ys = [xs[i] for i in keep], [ys[i] for i in keep]
+            trace.generation += 1
+            trace.kept = keep
+            self.downsamplings += 1
 
     def pending(self) -> int:
         """Points (line/scatter) and window contents (other plots) written but not on the server."""
         return sum(w.pending() for w in self.windows.values())
 
     def held_points(self) -> int:
-        """The points held for line/scatter windows (bounded by ``max_points`` per trace)."""
-        return sum(len(t.xs) for w in self.windows.values() for t in w.traces.values())
+        """The points held for line/scatter windows (bounded by ``max_points`` per trace, but for the candlestick
+        windows' series, which keep every point)."""
+        return sum(len(t.xs) for w in self.windows.values() for t in w.traces.values()) + sum(
+            s.size for w in self.windows.values() for s in w.series.values())
 
     def any_dirty(self) -> bool:
         return any(w.dirty for w in self.windows.values())
@@ -190,6 +327,11 @@ class Buffer:
         if window.kind not in APPEND_KINDS:
             return Message(window, window.version, {}, window.latest)
         logged = {name: t.logged for name, t in window.traces.items()}
+        if window.boxed:
+            sources = {name: series.source() for name, series in window.series.items()}
+            lines = {name: (list(t.xs), list(t.ys)) for name, t in window.traces.items() if t.derived}
+            return Message(window, window.version, logged, Candlesticks(window.plot, dict(window.opts), sources,
+                                                                        lines))
         body = {}
         for name, t in window.traces.items():
             if t.text_generation != t.generation or window.per_point:

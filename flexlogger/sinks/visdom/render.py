@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import visdom
 
+from ...aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks, color
 from ...errors import ConfigError
 from ...plots import DEFAULT_BINS, Histogram
 from ..base import Update
@@ -56,20 +57,30 @@ def make_builder(server: str, port: int, env: str) -> Any:
                              raise_exceptions=True)
 
 
-def render(builder: Any, win: str, env: str, update: Update) -> str:
-    """The request body (JSON text) that draws ``update`` whole in window ``win``.
+def render(builder: Any, win: str, env: str, update: Update | Candlesticks) -> str:
+    """The request body (JSON text) that draws ``update`` whole in window ``win`` (or a candlestick window).
 
     Raises:
         Exception: whatever Visdom's client raises for data or opts it cannot draw (e.g. an AssertionError for a
             3-d heatmap), or ``KeyError`` for a kind without a renderer.
     """
+    if isinstance(update, Candlesticks):
+        return json.dumps(render_candlesticks(builder, win, env, update), allow_nan=False)
     return json.dumps(RENDERERS[update.kind](builder, win, env, update), allow_nan=False)
 
 
+DRAWING_KEYS = ("aggregate", "smooth", COLORS_KEY)
+"""Keys of a line plot's opts that flexlogger draws itself (set beside ``type`` in its spec, and the series' colours
+the buffer assigns), never given to Visdom."""
+
+
 def options(plot: str, opts: Mapping[str, Any], **defaults: Any) -> dict[str, Any]:
-    """A fresh opts dict with the plot's name as title (visdom's client mutates the opts it is given)."""
+    """A fresh opts dict with the plot's name as title (visdom's client mutates the opts it is given), without
+    flexlogger's own drawing keys (:data:`DRAWING_KEYS`)."""
     out = {"title": plot, **defaults}
     out.update(opts)
+    for key in DRAWING_KEYS:
+        out.pop(key, None)
     return out
 
 
@@ -82,6 +93,9 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
     draw = builder.scatter if kind == "scatter" else builder.line
     data: list[dict[str, Any]] = []
     msg: dict[str, Any] = {}
+    if opts.get("smooth") is not None and COLORS_KEY not in opts:  # drawn whole: colours in the traces' order
+        series = [n for n in traces if not n.endswith(SMOOTHED_SUFFIX)]
+        opts = {**opts, COLORS_KEY: {n: i for i, n in enumerate(series)}}
     for name, (xs, ys) in traces.items():
         x = np.asarray(xs, dtype=np.float64).reshape(-1)
         y = np.asarray(ys, dtype=np.float64).reshape(-1)
@@ -99,6 +113,8 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
                       if kind == "scatter" else
                       draw(Y=y, X=x, win=win, env=env, opts=options(plot, opts), name=name))
             msg["data"] = scrub(msg["data"])
+        for each in msg["data"]:
+            trace_style(opts, name, each)
         data += msg["data"]
     msg["data"] = data
     msg["layout"] = scrub(msg["layout"])
@@ -121,6 +137,49 @@ def trace_template(builder: Any, win: str, env: str, plot: str, kind: str, opts:
     if len(template["data"]) != 1 or per_point_fields(template["data"][0]):
         return None
     return template
+
+
+def trace_style(opts: Mapping[str, Any], name: str, trace: dict[str, Any]) -> None:
+    """Style ``trace`` of a smoothed window: a series and its smoothed trace share a colour (by the series' index
+    in ``opts[COLORS_KEY]``), the raw one fainter (:data:`~flexlogger.aggregate.RAW_OPACITY`, as the colour's
+    alpha: Visdom's page resets a line trace's ``opacity``)."""
+    if opts.get("smooth") is None:
+        return
+    smoothed = name.endswith(SMOOTHED_SUFFIX)
+    base = name[: -len(SMOOTHED_SUFFIX)] if smoothed else name
+    colors = opts.get(COLORS_KEY) or {}
+    shade = series_color(opts, base, colors.get(base, len(colors)), 1.0 if smoothed else RAW_OPACITY)
+    trace["line"] = {**trace.get("line", {}), "color": shade}
+    trace["marker"] = {**trace.get("marker", {}), "color": shade}
+
+
+def series_color(opts: Mapping[str, Any], name: str, index: int, alpha: float = 1.0) -> str:
+    """The colour of series ``name``: its meter's ``display`` colour (``opts.traceopts.plotly[name]``) when it has
+    one, else the palette's ``index``; with ``alpha`` (a ``#rgb``, ``#rrggbb`` or ``rgb()`` colour; a named one
+    stays as it is)."""
+    style = ((opts.get("traceopts") or {}).get("plotly") or {}).get(name) or {}
+    given = (style.get("line") or {}).get("color") or (style.get("marker") or {}).get("color")
+    if not isinstance(given, str):
+        return color(index, alpha)
+    if alpha >= 1:
+        return given
+    text = given.strip()
+    if re.fullmatch(r"#[0-9a-fA-F]{3}", text):
+        text = "#" + "".join(c * 2 for c in text[1:])
+    if re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        r, g, b = (int(text[i:i + 2], 16) for i in (1, 3, 5))
+        return f"rgba({r},{g},{b},{alpha:g})"
+    found = re.fullmatch(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*[0-9.]+\s*)?\)", text)
+    if found:
+        return f"rgba({found[1]},{found[2]},{found[3]},{alpha:g})"
+    return given
+
+
+def series_name(opts: Mapping[str, Any], name: str) -> str:
+    """The legend name of series ``name`` (a ``best`` meter's shows its best value: ``opts.traceopts``)."""
+    style = ((opts.get("traceopts") or {}).get("plotly") or {}).get(name) or {}
+    shown = style.get("name")
+    return shown if isinstance(shown, str) else name
 
 
 def encode_xs(values: Sequence[float]) -> list[str]:
@@ -225,6 +284,33 @@ def render_text(builder: Any, win: str, env: str, update: Update) -> dict[str, A
 def render_curve(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
     """An x/y curve per meter (e.g. a ROC curve)."""
     return render_traces(builder, win, env, update.plot, "line", update.opts, update.data)
+
+
+def render_candlesticks(builder: Any, win: str, env: str, window: Candlesticks) -> dict[str, Any]:
+    """A line window drawn as boxes (plotly ``box`` traces with precomputed quartiles: ``lowerfence`` the minimum,
+    ``upperfence`` the maximum), one trace per series, and the smoothed traces as lines beside them. Each box's
+    hover text gives its steps, its count and its NaN/Inf count."""
+    colors = {name: i for i, name in enumerate(window.boxes)}
+    opts = {**window.opts, COLORS_KEY: colors}
+    lines = {name: xy for name, xy in window.lines.items()} or {"": ([0.0], [0.0])}
+    msg = render_traces(builder, win, env, window.plot, "line", opts, lines)
+    data: list[dict[str, Any]] = []
+    for name, boxes in window.boxes.items():
+        shade = series_color(window.opts, name, colors[name])
+        data.append({
+            "type": "box", "name": series_name(window.opts, name), "marker": {"color": shade},
+            "line": {"color": shade}, "x": [b.x for b in boxes], "lowerfence": [b.lo for b in boxes],
+            "q1": [b.q1 for b in boxes], "median": [b.median for b in boxes], "q3": [b.q3 for b in boxes],
+            "upperfence": [b.hi for b in boxes], "boxpoints": False, "hoverinfo": "x+y+text",
+            "text": [f"steps {b.first:g}-{b.last:g}: {b.count} point(s)" + (f", {b.nonfinite} NaN/Inf"
+                                                                             if b.nonfinite else "")
+                     for b in boxes]})
+    data = escape_plotly({"data": data})["data"]  # the lines' message came escaped from render_traces
+    data += msg["data"] if window.lines else []  # the smoothed lines over the boxes
+    msg["data"] = scrub(data)
+    msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
+    msg["layout"]["boxmode"] = "group"  # several series: their boxes of a bucket side by side
+    return msg
 
 
 RENDERERS: dict[str, Renderer] = {

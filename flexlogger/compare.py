@@ -1,0 +1,411 @@
+"""Compare runs: the chosen plots of several run records drawn in one env, one trace per run and meter, and a table
+of the runs' hyperparameters with the best and last value of their meters.
+
+Example:
+    >>> import flexlogger
+    >>> flexlogger.compare(["runs/mnist/lr-0.1", "runs/mnist/lr-0.01"], plots=["loss"], port=8097)  # doctest: +SKIP
+    CompareResult(env='compare', windows={'loss': 'compare_loss', 'hparams': 'compare_hparams'}, ...)
+
+- Traces are named ``<run name>/<meter>``; a run's name is its uid (its folder's name when two runs share a uid),
+  or the one given in ``names``.
+- Plots: by default the line and scatter plots every run has; ``plots`` may name a plot only some runs have
+  (drawn with those), but a name no run has is an error listing the ones they have. Line and scatter plots are
+  compared (with their ``aggregate``/``smooth``, as the first run declares them); other kinds named in ``plots``
+  are left out and listed in :attr:`CompareResult.skipped`.
+- ``follow=True`` keeps drawing while the runs write: every ``poll`` seconds each ``points.jsonl`` that grew is read
+  from where the last read stopped, whole lines only (a line being written is read once it is whole), until every
+  run is finished (its ``summary.json`` says so) and read, or ``stop`` is set.
+- The table (:func:`hparams_table`): a row per run, its hyperparameters (``hparams.json`` in the run folder, as
+  ``Run.log_hparams`` writes it, nested keys shown as ``optim.lr``) and, for each chosen meter, its best and last
+  finite value. Which way is best: the meter's ``best`` (``min``/``max``) in the run's ``config.json`` when set;
+  else ``max`` for names that read as scores (acc, accuracy, auc, ap, map, precision, recall, f1, score, iou, dice),
+  ``min`` for the rest (losses, errors).
+
+:class:`~flexlogger.follow.RecordFollower` reads the records, incrementally (as ``flexlogger replay --follow``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
+from .experiment.common import HPARAMS_FILE
+from .follow import RecordFollower
+from .plots import APPEND_KINDS
+from .replay import check_visdom
+from .sinks.base import Update
+from .sinks.record import CONFIG, POINTS, RecordError
+
+__all__ = ["CompareResult", "HparamsTable", "compare", "hparams_table"]
+
+COMPARE_UID = "compare"
+TABLE_WINDOW = f"{COMPARE_UID}__runs"  # the table's window id (no plot's: those are compare_<plot>)
+_SCORE = re.compile(r"(^|[^a-z])(acc|accuracy|auc|ap|map|precision|recall|f1|score|iou|dice)([^a-z]|$)", re.I)
+
+
+@dataclass(frozen=True)
+class HparamsTable:
+    """The compared runs' table: a row per run (``run``, its hyperparameters, ``<meter> best``/``<meter> last``).
+
+    Attributes:
+        headers: the column names, in order.
+        rows: one dict per run (missing values are absent).
+        best: meter -> ``min`` or ``max``, the way each meter's best was taken.
+    """
+
+    headers: list[str]
+    rows: list[dict[str, Any]]
+    best: dict[str, str]
+
+    def text(self) -> str:
+        """The table as text (tabulate)."""
+        from tabulate import tabulate
+
+        return str(tabulate([[row.get(h, "") for h in self.headers] for row in self.rows], headers=self.headers,
+                            tablefmt="simple", floatfmt=".6g", missingval=""))
+
+    def html(self) -> str:
+        """The table as an HTML table (the Visdom window)."""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(row.get(h, '')))}</td>" for h in self.headers)
+                       + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What :func:`compare` drew.
+
+    Attributes:
+        env: the env drawn into.
+        windows: plot -> window id.
+        table_window: the table's window id.
+        runs: run name -> run folder.
+        traces: plot -> the trace names drawn in it.
+        points: the points drawn (line/scatter).
+        skipped: plot -> why it was left out (a kind compare does not draw).
+        table: the hparams table.
+    """
+
+    env: str
+    windows: dict[str, str]
+    table_window: str
+    runs: dict[str, Path]
+    traces: dict[str, list[str]] = field(default_factory=dict)
+    points: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    table: HparamsTable | None = None
+
+    def __str__(self) -> str:
+        return (f"{len(self.runs)} run(s), {len(self.windows)} plot(s), {self.points} point(s) in env {self.env!r}"
+                + (f"; left out: {', '.join(f'{p} ({why})' for p, why in self.skipped.items())}"
+                   if self.skipped else ""))
+
+
+def run_names(followers: Sequence[RecordFollower], names: Sequence[str] | None) -> list[str]:
+    """The runs' names: ``names`` when given (one per run, distinct), else their uids (their folders' names when
+    uids repeat)."""
+    if names is not None:
+        names = list(names)
+        if len(names) != len(followers):
+            raise ConfigError(f"compare(): expected one name per run ({len(followers)}), but got {len(names)}: "
+                              f"{', '.join(map(repr, names))}")
+        bad = [n for n in names if not isinstance(n, str) or not n or "/" in n]
+        if bad or len(set(names)) != len(names):
+            raise ConfigError(f"compare(): expected distinct non-empty run names without '/', but got "
+                              f"{', '.join(map(repr, bad or names))}")
+        return names
+    uids = [f.uid for f in followers]
+    if len(set(uids)) == len(uids):
+        return uids
+    folders = [f.path.name for f in followers]
+    if len(set(folders)) == len(folders):
+        return folders
+    raise ConfigError(f"compare(): runs share the uid(s) {', '.join(sorted({u for u in uids if uids.count(u) > 1}))} "
+                      "and their folders' names; expected distinct runs, or names= (--names a,b,...) to tell them "
+                      "apart")
+
+
+def choose_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None) -> list[str]:
+    """The plots to draw: ``plots`` (each must be in some run), or those every run has.
+
+    Raises:
+        UnknownNameError: a plot no run has (the message lists the ones they have).
+    """
+    have = [set(f.plots) for f in followers]
+    every = set.union(*have) if have else set()
+    if plots is None:
+        shared = set.intersection(*have) if have else set()
+        return sorted(shared)
+    missing = [p for p in plots if p not in every]
+    if missing:
+        message = unknown_name_message("plot", missing[0], every)
+        raise UnknownNameError(f"compare(): no run has plot(s) {', '.join(map(repr, missing))}: {message}")
+    return list(dict.fromkeys(plots))
+
+
+def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, names: Sequence[str] | None = None,
+            env: str | None = None, server: str = "http://localhost", port: int = 8097, follow: bool = False, *,
+            meters: Sequence[str] | None = None, sort: str | None = None, poll: float = 0.5,
+            stop: threading.Event | None = None, timeout: float = 120.0, **sink_options: Any) -> CompareResult:
+    """Draw the chosen plots of several runs in one env, one trace per run and meter, and the hparams table.
+
+    Args:
+        runs: run folders (``<log_dir>/<env>/<uid>``, each holding ``points.jsonl``).
+        plots: the plots to draw; None: those every run has.
+        names: a name per run for its traces (default: the runs' uids).
+        env: the env to draw into (default ``compare``). Window ids are ``compare_<plot>``.
+        server, port: the Visdom server.
+        follow: keep drawing what the runs append until every run finished or ``stop`` is set.
+        meters: the meters of the table (default: every meter of the drawn plots).
+        sort: a meter of the table to sort its rows by (best first).
+        poll: seconds between two reads of the records when following.
+        stop: set it to end following (from another thread).
+        timeout: seconds to wait for the server to take everything.
+        **sink_options: passed to the Visdom sink (``max_points``, ``min_interval``, ...).
+
+    Raises:
+        RecordError: a folder holds no run record.
+        UnknownNameError: a plot no run has, or a ``sort`` meter the table has not.
+        ConfigError: bad ``names``, no run given, or nothing to compare.
+        DeliveryError: no server answers, or it did not take everything within ``timeout``.
+    """
+    followers = _followers(runs)
+    names = run_names(followers, names)
+    batches = [f.poll() for f in followers]
+    chosen = choose_plots(followers, plots)
+    kinds = {p: _kind(followers, p) for p in chosen}
+    skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p, kind in kinds.items()
+               if kind not in APPEND_KINDS and plots is not None}  # by default, only the line/scatter ones
+    chosen = [p for p in chosen if kinds[p] in APPEND_KINDS]
+    if not chosen:
+        have = sorted({p for f in followers for p in f.plots})
+        raise ConfigError(f"compare(): the runs share no line or scatter plot to compare; their plots: "
+                          f"{', '.join(have) or '(none)'}; expected plots=[...] naming some of them")
+    values: list[dict[str, list[float]]] = [{} for _ in followers]
+    _collect(values, batches, chosen)
+    build_table(followers, names, values, meters, sort)  # bad meters or sort: an error before anything is drawn
+    env = env or "compare"
+    login_options = {k: sink_options[k] for k in ("base_url", "username", "password") if k in sink_options}
+    url = f"{server.rstrip('/')}:{port}{sink_options.get('base_url', '')}"
+    check_visdom(url, port)
+    from .sinks.visdom import VisdomSink
+
+    if not follow:  # the records are read whole: one send per window at the end (flush), not one per min_interval
+        sink_options.setdefault("min_interval", max(timeout, 0.0))
+    sink = VisdomSink(server=server, port=port, env=env, uid=COMPARE_UID, **sink_options)
+    opts = {p: _opts(followers, p) for p in chosen}
+    traces: dict[str, set[str]] = {p: set() for p in chosen}
+    points = seq = 0
+    if follow:  # the table of what the runs hold now; drawn again when they finish
+        draw_table(build_table(followers, names, values, meters, sort), server, port, env, timeout, **login_options)
+    try:
+        while True:
+            for name, batch in zip(names, batches):
+                for update in batch:
+                    if update.plot not in traces:
+                        continue
+                    seq += 1
+                    data = {f"{name}/{meter}": value for meter, value in update.data.items()}
+                    traces[update.plot].update(data)
+                    points += len(data)
+                    kind, plot_opts = opts[update.plot]
+                    sink.write(Update(update.plot, kind, update.step, data, plot_opts, seq))
+            if not follow or (stop is not None and stop.is_set()):
+                break
+            if all(f.finished for f in followers):  # every run closed: read what is left once more, then stop
+                follow = False
+            else:
+                _sleep(poll, stop)
+            batches = [f.poll() for f in followers]
+            _collect(values, batches, chosen)
+        pending = sink.flush(timeout)
+    finally:
+        sink.close()
+    if pending:
+        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) within {timeout:g} s")
+    table = build_table(followers, names, values, meters, sort)
+    windows = {p: f"{COMPARE_UID}_{p}" for p in chosen}
+    table_window = draw_table(table, server, port, env, timeout, **login_options)
+    return CompareResult(env, windows, table_window, {n: f.path for n, f in zip(names, followers)},
+                         {p: sorted(t) for p, t in traces.items()}, points, skipped, table)
+
+
+def hparams_table(runs: Sequence[str | Path], meters: Sequence[str] | None = None,
+                  names: Sequence[str] | None = None, sort: str | None = None,
+                  plots: Sequence[str] | None = None) -> HparamsTable:
+    """A row per run: its name, its hyperparameters (``hparams.json``) and each meter's best and last value.
+
+    Args:
+        runs: run folders.
+        meters: the meters to show (default: every meter of ``plots``).
+        names: a name per run (default: the runs' uids).
+        sort: a meter to sort the rows by, best first (runs without a value last).
+        plots: the plots whose meters count (default: every line/scatter plot).
+
+    Raises:
+        RecordError: a folder holds no run record.
+        UnknownNameError: ``sort``, or a meter of ``meters``, that no run has.
+    """
+    followers = _followers(runs)
+    names = run_names(followers, names)
+    values: list[dict[str, list[float]]] = [{} for _ in followers]
+    _collect(values, [f.poll() for f in followers], plots)
+    return build_table(followers, names, values, meters, sort)
+
+
+def build_table(followers: Sequence[RecordFollower], names: Sequence[str], values: Sequence[dict[str, list[float]]],
+                meters: Sequence[str] | None, sort: str | None) -> HparamsTable:
+    """The table of runs ``followers`` named ``names`` from each run's meter values ``values``."""
+    every = list(dict.fromkeys(m for series in values for m in series))
+    if meters is None:
+        chosen = every
+    else:
+        chosen = list(dict.fromkeys(meters))
+        missing = [m for m in chosen if m not in every]
+        if missing:
+            raise UnknownNameError(f"compare(): no run has meter(s) {', '.join(map(repr, missing))} in the compared "
+                                   f"plots: {unknown_name_message('meter', missing[0], every)}")
+    best = {m: _direction(m, followers) for m in chosen}
+    hparams = [_hparams(f.path) for f in followers]
+    keys = list(dict.fromkeys(k for h in hparams for k in h))
+    rows: list[dict[str, Any]] = []
+    for name, h, series in zip(names, hparams, values):
+        row: dict[str, Any] = {"run": name, **h}
+        for meter in chosen:
+            finite = [v for v in series.get(meter, []) if math.isfinite(v)]
+            if finite:
+                row[f"{meter} best"] = max(finite) if best[meter] == "max" else min(finite)
+                row[f"{meter} last"] = finite[-1]
+        rows.append(row)
+    if sort is not None:
+        if sort not in chosen:
+            raise UnknownNameError(f"compare(): cannot sort by {sort!r}: "
+                                   + unknown_name_message("table meter", sort, chosen))
+        sign = -1.0 if best[sort] == "max" else 1.0
+        rows.sort(key=lambda r: (f"{sort} best" not in r, sign * r.get(f"{sort} best", 0.0)))
+    headers = ["run", *keys, *[f"{m} {w}" for m in chosen for w in ("best", "last")]]
+    return HparamsTable(headers, rows, best)
+
+
+def _collect(values: list[dict[str, list[float]]], batches: Sequence[list[Update]],
+             plots: Sequence[str] | None) -> None:
+    """Append each run's line/scatter values of ``plots`` (all when None) to its ``{meter: [values]}``."""
+    for series, batch in zip(values, batches):
+        for update in batch:
+            if update.kind in APPEND_KINDS and (plots is None or update.plot in plots):
+                for meter, value in update.data.items():
+                    series.setdefault(meter, []).append(float(value))
+
+
+def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: float = 10.0, base_url: str = "",
+               username: str | None = None, password: str | None = None) -> str:
+    """Draw ``table`` as an HTML table in window ``compare__runs`` of ``env``; return the window id. A server with
+    a login is logged in to as the Visdom sink does (``username``/``password``, else VISDOM_USERNAME/PASSWORD).
+
+    Raises:
+        DeliveryError: the server did not take it.
+    """
+    from .server import resolve_credentials
+    from .sinks.visdom.render import make_builder
+    from .sinks.visdom.transport import Transport
+
+    win = TABLE_WINDOW
+    best = ", ".join(f"{m}: {w}" for m, w in table.best.items())
+    msg, _ = make_builder(server, port, env).text(
+        table.html() + (f"<p>best = {html.escape(best)}</p>" if best else ""), win=win, env=env,
+        opts={"title": "runs compared"})
+    login = resolve_credentials(username, password)
+    transport = Transport(f"{server.rstrip('/')}:{port}{base_url}", timeout, *(login or (None, None)))
+    try:
+        if not transport.post("events", json.dumps(msg)):
+            raise DeliveryError(f"the Visdom server at {server}:{port}{base_url} did not take the runs' table: "
+                                f"{transport.failure}")
+    finally:
+        transport.close()
+    return win
+
+
+# helpers ------------------------------------------------------------------------------------------------------
+def _followers(runs: Sequence[str | Path] | str | Path) -> list[RecordFollower]:
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    if not runs:
+        raise ConfigError("compare(): expected at least one run folder, but got none")
+    followers = []
+    for run in runs:
+        path = Path(run)
+        if not (path / POINTS).is_file():
+            found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
+            hint = f"; run folders under it: {', '.join(found)}" if found else ""
+            raise RecordError(f"compare(): expected a run record folder holding {POINTS}, but {str(path)!r} has "
+                              f"none{hint}")
+        followers.append(RecordFollower(path))
+    return followers
+
+
+def _kind(followers: Sequence[RecordFollower], plot: str) -> str:
+    return _opts(followers, plot)[0]
+
+
+def _opts(followers: Sequence[RecordFollower], plot: str) -> tuple[str, dict[str, Any]]:
+    """The kind and opts of ``plot`` as the first run that has it declares them."""
+    return next(f.plots[plot] for f in followers if plot in f.plots)
+
+
+def _direction(meter: str, followers: Sequence[RecordFollower]) -> str:
+    """``min`` or ``max``: the meter's ``best`` in a run's config.json, else from its name."""
+    for follower in followers:
+        try:
+            config = json.loads((follower.path / CONFIG).read_text())
+            best = config["meters"][meter].get("best")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if best in ("min", "max"):
+            return str(best)
+    return "max" if _SCORE.search(meter.replace("_", " ")) else "min"
+
+
+def _hparams(path: Path) -> dict[str, Any]:
+    """The run's ``hparams.json`` as ``{name: value}`` (nested dicts flattened as ``a.b``); {} when absent."""
+    file = path / HPARAMS_FILE
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+    except ValueError as exc:
+        raise RecordError(f"{file}: expected a JSON object of hyperparameters, but it is not JSON ({exc})") from None
+    if not isinstance(data, Mapping):
+        raise RecordError(f"{file}: expected a JSON object of hyperparameters, but got {type(data).__name__}")
+    return _flatten(data)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _sleep(seconds: float, stop: threading.Event | None) -> None:
+    if stop is not None:
+        stop.wait(seconds)
+    else:
+        time.sleep(seconds)
+

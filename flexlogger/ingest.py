@@ -1,0 +1,265 @@
+"""Logging from any language: an HTTP endpoint that takes pastalog's points, ``flexlogger ingest --port P``.
+
+``POST /data`` with pastalog's body, unchanged::
+
+    curl -X POST -H 'Content-Type: application/json' http://localhost:8120/data \
+         -d '{"modelName": "model1", "pointType": "validLoss", "pointValue": 2.5, "globalStep": 1}'
+
+- Each ``modelName`` becomes a run (:class:`flexlogger.Run`, uid = the model name, in env ``env``, recorded under
+  ``log_dir``) with a :class:`flexlogger.FlexLogger`; each ``pointType`` becomes, on first sight, a line plot of that
+  name fed by a ``ValueMeter`` of that name (as pastalog draws a plot per point type). A point is logged at
+  ``x = globalStep``; windows are ``<modelName>_<pointType>``.
+- Answers: 200 when the point is in the run record (and queued for Visdom); 400 naming the bad field for a body that
+  is not that shape (not JSON, not an object, a missing or unknown field, a string where a number belongs, an empty
+  name); 411 without ``Content-Length``; 413 for a body over ``max_body`` bytes (64 KiB), not read; 404 for other
+  paths. A refused body stores nothing. Points are logged under one lock (the loggers are not thread-safe).
+- Binds 127.0.0.1 unless ``public=True`` (then every interface: anyone who reaches the port can write runs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, FlexLoggerError
+
+__all__ = ["FIELDS", "MAX_BODY", "IngestError", "IngestServer", "Point", "PointError", "parse_point"]
+
+MAX_BODY = 64 * 1024
+FIELDS = ("modelName", "pointType", "pointValue", "globalStep")
+MAX_NAME = 200
+
+
+class PointError(FlexLoggerError, ValueError):
+    """A body that is not a pastalog point (answered with 400)."""
+
+
+class IngestError(FlexLoggerError, RuntimeError):
+    """The endpoint cannot listen on its port."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One pastalog point."""
+
+    model: str
+    series: str
+    value: float
+    step: float
+
+
+def parse_point(body: bytes) -> Point:
+    """The pastalog point in a request body.
+
+    Raises:
+        PointError: the body is not ``{"modelName": str, "pointType": str, "pointValue": number, "globalStep":
+            number}``; the message names the bad field, what was expected and what came.
+    """
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PointError(f"expected a JSON object with fields {', '.join(FIELDS)}, but the body is not JSON "
+                         f"({exc})") from None
+    if not isinstance(obj, Mapping):
+        raise PointError(f"expected a JSON object with fields {', '.join(FIELDS)}, but got a {type(obj).__name__}")
+    missing = [f for f in FIELDS if f not in obj]
+    if missing:
+        raise PointError(f"{missing[0]}: missing; expected a JSON object with fields {', '.join(FIELDS)}")
+    unknown = [str(k) for k in obj if k not in FIELDS]
+    if unknown:
+        raise PointError(f"{unknown[0]}: unknown field; expected only {', '.join(FIELDS)}")
+    for name in ("modelName", "pointType"):
+        value = obj[name]
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+            raise PointError(f"{name}: expected a non-empty string of at most {MAX_NAME} characters, but got "
+                             f"{_shown(value)}")
+    for name in ("pointValue", "globalStep"):
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PointError(f"{name}: expected a number, but got {_shown(value)}")
+    if not math.isfinite(obj["globalStep"]):
+        raise PointError(f"globalStep: expected a finite number, but got {obj['globalStep']!r}")
+    return Point(obj["modelName"], obj["pointType"], float(obj["pointValue"]), obj["globalStep"])
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{text} (a {'string' if isinstance(value, str) else type(value).__name__})"
+
+
+class IngestServer:
+    """The pastalog endpoint, served from a thread (see the module docstring).
+
+    Args:
+        port: the port to listen on (0: a free one; :attr:`port` says which).
+        public: listen on every interface instead of 127.0.0.1.
+        env: the Visdom env of the models' runs.
+        server, visdom_port: the Visdom server the runs draw on (``server=None``: the record only).
+        log_dir: the runs' records root (``<log_dir>/<env>/<modelName>``).
+        max_body: the largest body accepted, in bytes.
+        **run_options: more :class:`flexlogger.Run` options (``min_interval``, ``max_points``, ...).
+
+    Example:
+        >>> with IngestServer(port=8120, visdom_port=8097) as ingest:  # doctest: +SKIP
+        ...     ingest.serve_forever()
+    """
+
+    def __init__(self, port: int = 8120, *, public: bool = False, env: str = "ingest",
+                 server: str | None = "http://localhost", visdom_port: int = 8097, log_dir: str | Path | None = "runs",
+                 max_body: int = MAX_BODY, **run_options: Any) -> None:
+        from .options import check_options, raise_problems
+
+        options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
+        bad = [k for k in ("uid", "port") if k in run_options]
+        if bad:
+            raise ConfigError(f"IngestServer(): unknown keyword argument {bad[0]!r} (a model's uid is its modelName; "
+                              "the Visdom port is visdom_port)")
+        raise_problems("IngestServer()", check_options(options, "IngestServer()", owners=("run", "visdom")))
+        self.env, self.server, self.visdom_port, self.log_dir = env, server, visdom_port, log_dir
+        self.max_body = max_body
+        self.run_options = run_options
+        self.loggers: dict[str, Any] = {}  # model name -> its FlexLogger
+        self.runs: dict[str, Any] = {}  # model name -> its Run
+        self.points = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        host = "" if public else "127.0.0.1"
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), _handler(self))
+        except OSError as exc:
+            other = port + 1 if port < 65535 else 8120
+            raise IngestError(f"IngestServer(): cannot listen on {host or '0.0.0.0'}:{port} "
+                              f"({exc.strerror or exc}); expected a free port, e.g. {other}") from None
+        self._httpd.daemon_threads = True
+        self.host = "0.0.0.0" if public else "127.0.0.1"
+        self.port: int = self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """Where to POST: ``http://127.0.0.1:<port>/data``."""
+        return f"http://{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.port}/data"
+
+    def start(self) -> IngestServer:
+        """Serve from a background thread; return self."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="flexlogger-ingest", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until :meth:`stop` (from another thread) or Ctrl-C."""
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        """Stop listening, then close every model's logger (its run: the record's summary, the last points sent)."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+        with self._lock:
+            loggers, self.loggers = self.loggers, {}
+            runs, self.runs = self.runs, {}
+        first: BaseException | None = None
+        for closable in [*loggers.values(), *runs.values()]:
+            try:
+                closable.close()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def __enter__(self) -> IngestServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def store(self, point: Point) -> None:
+        """Log ``point`` in its model's run (made on first sight), its series' plot added on first sight."""
+        from .logger import FlexLogger
+        from .run import Run
+
+        with self._lock:
+            logger = self.loggers.get(point.model)
+            if logger is None:
+                run = Run(env=self.env, uid=point.model, log_dir=self.log_dir, server=self.server,
+                          port=self.visdom_port, **self.run_options)
+                try:
+                    logger = FlexLogger(run=run)
+                except BaseException:
+                    run.close()
+                    raise
+                self.loggers[point.model], self.runs[point.model] = logger, run
+            if point.series not in logger.get_definitions():
+                logger.add_plot(point.series, {"type": "line"})
+                logger.add_meter(point.series, {"type": "ValueMeter", "target": point.series})
+            logger.add({point.series: point.value})
+            logger.log(point.step, keys=[point.series])
+            self.points += 1
+
+
+def _handler(ingest: IngestServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "flexlogger-ingest"
+
+        def do_POST(self) -> None:
+            if self.path.split("?")[0].rstrip("/") != "/data":
+                self._answer(404, f"no endpoint {self.path}; expected POST /data")
+                return
+            length = self.headers.get("Content-Length")
+            if length is None:
+                self.close_connection = True
+                self._answer(411, "expected a Content-Length header")
+                return
+            try:
+                size = int(length)
+            except ValueError:
+                self.close_connection = True
+                self._answer(400, f"Content-Length: expected a number of bytes, but got {length!r}")
+                return
+            if size > ingest.max_body or size < 0:
+                self.close_connection = True  # the body is not read
+                self._answer(413, f"body of {size} bytes; expected at most {ingest.max_body} bytes")
+                return
+            body = self.rfile.read(size)
+            try:
+                point = parse_point(body)
+            except PointError as exc:
+                self._answer(400, str(exc))
+                return
+            try:
+                ingest.store(point)
+            except Exception as exc:  # our bug or a dead sender: say so, the client may retry
+                self._answer(500, f"{type(exc).__name__}: {exc}")
+                return
+            self._answer(200, "ok")
+
+        def do_GET(self) -> None:
+            self._answer(200 if self.path == "/" else 404,
+                         "flexlogger ingest: POST pastalog points to /data as "
+                         '{"modelName": ..., "pointType": ..., "pointValue": ..., "globalStep": ...}')
+
+        def _answer(self, code: int, text: str) -> None:
+            if code >= 400:
+                ingest.refused += 1
+            data = (text + "\n").encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # no line per request on stderr
+
+    return Handler

@@ -1,0 +1,177 @@
+"""pytorch-ignite: :func:`attach` logs into a FlexLogger on an ``Engine`` event; :func:`attach_tooled` records a
+:class:`~flexlogger.modellogger.TooledModelLogger`'s per-layer statistics at every optimizer step.
+
+Example:
+    >>> from flexlogger.integrations.ignite import attach, attach_tooled
+    >>> Stat = flexlogger.get_preset_logger('loss+acc', phases=('train', 'val'), env='mnist')
+    >>> attach(Stat, trainer, Events.ITERATION_COMPLETED(every=10), output_transform=lambda loss: {'train_loss': loss})
+    >>> attach(Stat, evaluator, Events.COMPLETED, metric_names=['accuracy', 'nll'],
+    ...        global_step_transform=lambda engine, event: trainer.state.epoch)
+    >>> attach_tooled(flexlogger.TooledModelLogger(model, logger=Stat), trainer, optimizer)
+
+Install with ``pip install 'flexlogger[ignite]'``. As ignite's own handlers, :func:`attach` returns a handle you can
+``.remove()`` or use in a ``with`` block. The logger owns the run: close it yourself (``Stat.close()`` or ``with``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..errors import ConfigError, short_repr
+from ..logger import FlexLogger
+from ..modellogger import TooledModelLogger
+from .common import Guard, MetricRouter, import_framework
+
+ignite_engine = import_framework(("ignite.engine",), "ignite", "flexlogger.integrations.ignite")
+Engine: Any = ignite_engine.Engine
+Events: Any = ignite_engine.Events
+
+__all__ = ["Engine", "Events", "ToolHandle", "attach", "attach_tooled"]
+
+
+def _check_callable(caller: str, name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise ConfigError(f"{caller}: expected `{name}` to be a callable or None, but got {type(value).__name__} "
+                          f"{short_repr(value)}")
+
+
+def attach(logger: FlexLogger, engine: Any, event: Any,
+           output_transform: Callable[[Any], Mapping[str, Any]] | None = None,
+           metric_names: str | Sequence[str] | None = None,
+           global_step_transform: Callable[[Any, Any], float] | None = None) -> Any:
+    """Log into ``logger`` each time ``engine`` fires ``event``.
+
+    Args:
+        logger: the FlexLogger to feed (its meters, and line windows it adds for metrics that name no meter).
+        engine: an ignite ``Engine``.
+        event: an ignite event, filtered or not: ``Events.ITERATION_COMPLETED(every=10)``, ``Events.EPOCH_COMPLETED``.
+        output_transform: ``engine.state.output`` -> ``{meter: value}`` for :meth:`FlexLogger.add` (a list is passed
+            as positional arguments: ``{'train_acc': [y_pred, y]}``).
+        metric_names: names in ``engine.state.metrics`` to log (``'all'`` for every one): a metric feeds the meter
+            of its name (``val/acc`` feeds ``val_acc``), or, as a number, gets a line window shared by its phases.
+        global_step_transform: ``(engine, event_name) -> x``; default: the engine's own count for the event
+            (iteration or epoch). Use ``lambda e, ev: trainer.state.epoch`` to draw an evaluator at the trainer's
+            epoch.
+
+    Returns:
+        ignite's ``RemovableEventHandle``: ``.remove()`` detaches the handler; also a context manager.
+
+    Every value added is logged at once at that x (meters that got nothing add no point). A failure inside the
+    handler (a value a meter cannot take) is one :class:`~flexlogger.integrations.common.IntegrationWarning`, and
+    the engine goes on.
+
+    Raises:
+        ConfigError: a bad argument, naming ``attach()``, what was expected and what was given.
+    """
+    caller = "attach()"
+    if not isinstance(logger, FlexLogger):
+        raise ConfigError(f"{caller}: expected `logger` to be a flexlogger.FlexLogger, but got "
+                          f"{type(logger).__name__} {short_repr(logger)}")
+    if not isinstance(engine, Engine):
+        raise ConfigError(f"{caller}: expected `engine` to be an ignite.engine.Engine, but got "
+                          f"{type(engine).__name__} {short_repr(engine)}")
+    _check_callable(caller, "output_transform", output_transform)
+    _check_callable(caller, "global_step_transform", global_step_transform)
+    names: tuple[str, ...] | None
+    if metric_names is None or metric_names == "all":
+        names = None
+    elif isinstance(metric_names, (list, tuple)) and all(isinstance(n, str) for n in metric_names):
+        names = tuple(metric_names)
+    else:
+        raise ConfigError(f"{caller}: expected `metric_names` to be 'all', a list of metric names or None, but got "
+                          f"{short_repr(metric_names)}")
+    if output_transform is None and metric_names is None:
+        raise ConfigError(f"{caller}: expected `output_transform`, `metric_names` or both: with neither there is "
+                          "nothing to log")
+    everything = metric_names == "all"
+    router = MetricRouter(logger, Guard("attach"))
+
+    def handler(engine: Any) -> None:
+        event_name = engine.last_event_name
+        values: dict[str, Any] = {}
+        with router.guard.hook("handler"):
+            if output_transform is not None:
+                out = output_transform(engine.state.output)
+                if not isinstance(out, Mapping):
+                    raise ConfigError(f"output_transform must return a dict {{meter: value}}, but returned "
+                                      f"{type(out).__name__} {short_repr(out, 80)}")
+                values.update(out)
+            metrics = engine.state.metrics
+            for name in (metrics if everything else names or ()):
+                if name not in metrics:
+                    router.guard.warn("handler", f"metric {name!r} is not in engine.state.metrics "
+                                                 f"({', '.join(map(repr, metrics)) or 'none'})")
+                    continue
+                value = metrics[name]
+                values[name] = [value] if isinstance(value, (list, tuple, dict)) else value  # the one argument
+            if global_step_transform is not None:
+                step = global_step_transform(engine, event_name)
+            else:
+                step = engine.state.get_event_attrib_value(event_name)
+            router.route(values, step, "handler")
+
+    return engine.add_event_handler(event, handler)
+
+
+class ToolHandle:
+    """What :func:`attach_tooled` returns: ``.remove()`` (or the end of a ``with`` block) stops recording."""
+
+    def __init__(self, handles: list[Any]) -> None:
+        self._handles = handles
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> ToolHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.remove()
+
+
+def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None, event: Any = None) -> ToolHandle:
+    """Record a TooledModelLogger's per-layer statistics as an ignite handler.
+
+    Args:
+        tooled: the :class:`~flexlogger.modellogger.TooledModelLogger` (``logger=Stat`` to share Stat's run).
+        engine: the trainer ``Engine``.
+        optimizer: with an optimizer, the statistics are recorded right before each ``optimizer.step()`` (a
+            torch step pre-hook: after backward and any clipping in your update function, before the update and
+            before ignite's ``create_supervised_trainer`` zeroes the gradients), drawn at x = the statistics' step
+            index (the count of optimizer steps).
+        event: without an optimizer, the ignite event to record on (default ``Events.ITERATION_COMPLETED``); the
+            update function must then leave the gradients in place until the event (zero them at its start).
+
+    Returns:
+        A handle: ``.remove()`` stops recording (the TooledModelLogger's hooks stay until you ``close()`` it).
+
+    Raises:
+        ConfigError: a bad argument, naming ``attach_tooled()``.
+    """
+    caller = "attach_tooled()"
+    if not isinstance(tooled, TooledModelLogger):
+        raise ConfigError(f"{caller}: expected `tooled` to be a flexlogger.TooledModelLogger, but got "
+                          f"{type(tooled).__name__} {short_repr(tooled)}")
+    if not isinstance(engine, Engine):
+        raise ConfigError(f"{caller}: expected `engine` to be an ignite.engine.Engine, but got "
+                          f"{type(engine).__name__} {short_repr(engine)}")
+    if optimizer is not None and not callable(getattr(optimizer, "register_step_pre_hook", None)):
+        raise ConfigError(f"{caller}: expected `optimizer` to be a torch.optim.Optimizer or None, but got "
+                          f"{type(optimizer).__name__} {short_repr(optimizer)}")
+    if optimizer is not None and event is not None:
+        raise ConfigError(f"{caller}: expected `optimizer` or `event`, not both: with an optimizer the statistics "
+                          "are recorded before each optimizer step")
+    guard = Guard("attach_tooled")
+
+    def record(*_: Any) -> None:
+        with guard.hook("step"):
+            tooled.step(log=True)
+
+    if optimizer is not None:
+        return ToolHandle([optimizer.register_step_pre_hook(record)])
+    return ToolHandle([engine.add_event_handler(event if event is not None else Events.ITERATION_COMPLETED, record)])
