@@ -53,7 +53,8 @@ def test_engine_run_logs_outputs_metrics_and_gradients(tmp_path: Path, visdom_se
 
     Stat = flexlogger.get_preset_logger("loss", phases=("train", "val"), env=env, port=visdom_server.port,
                                         log_dir=tmp_path)
-    tm = flexlogger.TooledModelLogger(model, logger=Stat, stats=("norm",), groups=("Weight_grad",), layers="0")
+    tm = flexlogger.TooledModelLogger(model, logger=Stat, stats=("norm",), groups=("Weight_grad",), layers="0",
+                                      mode="by_layer")
     with Stat, tm:
         attach(Stat, trainer, Events.ITERATION_COMPLETED(every=3), output_transform=lambda loss: {"train_loss": loss})
         attach(Stat, evaluator, Events.COMPLETED, metric_names="all",
@@ -87,7 +88,7 @@ def test_engine_run_logs_outputs_metrics_and_gradients(tmp_path: Path, visdom_se
 
 def test_handles_remove_and_work_as_context_managers(tmp_path: Path, env: str) -> None:
     model, _, trainer, _ = setup()
-    tm = flexlogger.TooledModelLogger(model, stats=("norm",), groups=("Weights",), layers="0", env=env,
+    tm = flexlogger.TooledModelLogger(model, stats=("norm",), groups=("Weights",), layers="0", mode="by_layer", env=env,
                                       server=None, log_dir=tmp_path)
     with tm.logger as Stat, tm:
         Stat.add_plot("loss", {"type": "line"})

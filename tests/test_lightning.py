@@ -87,7 +87,7 @@ def test_fit_two_epochs_draws_every_metric_and_records_the_run(tmp_path: Path, v
                                                                viz: visdom.Visdom, env: str) -> None:
     flex = FlexLightningLogger(presets="loss", env=env, port=visdom_server.port, log_dir=tmp_path / "runs")
     reference = L.loggers.CSVLogger(tmp_path / "csv", name="ref")
-    tooled = FlexLightningCallback(stats=("mean", "norm"), groups=("Weights", "Weight_grad"))
+    tooled = FlexLightningCallback(stats=("mean", "norm"), groups=("Weights", "Weight_grad"), mode="by_layer")
     train, val = digits_loaders()
     model = DigitsModel()
     stat = flex.experiment  # the FlexLogger Lightning will write to
@@ -136,7 +136,7 @@ def test_gradient_statistics_are_read_before_the_optimizer_step(tmp_path: Path, 
 
     flex = FlexLightningLogger(env=env, server=None, log_dir=tmp_path)
     capture = Capture()
-    callback = FlexLightningCallback(stats=("norm",), groups=("Weight_grad",), layers="net.0")
+    callback = FlexLightningCallback(stats=("norm",), groups=("Weight_grad",), layers="net.0", mode="by_layer")
     trainer([flex], [callback, capture], tmp_path, epochs=1).fit(DigitsModel(), digits_loaders()[0])
     assert flex.log_dir is not None
     recorded = [u.data["net.0.Weight_grad.norm"] for u in read_record(flex.log_dir).updates

@@ -70,7 +70,7 @@ class Clipped(transformers.TrainerCallback):  # type: ignore[misc]
 def test_trainer_metrics_hparams_and_clipped_gradients_arrive(tmp_path: Path, visdom_server: VisdomServer,
                                                               viz: visdom.Visdom, env: str) -> None:
     flex = FlexLoggerCallback(presets="loss", tooled={"stats": ("norm",), "groups": ("Weight_grad",),
-                                                      "layers": nn.Linear},
+                                                      "layers": nn.Linear, "mode": "by_layer"},
                               env=env, port=visdom_server.port, log_dir=tmp_path / "runs")
     clipped = Clipped()
     trainer = make_trainer(tmp_path, [flex, clipped])
