@@ -77,7 +77,7 @@ class RecordCalls(StatusCalls):
         state = self._record_state()
         state["hparams"] = merge(state["hparams"], jsonable(given))
         everything: dict[str, Any] = state["hparams"]
-        self._file(HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
+        self._file(call, HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
         self._draw(HPARAMS_PLOT, "text", {k: cell(v) for k, v in flatten(everything).items()}, None)
 
     @property
@@ -110,12 +110,12 @@ class RecordCalls(StatusCalls):
             expected = check_text(call, "expected", expected)
         step = check_step(call, step)
         base = f"text/{safe_name(name)}{step_suffix(step)}"
-        self._file(base + ".txt", text)
+        self._file(call, base + ".txt", text)
         if expected is None:
             self._draw(name, "text", {name: text}, step)
             return
         ops = word_diff(expected, text)
-        self._file(base + ".diff.txt", diff_text(ops))
+        self._file(call, base + ".diff.txt", diff_text(ops))
         self._draw_html(name, pre(diff_html(ops)), step)
 
     def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
@@ -133,7 +133,7 @@ class RecordCalls(StatusCalls):
         name = check_name(call, name)
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
-        self._file(f"text/{safe_name(name)}{step_suffix(step)}.md", markdown)
+        self._file(call, f"text/{safe_name(name)}{step_suffix(step)}.md", markdown)
         self._draw_html(name, markdown_html(markdown), step)
 
     def log_image(self, name: str, image: Any, step: float | None = None, boxes: Sequence[Mapping[str, Any]] |
@@ -168,9 +168,9 @@ class RecordCalls(StatusCalls):
         shown, left_out, names = images.check_boxes(call, boxes, classes, threshold, width, height)
         drawn = images.draw_boxes(rgb, shown, names) if shown else rgb
         base = f"images/{safe_name(name)}{step_suffix(step)}"
-        self._file(base + ".png", images.png_bytes(drawn))
+        self._file(call, base + ".png", images.png_bytes(drawn))
         if boxes is not None:
-            self._file(base + ".json", json.dumps({"width": width, "height": height, "classes": names,
+            self._file(call, base + ".json", json.dumps({"width": width, "height": height, "classes": names,
                                                    "threshold": threshold, "boxes": shown, "left_out": left_out},
                                                   indent=2) + "\n")
         self._draw(name, "image", {name: drawn}, step)
@@ -202,7 +202,7 @@ class RecordCalls(StatusCalls):
             "# Command", fenced(command, "bash"),
             f"Started as: `{shlex.join(sys.argv)}`" if sys.argv else "",
             "## Options", markdown_table(["option", "value", "default", "changed"], rows)]) + "\n"
-        self._file("command.md", text)
+        self._file(call, "command.md", text)
         self._draw_html("command", markdown_html(text), None)
         return command
 
@@ -261,22 +261,32 @@ class RecordCalls(StatusCalls):
             if git["untracked"]:
                 parts += ["Untracked files: " + ", ".join(f"`{f}`" for f in git["untracked"])]
         text = "\n\n".join(parts) + "\n"
-        self._file("summary.md", text)
+        self._file(call, "summary.md", text)
         self._draw_html(SUMMARY_PLOT, markdown_html(text), None)
         return facts
 
     # printing, progress --------------------------------------------------------------------------------------
-    def _log_lines(self, text: str, stream: IO[str], tag: str = "") -> None:
+    def _log_lines(self, call: str, text: str, stream: IO[str], tag: str = "") -> None:
         print(text, file=stream, flush=True)
         if self.dir is None:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        lines = "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""]))
-        fd = os.open(self.dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, lines.encode("utf-8"))  # one write: lines from two threads do not interleave
-        finally:
-            os.close(fd)
+        self._append_log(call, "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""])))
+
+    def _append_log(self, call: str, lines: str) -> None:
+        """Append whole lines to ``log.txt`` in one ``write`` (lines from two threads do not interleave)."""
+        if self.dir is None:
+            return
+        path = self.dir / LOG_FILE
+
+        def append() -> None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, lines.encode("utf-8"))
+            finally:
+                os.close(fd)
+
+        self._run_file(call, path, append)
 
     @staticmethod
     def _format(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
@@ -299,13 +309,13 @@ class RecordCalls(StatusCalls):
         """
         if self.disabled:
             return
-        self._log_lines(self._format("println()", fmt, args, kwargs), sys.stdout)
+        self._log_lines("println()", self._format("println()", fmt, args, kwargs), sys.stdout)
 
     def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
         """As :meth:`println`, to stderr; the line in ``log.txt`` is tagged ``[stderr]``."""
         if self.disabled:
             return
-        self._log_lines(self._format("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
+        self._log_lines("eprintln()", self._format("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
 
     def print_table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
         """Print a table (tabulate; ``None`` shown as ``-``) and append it to ``log.txt``; return it.
@@ -330,7 +340,7 @@ class RecordCalls(StatusCalls):
                                       f"`header`), but got {len(row)}: {short_repr(list(row), 80)}")
             table.append(list(row))
         text = tabulate(table, headers=list(header), missingval="-")
-        self._log_lines(text, sys.stdout)
+        self._log_lines(call, text, sys.stdout)
         return text
 
     def progress(self, iterable: Iterable[T], desc: str | None = None, total: int | None = None) -> Iterable[T]:
@@ -380,14 +390,9 @@ class RecordCalls(StatusCalls):
                                 f"{what}: stopped after {done}{of} items in {took}")
 
     def _log_file_line(self, text: str) -> None:
-        if self.dir is None or self.disabled:
+        if self.disabled:
             return
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        fd = os.open(self.dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, f"{stamp} {text}\n".encode())
-        finally:
-            os.close(fd)
+        self._append_log("progress()", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
     # models and objects ----------------------------------------------------------------------------------------
     def save_model(self, model: torch.nn.Module, step: float | None = None, grads: bool = False) -> Path | None:
@@ -397,7 +402,8 @@ class RecordCalls(StatusCalls):
         go to ``models/model-<step>.grads.pt`` (``{name: grad}``).
 
         Returns:
-            The path, or None on a disabled run or a run without a folder (``log_dir=None``).
+            The path, or None on a disabled run, a run without a folder (``log_dir=None``), in a forked child
+            (the parent owns the folder) or when the disk refused the file (a warning says why; never raised).
 
         Raises:
             RecordCallTypeError: ``model`` is not a ``torch.nn.Module``, a bad step or ``grads``.
@@ -413,18 +419,22 @@ class RecordCalls(StatusCalls):
         if self.dir is None:
             return None
         bare = unwrap_model(model)
-        path = save_torch(call, "model", bare.state_dict(), self.dir / "models" / f"model{step_suffix(step)}.pt")
-        if grads:
+        path = self.dir / "models" / f"model{step_suffix(step)}.pt"
+        state = bare.state_dict()
+        saved = self._run_file(call, path, lambda: save_torch(call, "model", state, path))
+        if grads and saved is not None:
             gradients = {n: p.grad for n, p in bare.named_parameters() if p.grad is not None}
-            save_torch(call, "model", gradients, self.dir / "models" / f"model{step_suffix(step)}.grads.pt")
-        return path
+            grads_path = self.dir / "models" / f"model{step_suffix(step)}.grads.pt"
+            self._run_file(call, grads_path, lambda: save_torch(call, "model", gradients, grads_path))
+        return saved
 
     def save_obj(self, obj: Any, name: str, step: float | None = None) -> Path | None:
         """Save any picklable object with ``torch.save`` as ``objects/<name>-<step>.pt`` (load it with
         ``torch.load(path, weights_only=False)``).
 
         Returns:
-            The path, or None on a disabled run or a run without a folder.
+            The path, or None on a disabled run, a run without a folder, in a forked child or when the disk
+            refused the file (a warning says why; never raised).
 
         Raises:
             RecordCallError: ``obj`` cannot be pickled (nothing is written); a bad name or step.
@@ -436,4 +446,5 @@ class RecordCalls(StatusCalls):
         step = check_step(call, step)
         if self.dir is None:
             return None
-        return save_torch(call, "obj", obj, self.dir / "objects" / f"{safe_name(name)}{step_suffix(step)}.pt")
+        path = self.dir / "objects" / f"{safe_name(name)}{step_suffix(step)}.pt"
+        return self._run_file(call, path, lambda: save_torch(call, "obj", obj, path))

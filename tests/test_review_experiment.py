@@ -1,0 +1,128 @@
+"""Review pass on the experiment record (Run's calls): hostile input, a full disk, forked children, exit."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from flexlogger import Run
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs (needs root and mount permission; skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {result.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as file:
+        chunk = b"x" * 4096
+        while True:
+            try:
+                if file.write(chunk) == 0:
+                    break
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                if len(chunk) == 1:
+                    break
+                chunk = chunk[: len(chunk) // 2]
+    return filler
+
+
+def test_record_calls_on_a_full_disk_warn_count_and_never_raise(small_disk: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=small_disk) as run:
+        run.log_text("before", "x")
+        filler = fill(small_disk)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run.log_text("t", "y" * 10_000, step=1)
+            run.log_markdown("m", "z" * 10_000)
+            run.log_hparams({"lr": "w" * 10_000})
+            run.println("a line " + "v" * 10_000)
+            assert list(run.progress(range(2))) == [0, 1]
+            assert run.save_obj(torch.zeros(10_000), "big") is None
+            assert run.save_model(torch.nn.Linear(100, 100)) is None
+        messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        cannot = [m for m in messages if "could not be written" in m]
+        assert len(cannot) == 1, messages  # once per outage
+        assert re.search(r"log_text\(\): .*text/t-1\.txt could not be written \(No space left on device\); training "
+                         r"goes on", cannot[0])
+        assert caught[0].filename == __file__  # pointed at the user's call
+        filler.unlink()
+        run.log_text("after", "x")  # space is back: written again
+        assert (run.dir / "text" / "after.txt").read_text() == "x"
+    summary = json.loads((small_disk / "e" / "run" / "summary.json").read_text())
+    assert summary["files_unwritten"] >= 6 and summary["status"] == "finished"
+    assert "a line" in capsys.readouterr().out  # printed all the same
+
+
+def test_record_calls_with_a_vanished_folder_warn_instead_of_raising(tmp_path: Path) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        assert run.dir is not None
+        (run.dir / "text").write_text("a file where the folder should be")
+        (run.dir / "log.txt").mkdir()
+        with pytest.warns(RuntimeWarning, match=r"log_text\(\): .*could not be written"):
+            run.log_text("t", "x")
+        run.println("x")  # the same outage: counted, not warned again
+        run.eprintln("x")
+    assert json.loads((tmp_path / "e" / "run" / "summary.json").read_text())["files_unwritten"] == 3
+
+
+def test_println_warns_naming_itself_when_log_txt_cannot_be_written(tmp_path: Path) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        assert run.dir is not None
+        (run.dir / "log.txt").mkdir()
+        with pytest.warns(RuntimeWarning, match=r"println\(\): .*log\.txt could not be written \(Is a directory\)"):
+            run.println("x")
+
+
+def test_a_forked_child_writes_no_file_into_the_parents_run_folder(tmp_path: Path) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        assert run.dir is not None
+        run.log_text("parent", "x")
+        run.flush(10)
+        before = sorted(p.relative_to(run.dir) for p in run.dir.rglob("*"))
+        log_before = (run.dir / "log.txt").read_bytes() if (run.dir / "log.txt").exists() else b""
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    run.log_text("child", "x", step=1)
+                    run.log_hparams({"child": 1})
+                    run.println("from the child")
+                    if run.save_obj(1, "child") is not None or run.save_model(torch.nn.Linear(1, 1)) is not None:
+                        code = 4
+                forked = [w for w in caught if "this forked child" in str(w.message) and "run folder" in
+                          str(w.message)]
+                code = code or (0 if len(forked) == 1 else 3)  # warned once
+            except BaseException:
+                code = 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sorted(p.relative_to(run.dir) for p in run.dir.rglob("*")) == before
+        assert (run.dir / "log.txt").read_bytes() == log_before if log_before else not (run.dir / "log.txt").exists()
+        run.log_text("parent2", "y")  # the parent still writes
+        assert (run.dir / "text" / "parent2.txt").read_text() == "y"
