@@ -10,11 +10,15 @@ import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from flexlogger import Run
+from flexlogger.experiment import RecordCallError
+from flexlogger.images import ImageInputError, to_rgb
 
 
 @pytest.fixture
@@ -126,3 +130,20 @@ def test_a_forked_child_writes_no_file_into_the_parents_run_folder(tmp_path: Pat
         assert (run.dir / "log.txt").read_bytes() == log_before if log_before else not (run.dir / "log.txt").exists()
         run.log_text("parent2", "y")  # the parent still writes
         assert (run.dir / "text" / "parent2.txt").read_text() == "y"
+
+
+def test_long_names_make_short_distinct_files_inside_the_run_folder(tmp_path: Path) -> None:
+    a, b = "a" * 300 + "/x", "a" * 300 + "/y"
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        assert run.dir is not None
+        run.log_text(a, "1", step=3, expected="0")
+        run.log_text(b, "2", step=3)
+        run.log_markdown("m" * 1000, "# x")
+        run.log_image("i" * 1000, np.zeros((4, 4)), boxes=[{"xStart": 0, "yStart": 0, "xEnd": 1, "yEnd": 1}])
+        saved = run.save_obj({"k": 1}, "o" * 1000, step=2)
+        assert saved is not None and saved.parent == run.dir / "objects" and len(saved.name) <= 255
+        files = [p for p in run.dir.rglob("*") if p.is_file()]
+        assert all(len(p.name) <= 255 and run.dir in p.parents for p in files)
+        texts = sorted(p.read_text() for p in (run.dir / "text").glob("a*.txt") if not p.name.endswith(".diff.txt"))
+        assert texts == ["1", "2"]  # two names, two files
+        assert len(list((run.dir / "images").iterdir())) == 2  # .png and .json

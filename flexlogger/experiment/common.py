@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
@@ -68,11 +69,21 @@ def write_file(path: Path, data: str | bytes) -> Path:
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]+")
 
 
+NAME_MAX = 120
+"""The longest file name :func:`safe_name` makes (file systems refuse names over 255 bytes; a step and a suffix
+such as ``.diff.txt`` still fit)."""
+
+
 def safe_name(name: str) -> str:
     """``name`` as one file name: characters other than letters, digits and ``_.@+=-`` become ``_``, and a leading
-    dot too (``../x`` -> ``_.._x`` never leaves the folder)."""
+    dot too (``../x`` -> ``_.._x`` never leaves the folder). A name longer than :data:`NAME_MAX` is cut and ends
+    with a hash of the whole name, so two long names that differ only at the end get two files."""
     out = _UNSAFE.sub("_", name)
-    return "_" + out if out.startswith(".") or not out else out
+    out = "_" + out if out.startswith(".") or not out else out
+    if len(out) > NAME_MAX:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        out = f"{out[:NAME_MAX - 13]}-{digest}"
+    return out
 
 
 def step_suffix(step: float | None) -> str:
