@@ -147,3 +147,23 @@ def test_long_names_make_short_distinct_files_inside_the_run_folder(tmp_path: Pa
         texts = sorted(p.read_text() for p in (run.dir / "text").glob("a*.txt") if not p.name.endswith(".diff.txt"))
         assert texts == ["1", "2"]  # two names, two files
         assert len(list((run.dir / "images").iterdir())) == 2  # .png and .json
+
+
+@pytest.mark.parametrize("call", ["log_text", "log_markdown", "save_obj"])
+def test_a_step_beyond_a_float_is_refused_naming_the_call(tmp_path: Path, call: str) -> None:
+    match = rf"{call}\(\): expected `step` to be a finite number or None, but got 1000000.*0000"
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run, pytest.raises(RecordCallError, match=match):
+        if call == "save_obj":
+            run.save_obj(1, "x", step=10**400)
+        else:
+            getattr(run, call)("x", "y", step=10**400)
+
+
+def test_a_box_coordinate_beyond_a_float_is_refused(tmp_path: Path) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        with pytest.raises(ImageInputError, match=r"log_image\(\): expected `boxes\[0\]\['xEnd'\]` to be a finite "
+                                                  r"number of pixels, but got int 1000"):
+            run.log_image("i", np.zeros((4, 4)), boxes=[{"xStart": 0, "yStart": 0, "xEnd": 10**400, "yEnd": 1}])
+        with pytest.raises(ImageInputError, match=r"expected `boxes\[0\]\['probability'\]` to be a number in \[0, 1\]"):
+            run.log_image("i", np.zeros((4, 4)), boxes=[{"xStart": 0, "yStart": 0, "xEnd": 1, "yEnd": 1,
+                                                         "probability": 10**400}])

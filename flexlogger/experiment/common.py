@@ -198,9 +198,13 @@ def check_step(call: str, step: Any) -> int | float | None:
         step = step.item()  # a 0-d tensor or numpy number
     if not isinstance(step, numbers.Real) or isinstance(step, bool):
         raise type_error(call, "step", "a finite number or None", step)
-    if not math.isfinite(float(step)):
-        raise RecordCallError(f"{call}: expected `step` to be a finite number or None, but got {step!r}")
-    number = float(step)
+    try:
+        number = float(step)
+    except OverflowError:  # an int beyond a float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise RecordCallError(f"{call}: expected `step` to be a finite number or None, but got "
+                              f"{short_repr(step, 60)}")
     return int(number) if number.is_integer() else number
 
 
