@@ -43,6 +43,7 @@ class ImageInputError(FlexLoggerError, ValueError):
 
 
 Box = dict[str, Any]
+_NUMPY_FLOATS = {"torch.float16", "torch.float32", "torch.float64"}
 
 
 def to_rgb(call: str, image: Any, arg: str = "image") -> np.ndarray:
@@ -58,7 +59,10 @@ def to_rgb(call: str, image: Any, arg: str = "image") -> np.ndarray:
     if Image is not None and isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor, on any device
-        array = image.detach().cpu().numpy()
+        tensor = image.detach().cpu()
+        if tensor.is_floating_point() and str(tensor.dtype) not in _NUMPY_FLOATS:
+            tensor = tensor.float()  # bfloat16, float8: numpy has no such dtype
+        array = tensor.numpy()
     elif isinstance(image, np.ndarray):
         array = image
     else:

@@ -167,3 +167,11 @@ def test_a_box_coordinate_beyond_a_float_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ImageInputError, match=r"expected `boxes\[0\]\['probability'\]` to be a number in \[0, 1\]"):
             run.log_image("i", np.zeros((4, 4)), boxes=[{"xStart": 0, "yStart": 0, "xEnd": 1, "yEnd": 1,
                                                          "probability": 10**400}])
+
+
+def test_a_bfloat16_image_is_drawn_as_its_float32_copy(tmp_path: Path) -> None:
+    image = torch.rand(3, 5, 6).to(torch.bfloat16)
+    assert (to_rgb("log_image()", image) == to_rgb("log_image()", image.float())).all()
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        run.log_image("i", image, step=1)
+        assert run.dir is not None and (run.dir / "images" / "i-1.png").is_file()
