@@ -175,3 +175,18 @@ def test_a_bfloat16_image_is_drawn_as_its_float32_copy(tmp_path: Path) -> None:
     with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
         run.log_image("i", image, step=1)
         assert run.dir is not None and (run.dir / "images" / "i-1.png").is_file()
+
+
+@pytest.mark.parametrize("call", ["log_hparams", "log_summary"])
+def test_hparams_that_hold_themselves_are_refused_not_a_recursion_error(tmp_path: Path, call: str) -> None:
+    loop: dict[str, Any] = {"lr": 0.1}
+    loop["self"] = loop
+    listed: list[Any] = [1]
+    listed.append(listed)
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        arg = "hparams" if call == "log_hparams" else "infos"
+        for value in (loop, {"l": listed}):
+            with pytest.raises(RecordCallError, match=rf"{call}\(\): expected `{arg}` to be a tree of values, but it "
+                                                      r"holds itself"):
+                getattr(run, call)(value)
+        assert run.dir is not None and not (run.dir / "hparams.json").exists()

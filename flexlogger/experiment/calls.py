@@ -31,7 +31,6 @@ from .common import (
     T,
     as_mapping,
     cell,
-    check_keys,
     check_name,
     check_step,
     check_text,
@@ -42,6 +41,7 @@ from .common import (
     merge,
     safe_name,
     step_suffix,
+    tree,
     type_error,
 )
 from .environment import git_info
@@ -72,10 +72,9 @@ class RecordCalls(StatusCalls):
             return
         call = "log_hparams()"
         self._check_open(call)
-        given = as_mapping(call, "hparams", hparams)
-        check_keys(call, "hparams", given)
+        given = tree(call, "hparams", as_mapping(call, "hparams", hparams))
         state = self._record_state()
-        state["hparams"] = merge(state["hparams"], jsonable(given))
+        state["hparams"] = merge(state["hparams"], given)
         everything: dict[str, Any] = state["hparams"]
         self._file(call, HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
         self._draw(HPARAMS_PLOT, "text", {k: cell(v) for k, v in flatten(everything).items()}, None)
@@ -224,8 +223,7 @@ class RecordCalls(StatusCalls):
             return {}
         call = "log_summary()"
         self._check_open(call)
-        infos = {} if infos is None else as_mapping(call, "infos", infos)
-        check_keys(call, "infos", infos)
+        infos = {} if infos is None else tree(call, "infos", as_mapping(call, "infos", infos))
         if sections is None:
             sections = {}
         if not isinstance(sections, Mapping):

@@ -140,6 +140,23 @@ def check_keys(call: str, arg: str, value: Mapping[Any, Any], path: str = "") ->
             check_keys(call, arg, item, f"{path}[{key!r}]")
 
 
+def tree(call: str, arg: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """``value`` checked (:func:`check_keys`) and as JSON data (:func:`jsonable`).
+
+    Raises:
+        RecordCallTypeError: a key that is not a non-empty string.
+        RecordCallError: a dict or list that holds itself (it has no end as JSON), or nesting too deep for JSON.
+    """
+    try:
+        check_keys(call, arg, value)
+        out: dict[str, Any] = jsonable(value)
+        json.dumps(out)  # as deep as the files will be
+    except RecursionError:
+        raise RecordCallError(f"{call}: expected `{arg}` to be a tree of values, but it holds itself (a dict or list "
+                              f"inside itself) or is nested too deep to store as JSON") from None
+    return out
+
+
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{'optim': {'lr': 0.1}}`` -> ``{'optim.lr': 0.1}`` (an empty nested dict stays as one row, ``{}``)."""
     out: dict[str, Any] = {}
