@@ -13,7 +13,8 @@ Example:
 
 Closing: ``run.close()`` (or the end of the ``with`` block) flushes the Visdom sender, closes it, then closes the
 record with the run's summary (the points the server did not get, and the status: ``finished``, ``crashed`` or
-``interrupted`` when the ``with`` block raised). A run a user forgets to close is closed at interpreter exit. A
+``interrupted`` when the ``with`` block raised). A run a user forgets to close is closed at interpreter exit
+(``crashed`` when the script died of an uncaught exception). A
 child made with ``os.fork()`` never closes or writes its parent's run.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -302,11 +304,25 @@ class Run(RecordCalls):
 _open_runs: set[Run] = set()
 
 
+def _exit_status() -> tuple[str, BaseException | None]:
+    """How the program ends, for the runs closed at exit: ``crashed`` (or ``interrupted``) with the exception when a
+    script dies of an uncaught exception (Python keeps it in ``sys.last_value``), else ``finished``. An interactive
+    session (a REPL, IPython, Jupyter) keeps the last error it showed there too, long after: it counts as finished."""
+    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if error is None or hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules:
+        return "finished", None
+    return ("interrupted" if isinstance(error, KeyboardInterrupt) else "crashed"), error
+
+
 @atexit.register
 def _close_open_runs() -> None:
-    """Close the runs a user forgot to close, so that the last points reach the server and the summary is written."""
+    """Close the runs a user forgot to close, so that the last points reach the server and the summary is written
+    with the status (``crashed`` with the error when the script died of an uncaught exception)."""
+    if not _open_runs:
+        return
+    status, error = _exit_status()
     for run in list(_open_runs):
         try:
-            run.close()
+            run.close(status, error)
         except Exception:  # never fail interpreter shutdown
             pass

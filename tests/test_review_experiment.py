@@ -7,6 +7,8 @@ import json
 import os
 import re
 import subprocess
+import sys
+import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +192,25 @@ def test_hparams_that_hold_themselves_are_refused_not_a_recursion_error(tmp_path
                                                       r"holds itself"):
                 getattr(run, call)(value)
         assert run.dir is not None and not (run.dir / "hparams.json").exists()
+
+
+@pytest.mark.parametrize(("raise_", "status"), [("raise RuntimeError('boom')", "crashed"),
+                                                ("raise KeyboardInterrupt", "interrupted"), ("pass", "finished")])
+def test_a_run_forgotten_at_exit_records_how_the_script_ended(tmp_path: Path, raise_: str, status: str) -> None:
+    script = textwrap.dedent(f"""
+        import flexlogger
+        run = flexlogger.Run(env="e", uid="run", server=None, log_dir={str(tmp_path)!r})
+        run.log_text("t", "x", step=4)
+        {raise_}
+        """)
+    (tmp_path / "train.py").write_text(script)
+    subprocess.run([sys.executable, str(tmp_path / "train.py")], capture_output=True, timeout=120,
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    summary = json.loads((tmp_path / "e" / "run" / "summary.json").read_text())
+    assert summary["status"] == status and summary["updates"] == 1
+    if status == "crashed":
+        assert summary["error"] == "RuntimeError: boom" and "raise RuntimeError('boom')" in summary["traceback"]
+    elif status == "interrupted":
+        assert summary["error"] == "KeyboardInterrupt"
+    else:
+        assert "error" not in summary
