@@ -145,6 +145,14 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
         if not option.check(value):
             shown = "(hidden)" if option.secret else short_repr(value)
             out.append(f"{key}: expected {option.expected}, but got {shown}")
+    env = given.get("env", BY_NAME["env"].default)
+    if "run" in owners and given.get("server", BY_NAME["server"].default) is not None and _is_name(env):
+        from .sinks.visdom.render import check_env  # the Visdom sink checks it too; here it fails before any folder
+
+        try:
+            check_env(env)
+        except ConfigError as exc:
+            out.append(f"env: {exc}")
     if "visdom" in owners and given.get("server", "") is None:
         for key in [k for k in given if k in BY_NAME and BY_NAME[k].owner == "visdom"]:
             out.append(f"{key}: a Visdom sender option, but server is None (nothing is sent to Visdom); expected "

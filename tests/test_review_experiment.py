@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from flexlogger import Run
+from flexlogger import ConfigError, FlexLogger, Run
 from flexlogger.experiment import RecordCallError
 from flexlogger.images import ImageInputError, to_rgb
+from flexlogger.server import VisdomServer, start_server
 
 
 @pytest.fixture
@@ -214,3 +215,16 @@ def test_a_run_forgotten_at_exit_records_how_the_script_ended(tmp_path: Path, ra
         assert summary["error"] == "KeyboardInterrupt"
     else:
         assert "error" not in summary
+
+
+def test_an_env_visdom_cannot_show_is_refused_by_the_call_before_any_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^Run\(\): env: expected `env` to be a Visdom env name without '/' "):
+        Run(env="a/b", log_dir=tmp_path, port=1)
+    with pytest.raises(ConfigError, match=r"^FlexLogger\(\): env: expected `env` to be a Visdom env name without "
+                                          r"'<', '>'"):
+        FlexLogger({"loss": {"type": "line"}}, {}, env="<b>", log_dir=tmp_path, port=1)
+    with pytest.raises(ConfigError, match=r"env: expected `env` to be a Visdom env name without '/'"):
+        Run(env="a/b", log_dir=tmp_path, port=1, disabled=True)
+    assert list(tmp_path.iterdir()) == []  # no folder, no thread
+    with Run(env="a/b", log_dir=tmp_path, server=None) as run:  # nothing sent to Visdom: any env names a folder
+        assert run.dir == tmp_path / "a_b" / run.uid
