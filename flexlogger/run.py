@@ -147,7 +147,6 @@ class Run(RecordCalls):
         self.disabled = False
 
     def _open(self, log_dir: str | Path | None, server: str | None, port: int, visdom_options: dict[str, Any]) -> None:
-        self._opened = True
         if self.max_steps:
             self.claim(self, [STATUS_PLOT])
         if log_dir is not None:
@@ -159,9 +158,11 @@ class Run(RecordCalls):
             try:
                 self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_options)
             except BaseException:
-                if self._record is not None:
-                    self._record.close()
+                if self._record is not None:  # not opened: a later enable() tries again, in a new folder
+                    self._record.close({"status": "failed to start"})
+                    self._record, self.dir = None, None
                 raise
+        self._opened = True
         if self._record is not None:
             self._write_status()  # summary.json says running from the start
 

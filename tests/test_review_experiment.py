@@ -228,3 +228,27 @@ def test_an_env_visdom_cannot_show_is_refused_by_the_call_before_any_folder(tmp_
     assert list(tmp_path.iterdir()) == []  # no folder, no thread
     with Run(env="a/b", log_dir=tmp_path, server=None) as run:  # nothing sent to Visdom: any env names a folder
         assert run.dir == tmp_path / "a_b" / run.uid
+
+
+@pytest.fixture(scope="module")
+def login_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VisdomServer]:
+    root = tmp_path_factory.mktemp("login")
+    server = start_server(env_path=root / "env", log_path=root / "server.log", username="u", password="right")
+    yield server
+    server.stop()
+
+
+def test_enable_that_failed_fails_again_instead_of_logging_into_a_closed_record(
+        tmp_path: Path, login_server: VisdomServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VISDOM_USERNAME", raising=False)
+    monkeypatch.delenv("VISDOM_PASSWORD", raising=False)
+    run = Run(env="e", uid="run", log_dir=tmp_path, port=login_server.port, username="u", password="wrong",
+              disabled=True)
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"refused the login of user 'u'"):
+            run.enable()
+        assert run.disabled and run.dir is None
+    run.log_text("t", "x")  # still disabled: nothing, and no error
+    run.close()
+    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.rglob("summary.json"))]
+    assert [s["status"] for s in summaries] == ["failed to start", "failed to start"]
