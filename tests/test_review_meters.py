@@ -26,3 +26,29 @@ def test_an_int_beyond_a_float_is_a_meter_input_error_with_a_short_message(kind:
         assert len(str(caught.value)) < 300  # the value is quoted short
         stat.add({"m": 2**60})  # a big int within range still counts
         assert stat.value()["m"] is not None
+
+
+def scores_with_nan() -> torch.Tensor:
+    scores = torch.rand(6, 3)
+    scores[2, 1] = math.nan
+    return scores
+
+
+def test_ap_of_a_class_with_a_nan_score_is_nan_not_a_made_up_value() -> None:
+    targets = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 1]])
+    with logger("APMeter", "bar") as stat:
+        stat.add({"m": [scores_with_nan(), targets]})
+        ap = stat.value()["m"]
+    assert not math.isnan(ap[0]) and math.isnan(ap[1]) and not math.isnan(ap[2])
+    with logger("mAPMeter") as stat:
+        stat.add({"m": [scores_with_nan(), targets]})
+        assert math.isnan(stat.value()["m"])  # not the mean of the other classes
+    with logger("APMeter", "bar") as stat:  # all NaN: torchnet-style ranking gave [1, 0.5, 1]
+        stat.add({"m": [torch.full((2, 3), math.nan), torch.tensor([[1, 0, 1], [0, 1, 0]])]})
+        assert np.isnan(stat.value()["m"]).all()
+
+
+def test_auc_with_a_nan_score_is_nan() -> None:
+    with logger("AUCMeter") as stat:
+        stat.add({"m": [torch.tensor([0.1, math.nan, 0.8, 0.3]), torch.tensor([0, 1, 1, 0])]})
+        assert math.isnan(stat.value()["m"])
