@@ -9,6 +9,8 @@ once aliases are expanded (a "billion laughs" file), nesting deeper than ``MAX_D
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +211,17 @@ def dump_text(data: Any, fmt: str, header: str = "") -> str:
         return json.dumps(data, indent=2) + "\n"
     comment = f"# {header}\n" if header else ""
     return comment + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def write_whole(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (an existing file
+    is replaced only once the new one is complete: a full disk leaves the old one as it was)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
