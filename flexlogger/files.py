@@ -135,7 +135,11 @@ def read_file(path: str | Path) -> tuple[Any, list[str]]:
         raise ConfigError(f"config file {str(path)!r}: unknown suffix {path.suffix!r}; expected one of "
                           f"{', '.join(SUFFIXES)}")
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):  # a FIFO or a device: blocks, no end
+            raise ConfigError(f"config file {str(path)!r} is not a regular file; expected the path of a .yaml, .yml "
+                              "or .json file")
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             raise ConfigError(_too_large(str(path), size))
         with open(path, "rb") as file:

@@ -45,3 +45,11 @@ def test_save_config_on_a_full_disk_leaves_the_old_file_whole(small_disk: Path) 
         save_config(big, path)
     assert path.read_text() == old and load_config(path).to_dict()["meters"] == CONFIG["meters"]
     assert sorted(p.name for p in small_disk.iterdir()) == ["c.yaml", "filler"]  # no temporary file left
+
+
+def test_a_config_path_that_is_a_fifo_is_refused_instead_of_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"^config file '.*c\.yaml' is not a regular file; expected the path of a "
+                                          r"\.yaml, \.yml or \.json file$"):
+        load_config(fifo)
