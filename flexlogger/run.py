@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from . import distributed as distributed_
-from .errors import ConfigError
+from .errors import ConfigError, short_repr
 from .experiment import STATUS_PLOT, RecordCalls, check_max_steps
 from .options import SECRET, check_options, raise_problems
 from .sinks.base import Sink, Update
@@ -233,7 +233,15 @@ class Run(RecordCalls):
 
     # status and closing ------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> int:
-        """Block until every update reached every sink (or ``timeout`` s passed); return how many are pending."""
+        """Block until every update reached every sink (or ``timeout`` s passed); return how many are pending.
+
+        Raises:
+            ConfigError: ``timeout`` is not None or a number of seconds >= 0.
+        """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                    or not timeout >= 0):  # NaN too
+            raise ConfigError(f"flush(): expected `timeout` to be a number of seconds >= 0 or None (wait until "
+                              f"delivered), but got {short_repr(timeout, 60)}")
         if self._pid != os.getpid():
             return 0
         if not self.disabled and not self._closed:

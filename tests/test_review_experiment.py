@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import subprocess
@@ -252,3 +253,15 @@ def test_enable_that_failed_fails_again_instead_of_logging_into_a_closed_record(
     run.close()
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.rglob("summary.json"))]
     assert [s["status"] for s in summaries] == ["failed to start", "failed to start"]
+
+
+@pytest.mark.parametrize("timeout", ["x", math.nan, -1, True])
+def test_flush_refuses_a_timeout_that_is_no_number_of_seconds(tmp_path: Path, timeout: object) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        with pytest.raises(ConfigError, match=r"^flush\(\): expected `timeout` to be a number of seconds >= 0 or None "
+                                              r"\(wait until delivered\), but got "):
+            run.flush(timeout)  # type: ignore[arg-type]
+        stat = FlexLogger({"loss": {"type": "line"}}, {}, run=run)
+        with pytest.raises(ConfigError, match=r"^flush\(\): expected `timeout`"):
+            stat.flush(timeout)  # type: ignore[arg-type]
+        assert run.flush(0) == 0 and run.flush(1.5) == 0 and run.flush(None) == 0
