@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from . import distributed as distributed_
-from .errors import ConfigError, short_repr
+from .errors import ConfigError, RunFolderError, short_repr
 from .experiment import STATUS_PLOT, RecordCalls, check_max_steps
 from .options import SECRET, check_options, raise_problems
 from .sinks.base import Sink, Update
@@ -72,6 +72,7 @@ class Run(RecordCalls):
 
     Raises:
         ConfigError: a bad or unknown option (naming ``Run()``, the bad value and the valid choices).
+        RunFolderError: (an ``OSError``) the run record's folder cannot be made under ``log_dir``.
     """
 
     def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
@@ -129,7 +130,7 @@ class Run(RecordCalls):
         self._sink_options = given
         self._opened = False
         if not self.disabled:
-            self._open(log_dir, server, port, given)
+            self._open(caller, log_dir, server, port, given)
         _open_runs.add(self)
 
     def disable(self) -> None:
@@ -143,14 +144,21 @@ class Run(RecordCalls):
         if self._closed:
             raise ConfigError(f"enable(): run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
         if not self._opened:
-            self._open(self.log_dir, self.server, self.port, self._sink_options)
+            self._open("enable()", self.log_dir, self.server, self.port, self._sink_options)
         self.disabled = False
 
-    def _open(self, log_dir: str | Path | None, server: str | None, port: int, visdom_options: dict[str, Any]) -> None:
+    def _open(self, caller: str, log_dir: str | Path | None, server: str | None, port: int,
+              visdom_options: dict[str, Any]) -> None:
         if self.max_steps:
             self.claim(self, [STATUS_PLOT])
         if log_dir is not None:
-            self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+            try:
+                self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+            except OSError as exc:  # a run must not start without its record: said here, naming the call
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise RunFolderError(f"{caller}: the run record cannot be made under log_dir {str(log_dir)!r}: "
+                                     f"{exc.strerror or exc}{where}; expected `log_dir` to be a folder this process "
+                                     f"can write, or None to turn the record off") from exc
             self.dir = self._record.path
         if server is not None:
             from .sinks.visdom import VisdomSink

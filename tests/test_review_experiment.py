@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from flexlogger import ConfigError, FlexLogger, Run
+from flexlogger.errors import RunFolderError
 from flexlogger.experiment import RecordCallError
 from flexlogger.images import ImageInputError, to_rgb
 from flexlogger.server import VisdomServer, start_server
@@ -265,3 +266,18 @@ def test_flush_refuses_a_timeout_that_is_no_number_of_seconds(tmp_path: Path, ti
         with pytest.raises(ConfigError, match=r"^flush\(\): expected `timeout`"):
             stat.flush(timeout)  # type: ignore[arg-type]
         assert run.flush(0) == 0 and run.flush(1.5) == 0 and run.flush(None) == 0
+
+
+def test_a_log_dir_that_cannot_hold_a_folder_is_refused_naming_the_call(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(RunFolderError, match=r"^Run\(\): the run record cannot be made under log_dir '.*afile': Not a "
+                                             r"directory \(.*afile/e/.*\); expected `log_dir` to be a folder this "
+                                             r"process can write, or None to turn the record off$"):
+        Run(env="e", log_dir=blocker, server=None)
+    with pytest.raises(OSError, match=r"^FlexLogger\(\): the run record cannot be made under log_dir"):
+        FlexLogger({"loss": {"type": "line"}}, {}, log_dir=blocker, server=None)
+    run = Run(env="e", log_dir=blocker, server=None, disabled=True)
+    with pytest.raises(RunFolderError, match=r"^enable\(\): the run record cannot be made"):
+        run.enable()
+    run.close()
