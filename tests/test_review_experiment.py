@@ -281,3 +281,14 @@ def test_a_log_dir_that_cannot_hold_a_folder_is_refused_naming_the_call(tmp_path
     with pytest.raises(RunFolderError, match=r"^enable\(\): the run record cannot be made"):
         run.enable()
     run.close()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("env", r"^Run\(\): env: expected a non-empty string \(the Visdom environment\) without NUL characters, but got "
+            r"'a\\x00b'$"),
+    ("uid", r"^Run\(\): uid: expected a non-empty string without NUL characters, or None for a new uid"),
+])
+def test_an_env_or_uid_with_a_nul_is_refused_naming_the_call(tmp_path: Path, option: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Run(log_dir=tmp_path, server=None, **{option: "a\x00b"})
+    assert list(tmp_path.iterdir()) == []
