@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
@@ -292,3 +293,23 @@ def test_an_env_or_uid_with_a_nul_is_refused_naming_the_call(tmp_path: Path, opt
     with pytest.raises(ConfigError, match=message):
         Run(log_dir=tmp_path, server=None, **{option: "a\x00b"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_println_to_a_closed_stdout_warns_once_and_still_writes_log_txt(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stdout", closed)  # `python train.py | head` after head exited: a broken pipe
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run.println("first")
+            run.println("second")
+            run.print_table(["a"], [[1]])
+        messages = [str(w.message) for w in caught]
+        pattern = (r"println\(\): .* cannot be written \(I/O operation on closed file\.?\); the lines still go to "
+                   r".*log\.txt$")
+        assert len(messages) == 1 and re.match(pattern, messages[0]), messages
+        assert run.dir is not None
+        logged = (run.dir / "log.txt").read_text()
+    assert "first" in logged and "second" in logged

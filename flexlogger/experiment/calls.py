@@ -11,6 +11,7 @@ import shlex
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,7 @@ from tabulate import tabulate
 from .. import images
 from ..errors import short_repr
 from ..textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
+from .base import user_stacklevel
 from .command import command_line, option_rows
 from .common import (
     HPARAMS_FILE,
@@ -265,7 +267,15 @@ class RecordCalls(StatusCalls):
 
     # printing, progress --------------------------------------------------------------------------------------
     def _log_lines(self, call: str, text: str, stream: IO[str], tag: str = "") -> None:
-        print(text, file=stream, flush=True)
+        try:
+            print(text, file=stream, flush=True)
+        except (OSError, ValueError) as exc:  # a closed pipe (`train.py | head`), a closed stream: log.txt has it
+            state = self._record_state()
+            if not state.get("stream_warned"):
+                state["stream_warned"] = True
+                where = f"; the lines still go to {self.dir / LOG_FILE}" if self.dir is not None else ""
+                warnings.warn(f"{call}: {getattr(stream, 'name', 'the stream')} cannot be written ({exc}){where}",
+                              RuntimeWarning, stacklevel=user_stacklevel())
         if self.dir is None:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
