@@ -13,9 +13,9 @@ Example:
 
 Closing: ``run.close()`` (or the end of the ``with`` block) flushes the Visdom sender, closes it, then closes the
 record with the run's summary (the points the server did not get, and the status: ``finished``, ``crashed`` or
-``interrupted`` when the ``with`` block raised). A run a user forgets to close is closed at interpreter exit
-(``crashed`` when the script died of an uncaught exception). A
-child made with ``os.fork()`` never closes or writes its parent's run.
+``interrupted`` when the ``with`` block raised; ``sys.exit(0)`` in it is ``finished``). A run a user forgets to
+close is closed at interpreter exit (``crashed`` when the script died of an uncaught exception). A child made with
+``os.fork()`` never closes or writes its parent's run.
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ class Run(RecordCalls):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):  # sys.exit(0): a normal end
             self.close()
         elif isinstance(exc, KeyboardInterrupt):
             self.close("interrupted", exc)

@@ -313,3 +313,13 @@ def test_println_to_a_closed_stdout_warns_once_and_still_writes_log_txt(tmp_path
         assert run.dir is not None
         logged = (run.dir / "log.txt").read_text()
     assert "first" in logged and "second" in logged
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, "finished"), (None, "finished"), (3, "crashed")])
+def test_sys_exit_in_a_with_block_is_finished_when_it_says_success(tmp_path: Path, code: int | None,
+                                                                   status: str) -> None:
+    with pytest.raises(SystemExit), Run(env="e", uid="run", server=None, log_dir=tmp_path):
+        sys.exit(code)
+    summary = json.loads((tmp_path / "e" / "run" / "summary.json").read_text())
+    assert summary["status"] == status
+    assert ("error" in summary) == (status == "crashed")
