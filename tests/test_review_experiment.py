@@ -323,3 +323,24 @@ def test_sys_exit_in_a_with_block_is_finished_when_it_says_success(tmp_path: Pat
     summary = json.loads((tmp_path / "e" / "run" / "summary.json").read_text())
     assert summary["status"] == status
     assert ("error" in summary) == (status == "crashed")
+
+
+def test_text_and_image_calls_cannot_draw_over_the_runs_own_windows_or_change_a_windows_kind(tmp_path: Path) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        run.log_hparams({"lr": 0.1})
+        for name in ("hparams", "command", "run_summary", "run_status"):
+            with pytest.raises(RecordCallError, match=rf"^log_text\(\): expected a window name other than the run's "
+                                                      rf"own windows \(command, hparams, run_status, run_summary\), "
+                                                      rf"but got '{name}'$"):
+                run.log_text(name, "oops")
+        run.log_text("x", "hello", step=1)
+        run.log_markdown("x", "# also text")  # the same kind: replaces it
+        with pytest.raises(RecordCallError, match=r"^log_image\(\): expected a window name that is free or of kind "
+                                                  r"'image', but window 'x' of this run is of kind 'text'$"):
+            run.log_image("x", np.zeros((4, 4)), step=2)
+        run.log_image("y", np.zeros((4, 4)))
+        with pytest.raises(RecordCallError, match=r"^log_text\(\): .* window 'y' of this run is of kind 'image'$"):
+            run.log_text("y", "z")
+        assert run.dir is not None
+        assert not (run.dir / "images" / "x-2.png").exists() and not (run.dir / "text" / "y.txt").exists()
+        assert json.loads((run.dir / "hparams.json").read_text()) == {"lr": 0.1}

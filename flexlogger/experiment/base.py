@@ -60,7 +60,7 @@ class RunCalls:
         if state is None:
             state = self.__dict__["_record_calls"] = {
                 "opts": {}, "hparams": {}, "best": {}, "last_update": None, "last_step": None, "written": 0.0,
-                "drawing": False, "files_unwritten": 0, "files_failing": False, "fork_warned": False}
+                "drawing": False, "files_unwritten": 0, "kinds": {}, "files_failing": False, "fork_warned": False}
         return state
 
     def _check_open(self, call: str) -> None:
@@ -78,6 +78,7 @@ class RunCalls:
         seen = cache.get(plot)
         if seen is None or dict(seen) != dict(given):  # the same object each time: the record declares it once
             seen = cache[plot] = given
+        state["kinds"][plot] = kind
         state["drawing"] = True
         try:
             self.write([Update(plot, kind, 0 if step is None else step, dict(data), seen, self.next_seq())])

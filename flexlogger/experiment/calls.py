@@ -25,6 +25,8 @@ from ..textdiff import diff_html, diff_text, fenced, markdown_html, markdown_tab
 from .base import user_stacklevel
 from .command import command_line, option_rows
 from .common import (
+    COMMAND_PLOT,
+    FIXED_WINDOWS,
     HPARAMS_FILE,
     HPARAMS_PLOT,
     LOG_FILE,
@@ -53,6 +55,22 @@ from .status import StatusCalls
 
 class RecordCalls(StatusCalls):
     """The experiment-record calls of a :class:`~flexlogger.run.Run` (see :mod:`flexlogger.experiment`)."""
+
+    def _check_window(self, call: str, name: str, kind: str) -> str:
+        """A window name a text or image call may draw: not one of the run's fixed windows, and not a window of
+        the run drawn as another kind (a text window stays text, an image window an image).
+
+        Raises:
+            RecordCallError: the name is taken (before any file is written).
+        """
+        if name in FIXED_WINDOWS:
+            raise RecordCallError(f"{call}: expected a window name other than the run's own windows "
+                                  f"({', '.join(sorted(FIXED_WINDOWS))}), but got {name!r}")
+        drawn = self._record_state()["kinds"].get(name)
+        if drawn is not None and drawn != kind:
+            raise RecordCallError(f"{call}: expected a window name that is free or of kind {kind!r}, but window "
+                                  f"{name!r} of this run is of kind {drawn!r}")
+        return name
 
     # hyperparameters ---------------------------------------------------------------------------------------
     def log_hparams(self, hparams: Mapping[str, Any] | argparse.Namespace | Any) -> None:
@@ -105,7 +123,7 @@ class RecordCalls(StatusCalls):
             return
         call = "log_text()"
         self._check_open(call)
-        name = check_name(call, name)
+        name = self._check_window(call, check_name(call, name), "text")
         text = check_text(call, "text", text)
         if expected is not None:
             expected = check_text(call, "expected", expected)
@@ -131,7 +149,7 @@ class RecordCalls(StatusCalls):
             return
         call = "log_markdown()"
         self._check_open(call)
-        name = check_name(call, name)
+        name = self._check_window(call, check_name(call, name), "text")
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
         self._file(call, f"text/{safe_name(name)}{step_suffix(step)}.md", markdown)
@@ -162,7 +180,7 @@ class RecordCalls(StatusCalls):
             return
         call = "log_image()"
         self._check_open(call)
-        name = check_name(call, name)
+        name = self._check_window(call, check_name(call, name), "image")
         step = check_step(call, step)
         rgb = images.to_rgb(call, image)
         height, width = rgb.shape[:2]
@@ -204,7 +222,7 @@ class RecordCalls(StatusCalls):
             f"Started as: `{shlex.join(sys.argv)}`" if sys.argv else "",
             "## Options", markdown_table(["option", "value", "default", "changed"], rows)]) + "\n"
         self._file(call, "command.md", text)
-        self._draw_html("command", markdown_html(text), None)
+        self._draw_html(COMMAND_PLOT, markdown_html(text), None)
         return command
 
     def log_summary(self, infos: Mapping[str, Any] | None = None, sections: Mapping[str, str] | None = None,

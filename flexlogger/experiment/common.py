@@ -24,6 +24,10 @@ HPARAMS_FILE = "hparams.json"
 STATUS_PLOT = "run_status"
 SUMMARY_PLOT = "run_summary"
 SUMMARY_FILE = "summary.json"
+COMMAND_PLOT = "command"
+FIXED_WINDOWS = frozenset({HPARAMS_PLOT, STATUS_PLOT, SUMMARY_PLOT, COMMAND_PLOT})
+"""The windows of the run's own calls (log_hparams, the status, log_summary, log_command): no log_text,
+log_markdown or log_image may draw over them."""
 LOG_FILE = "log.txt"
 HTML_OPT = "html"
 """A ``text`` window whose opts hold ``html: True`` shows its one value as HTML (made by this module, every piece
