@@ -22,7 +22,7 @@ import torch
 
 from flexlogger import ConfigError, FlexLogger, Run
 from flexlogger.errors import RunFolderError
-from flexlogger.experiment import RecordCallError
+from flexlogger.experiment import RecordCallError, RecordCallTypeError
 from flexlogger.images import ImageInputError, to_rgb
 from flexlogger.server import VisdomServer, start_server
 
@@ -344,3 +344,11 @@ def test_text_and_image_calls_cannot_draw_over_the_runs_own_windows_or_change_a_
         assert run.dir is not None
         assert not (run.dir / "images" / "x-2.png").exists() and not (run.dir / "text" / "y.txt").exists()
         assert json.loads((run.dir / "hparams.json").read_text()) == {"lr": 0.1}
+
+
+def test_log_summary_refuses_a_repo_that_is_no_path(tmp_path: Path) -> None:
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+        with pytest.raises(RecordCallTypeError, match=r"^log_summary\(\): expected `repo` to be a folder path \(str or "
+                                                      r"Path\) or None \(the current folder\), but got int 5$"):
+            run.log_summary(repo=5)  # type: ignore[arg-type]
+        assert run.dir is not None and not (run.dir / "summary.md").exists()

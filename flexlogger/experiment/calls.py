@@ -237,7 +237,8 @@ class RecordCalls(StatusCalls):
             ``git`` is None outside a repository); empty on a disabled run.
 
         Raises:
-            RecordCallTypeError: ``infos`` or ``sections`` is not a mapping of strings, a section is not a str.
+            RecordCallTypeError: ``infos`` or ``sections`` is not a mapping of strings, a section is not a str,
+                ``repo`` is not a path.
         """
         if self.disabled:
             return {}
@@ -253,6 +254,8 @@ class RecordCalls(StatusCalls):
             check_text(call, f"sections[{title!r}]", body)
         from .. import __version__
 
+        if repo is not None and not isinstance(repo, (str, os.PathLike)):
+            raise type_error(call, "repo", "a folder path (str or Path) or None (the current folder)", repo)
         where = Path(repo) if repo is not None else Path.cwd()
         git = git_info(where)
         facts: dict[str, Any] = {
