@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def write_whole(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (an existing file
     is replaced only once the new one is complete: a full disk leaves the old one as it was)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -352,3 +353,27 @@ def test_log_summary_refuses_a_repo_that_is_no_path(tmp_path: Path) -> None:
                                                       r"Path\) or None \(the current folder\), but got int 5$"):
             run.log_summary(repo=5)  # type: ignore[arg-type]
         assert run.dir is not None and not (run.dir / "summary.md").exists()
+
+
+def test_record_calls_from_several_threads_write_whole_files_without_a_warning(tmp_path: Path) -> None:
+    texts = [f"thread {i} " * (50 + i) for i in range(6)]
+    with Run(env="e", uid="run", server=None, log_dir=tmp_path) as run:
+
+        def work(i: int) -> None:
+            for _ in range(100):
+                run.log_text("t", texts[i])
+                run.log_hparams({f"h{i}": i})
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert [str(w.message) for w in caught] == []  # a shared temporary file made writes fail
+        assert run.dir is not None and (run.dir / "text" / "t.txt").read_text() in texts
+        json.loads((run.dir / "hparams.json").read_text())
+    summary = json.loads((tmp_path / "e" / "run" / "summary.json").read_text())
+    assert summary["files_unwritten"] == 0
+    assert [p.name for p in (tmp_path / "e" / "run").rglob("*.tmp")] == []

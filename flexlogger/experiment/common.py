@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +58,7 @@ def write_file(path: Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (a reader sees
     the old file or the new one, never half of one). Makes the parent folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
         if isinstance(data, str):
             tmp.write_text(data, encoding="utf-8")

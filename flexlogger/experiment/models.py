@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def save_torch(call: str, arg: str, obj: Any, path: Path) -> Path:
         OSError: the disk refused the file (full, gone, read-only).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
         with open(tmp, "wb") as file:
             writer = _Writer(file)

@@ -366,7 +366,7 @@ def _fresh_dir(parent: Path, uid: str) -> Path:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
         os.replace(tmp, path)  # never a half-written file
