@@ -52,3 +52,28 @@ def test_auc_with_a_nan_score_is_nan() -> None:
     with logger("AUCMeter") as stat:
         stat.add({"m": [torch.tensor([0.1, math.nan, 0.8, 0.3]), torch.tensor([0, 1, 1, 0])]})
         assert math.isnan(stat.value()["m"])
+
+
+def test_image_meter_takes_bfloat16_batches() -> None:
+    batch = torch.rand(2, 3, 4, 4).to(torch.bfloat16)
+    with logger("ImageMeter", "image") as stat:
+        stat.add({"m": batch})
+        grid = stat.value()["m"]  # was a TypeError from numpy here (and in log(), in the training loop)
+        stat.log(0)
+    assert grid.dtype == np.float32 and np.allclose(grid[:, 2:6, 2:6], batch[0].float().numpy())  # after the padding
+
+
+@pytest.mark.parametrize(("batch", "message"), [
+    (torch.full((1, 3, 2, 2), math.nan), r"expects batch: images with finite values \(floats in \[0, 1\]\), not NaN or "
+                                         r"Inf, got tensor of shape \(1, 3, 2, 2\)"),
+    (torch.full((1, 3, 2, 2), 300.0), r"expects batch: float images in \[0, 1\] \(or 0-255\), not values from 300 "
+                                      r"to 300"),
+    (torch.full((1, 3, 2, 2), -0.5), r"expects batch: float images in \[0, 1\] \(or 0-255\), not values from -0.5"),
+    (torch.full((1, 1, 2, 2), 300), r"expects batch: integer images in \[0, 255\], not values from 300 to 300"),
+    (np.full((1, 1, 2, 2), -3, dtype=np.int8), r"expects batch: integer images in \[0, 255\], not values from -3"),
+])
+def test_image_meter_refuses_values_it_cannot_draw(batch: object, message: str) -> None:
+    with logger("ImageMeter", "image") as stat:
+        with pytest.raises(MeterInputError, match=r"^meter 'm' \(ImageMeter\) " + message):
+            stat.add({"m": batch})
+        assert stat.value()["m"] is None  # nothing kept
