@@ -78,7 +78,7 @@ def to_scalar(meter: Meter, value: Any) -> Scalar:
 def to_tensor(meter: Meter, value: Any, what: str) -> torch.Tensor:
     """A detached tensor from a tensor, an ndarray, a number or a (nested) list of numbers."""
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        return numpy_dtype(value.detach())
     if isinstance(value, np.ndarray):
         if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
             raise bad_input(meter, value, what)
@@ -92,6 +92,17 @@ def to_tensor(meter: Meter, value: Any, what: str) -> torch.Tensor:
         except (TypeError, ValueError, RuntimeError):
             raise bad_input(meter, value, what) from None
     raise bad_input(meter, value, what)
+
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def numpy_dtype(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, as float32 when its float dtype has no numpy equivalent (bfloat16, float8: mixed-precision
+    outputs), so that every later ``.numpy()`` (the meters, the record, Visdom) works. Stays on its device."""
+    if tensor.is_floating_point() and tensor.dtype not in _NUMPY_FLOATS:
+        return tensor.float()
+    return tensor
 
 
 def to_float(value: Scalar) -> float:

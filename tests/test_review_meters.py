@@ -77,3 +77,21 @@ def test_image_meter_refuses_values_it_cannot_draw(batch: object, message: str) 
         with pytest.raises(MeterInputError, match=r"^meter 'm' \(ImageMeter\) " + message):
             stat.add({"m": batch})
         assert stat.value()["m"] is None  # nothing kept
+
+
+def test_bfloat16_tensors_feed_every_array_meter() -> None:
+    bf16 = torch.bfloat16
+    plots = {"h": {"type": "heatmap"}, "ap": {"type": "bar"}, "auc": {"type": "line"}, "mse": {"type": "line"}}
+    stat = FlexLogger(plots,
+                      {"v": {"type": "ValueMeter", "target": "h"}, "a": {"type": "APMeter", "target": "ap"},
+                       "u": {"type": "AUCMeter", "target": "auc"}, "m": {"type": "MSEMeter", "target": "mse"}},
+                      server=None, log_dir=None)
+    with stat:
+        scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.4]], dtype=bf16)
+        stat.add({"v": torch.eye(3, dtype=bf16), "a": [scores, torch.tensor([[1, 0], [0, 1], [1, 0]])],
+                  "u": [scores[:, 0], torch.tensor([1, 0, 1])], "m": [scores, torch.zeros(3, 2, dtype=bf16)]})
+        values = stat.value()
+        stat.log(0)
+    np.testing.assert_array_equal(values["v"], np.eye(3, dtype=np.float32))
+    np.testing.assert_array_equal(values["a"], [1.0, 1.0])
+    assert values["u"] == 1.0 and values["m"] == pytest.approx(float((scores.float() ** 2).mean()), rel=1e-2)

@@ -67,9 +67,7 @@ class ImageMeter(Meter):
         if images.shape[0] == 0:
             return False  # an empty batch: nothing received
         batch = images.detach().to("cpu", copy=True)
-        if batch.is_floating_point():
-            if batch.dtype not in (torch.float16, torch.float32, torch.float64):
-                batch = batch.float()  # bfloat16, float8: numpy (and Visdom) have no such dtype
+        if batch.is_floating_point():  # bfloat16 is float32 already (to_tensor)
             if not bool(torch.isfinite(batch).all()):
                 raise bad_input(self, images, "batch: images with finite values (floats in [0, 1]), not NaN or Inf")
             low, high = float(batch.min()), float(batch.max())
