@@ -85,10 +85,11 @@ class StatusCalls(RunCalls):
     def summary_fields(self) -> dict[str, Any]:
         """What the run adds to ``summary.json``: its status (``running``, ``finished``, ``crashed``,
         ``interrupted``), the time of the last update, the error and traceback of a crash, progress and ETA
-        (with ``max_steps``) and the best values (``{meter: {'value', 'step', 'mode'}}``)."""
+        (with ``max_steps``), the run files the disk refused (``files_unwritten``) and the best values
+        (``{meter: {'value', 'step', 'mode'}}``)."""
         state = self._record_state()
         out: dict[str, Any] = {"status": self.status, "last_update": iso(state["last_update"]),
-                               "last_update_unix": state["last_update"]}
+                               "last_update_unix": state["last_update"], "files_unwritten": state["files_unwritten"]}
         out.update(self.progress_info())
         best: dict[str, Any] = {}
         for get, modes in state["best"].values():
