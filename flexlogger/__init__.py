@@ -14,6 +14,7 @@ from .errors import (
     FlexLoggerError,
     InvalidConfigError,
     MeterInputError,
+    RunFolderError,
     UnknownKeyError,
     UnknownNameError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "RecordCallError",
     "RecordCallTypeError",
     "Run",
+    "RunFolderError",
     "TooledModel",
     "TooledModelLogger",
     "UnknownKeyError",

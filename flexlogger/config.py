@@ -33,7 +33,7 @@ import numpy as np
 
 from . import options as options_
 from .errors import ConfigError, InvalidConfigError, unknown_name_message
-from .files import SUFFIXES, dump_text, read_file
+from .files import SUFFIXES, dump_text, read_file, write_whole
 from .specs import MeterSpec, PlotSpec, check_definitions
 
 PRESET_KEYS = ("presets", "phases", "preset_args")
@@ -200,13 +200,12 @@ def merge_configs(run_options: Mapping[str, Any], configs: Iterable[Mapping[str,
 
 
 def save_config(config: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a config dict to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
+    """Write a config dict to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``), whole (an existing file is
+    replaced only by a complete new one); return the path."""
     path = Path(path)
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(f"save_config: unknown suffix {path.suffix!r} of {str(path)!r}; expected one of "
                           f"{', '.join(SUFFIXES)}")
     text = dump_text(plain(config, "config"), fmt, header=f"flexlogger config: FlexLogger.from_config({path.name!r})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_whole(path, text)

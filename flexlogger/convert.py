@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .errors import MeterInputError
+from .errors import MeterInputError, short_repr
 
 
 class Meter(Protocol):
@@ -29,6 +29,7 @@ class Meter(Protocol):
 
 
 Scalar = float | torch.Tensor  # a CUDA 0-d tensor stays on its device until value()
+_FLOAT_MAX = int(np.finfo(np.float64).max)
 
 
 def describe(value: Any) -> str:
@@ -42,7 +43,7 @@ def describe(value: Any) -> str:
         return f"str {text!r}"
     if isinstance(value, (list, tuple)):
         return f"{type(value).__name__} of length {len(value)}"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {short_repr(value, 60)}"
 
 
 def bad_input(meter: Meter, got: Any, expected: str) -> MeterInputError:
@@ -56,7 +57,7 @@ def to_scalar(meter: Meter, value: Any) -> Scalar:
     ``value()``.
     """
     kind = type(value)
-    if kind is float or kind is int:
+    if kind is float or (kind is int and -_FLOAT_MAX <= value <= _FLOAT_MAX):
         return value  # type: ignore[no-any-return]
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
@@ -65,7 +66,10 @@ def to_scalar(meter: Meter, value: Any) -> Scalar:
             return value.item()  # type: ignore[no-any-return]
         return value.detach().reshape(())
     if isinstance(value, (numbers.Real, np.bool_)):  # numpy's bool is no numbers.Real
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a float's range (10**400)
+            raise bad_input(meter, value, "a number within a float's range or a one-element tensor") from None
     if isinstance(value, np.ndarray) and value.size == 1 and np.issubdtype(value.dtype, np.number):
         return float(value.reshape(()))
     raise bad_input(meter, value, "a number or a one-element tensor")
@@ -74,7 +78,7 @@ def to_scalar(meter: Meter, value: Any) -> Scalar:
 def to_tensor(meter: Meter, value: Any, what: str) -> torch.Tensor:
     """A detached tensor from a tensor, an ndarray, a number or a (nested) list of numbers."""
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        return numpy_dtype(value.detach())
     if isinstance(value, np.ndarray):
         if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
             raise bad_input(meter, value, what)
@@ -88,6 +92,17 @@ def to_tensor(meter: Meter, value: Any, what: str) -> torch.Tensor:
         except (TypeError, ValueError, RuntimeError):
             raise bad_input(meter, value, what) from None
     raise bad_input(meter, value, what)
+
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def numpy_dtype(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, as float32 when its float dtype has no numpy equivalent (bfloat16, float8: mixed-precision
+    outputs), so that every later ``.numpy()`` (the meters, the record, Visdom) works. Stays on its device."""
+    if tensor.is_floating_point() and tensor.dtype not in _NUMPY_FLOATS:
+        return tensor.float()
+    return tensor
 
 
 def to_float(value: Scalar) -> float:

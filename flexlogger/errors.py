@@ -54,6 +54,11 @@ class MeterInputError(FlexLoggerError, ValueError):
     """A meter was fed a value of the wrong type or shape."""
 
 
+class RunFolderError(FlexLoggerError, OSError):
+    """A run's record folder cannot be made (``log_dir`` is a file, read-only, on a full disk): the message names
+    the call, the folder and why."""
+
+
 class DeliveryError(FlexLoggerError, RuntimeError):
     """Points could not be delivered: the background sender died, or a flush timed out."""
 

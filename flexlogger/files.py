@@ -9,6 +9,9 @@ once aliases are expanded (a "billion laughs" file), nesting deeper than ``MAX_D
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +136,11 @@ def read_file(path: str | Path) -> tuple[Any, list[str]]:
         raise ConfigError(f"config file {str(path)!r}: unknown suffix {path.suffix!r}; expected one of "
                           f"{', '.join(SUFFIXES)}")
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):  # a FIFO or a device: blocks, no end
+            raise ConfigError(f"config file {str(path)!r} is not a regular file; expected the path of a .yaml, .yml "
+                              "or .json file")
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             raise ConfigError(_too_large(str(path), size))
         with open(path, "rb") as file:
@@ -209,3 +216,17 @@ def dump_text(data: Any, fmt: str, header: str = "") -> str:
         return json.dumps(data, indent=2) + "\n"
     comment = f"# {header}\n" if header else ""
     return comment + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def write_whole(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (an existing file
+    is replaced only once the new one is complete: a full disk leaves the old one as it was)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

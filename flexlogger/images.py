@@ -43,6 +43,7 @@ class ImageInputError(FlexLoggerError, ValueError):
 
 
 Box = dict[str, Any]
+_NUMPY_FLOATS = {"torch.float16", "torch.float32", "torch.float64"}
 
 
 def to_rgb(call: str, image: Any, arg: str = "image") -> np.ndarray:
@@ -58,7 +59,10 @@ def to_rgb(call: str, image: Any, arg: str = "image") -> np.ndarray:
     if Image is not None and isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     if hasattr(image, "detach") and hasattr(image, "cpu"):  # a torch tensor, on any device
-        array = image.detach().cpu().numpy()
+        tensor = image.detach().cpu()
+        if tensor.is_floating_point() and str(tensor.dtype) not in _NUMPY_FLOATS:
+            tensor = tensor.float()  # bfloat16, float8: numpy has no such dtype
+        array = tensor.numpy()
     elif isinstance(image, np.ndarray):
         array = image
     else:
@@ -138,9 +142,18 @@ def check_boxes(call: str, boxes: Any, classes: Any, threshold: Any, width: int,
     return shown, left_out, names
 
 
+def _finite(value: Any) -> bool:
+    """A real number (not a bool) that a float holds and that is finite (a huge int is not: it overflows)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _is_probability(value: Any) -> bool:
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-            and 0.0 <= float(value) <= 1.0)
+    return _finite(value) and 0.0 <= float(value) <= 1.0
 
 
 def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int, height: int) -> Box:
@@ -160,7 +173,7 @@ def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int,
                                   f"required), but it has {', '.join(map(repr, raw)) or 'no keys'}")
         if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
             value = value.item()  # a 0-d tensor or numpy number
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
+        if not _finite(value):
             raise ImageInputError(f"{call}: expected `{where}['{key}']` to be a finite number of pixels, but got "
                                   f"{type(value).__name__} {short_repr(value, 40)}")
         box[key] = float(value)

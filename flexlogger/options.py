@@ -55,6 +55,11 @@ def _is_name(v: Any) -> bool:
     return isinstance(v, str) and bool(v) and len(v) <= 200
 
 
+def _is_folder_name(v: Any) -> bool:
+    """A name that also names a folder of the run record: a NUL cannot be in a file name."""
+    return _is_name(v) and "\x00" not in v
+
+
 def _is_int(v: Any, lo: int, hi: float = math.inf) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
@@ -75,9 +80,11 @@ def _is_base_url(v: Any) -> bool:
 MIN_MAX_POINTS = 16
 
 OPTIONS: tuple[Option, ...] = (
-    Option("env", "main", _is_name, "a non-empty string (the Visdom environment)", "run"),
-    Option("uid", None, lambda v: v is None or _is_name(v),
-           "a non-empty string, or None for a new uid (start time and a random suffix) per run", "run", pinned=False),
+    Option("env", "main", _is_folder_name, "a non-empty string (the Visdom environment) without NUL characters",
+           "run"),
+    Option("uid", None, lambda v: v is None or _is_folder_name(v),
+           "a non-empty string without NUL characters, or None for a new uid (start time and a random suffix) per "
+           "run", "run", pinned=False),
     Option("server", "http://localhost", _is_server,
            "a URL with its scheme, such as 'http://localhost', or None to send nothing to Visdom", "run"),
     Option("port", 8097, lambda v: _is_int(v, 1, 65535), "an int from 1 to 65535", "run"),
@@ -145,6 +152,14 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
         if not option.check(value):
             shown = "(hidden)" if option.secret else short_repr(value)
             out.append(f"{key}: expected {option.expected}, but got {shown}")
+    env = given.get("env", BY_NAME["env"].default)
+    if "run" in owners and given.get("server", BY_NAME["server"].default) is not None and _is_name(env):
+        from .sinks.visdom.render import check_env  # the Visdom sink checks it too; here it fails before any folder
+
+        try:
+            check_env(env)
+        except ConfigError as exc:
+            out.append(f"env: {exc}")
     if "visdom" in owners and given.get("server", "") is None:
         for key in [k for k in given if k in BY_NAME and BY_NAME[k].owner == "visdom"]:
             out.append(f"{key}: a Visdom sender option, but server is None (nothing is sent to Visdom); expected "

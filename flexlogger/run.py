@@ -13,8 +13,9 @@ Example:
 
 Closing: ``run.close()`` (or the end of the ``with`` block) flushes the Visdom sender, closes it, then closes the
 record with the run's summary (the points the server did not get, and the status: ``finished``, ``crashed`` or
-``interrupted`` when the ``with`` block raised). A run a user forgets to close is closed at interpreter exit. A
-child made with ``os.fork()`` never closes or writes its parent's run.
+``interrupted`` when the ``with`` block raised; ``sys.exit(0)`` in it is ``finished``). A run a user forgets to
+close is closed at interpreter exit (``crashed`` when the script died of an uncaught exception). A child made with
+``os.fork()`` never closes or writes its parent's run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from . import distributed as distributed_
-from .errors import ConfigError
+from .errors import ConfigError, RunFolderError, short_repr
 from .experiment import STATUS_PLOT, RecordCalls, check_max_steps
 from .options import SECRET, check_options, raise_problems
 from .sinks.base import Sink, Update
@@ -70,6 +72,7 @@ class Run(RecordCalls):
 
     Raises:
         ConfigError: a bad or unknown option (naming ``Run()``, the bad value and the valid choices).
+        RunFolderError: (an ``OSError``) the run record's folder cannot be made under ``log_dir``.
     """
 
     def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
@@ -127,7 +130,7 @@ class Run(RecordCalls):
         self._sink_options = given
         self._opened = False
         if not self.disabled:
-            self._open(log_dir, server, port, given)
+            self._open(caller, log_dir, server, port, given)
         _open_runs.add(self)
 
     def disable(self) -> None:
@@ -141,15 +144,21 @@ class Run(RecordCalls):
         if self._closed:
             raise ConfigError(f"enable(): run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
         if not self._opened:
-            self._open(self.log_dir, self.server, self.port, self._sink_options)
+            self._open("enable()", self.log_dir, self.server, self.port, self._sink_options)
         self.disabled = False
 
-    def _open(self, log_dir: str | Path | None, server: str | None, port: int, visdom_options: dict[str, Any]) -> None:
-        self._opened = True
+    def _open(self, caller: str, log_dir: str | Path | None, server: str | None, port: int,
+              visdom_options: dict[str, Any]) -> None:
         if self.max_steps:
             self.claim(self, [STATUS_PLOT])
         if log_dir is not None:
-            self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+            try:
+                self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+            except OSError as exc:  # a run must not start without its record: said here, naming the call
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise RunFolderError(f"{caller}: the run record cannot be made under log_dir {str(log_dir)!r}: "
+                                     f"{exc.strerror or exc}{where}; expected `log_dir` to be a folder this process "
+                                     f"can write, or None to turn the record off") from exc
             self.dir = self._record.path
         if server is not None:
             from .sinks.visdom import VisdomSink
@@ -157,9 +166,11 @@ class Run(RecordCalls):
             try:
                 self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_options)
             except BaseException:
-                if self._record is not None:
-                    self._record.close()
+                if self._record is not None:  # not opened: a later enable() tries again, in a new folder
+                    self._record.close({"status": "failed to start"})
+                    self._record, self.dir = None, None
                 raise
+        self._opened = True
         if self._record is not None:
             self._write_status()  # summary.json says running from the start
 
@@ -230,7 +241,15 @@ class Run(RecordCalls):
 
     # status and closing ------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> int:
-        """Block until every update reached every sink (or ``timeout`` s passed); return how many are pending."""
+        """Block until every update reached every sink (or ``timeout`` s passed); return how many are pending.
+
+        Raises:
+            ConfigError: ``timeout`` is not None or a number of seconds >= 0.
+        """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                    or not timeout >= 0):  # NaN too
+            raise ConfigError(f"flush(): expected `timeout` to be a number of seconds >= 0 or None (wait until "
+                              f"delivered), but got {short_repr(timeout, 60)}")
         if self._pid != os.getpid():
             return 0
         if not self.disabled and not self._closed:
@@ -285,7 +304,7 @@ class Run(RecordCalls):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):  # sys.exit(0): a normal end
             self.close()
         elif isinstance(exc, KeyboardInterrupt):
             self.close("interrupted", exc)
@@ -302,11 +321,25 @@ class Run(RecordCalls):
 _open_runs: set[Run] = set()
 
 
+def _exit_status() -> tuple[str, BaseException | None]:
+    """How the program ends, for the runs closed at exit: ``crashed`` (or ``interrupted``) with the exception when a
+    script dies of an uncaught exception (Python keeps it in ``sys.last_value``), else ``finished``. An interactive
+    session (a REPL, IPython, Jupyter) keeps the last error it showed there too, long after: it counts as finished."""
+    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if error is None or hasattr(sys, "ps1") or sys.flags.interactive or "IPython" in sys.modules:
+        return "finished", None
+    return ("interrupted" if isinstance(error, KeyboardInterrupt) else "crashed"), error
+
+
 @atexit.register
 def _close_open_runs() -> None:
-    """Close the runs a user forgot to close, so that the last points reach the server and the summary is written."""
+    """Close the runs a user forgot to close, so that the last points reach the server and the summary is written
+    with the status (``crashed`` with the error when the script died of an uncaught exception)."""
+    if not _open_runs:
+        return
+    status, error = _exit_status()
     for run in list(_open_runs):
         try:
-            run.close()
+            run.close(status, error)
         except Exception:  # never fail interpreter shutdown
             pass

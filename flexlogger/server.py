@@ -27,6 +27,7 @@ import errno
 import hashlib
 import http.cookiejar
 import json
+import math
 import os
 import re
 import secrets
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Self
 
-from .errors import ConfigError, FlexLoggerError
+from .errors import ConfigError, FlexLoggerError, short_repr
 
 __all__ = ["VisdomServer", "VisdomServerError", "check_port", "delete_env", "ensure_server", "find_free_port",
            "is_serving", "resolve_credentials", "start_server"]
@@ -488,16 +489,35 @@ def start_server(port: int | None = None, env_path: str | Path | None = None, pu
         ConfigError: ``port``, ``timeout`` or ``base_url`` is out of range, or only one of ``username`` and
             ``password`` is given.
     """
-    if port is not None and not 0 < port < 65536:
-        raise ConfigError(f"Expected `port` to be an integer in 1..65535 or None, but got {port!r}.")
-    if timeout <= 0:
-        raise ConfigError(f"Expected `timeout` to be a positive number of seconds, but got {timeout!r}.")
-    base_url = _check_base_url(base_url)
+    call = "start_server()"
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+        raise ConfigError(f"{call}: Expected `port` to be an integer in 1..65535 or None, but got "
+                          f"{short_repr(port, 60)}.")
+    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not math.isfinite(timeout)
+            or timeout <= 0):
+        raise ConfigError(f"{call}: Expected `timeout` to be a positive number of seconds, but got "
+                          f"{short_repr(timeout, 60)}.")
+    for name, flag in (("public", public), ("detached", detached)):
+        if not isinstance(flag, bool):  # public='False' would serve on every interface
+            raise ConfigError(f"{call}: Expected `{name}` to be True or False, but got {short_repr(flag, 60)}.")
+    for name, path in (("env_path", env_path), ("log_path", log_path)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"{call}: Expected `{name}` to be a folder path (str or Path) or None, but got "
+                              f"{type(path).__name__} {short_repr(path, 60)}.")
+    for name, text in (("logging_level", logging_level), ("base_url", base_url), ("username", username),
+                       ("password", password)):
+        if text is not None and not isinstance(text, str):
+            shown = "(hidden)" if name == "password" else short_repr(text, 60)
+            raise ConfigError(f"{call}: Expected `{name}` to be a str, but got {type(text).__name__} {shown}.")
+    try:
+        base_url = _check_base_url(base_url)
+    except ConfigError as exc:
+        raise ConfigError(f"{call}: {exc}") from None
     credentials = None
     if username is not None or password is not None:
         if not username or not password:
-            raise ConfigError("Expected both `username` and `password` for a server with a login, or neither, "
-                              f"but got {'no username' if not username else 'no password'}.")
+            raise ConfigError(f"{call}: Expected both `username` and `password` for a server with a login, or "
+                              f"neither, but got {'no username' if not username else 'no password'}.")
         credentials = (username, password)
     env_dir = Path(env_path).expanduser().resolve() if env_path is not None else DEFAULT_ENV_PATH
     if log_path is None:

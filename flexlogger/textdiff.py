@@ -34,23 +34,75 @@ def tokens(text: str) -> list[str]:
     return _TOKENS.findall(text)
 
 
+MAX_DIFF_PAIRS = 1_000_000
+"""The most token pairs (tokens of one side times tokens of the other) diffed word by word: difflib takes
+quadratic time, and a ``log_text(expected=...)`` must not stall training. Longer changed parts are diffed line by
+line (each changed run of lines again word by word when small enough); past the budget again, the changed middle is
+shown as one deletion and one insertion. The common start and end are always found, whatever the length."""
+
+
 def word_diff(expected: str, actual: str) -> list[DiffOp]:
     """The word-level diff that turns ``expected`` into ``actual``: equal runs, deletions and insertions.
 
     A replaced run gives its deletion first, then its insertion. Whitespace counts as a token, so a changed line
-    break is shown too.
+    break is shown too. Takes bounded time: see :data:`MAX_DIFF_PAIRS`.
     """
-    a, b = tokens(expected), tokens(actual)
     ops: list[DiffOp] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag == "equal":
-            ops.append((" ", "".join(a[i1:i2])))
+    _diff(tokens(expected), tokens(actual), ops, by_lines=True)
+    merged: list[DiffOp] = []
+    for op, text in ops:
+        if not text:
             continue
-        if i2 > i1:
-            ops.append(("-", "".join(a[i1:i2])))
-        if j2 > j1:
-            ops.append(("+", "".join(b[j1:j2])))
-    return ops
+        if merged and merged[-1][0] == op and op == " ":
+            merged[-1] = (op, merged[-1][1] + text)
+        else:
+            merged.append((op, text))
+    return merged
+
+
+def _diff(a: list[str], b: list[str], ops: list[DiffOp], by_lines: bool) -> None:
+    start = 0
+    while start < len(a) and start < len(b) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < len(a) - start and end < len(b) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    ops.append((" ", "".join(a[:start])))
+    mid_a, mid_b = a[start:len(a) - end], b[start:len(b) - end]
+    if len(mid_a) * len(mid_b) <= MAX_DIFF_PAIRS:
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False).get_opcodes():
+            if tag == "equal":
+                ops.append((" ", "".join(mid_a[i1:i2])))
+                continue
+            ops.append(("-", "".join(mid_a[i1:i2])))
+            ops.append(("+", "".join(mid_b[j1:j2])))
+    elif by_lines:
+        lines_a, lines_b = _lines(mid_a), _lines(mid_b)
+        if len(lines_a) * len(lines_b) <= MAX_DIFF_PAIRS:
+            matcher = difflib.SequenceMatcher(None, ["".join(x) for x in lines_a], ["".join(x) for x in lines_b],
+                                              autojunk=False)
+            for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+                block_a = [t for line in lines_a[i1:i2] for t in line]
+                block_b = [t for line in lines_b[j1:j2] for t in line]
+                if tag == "equal":
+                    ops.append((" ", "".join(block_a)))
+                else:
+                    _diff(block_a, block_b, ops, by_lines=False)
+        else:
+            ops += [("-", "".join(mid_a)), ("+", "".join(mid_b))]
+    else:
+        ops += [("-", "".join(mid_a)), ("+", "".join(mid_b))]
+    ops.append((" ", "".join(a[len(a) - end:])))
+
+
+def _lines(toks: list[str]) -> list[list[str]]:
+    """Tokens grouped into lines, each ending with the whitespace token that holds its line break."""
+    out: list[list[str]] = [[]]
+    for t in toks:
+        out[-1].append(t)
+        if "\n" in t:
+            out.append([])
+    return [line for line in out if line]
 
 
 def diff_text(ops: Iterable[DiffOp]) -> str:

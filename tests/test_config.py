@@ -238,9 +238,10 @@ meters:
     ({"plots": {"p": {"type": "line", "opts": 3}}}, r"plots.p.opts: expected a mapping of Visdom options, but got 3"),
     ({"plots": {"p": {"type": "line"}}, "meters": {"m": {"type": "ValueMeter", "target": []}}},
      r"meters.m.target: expected a plot name or a non-empty list of plot names, but got \[\]"),
-    ({"env": ""}, r"^config: env: expected a non-empty string \(the Visdom environment\), but got ''$"),
-    ({"uid": 3}, r"uid: expected a non-empty string, or None for a new uid \(start time and a random suffix\) per "
-                 r"run, but got 3"),
+    ({"env": ""}, r"^config: env: expected a non-empty string \(the Visdom environment\) without NUL characters, but "
+                  r"got ''$"),
+    ({"uid": 3}, r"uid: expected a non-empty string without NUL characters, or None for a new uid \(start time and a "
+                 r"random suffix\) per run, but got 3"),
     ({"server": 8097}, r"server: expected a URL with its scheme, such as 'http://localhost', or None to send nothing "
                        r"to Visdom, but got 8097"),
     ({"server": "localhost"}, r"server: expected a URL with its scheme, .* but got 'localhost'"),

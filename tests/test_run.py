@@ -101,7 +101,7 @@ def test_default_uids_differ_within_a_second() -> None:
     (lambda: FlexLogger("loss"),  # type: ignore[arg-type]
      r"^FlexLogger\(\): expected `plots` to be a mapping of name -> definition \(a dict\), but got str 'loss'"),
     (lambda: FlexLogger(LOSS, TRAIN, uid=123),
-     r"^FlexLogger\(\): uid: expected a non-empty string, or None .*, but got 123"),
+     r"^FlexLogger\(\): uid: expected a non-empty string without NUL characters, or None .*, but got 123"),
     (lambda: FlexLogger(LOSS, TRAIN, log_dir=123),
      r"^FlexLogger\(\): log_dir: expected a folder \(str or Path\) for the run record, or None .*, but got 123"),
     (lambda: FlexLogger(LOSS, TRAIN, run="main"),  # type: ignore[arg-type]

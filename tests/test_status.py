@@ -350,3 +350,18 @@ def test_a_best_legend_shows_markup_in_a_meter_name_as_text(visdom_server: Visdo
         stat.add({"a<b>&": 1.0})
         stat.log(0)
         assert legend_names(viz, stat, "loss") == ["a&lt;b&gt;&amp; (best 1 @ 0)"]
+
+
+def test_add_to_summary(tmp_path: Path) -> None:
+    import flexlogger
+
+    with flexlogger.Run(server=None, log_dir=tmp_path, env="e") as run:
+        run.add_to_summary("dataset", {"name": "digits", "size": 1797})
+        assert run.dir is not None
+        assert json.loads((run.dir / "summary.json").read_text())["dataset"] == {"name": "digits", "size": 1797}
+        with pytest.raises(flexlogger.RecordCallError, match=r"^add_to_summary\(\): expected `key` to be a non-empty "
+                                                             r"string other than the run's own fields .*, but got "
+                                                             r"'status'"):
+            run.add_to_summary("status", "great")
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["dataset"]["size"] == 1797 and summary["status"] == "finished"

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigError
 from ..sinks.base import Update
 from .common import HTML_OPT, write_file
+
+W = TypeVar("W")
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside flexlogger (the user's call), for a
+    ``warnings.warn`` made by the caller of this function."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class RunCalls:
@@ -26,6 +43,7 @@ class RunCalls:
         started: float
         max_steps: int | None
         _record: Any
+        _pid: int
         _opened: bool
         _closed: bool
         _summary: dict[str, Any]
@@ -42,7 +60,7 @@ class RunCalls:
         if state is None:
             state = self.__dict__["_record_calls"] = {
                 "opts": {}, "hparams": {}, "best": {}, "last_update": None, "last_step": None, "written": 0.0,
-                "drawing": False}
+                "drawing": False, "files_unwritten": 0, "kinds": {}, "files_failing": False, "fork_warned": False}
         return state
 
     def _check_open(self, call: str) -> None:
@@ -60,6 +78,7 @@ class RunCalls:
         seen = cache.get(plot)
         if seen is None or dict(seen) != dict(given):  # the same object each time: the record declares it once
             seen = cache[plot] = given
+        state["kinds"][plot] = kind
         state["drawing"] = True
         try:
             self.write([Update(plot, kind, 0 if step is None else step, dict(data), seen, self.next_seq())])
@@ -69,8 +88,35 @@ class RunCalls:
     def _draw_html(self, plot: str, html: str, step: float | None) -> None:
         self._draw(plot, "text", {plot: html}, step, {HTML_OPT: True})
 
-    def _file(self, relative: str, data: str | bytes) -> Path | None:
-        """Write a file of the run folder whole; None (nothing written) without a run folder."""
+    def _file(self, call: str, relative: str, data: str | bytes) -> Path | None:
+        """Write a file of the run folder whole; None (nothing written) without a run folder, in a forked child or
+        when the disk refuses it (warned, never raised: a full disk must not stop training)."""
         if self.dir is None:
             return None
-        return write_file(self.dir / relative, data)
+        target = self.dir / relative
+        return self._run_file(call, target, lambda: write_file(target, data))
+
+    def _run_file(self, call: str, path: Path, write: Callable[[], W]) -> W | None:
+        """Run ``write`` (which writes ``path`` of the run folder) unless this is a forked child (the parent owns
+        the folder); an ``OSError`` (full disk, vanished or read-only folder) is counted in ``summary.json``
+        (``files_unwritten``) and warned about once per outage instead of raised into the training loop."""
+        state = self._record_state()
+        if self._pid != os.getpid():
+            if not state["fork_warned"]:
+                state["fork_warned"] = True
+                warnings.warn(f"{call}: the run folder {self.dir} belongs to process {self._pid}; this forked child "
+                              f"(pid {os.getpid()}) writes nothing to it (make a new Run in the child to log there)",
+                              RuntimeWarning, stacklevel=user_stacklevel())
+            return None
+        try:
+            done = write()
+        except OSError as exc:
+            state["files_unwritten"] += 1
+            if not state["files_failing"]:
+                state["files_failing"] = True
+                warnings.warn(f"{call}: {path} could not be written ({exc.strerror or exc}); training goes on, and "
+                              f"summary.json counts the files not written (files_unwritten)", RuntimeWarning,
+                              stacklevel=user_stacklevel())
+            return None
+        state["files_failing"] = False
+        return done

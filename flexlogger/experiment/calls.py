@@ -11,6 +11,7 @@ import shlex
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -21,8 +22,11 @@ from tabulate import tabulate
 from .. import images
 from ..errors import short_repr
 from ..textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
+from .base import user_stacklevel
 from .command import command_line, option_rows
 from .common import (
+    COMMAND_PLOT,
+    FIXED_WINDOWS,
     HPARAMS_FILE,
     HPARAMS_PLOT,
     LOG_FILE,
@@ -31,7 +35,6 @@ from .common import (
     T,
     as_mapping,
     cell,
-    check_keys,
     check_name,
     check_step,
     check_text,
@@ -42,6 +45,7 @@ from .common import (
     merge,
     safe_name,
     step_suffix,
+    tree,
     type_error,
 )
 from .environment import git_info
@@ -51,6 +55,22 @@ from .status import StatusCalls
 
 class RecordCalls(StatusCalls):
     """The experiment-record calls of a :class:`~flexlogger.run.Run` (see :mod:`flexlogger.experiment`)."""
+
+    def _check_window(self, call: str, name: str, kind: str) -> str:
+        """A window name a text or image call may draw: not one of the run's fixed windows, and not a window of
+        the run drawn as another kind (a text window stays text, an image window an image).
+
+        Raises:
+            RecordCallError: the name is taken (before any file is written).
+        """
+        if name in FIXED_WINDOWS:
+            raise RecordCallError(f"{call}: expected a window name other than the run's own windows "
+                                  f"({', '.join(sorted(FIXED_WINDOWS))}), but got {name!r}")
+        drawn = self._record_state()["kinds"].get(name)
+        if drawn is not None and drawn != kind:
+            raise RecordCallError(f"{call}: expected a window name that is free or of kind {kind!r}, but window "
+                                  f"{name!r} of this run is of kind {drawn!r}")
+        return name
 
     # hyperparameters ---------------------------------------------------------------------------------------
     def log_hparams(self, hparams: Mapping[str, Any] | argparse.Namespace | Any) -> None:
@@ -72,12 +92,11 @@ class RecordCalls(StatusCalls):
             return
         call = "log_hparams()"
         self._check_open(call)
-        given = as_mapping(call, "hparams", hparams)
-        check_keys(call, "hparams", given)
+        given = tree(call, "hparams", as_mapping(call, "hparams", hparams))
         state = self._record_state()
-        state["hparams"] = merge(state["hparams"], jsonable(given))
+        state["hparams"] = merge(state["hparams"], given)
         everything: dict[str, Any] = state["hparams"]
-        self._file(HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
+        self._file(call, HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
         self._draw(HPARAMS_PLOT, "text", {k: cell(v) for k, v in flatten(everything).items()}, None)
 
     @property
@@ -104,18 +123,18 @@ class RecordCalls(StatusCalls):
             return
         call = "log_text()"
         self._check_open(call)
-        name = check_name(call, name)
+        name = self._check_window(call, check_name(call, name), "text")
         text = check_text(call, "text", text)
         if expected is not None:
             expected = check_text(call, "expected", expected)
         step = check_step(call, step)
         base = f"text/{safe_name(name)}{step_suffix(step)}"
-        self._file(base + ".txt", text)
+        self._file(call, base + ".txt", text)
         if expected is None:
             self._draw(name, "text", {name: text}, step)
             return
         ops = word_diff(expected, text)
-        self._file(base + ".diff.txt", diff_text(ops))
+        self._file(call, base + ".diff.txt", diff_text(ops))
         self._draw_html(name, pre(diff_html(ops)), step)
 
     def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
@@ -130,10 +149,10 @@ class RecordCalls(StatusCalls):
             return
         call = "log_markdown()"
         self._check_open(call)
-        name = check_name(call, name)
+        name = self._check_window(call, check_name(call, name), "text")
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
-        self._file(f"text/{safe_name(name)}{step_suffix(step)}.md", markdown)
+        self._file(call, f"text/{safe_name(name)}{step_suffix(step)}.md", markdown)
         self._draw_html(name, markdown_html(markdown), step)
 
     def log_image(self, name: str, image: Any, step: float | None = None, boxes: Sequence[Mapping[str, Any]] |
@@ -161,16 +180,16 @@ class RecordCalls(StatusCalls):
             return
         call = "log_image()"
         self._check_open(call)
-        name = check_name(call, name)
+        name = self._check_window(call, check_name(call, name), "image")
         step = check_step(call, step)
         rgb = images.to_rgb(call, image)
         height, width = rgb.shape[:2]
         shown, left_out, names = images.check_boxes(call, boxes, classes, threshold, width, height)
         drawn = images.draw_boxes(rgb, shown, names) if shown else rgb
         base = f"images/{safe_name(name)}{step_suffix(step)}"
-        self._file(base + ".png", images.png_bytes(drawn))
+        self._file(call, base + ".png", images.png_bytes(drawn))
         if boxes is not None:
-            self._file(base + ".json", json.dumps({"width": width, "height": height, "classes": names,
+            self._file(call, base + ".json", json.dumps({"width": width, "height": height, "classes": names,
                                                    "threshold": threshold, "boxes": shown, "left_out": left_out},
                                                   indent=2) + "\n")
         self._draw(name, "image", {name: drawn}, step)
@@ -202,8 +221,8 @@ class RecordCalls(StatusCalls):
             "# Command", fenced(command, "bash"),
             f"Started as: `{shlex.join(sys.argv)}`" if sys.argv else "",
             "## Options", markdown_table(["option", "value", "default", "changed"], rows)]) + "\n"
-        self._file("command.md", text)
-        self._draw_html("command", markdown_html(text), None)
+        self._file(call, "command.md", text)
+        self._draw_html(COMMAND_PLOT, markdown_html(text), None)
         return command
 
     def log_summary(self, infos: Mapping[str, Any] | None = None, sections: Mapping[str, str] | None = None,
@@ -218,14 +237,14 @@ class RecordCalls(StatusCalls):
             ``git`` is None outside a repository); empty on a disabled run.
 
         Raises:
-            RecordCallTypeError: ``infos`` or ``sections`` is not a mapping of strings, a section is not a str.
+            RecordCallTypeError: ``infos`` or ``sections`` is not a mapping of strings, a section is not a str,
+                ``repo`` is not a path.
         """
         if self.disabled:
             return {}
         call = "log_summary()"
         self._check_open(call)
-        infos = {} if infos is None else as_mapping(call, "infos", infos)
-        check_keys(call, "infos", infos)
+        infos = {} if infos is None else tree(call, "infos", as_mapping(call, "infos", infos))
         if sections is None:
             sections = {}
         if not isinstance(sections, Mapping):
@@ -235,6 +254,8 @@ class RecordCalls(StatusCalls):
             check_text(call, f"sections[{title!r}]", body)
         from .. import __version__
 
+        if repo is not None and not isinstance(repo, (str, os.PathLike)):
+            raise type_error(call, "repo", "a folder path (str or Path) or None (the current folder)", repo)
         where = Path(repo) if repo is not None else Path.cwd()
         git = git_info(where)
         facts: dict[str, Any] = {
@@ -261,22 +282,40 @@ class RecordCalls(StatusCalls):
             if git["untracked"]:
                 parts += ["Untracked files: " + ", ".join(f"`{f}`" for f in git["untracked"])]
         text = "\n\n".join(parts) + "\n"
-        self._file("summary.md", text)
+        self._file(call, "summary.md", text)
         self._draw_html(SUMMARY_PLOT, markdown_html(text), None)
         return facts
 
     # printing, progress --------------------------------------------------------------------------------------
-    def _log_lines(self, text: str, stream: IO[str], tag: str = "") -> None:
-        print(text, file=stream, flush=True)
+    def _log_lines(self, call: str, text: str, stream: IO[str], tag: str = "") -> None:
+        try:
+            print(text, file=stream, flush=True)
+        except (OSError, ValueError) as exc:  # a closed pipe (`train.py | head`), a closed stream: log.txt has it
+            state = self._record_state()
+            if not state.get("stream_warned"):
+                state["stream_warned"] = True
+                where = f"; the lines still go to {self.dir / LOG_FILE}" if self.dir is not None else ""
+                warnings.warn(f"{call}: {getattr(stream, 'name', 'the stream')} cannot be written ({exc}){where}",
+                              RuntimeWarning, stacklevel=user_stacklevel())
         if self.dir is None:
             return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        lines = "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""]))
-        fd = os.open(self.dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, lines.encode("utf-8"))  # one write: lines from two threads do not interleave
-        finally:
-            os.close(fd)
+        self._append_log(call, "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""])))
+
+    def _append_log(self, call: str, lines: str) -> None:
+        """Append whole lines to ``log.txt`` in one ``write`` (lines from two threads do not interleave)."""
+        if self.dir is None:
+            return
+        path = self.dir / LOG_FILE
+
+        def append() -> None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, lines.encode("utf-8"))
+            finally:
+                os.close(fd)
+
+        self._run_file(call, path, append)
 
     @staticmethod
     def _format(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
@@ -299,13 +338,13 @@ class RecordCalls(StatusCalls):
         """
         if self.disabled:
             return
-        self._log_lines(self._format("println()", fmt, args, kwargs), sys.stdout)
+        self._log_lines("println()", self._format("println()", fmt, args, kwargs), sys.stdout)
 
     def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
         """As :meth:`println`, to stderr; the line in ``log.txt`` is tagged ``[stderr]``."""
         if self.disabled:
             return
-        self._log_lines(self._format("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
+        self._log_lines("eprintln()", self._format("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
 
     def print_table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
         """Print a table (tabulate; ``None`` shown as ``-``) and append it to ``log.txt``; return it.
@@ -330,7 +369,7 @@ class RecordCalls(StatusCalls):
                                       f"`header`), but got {len(row)}: {short_repr(list(row), 80)}")
             table.append(list(row))
         text = tabulate(table, headers=list(header), missingval="-")
-        self._log_lines(text, sys.stdout)
+        self._log_lines(call, text, sys.stdout)
         return text
 
     def progress(self, iterable: Iterable[T], desc: str | None = None, total: int | None = None) -> Iterable[T]:
@@ -380,14 +419,9 @@ class RecordCalls(StatusCalls):
                                 f"{what}: stopped after {done}{of} items in {took}")
 
     def _log_file_line(self, text: str) -> None:
-        if self.dir is None or self.disabled:
+        if self.disabled:
             return
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        fd = os.open(self.dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, f"{stamp} {text}\n".encode())
-        finally:
-            os.close(fd)
+        self._append_log("progress()", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
     # models and objects ----------------------------------------------------------------------------------------
     def save_model(self, model: torch.nn.Module, step: float | None = None, grads: bool = False) -> Path | None:
@@ -397,7 +431,8 @@ class RecordCalls(StatusCalls):
         go to ``models/model-<step>.grads.pt`` (``{name: grad}``).
 
         Returns:
-            The path, or None on a disabled run or a run without a folder (``log_dir=None``).
+            The path, or None on a disabled run, a run without a folder (``log_dir=None``), in a forked child
+            (the parent owns the folder) or when the disk refused the file (a warning says why; never raised).
 
         Raises:
             RecordCallTypeError: ``model`` is not a ``torch.nn.Module``, a bad step or ``grads``.
@@ -413,18 +448,22 @@ class RecordCalls(StatusCalls):
         if self.dir is None:
             return None
         bare = unwrap_model(model)
-        path = save_torch(call, "model", bare.state_dict(), self.dir / "models" / f"model{step_suffix(step)}.pt")
-        if grads:
+        path = self.dir / "models" / f"model{step_suffix(step)}.pt"
+        state = bare.state_dict()
+        saved = self._run_file(call, path, lambda: save_torch(call, "model", state, path))
+        if grads and saved is not None:
             gradients = {n: p.grad for n, p in bare.named_parameters() if p.grad is not None}
-            save_torch(call, "model", gradients, self.dir / "models" / f"model{step_suffix(step)}.grads.pt")
-        return path
+            grads_path = self.dir / "models" / f"model{step_suffix(step)}.grads.pt"
+            self._run_file(call, grads_path, lambda: save_torch(call, "model", gradients, grads_path))
+        return saved
 
     def save_obj(self, obj: Any, name: str, step: float | None = None) -> Path | None:
         """Save any picklable object with ``torch.save`` as ``objects/<name>-<step>.pt`` (load it with
         ``torch.load(path, weights_only=False)``).
 
         Returns:
-            The path, or None on a disabled run or a run without a folder.
+            The path, or None on a disabled run, a run without a folder, in a forked child or when the disk
+            refused the file (a warning says why; never raised).
 
         Raises:
             RecordCallError: ``obj`` cannot be pickled (nothing is written); a bad name or step.
@@ -436,4 +475,5 @@ class RecordCalls(StatusCalls):
         step = check_step(call, step)
         if self.dir is None:
             return None
-        return save_torch(call, "obj", obj, self.dir / "objects" / f"{safe_name(name)}{step_suffix(step)}.pt")
+        path = self.dir / "objects" / f"{safe_name(name)}{step_suffix(step)}.pt"
+        return self._run_file(call, path, lambda: save_torch(call, "obj", obj, path))

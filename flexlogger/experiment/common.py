@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +25,10 @@ HPARAMS_FILE = "hparams.json"
 STATUS_PLOT = "run_status"
 SUMMARY_PLOT = "run_summary"
 SUMMARY_FILE = "summary.json"
+COMMAND_PLOT = "command"
+FIXED_WINDOWS = frozenset({HPARAMS_PLOT, STATUS_PLOT, SUMMARY_PLOT, COMMAND_PLOT})
+"""The windows of the run's own calls (log_hparams, the status, log_summary, log_command): no log_text,
+log_markdown or log_image may draw over them."""
 LOG_FILE = "log.txt"
 HTML_OPT = "html"
 """A ``text`` window whose opts hold ``html: True`` shows its one value as HTML (made by this module, every piece
@@ -52,7 +58,7 @@ def write_file(path: Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (a reader sees
     the old file or the new one, never half of one). Makes the parent folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
         if isinstance(data, str):
             tmp.write_text(data, encoding="utf-8")
@@ -68,11 +74,21 @@ def write_file(path: Path, data: str | bytes) -> Path:
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]+")
 
 
+NAME_MAX = 120
+"""The longest file name :func:`safe_name` makes (file systems refuse names over 255 bytes; a step and a suffix
+such as ``.diff.txt`` still fit)."""
+
+
 def safe_name(name: str) -> str:
     """``name`` as one file name: characters other than letters, digits and ``_.@+=-`` become ``_``, and a leading
-    dot too (``../x`` -> ``_.._x`` never leaves the folder)."""
+    dot too (``../x`` -> ``_.._x`` never leaves the folder). A name longer than :data:`NAME_MAX` is cut and ends
+    with a hash of the whole name, so two long names that differ only at the end get two files."""
     out = _UNSAFE.sub("_", name)
-    return "_" + out if out.startswith(".") or not out else out
+    out = "_" + out if out.startswith(".") or not out else out
+    if len(out) > NAME_MAX:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        out = f"{out[:NAME_MAX - 13]}-{digest}"
+    return out
 
 
 def step_suffix(step: float | None) -> str:
@@ -127,6 +143,23 @@ def check_keys(call: str, arg: str, value: Mapping[Any, Any], path: str = "") ->
                                       f"{type(key).__name__} {short_repr(key, 60)} at {where}")
         if isinstance(item, Mapping):
             check_keys(call, arg, item, f"{path}[{key!r}]")
+
+
+def tree(call: str, arg: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    """``value`` checked (:func:`check_keys`) and as JSON data (:func:`jsonable`).
+
+    Raises:
+        RecordCallTypeError: a key that is not a non-empty string.
+        RecordCallError: a dict or list that holds itself (it has no end as JSON), or nesting too deep for JSON.
+    """
+    try:
+        check_keys(call, arg, value)
+        out: dict[str, Any] = jsonable(value)
+        json.dumps(out)  # as deep as the files will be
+    except RecursionError:
+        raise RecordCallError(f"{call}: expected `{arg}` to be a tree of values, but it holds itself (a dict or list "
+                              f"inside itself) or is nested too deep to store as JSON") from None
+    return out
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -187,9 +220,13 @@ def check_step(call: str, step: Any) -> int | float | None:
         step = step.item()  # a 0-d tensor or numpy number
     if not isinstance(step, numbers.Real) or isinstance(step, bool):
         raise type_error(call, "step", "a finite number or None", step)
-    if not math.isfinite(float(step)):
-        raise RecordCallError(f"{call}: expected `step` to be a finite number or None, but got {step!r}")
-    number = float(step)
+    try:
+        number = float(step)
+    except OverflowError:  # an int beyond a float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise RecordCallError(f"{call}: expected `step` to be a finite number or None, but got "
+                              f"{short_repr(step, 60)}")
     return int(number) if number.is_integer() else number
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,44 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
         model = inner
 
 
+class _Writer:
+    """A file as ``torch.save`` writes it, remembering the ``OSError`` of a failed write: torch turns it into a
+    ``RuntimeError`` (``unexpected pos ...``), and a full disk must be told from an object that cannot be saved."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            written: int = self.file.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+        return written
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save_torch(call: str, arg: str, obj: Any, path: Path) -> Path:
     """``torch.save(obj)`` to ``path`` whole (a temporary file, then ``os.replace``); nothing is left on failure.
 
     Raises:
         RecordCallError: ``obj`` cannot be pickled (a lambda, an open file, a lock, ...).
+        OSError: the disk refused the file (full, gone, read-only).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as file:
+            writer = _Writer(file)
+            try:
+                torch.save(obj, writer)  # type: ignore[arg-type]  # torch needs only write() and flush()
+            except RuntimeError:
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
         os.replace(tmp, path)
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
         raise RecordCallError(f"{call}: expected `{arg}` to be an object torch.save can pickle (tensors, numbers, "

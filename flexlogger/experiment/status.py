@@ -7,9 +7,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..errors import short_repr
 from ..sinks.base import Update
 from .base import RunCalls
-from .common import STATUS_EVERY, STATUS_PLOT, RecordCallTypeError, check_max_steps, duration, iso, jsonable
+from .common import (
+    STATUS_EVERY,
+    STATUS_PLOT,
+    RecordCallError,
+    RecordCallTypeError,
+    check_max_steps,
+    duration,
+    iso,
+    jsonable,
+)
 
 
 class StatusCalls(RunCalls):
@@ -85,10 +95,11 @@ class StatusCalls(RunCalls):
     def summary_fields(self) -> dict[str, Any]:
         """What the run adds to ``summary.json``: its status (``running``, ``finished``, ``crashed``,
         ``interrupted``), the time of the last update, the error and traceback of a crash, progress and ETA
-        (with ``max_steps``) and the best values (``{meter: {'value', 'step', 'mode'}}``)."""
+        (with ``max_steps``), the run files the disk refused (``files_unwritten``) and the best values
+        (``{meter: {'value', 'step', 'mode'}}``)."""
         state = self._record_state()
         out: dict[str, Any] = {"status": self.status, "last_update": iso(state["last_update"]),
-                               "last_update_unix": state["last_update"]}
+                               "last_update_unix": state["last_update"], "files_unwritten": state["files_unwritten"]}
         out.update(self.progress_info())
         best: dict[str, Any] = {}
         for get, modes in state["best"].values():
@@ -99,6 +110,19 @@ class StatusCalls(RunCalls):
             out["best"] = best
         out.update(self._summary)
         return out
+
+    def add_to_summary(self, key: str, value: Any) -> None:
+        """Add a field of your own (or of a tool, e.g. the flight recorder's ``anomalies``) to ``summary.json``:
+        plain JSON data; written now and at every later rewrite of the summary. The run's own fields cannot be
+        replaced."""
+        own = {"status", "last_update", "last_update_unix", "files_unwritten", "best", "error", "traceback",
+               "undelivered", "unwritten", "progress", "eta", "elapsed", "max_steps", "step"}
+        if not isinstance(key, str) or not key or key in own:
+            raise RecordCallError(f"add_to_summary(): expected `key` to be a non-empty string other than the run's "
+                                  f"own fields ({', '.join(sorted(own))}), but got {short_repr(key)}")
+        self._summary[key] = jsonable(value)
+        if not self._closed:
+            self._write_status()
 
     def _write_status(self) -> None:
         """Rewrite ``summary.json`` (status ``running`` while the run lives) and the status window."""

@@ -42,7 +42,8 @@ def make_grid(batch: torch.Tensor, nrow: int = 8, padding: int = PADDING, pad_va
 
 class ImageMeter(Meter):
     kind = "ImageMeter"
-    takes = "add(batch): an N x C x H x W tensor/array of images (C = 1 or 3; floats in [0, 1] or integers 0-255)"
+    takes = ("add(batch): an N x C x H x W tensor/array of images (C = 1 or 3; floats in [0, 1] or integers 0-255; "
+             "out-of-range, NaN or Inf values are refused)")
     plots_as = "matrix: the last batch as one C x H x W grid, `nrow` images per row, 2 pixels of padding"
     views = ("matrix",)
     note = ("Not in torchnet (from flexilogger): the last batch added, as torchvision's make_grid draws it "
@@ -65,7 +66,21 @@ class ImageMeter(Meter):
             raise bad_input(self, images, "batch: an N x C x H x W tensor/array of images with C = 1 or 3 channels")
         if images.shape[0] == 0:
             return False  # an empty batch: nothing received
-        self._batch = images.detach().to("cpu", copy=True)
+        batch = images.detach().to("cpu", copy=True)
+        if batch.is_floating_point():  # bfloat16 is float32 already (to_tensor)
+            if not bool(torch.isfinite(batch).all()):
+                raise bad_input(self, images, "batch: images with finite values (floats in [0, 1]), not NaN or Inf")
+            low, high = float(batch.min()), float(batch.max())
+            if low < 0 or high > 255:  # Visdom scales a float image whose maximum is <= 1, else reads it as 0-255
+                raise bad_input(self, images, f"batch: float images in [0, 1] (or 0-255), not values from {low:g} to "
+                                              f"{high:g}")
+        elif batch.dtype == torch.bool:
+            batch = batch.to(torch.uint8) * 255
+        else:
+            low, high = int(batch.min()), int(batch.max())
+            if low < 0 or high > 255:
+                raise bad_input(self, images, f"batch: integer images in [0, 255], not values from {low} to {high}")
+        self._batch = batch
         return None
 
     def value(self) -> np.ndarray | None:

@@ -68,7 +68,7 @@ def _ranked(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tup
 
 def average_precision(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
     """Average precision as in scikit-learn: sum over thresholds of (R_n - R_n-1) * P_n, ties grouped."""
-    if scores.size == 0:
+    if scores.size == 0 or np.isnan(scores).any():  # a NaN score has no rank: the AP is undefined
         return math.nan
     tps, fps = _ranked(scores, targets, weights)
     if tps[-1] <= 0:
@@ -80,7 +80,7 @@ def average_precision(scores: np.ndarray, targets: np.ndarray, weights: np.ndarr
 
 def roc_curve(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) at each distinct threshold, starting at (0, 0)."""
-    if scores.size == 0:  # only empty batches were added
+    if scores.size == 0 or np.isnan(scores).any():  # only empty batches were added; a NaN score has no rank
         return np.array([]), np.array([])
     tps, fps = _ranked(scores, targets, weights)
     tps, fps = np.r_[0.0, tps], np.r_[0.0, fps]
@@ -91,7 +91,8 @@ def roc_curve(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> t
 class APMeter(_RankingMeter):
     kind = "APMeter"
     takes = "add(output, target, weight=None): output N x K scores, target N x K binary, weight N"
-    plots_as = "vector: the average precision of each class (a bar per class); NaN for a class with no positive"
+    plots_as = ("vector: the average precision of each class (a bar per class); NaN for a class with no positive or "
+                "a NaN score")
     views = ("vector", "text")
     note = ("Computes the standard average precision (scikit-learn's average_precision_score: tied scores form "
             "one threshold). torchnet's APMeter ranks tied scores arbitrarily and warns on every call.")
@@ -108,11 +109,14 @@ class APMeter(_RankingMeter):
 
 class mAPMeter(APMeter):  # noqa: N801 - torchnet's name
     kind = "mAPMeter"
-    plots_as = "scalar: the mean over classes of the average precision (classes with no positive are left out)"
+    plots_as = ("scalar: the mean over classes of the average precision (classes with no positive are left out; "
+                "NaN when a score is NaN)")
     views = ("scalar", "text")
     note = "The mean of APMeter's standard, tie-aware average precision (torchnet's mAPMeter is wrong on ties)."
 
     def value(self) -> float:  # type: ignore[override]
+        if self._scores and np.isnan(self._arrays()[0]).any():
+            return math.nan  # a class with a NaN score is undefined, not a class to leave out
         aps = super().value()
         aps = aps[~np.isnan(aps)]
         return float(aps.mean()) if aps.size else math.nan
@@ -124,7 +128,8 @@ class AUCMeter(_RankingMeter):
     plots_as = "scalar: the area under the ROC curve; curve: the ROC curve (false vs true positive rate)"
     views = ("scalar", "curve", "text")
     note = ("Computes the standard ROC AUC (scikit-learn's roc_auc_score: tied scores form one threshold, "
-            "trapezoidal rule); NaN when only one class was seen. torchnet's AUCMeter is wrong on ties.")
+            "trapezoidal rule); NaN when only one class was seen or a score is NaN. torchnet's AUCMeter is wrong on "
+            "ties.")
 
     def _add(self, output: Any, target: Any) -> bool:
         return self._store(output, target, columns=False)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..convert import describe
+from ..convert import describe, numpy_dtype
 from ..errors import ConfigError, MeterInputError
 from .base import Meter
 
@@ -158,7 +158,7 @@ def _tensor(value: Any) -> Any:
 def _host(value: Any) -> Any:
     """A computed value on the host: a 0-d tensor as a float, a tensor as an ndarray, containers element-wise."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
+        value = numpy_dtype(value.detach().cpu())
         return float(value) if value.dim() == 0 else value.numpy()
     if isinstance(value, (list, tuple)):
         return type(value)(_host(v) for v in value)

@@ -347,19 +347,26 @@ def _folder_name(name: str) -> str:
 
 
 def _fresh_dir(parent: Path, uid: str) -> Path:
+    """A run folder no other record uses: ``<uid>``, else ``<uid>-2``, ... . The folder is claimed by creating its
+    ``points.jsonl`` exclusively (``O_EXCL``), so two processes started at once with one fixed uid never share a
+    folder, even one of them that made it and has not written anything yet; a folder holding anything else is left
+    alone."""
     for n in range(1, 10_000):
         path = parent / (uid if n == 1 else f"{uid}-{n}")
         try:
-            path.mkdir(parents=True)
+            path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # claimed by another record (or a file of that name)
+            continue
+        os.close(fd)
+        if [p.name for p in path.iterdir()] == [POINTS]:
             return path
-        except FileExistsError:
-            if not any(path.iterdir()):
-                return path
+        (path / POINTS).unlink()  # another run's folder (without a record): not ours
     raise RecordError(f"no free run folder for uid {uid!r} under {parent}")
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
         os.replace(tmp, path)  # never a half-written file
