@@ -25,8 +25,9 @@ available. Histogram windows are named ``<layer>.<Group>.histogram`` and fed by 
 
 With a :class:`~flexlogger.recorder.FlightRecorder` (``recorder=``), each event is drawn as a layer x step heatmap
 per recorder statistic (windows ``recorder.<stat>``: rows the layers in forward order, columns the buffered steps up
-to the event), listed in a text window ``recorder.events``, appended to ``anomalies.jsonl`` in the run folder, and
-the full statistics of the ``after`` steps that follow are drawn whatever ``log`` says.
+to the event), listed in a text window ``recorder.events``, appended to ``anomalies.jsonl`` in the run folder (and
+listed, without its history, under ``anomalies`` in ``summary.json``), and the full statistics of the ``after``
+steps that follow are drawn whatever ``log`` says.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ LOG_STATS: frozenset[str] = frozenset({"std", "norm", "abs_mean", "update_ratio"
 RECORDER_WINDOWS: tuple[str, ...] = (*(f"recorder.{s}" for s in RECORDER_STATS), "recorder.events")
 ANOMALIES = "anomalies.jsonl"  # in the run folder: one JSON line per flight-recorder event
 EVENTS_SHOWN = 20  # the text window lists the latest events
+SUMMARY_KEYS: tuple[str, ...] = ("step", "layer", "stat", "value", "rule", "rank", "detected_at")
 _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
 # by_metric windows: the legend (a layer per entry) in rows under the x axis title, never cut off on the right
 # (the window keeps Visdom's default size, so that the grid of windows stays even)
@@ -296,6 +298,9 @@ class TooledModelLogger:
             run.write(updates)
         finally:
             self._write_event(event)
+            # summary.json: where, when and what of every event so far (the history is in anomalies.jsonl)
+            run.add_to_summary("anomalies", [_finite({k: e.to_dict()[k] for k in SUMMARY_KEYS})
+                                             for e in self._events])
 
     def _heatmaps(self, event: AnomalyEvent, seq: Callable[[], int]) -> list[Update]:
         """A layer x step heatmap per recorder statistic: rows the layers in forward order, columns the steps."""

@@ -343,6 +343,9 @@ def test_recorder_event_is_drawn_listed_and_written(tmp_path: Path, visdom_serve
     assert event["history"]["stats"]["grad_norm"][0][0] == pytest.approx(history.stats["grad_norm"][0][0])
     plots = {u.plot for u in read_record(run.dir).updates}
     assert {f"recorder.{s}" for s in RECORDER_STATS} | {"recorder.events"} <= plots  # in the run record too
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["anomalies"] == [{"step": 6, "layer": "2", "stat": "nonfinite", "value": 1.0,
+                                     "rule": "nonfinite above 0", "rank": None, "detected_at": 6}]
 
 
 def test_meter_spike_rule_fires_through_the_loggers_log(tmp_path: Path, visdom_server: VisdomServer, env: str,
@@ -367,6 +370,8 @@ def test_meter_spike_rule_fires_through_the_loggers_log(tmp_path: Path, visdom_s
         tml.close()
         event = json.loads((stat.run_dir / ANOMALIES).read_text())
         assert (event["layer"], event["stat"], event["value"]) == (None, "train_loss", 40.0)
+        summary = json.loads((stat.run_dir / "summary.json").read_text())  # rewritten as the run goes
+        assert [(a["step"], a["layer"], a["stat"]) for a in summary["anomalies"]] == [(8, None, "train_loss")]
 
 
 def test_recorder_windows_are_claimed_in_the_run(visdom_server: VisdomServer, env: str) -> None:
