@@ -175,7 +175,8 @@ def test_cli_ingest_and_serve_with_ingest_port(visdom_server: VisdomServer, viz:
                 answer = requests.post(url, json=point("cli", "loss", 1.25, 3), timeout=5)
                 break
             except requests.ConnectionError:
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+                exited = proc.poll() is not None
+                assert time.monotonic() < deadline and not exited, proc.stderr.read() if exited else "timed out"
                 time.sleep(0.1)
         assert answer.status_code == 200
         assert requests.post(url, json=point("cli", "loss", "bad", 4), timeout=5).status_code == 400
