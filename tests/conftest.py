@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -66,3 +67,18 @@ def no_leaked_threads() -> Iterator[None]:
         names = ", ".join(sorted(t.name for t in leaked))
         pytest.fail(f"test leaked FlexLogger threads still alive after it ended: {names}. "
                     "Call close() or use `with FlexLogger(...)`.", pytrace=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs to fill (see tests/disk.py; needs root and mount permission: skipped otherwise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {result.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

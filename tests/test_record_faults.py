@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -14,12 +13,12 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from disk import fill
 
 from flexlogger import FlexLogger, Update
 from flexlogger.plots import DATA_FORMS, PLOT_TYPES, Histogram
@@ -76,38 +75,6 @@ def test_every_data_form_round_trips_exactly(tmp_path: Path, form: str) -> None:
 
 
 # a full disk -------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs (needs root and mount permission; skipped otherwise)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {result.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Fill ``disk`` to the last byte with a filler file."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as file:
-        chunk = b"x" * 4096
-        while True:
-            try:
-                if file.write(chunk) == 0:
-                    break
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                if len(chunk) == 1:
-                    break
-                chunk = chunk[: len(chunk) // 2]
-    return filler
-
-
 def test_a_full_disk_never_raises_keeps_whole_lines_counts_unwritten_and_resumes(small_disk: Path) -> None:
     logged = 0
     with warnings.catch_warnings(record=True) as caught:

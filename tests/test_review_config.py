@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,20 +13,6 @@ from flexlogger.config import load_config, save_config
 
 CONFIG = {"plots": {"loss": {"type": "line"}}, "meters": {"train_loss": {"type": "AverageValueMeter",
                                                                          "target": "loss"}}}
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {result.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_save_config_on_a_full_disk_leaves_the_old_file_whole(small_disk: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import math
@@ -20,43 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from disk import fill
 
 from flexlogger import ConfigError, FlexLogger, Run
 from flexlogger.errors import RunFolderError
 from flexlogger.experiment import RecordCallError, RecordCallTypeError
 from flexlogger.images import ImageInputError, to_rgb
 from flexlogger.server import VisdomServer, start_server
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs (needs root and mount permission; skipped otherwise)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {result.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as file:
-        chunk = b"x" * 4096
-        while True:
-            try:
-                if file.write(chunk) == 0:
-                    break
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                if len(chunk) == 1:
-                    break
-                chunk = chunk[: len(chunk) // 2]
-    return filler
 
 
 def test_record_calls_on_a_full_disk_warn_count_and_never_raise(small_disk: Path,
