@@ -45,7 +45,8 @@ $(VENV312)/.flexlogger-installed: setup.py constraints.txt
 	@test -n "$(PYTHON312)" || { echo "make test-visdom03 needs Python 3.12 or newer: set PYTHON312=/path/to/python3.12"; exit 1; }
 	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312)
 	$(VENV312)/bin/python -c "import torch" 2>/dev/null || $(VENV312)/bin/python -m pip install -q $(TORCH)
-	PIP_CONSTRAINT=constraints.txt $(VENV312)/bin/python -m pip install -q -e '.[test,demo]' '$(VISDOM03)'
+	PIP_CONSTRAINT=constraints.txt $(VENV312)/bin/python -m pip install -q -e '.[$(EXTRAS)]' '$(VISDOM03)'
+	$(VENV312)/bin/python -c "import torch, sys; v = torch.__version__; print(f'torch {v}'); sys.exit(v.split('+')[0] != '$(patsubst torch==%,%,$(TORCH))')"
 	touch $@
 
 test-visdom03: $(VENV312)/.flexlogger-installed
