@@ -31,6 +31,12 @@ Events: Any = ignite_engine.Events
 __all__ = ["Engine", "Events", "ToolHandle", "attach", "attach_tooled"]
 
 
+def _check_engine(caller: str, engine: Any) -> None:
+    if not isinstance(engine, Engine):
+        raise ConfigError(f"{caller}: expected `engine` to be an ignite.engine.Engine, but got "
+                          f"{type(engine).__name__} {short_repr(engine)}")
+
+
 def _check_callable(caller: str, name: str, value: Any) -> None:
     if value is not None and not callable(value):
         raise ConfigError(f"{caller}: expected `{name}` to be a callable or None, but got {type(value).__name__} "
@@ -69,9 +75,7 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     if not isinstance(logger, FlexLogger):
         raise ConfigError(f"{caller}: expected `logger` to be a flexlogger.FlexLogger, but got "
                           f"{type(logger).__name__} {short_repr(logger)}")
-    if not isinstance(engine, Engine):
-        raise ConfigError(f"{caller}: expected `engine` to be an ignite.engine.Engine, but got "
-                          f"{type(engine).__name__} {short_repr(engine)}")
+    _check_engine(caller, engine)
     _check_callable(caller, "output_transform", output_transform)
     _check_callable(caller, "global_step_transform", global_step_transform)
     names: tuple[str, ...] | None
@@ -157,9 +161,7 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
     if not isinstance(tooled, TooledModelLogger):
         raise ConfigError(f"{caller}: expected `tooled` to be a flexlogger.TooledModelLogger, but got "
                           f"{type(tooled).__name__} {short_repr(tooled)}")
-    if not isinstance(engine, Engine):
-        raise ConfigError(f"{caller}: expected `engine` to be an ignite.engine.Engine, but got "
-                          f"{type(engine).__name__} {short_repr(engine)}")
+    _check_engine(caller, engine)
     if optimizer is not None and not callable(getattr(optimizer, "register_step_pre_hook", None)):
         raise ConfigError(f"{caller}: expected `optimizer` to be a torch.optim.Optimizer or None, but got "
                           f"{type(optimizer).__name__} {short_repr(optimizer)}")
