@@ -52,6 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -250,6 +251,8 @@ class FlightRecorder:
         ConfigError: a bad argument or rule (the message lists the valid forms).
     """
 
+    _host_math: bool | None = None  # None: numpy on the CPU, torch elsewhere; tests set it to run either path
+
     def __init__(self, window: int = 64, rules: Sequence[Any] | None = None, after: int = 20, check_every: int = 1,
                  on_trigger: Callable[[AnomalyEvent], None] | None = None,
                  listeners: Sequence[Callable[[AnomalyEvent], None]] = (), min_history: int = 16, sync: bool = False,
@@ -330,6 +333,13 @@ class FlightRecorder:
         self._gates: dict[int, Tensor] = {}
         self._perm_key: tuple[str, ...] = ()
         self._perm = torch.arange(n_layers, device=device)
+        self._perm_np = np.arange(n_layers)
+        # On the CPU the host is the device: the small per-layer arithmetic after the reductions runs in numpy on
+        # views of the same buffers (a numpy call on a few dozen numbers costs a fraction of a torch call's
+        # dispatch), with the same results as the torch code that other devices run.
+        self._host = device.type == "cpu" if self._host_math is None else self._host_math
+        if self._host:
+            self._bind_host()
 
     @property
     def layer_order(self) -> list[str]:
@@ -378,6 +388,19 @@ class FlightRecorder:
         if mx.dtype != torch.float32:
             mx, mn = mx.float(), mn.float()
         return mx, mn
+
+    def _output_entry(self, x: Tensor) -> tuple[Tensor, Tensor] | tuple[float, int, int]:
+        """What a forward hook keeps of a layer's output for the step's end: elsewhere than on the CPU, the
+        per-unit maximum and minimum (:meth:`_output_stats`), reduced for every layer at once at the step's end;
+        on the CPU (numpy arithmetic) the layer's ``(max |x|, units alive, units)`` at once, while the per-unit
+        vectors are still in the cache."""
+        mx, mn = self._output_stats(x)
+        if not self._host:
+            return mx, mn
+        hi, lo = mx.numpy(), mn.numpy()
+        top, low = float(hi.max()), float(lo.min())
+        # NaN anywhere is NaN in both (so in max |x|), and Inf stays Inf: a non-finite max |x| means a NaN or Inf
+        return (top if top >= -low else -low), int(np.count_nonzero(np.logical_or(hi, lo))), hi.size
 
     def _row(self, outputs: Sequence[tuple[Tensor, Tensor] | None]) -> Tensor:
         """This step's statistics, ``(len(RECORDER_STATS), layers)``, computed on the device."""
@@ -531,7 +554,7 @@ class FlightRecorder:
         info = torch.stack([torch.full_like(val, step, dtype=torch.float64), first.double(), val.double()], 1)
         self._pend.copy_(torch.where(take[:, None], info, self._pend))
 
-    def _end_step(self, step: int, outputs: Sequence[tuple[Tensor, Tensor] | None],
+    def _end_step(self, step: int, outputs: Sequence[Any],
                   order: Sequence[str]) -> list[AnomalyEvent]:
         """Write this step's row, evaluate the rules, and every ``check_every`` steps read the pending events."""
         self._step = step
@@ -542,22 +565,164 @@ class FlightRecorder:
             seen = [pos[n] for n in order if n in pos]
             rest = [i for i in range(len(self.layers)) if i not in set(seen)]
             self._perm = torch.tensor(seen + rest, dtype=torch.long, device=self.device)
+            self._perm_np = np.array(seen + rest, dtype=np.int64)
         with torch.no_grad():
-            row = self._row(outputs)
-            self._evaluate(row, step)
             slot = self._written % self._rows
-            self._buf[slot].copy_(row)
-            self._steps[slot].fill_(step)
+            if self._host:
+                row_np = self._row_host(outputs)
+                self._evaluate_host(row_np, step)
+                self._buf_np[slot] = row_np
+                self._steps_np[slot] = step
+            else:
+                row = self._row(outputs)
+                self._evaluate(row, step)
+                self._buf[slot].copy_(row)
+                self._steps[slot].fill_(step)
             self._written += 1
             if (step + 1) % self.check_every == 0:
                 self._check()
         new, self._new = self._new, []
         return new
 
+    # ------------------------------------------------------------------------- the same arithmetic in numpy
+    def _bind_host(self) -> None:
+        """numpy views of the CPU buffers and rule state (writes through them are the tensors' own)."""
+        self._buf_np = self._buf.numpy()
+        self._steps_np = self._steps.numpy()
+        self._active_np = self._active.numpy()
+        self._pending_np = self._pending.numpy()
+        self._pend_np = self._pend.numpy()
+        self._prev_sq_np = self._prev_sq.numpy().astype(np.float64)
+        self._no_params = np.flatnonzero(~self._has_params.numpy())
+        rules = self._stat_rules
+        self._sidx_np = self._sidx.numpy()
+        self._thr_np = self._thr.numpy().astype(np.float64)
+        self._sign_np = self._sign.numpy().astype(np.float64)
+        # z-score rules: their rows among the stat rules, the statistics whose history they average, and the
+        # least history any of them needs (below it none may fire, and no history is read)
+        self._zrows = np.flatnonzero(self._is_z)
+        zstats = sorted({r.stat for r in rules if r.condition == "zscore_above"}, key=RECORDER_STATS.index)
+        self._zsel = [RECORDER_STATS.index(st) for st in zstats]
+        self._zpos = np.array([zstats.index(r.stat) for r in rules if r.condition == "zscore_above"], dtype=np.int64)
+        self._zmin = min((r.min_history for r in rules if r.condition == "zscore_above"), default=0)
+        self._min_hist = np.array([r.min_history if r.condition == "zscore_above" else 0 for r in rules])
+        self._have_key_host: tuple[int, ...] | None = None
+
+    def _row_host(self, outputs: Sequence[Any]) -> np.ndarray:
+        """:meth:`_row` for the CPU: the reductions in torch, the per-layer arithmetic in numpy."""
+        n_layers = len(self.layers)
+        params = self._params
+        grads = [p.grad for p in params]
+        have = tuple(i for i, g in enumerate(grads) if g is not None)
+        if have != self._have_key_host:
+            self._have_key_host = have
+            pidx = self._pidx.numpy()
+            g = pidx[list(have)] if have else np.zeros(0, dtype=np.int64)
+            parts = [g, pidx + n_layers] + ([pidx + 2 * n_layers] if self.update_ratio else [])
+            self._nidx_np = np.concatenate(parts)
+            self._lidx_np = np.concatenate([g, pidx])  # the weight changes count no NaN of their own
+        row = np.empty((len(RECORDER_STATS), n_layers), dtype=np.float32)
+        with np.errstate(all="ignore"):
+            if params:  # (under no_grad: the parameters themselves are read, without a detached view each)
+                if self._snap:
+                    torch._foreach_sub_(self._snap, params)  # the snapshot becomes W_(t-1) - W_t ...
+                norms = torch.stack(torch._foreach_norm([g for g in grads if g is not None] + params
+                                                        + self._snap)).double().numpy()
+                if self._snap:
+                    torch._foreach_copy_(self._snap, params)  # ... and then W_t, for the next step
+                sq = np.bincount(self._nidx_np, norms * norms, minlength=3 * n_layers).reshape(3, n_layers)
+                bad = np.bincount(self._lidx_np, ~np.isfinite(norms[:len(self._lidx_np)]), minlength=n_layers)
+            else:
+                sq = np.zeros((3, n_layers))
+                bad = np.zeros(n_layers)
+            weight_sq = sq[1].copy()
+            sq[2] /= self._prev_sq_np
+            self._prev_sq_np = weight_sq
+            np.sqrt(sq, out=row[:3])
+            if len(self._no_params):
+                row[:3, self._no_params] = np.nan
+            if not self._snap:
+                row[2] = np.nan
+            self._output_row_host(outputs, row)
+            row[4] += bad
+        if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            row = self._pool(torch.from_numpy(row)).numpy()
+        return row
+
+    def _output_row_host(self, outputs: Sequence[Any], row: np.ndarray) -> None:
+        """:meth:`_output_row` for the CPU, written into rows 3 to 5 (``act_max``, output NaN/Inf, ``dead``)."""
+        called = [i for i, o in enumerate(outputs) if o is not None]
+        row[3:6] = np.nan
+        row[4] = 0.0
+        if not called:
+            return
+        got = np.array([outputs[i] for i in called], dtype=np.float64)  # (layers run, [max |x|, alive, units])
+        act = got[:, 0]
+        row[3, called] = act
+        row[4, called] = ~np.isfinite(act)  # a NaN or Inf anywhere in the output reaches its max |x|
+        row[5, called] = 1.0 - got[:, 1] / got[:, 2]
+
+    def _evaluate_host(self, row: np.ndarray, step: int) -> None:
+        """:meth:`_evaluate` for the CPU (numpy on the host, which is the device)."""
+        masks: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        n_layers = len(self.layers)
+        with np.errstate(all="ignore"):
+            if self._stat_rules:
+                cur = row[self._sidx_np]  # (rules, layers)
+                x = cur.astype(np.float64)
+                if len(self._zrows):
+                    n = min(self._written, self._rows)
+                    if n >= max(self._zmin, 2):
+                        hist = self._buf_np[:n, self._zsel]  # (steps, z statistics, layers), in any order
+                        ok = ~np.isnan(hist)
+                        cnt = ok.sum(0)
+                        mean = np.where(ok, hist, 0.0).sum(0) / cnt
+                        dev = np.where(ok, hist - mean, 0.0)
+                        std = np.sqrt((dev * dev).sum(0) / cnt)
+                        # a flat history (a frozen layer) would make any change infinitely many deviations away
+                        std = np.maximum(std, np.abs(mean) * 1e-3 + 1e-12)
+                        z = (x[self._zrows] - mean[self._zpos]) / std[self._zpos]
+                        z[self._min_hist[self._zrows] > n] = np.nan  # rules that need a longer history
+                        x[self._zrows] = z
+                    else:
+                        x[self._zrows] = np.nan
+                masks.append((x - self._thr_np) * self._sign_np > 0)
+                values.append(cur)
+            if self._fn_rules:
+                cur_t = torch.from_numpy(row)
+                current = {s: cur_t[i] for i, s in enumerate(RECORDER_STATS)}
+                hist_t = self._history_tensors()
+                past = {s: hist_t[:, i] for i, s in enumerate(RECORDER_STATS)}
+                for r in self._fn_rules:
+                    m = r.fn(current, past)  # type: ignore[misc]
+                    m_np = m.detach().to("cpu", torch.bool).numpy() if isinstance(m, Tensor) else np.array(bool(m))
+                    masks.append(np.broadcast_to(m_np, (n_layers,)).reshape(1, -1))
+                    values.append(np.full((1, n_layers), np.nan))
+        if not masks:
+            return
+        mask = masks[0] if len(masks) == 1 else np.concatenate(masks)
+        fired = mask.any(1)
+        if not fired.any():  # the usual step: nothing fires, so nothing is new and no episode goes on
+            self._active_np[:] = False
+            return
+        value = values[0] if len(values) == 1 else np.concatenate(values)
+        perm = self._perm_np
+        first = perm[mask[:, perm].argmax(1)]
+        val = value[np.arange(len(first)), first]
+        new = fired & ~self._active_np
+        self._active_np[:] = fired
+        take = new & ~self._pending_np
+        self._pending_np |= new
+        if take.any():
+            self._pend_np[take] = np.stack([np.full(len(val), float(step)), first.astype(np.float64), val], 1)[take]
+
     def _check(self) -> None:
         """Read the pending events (the one host sync per check) and turn them into events."""
-        packed = torch.cat([self._pending.double()[:, None], self._pend], 1)
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if self._host and not distributed and not self._pending_np.any():
+            return
+        packed = torch.cat([self._pending.double()[:, None], self._pend], 1)
         if distributed and not self.sync:
             gathered = [torch.empty_like(packed) for _ in range(dist.get_world_size())]
             dist.all_gather(gathered, packed)

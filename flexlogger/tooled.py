@@ -332,7 +332,7 @@ class TooledModel:
         self._norms: dict[tuple[str, str], tuple[float, float]] = {}
         self._warned: set[tuple[int, str]] = set()
         self._rec_handles: list[Any] = []
-        self._rec_out: list[tuple[Tensor, Tensor] | None] = [None] * len(self._layers)
+        self._rec_out: list[Any] = [None] * len(self._layers)
         self._rec_order: list[str] = []  # forward order of this step (forward hooks: order of completion)
         if recorder is not None:
             self._bind_recorder(recorder)
@@ -349,7 +349,7 @@ class TooledModel:
         recorder._bind([layer.name for layer in self._layers], params, device)
         recorder._start_after = self._start_after
         for i, layer in enumerate(self._layers):
-            self._rec_handles.append(layer.module.register_forward_hook(self._rec_hook(i)))
+            self._rec_handles.append(layer.module.register_forward_hook(self._rec_hook(i, recorder)))
 
     def _start_after(self) -> None:
         """An event: record every step of the next ``recorder.after`` in full, starting with the current one."""
@@ -357,8 +357,8 @@ class TooledModel:
             self._after_left = self.recorder.after
             self._sync_hooks()
 
-    def _rec_hook(self, i: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
-        out_stats = FlightRecorder._output_stats
+    def _rec_hook(self, i: int, recorder: FlightRecorder) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        out_stats = recorder._output_entry
         outs, order, name = self._rec_out, self._rec_order, self._layers[i].name
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:

@@ -36,6 +36,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True, params=["numpy", "torch"])
+def arithmetic(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs both ways a CPU recorder can do its per-layer arithmetic after the reductions: numpy on
+    the host (the default on the CPU, where the host is the device) and the torch code that other devices run."""
+    monkeypatch.setattr(FlightRecorder, "_host_math", request.param == "numpy")
+    return str(request.param)
+
+
 def mlp() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
@@ -511,3 +519,53 @@ def test_layer_order_is_the_forward_order() -> None:
     model(torch.randn(2, 3)).sum().backward()
     tm.step()
     assert rec.layer_order == ["first", "last"]
+
+
+# ------------------------------------------------------------------------------------- numpy and torch agree
+def _recorded(host: bool, fault: Callable[[nn.Sequential, int], None]) -> tuple[FlightRecorder, Tensor]:
+    FlightRecorder._host_math = host  # restored by the `arithmetic` fixture
+    model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(0.0), nn.Linear(32, 32), nn.ReLU(),
+                          nn.Linear(32, 4))
+    torch.manual_seed(0)
+    model.load_state_dict({k: torch.randn_like(v) * 0.3 for k, v in model.state_dict().items()})
+
+    def spiky(current: dict[str, Tensor], history: dict[str, Tensor]) -> Tensor:
+        if not len(history["act_max"]):
+            return torch.zeros((), dtype=torch.bool)
+        return current["act_max"] > 50 * history["act_max"].nan_to_num(0).amax(0)
+
+    rec = FlightRecorder(window=8, after=0, check_every=2, warn=False, min_history=4,
+                         rules=[{"stat": "nonfinite", "above": 0}, {"stat": "grad_norm", "zscore_above": 4},
+                                {"stat": "dead_fraction", "above": 0.9}, {"stat": "update_ratio", "zscore_above": 5,
+                                                                          "min_history": 6}, spiky])
+    quiet_run(model, rec, 40, fault=lambda step: fault(model, step),
+              between=lambda step: fault(model, -step - 1))
+    return rec, rec._history_tensors().clone()
+
+
+def test_numpy_and_torch_arithmetic_give_the_same_buffer_and_events() -> None:
+    def fault(model: nn.Sequential, step: int) -> None:
+        with torch.no_grad():
+            if step == 12:  # after backward: a gradient spike in the first layer
+                model[0].weight.grad.mul_(1e3)  # type: ignore[union-attr]
+            if step == -(20 + 1):  # after the optimizer step: the third Linear dies
+                model[3].weight.zero_()
+                model[3].bias.zero_()
+            if step == 30:
+                model[5].weight.grad[0, 0] = math.nan  # type: ignore[index]
+            if step == -(34 + 1):
+                model[0].weight.mul_(1e4)
+
+    host, host_buf = _recorded(True, fault)
+    dev, dev_buf = _recorded(False, fault)
+    assert host_buf.shape == dev_buf.shape == (10, len(RECORDER_STATS), 6)
+    torch.testing.assert_close(host_buf, dev_buf, rtol=1e-5, atol=0, equal_nan=True)
+    assert torch.isnan(host_buf[:, 0, 1]).all()  # a ReLU has no parameters: NaN norms, on both
+    events = [(e.step, e.layer, e.stat, e.rule, e.detected_at) for e in host.events]
+    assert events == [(e.step, e.layer, e.stat, e.rule, e.detected_at) for e in dev.events]
+    assert {e[2] for e in events} >= {"grad_norm", "dead_fraction", "nonfinite", "spiky"}, events
+    for a, b in zip(host.events, dev.events):
+        assert a.value == pytest.approx(b.value, rel=1e-5, nan_ok=True)
+        assert a.history.steps == b.history.steps
+        torch.testing.assert_close(torch.tensor(a.history.stats["act_max"]), torch.tensor(b.history.stats["act_max"]),
+                                   rtol=1e-5, atol=0, equal_nan=True)
