@@ -630,8 +630,9 @@ class FlightRecorder:
                                                         + self._snap)).double().numpy()
                 if self._snap:
                     torch._foreach_copy_(self._snap, params)  # ... and then W_t, for the next step
-                sq = np.bincount(self._nidx_np, norms * norms, minlength=3 * n_layers).reshape(3, n_layers)
-                bad = np.bincount(self._lidx_np, ~np.isfinite(norms[:len(self._lidx_np)]), minlength=n_layers)
+                sq: np.ndarray = np.bincount(self._nidx_np, norms * norms, minlength=3 * n_layers).reshape(3, n_layers)
+                bad: np.ndarray = np.bincount(self._lidx_np, ~np.isfinite(norms[:len(self._lidx_np)]),
+                                              minlength=n_layers)
             else:
                 sq = np.zeros((3, n_layers))
                 bad = np.zeros(n_layers)
