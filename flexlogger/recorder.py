@@ -41,6 +41,14 @@ Cost:
     it delays detection by up to ``check_every - 1`` steps, while the event's step, layer and value are still
     those of the step where the rule fired (the buffer keeps ``window + check_every`` rows so the event still
     has the ``window`` steps before it).
+
+    What a step must read is the floor: every weight and gradient once (the norms), each watched layer's output
+    once in its forward hook (per-unit max and min over the batch), and, for ``update_ratio``, the weights three
+    more times (subtract the snapshot, its norm, copy the weights into it); ``update_ratio=False`` saves those.
+    On the CPU the host is the device: the arithmetic after those reductions (a few dozen numbers per layer: the
+    per-layer sums, the ring buffer, the rules) runs in numpy on views of the same buffers, where one call costs a
+    fraction of a torch call's dispatch; on other devices it runs in torch, and the two give the same buffer and
+    the same events (tested).
 """
 
 from __future__ import annotations
