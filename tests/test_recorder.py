@@ -434,6 +434,7 @@ DIST_WORKER = textwrap.dedent("""
     from flexlogger.tooled import FlightRecorder, TooledModel
 
     rank, out = int(sys.argv[1]), sys.argv[2]
+    FlightRecorder._host_math = sys.argv[3] == "numpy"  # the arithmetic under test (see the `arithmetic` fixture)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -466,12 +467,13 @@ DIST_WORKER = textwrap.dedent("""
 """)
 
 
-def test_two_ranks_a_rule_firing_on_rank_1_is_reported_by_rank_0(tmp_path: Path) -> None:
+def test_two_ranks_a_rule_firing_on_rank_1_is_reported_by_rank_0(tmp_path: Path, arithmetic: str) -> None:
     script = tmp_path / "worker.py"
     script.write_text(DIST_WORKER)
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(find_free_port()),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / f"rank{r}.json")], env=env,
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / f"rank{r}.json"), arithmetic],
+                              env=env,
                               stderr=subprocess.PIPE, text=True) for r in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=120)
