@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -113,6 +114,11 @@ class StatPlan:
         self._nnz = "zero_frac" in wanted
         self._finite = "nonfinite" in wanted
         self.stats = tuple(s for s in stats if s in wanted or s in self.custom)
+        both = self._sum and self._norm
+        flags = {"mean": self._sum, "norm": self._norm, "std": both, "snr": both, "min": self._minmax,
+                 "max": self._minmax, "abs_mean": self._l1, "zero_frac": self._nnz, "nonfinite": self._finite}
+        # what finish() returns: the statistics asked for that these reductions give (not std without the sum)
+        self.names: tuple[str, ...] = tuple(s for s in self.stats if flags.get(s, s in self.custom))
         self.size = self._sum + self._norm + 2 * self._minmax + self._l1 + self._nnz + self._finite + len(self.custom)
         # how each of compute()'s values pools over ranks (TooledModel(sync=True)): "sq" is an L2 norm
         self.kinds: tuple[str, ...] = (("sum",) * self._sum + ("sq",) * self._norm + ("min", "max") * self._minmax
@@ -148,40 +154,60 @@ class StatPlan:
 
     def finish(self, raw: Sequence[float], n: int) -> dict[str, float]:
         """``{stat: value}`` (in the order asked for) from the host copy of :meth:`compute`'s results."""
-        it = iter(raw)
-        got: dict[str, float] = {}
-        if self._sum:
-            got["mean"] = next(it) / n
-        if self._norm:
-            norm = next(it)
-            got["norm"] = norm
+        return dict(zip(self.names, self.finish_many(np.array([raw], dtype=np.float64), np.array([float(n)]))[0]))
+
+    def finish_many(self, raw: np.ndarray, n: np.ndarray) -> list[list[float]]:
+        """The statistics of several tensors at once: ``raw`` holds one row of :meth:`compute`'s results per
+        tensor (float64, shape ``(k, size)``), ``n`` their numbers of elements; row ``i`` of the result holds the
+        values of :attr:`names` for tensor ``i``.
+
+        Column-wise numpy, not a Python loop per tensor: every operation is the float64 operation a scalar
+        computation would do, in the same order, so the values are the same to the last bit.
+        """
+        cols: dict[str, np.ndarray] = {}
+        j = 0
+        with np.errstate(all="ignore"):  # 0/0, sqrt of a negative: NaN and Inf are the intended results here
             if self._sum:
-                mean = got["mean"]
-                if n > 1:
+                cols["mean"] = raw[:, j] / n
+                j += 1
+            if self._norm:
+                cols["norm"] = norm = raw[:, j]
+                j += 1
+                if self._sum:
+                    mean = cols["mean"]
                     var = (norm * norm - n * mean * mean) / (n - 1)
-                    got["std"] = math.sqrt(var) if var > 0 else (0.0 if var == var else math.nan)
-                else:
-                    got["std"] = math.nan  # as torch.std of a single value
-        if self._minmax:
-            got["min"], got["max"] = next(it), next(it)
-            if "std" in got and n > 1:
-                # the one-pass std cancels catastrophically when |mean| >> std (float32: ~3e-4 * |mean| for a
-                # constant tensor); the sample std never exceeds (max - min) / 2 * sqrt(n / (n - 1)), so the
-                # error is bounded by the spread, and a constant tensor gets exactly 0
-                got["std"] = min(got["std"], (got["max"] - got["min"]) / 2 * math.sqrt(n / (n - 1)))
-        if self._l1:
-            got["abs_mean"] = next(it) / n
-        if self._nnz:
-            got["zero_frac"] = 1.0 - next(it) / n
-        if self._finite:
-            got["nonfinite"] = float(n - next(it))
-        if "std" in got:
-            std = got["std"]
-            got["snr"] = (abs(got["mean"]) / std if std > 0
-                          else math.nan if std != std or got["mean"] == 0 else math.inf)
-        for name in self.custom:
-            got[name] = next(it)
-        return {s: got[s] for s in self.stats if s in got}
+                    std = np.where(var > 0, np.sqrt(var), np.where(var == var, 0.0, np.nan))
+                    cols["std"] = np.where(n > 1, std, np.nan)  # as torch.std of a single value
+            if self._minmax:
+                cols["min"], cols["max"] = lo, hi = raw[:, j], raw[:, j + 1]
+                j += 2
+                if "std" in cols:
+                    # the one-pass std cancels catastrophically when |mean| >> std (float32: ~3e-4 * |mean| for a
+                    # constant tensor); the sample std never exceeds (max - min) / 2 * sqrt(n / (n - 1)), so the
+                    # error is bounded by the spread, and a constant tensor gets exactly 0
+                    std = cols["std"]
+                    bound = (hi - lo) / 2 * np.sqrt(n / (n - 1))
+                    cols["std"] = np.where((n > 1) & (bound < std), bound, std)
+            if self._l1:
+                cols["abs_mean"] = raw[:, j] / n
+                j += 1
+            if self._nnz:
+                cols["zero_frac"] = 1.0 - raw[:, j] / n
+                j += 1
+            if self._finite:
+                cols["nonfinite"] = n - raw[:, j]
+                j += 1
+            if "std" in cols:
+                std, mean = cols["std"], cols["mean"]
+                cols["snr"] = np.where(std > 0, np.abs(mean) / std,
+                                       np.where((std != std) | (mean == 0), np.nan, np.inf))
+            for name in self.custom:
+                cols[name] = raw[:, j]
+                j += 1
+        if not self.names:
+            return [[] for _ in range(len(raw))]
+        out: list[list[float]] = np.stack([cols[s] for s in self.names], axis=1).tolist()
+        return out
 
     def anomaly(self, raw: Sequence[float]) -> tuple[float, float]:
         """``(sum, norm)`` from the host copy of :meth:`compute`'s results (with ``base=True``)."""

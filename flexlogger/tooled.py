@@ -49,10 +49,11 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeAlias, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tabulate import tabulate
@@ -72,6 +73,8 @@ Selector: TypeAlias = (
     "type[nn.Module] | str | re.Pattern[str] | Callable[[str, nn.Module], bool] | Sequence[Any]"
 )
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
+# one recorded (layer, group): its statistic names and their values, in that order
+_Row: TypeAlias = "tuple[str, str, tuple[str, ...], list[float]]"
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
 # names from other libraries a user may reach for, and the keyword meant (difflib cannot see these)
@@ -114,7 +117,7 @@ def keywords_checked(caller: str) -> Callable[[_Init], _Init]:
     return decorate
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     """What one group of one layer recorded in the current step."""
 
@@ -132,7 +135,7 @@ class _Layer:
     params: dict[str, tuple[str, bool]]  # group -> (parameter attribute, is the gradient)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """One (layer, group) row of the step's single host transfer."""
 
@@ -325,11 +328,13 @@ class TooledModel:
         self.step_index = 0
         self._handles: list[Any] = []
         self._removed = False
-        self._last: Stats | None = None
+        self._last: Stats | None = None  # built from _last_rows when first asked for (most steps never are)
+        self._last_rows: list[_Row] | None = None
         self._last_hist: dict[str, dict[str, Histogram]] = {}
         self._last_step: int | None = None
-        self._prev_norms: dict[tuple[str, str], float] = {}
-        self._norms: dict[tuple[str, str], tuple[float, float]] = {}
+        # (keys, L2 norms) of the last recorded step and of the last collect, for the anomaly check
+        self._prev_norms: tuple[list[tuple[str, str]], np.ndarray] = ([], np.empty(0))
+        self._norms: tuple[list[tuple[str, str]], np.ndarray] = ([], np.empty(0))
         self._warned: set[tuple[int, str]] = set()
         self._rec_handles: list[Any] = []
         self._rec_out: list[tuple[Tensor, Tensor] | None] = [None] * len(self._layers)
@@ -610,37 +615,67 @@ class TooledModel:
                     items.append(_Item(name, group, entry.n, entry.stats, False, entry.hist))
         return items
 
-    def _collect(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
+    def _collect(self) -> tuple[list[_Row], dict[str, dict[str, Histogram]]]:
         """Statistics of the current step: computed on the device, moved to the host in one transfer.
 
         Not cached: the parameters may have changed since the last call (an optimizer step) without any hook.
+        Returns the rows that :meth:`_build` turns into ``{layer: {group: {stat: value}}}``, and the histograms.
         """
         with torch.no_grad():
             items = self._items()
             if self.sync and _distributed():
                 _pool(items, self._plan.kinds)
-            values = _to_host(items)
+            flat, hist_values = _to_host(items)
         plan = self._plan
-        result: Stats = {layer.name: {} for layer in self._layers}
-        hists: dict[str, dict[str, Histogram]] = {}
-        norms: dict[tuple[str, str], tuple[float, float]] = {}  # (sum, norm) for the anomaly check
-        bins = self.bins
-        for item, (vals, hv) in zip(items, values):
-            stats = plan.finish(vals, item.n)
+        starts = np.cumsum([0] + [len(item.scalars) for item in items])[:-1]
+        raw = flat[starts[:, None] + np.arange(plan.size)]  # (items, plan.size): compute()'s results per item
+        values = plan.finish_many(raw, np.array([item.n for item in items], dtype=np.float64))
+        names = plan.names
+        rows: list[_Row] = []
+        for item, vals, start in zip(items, values, starts.tolist()):
             if item.ratio:
-                stats["update_ratio"] = vals[plan.size]
-                stats = {s: stats[s] for s in self.stats if s in stats}
-            result[item.layer][item.group] = stats
+                stats = dict(zip(names, vals))
+                stats["update_ratio"] = float(flat[start + plan.size])
+                ratio_names = tuple(s for s in self.stats if s in stats)
+                rows.append((item.layer, item.group, ratio_names, [stats[s] for s in ratio_names]))
+            else:
+                rows.append((item.layer, item.group, names, vals))
+        hists: dict[str, dict[str, Histogram]] = {}
+        bins = self.bins
+        for item, hv in zip(items, hist_values):
             if hv is not None:
                 hists.setdefault(item.layer, {})[item.group] = Histogram(tuple(hv[:bins]), hv[bins], hv[bins + 1])
-            if self.anomaly:
-                norms[(item.layer, item.group)] = plan.anomaly(vals)
-        self._norms = norms
-        if self.anomaly and self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
-            self._check(norms)
-        return result, hists
+        if self.anomaly:
+            keys = [(item.layer, item.group) for item in items]
+            self._norms = (keys, raw[:, 1])
+            if self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
+                self._check_all(keys, raw[:, 0], raw[:, 1])
+        else:
+            self._norms = ([], np.empty(0))
+        return rows, hists
 
-    def _check(self, norms: dict[tuple[str, str], tuple[float, float]]) -> None:
+    def _build(self, rows: list[_Row]) -> Stats:
+        """``{layer: {group: {stat: value}}}`` of :meth:`_collect`'s rows (new dicts: the caller may keep them)."""
+        result: Stats = {layer.name: {} for layer in self._layers}
+        for layer, group, names, vals in rows:
+            result[layer][group] = dict(zip(names, vals))
+        return result
+
+    def _check_all(self, keys: list[tuple[str, str]], sums: np.ndarray, norms: np.ndarray) -> None:
+        """The anomaly check of every item at once; :meth:`_check` (the ordering, the warning) only when one
+        is found, which is rare."""
+        prev_keys, prev_norms = self._prev_norms
+        if prev_keys == keys:
+            prev = prev_norms
+        else:
+            by_key = dict(zip(prev_keys, prev_norms.tolist()))
+            prev = np.array([by_key.get(k, 0.0) for k in keys], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            bad = ~(np.isfinite(sums) & np.isfinite(norms)) | ((prev > 0) & (norms > self.explode * prev))
+        if bad.any():
+            self._check(dict(zip(keys, zip(sums.tolist(), norms.tolist()))), dict(zip(keys, prev.tolist())))
+
+    def _check(self, norms: dict[tuple[str, str], tuple[float, float]], prevs: dict[tuple[str, str], float]) -> None:
         """Warn about NaN/Inf and exploding norms, naming the layer where they first appeared."""
         found: list[tuple[int, int, int, str, str, str]] = []
         order = {name: i for i, name in enumerate(self._order)}
@@ -651,7 +686,7 @@ class TooledModel:
                 if (layer.name, group) not in norms:
                     continue
                 total, norm = norms[(layer.name, group)]
-                prev = self._prev_norms.get((layer.name, group), 0.0)
+                prev = prevs.get((layer.name, group), 0.0)
                 if not math.isfinite(total) or not math.isfinite(norm):
                     what = "NaN/Inf values"
                 elif prev > 0 and norm > self.explode * prev:
@@ -688,12 +723,12 @@ class TooledModel:
         result: Stats | None = None
         after = self._after_left > 0
         if self.recording:
-            result, hists = self._collect()
-            self._last, self._last_hist, self._last_step = result, hists, self.step_index
-            self._prev_norms = {k: v[1] for k, v in self._norms.items()}
+            rows, hists = self._collect()
+            self._last, self._last_rows, self._last_hist, self._last_step = None, rows, hists, self.step_index
+            self._prev_norms = self._norms
             if after and self.recorder is not None:
-                self.recorder._add_after(self.step_index, _copy(result), dict(hists))
-            result = _copy(result)
+                self.recorder._add_after(self.step_index, self._build(rows), dict(hists))
+            result = self._build(rows)
         if after:
             self._after_left -= 1
         if self.recorder is not None and not self._removed:
@@ -707,8 +742,11 @@ class TooledModel:
         return result
 
     def _current(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
-        if self.recording and (self._calls or self._last is None):
-            return self._collect()
+        if self.recording and (self._calls or self._last_rows is None):
+            rows, hists = self._collect()
+            return self._build(rows), hists
+        if self._last is None and self._last_rows is not None:
+            self._last = self._build(self._last_rows)
         return self._last or {layer.name: {} for layer in self._layers}, self._last_hist
 
     def expected_groups(self) -> dict[str, tuple[str, ...]]:
@@ -830,26 +868,32 @@ def _pool(items: list[_Item], kinds: tuple[str, ...]) -> None:
         item.n = round(n)
 
 
-def _to_host(items: Iterable[_Item]) -> list[tuple[list[float], list[float] | None]]:
-    """Every item's scalars and histogram, moved to the host in one transfer per device."""
-    items = list(items)
+def _to_host(items: list[_Item]) -> tuple[np.ndarray, list[list[float] | None]]:
+    """Every item's scalars (float64, concatenated in item order) and histograms, moved to the host in one
+    transfer per device."""
     by_device: dict[torch.device, list[int]] = {}
     for i, item in enumerate(items):
         by_device.setdefault(item.scalars[0].device, []).append(i)
-    out: list[tuple[list[float], list[float] | None]] = [([], None)] * len(items)
+    sizes = [len(item.scalars) for item in items]
+    hists: list[list[float] | None] = [None] * len(items)
+    if not items:
+        return np.empty(0), hists
+    ends = np.cumsum(sizes)
+    scalars = np.empty(int(ends[-1]))
     for idx in by_device.values():
-        parts: list[Tensor] = [torch.stack([s for i in idx for s in items[i].scalars]).double()]
-        parts += [items[i].hist.double() for i in idx if items[i].hist is not None]  # type: ignore[union-attr]
-        flat = torch.cat(parts).cpu().tolist()  # the one transfer
-        pos = 0
-        for i in idx:
-            k = len(items[i].scalars)
-            out[i] = (flat[pos:pos + k], None)
-            pos += k
-        for i in idx:
-            hist = items[i].hist
-            if hist is not None:
-                k = hist.numel()
-                out[i] = (out[i][0], flat[pos:pos + k])
-                pos += k
-    return out
+        with_hist = [i for i in idx if items[i].hist is not None]
+        flat = torch.stack([s for i in idx for s in items[i].scalars]).double()
+        if with_hist:
+            flat = torch.cat([flat] + [items[i].hist.double() for i in with_hist])  # type: ignore[union-attr]
+        host = flat.cpu().numpy()  # the one transfer
+        k = sum(sizes[i] for i in idx)
+        if len(idx) == len(items):
+            scalars = host[:k]
+        else:
+            scalars[np.concatenate([np.arange(ends[i] - sizes[i], ends[i]) for i in idx])] = host[:k]
+        pos = k
+        for i in with_hist:
+            m = items[i].hist.numel()  # type: ignore[union-attr]
+            hists[i] = host[pos:pos + m].tolist()
+            pos += m
+    return scalars, hists
