@@ -119,6 +119,8 @@ class StatPlan:
                  "max": self._minmax, "abs_mean": self._l1, "zero_frac": self._nnz, "nonfinite": self._finite}
         # what finish() returns: the statistics asked for that these reductions give (not std without the sum)
         self.names: tuple[str, ...] = tuple(s for s in self.stats if flags.get(s, s in self.custom))
+        self._plain = (self._sum and self._norm and self._minmax and not (self._l1 or self._nnz or self._finite)
+                       and not self.custom)
         self.size = self._sum + self._norm + 2 * self._minmax + self._l1 + self._nnz + self._finite + len(self.custom)
         # how each of compute()'s values pools over ranks (TooledModel(sync=True)): "sq" is an L2 norm
         self.kinds: tuple[str, ...] = (("sum",) * self._sum + ("sq",) * self._norm + ("min", "max") * self._minmax
@@ -129,6 +131,10 @@ class StatPlan:
         """The reductions of ``x`` (any shape, at least one element) as 0-d tensors on ``x``'s device."""
         if x.dtype in _LOW_PRECISION:
             x = x.float()
+        if self._plain:  # the default statistics: one call per tensor and per step, so spare the branches
+            if x.is_cpu:
+                return [x.sum(), torch.linalg.vector_norm(x), x.amin(), x.amax()]
+            return [x.sum(), torch.linalg.vector_norm(x), *torch.aminmax(x)]
         out: list[Tensor] = []
         if self._sum:
             out.append(x.sum())
@@ -136,7 +142,7 @@ class StatPlan:
             out.append(torch.linalg.vector_norm(x))
         if self._minmax:
             # on CPU, amax and amin are together about 1.5 times faster than aminmax (on a GPU, one pass is better)
-            out += (x.amin(), x.amax()) if x.device.type == "cpu" else torch.aminmax(x)
+            out += (x.amin(), x.amax()) if x.is_cpu else torch.aminmax(x)
         if self._l1:
             out.append(torch.linalg.vector_norm(x, 1))
         if self._nnz:
