@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,6 +32,7 @@ STATS: tuple[str, ...] = ("mean", "std", "min", "max", "abs_mean", "norm", "zero
                           "snr")
 PARAM_ONLY_STATS: frozenset[str] = frozenset({"update_ratio"})
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+_FINISH_ORDER = ("mean", "norm", "std", "min", "max", "abs_mean", "zero_frac", "nonfinite", "snr")
 
 CustomStat: TypeAlias = Callable[[Tensor], Tensor]
 _FORMS = ("a name from STATS (" + ", ".join(STATS) + ") or a pair (name, callable (tensor) -> 0-d tensor), e.g. "
@@ -119,6 +119,8 @@ class StatPlan:
                  "max": self._minmax, "abs_mean": self._l1, "zero_frac": self._nnz, "nonfinite": self._finite}
         # what finish() returns: the statistics asked for that these reductions give (not std without the sum)
         self.names: tuple[str, ...] = tuple(s for s in self.stats if flags.get(s, s in self.custom))
+        order = [*_FINISH_ORDER, *self.custom]  # where finish_many holds each value
+        self._pick = tuple(order.index(s) for s in self.names)
         self._plain = (self._sum and self._norm and self._minmax and not (self._l1 or self._nnz or self._finite)
                        and not self.custom)
         self.size = self._sum + self._norm + 2 * self._minmax + self._l1 + self._nnz + self._finite + len(self.custom)
@@ -160,60 +162,53 @@ class StatPlan:
 
     def finish(self, raw: Sequence[float], n: int) -> dict[str, float]:
         """``{stat: value}`` (in the order asked for) from the host copy of :meth:`compute`'s results."""
-        return dict(zip(self.names, self.finish_many(np.array([raw], dtype=np.float64), np.array([float(n)]))[0]))
+        return dict(zip(self.names, self.finish_many(raw, (0,), (n,))[0]))
 
-    def finish_many(self, raw: np.ndarray, n: np.ndarray) -> list[list[float]]:
-        """The statistics of several tensors at once: ``raw`` holds one row of :meth:`compute`'s results per
-        tensor (float64, shape ``(k, size)``), ``n`` their numbers of elements; row ``i`` of the result holds the
-        values of :attr:`names` for tensor ``i``.
+    def finish_many(self, raw: Sequence[float], starts: Sequence[int], ns: Sequence[int]) -> list[list[float]]:
+        """The statistics of several tensors at once: tensor ``i`` has ``ns[i]`` elements and its :meth:`compute`
+        results at ``raw[starts[i]:starts[i] + size]``; row ``i`` of the result holds its values of :attr:`names`.
 
-        Column-wise numpy, not a Python loop per tensor: every operation is the float64 operation a scalar
-        computation would do, in the same order, so the values are the same to the last bit.
+        One loop over the tensors with every flag and name looked up once: this runs for every recorded
+        (layer, group) of every recorded step. (A column-wise numpy version is slower for a few dozen tensors.)
         """
-        cols: dict[str, np.ndarray] = {}
-        j = 0
-        with np.errstate(all="ignore"):  # 0/0, sqrt of a negative: NaN and Inf are the intended results here
-            if self._sum:
-                cols["mean"] = raw[:, j] / n
+        has_sum, has_norm, has_minmax = self._sum, self._norm, self._minmax
+        both = has_sum and has_norm
+        has_l1, has_nnz, has_finite, n_custom, pick = self._l1, self._nnz, self._finite, len(self.custom), self._pick
+        nan, sqrt = math.nan, math.sqrt
+        rows: list[list[float]] = []
+        for j, n in zip(starts, ns):
+            mean = norm = std = lo = hi = abs_mean = zero_frac = nonfinite = snr = nan
+            if has_sum:
+                mean = raw[j] / n
                 j += 1
-            if self._norm:
-                cols["norm"] = norm = raw[:, j]
+            if has_norm:
+                norm = raw[j]
                 j += 1
-                if self._sum:
-                    mean = cols["mean"]
+                if has_sum and n > 1:  # else NaN, as torch.std of a single value
                     var = (norm * norm - n * mean * mean) / (n - 1)
-                    std = np.where(var > 0, np.sqrt(var), np.where(var == var, 0.0, np.nan))
-                    cols["std"] = np.where(n > 1, std, np.nan)  # as torch.std of a single value
-            if self._minmax:
-                cols["min"], cols["max"] = lo, hi = raw[:, j], raw[:, j + 1]
+                    std = sqrt(var) if var > 0 else (0.0 if var == var else nan)
+            if has_minmax:
+                lo, hi = raw[j], raw[j + 1]
                 j += 2
-                if "std" in cols:
+                if both and n > 1:
                     # the one-pass std cancels catastrophically when |mean| >> std (float32: ~3e-4 * |mean| for a
                     # constant tensor); the sample std never exceeds (max - min) / 2 * sqrt(n / (n - 1)), so the
                     # error is bounded by the spread, and a constant tensor gets exactly 0
-                    std = cols["std"]
-                    bound = (hi - lo) / 2 * np.sqrt(n / (n - 1))
-                    cols["std"] = np.where((n > 1) & (bound < std), bound, std)
-            if self._l1:
-                cols["abs_mean"] = raw[:, j] / n
+                    std = min(std, (hi - lo) / 2 * sqrt(n / (n - 1)))
+            if has_l1:
+                abs_mean = raw[j] / n
                 j += 1
-            if self._nnz:
-                cols["zero_frac"] = 1.0 - raw[:, j] / n
+            if has_nnz:
+                zero_frac = 1.0 - raw[j] / n
                 j += 1
-            if self._finite:
-                cols["nonfinite"] = n - raw[:, j]
+            if has_finite:
+                nonfinite = float(n - raw[j])
                 j += 1
-            if "std" in cols:
-                std, mean = cols["std"], cols["mean"]
-                cols["snr"] = np.where(std > 0, np.abs(mean) / std,
-                                       np.where((std != std) | (mean == 0), np.nan, np.inf))
-            for name in self.custom:
-                cols[name] = raw[:, j]
-                j += 1
-        if not self.names:
-            return [[] for _ in range(len(raw))]
-        out: list[list[float]] = np.stack([cols[s] for s in self.names], axis=1).tolist()
-        return out
+            if both:
+                snr = abs(mean) / std if std > 0 else nan if std != std or mean == 0 else math.inf
+            values = (mean, norm, std, lo, hi, abs_mean, zero_frac, nonfinite, snr, *raw[j:j + n_custom])
+            rows.append([values[k] for k in pick])
+        return rows
 
     def anomaly(self, raw: Sequence[float]) -> tuple[float, float]:
         """``(sum, norm)`` from the host copy of :meth:`compute`'s results (with ``base=True``)."""

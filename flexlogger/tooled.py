@@ -53,7 +53,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeAlias, TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tabulate import tabulate
@@ -333,8 +332,8 @@ class TooledModel:
         self._last_hist: dict[str, dict[str, Histogram]] = {}
         self._last_step: int | None = None
         # (keys, L2 norms) of the last recorded step and of the last collect, for the anomaly check
-        self._prev_norms: tuple[list[tuple[str, str]], np.ndarray] = ([], np.empty(0))
-        self._norms: tuple[list[tuple[str, str]], np.ndarray] = ([], np.empty(0))
+        self._prev_norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
+        self._norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
         self._warned: set[tuple[int, str]] = set()
         self._rec_handles: list[Any] = []
         self._rec_out: list[tuple[Tensor, Tensor] | None] = [None] * len(self._layers)
@@ -625,17 +624,15 @@ class TooledModel:
             items = self._items()
             if self.sync and _distributed():
                 _pool(items, self._plan.kinds)
-            flat, hist_values = _to_host(items)
+            flat, starts, hist_values = _to_host(items)
         plan = self._plan
-        starts = np.cumsum([0] + [len(item.scalars) for item in items])[:-1]
-        raw = flat[starts[:, None] + np.arange(plan.size)]  # (items, plan.size): compute()'s results per item
-        values = plan.finish_many(raw, np.array([item.n for item in items], dtype=np.float64))
+        values = plan.finish_many(flat, starts, [item.n for item in items])
         names = plan.names
         rows: list[_Row] = []
-        for item, vals, start in zip(items, values, starts.tolist()):
+        for item, vals, start in zip(items, values, starts):
             if item.ratio:
                 stats = dict(zip(names, vals))
-                stats["update_ratio"] = float(flat[start + plan.size])
+                stats["update_ratio"] = flat[start + plan.size]
                 ratio_names = tuple(s for s in self.stats if s in stats)
                 rows.append((item.layer, item.group, ratio_names, [stats[s] for s in ratio_names]))
             else:
@@ -647,11 +644,12 @@ class TooledModel:
                 hists.setdefault(item.layer, {})[item.group] = Histogram(tuple(hv[:bins]), hv[bins], hv[bins + 1])
         if self.anomaly:
             keys = [(item.layer, item.group) for item in items]
-            self._norms = (keys, raw[:, 1])
+            sums, norms = [flat[j] for j in starts], [flat[j + 1] for j in starts]  # plan.anomaly's (sum, norm)
+            self._norms = (keys, norms)
             if self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
-                self._check_all(keys, raw[:, 0], raw[:, 1])
+                self._check_all(keys, sums, norms)
         else:
-            self._norms = ([], np.empty(0))
+            self._norms = ([], [])
         return rows, hists
 
     def _build(self, rows: list[_Row]) -> Stats:
@@ -661,19 +659,19 @@ class TooledModel:
             result[layer][group] = dict(zip(names, vals))
         return result
 
-    def _check_all(self, keys: list[tuple[str, str]], sums: np.ndarray, norms: np.ndarray) -> None:
-        """The anomaly check of every item at once; :meth:`_check` (the ordering, the warning) only when one
-        is found, which is rare."""
+    def _check_all(self, keys: list[tuple[str, str]], sums: list[float], norms: list[float]) -> None:
+        """The anomaly check of every item; :meth:`_check` (the ordering, the warning) only when one is found."""
         prev_keys, prev_norms = self._prev_norms
         if prev_keys == keys:
             prev = prev_norms
         else:
-            by_key = dict(zip(prev_keys, prev_norms.tolist()))
-            prev = np.array([by_key.get(k, 0.0) for k in keys], dtype=np.float64)
-        with np.errstate(all="ignore"):
-            bad = ~(np.isfinite(sums) & np.isfinite(norms)) | ((prev > 0) & (norms > self.explode * prev))
-        if bad.any():
-            self._check(dict(zip(keys, zip(sums.tolist(), norms.tolist()))), dict(zip(keys, prev.tolist())))
+            by_key = dict(zip(prev_keys, prev_norms))
+            prev = [by_key.get(k, 0.0) for k in keys]
+        explode, isfinite = self.explode, math.isfinite
+        for total, norm, p in zip(sums, norms, prev):
+            if not (isfinite(total) and isfinite(norm)) or (p > 0 and norm > explode * p):
+                self._check(dict(zip(keys, zip(sums, norms))), dict(zip(keys, prev)))
+                return
 
     def _check(self, norms: dict[tuple[str, str], tuple[float, float]], prevs: dict[tuple[str, str], float]) -> None:
         """Warn about NaN/Inf and exploding norms, naming the layer where they first appeared."""
@@ -868,32 +866,35 @@ def _pool(items: list[_Item], kinds: tuple[str, ...]) -> None:
         item.n = round(n)
 
 
-def _to_host(items: list[_Item]) -> tuple[np.ndarray, list[list[float] | None]]:
-    """Every item's scalars (float64, concatenated in item order) and histograms, moved to the host in one
-    transfer per device."""
+def _to_host(items: list[_Item]) -> tuple[list[float], list[int], list[list[float] | None]]:
+    """Every item's scalars (concatenated in item order), where each item's start there, and the histograms,
+    moved to the host in one transfer per device."""
+    starts: list[int] = []
+    size = 0
+    for item in items:
+        starts.append(size)
+        size += len(item.scalars)
+    hists: list[list[float] | None] = [None] * len(items)
     by_device: dict[torch.device, list[int]] = {}
     for i, item in enumerate(items):
         by_device.setdefault(item.scalars[0].device, []).append(i)
-    sizes = [len(item.scalars) for item in items]
-    hists: list[list[float] | None] = [None] * len(items)
-    if not items:
-        return np.empty(0), hists
-    ends = np.cumsum(sizes)
-    scalars = np.empty(int(ends[-1]))
+    scalars: list[float] = [0.0] * size
     for idx in by_device.values():
         with_hist = [i for i in idx if items[i].hist is not None]
         flat = torch.stack([s for i in idx for s in items[i].scalars]).double()
         if with_hist:
             flat = torch.cat([flat] + [items[i].hist.double() for i in with_hist])  # type: ignore[union-attr]
-        host = flat.cpu().numpy()  # the one transfer
-        k = sum(sizes[i] for i in idx)
-        if len(idx) == len(items):
-            scalars = host[:k]
-        else:
-            scalars[np.concatenate([np.arange(ends[i] - sizes[i], ends[i]) for i in idx])] = host[:k]
-        pos = k
+        host = flat.cpu().tolist()  # the one transfer
+        if len(idx) == len(items) and not with_hist:
+            scalars = host
+            continue
+        pos = 0
+        for i in idx:
+            k = len(items[i].scalars)
+            scalars[starts[i]:starts[i] + k] = host[pos:pos + k]
+            pos += k
         for i in with_hist:
             m = items[i].hist.numel()  # type: ignore[union-attr]
-            hists[i] = host[pos:pos + m].tolist()
+            hists[i] = host[pos:pos + m]
             pos += m
-    return scalars, hists
+    return scalars, starts, hists
