@@ -173,6 +173,7 @@ class StatPlan:
         """
         has_sum, has_norm, has_minmax = self._sum, self._norm, self._minmax
         both = has_sum and has_norm
+        want_snr = both and "snr" in self.names
         has_l1, has_nnz, has_finite, n_custom, pick = self._l1, self._nnz, self._finite, len(self.custom), self._pick
         nan, sqrt = math.nan, math.sqrt
         rows: list[list[float]] = []
@@ -194,7 +195,9 @@ class StatPlan:
                     # the one-pass std cancels catastrophically when |mean| >> std (float32: ~3e-4 * |mean| for a
                     # constant tensor); the sample std never exceeds (max - min) / 2 * sqrt(n / (n - 1)), so the
                     # error is bounded by the spread, and a constant tensor gets exactly 0
-                    std = min(std, (hi - lo) / 2 * sqrt(n / (n - 1)))
+                    bound = (hi - lo) / 2 * sqrt(n / (n - 1))
+                    if bound < std:  # min(std, bound), NaN kept as min() keeps it
+                        std = bound
             if has_l1:
                 abs_mean = raw[j] / n
                 j += 1
@@ -204,9 +207,11 @@ class StatPlan:
             if has_finite:
                 nonfinite = float(n - raw[j])
                 j += 1
-            if both:
+            if want_snr:
                 snr = abs(mean) / std if std > 0 else nan if std != std or mean == 0 else math.inf
-            values = (mean, norm, std, lo, hi, abs_mean, zero_frac, nonfinite, snr, *raw[j:j + n_custom])
+            values: tuple[float, ...] = (mean, norm, std, lo, hi, abs_mean, zero_frac, nonfinite, snr)
+            if n_custom:
+                values += tuple(raw[j:j + n_custom])
             rows.append([values[k] for k in pick])
         return rows
 

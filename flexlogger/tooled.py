@@ -132,6 +132,7 @@ class _Layer:
     name: str
     module: nn.Module
     params: dict[str, tuple[str, bool]]  # group -> (parameter attribute, is the gradient)
+    keys: tuple[tuple[str, tuple[str, str]], ...] = ()  # (group, (name, group)) of every recorded group, in order
 
 
 @dataclass(slots=True)
@@ -386,7 +387,7 @@ class TooledModel:
                 groups[g] = (g, False)
             elif g.endswith("_grad") and g[:-5] in params:
                 groups[g] = (g[:-5], True)
-        return _Layer(name, module, groups)
+        return _Layer(name, module, groups, tuple((g, (name, g)) for g in self.groups))
 
     # ----------------------------------------------------------------------------------------------- state
     @property
@@ -584,9 +585,10 @@ class TooledModel:
     def _items(self) -> list[_Item]:
         items: list[_Item] = []
         plan = self._plan
+        entries, hist_groups = self._entries, self.histogram_groups
         for layer in self._layers:
             name = layer.name
-            for group in self.groups:
+            for group, key in layer.keys:
                 if group in layer.params:
                     x = self._param_tensor(layer, group)
                     if x is None:
@@ -600,10 +602,10 @@ class TooledModel:
                             x, snap = x.float(), snap.float()
                         scalars.append(torch.linalg.vector_norm(x - snap) / torch.linalg.vector_norm(snap))
                         ratio = True
-                    hist = histogram(x, self.bins) if group in self.histogram_groups else None
+                    hist = histogram(x, self.bins) if group in hist_groups else None
                     items.append(_Item(name, group, x.numel(), scalars, ratio, hist))
                 else:
-                    entry = self._entries.get((name, group))
+                    entry = entries.get(key)
                     if entry is None:
                         continue
                     if entry.stats is None:  # several gradient tensors: reduce them together now
