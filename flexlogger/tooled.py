@@ -74,6 +74,8 @@ Selector: TypeAlias = (
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
 # one recorded (layer, group): its statistic names and their values, in that order
 _Row: TypeAlias = "tuple[str, str, tuple[str, ...], list[float]]"
+# the last tensor reduced: (tensor, version, entry, dtype, device, shape, stride, contiguous)
+_Memo: TypeAlias = "tuple[Tensor, int, _Entry, torch.dtype, torch.device, torch.Size, tuple[int, ...], bool]"
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
 # names from other libraries a user may reach for, and the keyword meant (difflib cannot see these)
@@ -419,7 +421,7 @@ class TooledModel:
         self._diff: set[str] = set()
         self._fresh: set[int] = set()  # ids of the parameters whose .grad a backward of this step accumulated into
         self._snap: dict[tuple[str, str], Tensor] = {}
-        self._memo: tuple[Tensor, int, _Entry] | None = None
+        self._memo: _Memo | None = None
 
     # ----------------------------------------------------------------------------------------------- hooks
     def _sync_hooks(self) -> None:
@@ -449,13 +451,13 @@ class TooledModel:
             if memo is not None:
                 # The same memory, unchanged since it was reduced (one layer's output is the next one's input;
                 # the gradient into a layer's input is the gradient of the previous layer's output): reuse.
-                m, version, entry = memo
+                m, version, entry, dtype, device, shape, stride, contiguous = memo
                 # A reshaped view of it (nn.Flatten's output, the gradient flowing back through it) holds the same
                 # values when both are contiguous: reused too.
-                if (x.data_ptr() == m.data_ptr() and m._version == version and x.dtype == m.dtype
-                        and x.device == m.device and (entry.hist is not None or not want_hist)
-                        and ((x.shape == m.shape and x.stride() == m.stride())
-                             or (x.numel() == m.numel() and x.is_contiguous() and m.is_contiguous()))):
+                if (x.data_ptr() == m.data_ptr() and m._version == version and x.dtype == dtype
+                        and x.device == device and (entry.hist is not None or not want_hist)
+                        and ((x.shape == shape and x.stride() == stride)
+                             or (x.numel() == entry.n and contiguous and x.is_contiguous()))):
                     self._entries[key] = _Entry(call, entry.n, entry.stats, hist=entry.hist if want_hist else None)
                     return
             x = x.detach()  # so the reductions build no graph, without the cost of a no_grad context
@@ -467,7 +469,9 @@ class TooledModel:
         entry = _Entry(call, n, self._plan.compute(x), hist=histogram(x, self.bins) if want_hist else None)
         self._entries[key] = entry
         if len(tensors) == 1:
-            self._memo = (x, x._version, entry)  # holds one tensor until the next record or the step's end
+            # holds one tensor until the next record or the step's end; its metadata is read once (nobody else
+            # holds this detached alias, so only its data and version can change)
+            self._memo = (x, x._version, entry, x.dtype, x.device, x.shape, x.stride(), x.is_contiguous())
 
     def _pre_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], Any]:
         name = layer.name
