@@ -715,7 +715,7 @@ class TooledModel:
         others = ", ".join(f"{f[3]}.{f[4]}" for f in found[1:6]) + (", ..." if len(found) > 6 else "")
         also = f"; also in {others}" if others else ""
         warnings.warn(f"step {self.step_index}: {what} first appeared in layer {name!r} (group {group}){also}",
-                      ModelAnomalyWarning, stacklevel=4)
+                      ModelAnomalyWarning, stacklevel=5)  # the caller of step(): step, _collect, _check_all
 
     # ------------------------------------------------------------------------------------------ public API
     def step(self) -> Stats | None:

@@ -849,3 +849,14 @@ def test_statplan_finish_many_matches_torch() -> None:
         assert got["nonfinite"] == (~torch.isfinite(t)).sum().item()
     assert math.isnan(rows[2][1]) and rows[1][1] == 0.0 and rows[1][-1] == math.inf  # one value; a constant
     assert math.isnan(rows[3][0]) and math.isnan(rows[3][-1])
+
+
+def test_anomaly_warning_points_at_the_caller_of_step() -> None:
+    model = nn.Sequential(nn.Linear(3, 3))
+    tm = TooledModel(model)
+    x = torch.randn(4, 3)
+    x[0, 0] = math.nan
+    F.mse_loss(model(x), torch.zeros(4, 3)).backward()
+    with pytest.warns(ModelAnomalyWarning) as record:
+        tm.step()
+    assert [w.filename for w in record] == [__file__]
