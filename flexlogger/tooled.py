@@ -49,7 +49,7 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeAlias, TypeVar
 
@@ -72,6 +72,10 @@ Selector: TypeAlias = (
     "type[nn.Module] | str | re.Pattern[str] | Callable[[str, nn.Module], bool] | Sequence[Any]"
 )
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
+# one recorded (layer, group): its statistic names and their values, in that order
+_Row: TypeAlias = "tuple[str, str, tuple[str, ...], list[float]]"
+# the last tensor reduced: (tensor, version, entry, dtype, device, shape, stride, contiguous)
+_Memo: TypeAlias = "tuple[Tensor, int, _Entry, torch.dtype, torch.device, torch.Size, tuple[int, ...], bool]"
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
 # names from other libraries a user may reach for, and the keyword meant (difflib cannot see these)
@@ -114,7 +118,7 @@ def keywords_checked(caller: str) -> Callable[[_Init], _Init]:
     return decorate
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     """What one group of one layer recorded in the current step."""
 
@@ -130,9 +134,10 @@ class _Layer:
     name: str
     module: nn.Module
     params: dict[str, tuple[str, bool]]  # group -> (parameter attribute, is the gradient)
+    keys: tuple[tuple[str, tuple[str, str]], ...] = ()  # (group, (name, group)) of every recorded group, in order
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """One (layer, group) row of the step's single host transfer."""
 
@@ -325,11 +330,13 @@ class TooledModel:
         self.step_index = 0
         self._handles: list[Any] = []
         self._removed = False
-        self._last: Stats | None = None
+        self._last: Stats | None = None  # built from _last_rows when first asked for (most steps never are)
+        self._last_rows: list[_Row] | None = None
         self._last_hist: dict[str, dict[str, Histogram]] = {}
         self._last_step: int | None = None
-        self._prev_norms: dict[tuple[str, str], float] = {}
-        self._norms: dict[tuple[str, str], tuple[float, float]] = {}
+        # (keys, L2 norms) of the last recorded step and of the last collect, for the anomaly check
+        self._prev_norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
+        self._norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
         self._warned: set[tuple[int, str]] = set()
         self._rec_handles: list[Any] = []
         self._rec_out: list[Any] = [None] * len(self._layers)
@@ -382,7 +389,7 @@ class TooledModel:
                 groups[g] = (g, False)
             elif g.endswith("_grad") and g[:-5] in params:
                 groups[g] = (g[:-5], True)
-        return _Layer(name, module, groups)
+        return _Layer(name, module, groups, tuple((g, (name, g)) for g in self.groups))
 
     # ----------------------------------------------------------------------------------------------- state
     @property
@@ -414,7 +421,7 @@ class TooledModel:
         self._diff: set[str] = set()
         self._fresh: set[int] = set()  # ids of the parameters whose .grad a backward of this step accumulated into
         self._snap: dict[tuple[str, str], Tensor] = {}
-        self._memo: tuple[Tensor, int, _Entry] | None = None
+        self._memo: _Memo | None = None
 
     # ----------------------------------------------------------------------------------------------- hooks
     def _sync_hooks(self) -> None:
@@ -444,13 +451,13 @@ class TooledModel:
             if memo is not None:
                 # The same memory, unchanged since it was reduced (one layer's output is the next one's input;
                 # the gradient into a layer's input is the gradient of the previous layer's output): reuse.
-                m, version, entry = memo
+                m, version, entry, dtype, device, shape, stride, contiguous = memo
                 # A reshaped view of it (nn.Flatten's output, the gradient flowing back through it) holds the same
                 # values when both are contiguous: reused too.
-                if (x.data_ptr() == m.data_ptr() and m._version == version and x.dtype == m.dtype
-                        and x.device == m.device and (entry.hist is not None or not want_hist)
-                        and ((x.shape == m.shape and x.stride() == m.stride())
-                             or (x.numel() == m.numel() and x.is_contiguous() and m.is_contiguous()))):
+                if (x.data_ptr() == m.data_ptr() and m._version == version and x.dtype == dtype
+                        and x.device == device and (entry.hist is not None or not want_hist)
+                        and ((x.shape == shape and x.stride() == stride)
+                             or (x.numel() == entry.n and contiguous and x.is_contiguous()))):
                     self._entries[key] = _Entry(call, entry.n, entry.stats, hist=entry.hist if want_hist else None)
                     return
             x = x.detach()  # so the reductions build no graph, without the cost of a no_grad context
@@ -462,7 +469,9 @@ class TooledModel:
         entry = _Entry(call, n, self._plan.compute(x), hist=histogram(x, self.bins) if want_hist else None)
         self._entries[key] = entry
         if len(tensors) == 1:
-            self._memo = (x, x._version, entry)  # holds one tensor until the next record or the step's end
+            # holds one tensor until the next record or the step's end; its metadata is read once (nobody else
+            # holds this detached alias, so only its data and version can change)
+            self._memo = (x, x._version, entry, x.dtype, x.device, x.shape, x.stride(), x.is_contiguous())
 
     def _pre_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], Any]:
         name = layer.name
@@ -580,9 +589,10 @@ class TooledModel:
     def _items(self) -> list[_Item]:
         items: list[_Item] = []
         plan = self._plan
+        entries, hist_groups = self._entries, self.histogram_groups
         for layer in self._layers:
             name = layer.name
-            for group in self.groups:
+            for group, key in layer.keys:
                 if group in layer.params:
                     x = self._param_tensor(layer, group)
                     if x is None:
@@ -596,10 +606,10 @@ class TooledModel:
                             x, snap = x.float(), snap.float()
                         scalars.append(torch.linalg.vector_norm(x - snap) / torch.linalg.vector_norm(snap))
                         ratio = True
-                    hist = histogram(x, self.bins) if group in self.histogram_groups else None
+                    hist = histogram(x, self.bins) if group in hist_groups else None
                     items.append(_Item(name, group, x.numel(), scalars, ratio, hist))
                 else:
-                    entry = self._entries.get((name, group))
+                    entry = entries.get(key)
                     if entry is None:
                         continue
                     if entry.stats is None:  # several gradient tensors: reduce them together now
@@ -610,37 +620,66 @@ class TooledModel:
                     items.append(_Item(name, group, entry.n, entry.stats, False, entry.hist))
         return items
 
-    def _collect(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
+    def _collect(self) -> tuple[list[_Row], dict[str, dict[str, Histogram]]]:
         """Statistics of the current step: computed on the device, moved to the host in one transfer.
 
         Not cached: the parameters may have changed since the last call (an optimizer step) without any hook.
+        Returns the rows that :meth:`_build` turns into ``{layer: {group: {stat: value}}}``, and the histograms.
         """
         with torch.no_grad():
             items = self._items()
             if self.sync and _distributed():
                 _pool(items, self._plan.kinds)
-            values = _to_host(items)
+            flat, starts, hist_values = _to_host(items)
         plan = self._plan
-        result: Stats = {layer.name: {} for layer in self._layers}
-        hists: dict[str, dict[str, Histogram]] = {}
-        norms: dict[tuple[str, str], tuple[float, float]] = {}  # (sum, norm) for the anomaly check
-        bins = self.bins
-        for item, (vals, hv) in zip(items, values):
-            stats = plan.finish(vals, item.n)
+        values = plan.finish_many(flat, starts, [item.n for item in items])
+        names = plan.names
+        rows: list[_Row] = []
+        for item, vals, start in zip(items, values, starts):
             if item.ratio:
-                stats["update_ratio"] = vals[plan.size]
-                stats = {s: stats[s] for s in self.stats if s in stats}
-            result[item.layer][item.group] = stats
+                stats = dict(zip(names, vals))
+                stats["update_ratio"] = flat[start + plan.size]
+                ratio_names = tuple(s for s in self.stats if s in stats)
+                rows.append((item.layer, item.group, ratio_names, [stats[s] for s in ratio_names]))
+            else:
+                rows.append((item.layer, item.group, names, vals))
+        hists: dict[str, dict[str, Histogram]] = {}
+        bins = self.bins
+        for item, hv in zip(items, hist_values):
             if hv is not None:
                 hists.setdefault(item.layer, {})[item.group] = Histogram(tuple(hv[:bins]), hv[bins], hv[bins + 1])
-            if self.anomaly:
-                norms[(item.layer, item.group)] = plan.anomaly(vals)
-        self._norms = norms
-        if self.anomaly and self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
-            self._check(norms)
-        return result, hists
+        if self.anomaly:
+            keys = [(item.layer, item.group) for item in items]
+            sums, norms = [flat[j] for j in starts], [flat[j + 1] for j in starts]  # plan.anomaly's (sum, norm)
+            self._norms = (keys, norms)
+            if self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
+                self._check_all(keys, sums, norms)
+        else:
+            self._norms = ([], [])
+        return rows, hists
 
-    def _check(self, norms: dict[tuple[str, str], tuple[float, float]]) -> None:
+    def _build(self, rows: list[_Row]) -> Stats:
+        """``{layer: {group: {stat: value}}}`` of :meth:`_collect`'s rows (new dicts: the caller may keep them)."""
+        result: Stats = {layer.name: {} for layer in self._layers}
+        for layer, group, names, vals in rows:
+            result[layer][group] = dict(zip(names, vals))
+        return result
+
+    def _check_all(self, keys: list[tuple[str, str]], sums: list[float], norms: list[float]) -> None:
+        """The anomaly check of every item; :meth:`_check` (the ordering, the warning) only when one is found."""
+        prev_keys, prev_norms = self._prev_norms
+        if prev_keys == keys:
+            prev = prev_norms
+        else:
+            by_key = dict(zip(prev_keys, prev_norms))
+            prev = [by_key.get(k, 0.0) for k in keys]
+        explode, isfinite = self.explode, math.isfinite
+        for total, norm, p in zip(sums, norms, prev):
+            if not (isfinite(total) and isfinite(norm)) or (p > 0 and norm > explode * p):
+                self._check(dict(zip(keys, zip(sums, norms))), dict(zip(keys, prev)))
+                return
+
+    def _check(self, norms: dict[tuple[str, str], tuple[float, float]], prevs: dict[tuple[str, str], float]) -> None:
         """Warn about NaN/Inf and exploding norms, naming the layer where they first appeared."""
         found: list[tuple[int, int, int, str, str, str]] = []
         order = {name: i for i, name in enumerate(self._order)}
@@ -651,7 +690,7 @@ class TooledModel:
                 if (layer.name, group) not in norms:
                     continue
                 total, norm = norms[(layer.name, group)]
-                prev = self._prev_norms.get((layer.name, group), 0.0)
+                prev = prevs.get((layer.name, group), 0.0)
                 if not math.isfinite(total) or not math.isfinite(norm):
                     what = "NaN/Inf values"
                 elif prev > 0 and norm > self.explode * prev:
@@ -676,7 +715,7 @@ class TooledModel:
         others = ", ".join(f"{f[3]}.{f[4]}" for f in found[1:6]) + (", ..." if len(found) > 6 else "")
         also = f"; also in {others}" if others else ""
         warnings.warn(f"step {self.step_index}: {what} first appeared in layer {name!r} (group {group}){also}",
-                      ModelAnomalyWarning, stacklevel=4)
+                      ModelAnomalyWarning, stacklevel=5)  # the caller of step(): step, _collect, _check_all
 
     # ------------------------------------------------------------------------------------------ public API
     def step(self) -> Stats | None:
@@ -688,12 +727,12 @@ class TooledModel:
         result: Stats | None = None
         after = self._after_left > 0
         if self.recording:
-            result, hists = self._collect()
-            self._last, self._last_hist, self._last_step = result, hists, self.step_index
-            self._prev_norms = {k: v[1] for k, v in self._norms.items()}
+            rows, hists = self._collect()
+            self._last, self._last_rows, self._last_hist, self._last_step = None, rows, hists, self.step_index
+            self._prev_norms = self._norms
             if after and self.recorder is not None:
-                self.recorder._add_after(self.step_index, _copy(result), dict(hists))
-            result = _copy(result)
+                self.recorder._add_after(self.step_index, self._build(rows), dict(hists))
+            result = self._build(rows)
         if after:
             self._after_left -= 1
         if self.recorder is not None and not self._removed:
@@ -707,8 +746,11 @@ class TooledModel:
         return result
 
     def _current(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
-        if self.recording and (self._calls or self._last is None):
-            return self._collect()
+        if self.recording and (self._calls or self._last_rows is None):
+            rows, hists = self._collect()
+            return self._build(rows), hists
+        if self._last is None and self._last_rows is not None:
+            self._last = self._build(self._last_rows)
         return self._last or {layer.name: {} for layer in self._layers}, self._last_hist
 
     def expected_groups(self) -> dict[str, tuple[str, ...]]:
@@ -830,26 +872,35 @@ def _pool(items: list[_Item], kinds: tuple[str, ...]) -> None:
         item.n = round(n)
 
 
-def _to_host(items: Iterable[_Item]) -> list[tuple[list[float], list[float] | None]]:
-    """Every item's scalars and histogram, moved to the host in one transfer per device."""
-    items = list(items)
+def _to_host(items: list[_Item]) -> tuple[list[float], list[int], list[list[float] | None]]:
+    """Every item's scalars (concatenated in item order), where each item's start there, and the histograms,
+    moved to the host in one transfer per device."""
+    starts: list[int] = []
+    size = 0
+    for item in items:
+        starts.append(size)
+        size += len(item.scalars)
+    hists: list[list[float] | None] = [None] * len(items)
     by_device: dict[torch.device, list[int]] = {}
     for i, item in enumerate(items):
         by_device.setdefault(item.scalars[0].device, []).append(i)
-    out: list[tuple[list[float], list[float] | None]] = [([], None)] * len(items)
+    scalars: list[float] = [0.0] * size
     for idx in by_device.values():
-        parts: list[Tensor] = [torch.stack([s for i in idx for s in items[i].scalars]).double()]
-        parts += [items[i].hist.double() for i in idx if items[i].hist is not None]  # type: ignore[union-attr]
-        flat = torch.cat(parts).cpu().tolist()  # the one transfer
+        with_hist = [i for i in idx if items[i].hist is not None]
+        flat = torch.stack([s for i in idx for s in items[i].scalars]).double()
+        if with_hist:
+            flat = torch.cat([flat] + [items[i].hist.double() for i in with_hist])  # type: ignore[union-attr]
+        host = flat.cpu().tolist()  # the one transfer
+        if len(idx) == len(items) and not with_hist:
+            scalars = host
+            continue
         pos = 0
         for i in idx:
             k = len(items[i].scalars)
-            out[i] = (flat[pos:pos + k], None)
+            scalars[starts[i]:starts[i] + k] = host[pos:pos + k]
             pos += k
-        for i in idx:
-            hist = items[i].hist
-            if hist is not None:
-                k = hist.numel()
-                out[i] = (out[i][0], flat[pos:pos + k])
-                pos += k
-    return out
+        for i in with_hist:
+            m = items[i].hist.numel()  # type: ignore[union-attr]
+            hists[i] = host[pos:pos + m]
+            pos += m
+    return scalars, starts, hists

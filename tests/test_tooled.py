@@ -825,3 +825,38 @@ def test_histogram_on_cuda_equals_numpy_without_a_host_sync() -> None:
         out = histogram(x.cuda(), bins)
         assert out.device.type == "cuda"
         assert out.cpu().tolist()[:bins] == numpy_counts(x, bins), trial
+
+
+def test_statplan_finish_many_matches_torch() -> None:
+    """Several tensors finished at once give torch's statistics, edge cases too."""
+    from flexlogger.stats import StatPlan
+
+    names = ("mean", "std", "min", "max", "abs_mean", "norm", "zero_frac", "nonfinite", "snr")
+    plan = StatPlan(names)
+    tensors = [torch.randn(50, dtype=torch.float64), torch.full((7,), 3.0, dtype=torch.float64),
+               torch.tensor([2.0], dtype=torch.float64), torch.tensor([0.0, 0.0, 1.0, math.nan], dtype=torch.float64)]
+    raw = [v.item() for t in tensors for v in plan.compute(t)]
+    rows = plan.finish_many(raw, [i * plan.size for i in range(len(tensors))], [t.numel() for t in tensors])
+    assert plan.names == names and len(raw) == len(tensors) * plan.size
+    for t, row in zip(tensors, rows):
+        got = dict(zip(plan.names, row))
+        finite = t[torch.isfinite(t)]
+        if finite.numel() == t.numel():
+            assert got["mean"] == pytest.approx(t.mean().item()) and got["norm"] == pytest.approx(t.norm().item())
+            assert got["std"] == pytest.approx(t.std().item() if t.numel() > 1 else math.nan, nan_ok=True, abs=1e-12)
+            assert (got["min"], got["max"]) == (t.min().item(), t.max().item())
+        assert got["zero_frac"] == pytest.approx((t == 0).double().mean().item())
+        assert got["nonfinite"] == (~torch.isfinite(t)).sum().item()
+    assert math.isnan(rows[2][1]) and rows[1][1] == 0.0 and rows[1][-1] == math.inf  # one value; a constant
+    assert math.isnan(rows[3][0]) and math.isnan(rows[3][-1])
+
+
+def test_anomaly_warning_points_at_the_caller_of_step() -> None:
+    model = nn.Sequential(nn.Linear(3, 3))
+    tm = TooledModel(model)
+    x = torch.randn(4, 3)
+    x[0, 0] = math.nan
+    F.mse_loss(model(x), torch.zeros(4, 3)).backward()
+    with pytest.warns(ModelAnomalyWarning) as record:
+        tm.step()
+    assert [w.filename for w in record] == [__file__]
