@@ -1,7 +1,8 @@
 """Per-tensor statistics for :class:`~flexlogger.tooled.TooledModel`, computed on the tensor's device.
 
-A :class:`StatPlan` turns a tensor into a short list of 0-d tensors (no host transfer); the TooledModel stacks
-the lists of every layer and group and moves them to the host in one transfer per step.
+A :class:`StatPlan` turns a tensor into a short list of 0-d tensors (no host transfer; on the CPU, where the host
+is the device, ``nonfinite`` reads the tensor's sum back first: see ``_count_finite``); the TooledModel stacks the
+lists of every layer and group and moves them to the host in one transfer per step.
 
 Statistics (``STATS``):
 
@@ -148,9 +149,11 @@ class StatPlan:
         if self._l1:
             out.append(torch.linalg.vector_norm(x, 1))
         if self._nnz:
-            out.append(torch.count_nonzero(x))
+            # bool() is True where count_nonzero counts (NaN too, not -0.0); on CPU, count_nonzero is 5 to 15 times
+            # slower than bool().sum() (its branches mispredict on a ReLU output's scattered zeros)
+            out.append(x.bool().sum() if x.is_cpu else torch.count_nonzero(x))
         if self._finite:
-            out.append(torch.count_nonzero(torch.isfinite(x)))
+            out.append(_count_finite(x, out[0] if self._sum else None))
         for name, fn in self.custom.items():
             value = fn(x)
             if not isinstance(value, Tensor) or value.numel() != 1:
@@ -218,6 +221,21 @@ class StatPlan:
     def anomaly(self, raw: Sequence[float]) -> tuple[float, float]:
         """``(sum, norm)`` from the host copy of :meth:`compute`'s results (with ``base=True``)."""
         return raw[0], raw[1]
+
+
+def _count_finite(x: Tensor, total: Tensor | None) -> Tensor:
+    """How many values of ``x`` are finite, as a 0-d tensor on ``x``'s device.
+
+    On CPU, ``torch.isfinite`` costs about 30 sums; but a NaN or an Inf reaches any sum, so a finite sum (``total``,
+    or one made here) proves every value finite, and reading it costs no device sync there: the count is made only
+    when the sum is not finite (a NaN or Inf, or finite values overflowing), from ``x - x``, which is 0 for a
+    finite value and NaN otherwise. Other devices count at once (no host read).
+    """
+    if not x.is_cpu:
+        return torch.count_nonzero(torch.isfinite(x))
+    if math.isfinite((x.sum() if total is None else total).item()):
+        return torch.tensor(x.numel())
+    return x.numel() - (x - x).bool().sum()
 
 
 def histogram(x: Tensor, bins: int) -> Tensor:

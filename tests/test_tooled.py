@@ -768,7 +768,8 @@ def test_a_recorded_step_reads_no_value_back_one_by_one(model: nn.Sequential) ->
     """Every statistic stays a tensor until the step's single transfer: no ``.item()`` anywhere."""
     from torch.profiler import ProfilerActivity, profile
 
-    tm = TooledModel(model, stats=ALL_STATS, params=["bias"])
+    counted = tuple(s for s in ALL_STATS if s != "nonfinite")
+    tm = TooledModel(model, stats=counted, params=["bias"])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         run_step(model)
         stats = tm.step()
@@ -776,9 +777,19 @@ def test_a_recorded_step_reads_no_value_back_one_by_one(model: nn.Sequential) ->
     assert stats is not None and stats["0"]["Grad_out"]
     assert not names & {"aten::item", "aten::_local_scalar_dense"}
     tm.remove()
+    # nonfinite: on CPU (no device to wait for) each reduced tensor reads its sum back, and counts its non-finite
+    # values only when the sum is not finite (see stats._count_finite): one read per tensor, one amin per tensor
+    tm = TooledModel(model, stats=ALL_STATS, params=["bias"])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_step(model)
+        stats = tm.step()
+    events = [e.name for e in prof.events()]
+    assert stats is not None and events.count("aten::item") == events.count("aten::amin") > 0
+    assert "aten::isfinite" not in events
+    tm.remove()
     # with histograms: on CPU (no device to wait for) each histogram reads its tensor's min and max back, to mask
     # the non-finite values only when there are some; on other devices it reads nothing (see stats.histogram)
-    tm = TooledModel(model, stats=ALL_STATS, params=["bias"], histograms=True)
+    tm = TooledModel(model, stats=counted, params=["bias"], histograms=True)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         run_step(model)
         stats = tm.step()
@@ -860,3 +871,23 @@ def test_anomaly_warning_points_at_the_caller_of_step() -> None:
     with pytest.warns(ModelAnomalyWarning) as record:
         tm.step()
     assert [w.filename for w in record] == [__file__]
+
+
+@pytest.mark.parametrize("base", [True, False])
+def test_counts_of_zeros_and_non_finite_values_on_edge_cases(base: bool) -> None:
+    """zero_frac and nonfinite count exactly: a finite sum proves every value finite, and a sum that is not finite
+    (NaN, an Inf, or finite values overflowing float32) makes the count."""
+    from flexlogger.stats import StatPlan
+
+    big = torch.finfo(torch.float32).max
+    cases = [torch.tensor([big, big, 1.0]),  # finite values whose float32 sum overflows: none is counted
+             torch.tensor([math.inf, -math.inf, 2.0, 0.0]),  # Inf - Inf: a NaN sum
+             torch.tensor([math.nan, -0.0, 0.0, 5.0, math.inf]),
+             torch.tensor([0.0, -0.0, 1.0], dtype=torch.float16),
+             torch.randn(1000).relu()]
+    plan = StatPlan(("zero_frac", "nonfinite"), base=base)
+    for t in cases:
+        raw = [v.item() for v in plan.compute(t)]
+        got = dict(zip(plan.names, plan.finish_many(raw, (0,), (t.numel(),))[0]))
+        assert got["nonfinite"] == (~torch.isfinite(t)).sum().item(), t
+        assert got["zero_frac"] == pytest.approx((t == 0).double().mean().item()), t
