@@ -27,7 +27,12 @@ CPU time (steadier than wall time on a shared machine; with one thread and a CPU
 hooks all run in the calling thread; with ``--threads`` > 1 wall time), and ratios are against the bare step of
 the same model.
 
-Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 18]`` (about a minute in all).
+Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 18] [--steady-malloc]`` (about a minute in all).
+``--steady-malloc`` reruns the benchmark with glibc's heap trimming and mmap of large blocks turned off
+(``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``): by default, freeing a large tensor may hand memory back to
+the system and the next allocation fault it in again, 7-17 MB per CNN step here, at moments that change from
+process to process, which moves every variant of the CNN (``bare`` included) by 10-30%. The default is what a
+user's loop sees; the steady run compares the variants' own work.
 ``--histogram`` instead times ``flexlogger.stats.histogram`` (30 bins of 5M float32 values: exact numpy bins,
 non-finite values masked only when present) against the ``torch.histc`` it replaced (with its masking of the
 non-finite values) and ``torch.histc`` alone, interleaved, median CPU time.
@@ -37,8 +42,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -51,6 +58,7 @@ from flexlogger.modellogger import TooledModelLogger
 from flexlogger.stats import histogram
 from flexlogger.tooled import GROUPS, FlightRecorder, TooledModel
 
+STEADY_MALLOC = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 BLOCK = 20  # steps per timed block (a multiple of 10, so every=10 is averaged over whole periods)
 
 
@@ -109,7 +117,7 @@ def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module
     rules = [{"stat": "nonfinite", "above": 0}, {"stat": "grad_norm", "zscore_above": 6},
              {"stat": "dead_fraction", "above": 0.95}]
     if kind in ("floor", "floor+reads"):
-        params = [p for p in model.parameters() if p.requires_grad]
+        params: list[Tensor] = [p for p in model.parameters() if p.requires_grad]
         reads = kind == "floor+reads"
         snap = [p.detach().clone() for p in params] if reads else []
 
@@ -226,7 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--seconds", type=float, default=18.0, help="timing budget per model (default 18)")
     parser.add_argument("--histogram", action="store_true", help="time the histogram only (5M floats, 30 bins)")
+    parser.add_argument("--steady-malloc", action="store_true",
+                        help="rerun with glibc's heap trimming and mmap of large blocks off (see the docstring)")
     args = parser.parse_args(argv)
+    if args.steady_malloc and STEADY_MALLOC[0] not in os.environ:
+        env = {**os.environ, **dict.fromkeys(STEADY_MALLOC, str(2**30))}
+        os.execve(sys.executable, [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env)
     if args.histogram:
         torch.set_num_threads(args.threads)
         bench_histogram()
@@ -242,8 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     # CPU time ignores other processes on a shared machine, but with several threads it also counts OpenMP's
     # spin-waiting: use wall time then.
     clock = time.process_time if args.threads == 1 else time.perf_counter
+    malloc = "steady malloc" if STEADY_MALLOC[0] in os.environ else "default malloc"
     print(f"torch {torch.__version__}, {args.threads} thread(s), median {'CPU' if args.threads == 1 else 'wall'} "
-          f"time over blocks of {BLOCK} steps")
+          f"time over blocks of {BLOCK} steps, {malloc}")
     results = {name: bench(f, x, y, args.seconds, clock) for name, (f, x, y) in cases.items()}
     names = list(results)
     header = f"{'variant':<16}" + "".join(f"{n.split(',')[0]:>22}" for n in names)
