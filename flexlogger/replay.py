@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import requests
 
 from .errors import DeliveryError, short_repr
 from .plots import APPEND_KINDS
+from .sinks.base import Update
 from .sinks.record import read_record
 
 
@@ -82,18 +84,35 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
     from .sinks.visdom import VisdomSink  # imports visdom: only when replaying
 
     sink = VisdomSink(server=server, port=port, env=env, uid=uid or record.window_uid, **sink_kwargs)
+    count, points = _draw(sink, [record.updates], url, record.path, timeout)
+    windows = {plot: sink.window_id(plot) for plot in record.plots}
+    return ReplayResult(env, windows, count, points)
+
+
+def _draw(sink: Any, batches: Iterable[Sequence[Update]], url: str, source: Any, timeout: float) -> tuple[int, int]:
+    """Write every batch of updates, wait up to ``timeout`` for the server to take them, close the sink.
+
+    Returns:
+        ``(updates, points)`` written.
+
+    Raises:
+        DeliveryError: points the server did not take within ``timeout`` (a failed write raises as it is, after
+            the sink is closed).
+    """
+    count = points = 0
     try:
-        for update in record.updates:
-            sink.write(update)
+        for updates in batches:
+            for update in updates:
+                sink.write(update)
+            count += len(updates)
+            points += sum(len(u.data) for u in updates if u.kind in APPEND_KINDS)
         pending = sink.flush(timeout)
     finally:
         sink.close()
     if pending:
-        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {record.path} within "
+        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {source} within "
                             f"{timeout:g} s")
-    points = sum(len(u.data) for u in record.updates if u.kind in APPEND_KINDS)
-    windows = {plot: sink.window_id(plot) for plot in record.plots}
-    return ReplayResult(env, windows, len(record.updates), points)
+    return count, points
 
 
 def check_visdom(url: str, port: int) -> None:
@@ -140,16 +159,14 @@ def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: flo
     from .sinks.visdom import VisdomSink
 
     sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid, **sink_kwargs)
-    count = points = 0
-    following = True
-    try:
+
+    def batches() -> Iterator[list[Update]]:
+        nonlocal updates
+        following = True
         while True:
-            for update in updates:
-                sink.write(update)
-            count += len(updates)
-            points += sum(len(u.data) for u in updates if u.kind in APPEND_KINDS)
+            yield updates
             if not following or (stop is not None and stop.is_set()):
-                break
+                return
             if follower.finished:  # the run closed: read what is left once more, then stop
                 following = False
             elif stop is not None:
@@ -157,11 +174,7 @@ def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: flo
             else:
                 time.sleep(poll)
             updates = follower.poll()
-        pending = sink.flush(timeout)
-    finally:
-        sink.close()
-    if pending:
-        raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) of {run_dir} within "
-                            f"{timeout:g} s")
+
+    count, points = _draw(sink, batches(), url, run_dir, timeout)
     windows = {plot: sink.window_id(plot) for plot in follower.plots}
     return ReplayResult(env, windows, count, points)
