@@ -4,6 +4,7 @@ A config is a mapping (a YAML or JSON file, or a dict) with these keys, all opti
 
     env: mnist                  # FlexLogger options: env, uid, server, port, log_dir, strict
     port: 8097                  # ... and the Visdom sink's options (min_interval, timeout, ...)
+    max_steps: 500              # the steps the run will log (progress and ETA); see flexlogger.options
     presets: loss+acc           # presets to expand (a '+'-joined string or a list), see flexlogger.presets
     phases: [train, test]       # the phases the presets' meters are made for (default: train, test)
     preset_args: {confusion: {k: 10}}

@@ -24,9 +24,8 @@ from . import distributed as distributed_
 from .config import config_dict, load_config
 from .convert import describe
 from .errors import ConfigError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
-from .experiment import check_max_steps
 from .meters import Meter
-from .options import check_options, raise_problems
+from .options import GIVEN_RUN, check_options, raise_problems
 from .plots import DEFAULT_BINS, Histogram
 from .presets import DEFAULT_PHASES, compose, expand_presets
 from .registry import PLOTS, make_meter, view_for
@@ -53,12 +52,11 @@ class FlexLogger:
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
             collective calls, and draw from rank 0 only (see ``flexlogger.distributed``). Default: on when a
             process group with more than one rank is initialised.
-        max_steps: (keyword) the number of steps the run will log (steps count from 0): progress and an ETA in
-            :meth:`show`, in a ``run_status`` window and in ``summary.json``. Set on the logger's run (also a run
-            given with ``run=``).
         **run_options: the options of the run it makes (without ``run=``): ``env``, ``uid``, ``server``,
-            ``port``, ``log_dir``, ``disabled`` and the Visdom sender's (``max_points``, ``min_interval``, ...); see
-            :class:`~flexlogger.run.Run` and ``flexlogger.options``.
+            ``port``, ``log_dir``, ``disabled``, ``max_steps`` and the Visdom sender's (``max_points``,
+            ``min_interval``, ...); see :class:`~flexlogger.run.Run` and ``flexlogger.options``. ``max_steps`` (the
+            number of steps the run will log, counted from 0: progress and an ETA in :meth:`show`, in a
+            ``run_status`` window and in ``summary.json``) is also taken with ``run=``, and set on that run.
 
     Attributes:
         run: the logger's :class:`~flexlogger.run.Run`; ``env``, ``uid`` and ``run_dir`` are the run's.
@@ -76,7 +74,6 @@ class FlexLogger:
                  run: Run | None = None, strict: bool = True, sinks: Iterable[Sink] = (),
                  distributed: bool | None = None, **run_options: Any) -> None:
         caller = f"{type(self).__name__}()"
-        max_steps = run_options.pop("max_steps", None)  # set on the run, also on a run given with run=
         for name, value in (("plots", plots), ("meters", meters)):
             if value is not None and not isinstance(value, Mapping):
                 raise ConfigError(f"{caller}: expected `{name}` to be a mapping of name -> definition (a dict), but "
@@ -85,11 +82,11 @@ class FlexLogger:
             raise ConfigError(f"{caller}: expected `run` to be a flexlogger.Run or None, but got "
                               f"{type(run).__name__} {short_repr(run)}")
         problems = check_options({**run_options, "strict": strict, "distributed": distributed}, caller)
-        if run is not None and (run_options or tuple(sinks)):
-            given = sorted([*run_options, *(["sinks"] if tuple(sinks) else [])])
-            problems.append(f"{', '.join(given)}: options of the run, but a run was given (run=); expected them on "
-                            "the Run, or no run=")
-        problems += check_max_steps(max_steps)
+        if run is not None:  # sinks is read here only with run= (it may be an iterator the run reads)
+            own = sorted([*(k for k in run_options if k not in GIVEN_RUN), *(["sinks"] if tuple(sinks) else [])])
+            if own:
+                problems.append(f"{', '.join(own)}: options of the run, but a run was given (run=); expected them "
+                                "on the Run, or no run=")
         new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems)
         raise_problems(caller, problems)  # every problem at once, before a folder or a thread is made
         self.strict = strict
@@ -113,13 +110,13 @@ class FlexLogger:
         if run is None:
             if "disabled" not in run_options and self.distributed:
                 run_options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
-            run = Run._from_options(caller, run_options, sinks, max_steps)
+            run = Run._from_options(caller, run_options, sinks)
         self.run: Run = run
         run.attach(self, self.to_config)
         run.track_best(self, self.best, lambda: dict(self._best_modes))
         try:
-            if max_steps is not None and not self._owns_run:
-                run.set_max_steps(max_steps)
+            if run_options.get("max_steps") is not None and not self._owns_run:
+                run.set_max_steps(run_options["max_steps"])
             self._install(new_plots, new_specs)
         except BaseException:
             if self._owns_run:
@@ -265,8 +262,8 @@ class FlexLogger:
         extra = {k: overrides.pop(k) for k in ("sinks", "run") if k in overrides}
         config = load_config(source, **overrides)
         options = dict(config.options)
-        if "run" in extra:  # the run's options are the run's: the config's are not used
-            options = {k: v for k, v in options.items() if k in ("strict", "distributed")}
+        if "run" in extra:  # the run's options are the run's: the config's are not used (but GIVEN_RUN's)
+            options = {k: v for k, v in options.items() if k in ("strict", "distributed") or k in GIVEN_RUN}
         return cls(config.plots, config.meters, **extra, **options)
 
     @classmethod

@@ -6,7 +6,9 @@ is reported by the public function the user called, with the closest valid names
 
 Owners:
 
-- ``run``: the run's identity and folder (``env``, ``uid``, ``log_dir``, ``server``, ``port``, ``disabled``).
+- ``run``: the run's identity, folder and length (``env``, ``uid``, ``log_dir``, ``server``, ``port``, ``disabled``,
+  ``max_steps``). A logger given ``run=`` takes none of them but ``max_steps`` (:data:`GIVEN_RUN`), which it sets on
+  that run.
 - ``visdom``: the Visdom sender's settings (``max_points``, ``min_interval``, ...; see ``flexlogger.sinks.visdom``).
 - ``logger``: a FlexLogger's own settings (``strict``, ``distributed``).
 
@@ -24,7 +26,7 @@ from typing import Any
 
 from .errors import ConfigError, InvalidConfigError, closest, short_repr
 
-__all__ = ["OPTIONS", "Option", "check_options", "defaults", "names", "raise_problems"]
+__all__ = ["GIVEN_RUN", "OPTIONS", "Option", "check_option", "check_options", "defaults", "names", "raise_problems"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ OPTIONS: tuple[Option, ...] = (
            "a folder (str or Path) for the run record, or None to turn it off", "run"),
     Option("disabled", None, lambda v: v is None or isinstance(v, bool),
            "True, False, or None (disabled on torch.distributed ranks other than 0)", "run", pinned=False),
+    Option("max_steps", None, lambda v: v is None or _is_int(v, 1),
+           "a positive int (the number of steps the run will log) or None", "run"),
     Option("max_points", 2000, lambda v: _is_int(v, MIN_MAX_POINTS),
            f"an int >= {MIN_MAX_POINTS} (points a line trace shows before it is downsampled)", "visdom"),
     Option("min_interval", 0.2, _is_seconds, "a finite number of seconds >= 0", "visdom"),
@@ -111,6 +115,8 @@ OPTIONS: tuple[Option, ...] = (
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 SECRET: frozenset[str] = frozenset(o.name for o in OPTIONS if o.secret)
+GIVEN_RUN: frozenset[str] = frozenset({"max_steps"})
+"""The run options a logger given ``run=`` still takes (from a keyword or a config): it sets them on that run."""
 
 
 def names(*owners: str) -> list[str]:
@@ -149,9 +155,9 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             out.append(f"unknown keyword argument {short_repr(key)}{hint}; valid keyword arguments: "
                        f"{', '.join(valid)}")
             continue
-        if not option.check(value):
-            shown = "(hidden)" if option.secret else short_repr(value)
-            out.append(f"{key}: expected {option.expected}, but got {shown}")
+        problem = check_option(key, value)
+        if problem:
+            out.append(problem)
     env = given.get("env", BY_NAME["env"].default)
     if "run" in owners and given.get("server", BY_NAME["server"].default) is not None and _is_name(env):
         from .sinks.visdom.render import check_env  # the Visdom sink checks it too; here it fails before any folder
@@ -165,6 +171,18 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             out.append(f"{key}: a Visdom sender option, but server is None (nothing is sent to Visdom); expected "
                        "no Visdom options, or a server")
     return out
+
+
+def check_option(name: str, value: Any) -> str | None:
+    """The problem of one option's value (``'max_steps: expected a positive int ..., but got 0'``), or None.
+
+    Raises:
+        KeyError: ``name`` is not an option.
+    """
+    option = BY_NAME[name]
+    if option.check(value):
+        return None
+    return f"{name}: expected {option.expected}, but got {'(hidden)' if option.secret else short_repr(value)}"
 
 
 def raise_problems(caller: str, problems: list[str]) -> None:

@@ -13,9 +13,9 @@ A preset is a YAML (or JSON) file::
     meters: {confusion: {type: ConfusionMeter, target: 'confusion_{phase}'}}
 
 Every meter template is made once per phase as ``{phase}_{name}`` (or where ``{phase}`` sits in its name), with
-``{phase}`` in its targets replaced too. A plot whose name holds ``{phase}`` is made once per phase (needed for
-plots that show one meter, like heatmaps); other plots are shared by the phases. ``{phase}`` in a plot's string
-opts (its title) is replaced as well.
+``{phase}`` in its targets replaced too; its other keys (``args``, ``best``, ``display``) are kept as written. A
+plot whose name holds ``{phase}`` is made once per phase (needed for plots that show one meter, like heatmaps);
+other plots are shared by the phases. ``{phase}`` in a plot's string opts (its title) is replaced as well.
 
 Preset parameters are the arguments of the preset's meters: ``preset_args={'confusion': {'k': 10}}`` passes
 ``k=10`` to every meter of the ``confusion`` preset whose type takes ``k``, over the preset's own ``args``.
@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -278,13 +278,14 @@ def _expand(preset: Preset, phases: tuple[str, ...], args: Mapping[str, Any]
     meters: dict[str, MeterSpec] = {}
     for name, spec in preset.meters.items():
         valid = meter_args(spec.type)
-        merged = MappingProxyType({**spec.args, **{k: v for k, v in args.items() if k in valid}})
+        # replace(), not a new MeterSpec: every key of the template (best, display, ...) is kept as it is
+        merged = replace(spec, args=MappingProxyType({**spec.args, **{k: v for k, v in args.items() if k in valid}}))
         if not preset.per_phase:
-            meters[name] = MeterSpec(spec.type, spec.target, merged)
+            meters[name] = merged
             continue
         for phase in phases:
             full = name.replace(PHASE, phase) if PHASE in name else f"{phase}_{name}"
-            meters[full] = MeterSpec(spec.type, tuple(t.replace(PHASE, phase) for t in spec.target), merged)
+            meters[full] = replace(merged, target=tuple(t.replace(PHASE, phase) for t in spec.target))
     return plots, meters
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from . import distributed as distributed_
 from .errors import ConfigError, RunFolderError, short_repr
-from .experiment import STATUS_PLOT, RecordCalls, check_max_steps
+from .experiment import STATUS_PLOT, RecordCalls
 from .options import SECRET, check_options, raise_problems
 from .sinks.base import Sink, Update
 from .sinks.record import RecordSink  # imported first: its atexit closer runs after the run's (LIFO)
@@ -60,8 +60,8 @@ class Run(RecordCalls):
         sinks: extra sinks that receive every update (anything with ``write``/``flush``/``close``).
         disabled: True makes the run write nothing (no folder, no thread, no server contacted) while the loggers'
             meters keep working. Default: disabled on ``torch.distributed`` ranks other than 0 (rank 0 draws).
-        max_steps: (keyword) the number of steps the run will log, counted from 0: progress and an ETA in a
-            ``run_status`` window and in ``summary.json`` (see :meth:`set_max_steps`).
+        max_steps: the number of steps the run will log, counted from 0: progress and an ETA in a ``run_status``
+            window and in ``summary.json`` (see :meth:`set_max_steps`); None: no progress.
         **visdom_options: the Visdom sender's options (``max_points``, ``min_interval``, ``timeout``,
             ``close_timeout``, ``save_every``, ``base_url``; see ``flexlogger.options``).
 
@@ -77,23 +77,19 @@ class Run(RecordCalls):
 
     def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
                  server: str | None = "http://localhost", port: int = 8097, *, sinks: Iterable[Sink] = (),
-                 disabled: bool | None = None, **visdom_options: Any) -> None:
-        max_steps = visdom_options.pop("max_steps", None)  # the run's, not the sender's: not in the option table
+                 disabled: bool | None = None, max_steps: int | None = None, **visdom_options: Any) -> None:
         self._init("Run()", {"env": env, "uid": uid, "log_dir": log_dir, "server": server, "port": port,
-                             "disabled": disabled, **visdom_options}, sinks, max_steps)
+                             "disabled": disabled, "max_steps": max_steps, **visdom_options}, sinks)
 
     @classmethod
-    def _from_options(cls, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink] = (),
-                      max_steps: int | None = None) -> Run:
+    def _from_options(cls, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink] = ()) -> Run:
         """A run from already-gathered options, errors naming ``caller`` (a logger making its own run)."""
         run = cls.__new__(cls)
-        run._init(caller, options, sinks, max_steps)
+        run._init(caller, options, sinks)
         return run
 
-    def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink], max_steps: int | None) -> None:
-        problems = check_options(options, caller, owners=("run", "visdom"))
-        problems += check_max_steps(max_steps)
-        raise_problems(caller, problems)
+    def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink]) -> None:
+        raise_problems(caller, check_options(options, caller, owners=("run", "visdom")))
         given = dict(options)
         env = given.pop("env", "main")
         uid = given.pop("uid", None)
@@ -101,6 +97,7 @@ class Run(RecordCalls):
         server = given.pop("server", "http://localhost")
         port = given.pop("port", 8097)
         disabled = given.pop("disabled", None)
+        max_steps = given.pop("max_steps", None)
         sinks = list(sinks)
         for sink in sinks:
             if not all(callable(getattr(sink, m, None)) for m in ("write", "flush", "close")):
@@ -113,7 +110,8 @@ class Run(RecordCalls):
         # for to_config(): the run's options with their values (defaults included), the Visdom sender's as given;
         # never a secret
         self.options: dict[str, Any] = {"env": env, "uid": uid, "server": server, "port": port, "log_dir": log_dir,
-                                        "disabled": disabled, **{k: v for k, v in given.items() if k not in SECRET}}
+                                        "disabled": disabled, "max_steps": max_steps,
+                                        **{k: v for k, v in given.items() if k not in SECRET}}
         self.status = "running"
         self.started = time.time()
         self.max_steps: int | None = max_steps

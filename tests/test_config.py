@@ -137,6 +137,27 @@ meters:
     assert FlexLogger.from_config(stat.to_config(), **OFFLINE).get_definitions() == stat.get_definitions()
 
 
+def test_max_steps_from_a_config_file_and_back(tmp_path: Path, closing: Callable[[FlexLogger], FlexLogger]) -> None:
+    """max_steps is an option like the others: a config file sets it, a saved config keeps it."""
+    path = write(tmp_path / "steps.yaml", "max_steps: 500\nserver: null\nlog_dir: null\n"
+                                          "plots: {loss: {type: line}}\n"
+                                          "meters: {train_loss: {type: AverageValueMeter, target: loss}}\n")
+    assert load_config(path).options["max_steps"] == 500
+    stat = closing(FlexLogger.from_config(path))
+    assert stat.run.max_steps == 500 and stat.to_config()["max_steps"] == 500
+    saved = stat.save_config(tmp_path / "saved.json")
+    assert json.loads(saved.read_text())["max_steps"] == 500
+    assert closing(FlexLogger.from_config(saved, max_steps=20)).run.max_steps == 20  # an override wins
+    stat.run.set_max_steps(40)
+    assert stat.to_config()["max_steps"] == 40  # the run's current value
+    assert FlexLogger(**OFFLINE).to_config()["max_steps"] is None  # pinned: a reused config keeps "no max_steps"
+    with Run(**OFFLINE) as run:  # a given run takes the config's max_steps, as FlexLogger(run=run, max_steps=...) does
+        shared = FlexLogger.from_config(path, run=run)
+        assert run.max_steps == 500 and shared.to_config()["max_steps"] == 500
+    with Run(**OFFLINE, max_steps=7) as run:
+        assert run.to_config()["max_steps"] == 7
+
+
 def test_load_config_returns_specs_and_empty_file(tmp_path: Path) -> None:
     config = load_config({"presets": ["mse"], "env": "a"}, env="b", phases="fit")
     assert config.options == {"env": "b"} and list(config.meters) == ["fit_mse"]
@@ -180,6 +201,7 @@ evn: exp
 port: eighty
 strict: yes please
 min_interval: -1
+max_steps: 2.5
 plots:
   loss: {type: line}
   err: {type: lines}
@@ -205,6 +227,7 @@ meters:
         r"min_interval: expected a finite number of seconds >= 0, but got -1",
         r"min_interval: a Visdom sender option, but server is None \(nothing is sent to Visdom\); expected no Visdom "
         r"options, or a server",
+        r"max_steps: expected a positive int \(the number of steps the run will log\) or None, but got 2.5",
         r"plots.err.type: unknown plot type 'lines' \(did you mean 'line'\?\); valid plot types: bar, curve",
         r"meters.train_loss.type: unknown meter type 'AverageMeter' \(did you mean 'AverageValueMeter'.*\); "
         r"valid meter types: APMeter",
@@ -256,6 +279,9 @@ meters:
                           r"downsampled\), but got 2.5"),
     ({"max_points": 5}, r"max_points: expected an int >= 16 .*, but got 5"),
     ({"timeout": float("inf")}, r"timeout: expected a finite number of seconds > 0, but got inf"),
+    ({"max_steps": 0}, r"^config: max_steps: expected a positive int \(the number of steps the run will log\) or "
+                       r"None, but got 0$"),
+    ({"max_steps": True}, r"^config: max_steps: expected a positive int .* or None, but got True$"),
     ({"plots": {"p": {"type": "line", "opts": {"markersize": -1}}}},
      r"plots.p.opts: Visdom's client rejects \{'markersize': -1\}: marker size should be a positive number"),
     ({"server": None, "timeout": 3}, r"timeout: a Visdom sender option, but server is None \(nothing is sent to "

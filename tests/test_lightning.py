@@ -212,6 +212,17 @@ def test_constructor_errors_name_the_adapter(tmp_path: Path) -> None:
         FlexLightningCallback(stats=("mean", "update_ratio"))
 
 
+def test_max_steps_on_its_own_run_or_a_shared_one() -> None:
+    """max_steps is a config option, and the one run option an adapter takes with run= (set on that run), as
+    FlexLogger(run=run, max_steps=...) does."""
+    own = FlexLightningLogger(presets="loss", server=None, log_dir=None, max_steps=12).experiment
+    assert own.run.max_steps == 12
+    own.close()
+    with Run(server=None, log_dir=None) as run:
+        shared = FlexLightningLogger(presets="loss", run=run, max_steps=30).experiment
+        assert shared.run is run and run.max_steps == 30
+
+
 def test_without_lightning_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [m for m in sys.modules if m == "lightning" or m.startswith(("lightning.", "pytorch_lightning"))]:
         monkeypatch.delitem(sys.modules, name)

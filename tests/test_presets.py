@@ -175,6 +175,55 @@ def test_user_presets_searched_before_builtins(tmp_path: Path, monkeypatch: pyte
     assert flexlogger.preset_info("myloss")["plots"] == {"loss": {"type": "scatter"}}
 
 
+BEST_LOSS = """\
+    description: a loss whose best value is tracked, drawn dotted in red
+    plots:
+      loss: {type: line}
+      'loss_{phase}': {type: line, opts: {title: 'loss ({phase})'}}
+    meters:
+      loss: {type: AverageValueMeter, target: [loss, 'loss_{phase}'], best: min, display: {dash: dot, color: red}}
+"""
+
+
+def test_presets_keep_best_and_display(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every meter key a definition may have (best, display) survives expansion, per phase or not, through every
+    way of using a preset, and preset_info() shows it."""
+    write(tmp_path, "bestloss.yaml", BEST_LOSS)
+    write(tmp_path, "bestlr.yaml", """\
+        per_phase: false
+        plots: {lr: {type: line}}
+        meters: {lr_value: {type: ValueMeter, target: lr, best: max, display: {width: 3, marker: diamond}}}
+    """)
+    monkeypatch.setenv("FLEXLOGGER_PRESET_PATH", str(tmp_path))
+    loss = {"best": "min", "display": {"dash": "dot", "color": "red"}}
+    lr = {"best": "max", "display": {"width": 3, "marker": "diamond"}}
+    stat = flexlogger.get_preset_logger("bestloss+bestlr", phases=["a", "b"], **OFFLINE)
+    for name, keys in (("a_loss", loss), ("b_loss", loss), ("lr_value", lr)):
+        spec = stat.meter_specs[name].to_dict()
+        assert {k: spec.get(k) for k in keys} == keys, name
+    assert stat.meter_specs["b_loss"].target == ("loss", "loss_b")
+    for name, preset, template in (("a_loss", "bestloss", "loss"), ("lr_value", "bestlr", "lr_value")):
+        expanded = stat.meter_specs[name].to_dict()  # every key a meter may have, not only best and display
+        written = load_preset(preset).meters[template].to_dict()
+        assert {k: v for k, v in expanded.items() if k != "target"} == {k: v for k, v in written.items()
+                                                                          if k != "target"}
+    stat.add({"a_loss": 0.5, "b_loss": 0.7, "lr_value": 0.1})
+    stat.log(0)
+    stat.add({"a_loss": 0.3, "b_loss": 0.9, "lr_value": 0.05})
+    stat.log(1)
+    assert stat.best() == {"a_loss": (0.3, 1), "b_loss": (0.7, 0), "lr_value": (0.1, 0)}
+    config = flexlogger.load_config({"presets": "bestloss+bestlr", "phases": "a"})
+    assert config.meters["a_loss"].best == "min" and dict(config.meters["lr_value"].display) == lr["display"]
+    added, summed = FlexLogger(**OFFLINE), FlexLogger(**OFFLINE)
+    added.add_presets("bestloss", phases="a")
+    assert added.meter_specs["a_loss"].best == "min"
+    assert summed.add_metrics_for("bestloss", phases="b") == ["b_loss"]
+    assert summed.meter_specs["b_loss"].to_dict() == {"type": "AverageValueMeter", "target": "summary", **loss}
+    info = flexlogger.preset_info("bestloss+bestlr")
+    assert {k: info["meters"]["loss"][k] for k in loss} == loss
+    assert {k: info["meters"]["lr_value"][k] for k in lr} == lr
+
+
 def test_duplicate_name_across_composed_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "myloss.yaml", MY_LOSS)
     monkeypatch.setenv("FLEXLOGGER_PRESET_PATH", str(tmp_path))

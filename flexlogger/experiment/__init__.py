@@ -40,11 +40,10 @@ from .common import (
     SUMMARY_PLOT,
     RecordCallError,
     RecordCallTypeError,
-    check_max_steps,
     safe_name,
     write_file,
 )
 from .models import unwrap_model
 
 __all__ = ["HPARAMS_PLOT", "HTML_OPT", "STATUS_PLOT", "SUMMARY_PLOT", "RecordCallError", "RecordCallTypeError",
-           "RecordCalls", "check_max_steps", "command_line", "safe_name", "unwrap_model", "write_file"]
+           "RecordCalls", "command_line", "safe_name", "unwrap_model", "write_file"]

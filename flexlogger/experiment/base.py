@@ -42,6 +42,7 @@ class RunCalls:
         status: str
         started: float
         max_steps: int | None
+        options: dict[str, Any]
         _record: Any
         _pid: int
         _opened: bool

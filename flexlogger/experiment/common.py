@@ -196,14 +196,6 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def check_max_steps(value: Any) -> list[str]:
-    """The problems of a ``max_steps`` option (none or one)."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        return []
-    return [f"max_steps: expected a positive int (the number of steps the run will log) or None, but got "
-            f"{short_repr(value, 60)}"]
-
-
 def check_name(call: str, name: Any, arg: str = "name") -> str:
     """A window or file name: a non-empty string."""
     if not isinstance(name, str) or not name.strip():

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import short_repr
+from ..options import check_option
 from ..sinks.base import Update
 from .base import RunCalls
 from .common import (
@@ -15,7 +16,6 @@ from .common import (
     STATUS_PLOT,
     RecordCallError,
     RecordCallTypeError,
-    check_max_steps,
     duration,
     iso,
     jsonable,
@@ -32,12 +32,13 @@ class StatusCalls(RunCalls):
         Raises:
             RecordCallTypeError: not a positive int or None.
         """
-        problems = check_max_steps(max_steps)
-        if problems:
-            raise RecordCallTypeError(f"set_max_steps(): {problems[0]}")
+        problem = check_option("max_steps", max_steps)  # the option table's check, as Run() and configs use it
+        if problem:
+            raise RecordCallTypeError(f"set_max_steps(): {problem}")
         if max_steps and not self.disabled and self._opened:
             self.claim(self, [STATUS_PLOT])
         self.max_steps = max_steps
+        self.options["max_steps"] = max_steps  # to_config() writes the run's current value
 
     def track_best(self, owner: object, best: Callable[[], Mapping[str, tuple[float, float]]],
                    modes: Callable[[], Mapping[str, str]]) -> None:

@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..logger import FlexLogger
 from ..modellogger import TooledModelLogger
+from ..options import GIVEN_RUN
 from ..run import Run
 from ..stats import STATS
 
@@ -156,7 +157,7 @@ class Recipe:
                 raise ConfigError(f"{caller}: `{key}` is set by the adapter ({why}), but got {key}="
                                   f"{short_repr(options[key])}; expected no `{key}`")
         if run is not None:
-            given = sorted(k for k in options if k != "strict")
+            given = sorted(k for k in options if k != "strict" and k not in GIVEN_RUN)
             if given:
                 raise ConfigError(f"{caller}: {', '.join(given)}: options of the run, but a run was given (run=); "
                                   "expected them on the Run, or no run=")
@@ -180,7 +181,7 @@ class Recipe:
         Options of the run (``disabled``) are dropped when the recipe writes to a given ``run``."""
         options = {**self.options, **forced}
         if self.run is not None:
-            options = {k: v for k, v in options.items() if k in ("strict", "distributed")}
+            options = {k: v for k, v in options.items() if k in ("strict", "distributed") or k in GIVEN_RUN}
             return FlexLogger(self.plots, self.meters, run=self.run, **options)
         return FlexLogger(self.plots, self.meters, **options)
 
