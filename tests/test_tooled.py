@@ -891,3 +891,35 @@ def test_counts_of_zeros_and_non_finite_values_on_edge_cases(base: bool) -> None
         got = dict(zip(plan.names, plan.finish_many(raw, (0,), (t.numel(),))[0]))
         assert got["nonfinite"] == (~torch.isfinite(t)).sum().item(), t
         assert got["zero_frac"] == pytest.approx((t == 0).double().mean().item()), t
+
+
+def test_std_bound_is_read_on_cpu_only_where_it_can_matter() -> None:
+    """Default statistics on CPU: the min and max that bound std are read for a constant or nearly constant tensor
+    (std exactly 0, or within the spread), not for a well-spread one; std equals torch's either way."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from flexlogger.stats import StatPlan
+
+    plan = StatPlan(("mean", "std"))
+    torch.manual_seed(0)
+    spread, offset = torch.randn(4096), torch.randn(4096) + 2.0  # |mean| 2 std: still well conditioned
+    constant, nearly = torch.full((4096,), 0.7), 1.0 + 1e-6 * torch.randn(4096)
+    for t, reads in ((spread, False), (offset, False), (constant, True), (nearly, True),
+                     (torch.tensor([3.0]), True), (torch.tensor([1.0, math.nan]), True)):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            raw = [v.item() for v in plan.compute(t)]
+        assert ("aten::amin" in {e.name for e in prof.events()}) is reads, t
+        mean, std = plan.finish_many(raw, (0,), (t.numel(),))[0]
+        want = t.double().std().item() if t.numel() > 1 else math.nan
+        if t is constant:
+            assert std == 0.0
+        elif t is nearly:
+            assert 0 <= std <= (t.max() - t.min()).item() and abs(std - want) < 2e-6  # bounded by the spread
+        elif t.numel() == 1 or not torch.isfinite(t).all():
+            assert math.isnan(std)
+        else:
+            assert std == pytest.approx(want, rel=1e-5) and mean == pytest.approx(t.double().mean().item(), rel=1e-5)
+    # min and max asked for: always read
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        StatPlan(("mean", "std", "max")).compute(spread)
+    assert "aten::amin" in {e.name for e in prof.events()}
