@@ -333,7 +333,7 @@ class FlightRecorder:
         self._nan = torch.full((3,), math.nan, device=device)
         self._nan0 = torch.tensor(math.nan, device=device)
         self._have_key: tuple[int, ...] | None = None
-        self._nidx = self._lidx = self._counted = torch.zeros(0, device=device)
+        self._nidx = self._lidx = torch.zeros(0, dtype=torch.long, device=device)
         self._seg_key: list[tuple[int, int]] = []
         self._seg = torch.zeros(0, dtype=torch.long, device=device)
         self._units = torch.zeros(n_layers, device=device)
@@ -342,9 +342,6 @@ class FlightRecorder:
         self._perm_key: tuple[str, ...] = ()
         self._perm = torch.arange(n_layers, device=device)
         self._perm_np = np.arange(n_layers)
-        # On the CPU the host is the device: the small per-layer arithmetic after the reductions runs in numpy on
-        # views of the same buffers (a numpy call on a few dozen numbers costs a fraction of a torch call's
-        # dispatch), with the same results as the torch code that other devices run.
         self._host = device.type == "cpu" if self._host_math is None else self._host_math
         if self._host:
             self._bind_host()
@@ -376,7 +373,7 @@ class FlightRecorder:
             return 0
         tensors = [self._buf, self._steps, self._pidx, self._prev_sq, self._has_params, self._sidx, self._thr,
                    self._sign, self._is_z_t, self._active, self._pending, self._pend, self._nan, self._nan0,
-                   self._perm, self._seg, self._units, self._nidx, self._lidx, self._counted, self._called,
+                   self._perm, self._seg, self._units, self._nidx, self._lidx, self._called,
                    *self._gates.values(), *self._snap]
         return sum(t.untyped_storage().nbytes() for t in tensors)
 
@@ -410,6 +407,16 @@ class FlightRecorder:
         # NaN anywhere is NaN in both (so in max |x|), and Inf stays Inf: a non-finite max |x| means a NaN or Inf
         return (top if top >= -low else -low), int(np.count_nonzero(np.logical_or(hi, lo))), hi.size
 
+    def _norm_index(self, have: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """For the norms of [the gradients present (parameters ``have``), the weights, the weight changes]: where
+        each adds its square in the rows 0, 1, 2 of a (3, layers) table, flattened; and the layer of each gradient
+        and weight, whose NaN or Inf counts in ``nonfinite`` (a weight change has none of its own)."""
+        n_layers = len(self.layers)
+        pidx = self._pidx.cpu().numpy()
+        g = pidx[list(have)] if have else np.zeros(0, dtype=np.int64)
+        parts = [g, pidx + n_layers] + ([pidx + 2 * n_layers] if self.update_ratio else [])
+        return np.concatenate(parts), np.concatenate([g, pidx])
+
     def _row(self, outputs: Sequence[tuple[Tensor, Tensor] | None]) -> Tensor:
         """This step's statistics, ``(len(RECORDER_STATS), layers)``, computed on the device."""
         n_layers = len(self.layers)
@@ -419,15 +426,8 @@ class FlightRecorder:
         present = [g.detach() for g in grads if g is not None]
         if have != self._have_key:  # which parameters have a gradient rarely changes: rebuild the index then
             self._have_key = have
-            pidx = self._pidx.cpu()
-            g = pidx[list(have)] if have else torch.zeros(0, dtype=torch.long)
-            # one index for the norms of [gradients, weights, weight changes] -> rows 0, 1, 2 of (3, layers)
-            self._nidx = torch.cat([g, pidx + n_layers, pidx + 2 * n_layers]).to(self.device)
-            self._lidx = torch.cat([g, pidx, pidx]).to(self.device)
-            self._counted = torch.cat([torch.ones(len(g) + len(pidx)), torch.zeros(len(pidx))]).to(self.device)
-            if not self.update_ratio:
-                self._nidx, self._lidx = self._nidx[:len(g) + len(pidx)], self._lidx[:len(g) + len(pidx)]
-                self._counted = self._counted[:len(g) + len(pidx)]
+            nidx, lidx = self._norm_index(have)
+            self._nidx, self._lidx = torch.from_numpy(nidx).to(self.device), torch.from_numpy(lidx).to(self.device)
         weights = [p.detach() for p in params]
         if params:
             # One fused norm over every gradient, every weight and every change of a weight since the last step.
@@ -439,7 +439,7 @@ class FlightRecorder:
             sq = torch.zeros(3 * n_layers, device=self.device).index_add_(0, self._nidx, norms * norms)
             sq = sq.reshape(3, n_layers)
             bad = torch.zeros(n_layers, device=self.device).index_add_(
-                0, self._lidx, (~torch.isfinite(norms)).float() * self._counted)
+                0, self._lidx, (~torch.isfinite(norms[:len(self._lidx)])).float())
         else:
             sq = torch.zeros(3, n_layers, device=self.device)
             bad = torch.zeros(n_layers, device=self.device)
@@ -614,7 +614,6 @@ class FlightRecorder:
         self._zpos = np.array([zstats.index(r.stat) for r in rules if r.condition == "zscore_above"], dtype=np.int64)
         self._zmin = min((r.min_history for r in rules if r.condition == "zscore_above"), default=0)
         self._min_hist = np.array([r.min_history if r.condition == "zscore_above" else 0 for r in rules])
-        self._have_key_host: tuple[int, ...] | None = None
 
     def _row_host(self, outputs: Sequence[Any]) -> np.ndarray:
         """:meth:`_row` for the CPU: the reductions in torch, the per-layer arithmetic in numpy."""
@@ -622,13 +621,9 @@ class FlightRecorder:
         params = self._params
         grads = [p.grad for p in params]
         have = tuple(i for i, g in enumerate(grads) if g is not None)
-        if have != self._have_key_host:
-            self._have_key_host = have
-            pidx = self._pidx.numpy()
-            g = pidx[list(have)] if have else np.zeros(0, dtype=np.int64)
-            parts = [g, pidx + n_layers] + ([pidx + 2 * n_layers] if self.update_ratio else [])
-            self._nidx_np = np.concatenate(parts)
-            self._lidx_np = np.concatenate([g, pidx])  # the weight changes count no NaN of their own
+        if have != self._have_key:  # which parameters have a gradient rarely changes: rebuild the index then
+            self._have_key = have
+            self._nidx_np, self._lidx_np = self._norm_index(have)
         row = np.empty((len(RECORDER_STATS), n_layers), dtype=np.float32)
         with np.errstate(all="ignore"):
             if params:  # (under no_grad: the parameters themselves are read, without a detached view each)
