@@ -229,10 +229,6 @@ class StatPlan:
             rows.append([values[k] for k in pick])
         return rows
 
-    def anomaly(self, raw: Sequence[float]) -> tuple[float, float]:
-        """``(sum, norm)`` from the host copy of :meth:`compute`'s results (with ``base=True``)."""
-        return raw[0], raw[1]
-
 
 # stand-ins for a min and max not read: they make the bound on std infinite, so it changes nothing (and pool as
 # the min and max of nothing)

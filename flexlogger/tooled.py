@@ -650,7 +650,7 @@ class TooledModel:
                 hists.setdefault(item.layer, {})[item.group] = Histogram(tuple(hv[:bins]), hv[bins], hv[bins + 1])
         if self.anomaly:
             keys = [(item.layer, item.group) for item in items]
-            sums, norms = [flat[j] for j in starts], [flat[j + 1] for j in starts]  # plan.anomaly's (sum, norm)
+            sums, norms = [flat[j] for j in starts], [flat[j + 1] for j in starts]  # base=True: sum and norm first
             self._norms = (keys, norms)
             if self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
                 self._check_all(keys, sums, norms)
