@@ -571,3 +571,38 @@ def test_numpy_and_torch_arithmetic_give_the_same_buffer_and_events() -> None:
         assert a.history.steps == b.history.steps
         torch.testing.assert_close(torch.tensor(a.history.stats["act_max"]), torch.tensor(b.history.stats["act_max"]),
                                    rtol=1e-5, atol=0, equal_nan=True)
+
+
+# ---------------------------------------------------------------------------------------------------- CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_recorder_on_cuda_reads_the_host_only_at_its_checks_and_agrees_with_the_cpu() -> None:
+    """On a GPU the buffer and the rules stay on the device: a step that is not a check makes no host sync
+    (``torch.cuda.set_sync_debug_mode('error')`` raises on one); the buffer equals the CPU's (numpy) within the
+    GPU's rounding."""
+    FlightRecorder._host_math = None  # each device its own arithmetic (the `arithmetic` fixture restores it)
+    rules = [{"stat": "nonfinite", "above": 0}, {"stat": "grad_norm", "zscore_above": 6, "min_history": 2},
+             {"stat": "dead_fraction", "above": 0.95}]
+    buffers = []
+    for device in ("cuda", "cpu"):
+        model = mlp().to(device)
+        rec = FlightRecorder(window=8, rules=rules, after=0, check_every=4, warn=False)
+        tm = TooledModel(model, stats=(), recorder=rec)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        gen = torch.Generator().manual_seed(1)
+        batches = [(torch.randn(16, 12, generator=gen).to(device), torch.randint(0, 4, (16,), generator=gen).to(device))
+                   for _ in range(16)]
+        for step, (x, y) in enumerate(batches):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            if device == "cuda" and step >= 4 and step % 4 != 3:  # after the first steps' index uploads
+                torch.cuda.set_sync_debug_mode("error")
+                try:
+                    tm.step()
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+            else:
+                tm.step()
+        assert rec._buf.device.type == device
+        buffers.append(rec._history_tensors().cpu())
+    torch.testing.assert_close(buffers[0], buffers[1], rtol=1e-3, atol=1e-6, equal_nan=True)

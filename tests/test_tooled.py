@@ -923,3 +923,35 @@ def test_std_bound_is_read_on_cpu_only_where_it_can_matter() -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         StatPlan(("mean", "std", "max")).compute(spread)
     assert "aten::amin" in {e.name for e in prof.events()}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_recorded_step_on_cuda_syncs_once() -> None:
+    """Every statistic of a recorded step stays on the GPU until the step's one transfer (``torch.cuda.
+    set_sync_debug_mode('warn')`` warns at each synchronising call), and the values equal the CPU's."""
+    results = []
+    for device in ("cuda", "cpu"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4)).to(device)
+        tm = TooledModel(model, stats=("mean", "std", "max", "zero_frac", "nonfinite"))
+        x = torch.randn(16, 12, generator=torch.Generator().manual_seed(1)).to(device)
+        F.mse_loss(model(x), torch.zeros(16, 4, device=device)).backward()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode("warn")
+            try:
+                results.append(tm.step())
+            finally:
+                if device == "cuda":
+                    torch.cuda.set_sync_debug_mode("default")
+        if device == "cuda":
+            syncs = [w for w in caught if "synchroniz" in str(w.message)]
+            # the one transfer (a copy, and at most its stream synchronisation), not one per tensor (14 here)
+            assert 1 <= len(syncs) <= 2, [str(w.message) for w in syncs]
+    gpu, cpu = results
+    assert gpu is not None and cpu is not None
+    for layer, groups in cpu.items():
+        for group, stats in groups.items():
+            for stat, value in stats.items():
+                assert gpu[layer][group][stat] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), (layer, group)
