@@ -258,10 +258,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
               flush=True)
         with _stop_on_signals() as stop:
             result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env, follow=True,
-                                    poll=args.poll, stop=stop)
+                                    poll=args.poll, stop=stop, **_login(args))
         print(f"Replayed {args.run_dir} to {args.server}:{args.port}: {result}")
         return 0
-    result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env)
+    result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env, **_login(args))
     print(f"Replayed {args.run_dir} to {args.server}:{args.port}: {result}")
     return 0
 
@@ -285,6 +285,12 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def _login(args: argparse.Namespace) -> dict[str, str]:
+    """``username=`` for the sink when ``--username`` was given (else it reads VISDOM_USERNAME); the password is
+    never an argument: the sink reads VISDOM_PASSWORD."""
+    return {"username": args.username} if args.username is not None else {}
+
+
 def _names(text: str | None) -> list[str] | None:
     return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 
@@ -301,7 +307,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     with _stop_on_signals() as stop:
         result = _api("compare")(args.run_dirs, plots=plots, names=names, env=args.env, server=args.server,
                                  port=args.port, follow=args.follow, meters=meters, sort=args.sort, poll=args.poll,
-                                 stop=stop)
+                                 stop=stop, **_login(args))
     print(f"Compared {result} at {args.server}:{args.port}")
     return 0
 
@@ -423,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "finishes or Ctrl-C")
     p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
                                                                      "(default: %(default)s)")
+    p.add_argument("--username", default=None, help="the login of a Visdom server that demands one (default: "
+                                                    "$VISDOM_USERNAME); the password comes from $VISDOM_PASSWORD")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("compare", help="draw several runs' plots in one env, and a table of their hparams",
@@ -440,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "(default: %(default)s)")
     p.add_argument("--table", action="store_true", help="print the hparams table (no server needed) and exit")
     p.add_argument("--sort", default=None, metavar="METER", help="sort the table by METER's best value")
+    p.add_argument("--username", default=None, help="the login of a Visdom server that demands one (default: "
+                                                    "$VISDOM_USERNAME); the password comes from $VISDOM_PASSWORD")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("ingest", help="take pastalog points over HTTP (POST /data) as runs",

@@ -148,3 +148,23 @@ def test_a_logger_given_credentials_delivers_and_replays_without_keeping_the_pas
     assert result.points == 20
     data = json.loads(reader(login_server).get_window_data(result.windows["loss"], f"{env}-replayed"))
     assert data["content"]["data"][0]["y"] == [float(s) for s in range(20)]
+
+
+def test_replay_and_compare_on_the_command_line_log_in_with_username_and_the_password_variable(
+        login_server: VisdomServer, env: str, no_env_credentials: None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from flexlogger.cli import main
+
+    with FlexLogger(PLOTS, METERS, env=env, uid="run", server=None, log_dir=tmp_path) as stat:
+        log_steps(stat, range(5))
+    monkeypatch.setenv("VISDOM_PASSWORD", PASSWORD)  # the password is never an argument
+    port = ["--port", str(login_server.port)]
+    assert main(["replay", str(stat.run_dir), *port, "--env", f"{env}-r", "--username", USER]) == 0
+    assert main(["compare", str(stat.run_dir), *port, "--env", f"{env}-c", "--username", USER]) == 0
+    windows = {e: json.loads(reader(login_server).get_window_data(None, e)) for e in (f"{env}-r", f"{env}-c")}
+    assert all(windows.values()), windows
+    out = capsys.readouterr().out
+    assert "Replayed" in out and "Compared" in out and PASSWORD not in out
+    # without --username (and no VISDOM_USERNAME) the login is missing: said in one line, naming the variable
+    assert main(["replay", str(stat.run_dir), *port, "--env", f"{env}-r"]) != 0
+    assert "the username is missing" in capsys.readouterr().err
