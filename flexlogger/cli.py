@@ -285,6 +285,17 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def _add_drawing_options(p: argparse.ArgumentParser) -> None:
+    """The options of the subcommands that draw records on a Visdom server (replay, compare): where, how often
+    when following, and the login (``_login``)."""
+    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
+    p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
+                                                                     "(default: %(default)s)")
+    p.add_argument("--username", default=None, help="the login of a Visdom server that demands one (default: "
+                                                    "$VISDOM_USERNAME); the password comes from $VISDOM_PASSWORD")
+
+
 def _login(args: argparse.Namespace) -> dict[str, str]:
     """``username=`` for the sink when ``--username`` was given (else it reads VISDOM_USERNAME); the password is
     never an argument: the sink reads VISDOM_PASSWORD."""
@@ -421,16 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="send a recorded run to a Visdom server",
                        description="Replay a run record folder (written with log_dir=...) to a Visdom server.")
     p.add_argument("run_dir", type=Path, help="the run record folder")
-    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
     p.add_argument("--env", default=None, help="env to replay into (default: the recorded env)")
     p.add_argument("--follow", action="store_true",
                    help="keep drawing the lines appended to points.jsonl (by the run or any program) until the run "
                         "finishes or Ctrl-C")
-    p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
-                                                                     "(default: %(default)s)")
-    p.add_argument("--username", default=None, help="the login of a Visdom server that demands one (default: "
-                                                    "$VISDOM_USERNAME); the password comes from $VISDOM_PASSWORD")
+    _add_drawing_options(p)
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("compare", help="draw several runs' plots in one env, and a table of their hparams",
@@ -441,15 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", default=None, help="comma-separated run names, one per RUN_DIR (default: the uids)")
     p.add_argument("--meters", default=None, help="comma-separated meters of the table (default: every one)")
     p.add_argument("--env", default=None, help="env to draw into (default: compare)")
-    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
     p.add_argument("--follow", action="store_true", help="keep drawing while the runs write, until they finish")
-    p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
-                                                                     "(default: %(default)s)")
     p.add_argument("--table", action="store_true", help="print the hparams table (no server needed) and exit")
     p.add_argument("--sort", default=None, metavar="METER", help="sort the table by METER's best value")
-    p.add_argument("--username", default=None, help="the login of a Visdom server that demands one (default: "
-                                                    "$VISDOM_USERNAME); the password comes from $VISDOM_PASSWORD")
+    _add_drawing_options(p)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("ingest", help="take pastalog points over HTTP (POST /data) as runs",
