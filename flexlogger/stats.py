@@ -139,24 +139,15 @@ class StatPlan:
         if x.dtype in _LOW_PRECISION:
             x = x.float()
         if self._plain:  # the default statistics: one call per tensor and per step, so spare the branches
-            if x.is_cpu:
-                total, norm = x.sum(), torch.linalg.vector_norm(x)
-                if self._bound_only and not _bound_matters(total, norm, x.numel()):
-                    return [total, norm, _NO_MIN, _NO_MAX]
-                return [total, norm, x.amin(), x.amax()]
-            return [x.sum(), torch.linalg.vector_norm(x), *torch.aminmax(x)]
+            total, norm = x.sum(), torch.linalg.vector_norm(x)
+            return [total, norm, *self._min_max(x, total, norm)]
         out: list[Tensor] = []
         if self._sum:
             out.append(x.sum())
         if self._norm:
             out.append(torch.linalg.vector_norm(x))
         if self._minmax:
-            if self._bound_only and x.is_cpu and not _bound_matters(out[0], out[1], x.numel()):
-                out += (_NO_MIN, _NO_MAX)
-            else:
-                # on CPU, amax and amin together are about 1.5 times faster than aminmax (on a GPU, one pass is
-                # better)
-                out += (x.amin(), x.amax()) if x.is_cpu else torch.aminmax(x)
+            out += self._min_max(x, *out[:2])  # with the bound only, out holds the sum and the norm
         if self._l1:
             out.append(torch.linalg.vector_norm(x, 1))
         if self._nnz:
@@ -173,6 +164,16 @@ class StatPlan:
             out.append(value.detach().reshape(()).to(x.device, torch.float64 if x.dtype == torch.float64
                                                      else torch.float32))
         return out
+
+    def _min_max(self, x: Tensor, total: Tensor | None = None, norm: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``x``'s min and max; on CPU, when they only bound std (``total`` and ``norm``: ``x``'s sum and norm),
+        stand-ins where the bound cannot matter (see :func:`_bound_matters`)."""
+        if not x.is_cpu:
+            return torch.aminmax(x)  # on a GPU one pass is better
+        if self._bound_only and total is not None and norm is not None and not _bound_matters(total, norm,
+                                                                                                x.numel()):
+            return _NO_MIN, _NO_MAX
+        return x.amin(), x.amax()  # on CPU, together about 1.5 times faster than aminmax
 
     def finish(self, raw: Sequence[float], n: int) -> dict[str, float]:
         """``{stat: value}`` (in the order asked for) from the host copy of :meth:`compute`'s results."""
