@@ -89,7 +89,7 @@ def bench_flexlogger(server: VisdomServer, seconds: float, record: bool, root: P
     meters = {name: {"type": "AverageValueMeter", "target": "loss"} for name in SERIES}
     stat = FlexLogger({"loss": {"type": "line"}}, meters, env="bench_log", uid=f"flex_{record}",
                       port=server.port, log_dir=root if record else None)
-    sink: Any = next(s for s in stat._sinks if type(s).__name__ == "VisdomSink")
+    sink: Any = next(s for s in stat.run.sinks if type(s).__name__ == "VisdomSink")
     values = {name: float(i) for i, name in enumerate(SERIES)}
     held: list[int] = []
 

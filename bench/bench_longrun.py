@@ -49,7 +49,7 @@ def long_run(server: VisdomServer, steps: int, root: Path) -> tuple[list[dict[st
               **{n: {"type": "ValueMeter", "target": "metrics"} for n in METRICS}}
     stat = FlexLogger({"loss": {"type": "line"}, "metrics": {"type": "line"}}, meters, env="bench_longrun",
                       uid="run", port=server.port, log_dir=root)
-    sink: Any = next(s for s in stat._sinks if type(s).__name__ == "VisdomSink")
+    sink: Any = next(s for s in stat.run.sinks if type(s).__name__ == "VisdomSink")
     marks = {m for m in (1_000, 10_000, 100_000, steps) if m <= steps}
     rows: list[dict[str, Any]] = []
     seen_requests = 0
