@@ -55,7 +55,7 @@ test-visdom03: $(VENV312)/.flexlogger-installed
 
 # Installs Visdom's web assets from the npm registry (once) so the UI renders offline.
 assets: venv
-	$(PY) -c "from flexlogger.assets import ensure_assets; n = len(ensure_assets()); \
+	$(PY) -c "from flexlogger.tools.assets import ensure_assets; n = len(ensure_assets()); \
 	  print(f'Visdom web assets: {n} files installed' if n else 'Visdom web assets: all present')"
 
 # Trains the demo, leaves its Visdom server running (pid in $(PIDFILE)); `make stop` stops it.

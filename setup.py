@@ -15,7 +15,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # presets/ lives at the top level of the repository and is installed as flexlogger.builtin_presets (not
-    # flexlogger.presets: that is the module flexlogger/presets.py, which a package of that name would shadow).
+    # flexlogger.presets, where the module that reads them used to be).
     packages=find_packages(include=["flexlogger", "flexlogger.*"]) + ["flexlogger.builtin_presets"],
     package_dir={"flexlogger.builtin_presets": "presets"},
     package_data={"flexlogger.builtin_presets": ["*.yaml"]},
@@ -44,5 +44,5 @@ setup(
         "all": ["torchmetrics>=1.3", "lightning>=2.0", "transformers>=4.46", "accelerate>=1.1",
                 "pytorch-ignite>=0.4.11"],
     },
-    entry_points={"console_scripts": ["flexlogger=flexlogger.cli:main"]},
+    entry_points={"console_scripts": ["flexlogger=flexlogger.tools.cli:main"]},
 )

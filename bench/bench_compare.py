@@ -1,7 +1,7 @@
 """Compare of 10 runs of 10^5 points each: time to read and draw, bytes sent to Visdom, and the windows' size.
 
 Each run record (written here in the record's line format, as a run writes it) holds one ``loss`` trace of 10^5
-steps. ``flexlogger.compare`` draws them in one env, one trace per run, through the Visdom sink: each trace is
+steps. ``flexlogger.tools.compare`` draws them in one env, one trace per run, through the Visdom sink: each trace is
 bounded by ``max_points`` (downsampled min/max buckets), so what is sent and what the server holds stay bounded
 whatever the runs' length. The same runs are then compared with ``aggregate: candlestick`` declared on the plot (a
 box per bucket of steps per run, exact from every point). Measured side by side: a naive compare that sends every
@@ -28,7 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import flexlogger
-from flexlogger.server import start_server
+from flexlogger.tools.server import start_server
 
 SENT = {"bytes": 0, "requests": 0}
 _send = HTTPAdapter.send

@@ -43,7 +43,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from flexlogger.server import start_server
+from flexlogger.tools.server import start_server
 
 SKIP = 5  # warm-up steps not counted
 

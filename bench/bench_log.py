@@ -38,7 +38,7 @@ import torch
 import visdom
 
 from flexlogger import FlexLogger
-from flexlogger.server import VisdomServer, start_server
+from flexlogger.tools.server import VisdomServer, start_server
 
 SERIES = [f"s{i}" for i in range(6)]
 

@@ -32,8 +32,8 @@ import requests
 import visdom
 
 from flexlogger import FlexLogger
-from flexlogger.server import VisdomServer, start_server
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import VisdomServer, start_server
 
 LOSS = [f"loss{i}" for i in range(6)]
 METRICS = [f"metric{i}" for i in range(4)]

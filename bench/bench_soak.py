@@ -32,8 +32,8 @@ from pathlib import Path
 import visdom
 
 from flexlogger import FlexLogger
-from flexlogger.server import start_server
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import start_server
 
 SERIES = ("a", "b")
 

@@ -33,7 +33,7 @@ Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 18] [--steady-mal
 the system and the next allocation fault it in again, 7-17 MB per CNN step here, at moments that change from
 process to process, which moves every variant of the CNN (``bare`` included) by 10-30%. The default is what a
 user's loop sees; the steady run compares the variants' own work.
-``--histogram`` instead times ``flexlogger.stats.histogram`` (30 bins of 5M float32 values: exact numpy bins,
+``--histogram`` instead times ``flexlogger.model.stats.histogram`` (30 bins of 5M float32 values: exact numpy bins,
 non-finite values masked only when present) against the ``torch.histc`` it replaced (with its masking of the
 non-finite values) and ``torch.histc`` alone, interleaved, median CPU time.
 """
@@ -54,9 +54,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from flexlogger.modellogger import TooledModelLogger
-from flexlogger.stats import histogram
-from flexlogger.tooled import GROUPS, FlightRecorder, TooledModel
+from flexlogger.model.logger import TooledModelLogger
+from flexlogger.model.stats import histogram
+from flexlogger.model.tooled import GROUPS, FlightRecorder, TooledModel
 
 STEADY_MALLOC = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 BLOCK = 20  # steps per timed block (a multiple of 10, so every=10 is averaged over whole periods)

@@ -3,7 +3,7 @@
 It lives in the package so that ``flexlogger demo`` works from any install (``pip install 'flexlogger[demo]'``).
 """
 
-from flexlogger.demo import main
+from flexlogger.tools.demo import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

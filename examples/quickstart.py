@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 import flexlogger
-from flexlogger.server import delete_env, ensure_server
+from flexlogger.tools.server import delete_env, ensure_server
 
 PLOTS = {"loss": {"type": "line", "opts": {"xlabel": "epoch", "ylabel": "loss"}},
          "accuracy": {"type": "line", "opts": {"xlabel": "epoch", "ylabel": "%"}}}

@@ -6,9 +6,13 @@
     >>> Stat.add({'train_loss': 0.7}); Stat.log()
 """
 
-from .compare import compare
-from .config import Config, load_config
-from .errors import (
+from flexlogger.config.config import Config, load_config
+from flexlogger.config.presets import preset_info, preset_names
+from flexlogger.config.registry import meter_info, meter_types, plot_info, plot_types
+from flexlogger.config.specs import MeterSpec, PlotSpec
+from flexlogger.core.logger import FlexLogger, get_preset_logger
+from flexlogger.core.run import Run
+from flexlogger.errors import (
     ConfigError,
     DeliveryError,
     FlexLoggerError,
@@ -18,19 +22,15 @@ from .errors import (
     UnknownKeyError,
     UnknownNameError,
 )
-from .experiment.common import RecordCallError, RecordCallTypeError
-from .images import ImageInputError
-from .logger import FlexLogger, get_preset_logger
-from .meters import Meter
-from .modellogger import TooledModelLogger
-from .presets import preset_info, preset_names
-from .recorder import AnomalyEvent, FlightRecorder
-from .registry import meter_info, meter_types, plot_info, plot_types
-from .replay import replay
-from .run import Run
-from .sinks.base import Update
-from .specs import MeterSpec, PlotSpec
-from .tooled import ModelAnomalyWarning, TooledModel
+from flexlogger.experiment.common import RecordCallError, RecordCallTypeError
+from flexlogger.experiment.images import ImageInputError
+from flexlogger.meters import Meter
+from flexlogger.model.logger import TooledModelLogger
+from flexlogger.model.recorder import AnomalyEvent, FlightRecorder
+from flexlogger.model.tooled import ModelAnomalyWarning, TooledModel
+from flexlogger.sinks.base import Update
+from flexlogger.tools.compare import compare
+from flexlogger.tools.replay import replay
 
 __version__ = "0.1.0"
 

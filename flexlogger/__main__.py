@@ -1,5 +1,5 @@
 """``python -m flexlogger``: the ``flexlogger`` command."""
 
-from .cli import main
+from flexlogger.tools.cli import main
 
 raise SystemExit(main())

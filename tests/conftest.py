@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import visdom
 
-from flexlogger.server import VisdomServer, start_server
+from flexlogger.tools.server import VisdomServer, start_server
 
 THREAD_PREFIX = "flexlogger"
 THREAD_GRACE_S = 2.0

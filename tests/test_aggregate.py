@@ -15,12 +15,12 @@ import visdom
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger
-from flexlogger.aggregate import SMOOTHED_SUFFIX, boxes_of, bucket_index, bucket_width, five_numbers, smooth
-from flexlogger.server import VisdomServer
+from flexlogger.config.specs import parse_plot
+from flexlogger.core.aggregate import SMOOTHED_SUFFIX, boxes_of, bucket_index, bucket_width, five_numbers, smooth
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.buffer import BoxSeries, Buffer
 from flexlogger.sinks.visdom.render import make_builder, render
-from flexlogger.specs import parse_plot
+from flexlogger.tools.server import VisdomServer
 
 
 def expected_boxes(xs: np.ndarray, ys: np.ndarray, first: float, width: float) -> dict[int, list[float]]:
@@ -279,7 +279,7 @@ def test_replay_redraws_candlesticks_from_the_record(visdom_server: VisdomServer
 def test_boxes_and_faint_raw_traces_render_in_chromium(visdom_server: VisdomServer, env: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    from flexlogger.assets import ensure_assets
+    from flexlogger.tools.assets import ensure_assets
 
     ensure_assets()  # as `flexlogger serve` does: the page's plotly from the npm registry, once
     plots = {"loss": {"type": "line", "aggregate": "candlestick", "smooth": 0.9},

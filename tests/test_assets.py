@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import visdom
 
-from flexlogger.assets import (
+from flexlogger.tools.assets import (
     Asset,
     AssetError,
     _visdom_dir,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flexlogger.server import find_free_port, is_serving
+from flexlogger.tools.server import find_free_port, is_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]

@@ -18,9 +18,9 @@ from torch import nn
 
 import flexlogger
 from flexlogger import TooledModelLogger
-from flexlogger.modellogger import LOG_STATS
-from flexlogger.recorder import RECORDER_STATS
-from flexlogger.server import VisdomServer
+from flexlogger.model.logger import LOG_STATS
+from flexlogger.model.recorder import RECORDER_STATS
+from flexlogger.tools.server import VisdomServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -56,7 +56,7 @@ READ_WINDOWS = """() => Array.from(document.querySelectorAll('.window')).map(w =
 def train_like_the_demo(model: nn.Module, stat: Any, tml: TooledModelLogger, epochs: int = 2,
                         batches_per_epoch: int = 6) -> None:
     """The demo's loop, shortened: statistics drawn every other step, the metrics once per epoch."""
-    from flexlogger import demo
+    from flexlogger.tools import demo
 
     x_train, x_test, y_train, y_test = demo.load_data(0)
     gen = torch.Generator().manual_seed(0)
@@ -124,7 +124,7 @@ def open_env(port: int, env: str, n_windows: int, screenshot: Path) -> list[dict
 
 
 def test_default_charts_read_at_a_glance(visdom_server: VisdomServer, env: str) -> None:
-    from flexlogger import demo
+    from flexlogger.tools import demo
 
     torch.manual_seed(0)
     model = demo.make_model()
@@ -161,7 +161,7 @@ def test_default_charts_read_at_a_glance(visdom_server: VisdomServer, env: str) 
 
 def test_the_old_default_draws_flat_traces(visdom_server: VisdomServer, env: str) -> None:
     """The checks above find what the issue describes in ``mode='by_layer'``: gradient traces flat at zero."""
-    from flexlogger import demo
+    from flexlogger.tools import demo
 
     torch.manual_seed(0)
     model = demo.make_model()
@@ -182,7 +182,8 @@ def test_the_old_default_draws_flat_traces(visdom_server: VisdomServer, env: str
 
 def test_recorder_heatmaps_in_chromium(visdom_server: VisdomServer, env: str) -> None:
     """A NaN in one layer's gradient: the heatmaps of the steps before it, layers as rows in forward order."""
-    from flexlogger import FlightRecorder, demo
+    from flexlogger import FlightRecorder
+    from flexlogger.tools import demo
 
     torch.manual_seed(0)
     model = demo.make_model()

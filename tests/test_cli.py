@@ -21,8 +21,8 @@ import pytest
 import visdom
 
 import flexlogger
-from flexlogger.cli import _api, build_parser, main
-from flexlogger.server import VisdomServer, find_free_port, is_serving
+from flexlogger.tools.cli import _api, build_parser, main
+from flexlogger.tools.server import VisdomServer, find_free_port, is_serving
 
 SUBCOMMANDS = ["serve", "presets", "preset-info", "meters", "plots", "replay", "compare", "ingest", "demo"]
 
@@ -325,7 +325,7 @@ def test_demo_without_scikit_learn_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "sklearn", None)  # `import sklearn` fails as if it were not installed
     for name in [m for m in sys.modules if m.startswith("sklearn.")]:  # imported by an earlier test's demo
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.delitem(sys.modules, "flexlogger.demo", raising=False)
+    monkeypatch.delitem(sys.modules, "flexlogger.tools.demo", raising=False)
     monkeypatch.delattr(flexlogger, "demo", raising=False)  # `from . import demo` would reuse an earlier import
     assert main(["demo", "--port", str(find_free_port()), "--epochs", "1"]) == 1
     out, err = capsys.readouterr()
@@ -335,7 +335,7 @@ def test_demo_without_scikit_learn_names_the_extra(monkeypatch: pytest.MonkeyPat
 def test_demo_without_tqdm_names_the_extra(monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "tqdm", None)
-    monkeypatch.delitem(sys.modules, "flexlogger.demo", raising=False)
+    monkeypatch.delitem(sys.modules, "flexlogger.tools.demo", raising=False)
     monkeypatch.delattr(flexlogger, "demo", raising=False)  # `from . import demo` would reuse an earlier import
     assert main(["demo", "--port", str(find_free_port())]) == 1
     assert capsys.readouterr().err == "flexlogger demo needs tqdm: pip install 'flexlogger[demo]'\n"
@@ -380,7 +380,7 @@ def test_demo_logs_in_with_credentials_from_the_environment(tmp_path: Path, env:
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """The demo against a server with a login: its old env is deleted (found by its windows, as on visdom 0.3) and
     every window arrives, logged in with VISDOM_USERNAME / VISDOM_PASSWORD."""
-    from flexlogger.server import start_server
+    from flexlogger.tools.server import start_server
 
     monkeypatch.chdir(tmp_path)  # the demo's run record goes to ./runs
     monkeypatch.setenv("VISDOM_USERNAME", USER)

@@ -18,11 +18,11 @@ import visdom
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, UnknownNameError
-from flexlogger.cli import main
-from flexlogger.compare import hparams_table
-from flexlogger.follow import RecordFollower
-from flexlogger.server import VisdomServer
 from flexlogger.sinks.record import RecordError
+from flexlogger.tools.cli import main
+from flexlogger.tools.compare import hparams_table
+from flexlogger.tools.follow import RecordFollower
+from flexlogger.tools.server import VisdomServer
 
 PLOTS = {"loss": {"type": "line"}, "acc": {"type": "line"}, "classes": {"type": "bar"}}
 METERS = {"train_loss": {"type": "ValueMeter", "target": "loss"},

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flexlogger import ConfigError, FlexLogger
+from flexlogger.config.parse import MAX_ALIASES, MAX_FILE_BYTES, parse_text, read_file
 from flexlogger.errors import short_repr
-from flexlogger.files import MAX_ALIASES, MAX_FILE_BYTES, parse_text, read_file
 
 
 def billion_laughs(levels: int = 9) -> str:

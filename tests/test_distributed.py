@@ -15,9 +15,9 @@ import visdom
 from test_meters import EXAMPLES
 
 from flexlogger import meter_types
+from flexlogger.config.registry import make_meter
 from flexlogger.meters import AverageValueMeter, ClassErrorMeter
-from flexlogger.registry import make_meter
-from flexlogger.server import VisdomServer, find_free_port
+from flexlogger.tools.server import VisdomServer, find_free_port
 
 WORKER = textwrap.dedent("""
     import json, sys

@@ -10,8 +10,8 @@ from types import ModuleType
 import pytest
 import visdom
 
-from flexlogger.cli import main as cli_main
-from flexlogger.server import VisdomServer
+from flexlogger.tools.cli import main as cli_main
+from flexlogger.tools.server import VisdomServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -45,7 +45,7 @@ def test_quickstart(visdom_server: VisdomServer, viz: visdom.Visdom, env: str,
 
 def test_demo(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_path: Path,
               capsys: pytest.CaptureFixture[str]) -> None:
-    from flexlogger import demo
+    from flexlogger.tools import demo
     assert demo.main(["--port", str(visdom_server.port), "--epochs", "2", "--env", env,
                       "--log-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out

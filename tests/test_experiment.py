@@ -28,10 +28,10 @@ from torch import nn
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, Run
 from flexlogger.experiment import RecordCallError, RecordCallTypeError, unwrap_model
-from flexlogger.images import COORDS, PALETTE, ImageInputError
-from flexlogger.server import VisdomServer
+from flexlogger.experiment.images import COORDS, PALETTE, ImageInputError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import VisdomServer
 
 LOSS = {"loss": {"type": "line"}}
 TRAIN = {"train_loss": {"type": "AverageValueMeter", "target": "loss"}}

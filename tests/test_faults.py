@@ -16,8 +16,8 @@ import pytest
 import visdom
 
 from flexlogger import FlexLogger
-from flexlogger.server import VisdomServer, find_free_port, start_server
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import VisdomServer, find_free_port, start_server
 
 pytestmark = pytest.mark.slow  # real server processes stopped and restarted
 

@@ -22,8 +22,8 @@ import flexlogger
 from flexlogger import ConfigError
 from flexlogger.integrations import IntegrationWarning, MissingExtraError
 from flexlogger.integrations.ignite import Engine, Events, attach, attach_tooled
-from flexlogger.server import VisdomServer
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import VisdomServer
 
 
 def digits() -> tuple[DataLoader[Any], DataLoader[Any]]:

@@ -20,10 +20,10 @@ import requests
 import visdom
 
 from flexlogger import ConfigError
-from flexlogger.cli import main
-from flexlogger.ingest import IngestError, IngestServer, PointError, parse_point
-from flexlogger.server import VisdomServer, find_free_port, is_serving
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.cli import main
+from flexlogger.tools.ingest import IngestError, IngestServer, PointError, parse_point
+from flexlogger.tools.server import VisdomServer, find_free_port, is_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CURL = shutil.which("curl")

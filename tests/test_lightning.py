@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from flexlogger import ConfigError, InvalidConfigError, Run, UnknownNameError
 from flexlogger.integrations import IntegrationWarning, MissingExtraError
 from flexlogger.integrations.lightning import FlexLightningCallback, FlexLightningLogger, pl
-from flexlogger.server import VisdomServer, find_free_port
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import VisdomServer, find_free_port
 
 L = pl  # lightning.pytorch, or pytorch_lightning where only that is installed
 

@@ -16,7 +16,7 @@ from readback import traces, window
 import flexlogger
 import flexlogger.sinks.record
 from flexlogger import ConfigError, FlexLogger, MeterInputError, UnknownKeyError, UnknownNameError
-from flexlogger.server import VisdomServer
+from flexlogger.tools.server import VisdomServer
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import torchnet.meter as tnt
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from flexlogger import MeterInputError, meter_info, meter_types
+from flexlogger.config.registry import make_meter
 from flexlogger.errors import ConfigError
 from flexlogger.meters import State
-from flexlogger.registry import make_meter
 
 # One valid add() per meter type: a new meter type must add an example here (test_every_type_has_an_example).
 EXAMPLES: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {

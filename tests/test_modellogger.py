@@ -19,11 +19,11 @@ from torch import nn
 
 from flexlogger import FlexLogger, Run
 from flexlogger.errors import ConfigError, UnknownNameError
-from flexlogger.modellogger import ANOMALIES, DEFAULT_GROUPS, DEFAULT_STATS, TooledModelLogger
-from flexlogger.recorder import RECORDER_STATS, FlightRecorder, ModelAnomalyWarning
-from flexlogger.server import VisdomServer
+from flexlogger.model.logger import ANOMALIES, DEFAULT_GROUPS, DEFAULT_STATS, TooledModelLogger
+from flexlogger.model.recorder import RECORDER_STATS, FlightRecorder, ModelAnomalyWarning
+from flexlogger.model.tooled import GROUPS
 from flexlogger.sinks.record import read_record
-from flexlogger.tooled import GROUPS
+from flexlogger.tools.server import VisdomServer
 
 X = torch.tensor([[1.0, 2.0, -1.0], [0.5, -0.5, 2.0], [-1.5, 1.0, 0.0]], dtype=torch.float64)
 Y = torch.tensor([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)

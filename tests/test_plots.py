@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import visdom
 
-from flexlogger.plots import DATA_FORMS, PLOT_KINDS, PLOT_TYPES, Histogram
-from flexlogger.server import VisdomServer
+from flexlogger.core.plots import DATA_FORMS, PLOT_KINDS, PLOT_TYPES, Histogram
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom import RENDERERS
 from flexlogger.sinks.visdom.render import make_builder, render
 from flexlogger.sinks.visdom.transport import Transport
+from flexlogger.tools.server import VisdomServer
 
 KINDS = [p.name for p in PLOT_TYPES]
 MATRIX = np.linspace(0.0, 1.0, 12).reshape(3, 4)

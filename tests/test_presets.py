@@ -22,8 +22,8 @@ from readback import traces, window
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, UnknownNameError
-from flexlogger.presets import load_preset
-from flexlogger.server import VisdomServer
+from flexlogger.config.presets import load_preset
+from flexlogger.tools.server import VisdomServer
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTINS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from flexlogger import FlexLogger, FlexLoggerError, Update
-from flexlogger.server import find_free_port
 from flexlogger.sinks.record import RecordError, RecordSink, decode_data, encode, read_record
+from flexlogger.tools.server import find_free_port
 
 ALL_PLOTS = {"loss": {"type": "line", "opts": {"xlabel": "epoch"}}, "pts": {"type": "scatter"},
              "conf": {"type": "heatmap"}, "ap": {"type": "bar"}, "roc": {"type": "curve"}, "txt": {"type": "text"},

@@ -21,7 +21,7 @@ import pytest
 from disk import fill
 
 from flexlogger import FlexLogger, Update
-from flexlogger.plots import DATA_FORMS, PLOT_TYPES, Histogram
+from flexlogger.core.plots import DATA_FORMS, PLOT_TYPES, Histogram
 from flexlogger.sinks.record import RecordSink, read_record
 from flexlogger.sinks.record_format import FORMS
 

@@ -18,9 +18,9 @@ from test_record import ALL_METERS, ALL_PLOTS, feed_all
 
 import flexlogger
 from flexlogger import DeliveryError, FlexLogger
-from flexlogger.cli import main
-from flexlogger.server import VisdomServer, find_free_port
 from flexlogger.sinks.record import RecordError
+from flexlogger.tools.cli import main
+from flexlogger.tools.server import VisdomServer, find_free_port
 
 
 def contents(viz: visdom.Visdom, env: str, windows: dict[str, str]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flexlogger import ConfigError
-from flexlogger.config import load_config, save_config
+from flexlogger.config.config import load_config, save_config
 
 CONFIG = {"plots": {"loss": {"type": "line"}}, "meters": {"train_loss": {"type": "AverageValueMeter",
                                                                          "target": "loss"}}}

@@ -24,8 +24,8 @@ from disk import fill
 from flexlogger import ConfigError, FlexLogger, Run
 from flexlogger.errors import RunFolderError
 from flexlogger.experiment import RecordCallError, RecordCallTypeError
-from flexlogger.images import ImageInputError, to_rgb
-from flexlogger.server import VisdomServer, start_server
+from flexlogger.experiment.images import ImageInputError, to_rgb
+from flexlogger.tools.server import VisdomServer, start_server
 
 
 def test_record_calls_on_a_full_disk_warn_count_and_never_raise(small_disk: Path,

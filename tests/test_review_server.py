@@ -1,4 +1,4 @@
-"""Review pass on ``flexlogger.server.start_server``: every odd argument is refused naming the call, before any
+"""Review pass on ``flexlogger.tools.server.start_server``: every odd argument is refused naming the call, before any
 process starts."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flexlogger import ConfigError
-from flexlogger.server import start_server
+from flexlogger.tools.server import start_server
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from flexlogger.textdiff import MAX_DIFF_PAIRS, diff_text, word_diff
+from flexlogger.experiment.textdiff import MAX_DIFF_PAIRS, diff_text, word_diff
 
 
 def sides(ops: list[tuple[str, str]]) -> tuple[str, str]:

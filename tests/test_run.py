@@ -17,8 +17,8 @@ from torch import nn
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, Run, TooledModelLogger, load_config
-from flexlogger.server import VisdomServer
 from flexlogger.sinks.record import POINTS, read_record
+from flexlogger.tools.server import VisdomServer
 
 LOSS = {"loss": {"type": "line"}}
 TRAIN = {"train_loss": {"type": "AverageValueMeter", "target": "loss"}}
@@ -247,7 +247,7 @@ def test_specs_pickle() -> None:
     """Specs travel to spawned workers (DDP spawn, multiprocessing) and come back equal."""
     import pickle
 
-    from flexlogger.specs import parse_meter, parse_plot
+    from flexlogger.config.specs import parse_meter, parse_plot
 
     plot = parse_plot("l", {"type": "line", "opts": {"title": "x"}})
     meter = parse_meter("m", {"type": "AverageValueMeter", "target": "l", "best": "min", "display": {"dash": "dot"}})

@@ -19,7 +19,7 @@ import pytest
 import visdom
 
 from flexlogger.errors import ConfigError
-from flexlogger.server import (
+from flexlogger.tools.server import (
     VisdomServer,
     VisdomServerError,
     check_port,
@@ -299,7 +299,7 @@ def test_base_url(tmp_path: Path, env: str) -> None:
 
 STARTER = textwrap.dedent("""
     import os, signal, sys
-    from flexlogger.server import start_server
+    from flexlogger.tools.server import start_server
     server = start_server(env_path=sys.argv[1], detached=sys.argv[2] == "detached")
     print(server.port, server.pid, flush=True)
     if sys.argv[2] == "kill":

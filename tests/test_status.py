@@ -21,8 +21,8 @@ from readback import traces, window
 
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, Run
 from flexlogger.experiment import RecordCallTypeError
-from flexlogger.server import VisdomServer
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import VisdomServer
 
 LOSS = {"loss": {"type": "line"}}
 METERS = {"train_loss": {"type": "AverageValueMeter", "target": "loss"},

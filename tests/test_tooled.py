@@ -15,8 +15,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from flexlogger.errors import ConfigError, UnknownNameError
-from flexlogger.stats import STATS
-from flexlogger.tooled import GROUPS, ModelAnomalyWarning, TooledModel
+from flexlogger.model.stats import STATS
+from flexlogger.model.tooled import GROUPS, ModelAnomalyWarning, TooledModel
 
 ALL_STATS = STATS
 
@@ -153,7 +153,7 @@ def test_histograms_true_means_weights_and_weight_grad(model: nn.Sequential) -> 
 
 
 def test_histogram_ignores_nan() -> None:
-    from flexlogger.stats import histogram
+    from flexlogger.model.stats import histogram
     out = histogram(torch.tensor([1.0, float("nan"), 3.0, float("inf"), 2.0]), bins=2).tolist()
     assert out == [1.0, 2.0, 1.0, 3.0]
 
@@ -167,7 +167,7 @@ def numpy_counts(x: Tensor, bins: int) -> list[float]:
 
 
 def test_histogram_counts_equal_numpy_exactly() -> None:
-    from flexlogger.stats import histogram
+    from flexlogger.model.stats import histogram
     gen = torch.Generator().manual_seed(0)
     mismatches = []
     for trial in range(600):
@@ -190,7 +190,7 @@ def test_histogram_counts_equal_numpy_exactly() -> None:
 
 
 def test_histogram_edges_max_and_non_finite_values() -> None:
-    from flexlogger.stats import histogram
+    from flexlogger.model.stats import histogram
     x = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
     assert histogram(x, 4).tolist() == [1.0, 1.0, 1.0, 2.0, 0.0, 4.0]  # edges in the upper bin, the max in the last
     assert histogram(x, 4).dtype == torch.float64
@@ -825,7 +825,7 @@ def test_weights_read_at_step_after_an_earlier_get_dict(model: nn.Sequential) ->
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_histogram_on_cuda_equals_numpy_without_a_host_sync() -> None:
-    from flexlogger.stats import histogram
+    from flexlogger.model.stats import histogram
     gen = torch.Generator().manual_seed(2)
     for trial in range(50):
         x = torch.round(torch.randn(5000, dtype=torch.float64, generator=gen) * 7) / 7
@@ -840,7 +840,7 @@ def test_histogram_on_cuda_equals_numpy_without_a_host_sync() -> None:
 
 def test_statplan_finish_many_matches_torch() -> None:
     """Several tensors finished at once give torch's statistics, edge cases too."""
-    from flexlogger.stats import StatPlan
+    from flexlogger.model.stats import StatPlan
 
     names = ("mean", "std", "min", "max", "abs_mean", "norm", "zero_frac", "nonfinite", "snr")
     plan = StatPlan(names)
@@ -877,7 +877,7 @@ def test_anomaly_warning_points_at_the_caller_of_step() -> None:
 def test_counts_of_zeros_and_non_finite_values_on_edge_cases(base: bool) -> None:
     """zero_frac and nonfinite count exactly: a finite sum proves every value finite, and a sum that is not finite
     (NaN, an Inf, or finite values overflowing float32) makes the count."""
-    from flexlogger.stats import StatPlan
+    from flexlogger.model.stats import StatPlan
 
     big = torch.finfo(torch.float32).max
     cases = [torch.tensor([big, big, 1.0]),  # finite values whose float32 sum overflows: none is counted
@@ -898,7 +898,7 @@ def test_std_bound_is_read_on_cpu_only_where_it_can_matter() -> None:
     (std exactly 0, or within the spread), not for a well-spread one; std equals torch's either way."""
     from torch.profiler import ProfilerActivity, profile
 
-    from flexlogger.stats import StatPlan
+    from flexlogger.model.stats import StatPlan
 
     plan = StatPlan(("mean", "std"))
     torch.manual_seed(0)

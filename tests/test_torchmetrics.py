@@ -16,9 +16,9 @@ import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
 from flexlogger import FlexLogger, MeterInputError, meter_info
+from flexlogger.config.registry import make_meter, meter_args, meter_class
 from flexlogger.errors import ConfigError, UnknownNameError
-from flexlogger.registry import make_meter, meter_args, meter_class
-from flexlogger.server import find_free_port
+from flexlogger.tools.server import find_free_port
 
 pytest.importorskip("torchmetrics")
 

@@ -18,8 +18,8 @@ from torch import nn
 from flexlogger import ConfigError, InvalidConfigError, Run
 from flexlogger.integrations import MissingExtraError
 from flexlogger.integrations.transformers import FlexLoggerCallback, rewrite, transformers
-from flexlogger.server import VisdomServer
 from flexlogger.sinks.record import read_record
+from flexlogger.tools.server import VisdomServer
 
 QUERY = "bert.encoder.layer.0.attention.self.query"
 

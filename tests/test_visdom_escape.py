@@ -8,10 +8,10 @@ import pickle
 import pytest
 
 from flexlogger.errors import ConfigError
-from flexlogger.server import find_free_port
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom import VisdomSink, render
 from flexlogger.sinks.visdom.transport import Transport
+from flexlogger.tools.server import find_free_port
 
 MARKUP = "a<b>&</b>"
 SHOWN = "a&lt;b&gt;&amp;&lt;/b&gt;"

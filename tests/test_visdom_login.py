@@ -15,9 +15,9 @@ import visdom
 
 from flexlogger import FlexLogger
 from flexlogger.errors import ConfigError
-from flexlogger.server import VisdomServer, find_free_port, start_server
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom import VisdomSink
+from flexlogger.tools.server import VisdomServer, find_free_port, start_server
 
 pytestmark = pytest.mark.slow  # a server with a login per module, restarted by one test
 
@@ -153,7 +153,7 @@ def test_a_logger_given_credentials_delivers_and_replays_without_keeping_the_pas
 def test_replay_and_compare_on_the_command_line_log_in_with_username_and_the_password_variable(
         login_server: VisdomServer, env: str, no_env_credentials: None, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from flexlogger.cli import main
+    from flexlogger.tools.cli import main
 
     with FlexLogger(PLOTS, METERS, env=env, uid="run", server=None, log_dir=tmp_path) as stat:
         log_steps(stat, range(5))

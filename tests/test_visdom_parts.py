@@ -9,12 +9,12 @@ import math
 
 import numpy as np
 
-from flexlogger.plots import Histogram
-from flexlogger.server import VisdomServer, find_free_port
+from flexlogger.core.plots import Histogram
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.buffer import Buffer
 from flexlogger.sinks.visdom.render import histogram_of, make_builder, render
 from flexlogger.sinks.visdom.transport import BACKOFF_MAX, BACKOFF_START, Backoff, Transport
+from flexlogger.tools.server import VisdomServer, find_free_port
 
 
 def line(step: float, **values: float) -> Update:

@@ -21,11 +21,11 @@ import pytest
 import visdom
 
 from flexlogger import ConfigError, DeliveryError, FlexLogger, Update
-from flexlogger.plots import Histogram
-from flexlogger.server import VisdomServer
+from flexlogger.core.plots import Histogram
 from flexlogger.sinks.visdom import VisdomSink, downsample
 from flexlogger.sinks.visdom.render import make_builder, render
 from flexlogger.sinks.visdom.sender import _close_open_sinks
+from flexlogger.tools.server import VisdomServer
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_env_is_saved_at_close(visdom_server: VisdomServer, env: str) -> None:
 
 
 def test_flush_timeout_says_what_is_pending(env: str) -> None:
-    from flexlogger.server import find_free_port
+    from flexlogger.tools.server import find_free_port
 
     port = find_free_port()
     sink = VisdomSink(port=port, env=env, uid="run", close_timeout=0.5)
@@ -238,7 +238,7 @@ def test_text_is_shown_as_written(sink: VisdomSink, viz: visdom.Visdom) -> None:
 
 
 def test_flush_after_close_returns_what_was_never_delivered(env: str) -> None:
-    from flexlogger.server import find_free_port
+    from flexlogger.tools.server import find_free_port
 
     sink = VisdomSink(port=find_free_port(), env=env, uid="run", close_timeout=0.2)
     sink.write(line(0, a=1.0, b=2.0))

@@ -1,14 +1,14 @@
 """The experiment record of a run: hyperparameters, text, markdown, images, the command line, a summary, printed
 lines, progress bars and saved models (the calls of lavd, losswise and the original flexilogger).
 
-Every call is a method of :class:`~flexlogger.run.Run` (inherited from :class:`RecordCalls`) and is handed on by
-:class:`~flexlogger.logger.FlexLogger` (``Stat.log_text(...)`` is ``Stat.run.log_text(...)``). The modules:
+Every call is a method of :class:`~flexlogger.core.run.Run` (inherited from :class:`RecordCalls`) and is handed on by
+:class:`~flexlogger.core.logger.FlexLogger` (``Stat.log_text(...)`` is ``Stat.run.log_text(...)``). The modules:
 ``base`` (drawing a window through the run, writing a run file), ``status`` (``summary.json``, ``max_steps``, best
 values), ``calls`` (the calls), ``command`` (the command line), ``environment`` (git), ``models`` (saving),
 ``common`` (names, errors, checks). Each call
 
 - draws a window in the run's env through the normal path (an :class:`~flexlogger.sinks.base.Update` of kind
-  ``text`` or ``image`` given to :meth:`Run.write <flexlogger.run.Run.write>`), so the run record stores it and
+  ``text`` or ``image`` given to :meth:`Run.write <flexlogger.core.run.Run.write>`), so the run record stores it and
   ``flexlogger replay`` redraws it;
 - writes a readable file into the run folder (``run.dir``, when the run has a record), each written whole (a
   temporary file, then ``os.replace``), never half;
@@ -31,19 +31,19 @@ A bad argument raises :class:`RecordCallError` (a ``ValueError``) or :class:`Rec
 
 from __future__ import annotations
 
-from .calls import RecordCalls
-from .command import command_line
-from .common import (
-    HPARAMS_PLOT,
-    HTML_OPT,
-    STATUS_PLOT,
-    SUMMARY_PLOT,
-    RecordCallError,
-    RecordCallTypeError,
-    safe_name,
-    write_file,
+from flexlogger.experiment.calls import RecordCalls
+from flexlogger.experiment.command import command_line
+from flexlogger.experiment.common import (
+           HPARAMS_PLOT,
+           HTML_OPT,
+           STATUS_PLOT,
+           SUMMARY_PLOT,
+           RecordCallError,
+           RecordCallTypeError,
+           safe_name,
+           write_file,
 )
-from .models import unwrap_model
+from flexlogger.experiment.models import unwrap_model
 
 __all__ = ["HPARAMS_PLOT", "HTML_OPT", "STATUS_PLOT", "SUMMARY_PLOT", "RecordCallError", "RecordCallTypeError",
            "RecordCalls", "command_line", "safe_name", "unwrap_model", "write_file"]

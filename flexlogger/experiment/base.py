@@ -10,9 +10,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConfigError
-from ..sinks.base import Update
-from .common import HTML_OPT, write_file
+from flexlogger.errors import ConfigError
+from flexlogger.experiment.common import HTML_OPT, write_file
+from flexlogger.sinks.base import Update
 
 W = TypeVar("W")
 _PACKAGE = str(Path(__file__).resolve().parents[1])
@@ -30,7 +30,7 @@ def user_stacklevel() -> int:
 
 
 class RunCalls:
-    """What every experiment-record call of a :class:`~flexlogger.run.Run` uses: the run's attributes, the state
+    """What every experiment-record call of a :class:`~flexlogger.core.run.Run` uses: the run's attributes, the state
     the calls keep on the run (made on first use), drawing a window through the run's sinks and writing a file of
     the run folder."""
 

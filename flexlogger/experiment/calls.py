@@ -19,12 +19,11 @@ from typing import IO, Any
 import torch
 from tabulate import tabulate
 
-from .. import images
-from ..errors import short_repr
-from ..textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
-from .base import user_stacklevel
-from .command import command_line, option_rows
-from .common import (
+from flexlogger.errors import short_repr
+from flexlogger.experiment import images
+from flexlogger.experiment.base import user_stacklevel
+from flexlogger.experiment.command import command_line, option_rows
+from flexlogger.experiment.common import (
     COMMAND_PLOT,
     FIXED_WINDOWS,
     HPARAMS_FILE,
@@ -48,13 +47,14 @@ from .common import (
     tree,
     type_error,
 )
-from .environment import git_info
-from .models import save_torch, unwrap_model
-from .status import StatusCalls
+from flexlogger.experiment.environment import git_info
+from flexlogger.experiment.models import save_torch, unwrap_model
+from flexlogger.experiment.status import StatusCalls
+from flexlogger.experiment.textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
 
 
 class RecordCalls(StatusCalls):
-    """The experiment-record calls of a :class:`~flexlogger.run.Run` (see :mod:`flexlogger.experiment`)."""
+    """The experiment-record calls of a :class:`~flexlogger.core.run.Run` (see :mod:`flexlogger.experiment`)."""
 
     def _check_window(self, call: str, name: str, kind: str) -> str:
         """A window name a text or image call may draw: not one of the run's fixed windows, and not a window of
@@ -140,7 +140,7 @@ class RecordCalls(StatusCalls):
     def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
         """Show Markdown rendered in the window ``name`` and store it as ``text/<name>-<step>.md``.
 
-        Raw HTML in ``markdown`` is shown as text, never run (see :func:`flexlogger.textdiff.markdown_html`).
+        Raw HTML in ``markdown`` is shown as text, never run (see :func:`flexlogger.experiment.textdiff.markdown_html`).
 
         Raises:
             RecordCallError: a bad name, markdown or step.
@@ -163,7 +163,7 @@ class RecordCalls(StatusCalls):
         Args:
             name: the window (and file) name.
             image: a tensor or numpy array (H x W, C x H x W or H x W x C; floats in [0, 1] or integers in
-                [0, 255]) or a PIL image; see :mod:`flexlogger.images`.
+                [0, 255]) or a PIL image; see :mod:`flexlogger.experiment.images`.
             step: the step it belongs to.
             boxes: dicts ``{'xStart', 'yStart', 'xEnd', 'yEnd', 'className', 'probability'}`` in pixels
                 (``className`` and ``probability`` optional): each is drawn with its class's colour, its class
@@ -252,7 +252,7 @@ class RecordCalls(StatusCalls):
         for title, body in sections.items():
             check_name(call, title, "sections' titles")
             check_text(call, f"sections[{title!r}]", body)
-        from .. import __version__
+        from flexlogger import __version__
 
         if repo is not None and not isinstance(repo, (str, os.PathLike)):
             raise type_error(call, "repo", "a folder path (str or Path) or None (the current folder)", repo)

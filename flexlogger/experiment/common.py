@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import FlexLoggerError, short_repr
+from flexlogger.errors import FlexLoggerError, short_repr
 
 HPARAMS_PLOT = "hparams"
 HPARAMS_FILE = "hparams.json"

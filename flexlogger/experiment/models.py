@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ..errors import short_repr
-from .common import RecordCallError
+from flexlogger.errors import short_repr
+from flexlogger.experiment.common import RecordCallError
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

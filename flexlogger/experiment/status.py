@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import short_repr
-from ..options import check_option
-from ..sinks.base import Update
-from .base import RunCalls
-from .common import (
+from flexlogger.config.options import check_option
+from flexlogger.errors import short_repr
+from flexlogger.experiment.base import RunCalls
+from flexlogger.experiment.common import (
     STATUS_EVERY,
     STATUS_PLOT,
     RecordCallError,
@@ -20,6 +19,7 @@ from .common import (
     iso,
     jsonable,
 )
+from flexlogger.sinks.base import Update
 
 
 class StatusCalls(RunCalls):

@@ -11,6 +11,6 @@ Importing this package imports no framework; importing an adapter without its fr
 :class:`~flexlogger.integrations.common.MissingExtraError` (an ``ImportError``) naming the extra to install.
 """
 
-from .common import IntegrationWarning, MissingExtraError
+from flexlogger.integrations.common import IntegrationWarning, MissingExtraError
 
 __all__ = ["IntegrationWarning", "MissingExtraError"]

@@ -2,7 +2,7 @@
 
 - :class:`MissingExtraError`: an adapter imported without its framework names the extra to install.
 - :class:`Recipe`: an adapter's ``config``/``presets``/run options, validated when the adapter is made (every
-  problem at once, naming the adapter), built into a :class:`~flexlogger.logger.FlexLogger` when first needed (a
+  problem at once, naming the adapter), built into a :class:`~flexlogger.core.logger.FlexLogger` when first needed (a
   framework may start its worker processes between the two).
 - :class:`MetricRouter`: a framework's ``{name: value}`` metrics into meters: a metric that names a meter (or does so
   with ``/`` read as ``_``: ``train/loss`` feeds ``train_loss``) feeds it; any other number gets a line window of its
@@ -26,8 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config, load_config
-from ..errors import (
+from flexlogger.config.config import Config, load_config
+from flexlogger.config.options import GIVEN_RUN
+from flexlogger.core.logger import FlexLogger
+from flexlogger.core.run import Run
+from flexlogger.errors import (
     ConfigError,
     FlexLoggerError,
     InvalidConfigError,
@@ -35,11 +38,8 @@ from ..errors import (
     short_repr,
     unknown_name_message,
 )
-from ..logger import FlexLogger
-from ..modellogger import TooledModelLogger
-from ..options import GIVEN_RUN
-from ..run import Run
-from ..stats import STATS
+from flexlogger.model.logger import TooledModelLogger
+from flexlogger.model.stats import STATS
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
            "import_framework", "is_number", "tooled_options"]
@@ -134,9 +134,9 @@ class Recipe:
         caller: the adapter's constructor as errors name it (``'FlexLightningLogger()'``).
         config: a config file (``.yaml``/``.yml``/``.json``) or dict, as :meth:`FlexLogger.from_config` reads it.
         presets: preset names (``'loss+acc'`` or a list), expanded for ``phases`` with ``preset_args``.
-        phases, preset_args: as for :func:`~flexlogger.logger.get_preset_logger`.
+        phases, preset_args: as for :func:`~flexlogger.core.logger.get_preset_logger`.
         run_options: FlexLogger keyword options (``env``, ``uid``, ``port``, ``log_dir``, ...), or ``run=`` a
-            :class:`~flexlogger.run.Run` to write to (then no other run option).
+            :class:`~flexlogger.core.run.Run` to write to (then no other run option).
         fixed: options the adapter sets itself, refused from the user (``distributed`` for Lightning).
 
     Raises:
@@ -266,7 +266,7 @@ class MetricRouter:
 
 
 def tooled_options(caller: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the :class:`~flexlogger.modellogger.TooledModelLogger` options an adapter is given (its own options,
+    """Check the :class:`~flexlogger.model.logger.TooledModelLogger` options an adapter is given (its own options,
     not ``model`` or ``logger``, which the adapter supplies), before any training starts.
 
     Raises:

@@ -1,5 +1,5 @@
 """pytorch-ignite: :func:`attach` logs into a FlexLogger on an ``Engine`` event; :func:`attach_tooled` records a
-:class:`~flexlogger.modellogger.TooledModelLogger`'s per-layer statistics at every optimizer step.
+:class:`~flexlogger.model.logger.TooledModelLogger`'s per-layer statistics at every optimizer step.
 
 Example:
     >>> from flexlogger.integrations.ignite import attach, attach_tooled
@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..errors import ConfigError, short_repr
-from ..logger import FlexLogger
-from ..modellogger import TooledModelLogger
-from .common import Guard, MetricRouter, import_framework
+from flexlogger.core.logger import FlexLogger
+from flexlogger.errors import ConfigError, short_repr
+from flexlogger.integrations.common import Guard, MetricRouter, import_framework
+from flexlogger.model.logger import TooledModelLogger
 
 ignite_engine = import_framework(("ignite.engine",), "ignite", "flexlogger.integrations.ignite")
 Engine: Any = ignite_engine.Engine
@@ -142,7 +142,7 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
     """Record a TooledModelLogger's per-layer statistics as an ignite handler.
 
     Args:
-        tooled: the :class:`~flexlogger.modellogger.TooledModelLogger` (``logger=Stat`` to share Stat's run).
+        tooled: the :class:`~flexlogger.model.logger.TooledModelLogger` (``logger=Stat`` to share Stat's run).
         engine: the trainer ``Engine``.
         optimizer: with an optimizer, the statistics are recorded right before each ``optimizer.step()`` (a
             torch step pre-hook: after backward and any clipping in your update function, before the update and

@@ -19,7 +19,7 @@ What goes where:
       entry is not drawn.
     - ``save_hyperparameters()`` / ``log_hyperparams`` -> the run's hyperparameters (``log_hparams``).
     - Meters that need batches (``train_acc`` of the ``acc`` preset takes logits and targets): feed them with
-      ``self.logger.experiment.add({...})`` (the :class:`~flexlogger.logger.FlexLogger`) and log them yourself,
+      ``self.logger.experiment.add({...})`` (the :class:`~flexlogger.core.logger.FlexLogger`) and log them yourself,
       e.g. ``self.logger.experiment.log(self.global_step, keys='train_acc')`` in ``on_train_epoch_end``.
     - Distributed: only rank 0 draws and writes the run (Lightning calls ``log_metrics`` on rank 0 only), so
       ``log()`` is never a collective call that could stall training. Values are as exact across ranks as
@@ -35,9 +35,9 @@ from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..logger import FlexLogger
-from ..modellogger import TooledModelLogger
-from .common import Guard, MetricRouter, Recipe, import_framework, tooled_options
+from flexlogger.core.logger import FlexLogger
+from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, tooled_options
+from flexlogger.model.logger import TooledModelLogger
 
 pl = import_framework(("lightning.pytorch", "pytorch_lightning"), "lightning", "flexlogger.integrations.lightning")
 _Logger: Any = pl.loggers.Logger
@@ -62,7 +62,7 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
         phases: the phases presets are made for (Lightning's names: ``train``, ``val``, ``test``).
         preset_args: preset parameters, ``{'confusion': {'k': 10}}``.
         **run_options: FlexLogger options (``env``, ``uid``, ``server``, ``port``, ``log_dir``, ``strict``, ...),
-            or ``run=`` a :class:`~flexlogger.run.Run` shared with other loggers (left open at ``finalize``).
+            or ``run=`` a :class:`~flexlogger.core.run.Run` shared with other loggers (left open at ``finalize``).
             ``distributed`` is not an option: only rank 0 logs.
 
     The FlexLogger (:attr:`experiment`) is made when Lightning first asks for it (after it started its worker
@@ -91,7 +91,7 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
     @property
     def experiment(self) -> FlexLogger:
-        """The :class:`~flexlogger.logger.FlexLogger` (made on first use, and again after ``finalize`` closed it; on
+        """The :class:`~flexlogger.FlexLogger` (made on first use, and again after ``finalize`` closed it; on
         ranks other than 0 its run writes nothing, so ``experiment.add()`` works in ``training_step`` on every
         rank)."""
         if self._logger is None or self._logger.closed:
@@ -174,7 +174,7 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
 
 class FlexLightningCallback(_Callback):  # type: ignore[misc]
-    """Per-layer statistics of the LightningModule (a :class:`~flexlogger.modellogger.TooledModelLogger`),
+    """Per-layer statistics of the LightningModule (a :class:`~flexlogger.model.logger.TooledModelLogger`),
     recorded after backward and before the optimizer step (Lightning's ``on_before_optimizer_step``: the gradients
     of the step, before Lightning's gradient clipping; the weights before the update), drawn at x = the global step
     in the windows of the trainer's :class:`FlexLightningLogger` (one run), on rank 0 only.

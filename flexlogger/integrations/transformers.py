@@ -10,7 +10,7 @@ Install with ``pip install 'flexlogger[transformers]'``.
 
 What goes where (on the main process only, ``state.is_world_process_zero``):
     - ``on_train_begin``: the run's hyperparameters are the ``TrainingArguments`` (``log_hparams``), and with
-      ``tooled=`` a :class:`~flexlogger.modellogger.TooledModelLogger` starts watching the model.
+      ``tooled=`` a :class:`~flexlogger.model.logger.TooledModelLogger` starts watching the model.
     - ``on_log`` and ``on_evaluate``: the metrics, renamed as the Trainer's own TensorBoard and W&B integrations
       name them (``loss`` -> ``train/loss``, ``eval_loss`` -> ``eval/loss``, ``test_acc`` -> ``test/acc``), feed the
       meters of the config or presets (``train/loss`` feeds a ``train_loss`` meter) or get a line window shared by
@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import ConfigError, short_repr
-from ..logger import FlexLogger
-from ..modellogger import TooledModelLogger
-from .common import Guard, MetricRouter, Recipe, import_framework, tooled_options
+from flexlogger.core.logger import FlexLogger
+from flexlogger.errors import ConfigError, short_repr
+from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, tooled_options
+from flexlogger.model.logger import TooledModelLogger
 
 transformers = import_framework(("transformers",), "transformers", "flexlogger.integrations.transformers")
 _TrainerCallback: Any = transformers.TrainerCallback
@@ -68,11 +68,11 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         phases: the phases presets are made for (the Trainer's: ``train``, ``eval``, ``test``).
         preset_args: preset parameters.
         **run_options: FlexLogger options (``env``, ``uid``, ``server``, ``port``, ``log_dir``, ...), or ``run=`` a
-            :class:`~flexlogger.run.Run` shared with other loggers (left open at the end of training).
+            :class:`~flexlogger.core.run.Run` shared with other loggers (left open at the end of training).
 
     Attributes:
-        logger: the :class:`~flexlogger.logger.FlexLogger` (None before training starts).
-        tooled: the :class:`~flexlogger.modellogger.TooledModelLogger` while training, or None.
+        logger: the :class:`~flexlogger.core.logger.FlexLogger` (None before training starts).
+        tooled: the :class:`~flexlogger.model.logger.TooledModelLogger` while training, or None.
 
     Raises:
         InvalidConfigError: every problem of the config, presets and options, naming ``FlexLoggerCallback()``.

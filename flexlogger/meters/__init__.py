@@ -23,12 +23,12 @@ is a meter type named ``torchmetrics.<ClassName>`` (:mod:`flexlogger.meters.torc
 
 from __future__ import annotations
 
-from .base import REDUCTIONS, VIEWS, MeanStdMeter, Meter, State
-from .classification import ClassErrorMeter, ConfusionMeter
-from .image import ImageMeter, make_grid
-from .ranking import APMeter, AUCMeter, average_precision, mAPMeter, roc_curve
-from .regression import MAEMeter, MSEMeter
-from .scalar import AverageValueMeter, BestValueMeter, MovingAverageValueMeter, TimeMeter, ValueMeter
+from flexlogger.meters.base import REDUCTIONS, VIEWS, MeanStdMeter, Meter, State
+from flexlogger.meters.classification import ClassErrorMeter, ConfusionMeter
+from flexlogger.meters.image import ImageMeter, make_grid
+from flexlogger.meters.ranking import APMeter, AUCMeter, average_precision, mAPMeter, roc_curve
+from flexlogger.meters.regression import MAEMeter, MSEMeter
+from flexlogger.meters.scalar import AverageValueMeter, BestValueMeter, MovingAverageValueMeter, TimeMeter, ValueMeter
 
 METER_CLASSES: tuple[type[Meter], ...] = (
     AverageValueMeter, MovingAverageValueMeter, BestValueMeter, ValueMeter, MSEMeter, MAEMeter, ClassErrorMeter,

@@ -7,7 +7,7 @@ A meter type declares its state once, as torchmetrics' ``add_state(name, default
 
 and writes only ``add()`` (or ``_add()``) and ``value()``. :class:`Meter` then resets each field to its default,
 folds another rank's copy into this one with each field's reduction, and makes the host copy sent to other ranks
-(``flexlogger.distributed``) from the same declaration; ``meter_info(type)['merges']`` reads it too.
+(``flexlogger.core.distributed``) from the same declaration; ``meter_info(type)['merges']`` reads it too.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..errors import MeterInputError
+from flexlogger.errors import MeterInputError
 
 VIEWS = ("scalar", "vector", "matrix", "curve", "text")
 
@@ -207,7 +207,7 @@ class Meter:
         for field in self.state:
             field.set(self, field.initial(self))
 
-    # distributed: see flexlogger.distributed -------------------------------------------------------------
+    # distributed: see flexlogger.core.distributed -------------------------------------------------------------
     def portable(self) -> Meter:
         """A copy whose state lives on the host, to send to other ranks; it shares nothing mutable with ``self``."""
         out = copy.copy(self)

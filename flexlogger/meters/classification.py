@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torchnet.meter as tnt
 
-from ..convert import bad_input, describe, to_tensor
-from ..errors import ConfigError, MeterInputError
-from .base import Meter, State
+from flexlogger.errors import ConfigError, MeterInputError
+from flexlogger.meters.base import Meter, State
+from flexlogger.meters.convert import bad_input, describe, to_tensor
 
 
 def _scores_and_labels(meter: Meter, output: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..convert import bad_input, to_tensor
-from ..errors import ConfigError
-from .base import Meter, State
+from flexlogger.errors import ConfigError
+from flexlogger.meters.base import Meter, State
+from flexlogger.meters.convert import bad_input, to_tensor
 
 PADDING = 2
 

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..convert import bad_input, describe, to_tensor
-from ..errors import MeterInputError
-from .base import Meter, State
+from flexlogger.errors import MeterInputError
+from flexlogger.meters.base import Meter, State
+from flexlogger.meters.convert import bad_input, describe, to_tensor
 
 
 class _RankingMeter(Meter):

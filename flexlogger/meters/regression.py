@@ -8,9 +8,9 @@ from typing import Any
 import torch
 import torchnet.meter as tnt
 
-from ..convert import Scalar, describe, to_float, to_tensor
-from ..errors import ConfigError, MeterInputError
-from .base import Meter, State
+from flexlogger.errors import ConfigError, MeterInputError
+from flexlogger.meters.base import Meter, State
+from flexlogger.meters.convert import Scalar, describe, to_float, to_tensor
 
 
 class MSEMeter(Meter):

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torchnet.meter as tnt
 
-from ..convert import Scalar, bad_input, to_float, to_scalar, to_tensor
-from ..errors import ConfigError
-from ..plots import Histogram
-from .base import MeanStdMeter, Meter, State
+from flexlogger.core.plots import Histogram
+from flexlogger.errors import ConfigError
+from flexlogger.meters.base import MeanStdMeter, Meter, State
+from flexlogger.meters.convert import Scalar, bad_input, to_float, to_scalar, to_tensor
 
 
 class AverageValueMeter(MeanStdMeter):

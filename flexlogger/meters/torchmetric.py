@@ -1,6 +1,6 @@
 """TorchMetricMeter: any torchmetrics ``Metric`` class as a meter type named ``torchmetrics.<ClassName>``.
 
-The registry resolves the name inside the torchmetrics package only (``flexlogger.registry``); this module adapts
+The registry resolves the name inside the torchmetrics package only (``flexlogger.config.registry``); this module adapts
 the class it found. torchmetrics is imported only by the registry, when a config names such a meter type.
 """
 
@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..convert import describe, numpy_dtype
-from ..errors import ConfigError, MeterInputError
-from .base import Meter
+from flexlogger.errors import ConfigError, MeterInputError
+from flexlogger.meters.base import Meter
+from flexlogger.meters.convert import describe, numpy_dtype
 
 PREFIX = "torchmetrics."
 REQUIRED = "(required)"  # how meter_args shows an argument without a default (as preset_info does)
@@ -32,7 +32,7 @@ class TorchMetricMeter(Meter):
 
     Distributed: under ``FlexLogger(distributed=True)`` the metric is pooled by torchmetrics' own sync
     (``Metric.sync``: its ``gather_all_tensors`` and each state's ``dist_reduce_fx``), in ``synced()``, a collective
-    call every rank makes from ``flexlogger.distributed.pooled``. The metric is built with ``sync_on_compute=False``,
+    call every rank makes from ``core.distributed.pooled``. The metric is built with ``sync_on_compute=False``,
     so that a plain ``value()`` is this rank's and never blocks on the other ranks (and with
     ``compute_with_cache=False``).
 

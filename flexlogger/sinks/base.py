@@ -13,7 +13,7 @@ class Update:
 
     Attributes:
         plot: the plot name (the window's title).
-        kind: the plot type (``line``, ``bar``, ...; see ``flexlogger.plots``).
+        kind: the plot type (``line``, ``bar``, ...; see ``flexlogger.core.plots``).
         step: the x value of this log.
         data: trace or meter name -> value. For ``line``/``scatter``: trace name -> float (NaN and inf are kept
             and shown as gaps). For ``bar``: meter -> 1-d array, or trace -> float. For ``histogram``/``heatmap``/

@@ -37,7 +37,7 @@ Forked children
     opened it does (``write()`` in a child warns once and does nothing).
 
 :func:`read_record` (in :mod:`flexlogger.sinks.record_read`) reads a record back, skipping damaged lines with a
-warning; ``flexlogger replay RUN_DIR`` (:func:`flexlogger.replay`) draws it on a Visdom server.
+warning; ``flexlogger replay RUN_DIR`` (:func:`flexlogger.tools.replay`) draws it on a Visdom server.
 """
 
 from __future__ import annotations
@@ -54,11 +54,21 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import FlexLoggerError
-from ..plots import APPEND_KINDS
-from .base import Update
-from .record_format import CONFIG, FORMAT, POINTS, SUMMARY, RecordError, decode_data, decode_number, encode, encode_data
-from .record_read import RecordedRun, read_record
+from flexlogger.core.plots import APPEND_KINDS
+from flexlogger.errors import FlexLoggerError
+from flexlogger.sinks.base import Update
+from flexlogger.sinks.record_format import (
+    CONFIG,
+    FORMAT,
+    POINTS,
+    SUMMARY,
+    RecordError,
+    decode_data,
+    decode_number,
+    encode,
+    encode_data,
+)
+from flexlogger.sinks.record_read import RecordedRun, read_record
 
 __all__ = ["CONFIG", "FORMAT", "POINTS", "SUMMARY", "RecordError", "RecordSink", "RecordedRun", "decode_data",
            "decode_number", "encode", "encode_data", "read_record"]

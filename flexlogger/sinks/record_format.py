@@ -1,6 +1,6 @@
 """How the run record writes each data form as JSON and reads it back: one table, keyed by the data form.
 
-Every plot kind declares the form of its data (``flexlogger.plots.PLOT_KINDS[kind].data``, one of
+Every plot kind declares the form of its data (``flexlogger.core.plots.PLOT_KINDS[kind].data``, one of
 ``DATA_FORMS``); :data:`FORMS` holds, for each form, how one value is written and how it is read back. The writer
 (:mod:`flexlogger.sinks.record`) and the reader (:mod:`flexlogger.sinks.record_read`) both go through it, and
 ``tests/test_record.py`` checks that every form round-trips exactly (NaN and Inf included).
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FlexLoggerError
-from ..plots import DATA_FORMS, PLOT_KINDS, Histogram
+from flexlogger.core.plots import DATA_FORMS, PLOT_KINDS, Histogram
+from flexlogger.errors import FlexLoggerError
 
 FORMAT = 2  # 2: the header names the folder ("uid") and the windows' uid ("windows"); 1 had "uid" only
 CONFIG, POINTS, SUMMARY = "config.json", "points.jsonl", "summary.json"
@@ -114,7 +114,7 @@ class DataForm:
     """How one value of a data form is written to the record and read back.
 
     Attributes:
-        name: the data form (one of ``flexlogger.plots.DATA_FORMS``).
+        name: the data form (one of ``flexlogger.core.plots.DATA_FORMS``).
         encode: a value as the logger made it -> JSON-ready data.
         decode: what :attr:`encode` returned, after a trip through JSON -> the value again.
     """
@@ -132,7 +132,7 @@ FORMS: dict[str, DataForm] = {form.name: form for form in (
     DataForm("curve", encode, _decode_curve),
     DataForm("text", _encode_text, lambda value: value),
 )}
-assert set(FORMS) == set(DATA_FORMS), "every data form of flexlogger.plots needs a row in FORMS"
+assert set(FORMS) == set(DATA_FORMS), "every data form of flexlogger.core.plots needs a row in FORMS"
 
 
 def form_of(kind: str) -> DataForm:

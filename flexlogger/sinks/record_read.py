@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..plots import PLOT_KINDS
-from .base import Update
-from .record_format import POINTS, RecordError, decode_data, decode_number
+from flexlogger.core.plots import PLOT_KINDS
+from flexlogger.sinks.base import Update
+from flexlogger.sinks.record_format import POINTS, RecordError, decode_data, decode_number
 
 MAX_WARNINGS = 10  # damaged lines warned about one by one; the rest in one warning
 

@@ -9,10 +9,11 @@
 Only :mod:`.render` imports visdom.
 """
 
-from .buffer import MIN_MAX_POINTS, downsample, downsample_indices
-from .render import RENDERERS, check_opts
-from .sender import VisdomSink
-from .transport import BACKOFF_MAX, BACKOFF_START
+from flexlogger.config.options import MIN_MAX_POINTS
+from flexlogger.sinks.visdom.buffer import downsample, downsample_indices
+from flexlogger.sinks.visdom.render import RENDERERS, check_opts
+from flexlogger.sinks.visdom.sender import VisdomSink
+from flexlogger.sinks.visdom.transport import BACKOFF_MAX, BACKOFF_START
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_START", "MIN_MAX_POINTS", "RENDERERS", "VisdomSink", "check_opts", "downsample",
            "downsample_indices"]

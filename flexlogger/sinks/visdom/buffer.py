@@ -8,7 +8,7 @@ Policy (what the server sees):
   its maximum and its first NaN/Inf (a gap), in order, so spikes stay visible; the last point always stays.
   Points then append again until the next downsampling, which re-buckets the whole range (the resolution stays
   uniform in x). The run record keeps every point.
-- ``line`` windows whose spec says ``aggregate: candlestick`` are drawn as boxes (:mod:`flexlogger.aggregate`):
+- ``line`` windows whose spec says ``aggregate: candlestick`` are drawn as boxes (:mod:`flexlogger.core.aggregate`):
   each trace keeps every point in numpy arrays (16 bytes a point) and the exact five numbers of its buckets
   (:class:`BoxSeries`); a send recomputes only the buckets that got points since the last, all of them when the
   bucket width doubles, in the sender thread outside the lock (the message holds a snapshot). ``aggregate: auto``
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ...aggregate import (
+from flexlogger.core.aggregate import (
     COLORS_KEY,
     SMOOTHED_SUFFIX,
     Box,
@@ -52,9 +52,8 @@ from ...aggregate import (
     bucket_width,
     smooth,
 )
-from ...options import MIN_MAX_POINTS  # noqa: F401 - the least max_points, checked with the other options
-from ...plots import APPEND_KINDS
-from ..base import Update
+from flexlogger.core.plots import APPEND_KINDS
+from flexlogger.sinks.base import Update
 
 
 @dataclass
@@ -78,7 +77,7 @@ class Trace:
 
 class BoxSeries:
     """Every point of one trace of a candlestick window, and the exact boxes of its buckets (see
-    :mod:`flexlogger.aggregate`). Points are kept in numpy arrays grown by doubling.
+    :mod:`flexlogger.core.aggregate`). Points are kept in numpy arrays grown by doubling.
 
     Two sides: :meth:`append` (the training thread, under the sink's lock) only adds points;
     :meth:`source` (under the lock) snapshots them as a function that computes the boxes later, outside the lock,

@@ -2,7 +2,7 @@
 Visdom message that creates or replaces its whole window. No threads, no HTTP, no state.
 
 Every plot kind has a renderer in :data:`RENDERERS` (``tests/test_plots.py`` checks every kind of
-``flexlogger.plots.PLOT_TYPES`` has one): a renderer takes the Visdom client used offline as a builder
+``flexlogger.core.plots.PLOT_TYPES`` has one): a renderer takes the Visdom client used offline as a builder
 (``send=False``: it returns the message instead of posting it), the window id, the env and the update.
 
 - ``line``/``scatter`` (data form ``points``): a whole window of traces (:func:`render_traces`). Visdom's client
@@ -10,7 +10,7 @@ Every plot kind has a renderer in :data:`RENDERERS` (``tests/test_plots.py`` che
   None (a gap). The sender's steady path (:func:`trace_template`, :func:`encode_xs`, :func:`assemble_lines`) builds
   each trace's options once and reuses the JSON text of the points it already encoded (turning floats into JSON
   text is most of a send's cost), so a send encodes only the points new since the last one.
-- ``histogram``: drawn from bin counts (:class:`flexlogger.plots.Histogram`) as Visdom's own ``histogram`` draws
+- ``histogram``: drawn from bin counts (:class:`flexlogger.core.plots.Histogram`) as Visdom's own ``histogram`` draws
   them (a bar of the counts over ``linspace(lo, hi, bins)``). A raw array is binned here (``opts.numbins``,
   default 30), for loggers that send the values.
 - Other kinds (bar, heatmap, image, text, curve) draw the latest content of their window.
@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import visdom
 
-from ...aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks, color
-from ...errors import ConfigError
-from ...plots import DEFAULT_BINS, Histogram
-from ..base import Update
+from flexlogger.core.aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks, color
+from flexlogger.core.plots import DEFAULT_BINS, Histogram
+from flexlogger.errors import ConfigError
+from flexlogger.sinks.base import Update
 
 Renderer = Callable[[Any, str, str, Update], dict[str, Any]]
 """``renderer(builder, win, env, update) -> message``: the Visdom message (a JSON-able dict) for the window."""
@@ -141,7 +141,7 @@ def trace_template(builder: Any, win: str, env: str, plot: str, kind: str, opts:
 
 def trace_style(opts: Mapping[str, Any], name: str, trace: dict[str, Any]) -> None:
     """Style ``trace`` of a smoothed window: a series and its smoothed trace share a colour (by the series' index
-    in ``opts[COLORS_KEY]``), the raw one fainter (:data:`~flexlogger.aggregate.RAW_OPACITY`, as the colour's
+    in ``opts[COLORS_KEY]``), the raw one fainter (:data:`~flexlogger.core.aggregate.RAW_OPACITY`, as the colour's
     alpha: Visdom's page resets a line trace's ``opacity``)."""
     if opts.get("smooth") is None:
         return

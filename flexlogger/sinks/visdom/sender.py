@@ -54,13 +54,14 @@ import weakref
 from collections import deque
 from typing import Any
 
-from ...errors import DeliveryError
-from ...options import check_options, raise_problems
-from ...server import resolve_credentials
-from ..base import Update
-from . import render
-from .buffer import Buffer, Message, Window
-from .transport import Backoff, Transport
+from flexlogger.config.options import check_options, raise_problems
+from flexlogger.defaults import DEFAULT_ENV, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.errors import DeliveryError
+from flexlogger.sinks.base import Update
+from flexlogger.sinks.visdom import render
+from flexlogger.sinks.visdom.buffer import Buffer, Message, Window
+from flexlogger.sinks.visdom.transport import Backoff, Transport
+from flexlogger.tools.server import resolve_credentials
 
 JOIN_LIMIT_S = 30.0  # the longest close() waits for the sender thread when the request timeout is not finite
 
@@ -88,11 +89,12 @@ class VisdomSink:
             kept and sent when it comes up).
     """
 
-    def __init__(self, server: str = "http://localhost", port: int = 8097, env: str = "main", uid: str = "run", *,
+    def __init__(self, server: str = DEFAULT_SERVER, port: int = DEFAULT_PORT, env: str = DEFAULT_ENV,
+                 uid: str = "run", *,
                  max_points: int = 2000, min_interval: float = 0.2, timeout: float = 10.0,
                  close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "",
                  username: str | None = None, password: str | None = None) -> None:
-        # the checks of every run option live in flexlogger.options (the constructors and load_config use them too)
+        # the checks of every run option live in config.options (the constructors and load_config use them too)
         problems = check_options({"server": server, "port": port, "max_points": max_points,
                                   "min_interval": min_interval, "timeout": timeout, "close_timeout": close_timeout,
                                   "save_every": save_every, "base_url": base_url}, "VisdomSink()",

@@ -32,7 +32,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
-from ...errors import ConfigError
+from flexlogger.errors import ConfigError
 
 BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 LOGIN_WRONG = 400  # Visdom's answer to a login with a wrong username or password

@@ -27,10 +27,11 @@ from typing import Any
 
 import requests
 
-from .errors import DeliveryError, short_repr
-from .plots import APPEND_KINDS
-from .sinks.base import Update
-from .sinks.record import read_record
+from flexlogger.core.plots import APPEND_KINDS
+from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.errors import DeliveryError, short_repr
+from flexlogger.sinks.base import Update
+from flexlogger.sinks.record import read_record
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ReplayResult:
 PROBE_TIMEOUT = (3.0, 5.0)  # s to connect, s to answer: what "fail fast" means for a server that is not Visdom
 
 
-def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 8097, env: str | None = None,
+def replay(run_dir: str | Path, server: str = DEFAULT_SERVER, port: int = DEFAULT_PORT, env: str | None = None,
            timeout: float = 120.0, uid: str | None = None, follow: bool = False, poll: float = 0.5,
            stop: threading.Event | None = None, **sink_kwargs: Any) -> ReplayResult:
     """Draw a recorded run on a Visdom server.
@@ -81,7 +82,7 @@ def replay(run_dir: str | Path, server: str = "http://localhost", port: int = 80
     env = env or record.env
     url = f"{server.rstrip('/')}:{port}"
     check_visdom(url, port)
-    from .sinks.visdom import VisdomSink  # imports visdom: only when replaying
+    from flexlogger.sinks.visdom import VisdomSink
 
     sink = VisdomSink(server=server, port=port, env=env, uid=uid or record.window_uid, **sink_kwargs)
     count, points = _draw(sink, [record.updates], url, record.path, timeout)
@@ -149,14 +150,14 @@ def check_visdom(url: str, port: int) -> None:
 def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: float, uid: str | None, poll: float,
             stop: threading.Event | None, sink_kwargs: dict[str, Any]) -> ReplayResult:
     """:func:`replay` with ``follow=True``: draw the record, then what is appended to it, as it arrives."""
-    from .follow import RecordFollower
+    from flexlogger.tools.follow import RecordFollower
 
     follower = RecordFollower(run_dir)
     updates = follower.poll()  # the header first: the recorded env and uid
     env = env or follower.env
     url = f"{server.rstrip('/')}:{port}"
     check_visdom(url, port)
-    from .sinks.visdom import VisdomSink
+    from flexlogger.sinks.visdom import VisdomSink
 
     sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid, **sink_kwargs)
 

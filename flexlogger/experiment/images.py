@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FlexLoggerError, short_repr
+from flexlogger.errors import FlexLoggerError, short_repr
 
 __all__ = ["BOX_KEYS", "PALETTE", "Box", "ImageInputError", "check_boxes", "draw_boxes", "png_bytes", "to_rgb"]
 

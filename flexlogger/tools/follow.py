@@ -9,9 +9,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .plots import APPEND_KINDS, PLOT_KINDS
-from .sinks.base import Update
-from .sinks.record import POINTS, SUMMARY, RecordError, decode_data, decode_number
+from flexlogger.core.plots import APPEND_KINDS, PLOT_KINDS
+from flexlogger.sinks.base import Update
+from flexlogger.sinks.record import POINTS, SUMMARY, RecordError, decode_data, decode_number
 
 __all__ = ["RecordFollower"]
 

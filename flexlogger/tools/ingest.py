@@ -27,7 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, FlexLoggerError
+from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.errors import ConfigError, FlexLoggerError
 
 __all__ = ["FIELDS", "MAX_BODY", "IngestError", "IngestServer", "Point", "PointError", "parse_point"]
 
@@ -112,9 +113,10 @@ class IngestServer:
     """
 
     def __init__(self, port: int = 8120, *, public: bool = False, env: str = "ingest",
-                 server: str | None = "http://localhost", visdom_port: int = 8097, log_dir: str | Path | None = "runs",
+                 server: str | None = DEFAULT_SERVER, visdom_port: int = DEFAULT_PORT,
+                 log_dir: str | Path | None = DEFAULT_LOG_DIR,
                  max_body: int = MAX_BODY, **run_options: Any) -> None:
-        from .options import check_options, raise_problems
+        from flexlogger.config.options import check_options, raise_problems
 
         options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
         bad = [k for k in ("uid", "port") if k in run_options]
@@ -184,8 +186,8 @@ class IngestServer:
 
     def store(self, point: Point) -> None:
         """Log ``point`` in its model's run (made on first sight), its series' plot added on first sight."""
-        from .logger import FlexLogger
-        from .run import Run
+        from flexlogger.core.logger import FlexLogger
+        from flexlogger.core.run import Run
 
         with self._lock:
             logger = self.loggers.get(point.model)

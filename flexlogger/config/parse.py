@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, short_repr
+from flexlogger.errors import ConfigError, short_repr
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 

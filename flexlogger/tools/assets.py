@@ -9,7 +9,7 @@ puts each file where Visdom expects it, and writes ``static/version.built`` as V
 considers its assets built. It does nothing when they are all present.
 
 Example:
-    >>> from flexlogger.assets import ensure_assets
+    >>> from flexlogger.tools.assets import ensure_assets
     >>> ensure_assets()                      # doctest: +SKIP
     [PosixPath('.../visdom/static/js/jquery.min.js'), ...]
 """
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FlexLoggerError
+from flexlogger.errors import FlexLoggerError
 
 __all__ = ["Asset", "AssetError", "assets_from_build_source", "ensure_assets", "missing_assets", "npm_asset",
            "visdom_assets", "visdom_static_dir"]

@@ -1,7 +1,7 @@
 """Plot and meter specs: the validated, immutable form of ``{'type': ..., 'target': ..., 'args': ...}`` dicts.
 
 Every error names where the bad value sits (``meters.train_loss.type``), what was expected and the valid choices,
-so a config file with several problems can report them all (``flexlogger.config`` collects them).
+so a config file with several problems can report them all (``flexlogger.config.config`` collects them).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, Problem, UnknownNameError, short_repr, unknown_name_message
-from .registry import METERS, PLOTS, meter_args, meter_class, view_for
+from flexlogger.config.registry import METERS, PLOTS, meter_args, meter_class, view_for
+from flexlogger.errors import ConfigError, Problem, UnknownNameError, short_repr, unknown_name_message
 
 PLOT_KEYS = ("type", "opts", "aggregate", "smooth")
 DRAWING_KEYS = ("aggregate", "smooth")  # line plots only; carried in the plot's opts to its sinks and record
@@ -34,7 +34,7 @@ _COLOR = re.compile(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]+|"
 class PlotSpec:
     """A window: its plot ``type`` and the Visdom ``opts`` it is drawn with (title defaults to the plot name).
 
-    A line plot's ``aggregate`` and ``smooth`` (see :mod:`flexlogger.aggregate`) are kept in ``opts`` under those
+    A line plot's ``aggregate`` and ``smooth`` (see :mod:`flexlogger.core.aggregate`) are kept in ``opts`` under those
     names, so that they reach the sinks and the run record with the plot (Visdom never sees them); the spec dict
     (:meth:`to_dict`) has them beside ``type``.
     """
@@ -150,7 +150,7 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     if "legend" in opts:  # Visdom would name every trace of a line after its first entry
         raise ConfigError(f"{where}.opts.legend: expected no `legend`: a window's legend is the names of the meters "
                           "that feed it (e.g. train_err@1, train_err@5); name the meters as they should be shown")
-    from .sinks.visdom import check_opts  # what Visdom's client would reject, whatever the data
+    from flexlogger.sinks.visdom import check_opts
 
     check_opts(f"{where}.opts", opts)
     drawing = _drawing_keys(where, raw, opts)
@@ -159,7 +159,7 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
 
 def _drawing_keys(where: str, raw: Mapping[str, Any], opts: Mapping[str, Any]) -> dict[str, Any]:
     """The checked ``aggregate`` and ``smooth`` of a plot spec (line plots only)."""
-    from .aggregate import AGGREGATES
+    from flexlogger.core.aggregate import AGGREGATES
 
     inside = [k for k in DRAWING_KEYS if k in opts]
     if inside:
@@ -342,7 +342,7 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
     Returns:
         The new definitions that are valid.
     """
-    from .registry import make_meter
+    from flexlogger.config.registry import make_meter
 
     old_plots, old_meters = dict(existing_plots or {}), dict(existing_meters or {})
     plots: dict[str, PlotSpec] = {}

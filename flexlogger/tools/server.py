@@ -2,7 +2,7 @@
 
 Visdom's own entry point (``python -m visdom.server``) downloads its JavaScript from CDNs before it starts
 and fails without them, so the server is launched through ``visdom.server.run_server.main``, which skips
-the downloads (see :mod:`flexlogger.assets` for installing the web assets offline).
+the downloads (see :mod:`flexlogger.tools.assets` for installing the web assets offline).
 
 Works with visdom 0.2.4 and 0.3.x. Two differences matter here: visdom 0.3 moves to another free port when
 the asked one is busy (0.2.4 fails), so the port is checked before starting and the port the server reports
@@ -14,7 +14,7 @@ server that exits when its stdin pipe from the starter closes, which covers a cr
 it was started with ``detached=True`` (the demo's, which keeps running for the browser).
 
 Example:
-    >>> from flexlogger.server import start_server
+    >>> from flexlogger.tools.server import start_server
     >>> with start_server(env_path="/tmp/visdom") as srv:   # doctest: +SKIP
     ...     print(srv.url, srv.port)
     http://localhost 41873
@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Self
 
-from .errors import ConfigError, FlexLoggerError, short_repr
+from flexlogger.defaults import DEFAULT_PORT
+from flexlogger.errors import ConfigError, FlexLoggerError, short_repr
 
 __all__ = ["VisdomServer", "VisdomServerError", "check_port", "delete_env", "ensure_server", "find_free_port",
            "is_serving", "resolve_credentials", "start_server"]
@@ -537,7 +538,7 @@ def start_server(port: int | None = None, env_path: str | Path | None = None, pu
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def ensure_server(port: int = 8097, state_dir: str | Path = ".visdom", install_assets: bool = True,
+def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", install_assets: bool = True,
                   timeout: float = 30.0) -> VisdomServer | None:
     """Reuse the server answering on ``port``, or start one that keeps running after this process exits.
 
@@ -560,7 +561,7 @@ def ensure_server(port: int = 8097, state_dir: str | Path = ".visdom", install_a
     if install_assets:
         import warnings
 
-        from .assets import AssetError, ensure_assets
+        from flexlogger.tools.assets import AssetError, ensure_assets
 
         try:
             ensure_assets()

@@ -65,7 +65,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .errors import ConfigError, UnknownNameError, unknown_name_message
+from flexlogger.errors import ConfigError, UnknownNameError, unknown_name_message
 
 __all__ = ["RECORDER_STATS", "AnomalyEvent", "FlightRecorder", "History", "Rule", "check_rules"]
 
@@ -231,7 +231,7 @@ class AnomalyEvent:
 class FlightRecorder:
     """Keeps the last ``window`` steps of cheap per-layer statistics on the device and watches them with rules.
 
-    Give it to :class:`~flexlogger.tooled.TooledModel` (``TooledModel(model, recorder=rec)``), which feeds it at
+    Give it to :class:`~flexlogger.model.tooled.TooledModel` (``TooledModel(model, recorder=rec)``), which feeds it at
     every ``step()``. When a rule fires, a :class:`ModelAnomalyWarning` names the first offending layer in forward
     order, the rule, the step and the value; the TooledModel records its full statistics for the next ``after``
     steps (``stats`` when the TooledModel was given none); ``on_trigger(event)`` and every callable in

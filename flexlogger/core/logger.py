@@ -1,7 +1,7 @@
 """FlexLogger: owns the meters and the windows they feed, and routes values from ``add()`` to its run.
 
 Data flows one way: ``add()`` -> meter state -> ``log()`` -> one :class:`~flexlogger.sinks.base.Update` per
-window -> the :class:`~flexlogger.run.Run` -> its sinks (Visdom in the background, the run record on disk). The
+window -> the :class:`~flexlogger.core.run.Run` -> its sinks (Visdom in the background, the run record on disk). The
 logger never formats HTTP and a sink never reads a meter.
 """
 
@@ -20,18 +20,18 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from . import distributed as distributed_
-from .config import config_dict, load_config
-from .convert import describe
-from .errors import ConfigError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
-from .meters import Meter
-from .options import GIVEN_RUN, check_options, raise_problems
-from .plots import DEFAULT_BINS, Histogram
-from .presets import DEFAULT_PHASES, compose, expand_presets
-from .registry import PLOTS, make_meter, view_for
-from .run import Run
-from .sinks.base import Sink, Update
-from .specs import MeterSpec, PlotSpec, check_definitions, trace_style
+from flexlogger.config.config import config_dict, load_config
+from flexlogger.config.options import GIVEN_RUN, check_options, raise_problems
+from flexlogger.config.presets import DEFAULT_PHASES, compose, expand_presets
+from flexlogger.config.registry import PLOTS, make_meter, view_for
+from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions, trace_style
+from flexlogger.core import distributed as distributed_
+from flexlogger.core.plots import DEFAULT_BINS, Histogram
+from flexlogger.core.run import Run
+from flexlogger.errors import ConfigError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
+from flexlogger.meters import Meter
+from flexlogger.meters.convert import describe
+from flexlogger.sinks.base import Sink, Update
 
 Observer = Callable[[float, dict[str, float], list[str]], None]
 """``callback(step, series, plots)``, called at the end of every ``log()`` (see :meth:`FlexLogger.observe`)."""
@@ -45,21 +45,22 @@ class FlexLogger:
         meters: meter name -> ``{'type': 'AverageValueMeter', 'target': 'loss', 'args': {...}}``; ``target``
             names a plot or a list of plots. Meter types: ``flexlogger.meter_types()``. A plot and a meter may share
             a name when that meter is the one meter feeding that plot (``log(keys=name)`` then means the same).
-        run: the :class:`~flexlogger.run.Run` to write to (its env, record and Visdom sender, shared with its other
+        run: the :class:`~flexlogger.core.run.Run` to write to (its env, record and Visdom sender, shared with its other
             loggers). None: the logger makes its own run from ``run_options``, and closes it with :meth:`close`.
         strict: ``add()`` of an unknown key raises KeyError; with ``strict=False`` it warns once per key.
         sinks: extra sinks for the logger's own run (anything with ``write``/``flush``/``close``).
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
-            collective calls, and draw from rank 0 only (see ``flexlogger.distributed``). Default: on when a
+            collective calls, and draw from rank 0 only (see ``flexlogger.core.distributed``). Default: on when a
             process group with more than one rank is initialised.
         **run_options: the options of the run it makes (without ``run=``): ``env``, ``uid``, ``server``,
             ``port``, ``log_dir``, ``disabled``, ``max_steps`` and the Visdom sender's (``max_points``,
-            ``min_interval``, ...); see :class:`~flexlogger.run.Run` and ``flexlogger.options``. ``max_steps`` (the
+            ``min_interval``, ...); see :class:`~flexlogger.core.run.Run` and
+            ``flexlogger.config.options``. ``max_steps`` (the
             number of steps the run will log, counted from 0: progress and an ETA in :meth:`show`, in a
             ``run_status`` window and in ``summary.json``) is also taken with ``run=``, and set on that run.
 
     Attributes:
-        run: the logger's :class:`~flexlogger.run.Run`; ``env``, ``uid`` and ``run_dir`` are the run's.
+        run: the logger's :class:`~flexlogger.core.run.Run`; ``env``, ``uid`` and ``run_dir`` are the run's.
 
     Raises:
         ConfigError: a bad definition or option, or an unknown keyword argument (with the closest valid names).
@@ -248,7 +249,7 @@ class FlexLogger:
 
     def save_config(self, path: str | Path) -> Path:
         """Write :meth:`to_config` to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
-        from .config import save_config
+        from flexlogger.config.config import save_config
 
         return save_config(self.to_config(), path)
 
@@ -257,7 +258,8 @@ class FlexLogger:
         """A logger from a config file (``.yaml``/``.yml``/``.json``) or dict, validated as a whole first.
 
         ``overrides`` replace the config's top-level keys (``env='exp2'``); ``sinks=`` adds extra sinks.
-        Every problem is reported at once (:class:`~flexlogger.errors.InvalidConfigError`); see ``flexlogger.config``.
+        Every problem is reported at once (:class:`~flexlogger.errors.InvalidConfigError`);
+        see ``flexlogger.config.config``.
         """
         extra = {k: overrides.pop(k) for k in ("sinks", "run") if k in overrides}
         config = load_config(source, **overrides)
@@ -269,7 +271,8 @@ class FlexLogger:
     @classmethod
     def from_presets(cls, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
                      preset_args: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any) -> FlexLogger:
-        """A logger made of presets: ``FlexLogger.from_presets('loss', 'acc', env='mnist')``; see flexlogger.presets."""
+        """A logger made of presets: ``FlexLogger.from_presets('loss', 'acc', env='mnist')``;
+        see flexlogger.config.presets."""
         plots, meters = compose(names, phases, preset_args)
         return cls(plots, meters, **kwargs)
 
@@ -646,12 +649,12 @@ class FlexLogger:
         return self.run.disabled
 
     def disable(self) -> None:
-        """Make every logging call a no-op until :meth:`enable` (the run's :meth:`~flexlogger.run.Run.disable`:
+        """Make every logging call a no-op until :meth:`enable` (the run's :meth:`~flexlogger.core.run.Run.disable`:
         every logger of the run)."""
         self.run.disable()
 
     def enable(self) -> None:
-        """Log again after :meth:`disable` (the run's :meth:`~flexlogger.run.Run.enable`)."""
+        """Log again after :meth:`disable` (the run's :meth:`~flexlogger.core.run.Run.enable`)."""
         self.run.enable()
 
     # display -----------------------------------------------------------------------------------------------
@@ -714,7 +717,7 @@ _SHAPE_TEXT = {"heatmap": "a 2-d matrix", "image": "an H x W, C x H x W or H x W
 
 def _histogram(meter: Meter, opts: Mapping[str, Any]) -> Histogram:
     """A meter's latest array as bin counts (only the counts travel to the record and the server). A meter
-    holding a :class:`~flexlogger.plots.Histogram` already (counted on the device by TooledModel) passes it on."""
+    holding a :class:`~flexlogger.core.plots.Histogram` already (counted on the device by TooledModel) passes it on."""
     value = meter.value()
     if isinstance(value, Histogram):
         return value

@@ -1,6 +1,6 @@
 """Candlestick statistics and exponential smoothing of dense line series: pure functions, no state kept here.
 
-A line plot may declare ``aggregate`` and ``smooth`` beside ``type`` and ``opts`` (see ``flexlogger.specs``):
+A line plot may declare ``aggregate`` and ``smooth`` beside ``type`` and ``opts`` (see ``flexlogger.config.specs``):
 
 - ``aggregate: candlestick``: each trace is drawn as boxes, one per bucket of steps: minimum, first quartile,
   median, third quartile and maximum of every point of the bucket, computed exactly (:func:`five_numbers`, equal to

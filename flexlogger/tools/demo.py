@@ -33,7 +33,8 @@ except ImportError as exc:  # the demo's own extras; `flexlogger demo` turns thi
                               name=exc.name) from exc
 
 import flexlogger
-from flexlogger.server import VisdomServer, delete_env, ensure_server
+from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT
+from flexlogger.tools.server import VisdomServer, delete_env, ensure_server
 
 CLASSES = 10
 BATCH = 64
@@ -82,10 +83,11 @@ def make_loggers(model: nn.Module, env: str, port: int, log_dir: str | None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a small CNN on the digits data set, logging to Visdom.")
-    parser.add_argument("--port", type=int, default=8097, help="Visdom server port (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=8, help="epochs (default: %(default)s)")
     parser.add_argument("--env", default="flexlogger_demo", help="Visdom env (default: %(default)s)")
-    parser.add_argument("--log-dir", default="runs", help="run record folder, '' for none (default: %(default)s)")
+    parser.add_argument("--log-dir", default=DEFAULT_LOG_DIR,
+                        help="run record folder, '' for none (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

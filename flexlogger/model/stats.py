@@ -1,4 +1,4 @@
-"""Per-tensor statistics for :class:`~flexlogger.tooled.TooledModel`, computed on the tensor's device.
+"""Per-tensor statistics for :class:`~flexlogger.model.tooled.TooledModel`, computed on the tensor's device.
 
 A :class:`StatPlan` turns a tensor into a short list of 0-d tensors (no host transfer; on the CPU, where the host
 is the device, ``nonfinite`` reads the tensor's sum back first: see ``_count_finite``); the TooledModel stacks the
@@ -24,8 +24,8 @@ from typing import Any, TypeAlias
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, UnknownNameError, unknown_name_message
-from .plots import Histogram  # re-exported: where TooledModel users found it
+from flexlogger.core.plots import Histogram
+from flexlogger.errors import ConfigError, UnknownNameError, unknown_name_message
 
 __all__ = ["STATS", "CustomStat", "Histogram", "StatPlan", "check_stats", "parse_stats", "histogram"]
 

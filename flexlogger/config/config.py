@@ -4,8 +4,8 @@ A config is a mapping (a YAML or JSON file, or a dict) with these keys, all opti
 
     env: mnist                  # FlexLogger options: env, uid, server, port, log_dir, strict
     port: 8097                  # ... and the Visdom sink's options (min_interval, timeout, ...)
-    max_steps: 500              # the steps the run will log (progress and ETA); see flexlogger.options
-    presets: loss+acc           # presets to expand (a '+'-joined string or a list), see flexlogger.presets
+    max_steps: 500              # the steps the run will log (progress and ETA); see flexlogger.config.options
+    presets: loss+acc           # presets to expand (a '+'-joined string or a list), see flexlogger.config.presets
     phases: [train, test]       # the phases the presets' meters are made for (default: train, test)
     preset_args: {confusion: {k: 10}}
     plots:  {grad_norm: {type: line, opts: {ylabel: norm}}}     # plots and meters as FlexLogger takes them
@@ -14,7 +14,7 @@ A config is a mapping (a YAML or JSON file, or a dict) with these keys, all opti
 The whole config is checked before anything is built and every problem is reported in one
 :class:`~flexlogger.errors.InvalidConfigError`, each with its path (``meters.train_loss.type: ...``).
 
-Files are read by ``flexlogger.files`` (the only module that imports ``yaml``), which only ever uses the safe
+Files are read by ``flexlogger.config.parse`` (the only module that imports ``yaml``), which only ever uses the safe
 loader: a config builds plain data (mappings, lists, strings, numbers, booleans, null), never Python objects, and
 meter and plot ``type`` names resolve only through flexlogger's registries. A config can never import or run code.
 
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from . import options as options_
-from .errors import ConfigError, InvalidConfigError, unknown_name_message
-from .files import SUFFIXES, dump_text, read_file, write_whole
-from .specs import MeterSpec, PlotSpec, check_definitions
+from flexlogger.config import options as options_
+from flexlogger.config.parse import SUFFIXES, dump_text, read_file, write_whole
+from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
+from flexlogger.errors import ConfigError, InvalidConfigError, unknown_name_message
 
 PRESET_KEYS = ("presets", "phases", "preset_args")
 DEFINITION_KEYS = ("plots", "meters")
@@ -116,7 +116,7 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
     meters_raw: dict[str, Any] = {}
     origin: dict[str, str] = {}  # expanded name -> the preset it came from
     if raw.get("presets") not in (None, "", []):
-        from .presets import expand_presets
+        from flexlogger.config.presets import expand_presets
 
         plots_raw, meters_raw, origin = expand_presets(raw["presets"], raw.get("phases"), raw.get("preset_args"),
                                                        problems)

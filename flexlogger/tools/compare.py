@@ -21,7 +21,7 @@ Example:
   else ``max`` for names that read as scores (acc, accuracy, auc, ap, map, precision, recall, f1, score, iou, dice),
   ``min`` for the rest (losses, errors).
 
-:class:`~flexlogger.follow.RecordFollower` reads the records, incrementally (as ``flexlogger replay --follow``).
+:class:`~flexlogger.tools.follow.RecordFollower` reads the records, incrementally (as ``flexlogger replay --follow``).
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
-from .experiment.common import HPARAMS_FILE
-from .follow import RecordFollower
-from .plots import APPEND_KINDS
-from .replay import check_visdom
-from .sinks.base import Update
-from .sinks.record import CONFIG, POINTS, RecordError
+from flexlogger.core.plots import APPEND_KINDS
+from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
+from flexlogger.experiment.common import HPARAMS_FILE
+from flexlogger.sinks.base import Update
+from flexlogger.sinks.record import CONFIG, POINTS, RecordError
+from flexlogger.tools.follow import RecordFollower
+from flexlogger.tools.replay import check_visdom
 
 __all__ = ["CompareResult", "HparamsTable", "compare", "hparams_table"]
 
@@ -154,7 +155,7 @@ def choose_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | Non
 
 
 def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, names: Sequence[str] | None = None,
-            env: str | None = None, server: str = "http://localhost", port: int = 8097, follow: bool = False, *,
+            env: str | None = None, server: str = DEFAULT_SERVER, port: int = DEFAULT_PORT, follow: bool = False, *,
             meters: Sequence[str] | None = None, sort: str | None = None, poll: float = 0.5,
             stop: threading.Event | None = None, timeout: float = 120.0, **sink_options: Any) -> CompareResult:
     """Draw the chosen plots of several runs in one env, one trace per run and meter, and the hparams table.
@@ -198,7 +199,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     login_options = {k: sink_options[k] for k in ("base_url", "username", "password") if k in sink_options}
     url = f"{server.rstrip('/')}:{port}{sink_options.get('base_url', '')}"
     check_visdom(url, port)
-    from .sinks.visdom import VisdomSink
+    from flexlogger.sinks.visdom import VisdomSink
 
     if not follow:  # the records are read whole: one send per window at the end (flush), not one per min_interval
         sink_options.setdefault("min_interval", max(timeout, 0.0))
@@ -315,9 +316,9 @@ def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: f
     Raises:
         DeliveryError: the server did not take it.
     """
-    from .server import resolve_credentials
-    from .sinks.visdom.render import make_builder
-    from .sinks.visdom.transport import Transport
+    from flexlogger.sinks.visdom.render import make_builder
+    from flexlogger.sinks.visdom.transport import Transport
+    from flexlogger.tools.server import resolve_credentials
 
     win = TABLE_WINDOW
     best = ", ".join(f"{m}: {w}" for m, w in table.best.items())

@@ -1,4 +1,4 @@
-"""TooledModelLogger: a :class:`~flexlogger.tooled.TooledModel` whose statistics go to Visdom through a FlexLogger.
+"""TooledModelLogger: a :class:`~flexlogger.TooledModel` whose statistics go to Visdom through a FlexLogger.
 
 Example:
     >>> Stat = flexlogger.get_preset_logger('loss+acc', env='mnist')
@@ -23,7 +23,7 @@ Visdom shows windows in the order they are first drawn, and the loss should come
 ``mode='by_layer'`` (the default before; a window per layer whose traces are its groups' statistics) is still
 available. Histogram windows are named ``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
 
-With a :class:`~flexlogger.recorder.FlightRecorder` (``recorder=``), each event is drawn as a layer x step heatmap
+With a :class:`~flexlogger.model.recorder.FlightRecorder` (``recorder=``), each event is drawn as a layer x step heatmap
 per recorder statistic (windows ``recorder.<stat>``: rows the layers in forward order, columns the buffered steps up
 to the event), listed in a text window ``recorder.events``, appended to ``anomalies.jsonl`` in the run folder (and
 listed, without its history, under ``anomalies`` in ``summary.json``), and the full statistics of the ``after``
@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from .errors import ConfigError, UnknownNameError, short_repr, unknown_name_message
-from .logger import FlexLogger
-from .options import check_options, names, raise_problems
-from .recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
-from .sinks.base import Update
-from .tooled import Selector, Stats, TooledModel, unknown_keyword_message
+from flexlogger.config.options import check_options, names, raise_problems
+from flexlogger.core.logger import FlexLogger
+from flexlogger.errors import ConfigError, UnknownNameError, short_repr, unknown_name_message
+from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
+from flexlogger.model.tooled import Selector, Stats, TooledModel, unknown_keyword_message
+from flexlogger.sinks.base import Update
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",
            "TooledModelLogger"]
@@ -83,32 +83,32 @@ class TooledModelLogger:
 
     Args:
         model: the model to watch.
-        logger: a :class:`~flexlogger.logger.FlexLogger` to add the model's plots and meters to (same run, env,
+        logger: a :class:`~flexlogger.core.logger.FlexLogger` to add the model's plots and meters to (same run, env,
             record and sender thread as your own metrics). None: a FlexLogger of its own is made from
             ``flexlogger_kwargs``, and closed by :meth:`close`.
         mode: ``'by_metric'`` (a window per group statistic, a trace per layer; the default) or ``'by_layer'``
             (a window per layer, a trace per group statistic; the default before, changed on purpose: see the
             module docstring).
-        stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.tooled.TooledModel`, except the
+        stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.model.tooled.TooledModel`, except the
             defaults: ``stats=('std', 'update_ratio')`` and ``groups=('Outputs', 'Grad_out', 'Weights',
             'Weight_grad')`` (the inputs and the gradients into a layer are the outputs and output gradients of
-            the layer before; ask for them with ``groups=flexlogger.tooled.GROUPS``).
+            the layer before; ask for them with ``groups=flexlogger.model.tooled.GROUPS``).
         histograms: histogram windows of parameter groups: ``True`` for ``Weights`` and ``Weight_grad``, or a list
             of parameter group names. The bin counts are computed on the device (TooledModel): only ``bins``
             numbers per window reach the host, the run record and the server, whatever the size of the model.
         bins: number of histogram bins.
-        recorder: a :class:`~flexlogger.recorder.FlightRecorder` for the TooledModel; its events are drawn,
+        recorder: a :class:`~flexlogger.model.recorder.FlightRecorder` for the TooledModel; its events are drawn,
             listed and written to the run folder (see the module docstring). Its meter rules
             (``{'meter': 'train_loss', 'spike': 3}``) watch the values the logger draws at each ``log()``.
         hold: the most logged steps held back until the logger's other windows have been drawn once, so that
             they come first in the env (held steps are drawn then, in order, nothing is lost); ``0`` draws at
             once. Only when the logger has windows of its own (``logger=``, or :meth:`add_plot`).
-        **flexlogger_kwargs: passed to the :class:`~flexlogger.logger.FlexLogger` it makes (``run``, ``env``,
+        **flexlogger_kwargs: passed to the :class:`~flexlogger.core.logger.FlexLogger` it makes (``run``, ``env``,
             ``uid``, ``server``, ``port``, ``log_dir``, ...); none may be given with ``logger=``.
 
     Attributes:
-        tooled: the :class:`~flexlogger.tooled.TooledModel` that records the statistics.
-        logger: the :class:`~flexlogger.logger.FlexLogger` that owns the meters and windows.
+        tooled: the :class:`~flexlogger.model.tooled.TooledModel` that records the statistics.
+        logger: the :class:`~flexlogger.core.logger.FlexLogger` that owns the meters and windows.
         recorder: the flight recorder, or None.
 
     Raises:

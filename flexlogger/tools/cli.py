@@ -3,7 +3,7 @@
 
 ``main(argv)`` returns the exit code instead of exiting, so tests call it in-process:
 
-    >>> from flexlogger.cli import main
+    >>> from flexlogger.tools.cli import main
     >>> main(["meters"])                     # doctest: +SKIP
     0
 
@@ -28,10 +28,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+
 __all__ = ["main"]
 
 PROG = "flexlogger"
-DEFAULT_PORT = 8097
 
 
 class _UsageError(Exception):
@@ -115,8 +116,8 @@ _NO_LOGIN_WARNING = ("{prog}: warning: --public --no-login: anyone who can reach
 
 def _serve_login(args: argparse.Namespace) -> tuple[str, str] | None:
     """The login a served Visdom demands: ``--public`` needs one unless ``--no-login``; never read from argv."""
-    from .errors import ConfigError
-    from .server import PASSWORD_VAR, USERNAME_VAR
+    from flexlogger.errors import ConfigError
+    from flexlogger.tools.server import PASSWORD_VAR, USERNAME_VAR
 
     username = args.username or os.environ.get(USERNAME_VAR) or None
     wanted = args.login or (args.public and not args.no_login) or args.username is not None
@@ -141,8 +142,8 @@ def _serve_login(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .assets import AssetError, ensure_assets
-    from .server import check_port, start_server
+    from flexlogger.tools.assets import AssetError, ensure_assets
+    from flexlogger.tools.server import check_port, start_server
 
     login = _serve_login(args)  # before anything starts: a refused login starts nothing
     # before installing assets: no npm download for a server that cannot start
@@ -185,7 +186,7 @@ def _start_ingest(args: argparse.Namespace, visdom_port: int, login: tuple[str, 
     """``serve --ingest-port P``: the pastalog endpoint beside the Visdom server (None without the option)."""
     if getattr(args, "ingest_port", None) is None:
         return None
-    from .ingest import IngestServer
+    from flexlogger.tools.ingest import IngestServer
 
     ingest = IngestServer(args.ingest_port, public=args.public, visdom_port=visdom_port, log_dir=args.log_dir,
                           base_url=args.base_url, username=login[0] if login else None,
@@ -224,7 +225,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_preset_info(args: argparse.Namespace) -> int:
-    from .presets import split_names
+    from flexlogger.config.presets import split_names
 
     infos = [dict(_api("preset_info")(name)) for name in split_names(args.name)]  # every name checked first
     print("\n\n".join("\n".join(_info_lines(info)) for info in infos))
@@ -288,7 +289,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 def _add_drawing_options(p: argparse.ArgumentParser) -> None:
     """The options of the subcommands that draw records on a Visdom server (replay, compare): where, how often
     when following, and the login (``_login``)."""
-    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
+    p.add_argument("--server", default=DEFAULT_SERVER, help="Visdom server address (default: %(default)s)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
     p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
                                                                      "(default: %(default)s)")
@@ -309,7 +310,7 @@ def _names(text: str | None) -> list[str] | None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     plots, names, meters = _names(args.plots), _names(args.names), _names(args.meters)
     if args.table:
-        from .compare import hparams_table
+        from flexlogger.tools.compare import hparams_table
 
         print(hparams_table(args.run_dirs, meters=meters, names=names, sort=args.sort, plots=plots).text())
         return 0
@@ -324,7 +325,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from .ingest import IngestServer
+    from flexlogger.tools.ingest import IngestServer
 
     ingest = IngestServer(args.port, public=args.public, env=args.env, server=args.server,
                           visdom_port=args.visdom_port, log_dir=args.log_dir)
@@ -346,7 +347,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         argv += ["--epochs", str(args.epochs)]
     if args.env is not None:
         argv += ["--env", args.env]
-    from . import demo  # imports torch, scikit-learn and tqdm: only when asked for
+    from flexlogger.tools import demo
 
     code = demo.main(argv)
     return int(code or 0)
@@ -408,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-assets", action="store_true", help="do not install missing web assets from npm")
     p.add_argument("--ingest-port", type=_port, default=None, metavar="P",
                    help="also take pastalog points on port P (see `flexlogger ingest`)")
-    p.add_argument("--log-dir", type=Path, default=Path("runs"),
+    p.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
                    help="with --ingest-port: run records root (default: %(default)s)")
     p.set_defaults(func=_cmd_serve)
 
@@ -459,8 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=8120, help="port to listen on (default: %(default)s)")
     p.add_argument("--visdom-port", type=_port, default=DEFAULT_PORT,
                    help="the Visdom server's port (default: %(default)s)")
-    p.add_argument("--server", default="http://localhost", help="Visdom server address (default: %(default)s)")
-    p.add_argument("--log-dir", type=Path, default=Path("runs"), help="run records root (default: %(default)s)")
+    p.add_argument("--server", default=DEFAULT_SERVER, help="Visdom server address (default: %(default)s)")
+    p.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
+                   help="run records root (default: %(default)s)")
     p.add_argument("--env", default="ingest", help="Visdom env of the runs (default: %(default)s)")
     p.add_argument("--public", action="store_true", help="listen on all interfaces, not only localhost")
     p.set_defaults(func=_cmd_ingest)
@@ -484,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    from .errors import FlexLoggerError
+    from flexlogger.errors import FlexLoggerError
 
     prog = f"{PROG} {args.command}"
     try:

@@ -36,10 +36,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import ConfigError, InvalidConfigError, UnknownNameError, unknown_name_message
-from .files import SUFFIXES, parse_text
-from .registry import METERS, meter_args, meter_info
-from .specs import MeterSpec, PlotSpec, check_definitions
+from flexlogger.config.parse import SUFFIXES, parse_text
+from flexlogger.config.registry import METERS, meter_args, meter_info
+from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
+from flexlogger.errors import ConfigError, InvalidConfigError, UnknownNameError, unknown_name_message
 
 DEFAULT_PHASES: tuple[str, ...] = ("train", "test")
 BUILTIN = "built-in"

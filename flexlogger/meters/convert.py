@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .errors import MeterInputError, short_repr
+from flexlogger.errors import MeterInputError, short_repr
 
 
 class Meter(Protocol):

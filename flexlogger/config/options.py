@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InvalidConfigError, closest, short_repr
+from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.errors import ConfigError, InvalidConfigError, closest, short_repr
 
 __all__ = ["GIVEN_RUN", "OPTIONS", "Option", "check_option", "check_options", "defaults", "names", "raise_problems"]
 
@@ -82,15 +83,15 @@ def _is_base_url(v: Any) -> bool:
 MIN_MAX_POINTS = 16
 
 OPTIONS: tuple[Option, ...] = (
-    Option("env", "main", _is_folder_name, "a non-empty string (the Visdom environment) without NUL characters",
+    Option("env", DEFAULT_ENV, _is_folder_name, "a non-empty string (the Visdom environment) without NUL characters",
            "run"),
     Option("uid", None, lambda v: v is None or _is_folder_name(v),
            "a non-empty string without NUL characters, or None for a new uid (start time and a random suffix) per "
            "run", "run", pinned=False),
-    Option("server", "http://localhost", _is_server,
+    Option("server", DEFAULT_SERVER, _is_server,
            "a URL with its scheme, such as 'http://localhost', or None to send nothing to Visdom", "run"),
-    Option("port", 8097, lambda v: _is_int(v, 1, 65535), "an int from 1 to 65535", "run"),
-    Option("log_dir", "runs", lambda v: v is None or _is_name(v) or isinstance(v, Path),
+    Option("port", DEFAULT_PORT, lambda v: _is_int(v, 1, 65535), "an int from 1 to 65535", "run"),
+    Option("log_dir", DEFAULT_LOG_DIR, lambda v: v is None or _is_name(v) or isinstance(v, Path),
            "a folder (str or Path) for the run record, or None to turn it off", "run"),
     Option("disabled", None, lambda v: v is None or isinstance(v, bool),
            "True, False, or None (disabled on torch.distributed ranks other than 0)", "run", pinned=False),
@@ -160,7 +161,7 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             out.append(problem)
     env = given.get("env", BY_NAME["env"].default)
     if "run" in owners and given.get("server", BY_NAME["server"].default) is not None and _is_name(env):
-        from .sinks.visdom.render import check_env  # the Visdom sink checks it too; here it fails before any folder
+        from flexlogger.sinks.visdom.render import check_env
 
         try:
             check_env(env)

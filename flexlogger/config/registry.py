@@ -14,10 +14,10 @@ from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from .errors import ConfigError, UnknownNameError, closest, unknown_name_message
-from .meters import METER_CLASSES, Meter
-from .meters.torchmetric import PREFIX, meter_class_for
-from .plots import PLOT_TYPES, PlotType
+from flexlogger.core.plots import PLOT_TYPES, PlotType
+from flexlogger.errors import ConfigError, UnknownNameError, closest, unknown_name_message
+from flexlogger.meters import METER_CLASSES, Meter
+from flexlogger.meters.torchmetric import PREFIX, meter_class_for
 
 # where ``torchmetrics.<ClassName>`` is looked for, in this order: a fixed list, never a name from a config
 TORCHMETRICS_PACKAGES = ("", "classification", "regression", "aggregation", "retrieval", "nominal", "clustering",

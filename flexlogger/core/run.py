@@ -1,7 +1,7 @@
 """Run: one training run: its folder, its sinks (the run record, the Visdom sender) and its status.
 
-Every logger of a run writes through it: a :class:`~flexlogger.logger.FlexLogger` and a
-:class:`~flexlogger.modellogger.TooledModelLogger` given the same run write one run record and share one Visdom
+Every logger of a run writes through it: a :class:`~flexlogger.core.logger.FlexLogger` and a
+:class:`~flexlogger.model.logger.TooledModelLogger` given the same run write one run record and share one Visdom
 sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options,
 as before.
 
@@ -31,12 +31,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import distributed as distributed_
-from .errors import ConfigError, RunFolderError, short_repr
-from .experiment import STATUS_PLOT, RecordCalls
-from .options import SECRET, check_options, raise_problems
-from .sinks.base import Sink, Update
-from .sinks.record import RecordSink  # imported first: its atexit closer runs after the run's (LIFO)
+from flexlogger.config.options import SECRET, check_options, raise_problems
+from flexlogger.core import distributed as distributed_
+from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.errors import ConfigError, RunFolderError, short_repr
+from flexlogger.experiment import STATUS_PLOT, RecordCalls
+from flexlogger.sinks.base import Sink, Update
+from flexlogger.sinks.record import RecordSink
 
 __all__ = ["Run", "default_uid"]
 
@@ -63,7 +64,7 @@ class Run(RecordCalls):
         max_steps: the number of steps the run will log, counted from 0: progress and an ETA in a ``run_status``
             window and in ``summary.json`` (see :meth:`set_max_steps`); None: no progress.
         **visdom_options: the Visdom sender's options (``max_points``, ``min_interval``, ``timeout``,
-            ``close_timeout``, ``save_every``, ``base_url``; see ``flexlogger.options``).
+            ``close_timeout``, ``save_every``, ``base_url``; see ``flexlogger.config.options``).
 
     Attributes:
         env, uid: as given (uid as chosen).
@@ -75,8 +76,8 @@ class Run(RecordCalls):
         RunFolderError: (an ``OSError``) the run record's folder cannot be made under ``log_dir``.
     """
 
-    def __init__(self, env: str = "main", uid: str | None = None, log_dir: str | Path | None = "runs",
-                 server: str | None = "http://localhost", port: int = 8097, *, sinks: Iterable[Sink] = (),
+    def __init__(self, env: str = DEFAULT_ENV, uid: str | None = None, log_dir: str | Path | None = DEFAULT_LOG_DIR,
+                 server: str | None = DEFAULT_SERVER, port: int = DEFAULT_PORT, *, sinks: Iterable[Sink] = (),
                  disabled: bool | None = None, max_steps: int | None = None, **visdom_options: Any) -> None:
         self._init("Run()", {"env": env, "uid": uid, "log_dir": log_dir, "server": server, "port": port,
                              "disabled": disabled, "max_steps": max_steps, **visdom_options}, sinks)
@@ -91,11 +92,11 @@ class Run(RecordCalls):
     def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink]) -> None:
         raise_problems(caller, check_options(options, caller, owners=("run", "visdom")))
         given = dict(options)
-        env = given.pop("env", "main")
+        env = given.pop("env", DEFAULT_ENV)
         uid = given.pop("uid", None)
-        log_dir = given.pop("log_dir", "runs")
+        log_dir = given.pop("log_dir", DEFAULT_LOG_DIR)
         server = given.pop("server", "http://localhost")
-        port = given.pop("port", 8097)
+        port = given.pop("port", DEFAULT_PORT)
         disabled = given.pop("disabled", None)
         max_steps = given.pop("max_steps", None)
         sinks = list(sinks)
@@ -159,7 +160,7 @@ class Run(RecordCalls):
                                      f"can write, or None to turn the record off") from exc
             self.dir = self._record.path
         if server is not None:
-            from .sinks.visdom import VisdomSink
+            from flexlogger.sinks.visdom import VisdomSink
 
             try:
                 self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_options)
@@ -233,7 +234,7 @@ class Run(RecordCalls):
 
     def to_config(self) -> dict[str, Any]:
         """The run's options and the plots and meters of every logger that writes to it (for ``config.json``)."""
-        from .config import merge_configs
+        from flexlogger.config.config import merge_configs
 
         return merge_configs(self.options, [config() for config in self._configs.values()])
 

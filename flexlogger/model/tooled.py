@@ -58,9 +58,9 @@ import torch.distributed as dist
 from tabulate import tabulate
 from torch import Tensor, nn
 
-from .errors import ConfigError, UnknownNameError, closest, unknown_name_message
-from .recorder import AnomalyEvent, FlightRecorder, ModelAnomalyWarning
-from .stats import STATS, Histogram, StatPlan, histogram, parse_stats
+from flexlogger.errors import ConfigError, UnknownNameError, closest, unknown_name_message
+from flexlogger.model.recorder import AnomalyEvent, FlightRecorder, ModelAnomalyWarning
+from flexlogger.model.stats import STATS, Histogram, StatPlan, histogram, parse_stats
 
 __all__ = ["GROUPS", "STATS", "AnomalyEvent", "FlightRecorder", "Histogram", "ModelAnomalyWarning", "TooledModel"]
 
@@ -87,7 +87,7 @@ KEYWORD_SYNONYMS: dict[str, str] = {"metrics": "stats", "metric": "stats", "stat
 
 def unknown_keyword_message(caller: str, name: str, valid: Sequence[str]) -> str:
     """``TooledModel(): unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``,
-    in the words of ``flexlogger.options``."""
+    in the words of ``flexlogger.config.options``."""
     near = [KEYWORD_SYNONYMS[name]] if KEYWORD_SYNONYMS.get(name) in valid else []
     near += [n for n in closest(name, valid) if n not in near]
     hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
@@ -260,7 +260,7 @@ class TooledModel:
             means, stds and norms of all ranks' values taken together, min of mins, max of maxes, counts summed;
             ``update_ratio`` and custom statistics are averaged, histograms stay per rank. Default: per rank.
             ``sync=True`` also makes the ``recorder`` pool its statistics.
-        recorder: a :class:`~flexlogger.recorder.FlightRecorder` fed at every step (whatever ``every`` is): a ring
+        recorder: a :class:`~flexlogger.model.recorder.FlightRecorder` fed at every step (whatever ``every`` is): a ring
             buffer of cheap per-layer statistics on the device, and rules that watch it; when one fires, every
             step of the next ``recorder.after`` is recorded in full.
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import torch.distributed as dist
 
-from .meters import Meter
+from flexlogger.meters import Meter
 
 
 def active() -> bool:

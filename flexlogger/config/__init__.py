@@ -1,0 +1,1 @@
+"""Configuration: the option table, plot and meter specs, config files, presets, the registry."""

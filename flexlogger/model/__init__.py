@@ -1,0 +1,1 @@
+"""Model statistics: TooledModel, its reductions (stats), the flight recorder, TooledModelLogger."""
