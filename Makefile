@@ -9,7 +9,6 @@ TORCH := torch==2.13.0
 EXTRAS := test,demo,all
 PORT ?= 8097
 STATE := .visdom
-PIDFILE := $(STATE)/server.pid
 
 .PHONY: venv test lint demo serve stop bench assets clean distclean test-visdom03
 
@@ -58,20 +57,20 @@ assets: venv
 	$(PY) -c "from flexlogger.tools.assets import ensure_assets; n = len(ensure_assets()); \
 	  print(f'Visdom web assets: {n} files installed' if n else 'Visdom web assets: all present')"
 
-# Trains the demo, leaves its Visdom server running (pid in $(PIDFILE)); `make stop` stops it.
+# Trains the demo, leaves its Visdom server running (pid in $(STATE)/server-$(PORT).pid); `make stop` stops it.
 demo: venv
 	$(PY) -m flexlogger demo --port $(PORT)
 
 serve: venv
 	$(PY) -m flexlogger serve --port $(PORT) --env-path $(STATE)/env
 
+# Stops the servers the demo and the examples started (one pid file per port); `make stop PORT=P` stops one.
+STOP_PIDFILES = $(if $(filter command line,$(origin PORT)),$(STATE)/server-$(PORT).pid,$(wildcard $(STATE)/server-*.pid))
 stop:
-	@if [ -f $(PIDFILE) ]; then \
-	  pid=$$(cat $(PIDFILE)); \
-	  if ps -p $$pid -o args= 2>/dev/null | grep -q visdom; then kill $$pid && echo "stopped Visdom server (pid $$pid)"; \
-	  else echo "no Visdom server with pid $$pid"; fi; \
-	  rm -f $(PIDFILE); \
-	else echo "no server started by make demo ($(PIDFILE) missing)"; fi
+	@found=; for f in $(STOP_PIDFILES); do [ -f "$$f" ] || continue; found=1; pid=$$(cat "$$f"); \
+	  if ps -p $$pid -o args= 2>/dev/null | grep -q visdom; then kill $$pid && echo "stopped Visdom server (pid $$pid, $$f)"; \
+	  else echo "no Visdom server with pid $$pid ($$f)"; fi; rm -f "$$f"; done; \
+	  [ -n "$$found" ] || echo "no server started by make demo or the examples (no $(STATE)/server-*.pid)"
 
 bench: venv
 	$(PY) -c "import tensorboard, ignite, lightning, transformers" 2>/dev/null || PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[bench,all]'

@@ -161,7 +161,7 @@ def test_launching_twice_is_refused(tmp_path: Path) -> None:
 
 def test_ensure_server_reuses_a_running_server(visdom_server: VisdomServer, tmp_path: Path) -> None:
     assert ensure_server(visdom_server.port, tmp_path, install_assets=False) is None
-    assert not (tmp_path / "server.pid").exists()
+    assert not list(tmp_path.glob("server*.pid"))
 
 
 def test_ensure_server_starts_one_with_a_pid_file(tmp_path: Path) -> None:
@@ -171,10 +171,46 @@ def test_ensure_server_starts_one_with_a_pid_file(tmp_path: Path) -> None:
     try:
         assert server.detached
         assert is_serving(port)
-        assert (tmp_path / "state" / "server.pid").read_text() == f"{server.pid}\n"
+        assert (tmp_path / "state" / f"server-{port}.pid").read_text() == f"{server.pid}\n"
         assert (tmp_path / "state" / "env").is_dir()
     finally:
         server.stop()
+
+
+def _make_stop(state: Path, *args: str) -> str:
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-s", "-C", str(repo), "stop", f"STATE={state}", *args], capture_output=True,
+                          text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def _wait_stopped(port: int) -> bool:
+    deadline = time.monotonic() + 10
+    while is_serving(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not is_serving(port)
+
+
+@pytest.mark.slow
+def test_make_stop_stops_the_demo_server_whatever_started_after_it(tmp_path: Path) -> None:
+    """``make demo PORT=P`` then an example on the default port: ``make stop`` stops both, ``PORT=`` one."""
+    state = tmp_path / "state"
+    demo_port, example_port, third_port = find_free_port(), find_free_port(), find_free_port()
+    servers = [ensure_server(p, state, install_assets=False) for p in (demo_port, example_port, third_port)]
+    try:
+        assert all(s is not None for s in servers)
+        out = _make_stop(state, f"PORT={third_port}")
+        assert f"server-{third_port}.pid" in out and _wait_stopped(third_port)
+        assert is_serving(demo_port) and is_serving(example_port)
+        out = _make_stop(state)
+        assert out.count("stopped Visdom server") == 2, out
+        assert _wait_stopped(demo_port) and _wait_stopped(example_port)
+        assert not list(state.glob("server*.pid"))
+        assert "no server started" in _make_stop(state)
+    finally:
+        for server in servers:
+            if server is not None:
+                server.stop()
 
 
 # --- delete_env: the env found by its windows, on visdom 0.2.4 and 0.3 alike ------------------------------------

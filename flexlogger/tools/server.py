@@ -543,7 +543,8 @@ def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", i
     """Reuse the server answering on ``port``, or start one that keeps running after this process exits.
 
     Used by the demo and the examples: a started server saves envs in ``state_dir/env``, logs to
-    ``state_dir/server.log`` and writes its pid to ``state_dir/server.pid`` (``make stop`` reads it).
+    ``state_dir/server.log`` and writes its pid to ``state_dir/server-<port>.pid``: one file per port, so a
+    second server (the quickstart's beside the demo's) never hides the first from ``make stop``, which reads them.
 
     Args:
         port: the port to find or start the server on.
@@ -571,5 +572,5 @@ def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", i
     state.mkdir(parents=True, exist_ok=True)
     server = start_server(port=port, env_path=state / "env", log_path=state / "server.log", timeout=timeout,
                           detached=True)
-    (state / "server.pid").write_text(f"{server.pid}\n")
+    (state / f"server-{port}.pid").write_text(f"{server.pid}\n")
     return server
