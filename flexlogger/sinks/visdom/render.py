@@ -31,9 +31,11 @@ them).
 from __future__ import annotations
 
 import contextlib
+import copy
 import html
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -45,6 +47,7 @@ from flexlogger.core.aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, 
 from flexlogger.core.plots import DEFAULT_BINS, Histogram
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
+from flexlogger.sinks.visdom.legible import legible_heatmap, legible_layout, legible_traces
 
 Renderer = Callable[[Any, str, str, Update], dict[str, Any]]
 """``renderer(builder, win, env, update) -> message``: the Visdom message (a JSON-able dict) for the window."""
@@ -86,13 +89,19 @@ def options(plot: str, opts: Mapping[str, Any], **defaults: Any) -> dict[str, An
 
 # line / scatter -----------------------------------------------------------------------------------------------
 def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: Mapping[str, Any],
-                  traces: Mapping[str, tuple[Any, Any]]) -> dict[str, Any]:
+                  traces: Mapping[str, tuple[Any, Any]], *, steps: bool = True, touch: bool = True) -> dict[str, Any]:
     """A whole line/scatter window of ``traces`` (name -> (xs, ys)). Visdom's client builds each trace from its
     first point (options, layout); the points are then put in as lists, with NaN/Inf as None (a gap): no array
-    round trips per send."""
+    round trips per send.
+
+    ``steps``: the xs are steps (whole-step ticks where they fit; a curve's xs are not). ``touch``: apply the
+    legibility touches (:mod:`.legible`); a template for :func:`assemble_lines` is left bare, and the touches are
+    made per send with the real point counts."""
     draw = builder.scatter if kind == "scatter" else builder.line
     data: list[dict[str, Any]] = []
     msg: dict[str, Any] = {}
+    counts: list[int] = []
+    x_lo, x_hi = math.inf, -math.inf
     if opts.get("smooth") is not None and COLORS_KEY not in opts:  # drawn whole: colours in the traces' order
         series = [n for n in traces if not n.endswith(SMOOTHED_SUFFIX)]
         opts = {**opts, COLORS_KEY: {n: i for i, n in enumerate(series)}}
@@ -116,10 +125,17 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
         for each in msg["data"]:
             trace_style(opts, name, each)
         data += msg["data"]
+        counts += [int(x.size)] * len(msg["data"])
+        finite = x[np.isfinite(x)]
+        if finite.size:
+            x_lo, x_hi = min(x_lo, float(finite.min())), max(x_hi, float(finite.max()))
     msg["data"] = data
     msg["layout"] = scrub(msg["layout"])
     msg["layout"]["showlegend"] = bool(opts.get("showlegend", True))
-    return escape_plotly(msg)
+    msg = escape_plotly(msg)
+    if touch:
+        legible_traces(msg, counts, (x_lo, x_hi) if steps and x_lo <= x_hi else None)
+    return msg
 
 
 def render_points(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
@@ -133,7 +149,7 @@ def trace_template(builder: Any, win: str, env: str, plot: str, kind: str, opts:
                    name: str) -> dict[str, Any] | None:
     """The message of a one-point trace ``name``, whose options are reused for every send of the trace; None when
     the opts set per-point fields (then each send is built whole by :func:`render_traces`)."""
-    template = render_traces(builder, win, env, plot, kind, opts, {name: ([0.0], [0.0])})
+    template = render_traces(builder, win, env, plot, kind, opts, {name: ([0.0], [0.0])}, touch=False)
     if len(template["data"]) != 1 or per_point_fields(template["data"][0]):
         return None
     return template
@@ -198,12 +214,21 @@ def assemble_lines(parts: Sequence[tuple[dict[str, Any], str, str]]) -> str:
     data: list[dict[str, Any]] = []
     arrays: list[str] = []
     msg: dict[str, Any] = {}
+    counts: list[int] = []
+    x_lo, x_hi = math.inf, -math.inf
     for template, x_text, y_text in parts:
         msg = template
         data.append({**template["data"][0], "x": f"@@flexlogger:{len(arrays)}@@",
                      "y": f"@@flexlogger:{len(arrays) + 1}@@"})
         arrays += [x_text, y_text]
-    text = _JSON.encode({**msg, "data": data})
+        counts.append(x_text.count(",") + 1 if x_text else 0)
+        if x_text:  # steps come in order: the first and the last are the trace's range
+            comma = x_text.find(",")
+            first, last = float(x_text if comma < 0 else x_text[:comma]), float(x_text[x_text.rfind(",") + 1:])
+            x_lo, x_hi = min(x_lo, first, last), max(x_hi, first, last)
+    window = {**msg, "data": data, "layout": copy.deepcopy(msg.get("layout", {}))}  # templates are reused: copy
+    legible_traces(window, counts, (x_lo, x_hi) if x_lo <= x_hi else None)
+    text = _JSON.encode(window)
     return _PLACEHOLDER.sub(lambda m: f"[{arrays[int(m[1])]}]", text)
 
 
@@ -213,8 +238,8 @@ def render_bar(builder: Any, win: str, env: str, update: Update) -> dict[str, An
     names, data = list(update.data), update.data
     values = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in data.values()]
     if all(v.size == 1 for v in values) and not any(isinstance(v, np.ndarray) for v in data.values()):
-        return escape_plotly(bars(builder, np.array([[v[0]] for v in values]), win, env,
-                                  options(update.plot, update.opts, rownames=names)))
+        return legible_layout(escape_plotly(bars(builder, np.array([[v[0]] for v in values]), win, env,
+                                                 options(update.plot, update.opts, rownames=names))))
     width = max(v.size for v in values)
     table = np.full((width, len(values)), np.nan)
     for i, v in enumerate(values):
@@ -223,7 +248,7 @@ def render_bar(builder: Any, win: str, env: str, update: Update) -> dict[str, An
     for trace, name in zip(msg["data"], names):
         trace["name"] = name  # the legend is the meters' names
     msg["layout"]["showlegend"] = True
-    return escape_plotly(msg)
+    return legible_layout(escape_plotly(msg))
 
 
 def histogram_of(value: Any, opts: Mapping[str, Any]) -> Histogram:
@@ -249,15 +274,16 @@ def render_histogram(builder: Any, win: str, env: str, update: Update) -> dict[s
         raise ValueError(f"expected at least one bin count, but got {hist.counts!r}")
     opts = options(update.plot, update.opts)
     opts["numbins"] = counts.size
+    opts["title"] = f"{opts['title']} (step {update.step:g})"  # a histogram shows one step: say which
     positions = np.linspace(hist.lo, hist.hi, counts.size)
-    return escape_plotly(bars(builder, counts[:, None], win, env, opts, positions))
+    return legible_layout(escape_plotly(bars(builder, counts[:, None], win, env, opts, positions)))
 
 
 def render_heatmap(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
     """A heatmap of the latest matrix."""
     matrix = np.asarray(next(iter(update.data.values())), dtype=np.float64)
     msg, _ = builder.heatmap(X=matrix, win=win, env=env, opts=options(update.plot, update.opts))
-    return escape_plotly(scrub(dict(msg)))
+    return legible_heatmap(escape_plotly(scrub(dict(msg))), matrix.shape)
 
 
 def render_image(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
@@ -283,7 +309,7 @@ def render_text(builder: Any, win: str, env: str, update: Update) -> dict[str, A
 
 def render_curve(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
     """An x/y curve per meter (e.g. a ROC curve)."""
-    return render_traces(builder, win, env, update.plot, "line", update.opts, update.data)
+    return render_traces(builder, win, env, update.plot, "line", update.opts, update.data, steps=False)
 
 
 def render_candlesticks(builder: Any, win: str, env: str, window: Candlesticks) -> dict[str, Any]:

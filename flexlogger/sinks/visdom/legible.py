@@ -1,0 +1,174 @@
+"""Legibility: the layout touches that make a window readable at the size Visdom creates it. Pure functions on a
+finished Visdom message (a JSON-able dict), no state, no visdom import.
+
+Each touch only fills in what the user's opts left unset (``setdefault``), so a plot spec can still say otherwise:
+
+- **A trace with few points shows its points** (markers), so a chart logged once per epoch is not empty after the
+  first epoch; dense traces stay plain lines.
+- **Step axes tick at whole steps** when the steps are whole numbers and few (no ``0.5`` epoch), and a line
+  window's x axis is titled ``step`` when the spec gives no ``xlabel``.
+- **Log axes label numbers as numbers**: ``0.2, 0.1, 0.05, 0.02, 0.01``, never a bare leading digit (``5 2``) nor
+  SI prefixes mixed with decimals (``0.001`` beside ``100µ``).
+- **A crowded legend moves above the plot** (more than three series, or long names): in rows under the title,
+  never over the x axis title nor squeezing the plot to a sliver at the right.
+- **Long titles shrink** to fit the window instead of being clipped.
+- **Heatmaps tick every row and column** up to :data:`MAX_TICKED` (a confusion matrix of 10 classes shows 0-9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+MARKER_POINTS = 30
+"""A trace of at most this many points is drawn with markers (one point alone is otherwise invisible)."""
+
+WHOLE_STEP_SPAN = 12
+"""Whole-number steps spanning at most this many get a tick at every step."""
+
+MAX_TICKED = 30
+"""Heatmaps with at most this many rows (columns) label every row (column)."""
+
+WINDOW_WIDTH = 400
+"""The width Visdom gives a new plot window, in pixels: titles are sized for it."""
+
+_TITLE_SIZE = 17  # Plotly's default title font size, px
+_TITLE_CHAR = 0.56  # the width of an average character, in font sizes
+
+
+def legible_traces(msg: dict[str, Any], counts: Sequence[int], x_range: tuple[float, float] | None) -> dict[str, Any]:
+    """Fill in a line/scatter window's layout and traces (in place; returned for chaining).
+
+    Args:
+        msg: the window's Visdom message (``data``: the traces in order, ``layout``).
+        counts: the number of points of each trace of ``msg['data']``, in order.
+        x_range: the smallest and largest step of the window, or None when unknown (then no whole-step ticks).
+    """
+    data = msg.get("data") or []
+    for trace, count in zip(data, counts):
+        if trace.get("type", "scatter") == "scatter" and trace.get("mode") == "lines" and count <= MARKER_POINTS:
+            trace["mode"] = "lines+markers"
+            marker = dict(trace.get("marker") or {})
+            marker["size"] = 8 if count <= 1 else 6
+            marker.pop("line", None)  # Visdom's black outline makes small markers look like dots of dirt
+            trace["marker"] = marker
+    layout = msg.setdefault("layout", {})
+    xaxis = _axis(layout, "xaxis")
+    if not _title_text(xaxis.get("title")):
+        xaxis["title"] = "step"
+    if x_range is not None:
+        lo, hi = x_range
+        if _whole(lo) and _whole(hi) and hi - lo <= WHOLE_STEP_SPAN:
+            xaxis.setdefault("dtick", 1)
+            xaxis.setdefault("tickformat", "d")
+            if hi == lo:  # one step: a range around it, not Plotly's -1..1 with 0.5 ticks
+                xaxis.setdefault("range", [lo - 1, hi + 1])
+    _readable_log_axes(layout)
+    names = [str(t.get("name", "")) for t in data if t.get("showlegend", True) is not False]
+    _legend_below(layout, names)
+    _fit_title(layout)
+    return msg
+
+
+def legible_heatmap(msg: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
+    """Tick every row and column of a heatmap of ``shape`` (rows, columns) up to :data:`MAX_TICKED`, titled axes
+    kept readable (in place; returned)."""
+    layout = msg.setdefault("layout", {})
+    if len(shape) >= 2:
+        rows, cols = shape[0], shape[1]
+        for key, n in (("xaxis", cols), ("yaxis", rows)):
+            axis = _axis(layout, key)
+            if n <= MAX_TICKED and axis.get("type") != "category":
+                axis.setdefault("dtick", 1)
+            axis.setdefault("automargin", True)
+    _fit_title(layout)
+    return msg
+
+
+def legible_layout(msg: dict[str, Any]) -> dict[str, Any]:
+    """The touches every Plotly window gets (log axes, the title's size), in place; returned."""
+    layout = msg.setdefault("layout", {})
+    _readable_log_axes(layout)
+    _fit_title(layout)
+    return msg
+
+
+def title_size(title: str, width: int = WINDOW_WIDTH) -> int:
+    """The font size (px) at which ``title`` fits in a window ``width`` pixels wide (Plotly's 17 when it fits,
+    never below 10).
+
+    Example:
+        >>> title_size("loss")
+        17
+        >>> title_size("a title of sixty characters, which Plotly would clip at 17px")
+        10
+    """
+    room = width - 40  # the window's side margins
+    fits = room / (_TITLE_CHAR * max(len(title), 1))
+    return int(max(10, min(_TITLE_SIZE, math.floor(fits))))
+
+
+def _readable_log_axes(layout: dict[str, Any]) -> None:
+    for key, axis in list(layout.items()):
+        if key.startswith(("xaxis", "yaxis")) and isinstance(axis, dict) and axis.get("type") == "log":
+            axis.setdefault("tickformat", "~g")  # 0.05, not a bare 5 between the decades
+            axis.setdefault("exponentformat", "none")  # 0.0001, not 100µ beside 0.001
+
+
+def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
+    """Move a crowded legend from the plot's right to rows between the title and the plot (Plotly 2.11, which
+    Visdom ships, places a horizontal legend under the plot by a fraction of the plot's height, which lands on
+    the x axis title in a small window; the top margin is in pixels, so the rows fit whatever the window's
+    size)."""
+    if "legend" in layout or not layout.get("showlegend", True) or not names:
+        return
+    longest = max(len(n) for n in names)
+    if len(names) <= 3 and longest <= 14:
+        return  # Plotly's legend at the right fits beside the plot
+    per_row = max(1, min(len(names), (WINDOW_WIDTH - 40) // (longest * 7 + 40)))
+    rows = math.ceil(len(names) / per_row)
+    layout["legend"] = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}
+    margin = dict(layout.get("margin") or {})
+    margin["t"] = max(int(margin.get("t", 60)), 45 + 20 * rows)  # the title, then the legend's rows
+    margin["r"] = min(int(margin.get("r", 60)), 20)  # no legend at the right: give the plot the width
+    layout["margin"] = margin
+    text = _title_text(layout.get("title"))
+    if text:  # the title at the top of the window, above the legend (Plotly centres it in the top margin)
+        title = layout["title"] if isinstance(layout.get("title"), dict) else {"text": text}
+        layout["title"] = {**title, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}}
+
+
+def _fit_title(layout: dict[str, Any]) -> None:
+    title = layout.get("title")
+    text = _title_text(title)
+    if not text:
+        return
+    size = title_size(text)
+    if size >= _TITLE_SIZE:
+        return
+    if isinstance(title, dict):
+        font = dict(title.get("font") or {})
+        font.setdefault("size", size)
+        layout["title"] = {**title, "font": font}
+    else:
+        layout["title"] = {"text": text, "font": {"size": size}}
+
+
+def _axis(layout: dict[str, Any], key: str) -> dict[str, Any]:
+    axis = layout.get(key)
+    if not isinstance(axis, dict):
+        axis = layout[key] = {}
+    return axis
+
+
+def _title_text(title: Any) -> str:
+    if isinstance(title, str):
+        return title
+    if isinstance(title, dict) and isinstance(title.get("text"), str):
+        return str(title["text"])
+    return ""
+
+
+def _whole(x: float) -> bool:
+    return math.isfinite(x) and x == int(x)
