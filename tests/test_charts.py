@@ -9,6 +9,7 @@ apart. Screenshots: ``artifacts/charts.png`` (the default) and ``artifacts/chart
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,8 @@ def test_default_charts_read_at_a_glance(visdom_server: VisdomServer, env: str) 
     assert [w["title"] for w in lines] == ["Grad_out std (log scale)", "Outputs std (log scale)",
                                            "Weights std (log scale)", "Weights update_ratio (log scale)",
                                            "Weight_grad std (log scale)"]
-    assert all(w["title"].endswith(("Weights", "Weight_grad")) for w in windows[8:]), titles
+    # histograms say which step they show
+    assert all(re.fullmatch(r".* (Weights|Weight_grad) \(step \d+\)", w["title"]) for w in windows[8:]), titles
 
     # each statistic on a scale that fits it: log axes for spreads, norms and ratios; a trace per layer
     for w in lines:

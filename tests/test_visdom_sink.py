@@ -288,7 +288,8 @@ def test_raw_arrays_are_binned_as_visdom_bins_them(sink: VisdomSink, viz: visdom
 def test_histogram_message_from_counts_is_visdoms_own() -> None:
     builder = make_builder("http://localhost", 8097, "e")
     values = np.random.default_rng(1).uniform(-3.0, 5.0, size=300)
-    visdoms, _ = builder.histogram(X=values, win="w", env="e", opts={"title": "h", "numbins": 12})
+    # the title says which step the histogram shows
+    visdoms, _ = builder.histogram(X=values, win="w", env="e", opts={"title": "h (step 0)", "numbins": 12})
     counts, _ = np.histogram(values, bins=12, range=(values.min(), values.max()))
     hist = Histogram(tuple(float(c) for c in counts), float(values.min()), float(values.max()))
     ours = json.loads(render(builder, "w", "e", Update("h", "histogram", 0, {"v": hist}, {}, 1)))
