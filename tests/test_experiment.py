@@ -31,6 +31,7 @@ from flexlogger.experiment import RecordCallError, RecordCallTypeError, unwrap_m
 from flexlogger.experiment.images import COORDS, PALETTE, ImageInputError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import read_record
+from flexlogger.sinks.visdom.legible import upscale_factor
 from flexlogger.tools.server import VisdomServer
 
 LOSS = {"loss": {"type": "line"}}
@@ -205,14 +206,16 @@ def test_log_image_draws_boxes_by_pixel_and_leaves_out_those_below_threshold(run
     run.log_image("detections", image, step=4, boxes=[BOX, low], classes=["cat", "dog"], threshold=0.5)
     assert run.dir is not None
     drawn = png(run.dir / "images" / "detections-4.png")
-    assert drawn.shape == (64, 80, 3)
+    s = upscale_factor(64, 80)  # a small image is scaled up (sharp squares) so that its labels can be read
+    assert s == 4 and drawn.shape == (64 * s, 80 * s, 3)
+    assert (drawn[::s, ::s][:, 50:] == drawn[s - 1::s, s - 1::s][:, 50:]).all()  # each pixel a square of s x s
     cat = np.array(PALETTE[0])
-    assert (drawn[35, 10] == cat).all() and (drawn[35, 11] == cat).all()  # left edge, 2 pixels wide
-    assert (drawn[35, 39] == cat).all() and (drawn[49, 25] == cat).all()  # right and bottom edges
-    assert (drawn[35, 25] == 0).all() and (drawn[35, 12] == 0).all()  # inside: untouched
-    label_tag = drawn[9:20, 10:40]  # the label "cat 0.90" sits on a tag above the box: class colour and white text
+    assert (drawn[35 * s, 10 * s] == cat).all() and (drawn[35 * s, 10 * s + 1] == cat).all()  # left edge, 2 px
+    assert (drawn[35 * s, 40 * s - 1] == cat).all() and (drawn[50 * s - 1, 25 * s] == cat).all()  # right, bottom
+    assert (drawn[35 * s, 25 * s] == 0).all() and (drawn[35 * s, 10 * s + 2] == 0).all()  # inside: untouched
+    label_tag = drawn[20 * s - 14:20 * s, 10 * s:10 * s + 40]  # "cat 0.90" on a tag above the box's corner
     assert (label_tag == cat).all(axis=-1).sum() > 50 and (label_tag.min(axis=-1) > 200).sum() > 10
-    assert (drawn[:, 50:80][drawn[:, 50:80].any(axis=-1)].size == 0)  # the dog box (p=0.2 < 0.5) is not drawn
+    assert (drawn[:, 50 * s:][drawn[:, 50 * s:].any(axis=-1)].size == 0)  # the dog box (p=0.2 < 0.5) is not drawn
     boxes = json.loads((run.dir / "images" / "detections-4.json").read_text())
     assert boxes["boxes"] == [{**{k: float(v) for k, v in BOX.items() if k in COORDS}, "className": "cat",
                                "probability": 0.9}]

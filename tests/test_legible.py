@@ -1,5 +1,6 @@
 """Windows a person can read at a glance: the legibility touches (``sinks/visdom/legible.py``), as functions and
-as Chromium draws them from a real logger on a real server (screenshot: ``artifacts/legible.png``)."""
+as Chromium draws them from a real logger and run on a real server (screenshot: ``artifacts/legible.png``): line,
+log-axis, heatmap and histogram windows, a table, a Markdown page and a small image."""
 
 from __future__ import annotations
 
@@ -95,8 +96,14 @@ READ = """() => Array.from(document.querySelectorAll('.window')).map(w => {
     const gd = w.querySelector('.js-plotly-plot');
     const rect = el => { if (!el) return null; const r = el.getBoundingClientRect();
                          return r.width && r.height ? {l: r.left, r: r.right, t: r.top, b: r.bottom} : null; };
+    const cell = w.querySelector('.content td');
+    const img = w.querySelector('img');
     return {
         title: w.querySelector('.bar .pull-right:not(button)')?.textContent ?? null,
+        cellPadding: cell ? parseFloat(getComputedStyle(cell).paddingRight) : null,
+        headingPx: Array.from(w.querySelectorAll('.content h1, .content h2'))
+            .map(h => parseFloat(getComputedStyle(h).fontSize)),
+        image: img ? {w: img.getBoundingClientRect().width, h: img.getBoundingClientRect().height} : null,
         legend: gd ? rect(gd.querySelector('.legend')) : null,
         xtitle: gd ? rect(gd.querySelector('.g-xtitle text')) : null,
         gtitle: gd ? rect(gd.querySelector('.g-gtitle text')) : null,
@@ -139,13 +146,18 @@ def test_windows_read_at_a_glance_in_chromium(visdom_server: VisdomServer, env: 
                   "conf": [torch.rand(60, 12, generator=gen), torch.randint(0, 12, (60,), generator=gen)],
                   "w": torch.randn(1000, generator=gen)})
         stat.log(0)  # one point per trace: drawn after the first epoch, before any line can be
+        stat.run.log_hparams({"lr": 0.1, "bs": 16, "optim": {"name": "adam"}})
+        stat.run.log_markdown("notes", "# Results\n## Ablation\n| bs | top-1 |\n|---|---|\n| 16 | 1.10086 |")
+        stat.run.log_image("sample", torch.rand(3, 32, 32, generator=gen), boxes=[
+            {"xStart": 4, "yStart": 8, "xEnd": 20, "yEnd": 28, "className": "cat", "probability": 0.93}])
         assert stat.flush(30) == 0
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 900})
             page.goto(f"{visdom_server.url}:{visdom_server.port}/env/{env}")
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=60_000)
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4 && "
+                                   "document.querySelectorAll('.window img').length >= 1", timeout=60_000)
             page.wait_for_load_state("networkidle")
             page.wait_for_timeout(500)
             ARTIFACTS.mkdir(exist_ok=True)
@@ -166,3 +178,7 @@ def test_windows_read_at_a_glance_in_chromium(visdom_server: VisdomServer, env: 
     assert [int(t) for t in confusion["xticks"]] == list(range(12))
     assert [int(t) for t in confusion["yticks"]] == list(range(12))
     assert weights["xticks"]
+    hparams, notes, sample = windows["hparams"], windows["notes"], windows["sample"]
+    assert hparams["cellPadding"] >= 8 and notes["cellPadding"] >= 8  # "bs 16", never "bs16" nor "161.10086"
+    assert notes["headingPx"] and max(notes["headingPx"]) <= 20  # a heading sized to the window, not the page
+    assert sample["image"] and min(sample["image"]["w"], sample["image"]["h"]) >= 200  # 32 px shown large

@@ -14,6 +14,7 @@ import visdom
 from flexlogger.core.plots import DATA_FORMS, PLOT_KINDS, PLOT_TYPES, Histogram
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom import RENDERERS
+from flexlogger.sinks.visdom.legible import text_page
 from flexlogger.sinks.visdom.render import make_builder, render
 from flexlogger.sinks.visdom.transport import Transport
 from flexlogger.tools.server import VisdomServer
@@ -44,7 +45,8 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "histogram": lambda c: _check([(t["x"], t["y"]) for t in c["data"]] == [([0.0, 1.5, 3.0], [1.0, 3.0, 2.0])]),
     "heatmap": lambda c: _check(np.allclose(c["data"][0]["z"], MATRIX)),
     "image": lambda c: _check(c["src"].startswith("data:image/")),
-    "text": lambda c: _check(c == "<table><tr><td><b>note</b></td><td>hello &lt;world&gt;</td></tr></table>"),
+    "text": lambda c: _check(c == text_page("<table><tr><td><b>note</b></td><td>hello &lt;world&gt;</td></tr>"
+                                            "</table>")),
     "curve": lambda c: _check(_traces(c) == {"roc": ([0.0, 0.5, 1.0], [0.0, 0.8, 1.0])}),
 }
 

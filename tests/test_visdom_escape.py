@@ -10,6 +10,7 @@ import pytest
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom import VisdomSink, render
+from flexlogger.sinks.visdom.legible import text_page
 from flexlogger.sinks.visdom.transport import Transport
 from flexlogger.tools.server import find_free_port
 
@@ -53,7 +54,8 @@ def test_category_labels_and_legends_are_escaped(builder: object, kind: str, dat
 
 def test_text_cells_are_escaped(builder: object) -> None:
     msg = render.RENDERERS["text"](builder, "w", "e", Update("notes", "text", 0, {MARKUP: MARKUP + "\nx"}, {}))
-    assert msg["data"][0]["content"] == f"<table><tr><td><b>{SHOWN}</b></td><td>{SHOWN}<br>x</td></tr></table>"
+    assert msg["data"][0]["content"] == text_page(f"<table><tr><td><b>{SHOWN}</b></td><td>{SHOWN}<br>x</td></tr>"
+                                                  "</table>")
 
 
 @pytest.mark.parametrize("env, bad", [("a/b", "'/'"), ("a\\b", "'\\\\\\\\'"), ("<img>", "'<', '>'"),

@@ -23,6 +23,7 @@ import visdom
 from flexlogger import ConfigError, DeliveryError, FlexLogger, Update
 from flexlogger.core.plots import Histogram
 from flexlogger.sinks.visdom import VisdomSink, downsample
+from flexlogger.sinks.visdom.legible import text_page, upscale_factor
 from flexlogger.sinks.visdom.render import make_builder, render
 from flexlogger.sinks.visdom.sender import _close_open_sinks
 from flexlogger.tools.server import VisdomServer
@@ -233,8 +234,8 @@ def test_replace_windows_keep_the_meters_not_logged_this_time(sink: VisdomSink, 
 
 def test_text_is_shown_as_written(sink: VisdomSink, viz: visdom.Visdom) -> None:
     sink.write(Update("t", "text", 0, {"sample<1>": "the <unk> & co\nnext"}, {}, 1))
-    assert window_data(viz, sink, "t") == ("<table><tr><td><b>sample&lt;1&gt;</b></td>"
-                                           "<td>the &lt;unk&gt; &amp; co<br>next</td></tr></table>")
+    assert window_data(viz, sink, "t") == text_page("<table><tr><td><b>sample&lt;1&gt;</b></td>"
+                                                    "<td>the &lt;unk&gt; &amp; co<br>next</td></tr></table>")
 
 
 def test_flush_after_close_returns_what_was_never_delivered(env: str) -> None:
@@ -264,7 +265,8 @@ def test_images_of_common_layouts_and_dtypes(sink: VisdomSink, viz: visdom.Visdo
     sink.write(Update("img", "image", 0, {"pic": value}, {}, 1))
     src = window_data(viz, sink, "img")["src"]
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
-    np.testing.assert_allclose(shown, pixels, atol=1)
+    s = upscale_factor(4, 5)  # shown large enough to see, each pixel a sharp s x s square
+    np.testing.assert_allclose(shown, np.repeat(np.repeat(pixels, s, axis=0), s, axis=1), atol=1)
 
 
 def test_histogram_is_drawn_from_bin_counts(sink: VisdomSink, viz: visdom.Visdom) -> None:

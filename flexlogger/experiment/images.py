@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from flexlogger.errors import FlexLoggerError, short_repr
+from flexlogger.sinks.visdom.legible import upscale_factor
 
 __all__ = ["BOX_KEYS", "PALETTE", "Box", "ImageInputError", "check_boxes", "draw_boxes", "png_bytes", "to_rgb"]
 
@@ -229,21 +230,25 @@ def label(box: Box) -> str:
 def draw_boxes(rgb: np.ndarray, boxes: Sequence[Box], classes: Sequence[str] | None = None) -> np.ndarray:
     """A copy of ``rgb`` with each box drawn: a :data:`LINE_WIDTH`-pixel outline in its class's colour, on the
     box's edge and inside it, and its label (class and probability) on a filled tag above the box's top-left corner
-    (inside the box when there is no room above)."""
+    (inside the box when there is no room above). An image under 256 pixels is first scaled up by a whole factor
+    (``upscale_factor``: each pixel a sharp square), so that the labels can be read."""
     from PIL import Image, ImageDraw, ImageFont
 
     order = list(classes) if classes is not None else []
     for box in boxes:
         if "className" in box and box["className"] not in order:
             order.append(box["className"])
+    scale = upscale_factor(*rgb.shape[:2])  # labels drawn on a 32 px image could not be read: scale it up first
+    rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1) if scale > 1 else rgb
     image = Image.fromarray(rgb, "RGB")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     height, width = rgb.shape[:2]
     for box in boxes:
         fill = colour(box.get("className"), order)
-        x0, y0 = math.floor(box["xStart"]), math.floor(box["yStart"])
-        x1, y1 = min(math.ceil(box["xEnd"]) - 1, width - 1), min(math.ceil(box["yEnd"]) - 1, height - 1)
+        x0, y0 = math.floor(box["xStart"] * scale), math.floor(box["yStart"] * scale)
+        x1 = min(math.ceil(box["xEnd"] * scale) - 1, width - 1)
+        y1 = min(math.ceil(box["yEnd"] * scale) - 1, height - 1)
         draw.rectangle([x0, y0, max(x0, x1), max(y0, y1)], outline=fill, width=LINE_WIDTH)
         text = label(box)
         if text:

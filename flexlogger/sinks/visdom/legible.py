@@ -1,5 +1,5 @@
-"""Legibility: the layout touches that make a window readable at the size Visdom creates it. Pure functions on a
-finished Visdom message (a JSON-able dict), no state, no visdom import.
+"""Legibility: the touches that make a window readable at the size Visdom creates it. Pure functions on a finished
+Visdom message (a JSON-able dict), an image array or a text window's HTML; no state, no visdom import.
 
 Each touch only fills in what the user's opts left unset (``setdefault``), so a plot spec can still say otherwise:
 
@@ -13,6 +13,10 @@ Each touch only fills in what the user's opts left unset (``setdefault``), so a 
   never over the x axis title nor squeezing the plot to a sliver at the right.
 - **Long titles shrink** to fit the window instead of being clipped.
 - **Heatmaps tick every row and column** up to :data:`MAX_TICKED` (a confusion matrix of 10 classes shows 0-9).
+- **Small images are shown large**: scaled up by a whole factor (:func:`upscale`, each pixel a sharp square,
+  never blurred) until the longer side is at least :data:`MIN_IMAGE_SIDE` pixels.
+- **Text windows are typeset for the window** (:func:`text_page`): headings a little larger than the text, not
+  Visdom's page-sized ones; table cells padded; long lines wrapped and long content scrolled inside the window.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 MARKER_POINTS = 30
 """A trace of at most this many points is drawn with markers (one point alone is otherwise invisible)."""
@@ -32,6 +38,24 @@ MAX_TICKED = 30
 
 WINDOW_WIDTH = 400
 """The width Visdom gives a new plot window, in pixels: titles are sized for it."""
+
+MIN_IMAGE_SIDE = 256
+"""An image whose longer side is shorter is scaled up by a whole factor for the window."""
+
+TEXT_CLASS = "flexlogger-text"
+"""The class of the element every text window is wrapped in; the window's style rules apply inside it only."""
+
+_TEXT_STYLE = (
+    f".{TEXT_CLASS}{{font-size:13px;line-height:1.4;padding:2px 6px;overflow-wrap:break-word}}"
+    f".{TEXT_CLASS} h1{{font-size:18px;margin:4px 0 6px}}"
+    f".{TEXT_CLASS} h2{{font-size:16px;margin:8px 0 4px}}"
+    f".{TEXT_CLASS} h3,.{TEXT_CLASS} h4,.{TEXT_CLASS} h5,.{TEXT_CLASS} h6{{font-size:14px;margin:6px 0 4px}}"
+    f".{TEXT_CLASS} table{{border-collapse:collapse;margin:4px 0}}"
+    f".{TEXT_CLASS} th,.{TEXT_CLASS} td{{padding:2px 12px 2px 0;text-align:left;vertical-align:top}}"
+    f".{TEXT_CLASS} td:first-child{{white-space:nowrap}}"
+    f".{TEXT_CLASS} tr+tr td{{border-top:1px solid #eee}}"
+    f".{TEXT_CLASS} pre{{white-space:pre-wrap;margin:4px 0}}"
+)
 
 _TITLE_SIZE = 17  # Plotly's default title font size, px
 _TITLE_CHAR = 0.56  # the width of an average character, in font sizes
@@ -172,3 +196,28 @@ def _title_text(title: Any) -> str:
 
 def _whole(x: float) -> bool:
     return math.isfinite(x) and x == int(x)
+
+
+def upscale_factor(height: int, width: int) -> int:
+    """The whole factor that brings an image's longer side to at least :data:`MIN_IMAGE_SIDE` (1: big enough).
+
+    Example:
+        >>> upscale_factor(32, 32), upscale_factor(28, 100), upscale_factor(300, 20)
+        (8, 3, 1)
+    """
+    side = max(height, width, 1)
+    return 1 if side >= MIN_IMAGE_SIDE else math.ceil(MIN_IMAGE_SIDE / side)
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` (``... x H x W`` with ``channels_last=False``) with each pixel repeated ``factor`` times down and
+    across: a nearest-neighbour scale-up that keeps every pixel a sharp square."""
+    if factor <= 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=-2), factor, axis=-1)
+
+
+def text_page(body: str) -> str:
+    """``body`` (HTML whose user text is escaped already) wrapped in the element the window's style rules apply
+    to: the rules are scoped by :data:`TEXT_CLASS`, so they change no other window of the page."""
+    return f'<div class="{TEXT_CLASS}"><style>{_TEXT_STYLE}</style>{body}</div>'

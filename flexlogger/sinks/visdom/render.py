@@ -47,7 +47,14 @@ from flexlogger.core.aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, 
 from flexlogger.core.plots import DEFAULT_BINS, Histogram
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.visdom.legible import legible_heatmap, legible_layout, legible_traces
+from flexlogger.sinks.visdom.legible import (
+    legible_heatmap,
+    legible_layout,
+    legible_traces,
+    text_page,
+    upscale,
+    upscale_factor,
+)
 
 Renderer = Callable[[Any, str, str, Update], dict[str, Any]]
 """``renderer(builder, win, env, update) -> message``: the Visdom message (a JSON-able dict) for the window."""
@@ -288,8 +295,12 @@ def render_heatmap(builder: Any, win: str, env: str, update: Update) -> dict[str
 
 def render_image(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
     """An image of the latest array (see :func:`image_array` for the layouts and dtypes)."""
-    msg, _ = builder.image(image_array(next(iter(update.data.values()))), win=win, env=env,
-                           opts=options(update.plot, update.opts))
+    img = image_array(next(iter(update.data.values())))
+    img = upscale(img, upscale_factor(*img.shape[-2:]))  # a 32 x 32 image in a 32 px window cannot be read
+    opts = options(update.plot, update.opts)
+    opts.setdefault("width", img.shape[-1] + 20)  # the pane fits the image (Visdom's page adds its title bar)
+    opts.setdefault("height", img.shape[-2] + 60)
+    msg, _ = builder.image(img, win=win, env=env, opts=opts)
     return scrub(dict(msg))
 
 
@@ -303,7 +314,7 @@ def render_text(builder: Any, win: str, env: str, update: Update) -> dict[str, A
     else:
         body = "<table>" + "".join(f"<tr><td><b>{as_html(n)}</b></td><td>{as_html(v)}</td></tr>"
                                    for n, v in update.data.items()) + "</table>"
-    msg, _ = builder.text(body, win=win, env=env, opts=options(update.plot, opts))
+    msg, _ = builder.text(text_page(body), win=win, env=env, opts=options(update.plot, opts))
     return scrub(dict(msg))
 
 
