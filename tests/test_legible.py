@@ -15,6 +15,7 @@ import torch
 import flexlogger
 from flexlogger.sinks.visdom.legible import (
     MARKER_POINTS,
+    label_run,
     legible_heatmap,
     legible_layout,
     legible_traces,
@@ -85,6 +86,16 @@ def test_titles_shrink_to_fit() -> None:
     assert msg["layout"]["title"] == {"text": long, "font": {"size": title_size(long)}}
 
 
+def test_each_chart_says_which_run_drew_it() -> None:
+    msg = label_run({"layout": {"title": "loss", "margin": {"t": 60}}}, "run <b>x</b>")
+    assert msg["layout"]["title"] == {"text": 'loss<br><span style="font-size:11px;color:#777">run &lt;b&gt;x&lt;/b&gt;'
+                                              '</span>'}
+    assert msg["layout"]["margin"]["t"] == 72
+    assert label_run({"layout": {"title": "loss"}}, None) == {"layout": {"title": "loss"}}
+    assert legible_layout(label_run({"layout": {"title": "l" * 50}}, "run " + "u" * 60))["layout"]["title"]["font"][
+        "size"] == title_size("l" * 50) < 17  # sized by the title, not by the run's label
+
+
 @pytest.mark.parametrize("k, ticked", [(10, True), (30, True), (31, False)])
 def test_heatmaps_tick_every_class(k: int, ticked: bool) -> None:
     msg = legible_heatmap({"layout": {}}, (k, k))
@@ -107,6 +118,7 @@ READ = """() => Array.from(document.querySelectorAll('.window')).map(w => {
         legend: gd ? rect(gd.querySelector('.legend')) : null,
         xtitle: gd ? rect(gd.querySelector('.g-xtitle text')) : null,
         gtitle: gd ? rect(gd.querySelector('.g-gtitle text')) : null,
+        gtitleText: gd ? gd.querySelector('.g-gtitle text')?.textContent ?? '' : '',
         plot: gd ? rect(gd.querySelector('.nsewdrag')) : null,
         window: rect(w),
         yticks: gd ? Array.from(gd.querySelectorAll('.ytick text')).map(t => t.textContent) : [],
@@ -167,6 +179,7 @@ def test_windows_read_at_a_glance_in_chromium(visdom_server: VisdomServer, env: 
             browser.close()
     loss, lr, confusion, weights = (windows[t] for t in ("loss", "lr", "confusion", "weights (step 0)"))
     assert loss["points"] == 6  # every one-point trace is visible
+    assert loss["gtitleText"] == f"lossrun {stat.uid}" and lr["gtitleText"] == f"lrrun {stat.uid}"  # which run
     assert loss["legend"] and not _overlap(loss["legend"], loss["xtitle"]) and not _overlap(loss["legend"],
                                                                                            loss["gtitle"])
     assert not _overlap(loss["legend"], loss["plot"])

@@ -163,7 +163,8 @@ class Run(RecordCalls):
             from flexlogger.sinks.visdom import VisdomSink
 
             try:
-                self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid, **visdom_options)
+                self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid,
+                                          label=f"run {self.uid}", **visdom_options)
             except BaseException:
                 if self._record is not None:  # not opened: a later enable() tries again, in a new folder
                     self._record.close({"status": "failed to start"})

@@ -84,7 +84,8 @@ def replay(run_dir: str | Path, server: str = DEFAULT_SERVER, port: int = DEFAUL
     check_visdom(url, port)
     from flexlogger.sinks.visdom import VisdomSink
 
-    sink = VisdomSink(server=server, port=port, env=env, uid=uid or record.window_uid, **sink_kwargs)
+    sink = VisdomSink(server=server, port=port, env=env, uid=uid or record.window_uid,
+                      label=f"run {uid or record.window_uid}", **sink_kwargs)
     count, points = _draw(sink, [record.updates], url, record.path, timeout)
     windows = {plot: sink.window_id(plot) for plot in record.plots}
     return ReplayResult(env, windows, count, points)
@@ -159,7 +160,8 @@ def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: flo
     check_visdom(url, port)
     from flexlogger.sinks.visdom import VisdomSink
 
-    sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid, **sink_kwargs)
+    sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid,
+                      label=f"run {uid or follower.window_uid}", **sink_kwargs)
 
     def batches() -> Iterator[list[Update]]:
         nonlocal updates

@@ -15,13 +15,17 @@ Each touch only fills in what the user's opts left unset (``setdefault``), so a 
 - **Heatmaps tick every row and column** up to :data:`MAX_TICKED` (a confusion matrix of 10 classes shows 0-9).
 - **Small images are shown large**: scaled up by a whole factor (:func:`upscale`, each pixel a sharp square,
   never blurred) until the longer side is at least :data:`MIN_IMAGE_SIDE` pixels.
+- **Every chart says which run drew it** (:func:`label_run`): a second line under its title, so that the windows
+  of several runs in one env can be told apart (a run with a fixed ``uid`` redraws its own windows instead).
 - **Text windows are typeset for the window** (:func:`text_page`): headings a little larger than the text, not
   Visdom's page-sized ones; table cells padded; long lines wrapped and long content scrolled inside the window.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,6 +122,24 @@ def legible_layout(msg: dict[str, Any]) -> dict[str, Any]:
     return msg
 
 
+def label_run(msg: dict[str, Any], label: str | None) -> dict[str, Any]:
+    """Put ``label`` (``run <uid>``; escaped here) as a small grey second line under the chart's title, and make
+    room for it (in place; returned). No label, or no title: unchanged."""
+    layout = msg.get("layout")
+    if not label or not isinstance(layout, dict):
+        return msg
+    title = layout.get("title")
+    text = _title_text(title)
+    if not text:
+        return msg
+    line = f'{text}<br><span style="font-size:11px;color:#777">{html.escape(label, quote=False)}</span>'
+    layout["title"] = {**title, "text": line} if isinstance(title, dict) else {"text": line}
+    margin = dict(layout.get("margin") or {})
+    margin["t"] = int(margin.get("t", 60)) + 12
+    layout["margin"] = margin
+    return msg
+
+
 def title_size(title: str, width: int = WINDOW_WIDTH) -> int:
     """The font size (px) at which ``title`` fits in a window ``width`` pixels wide (Plotly's 17 when it fits,
     never below 10).
@@ -168,7 +190,7 @@ def _fit_title(layout: dict[str, Any]) -> None:
     text = _title_text(title)
     if not text:
         return
-    size = title_size(text)
+    size = title_size(re.sub(r"<br>.*", "", text))  # the run's label under it has its own size
     if size >= _TITLE_SIZE:
         return
     if isinstance(title, dict):

@@ -48,6 +48,7 @@ from flexlogger.core.plots import DEFAULT_BINS, Histogram
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.legible import (
+    label_run,
     legible_heatmap,
     legible_layout,
     legible_traces,
@@ -67,16 +68,17 @@ def make_builder(server: str, port: int, env: str) -> Any:
                              raise_exceptions=True)
 
 
-def render(builder: Any, win: str, env: str, update: Update | Candlesticks) -> str:
-    """The request body (JSON text) that draws ``update`` whole in window ``win`` (or a candlestick window).
+def render(builder: Any, win: str, env: str, update: Update | Candlesticks, label: str | None = None) -> str:
+    """The request body (JSON text) that draws ``update`` whole in window ``win`` (or a candlestick window);
+    a chart's title gets ``label`` (the run) as a second line (:func:`~.legible.label_run`).
 
     Raises:
         Exception: whatever Visdom's client raises for data or opts it cannot draw (e.g. an AssertionError for a
             3-d heatmap), or ``KeyError`` for a kind without a renderer.
     """
     if isinstance(update, Candlesticks):
-        return json.dumps(render_candlesticks(builder, win, env, update), allow_nan=False)
-    return json.dumps(RENDERERS[update.kind](builder, win, env, update), allow_nan=False)
+        return json.dumps(label_run(render_candlesticks(builder, win, env, update), label), allow_nan=False)
+    return json.dumps(label_run(RENDERERS[update.kind](builder, win, env, update), label), allow_nan=False)
 
 
 DRAWING_KEYS = ("aggregate", "smooth", COLORS_KEY)
@@ -215,7 +217,7 @@ def encode_ys(values: Sequence[float]) -> list[str]:
     return [float.__repr__(y) if y - y == 0 else "null" for y in values]
 
 
-def assemble_lines(parts: Sequence[tuple[dict[str, Any], str, str]]) -> str:
+def assemble_lines(parts: Sequence[tuple[dict[str, Any], str, str]], label: str | None = None) -> str:
     """A whole line/scatter window as JSON text from each trace's ``(template, x text, y text)``, where the texts
     are the comma-joined JSON numbers of the trace's points (see :func:`encode_xs`, :func:`encode_ys`)."""
     data: list[dict[str, Any]] = []
@@ -234,7 +236,7 @@ def assemble_lines(parts: Sequence[tuple[dict[str, Any], str, str]]) -> str:
             first, last = float(x_text if comma < 0 else x_text[:comma]), float(x_text[x_text.rfind(",") + 1:])
             x_lo, x_hi = min(x_lo, first, last), max(x_hi, first, last)
     window = {**msg, "data": data, "layout": copy.deepcopy(msg.get("layout", {}))}  # templates are reused: copy
-    legible_traces(window, counts, (x_lo, x_hi) if x_lo <= x_hi else None)
+    label_run(legible_traces(window, counts, (x_lo, x_hi) if x_lo <= x_hi else None), label)
     text = _JSON.encode(window)
     return _PLACEHOLDER.sub(lambda m: f"[{arrays[int(m[1])]}]", text)
 

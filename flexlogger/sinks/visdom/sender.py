@@ -81,6 +81,8 @@ class VisdomSink:
             ``VISDOM_USERNAME``.
         password: its password; None reads ``VISDOM_PASSWORD``. Only the transport's session holds it (as the
             digest Visdom's client sends): no attribute, config, record or repr of the sink shows it.
+        label: a second line under each chart's title, such as ``run <uid>`` (a run's and a replay's sinks set it),
+            so that the windows of several runs in one env can be told apart; None: none.
 
     Raises:
         ConfigError: a bad ``server``, ``port``, ``max_points``, ``min_interval``, ``timeout``, ``save_every`` or
@@ -93,7 +95,7 @@ class VisdomSink:
                  uid: str = "run", *,
                  max_points: int = 2000, min_interval: float = 0.2, timeout: float = 10.0,
                  close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "",
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None, label: str | None = None) -> None:
         # the checks of every run option live in config.options (the constructors and load_config use them too)
         problems = check_options({"server": server, "port": port, "max_points": max_points,
                                   "min_interval": min_interval, "timeout": timeout, "close_timeout": close_timeout,
@@ -107,6 +109,7 @@ class VisdomSink:
         self.url = f"{server.rstrip('/')}:{port}{base_url}"
         self.port = port
         self.env, self.uid = env, uid
+        self.label = label  # a second line under each chart's title ("run <uid>"): runs told apart in one env
         self.max_points = max_points
         self.min_interval, self.timeout = min_interval, timeout
         self.close_timeout, self.save_every = close_timeout, save_every
@@ -350,12 +353,12 @@ class VisdomSink:
         """The request body (JSON) for ``message``; raises what Visdom's client raises for data it cannot draw."""
         window, win = message.window, self.window_id(message.window.plot)
         if not isinstance(message.body, dict):  # a window replaced by its latest content
-            return render.render(self._builder, win, self.env, message.body)
+            return render.render(self._builder, win, self.env, message.body, self.label)
         if not window.per_point:
             return self._lines_body(win, window, message.body)
         traces = {name: (xs, ys) for name, (_, xs, ys) in message.body.items()}
-        return _dumps(render.render_traces(self._builder, win, self.env, window.plot, window.kind, window.opts,
-                                           traces))
+        return _dumps(render.label_run(render.render_traces(self._builder, win, self.env, window.plot, window.kind,
+                                                            window.opts, traces), self.label))
 
     def _lines_body(self, win: str, window: Window, body: dict[str, tuple[int, list[float], list[float]]]) -> str:
         """A whole line/scatter window as JSON: each trace's options and the layout come from Visdom's client
@@ -369,8 +372,8 @@ class VisdomSink:
                 if made is None:
                     window.per_point = True  # from the next send on, Visdom's client builds it all
                     traces = {n: (x, y) for n, (_, x, y) in body.items()}
-                    return _dumps(render.render_traces(self._builder, win, self.env, window.plot, window.kind,
-                                                       window.opts, traces))
+                    return _dumps(render.label_run(render.render_traces(
+                        self._builder, win, self.env, window.plot, window.kind, window.opts, traces), self.label))
                 template = window.templates[name] = made
             trace = window.traces[name]
             if len(trace.x_parts) == start:  # else the trace was reset meanwhile: the next send redoes it
@@ -378,7 +381,7 @@ class VisdomSink:
                 trace.y_parts += render.encode_ys(ys)
             parts.append((template, ",".join(trace.x_parts[: start + len(xs)]),
                           ",".join(trace.y_parts[: start + len(ys)])))
-        return render.assemble_lines(parts)
+        return render.assemble_lines(parts, self.label)
 
     def _settle(self, message: Message, ok: bool) -> None:
         """Account for a request (under the lock): delivery, or a failure (one notice per outage, backoff)."""
