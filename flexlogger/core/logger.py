@@ -26,7 +26,7 @@ from flexlogger.config.presets import DEFAULT_PHASES, compose, expand_presets
 from flexlogger.config.registry import PLOTS, make_meter, view_for
 from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions, trace_style
 from flexlogger.core import distributed as distributed_
-from flexlogger.core.plots import DEFAULT_BINS, Histogram
+from flexlogger.core.plots import Histogram, bin_values
 from flexlogger.core.run import Run
 from flexlogger.errors import ConfigError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
 from flexlogger.meters import Meter
@@ -469,7 +469,8 @@ class FlexLogger:
                     if plot in self._styled:
                         self._trace_names[name] = tuple(scalars)
                 elif kind.data == "histogram":
-                    data[name] = _histogram(meter, spec.opts)
+                    value = meter.value()  # a Histogram counted on the device (TooledModel) passes as it is
+                    data[name] = bin_values(value if isinstance(value, Histogram) else meter.vector(), spec.opts)
                 else:
                     data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
         return out
@@ -713,24 +714,6 @@ _STYLED_KINDS = frozenset({"line", "scatter", "curve"})
 # the shapes add() checks for a ValueMeter feeding these plot kinds (the number of dimensions each draws)
 _SHAPES: dict[str, tuple[int, ...]] = {"heatmap": (2,), "image": (2, 3)}
 _SHAPE_TEXT = {"heatmap": "a 2-d matrix", "image": "an H x W, C x H x W or H x W x C array"}
-
-
-def _histogram(meter: Meter, opts: Mapping[str, Any]) -> Histogram:
-    """A meter's latest array as bin counts (only the counts travel to the record and the server). A meter
-    holding a :class:`~flexlogger.core.plots.Histogram` already (counted on the device by TooledModel) passes it on."""
-    value = meter.value()
-    if isinstance(value, Histogram):
-        return value
-    flat = np.asarray(meter.vector(), dtype=np.float64).reshape(-1)
-    flat = flat[np.isfinite(flat)]
-    bins = int(opts.get("numbins", DEFAULT_BINS))
-    if not flat.size:
-        return Histogram((0.0,) * bins, 0.0, 1.0)
-    lo, hi = float(flat.min()), float(flat.max())
-    counts, _ = np.histogram(flat, bins=bins, range=(lo, hi) if hi > lo else (lo - 0.5, hi + 0.5))
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    return Histogram(tuple(float(c) for c in counts), lo, hi)
 
 
 def _arity_error(meter: Meter, value: Any) -> MeterInputError | None:
