@@ -163,8 +163,8 @@ def test_own_meters_next_to_the_model_statistics(make: Callable[..., TooledModel
                                                  viz: visdom.Visdom) -> None:
     model = known_model()
     tml = make(model, groups=["Weights"], stats=["mean"])
-    tml.add_plot("loss", {"type": "line"})
-    tml.add_meter("train_loss", {"type": "AverageValueMeter", "target": "loss"})
+    tml.logger.update_config({"loss": {"type": "line"}},
+                             {"train_loss": {"type": "AverageValueMeter", "target": "loss"}})
     tml.add({"train_loss": 1.0})
     tml.add({"train_loss": 3.0})
     train(model, tml, 1)  # step(log=True) logs the model windows only

@@ -271,7 +271,7 @@ def tooled_options(caller: str, options: Mapping[str, Any]) -> dict[str, Any]:
             optimizer step, when there is no update to measure yet.
     """
     valid = [p for p in inspect.signature(TooledModelLogger).parameters if p not in ("model", "logger",
-                                                                                    "flexlogger_kwargs")]
+                                                                                    "logger_options")]
     for key in options:
         if key not in valid:
             raise UnknownNameError(f"{caller}: " + unknown_name_message("TooledModelLogger option", key, valid))

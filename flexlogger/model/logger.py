@@ -86,7 +86,7 @@ class TooledModelLogger:
         model: the model to watch.
         logger: a :class:`~flexlogger.core.logger.FlexLogger` to add the model's plots and meters to (same run, env,
             record and sender thread as your own metrics). None: a FlexLogger of its own is made from
-            ``flexlogger_kwargs``, and closed by :meth:`close`.
+            ``logger_options``, and closed by :meth:`close`.
         mode: ``'by_metric'`` (a window per group statistic, a trace per layer; the default) or ``'by_layer'``
             (a window per layer, a trace per group statistic); see the module docstring.
         stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.model.tooled.TooledModel`, except the
