@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
-from flexlogger.errors import ConfigError, InvalidConfigError, closest, short_repr
+from flexlogger.errors import (
+    ConfigError,
+    InvalidConfigError,
+    Problem,
+    UnknownNameError,
+    closest,
+    short_repr,
+    unknown_name_message,
+)
 
 __all__ = ["GIVEN_RUN", "LOGGER_OWNERS", "MODEL_LOGGER_MODES", "OPTIONS", "Option", "RunOptions", "VisdomOptions",
            "check_option", "check_options", "defaults", "names", "raise_problems"]
@@ -49,6 +57,8 @@ class Option:
         pinned: written to a saved config even when it is the default (False for ``uid`` and ``distributed``: a
             reused config decides them afresh in each run).
         secret: never written to a config, a record or a repr.
+        choices: the valid values of a named choice (``mode``): a bad one is reported as an unknown name, with the
+            closest valid ones.
     """
 
     name: str
@@ -58,6 +68,7 @@ class Option:
     owner: str
     pinned: bool = True
     secret: bool = False
+    choices: tuple[str, ...] = ()
 
 
 def _is_name(v: Any) -> bool:
@@ -120,8 +131,9 @@ OPTIONS: tuple[Option, ...] = (
            "True or False (add() of an unknown key raises, or warns once)", "logger"),
     Option("distributed", None, lambda v: v is None or isinstance(v, bool),
            "True, False, or None to decide from torch.distributed", "logger", pinned=False),
-    Option("mode", "by_metric", lambda v: v in MODEL_LOGGER_MODES,
-           "'by_metric' (a window per group statistic) or 'by_layer' (a window per layer)", "model_logger"),
+    Option("mode", "by_metric", lambda v: isinstance(v, str) and v in MODEL_LOGGER_MODES,
+           "'by_metric' (a window per group statistic) or 'by_layer' (a window per layer)", "model_logger",
+           choices=MODEL_LOGGER_MODES),
     Option("hold", 100, lambda v: _is_int(v, 0),
            "an int >= 0 (the most logged steps held back until the logger's own windows are drawn)", "model_logger"),
 )
@@ -171,7 +183,8 @@ def defaults(*owners: str) -> dict[str, Any]:
 
 
 def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] = LOGGER_OWNERS,
-                  problems: list[str] | None = None, also: Iterable[str] = ()) -> list[str]:
+                  problems: list[str] | None = None, also: Iterable[str] = (),
+                  synonyms: Mapping[str, str] | None = None) -> list[str]:
     """Check keyword options; return (and append to ``problems``) one message per problem.
 
     Args:
@@ -182,6 +195,7 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
         problems: a list to append to (a config loader collects every problem of a file).
         also: the names of ``caller``'s other keyword arguments (checked by ``caller``), listed first among the valid
             names of an unknown one.
+        synonyms: names users write for a valid one (``{'metrics': 'stats'}``), suggested first.
 
     Example:
         >>> check_options({'enviroment': 'x'}, 'FlexLogger()')[0]
@@ -194,7 +208,8 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
     for key, value in given.items():
         option = BY_NAME.get(key) if isinstance(key, str) else None
         if option is None or option.owner not in owners:
-            near = closest(key, valid) if isinstance(key, str) else []
+            near = [synonyms[key]] if synonyms and isinstance(key, str) and synonyms.get(key) in valid else []
+            near += [n for n in (closest(key, valid) if isinstance(key, str) else []) if n not in near]
             hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
             out.append(f"unknown keyword argument {short_repr(key)}{hint}; valid keyword arguments: "
                        f"{', '.join(valid)}")
@@ -226,6 +241,10 @@ def check_option(name: str, value: Any) -> str | None:
     option = BY_NAME[name]
     if option.check(value):
         return None
+    if option.choices:
+        problem = Problem(f"{name}: {unknown_name_message(name, value, option.choices)}")
+        problem.error = UnknownNameError
+        return problem
     return f"{name}: expected {option.expected}, but got {'(hidden)' if option.secret else short_repr(value)}"
 
 

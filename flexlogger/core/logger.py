@@ -31,6 +31,7 @@ from flexlogger.core.run import Run
 from flexlogger.errors import (
     ArgumentError,
     ArgumentTypeError,
+    ConfigError,
     InvalidConfigError,
     LoggerClosedError,
     MeterInputError,
@@ -96,12 +97,15 @@ class FlexLogger:
     def __init__(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None, *,
                  run: Run | None = None, strict: bool = True, sinks: Iterable[Sink] = (),
                  distributed: bool | None = None, **run_options: Unpack[RunOptions]) -> None:
-        self._init(f"{type(self).__name__}()", plots, meters, run, strict, sinks, distributed, run_options)
+        self._init(f"{type(self).__name__}()", ("plots", "meters"), plots, meters, run, strict, sinks, distributed,
+                   run_options)
 
-    def _init(self, caller: str, plots: Mapping[str, Any] | None, meters: Mapping[str, Any] | None, run: Run | None,
-              strict: bool, sinks: Iterable[Sink], distributed: bool | None, run_options: Mapping[str, Any]) -> None:
+    def _init(self, caller: str, arguments: tuple[str, ...], plots: Mapping[str, Any] | None,
+              meters: Mapping[str, Any] | None, run: Run | None, strict: bool, sinks: Iterable[Sink],
+              distributed: bool | None, run_options: Mapping[str, Any]) -> None:
         """Check every argument through the option table and the spec checks, reporting every problem at once as
-        ``caller``'s (the public function the user called), then make the run (unless given) and the meters."""
+        ``caller``'s (the public function the user called, whose other arguments are ``arguments``), then make the
+        run (unless given) and the meters."""
         problems: list[str] = []
         for name, value in (("plots", plots), ("meters", meters)):
             if value is not None and not isinstance(value, Mapping):
@@ -111,7 +115,7 @@ class FlexLogger:
             problems.append(f"expected `run` to be a flexlogger.Run or None, but got {type(run).__name__} "
                             f"{short_repr(run)}")
         check_options({**run_options, "strict": strict, "distributed": distributed}, caller, problems=problems,
-                      also=("plots", "meters", "run", "sinks"))
+                      also=(*arguments, "run", "sinks"))
         if run is not None:  # sinks is read here only with run= (it may be an iterator the run reads)
             own = sorted([*(k for k in run_options if k not in GIVEN_RUN), *(["sinks"] if tuple(sinks) else [])])
             if own:
@@ -405,13 +409,13 @@ class FlexLogger:
             raise ArgumentError(f"log(): expected `step` to be a finite number or None, but got {short_repr(step)}")
         else:  # numpy numbers too (`for epoch in np.arange(n)`), as Python numbers
             step = int(step) if isinstance(step, numbers.Integral) else float(step)
-        due: list[tuple[float, list[str], bool]] = [(step, chosen, reset)]
-        while due:  # the call's own pass, then the steps its observers release: drawn after it, never by log()
-            at, meters, reset_after = due.pop(0)
-            updates = self._pass(at, meters, reset_after)
-            for later_step, values, later_keys in self._notify(at, updates):
-                self.add(values)
-                due.append((later_step, self._select(later_keys), True))
+        updates = self._pass(step, chosen, reset)
+        due = self._notify(step, updates)
+        while due:  # the steps the observers release, drawn after the call's own, in order, never by log()
+            at, values, keys_at = due.pop(0)
+            self.add(values)
+            updates = self._pass(at, self._select(keys_at), True)
+            due.extend(self._notify(at, updates))
 
     def _pass(self, step: float, chosen: list[str], reset: bool) -> list[Update]:
         """One step's drawing: the chosen meters' Updates written to the run, then the meters reset."""
@@ -706,15 +710,16 @@ def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | 
         >>> Stat.add({'train_loss': loss, 'train_acc': [logits, y], 'train_confusion': [logits, y]})
     """
     if not isinstance(names, (str, list, tuple)):
-        raise ArgumentTypeError(f"get_preset_logger(): expected preset names such as 'loss+acc' or ['loss', 'acc'], "
-                                f"but got {type(names).__name__} {short_repr(names)}")
+        raise ConfigError(f"get_preset_logger(): expected preset names such as 'loss+acc' or ['loss', 'acc'], but "
+                          f"got {type(names).__name__} {short_repr(names)}")
     caller = "get_preset_logger()"
     problems: list[str] = []
     plots, meters, _ = expand_presets(names, phases, preset_args, problems)
     if problems:
         raise InvalidConfigError(caller, problems)
     logger = FlexLogger.__new__(FlexLogger)
-    logger._init(caller, plots, meters, run, strict, sinks, distributed, run_options)
+    logger._init(caller, ("names", "phases", "preset_args"), plots, meters, run, strict, sinks, distributed,
+                 run_options)
     return logger
 
 

@@ -48,7 +48,7 @@ from flexlogger.config.options import MODEL_LOGGER_MODES, check_options, raise_p
 from flexlogger.core.logger import FlexLogger, LoggerOptions, Released
 from flexlogger.errors import UnknownNameError, short_repr, unknown_name_message
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import Selector, Stats, TooledModel
+from flexlogger.model.tooled import KEYWORD_SYNONYMS, Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",
@@ -133,7 +133,7 @@ class TooledModelLogger:
             problems.append(f"expected `logger` to be a FlexLogger or None, but got {type(logger).__name__} "
                             f"{short_repr(logger)}")
         check_options({k: v for k, v in logger_options.items() if k not in ("run", "sinks")}, caller,
-                      problems=problems, also=_keywords())
+                      problems=problems, also=_keywords(), synonyms=KEYWORD_SYNONYMS)
         if logger is not None and logger_options:
             problems.append(f"{', '.join(sorted(logger_options))}: options of a FlexLogger, but a logger was given "
                             "(logger=); expected them on that logger, or no logger=")
@@ -150,9 +150,9 @@ class TooledModelLogger:
             plots, meters = self._definitions(bins)
             if logger is None:
                 logger = FlexLogger.__new__(FlexLogger)  # its errors name TooledModelLogger(), the call made
-                logger._init(caller, plots, meters, logger_options.get("run"), logger_options.get("strict", True),
-                             logger_options.get("sinks", ()), logger_options.get("distributed"),
-                             {k: v for k, v in logger_options.items() if k not in _LOGGER_KEYWORDS})
+                get = logger_options.get
+                logger._init(caller, _keywords(), plots, meters, get("run"), get("strict", True), get("sinks", ()),
+                             get("distributed"), {k: v for k, v in logger_options.items() if k not in _LOGGER_KEYWORDS})
             else:
                 logger.update_config(plots, meters)
             if recorder is not None:
