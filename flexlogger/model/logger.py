@@ -150,9 +150,9 @@ class TooledModelLogger:
             plots, meters = self._definitions(bins)
             if logger is None:
                 logger = FlexLogger.__new__(FlexLogger)  # its errors name TooledModelLogger(), the call made
-                get = logger_options.get
-                logger._init(caller, _keywords(), plots, meters, get("run"), get("strict", True), get("sinks", ()),
-                             get("distributed"), {k: v for k, v in logger_options.items() if k not in _LOGGER_KEYWORDS})
+                o = logger_options
+                logger._init(caller, _keywords(), plots, meters, o.get("run"), o.get("strict", True), o.get("sinks", ()),
+                             o.get("distributed"), {k: v for k, v in o.items() if k not in _LOGGER_KEYWORDS})
             else:
                 logger.update_config(plots, meters)
             if recorder is not None:
