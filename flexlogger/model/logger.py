@@ -151,8 +151,9 @@ class TooledModelLogger:
             if logger is None:
                 logger = FlexLogger.__new__(FlexLogger)  # its errors name TooledModelLogger(), the call made
                 o = logger_options
-                logger._init(caller, _keywords(), plots, meters, o.get("run"), o.get("strict", True), o.get("sinks", ()),
-                             o.get("distributed"), {k: v for k, v in o.items() if k not in _LOGGER_KEYWORDS})
+                logger._init(caller, _keywords(), plots, meters, o.get("run"), o.get("strict", True),
+                             o.get("sinks", ()), o.get("distributed"),
+                             {k: v for k, v in o.items() if k not in _LOGGER_KEYWORDS})
             else:
                 logger.update_config(plots, meters)
             if recorder is not None:
