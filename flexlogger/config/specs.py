@@ -325,7 +325,7 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
                       built: dict[str, Any] | None = None) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
     """Validate ``plots`` and ``meters`` sections together, appending every problem to ``problems``.
 
-    The one place where definitions are checked: ``FlexLogger(...)``, ``add_plot``/``add_meter``,
+    The one place where definitions are checked: ``FlexLogger(...)``, ``update_config``,
     ``load_config`` and presets all call it, so a config that loads is a config that builds. Besides each spec
     on its own (type, keys, Visdom opts, meter args) it checks targets, names clashing with existing ones,
     names shared by a plot and a meter (see :func:`check_names`), plot capacity, and builds each meter (so that bad

@@ -364,7 +364,7 @@ class TooledModelLogger:
         return list(self._events)
 
     def add(self, values: Mapping[str, Any]) -> None:
-        """Feed meters, as :meth:`FlexLogger.add` (for meters added with :meth:`add_meter`)."""
+        """Feed meters, as :meth:`FlexLogger.add` (for meters added with ``logger.update_config``)."""
         self.logger.add(values)
 
     def log(self, step: float | None = None, keys: str | Iterable[str] | None = None, reset: bool = True) -> None:
