@@ -401,3 +401,44 @@ def test_a_meter_fed_only_empty_batches_adds_no_point(make: Any, viz: visdom.Vis
     stat.add({"train_mse": [torch.zeros(0, 3), torch.zeros(0, 3)], "test_mse": [torch.ones(2), torch.zeros(2)]})
     stat.log(0)
     assert traces(viz, stat, "m") == {"test_mse": ([0], [1.0])}  # no NaN point for train_mse
+
+
+class KeptUpdates:
+    """A sink that keeps the Updates it gets, in order."""
+
+    def __init__(self) -> None:
+        self.updates: list[Any] = []
+
+    def write(self, update: Any) -> None:
+        self.updates.append(update)
+
+    def flush(self, timeout: float | None = None) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_steps_an_observer_releases_are_drawn_in_the_same_log_without_log_calling_log() -> None:
+    import inspect
+
+    kept = KeptUpdates()
+    line = {"type": "line"}
+    stat = FlexLogger({"a": line, "b": line}, {"ma": {"type": "ValueMeter", "target": "a"},
+                                               "mb": {"type": "ValueMeter", "target": "b"}},
+                      server=None, log_dir=None, sinks=[kept])
+    depths: list[int] = []
+    held = [(5, {"mb": 1.0}, ["b"]), (6, {"mb": 2.0}, ["b"])]
+
+    def observer(step: float, series: dict[str, float], plots: list[str]) -> list[Any]:
+        depths.append(sum(frame.function == "log" for frame in inspect.stack()))
+        released, held[:] = list(held), []
+        return released
+
+    stat.observe(observer)
+    stat.add({"ma": 0.5})
+    stat.log(0)
+    assert [(u.plot, u.step, dict(u.data)) for u in kept.updates] == [
+        ("a", 0, {"ma": 0.5}), ("b", 5, {"mb": 1.0}), ("b", 6, {"mb": 2.0})]
+    assert depths == [1, 1, 1]  # observed after each step drawn, always from the one log() call
+    stat.close()
