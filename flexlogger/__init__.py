@@ -13,10 +13,13 @@ from flexlogger.config.specs import MeterSpec, PlotSpec
 from flexlogger.core.logger import FlexLogger, get_preset_logger
 from flexlogger.core.run import Run
 from flexlogger.errors import (
+    ArgumentError,
+    ArgumentTypeError,
     ConfigError,
     DeliveryError,
     FlexLoggerError,
     InvalidConfigError,
+    LoggerClosedError,
     MeterInputError,
     RunFolderError,
     UnknownKeyError,
@@ -36,6 +39,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyEvent",
+    "ArgumentError",
+    "ArgumentTypeError",
     "Config",
     "ConfigError",
     "DeliveryError",
@@ -44,6 +49,7 @@ __all__ = [
     "FlightRecorder",
     "ImageInputError",
     "InvalidConfigError",
+    "LoggerClosedError",
     "Meter",
     "MeterInputError",
     "MeterSpec",

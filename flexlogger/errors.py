@@ -54,6 +54,19 @@ class MeterInputError(FlexLoggerError, ValueError):
     """A meter was fed a value of the wrong type or shape."""
 
 
+class ArgumentError(FlexLoggerError, ValueError):
+    """A call got an argument value it cannot use (``log(step=nan)``); the message names the call, the argument,
+    what was expected and what it got."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """A call got an argument of a type it cannot use (``log(keys=5)``)."""
+
+
+class LoggerClosedError(FlexLoggerError, RuntimeError):
+    """A logging call on a logger that was closed (``close()``, or the end of its ``with`` block)."""
+
+
 class RunFolderError(FlexLoggerError, OSError):
     """A run's record folder cannot be made (``log_dir`` is a file, read-only, on a full disk): the message names
     the call, the folder and why."""

@@ -168,8 +168,9 @@ def test_the_old_default_draws_flat_traces(visdom_server: VisdomServer, env: str
     torch.manual_seed(0)
     model = demo.make_model()
     stat = flexlogger.get_preset_logger("loss+acc", env=env, port=visdom_server.port, log_dir=None)
-    stat.add_plot("confusion", {"type": "heatmap", "opts": {"title": "test confusion (rows: true digit)"}})
-    stat.add_meter("test_confusion", {"type": "ConfusionMeter", "target": "confusion", "args": {"k": demo.CLASSES}})
+    stat.update_config({"confusion": {"type": "heatmap", "opts": {"title": "test confusion (rows: true digit)"}}},
+                       {"test_confusion": {"type": "ConfusionMeter", "target": "confusion",
+                                           "args": {"k": demo.CLASSES}}})
     with stat, TooledModelLogger(model, logger=stat, mode="by_layer", stats=("mean", "std"),
                                  layers=(nn.Conv2d, nn.Linear)) as tml:
         train_like_the_demo(model, stat, tml)

@@ -353,3 +353,13 @@ def test_option_names_order() -> None:
     names = option_names()
     assert names[:5] == ["env", "uid", "server", "port", "log_dir"] and names[-2:] == ["plots", "meters"]
     assert "password" not in names  # a secret is never written to a config
+
+
+def test_typed_options_are_the_option_table() -> None:
+    """The ``**options`` types IDEs and mypy see (RunOptions, VisdomOptions) name exactly the table's options."""
+    from typing import get_type_hints
+
+    from flexlogger.config import options
+
+    assert set(get_type_hints(options.RunOptions)) == set(options.names("run", "visdom"))
+    assert set(get_type_hints(options.VisdomOptions)) == set(options.names("visdom"))

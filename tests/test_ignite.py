@@ -91,8 +91,7 @@ def test_handles_remove_and_work_as_context_managers(tmp_path: Path, env: str) -
     tm = flexlogger.TooledModelLogger(model, stats=("norm",), groups=("Weights",), layers="0", mode="by_layer", env=env,
                                       server=None, log_dir=tmp_path)
     with tm.logger as Stat, tm:
-        Stat.add_plot("loss", {"type": "line"})
-        Stat.add_meter("train_loss", {"type": "AverageValueMeter", "target": "loss"})
+        Stat.update_config({"loss": {"type": "line"}}, {"train_loss": {"type": "AverageValueMeter", "target": "loss"}})
         with attach(Stat, trainer, Events.ITERATION_COMPLETED, output_transform=lambda loss: {"train_loss": loss}), \
                 attach_tooled(tm, trainer):  # on ITERATION_COMPLETED: the weights after the update
             trainer.run(digits()[0], max_epochs=1, epoch_length=3)

@@ -124,17 +124,16 @@ def test_nan_is_a_gap(make: Any, viz: visdom.Visdom) -> None:
         stat.close()
 
 
-def test_introspection_and_display(make: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_introspection_and_display(make: Any) -> None:
     stat = make(LOSS, TRAIN_TEST)
     assert stat.get_definitions() == {"loss": ["train_loss", "test_loss"]}
     assert stat.windows == {"loss": "run_loss"}
     stat.add({"train_loss": 0.25})
-    text = repr(stat)
-    assert "train_loss=0.25" in text and "(empty)" in text and stat.env in text
-    assert stat.show() is None
-    assert capsys.readouterr().out == stat.table() + "\n"
-    stat.add_plot("lr", {"type": "line"})
-    stat.add_meter("lr_value", {"type": "ValueMeter", "target": "lr"})
+    text = stat.table()
+    assert "train_loss=0.25" in text and "(empty)" in text
+    assert repr(stat) == f"FlexLogger(env={stat.env!r}, uid='run', server='http://localhost', port={stat.port})"
+    stat.update_config({"lr": {"type": "line"}})
+    stat.update_config(meters={"lr_value": {"type": "ValueMeter", "target": "lr"}})
     assert stat.get_definitions()["lr"] == ["lr_value"]
     stat.remove("loss")
     assert stat.get_definitions() == {"lr": ["lr_value"]}
@@ -146,8 +145,11 @@ def test_context_manager_closes(visdom_server: VisdomServer, env: str) -> None:
     with FlexLogger(LOSS, TRAIN_TEST, env=env, port=visdom_server.port, log_dir=None) as stat:
         stat.add({"train_loss": 1.0})
         stat.log()
-    with pytest.raises(ConfigError, match="closed"):
+    with pytest.raises(flexlogger.LoggerClosedError,
+                       match=r"^log\(\): this FlexLogger is closed \(env '.*', uid '.*'\); create a new one to log "
+                             r"again$") as info:
         stat.log()
+    assert isinstance(info.value, RuntimeError) and not isinstance(info.value, ConfigError)
 
 
 # errors -------------------------------------------------------------------------------------------------------
@@ -207,8 +209,10 @@ def test_wrong_input_names_meter_and_shapes() -> None:
         stat.add({"train_mse": [torch.zeros(4, 3), torch.zeros(4)]})
     with pytest.raises(UnknownKeyError, match=r"unknown meter or plot 'nope'"):
         stat.log(keys=["nope"])
-    with pytest.raises(ConfigError, match=r"expected `step` to be a finite number, but got nan"):
+    with pytest.raises(flexlogger.ArgumentError, match=r"^log\(\): expected `step` to be a finite number or None, but "
+                                                       r"got nan$") as info:
         stat.log(float("nan"))
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, ConfigError)
 
 
 def test_introspection_functions() -> None:
@@ -287,7 +291,7 @@ def test_table_shows_arrays_and_strings_of_a_value_meter() -> None:
                       {"w": {"type": "ValueMeter", "target": "h"}, "note": {"type": "ValueMeter", "target": "t"}},
                       server=None, log_dir=None)
     stat.add({"w": torch.zeros(10, 3), "note": "lr halved at epoch 3"})
-    rows = {line.split()[2]: line for line in repr(stat).splitlines()[3:]}
+    rows = {line.split()[2]: line for line in stat.table().splitlines()[2:]}
     assert rows["w"].endswith("array(10, 3)") and rows["note"].endswith("lr halved at epoch 3")
 
 
@@ -325,9 +329,9 @@ def test_a_window_that_cannot_be_drawn_does_not_stop_the_others(visdom_server: V
 
 def test_definition_clashes() -> None:
     stat = FlexLogger(LOSS, TRAIN_TEST, server=None, log_dir=None)
-    with pytest.raises(ConfigError, match=r"^add_plot\(\): plots.loss: 'loss' already defined; remove\(\) it "
+    with pytest.raises(ConfigError, match=r"^update_config\(\): plots.loss: 'loss' already defined; remove\(\) it "
                                           r"first$"):
-        stat.add_plot("loss", {"type": "scatter"})
+        stat.update_config({"loss": {"type": "scatter"}})
     with pytest.raises(ConfigError, match=r"^FlexLogger\(\): max_points: a Visdom sender option, but server is None "
                                           r"\(nothing is sent to Visdom\); expected no Visdom options, or a server$"):
         FlexLogger(LOSS, TRAIN_TEST, server=None, log_dir=None, max_points=100)
@@ -339,13 +343,13 @@ def test_a_plot_and_its_one_meter_share_a_name() -> None:
                       log_dir=None)
     stat.add({"lr": 0.1})
     assert stat.value("lr") == {"lr": 0.1}
-    with pytest.raises(ConfigError, match=r"^add_meter\(\): meters.lr: 'lr' names both a plot and a meter, and plot "
-                                          r"'lr' is also fed by 'lr2': log\(keys=...\) would be ambiguous"):
-        stat.add_meter("lr2", {"type": "ValueMeter", "target": "lr"})
-    stat.add_plot("other", {"type": "line"})
+    with pytest.raises(ConfigError, match=r"^update_config\(\): meters.lr: 'lr' names both a plot and a meter, and "
+                                          r"plot 'lr' is also fed by 'lr2': log\(keys=...\) would be ambiguous"):
+        stat.update_config(meters={"lr2": {"type": "ValueMeter", "target": "lr"}})
+    stat.update_config({"other": {"type": "line"}})
     with pytest.raises(ConfigError, match=r"meters.other: 'other' names both a plot and a meter, and meter 'other' "
                                           r"does not feed plot 'other'"):
-        stat.add_meter("other", {"type": "ValueMeter", "target": "lr"})
+        stat.update_config(meters={"other": {"type": "ValueMeter", "target": "lr"}})
     assert list(stat.meters) == ["lr"]  # all or nothing
 
 
@@ -376,8 +380,9 @@ def test_opts_visdom_rejects_fail_at_construction(opts: dict[str, Any], match: s
     with pytest.raises(ConfigError, match=match):
         FlexLogger({"loss": {"type": "line", "opts": opts}}, TRAIN_TEST, port=1, log_dir=None)
     stat = FlexLogger({"loss": {"type": "line"}}, TRAIN_TEST, port=1, log_dir=None, close_timeout=0)
-    with pytest.raises(ConfigError, match=match.replace("plots.loss", "plots.other").replace("FlexLogger", "add_plot")):
-        stat.add_plot("other", {"type": "scatter", "opts": opts})
+    with pytest.raises(ConfigError,
+                       match=match.replace("plots.loss", "plots.other").replace("FlexLogger", "update_config")):
+        stat.update_config({"other": {"type": "scatter", "opts": opts}})
     stat.close()
 
 
@@ -396,3 +401,44 @@ def test_a_meter_fed_only_empty_batches_adds_no_point(make: Any, viz: visdom.Vis
     stat.add({"train_mse": [torch.zeros(0, 3), torch.zeros(0, 3)], "test_mse": [torch.ones(2), torch.zeros(2)]})
     stat.log(0)
     assert traces(viz, stat, "m") == {"test_mse": ([0], [1.0])}  # no NaN point for train_mse
+
+
+class KeptUpdates:
+    """A sink that keeps the Updates it gets, in order."""
+
+    def __init__(self) -> None:
+        self.updates: list[Any] = []
+
+    def write(self, update: Any) -> None:
+        self.updates.append(update)
+
+    def flush(self, timeout: float | None = None) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_steps_an_observer_releases_are_drawn_in_the_same_log_without_log_calling_log() -> None:
+    import inspect
+
+    kept = KeptUpdates()
+    line = {"type": "line"}
+    stat = FlexLogger({"a": line, "b": line}, {"ma": {"type": "ValueMeter", "target": "a"},
+                                               "mb": {"type": "ValueMeter", "target": "b"}},
+                      server=None, log_dir=None, sinks=[kept])
+    depths: list[int] = []
+    held = [(5, {"mb": 1.0}, ["b"]), (6, {"mb": 2.0}, ["b"])]
+
+    def observer(step: float, series: dict[str, float], plots: list[str]) -> list[Any]:
+        depths.append(sum(frame.function == "log" for frame in inspect.stack()))
+        released, held[:] = list(held), []
+        return released
+
+    stat.observe(observer)
+    stat.add({"ma": 0.5})
+    stat.log(0)
+    assert [(u.plot, u.step, dict(u.data)) for u in kept.updates] == [
+        ("a", 0, {"ma": 0.5}), ("b", 5, {"mb": 1.0}), ("b", 6, {"mb": 2.0})]
+    assert depths == [1, 1, 1]  # observed after each step drawn, always from the one log() call
+    stat.close()

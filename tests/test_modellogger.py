@@ -163,8 +163,8 @@ def test_own_meters_next_to_the_model_statistics(make: Callable[..., TooledModel
                                                  viz: visdom.Visdom) -> None:
     model = known_model()
     tml = make(model, groups=["Weights"], stats=["mean"])
-    tml.add_plot("loss", {"type": "line"})
-    tml.add_meter("train_loss", {"type": "AverageValueMeter", "target": "loss"})
+    tml.logger.update_config({"loss": {"type": "line"}},
+                             {"train_loss": {"type": "AverageValueMeter", "target": "loss"}})
     tml.add({"train_loss": 1.0})
     tml.add({"train_loss": 3.0})
     train(model, tml, 1)  # step(log=True) logs the model windows only
@@ -387,8 +387,8 @@ def test_recorder_windows_are_claimed_in_the_run(visdom_server: VisdomServer, en
     ({"metrics": ["mean"]}, r"^TooledModelLogger\(\): unknown keyword argument 'metrics' \(did you mean 'stats'"
                             r".*\); valid keyword arguments: model, logger, mode, stats, groups, params, layers, "
                             r"every, histograms, bins, anomaly, recorder, hold, run, sinks, env, "),
-    ({"hold": -1}, r"^TooledModelLogger\(\): expected `hold` to be an int >= 0, but got -1$"),
-    ({"hold": True}, r"^TooledModelLogger\(\): expected `hold` to be an int >= 0, but got True$"),
+    ({"hold": -1}, r"^TooledModelLogger\(\): hold: expected an int >= 0 \(.*\), but got -1$"),
+    ({"hold": True}, r"^TooledModelLogger\(\): hold: expected an int >= 0 \(.*\), but got True$"),
 ])
 def test_bad_keywords(kwargs: dict[str, Any], match: str) -> None:
     model = known_model()

@@ -4,14 +4,16 @@ renderer draws a sample update of its form into a real server window (read back 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import visdom
 
-from flexlogger.core.plots import DATA_FORMS, PLOT_KINDS, PLOT_TYPES, Histogram
+from flexlogger.core.plots import DATA_FORMS, PLOT_KINDS, PLOT_TYPES, Histogram, bin_values
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom import RENDERERS
 from flexlogger.sinks.visdom.legible import text_page
@@ -77,3 +79,28 @@ def test_each_renderer_draws_a_sample_of_its_form(kind: str, visdom_server: Visd
         transport.close()
     content = json.loads(viz.get_window_data(win, env))["content"]
     CHECKS[kind](content)
+
+
+# the one histogram binning: the logger's windows and the Visdom renderer both draw what bin_values counts
+@pytest.mark.parametrize(("values", "bins", "expected"), [
+    ([0.0, 1.0, 1.0, math.nan, 3.0], 3, Histogram((1.0, 2.0, 1.0), 0.0, 3.0)),  # NaN not counted
+    ([2.0, 2.0, 2.0], 2, Histogram((0.0, 3.0), 1.5, 2.5)),  # constant: widened by 0.5 each side, as numpy does
+    ([7.0], 4, Histogram((0.0, 0.0, 1.0, 0.0), 6.5, 7.5)),  # a single value
+    ([], 3, Histogram((0.0, 0.0, 0.0), -0.5, 0.5)),  # empty: zero counts
+    ([math.inf, -math.inf, math.nan], 3, Histogram((0.0, 0.0, 0.0), -0.5, 0.5)),  # no finite value: as empty
+    ([-math.inf, 1.0, 2.0, math.inf], 2, Histogram((1.0, 1.0), 1.0, 2.0)),  # Inf not counted, nor in the range
+])
+def test_bin_values_edge_cases_agree_with_the_device_binning(values: list[float], bins: int,
+                                                             expected: Histogram) -> None:
+    from flexlogger.model.stats import histogram
+
+    got = bin_values(np.array(values, dtype=np.float64), {"numbins": bins})
+    assert got == expected
+    device = histogram(torch.tensor(values, dtype=torch.float64), bins).tolist()
+    assert Histogram(tuple(device[:bins]), device[bins], device[bins + 1]) == got
+
+
+def test_bin_values_passes_a_histogram_and_defaults_to_30_bins() -> None:
+    counted = Histogram((1.0, 2.0), 0.0, 1.0)
+    assert bin_values(counted, {"numbins": 5}) is counted
+    assert len(bin_values(np.arange(100.0)).counts) == 30 and bin_values(np.arange(100.0)).total == 100

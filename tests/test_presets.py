@@ -78,9 +78,9 @@ def test_names_case_insensitive_and_lists(names: Any) -> None:
     assert stat.get_definitions() == {"loss": ["train_loss", "test_loss"], "mse": ["train_mse", "test_mse"]}
 
 
-def test_from_presets_and_phases() -> None:
-    stat = FlexLogger.from_presets("loss", "acc+confusion", phases=("fit", "val", "test"),
-                                   preset_args={"Confusion": {"k": 4}}, env="e", **OFFLINE)
+def test_preset_lists_and_phases() -> None:
+    stat = flexlogger.get_preset_logger(["loss", "acc+confusion"], phases=("fit", "val", "test"),
+                                        preset_args={"Confusion": {"k": 4}}, env="e", **OFFLINE)
     assert stat.get_definitions() == {
         "loss": ["fit_loss", "val_loss", "test_loss"],
         "acc": ["fit_acc", "val_acc", "test_acc"],
@@ -88,7 +88,7 @@ def test_from_presets_and_phases() -> None:
     }
     assert stat.env == "e" and stat.plots["confusion_val"].opts["title"] == "confusion matrix (val)"
     assert dict(stat.meter_specs["val_confusion"].args) == {"k": 4}
-    one = FlexLogger.from_presets("loss", phases="train", **OFFLINE)
+    one = flexlogger.get_preset_logger("loss", phases="train", **OFFLINE)
     assert one.get_definitions() == {"loss": ["train_loss"]}
 
 
@@ -108,12 +108,15 @@ def test_preset_args_override_template_args() -> None:
 def test_add_presets_to_a_logger() -> None:
     stat = FlexLogger({"grad": {"type": "line"}}, {"grad_norm": {"type": "AverageValueMeter", "target": "grad"}},
                       **OFFLINE)
-    stat.add_presets("loss", "auc", phases=["train"])
+    config = flexlogger.load_config({"presets": "loss+auc", "phases": ["train"]})
+    stat.update_config(config.plots, config.meters)
     assert stat.get_definitions() == {"grad": ["grad_norm"], "loss": ["train_loss"], "auc": ["train_auc"],
                                       "roc": ["train_auc"]}
-    with pytest.raises(InvalidConfigError, match=r"plots.loss: preset 'loss' defines 'loss', which the logger already "
-                                                 r"has; expected a name that is free \(remove\(\) it first\)"):
-        stat.add_presets("loss")
+    config = flexlogger.load_config({"presets": "loss"})
+    with pytest.raises(InvalidConfigError, match=r"^update_config\(\): 2 problems:\n  plots.loss: 'loss' already "
+                                                 r"defined; remove\(\) it first\n  meters.train_loss: 'train_loss' "
+                                                 r"already defined"):
+        stat.update_config(config.plots, config.meters)
     assert "test_loss" not in stat.meters  # nothing was added
 
 
@@ -215,9 +218,13 @@ def test_presets_keep_best_and_display(tmp_path: Path, monkeypatch: pytest.Monke
     config = flexlogger.load_config({"presets": "bestloss+bestlr", "phases": "a"})
     assert config.meters["a_loss"].best == "min" and dict(config.meters["lr_value"].display) == lr["display"]
     added, summed = FlexLogger(**OFFLINE), FlexLogger(**OFFLINE)
-    added.add_presets("bestloss", phases="a")
+    added.update_config(config.plots, config.meters)
     assert added.meter_specs["a_loss"].best == "min"
-    assert summed.add_metrics_for("bestloss", phases="b") == ["b_loss"]
+    # the presets' meters on one plot of one's own, as the original flexilogger's add_metrics_for drew them
+    config = flexlogger.load_config({"presets": "bestloss", "phases": "b"})
+    summed.update_config({"summary": {"type": "line"}},
+                         {n: {**spec.to_dict(), "target": "summary"} for n, spec in config.meters.items()})
+    assert list(summed.meters) == ["b_loss"]
     assert summed.meter_specs["b_loss"].to_dict() == {"type": "AverageValueMeter", "target": "summary", **loss}
     info = flexlogger.preset_info("bestloss+bestlr")
     assert {k: info["meters"]["loss"][k] for k in loss} == loss
@@ -300,7 +307,7 @@ def test_bad_user_preset_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
      r"^3 problems:\n  phases: .*\n  presets: unknown preset 'lose'.*\n  preset_args.x: 'x' is not one"),
 ])
 def test_composition_errors(call: Callable[[], Any], message: str) -> None:
-    with pytest.raises(InvalidConfigError, match=message) as info:
+    with pytest.raises(InvalidConfigError, match=r"^get_preset_logger\(\): " + message.removeprefix("^")) as info:
         call()
     assert info.value.problems and isinstance(info.value, ValueError)
 

@@ -87,13 +87,14 @@ def test_default_uids_differ_within_a_second() -> None:
 @pytest.mark.parametrize(("call", "match"), [
     (lambda: FlexLogger(LOSS, TRAIN, enviroment="x"),
      r"^FlexLogger\(\): unknown keyword argument 'enviroment' \(did you mean 'env'\?\); valid keyword arguments: "
-     r"env, uid"),
+     r"plots, meters, run, sinks, env, uid"),
     (lambda: Run(prot=8097),
      r"^Run\(\): unknown keyword argument 'prot' \(did you mean 'port'\?\); valid keyword arguments: env, uid, server"),
     (lambda: TooledModelLogger(nn.Linear(2, 2), enviroment="x", server=None),
      r"^TooledModelLogger\(\): unknown keyword argument 'enviroment' \(did you mean 'env'\?\)"),
     (lambda: flexlogger.get_preset_logger("loss", enviroment="x"),
-     r"^FlexLogger\(\): unknown keyword argument 'enviroment'"),
+     r"^get_preset_logger\(\): unknown keyword argument 'enviroment' \(did you mean 'env'\?\); valid keyword "
+     r"arguments: names, phases, preset_args, run, sinks, env, "),
     (lambda: FlexLogger(LOSS, TRAIN, run=Run(server=None, log_dir=None), env="x"),
      r"^FlexLogger\(\): env: options of the run, but a run was given \(run=\); expected them on the Run"),
     (lambda: TooledModelLogger(nn.Linear(2, 2), logger=FlexLogger(server=None, log_dir=None), env="x"),
@@ -132,9 +133,10 @@ def test_add_and_log_type_errors() -> None:
         stat(train_loss=0.5)  # the original flexilogger's call style
         stat({'train_loss': 1.0}, train_loss=1.5)  # a mapping first, keywords win
         assert stat.value()["train_loss"][0] == 1.0
-        with pytest.raises(ConfigError, match=r"^expected `keys` to be a meter or plot name, or a list of them, but "
-                                              r"got int 5"):
+        with pytest.raises(flexlogger.ArgumentTypeError, match=r"^expected `keys` to be a meter or plot name, or a "
+                                                               r"list of them, but got int 5") as info:
             stat.log(keys=5)  # type: ignore[arg-type]
+        assert isinstance(info.value, TypeError) and not isinstance(info.value, ConfigError)
 
 
 def test_a_3d_array_for_a_heatmap_is_refused_at_add() -> None:

@@ -1,5 +1,5 @@
 """The run's status in summary.json (finished, crashed, interrupted, running after SIGKILL), best values, display
-styles, max_steps, add_metrics_for, disabled runs and the original flexilogger-style loop."""
+styles, max_steps, preset meters on one plot, disabled runs and the original flexilogger-style loop."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 import visdom
 from readback import traces, window
 
-from flexlogger import ConfigError, FlexLogger, InvalidConfigError, Run
+from flexlogger import ConfigError, FlexLogger, InvalidConfigError, Run, load_config
 from flexlogger.experiment import RecordCallTypeError
 from flexlogger.sinks.record import read_record
 from flexlogger.tools.server import VisdomServer
@@ -230,30 +230,35 @@ def test_max_steps_errors() -> None:
         run.set_max_steps(2.5)  # type: ignore[arg-type]
 
 
-# add_metrics_for, the original loop ---------------------------------------------------------------------------
-def test_add_metrics_for_feeds_one_plot_per_kind_and_phase(visdom_server: VisdomServer, viz: visdom.Visdom,
+# presets' meters on one plot, the original loop ----------------------------------------------------------------
+def summary_of(*names: str, **config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The presets' meters retargeted to one line plot ``summary`` (the original flexilogger's add_metrics_for)."""
+    meters = load_config({"presets": list(names), **config}).meters
+    return {"summary": {"type": "line"}}, {n: {**spec.to_dict(), "target": "summary"} for n, spec in meters.items()}
+
+
+def test_preset_meters_feed_one_plot_per_kind_and_phase(visdom_server: VisdomServer, viz: visdom.Visdom,
                                                           env: str, tmp_path: Path) -> None:
     import torch
 
     with FlexLogger(env=env, port=visdom_server.port, log_dir=tmp_path) as stat:
-        added = stat.add_metrics_for("loss", "acc", plot="summary", phases=("train", "test"))
-        assert added == ["train_loss", "test_loss", "train_acc", "test_acc"]
+        plots, meters = summary_of("loss", "acc", phases=("train", "test"))
+        stat.update_config(plots, meters)
+        added = ["train_loss", "test_loss", "train_acc", "test_acc"]
+        assert list(stat.meters) == added
         assert stat.get_definitions() == {"summary": added}
         logits, y = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0])
         stat(train_loss=0.7, test_loss=0.9, train_acc=[logits, y], test_acc=[logits, torch.tensor([0, 1])])
         stat.log(0)
         assert traces(viz, stat, "summary") == {"train_loss": ([0], [0.7]), "test_loss": ([0], [0.9]),
                                                 "train_acc": ([0], [50.0]), "test_acc": ([0], [100.0])}
-        with pytest.raises(InvalidConfigError, match=r"add_metrics_for\(\): 2 problems:\n  meters.train_confusion."
+        _, meters = summary_of("confusion", preset_args={"confusion": {"k": 2}})
+        with pytest.raises(InvalidConfigError, match=r"^update_config\(\): 2 problems:\n  meters.train_confusion."
                                                      r"target: plot 'summary' is a 'line' plot, which cannot draw a "
                                                      r"ConfusionMeter"):
-            stat.add_metrics_for("confusion", preset_args={"confusion": {"k": 2}})
-        with pytest.raises(ConfigError, match=r"add_metrics_for\(\): presets: unknown preset 'los' \(did you mean "
-                                              r"'loss'\?\)"):
-            stat.add_metrics_for("los")
-        with pytest.raises(ConfigError, match=r"add_metrics_for\(\): expected `plot` to be a non-empty plot name, "
-                                              r"but got ''"):
-            stat.add_metrics_for("loss", plot="")
+            stat.update_config(meters=meters)
+        with pytest.raises(ConfigError, match=r"^config: presets: unknown preset 'los' \(did you mean 'loss'\?\)"):
+            summary_of("los")
 
 
 def test_the_original_flexilogger_loop(visdom_server: VisdomServer, viz: visdom.Visdom, env: str,

@@ -12,7 +12,7 @@ import numpy as np
 from flexlogger.core.plots import Histogram
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.buffer import Buffer
-from flexlogger.sinks.visdom.render import histogram_of, make_builder, render
+from flexlogger.sinks.visdom.render import make_builder, render
 from flexlogger.sinks.visdom.transport import BACKOFF_MAX, BACKOFF_START, Backoff, Transport
 from flexlogger.tools.server import VisdomServer, find_free_port
 
@@ -119,9 +119,3 @@ def test_transport_to_no_server_says_why() -> None:
         assert transport.win_exists("w", "e") is None and transport.failed_requests == 2
     finally:
         transport.close()
-
-
-def test_histogram_of_raw_values() -> None:
-    assert histogram_of(np.array([0.0, 1.0, 1.0, math.nan, 3.0]), {"numbins": 3}) == Histogram((1.0, 2.0, 1.0),
-                                                                                                 0.0, 3.0)
-    assert histogram_of(np.array([math.inf]), {}) == Histogram((0.0,) * 30, 0.0, 0.0)

@@ -43,7 +43,8 @@ DEFINITION_KEYS = ("plots", "meters")
 
 def option_names() -> list[str]:
     """Every top-level key a config may have, in the order ``to_config`` writes them (secrets excluded)."""
-    return [*(n for n in options_.names() if n not in options_.SECRET), *PRESET_KEYS, *DEFINITION_KEYS]
+    names = options_.names(*options_.LOGGER_OWNERS)
+    return [*(n for n in names if n not in options_.SECRET), *PRESET_KEYS, *DEFINITION_KEYS]
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
     for key in raw:
         if key not in valid:
             problems.append(f"{key}: " + unknown_name_message("config key", key, valid))
-    given = {k: raw[k] for k in options_.names() if k in raw}
+    given = {k: raw[k] for k in options_.names(*options_.LOGGER_OWNERS) if k in raw}
     options_.check_options(given, "config", problems=problems)
     for key in sorted(options_.SECRET & set(given)):
         problems.append(f"{key}: a secret, which a config file must not hold (it would be written to the run "

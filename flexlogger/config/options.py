@@ -11,6 +11,11 @@ Owners:
   that run.
 - ``visdom``: the Visdom sender's settings (``max_points``, ``min_interval``, ...; see ``flexlogger.sinks.visdom``).
 - ``logger``: a FlexLogger's own settings (``strict``, ``distributed``).
+- ``model_logger``: a TooledModelLogger's own settings (``mode``, ``hold``).
+
+:class:`VisdomOptions` and :class:`RunOptions` give the ``run`` and ``visdom`` options their types for the
+``**options`` of ``FlexLogger`` and ``TooledModelLogger`` (``Unpack[RunOptions]``), so that IDEs and mypy see every
+keyword; a test keeps them and the table in step.
 
 Secret options (``password``) are never written to a config, a run record or a ``repr``.
 """
@@ -22,12 +27,21 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
-from flexlogger.errors import ConfigError, InvalidConfigError, closest, short_repr
+from flexlogger.errors import (
+    ConfigError,
+    InvalidConfigError,
+    Problem,
+    UnknownNameError,
+    closest,
+    short_repr,
+    unknown_name_message,
+)
 
-__all__ = ["GIVEN_RUN", "OPTIONS", "Option", "check_option", "check_options", "defaults", "names", "raise_problems"]
+__all__ = ["GIVEN_RUN", "LOGGER_OWNERS", "MODEL_LOGGER_MODES", "OPTIONS", "Option", "RunOptions", "VisdomOptions",
+           "check_option", "check_options", "defaults", "names", "raise_problems"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,8 @@ class Option:
         pinned: written to a saved config even when it is the default (False for ``uid`` and ``distributed``: a
             reused config decides them afresh in each run).
         secret: never written to a config, a record or a repr.
+        choices: the valid values of a named choice (``mode``): a bad one is reported as an unknown name, with the
+            closest valid ones.
     """
 
     name: str
@@ -52,6 +68,7 @@ class Option:
     owner: str
     pinned: bool = True
     secret: bool = False
+    choices: tuple[str, ...] = ()
 
 
 def _is_name(v: Any) -> bool:
@@ -81,6 +98,7 @@ def _is_base_url(v: Any) -> bool:
 
 
 MIN_MAX_POINTS = 16
+MODEL_LOGGER_MODES: tuple[str, ...] = ("by_metric", "by_layer")
 
 OPTIONS: tuple[Option, ...] = (
     Option("env", DEFAULT_ENV, _is_folder_name, "a non-empty string (the Visdom environment) without NUL characters",
@@ -113,9 +131,43 @@ OPTIONS: tuple[Option, ...] = (
            "True or False (add() of an unknown key raises, or warns once)", "logger"),
     Option("distributed", None, lambda v: v is None or isinstance(v, bool),
            "True, False, or None to decide from torch.distributed", "logger", pinned=False),
+    Option("mode", "by_metric", lambda v: isinstance(v, str) and v in MODEL_LOGGER_MODES,
+           "'by_metric' (a window per group statistic) or 'by_layer' (a window per layer)", "model_logger",
+           choices=MODEL_LOGGER_MODES),
+    Option("hold", 100, lambda v: _is_int(v, 0),
+           "an int >= 0 (the most logged steps held back until the logger's own windows are drawn)", "model_logger"),
 )
+
+
+class VisdomOptions(TypedDict, total=False):
+    """The Visdom sender's options (``owner='visdom'`` in :data:`OPTIONS`), typed for ``**options``."""
+
+    max_points: int
+    min_interval: float
+    timeout: float
+    close_timeout: float
+    save_every: float
+    base_url: str
+    username: str | None
+    password: str | None
+
+
+class RunOptions(VisdomOptions, total=False):
+    """A run's options (``owner='run'``) and its Visdom sender's, typed for ``**options``."""
+
+    env: str
+    uid: str | None
+    server: str | None
+    port: int
+    log_dir: str | Path | None
+    disabled: bool | None
+    max_steps: int | None
+
+
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 SECRET: frozenset[str] = frozenset(o.name for o in OPTIONS if o.secret)
+LOGGER_OWNERS: tuple[str, ...] = ("run", "visdom", "logger")
+"""Whose options a FlexLogger (and its config file) takes."""
 GIVEN_RUN: frozenset[str] = frozenset({"max_steps"})
 """The run options a logger given ``run=`` still takes (from a keyword or a config): it sets them on that run."""
 
@@ -130,8 +182,9 @@ def defaults(*owners: str) -> dict[str, Any]:
     return {o.name: o.default for o in OPTIONS if not owners or o.owner in owners}
 
 
-def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] = ("run", "visdom", "logger"),
-                  problems: list[str] | None = None) -> list[str]:
+def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] = LOGGER_OWNERS,
+                  problems: list[str] | None = None, also: Iterable[str] = (),
+                  synonyms: Mapping[str, str] | None = None) -> list[str]:
     """Check keyword options; return (and append to ``problems``) one message per problem.
 
     Args:
@@ -140,6 +193,9 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             its unknown keyword arguments.
         owners: whose options ``caller`` takes.
         problems: a list to append to (a config loader collects every problem of a file).
+        also: the names of ``caller``'s other keyword arguments (checked by ``caller``), listed first among the valid
+            names of an unknown one.
+        synonyms: names users write for a valid one (``{'metrics': 'stats'}``), suggested first.
 
     Example:
         >>> check_options({'enviroment': 'x'}, 'FlexLogger()')[0]
@@ -147,11 +203,13 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
     """
     out = problems if problems is not None else []
     owners = tuple(owners)
-    valid = names(*owners)
+    also = tuple(also)
+    valid = [*also, *(n for n in names(*owners) if n not in also)]
     for key, value in given.items():
         option = BY_NAME.get(key) if isinstance(key, str) else None
         if option is None or option.owner not in owners:
-            near = closest(key, valid) if isinstance(key, str) else []
+            near = [synonyms[key]] if synonyms and isinstance(key, str) and synonyms.get(key) in valid else []
+            near += [n for n in (closest(key, valid) if isinstance(key, str) else []) if n not in near]
             hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
             out.append(f"unknown keyword argument {short_repr(key)}{hint}; valid keyword arguments: "
                        f"{', '.join(valid)}")
@@ -183,6 +241,10 @@ def check_option(name: str, value: Any) -> str | None:
     option = BY_NAME[name]
     if option.check(value):
         return None
+    if option.choices:
+        problem = Problem(f"{name}: {unknown_name_message(name, value, option.choices)}")
+        problem.error = UnknownNameError
+        return problem
     return f"{name}: expected {option.expected}, but got {'(hidden)' if option.secret else short_repr(value)}"
 
 

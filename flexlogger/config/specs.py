@@ -322,14 +322,14 @@ def check_names(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec], 
 def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], prefix: str = "",
                       existing_plots: Mapping[str, PlotSpec] | None = None,
                       existing_meters: Mapping[str, MeterSpec] | None = None, check_shared: bool = True,
-                      ) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
+                      built: dict[str, Any] | None = None) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
     """Validate ``plots`` and ``meters`` sections together, appending every problem to ``problems``.
 
-    The one place where definitions are checked: ``FlexLogger(...)``, ``add_plot``/``add_meter``,
+    The one place where definitions are checked: ``FlexLogger(...)``, ``update_config``,
     ``load_config`` and presets all call it, so a config that loads is a config that builds. Besides each spec
     on its own (type, keys, Visdom opts, meter args) it checks targets, names clashing with existing ones,
-    names shared by a plot and a meter (see :func:`check_names`), plot capacity, and builds each meter once
-    (then drops it) so that bad argument values are reported too.
+    names shared by a plot and a meter (see :func:`check_names`), plot capacity, and builds each meter (so that bad
+    argument values are reported too): into ``built`` for a caller that keeps them, so that a meter is built once.
 
     Args:
         plots_raw, meters_raw: the new definitions (mappings of name -> dict or spec).
@@ -338,6 +338,7 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
         existing_plots, existing_meters: definitions already built (a logger's), which the new ones join.
         check_shared: check names shared by a plot and a meter (off for presets' per-phase templates, which may
             share their plot's name: the meter ``loss`` becomes ``train_loss``).
+        built: where the meters of the valid new definitions go, built (name -> meter), or None to drop them.
 
     Returns:
         The new definitions that are valid.
@@ -387,7 +388,9 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
         except ConfigError as exc:
             problems.append(Problem.of(exc))
         try:
-            make_meter(name, spec.type, dict(spec.args))
+            meter = make_meter(name, spec.type, dict(spec.args))
+            if built is not None:
+                built[name] = meter
         except (ConfigError, TypeError, ValueError) as exc:
             problems.append(Problem.of(exc, f"{where}.args: ") if isinstance(exc, ConfigError)
                             else f"{where}.args: {exc}")

@@ -15,26 +15,49 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 from tabulate import tabulate
 
 from flexlogger.config.config import config_dict, load_config
-from flexlogger.config.options import GIVEN_RUN, check_options, raise_problems
-from flexlogger.config.presets import DEFAULT_PHASES, compose, expand_presets
-from flexlogger.config.registry import PLOTS, make_meter, view_for
+from flexlogger.config.options import GIVEN_RUN, RunOptions, check_options, raise_problems
+from flexlogger.config.presets import DEFAULT_PHASES, expand_presets
+from flexlogger.config.registry import PLOTS, view_for
 from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions, trace_style
 from flexlogger.core import distributed as distributed_
-from flexlogger.core.plots import DEFAULT_BINS, Histogram
+from flexlogger.core.plots import Histogram, bin_values
 from flexlogger.core.run import Run
-from flexlogger.errors import ConfigError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
+from flexlogger.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ConfigError,
+    InvalidConfigError,
+    LoggerClosedError,
+    MeterInputError,
+    UnknownKeyError,
+    short_repr,
+    unknown_name_message,
+)
 from flexlogger.meters import Meter
 from flexlogger.meters.convert import describe
 from flexlogger.sinks.base import Sink, Update
 
-Observer = Callable[[float, dict[str, float], list[str]], None]
-"""``callback(step, series, plots)``, called at the end of every ``log()`` (see :meth:`FlexLogger.observe`)."""
+
+class LoggerOptions(RunOptions, total=False):
+    """A FlexLogger's keyword options besides its plots and meters, typed for the ``**options`` of
+    :class:`~flexlogger.model.logger.TooledModelLogger`."""
+
+    run: Run | None
+    strict: bool
+    sinks: Iterable[Sink]
+    distributed: bool | None
+
+
+Released = tuple[float, Mapping[str, Any], list[str]]
+"""A step an observer releases: ``(step, values for add(), keys to log)``."""
+Observer = Callable[[float, dict[str, float], list[str]], Iterable[Released] | None]
+"""``callback(step, series, plots)``, called after every step ``log()`` draws (see :meth:`FlexLogger.observe`)."""
 
 
 class FlexLogger:
@@ -73,22 +96,34 @@ class FlexLogger:
 
     def __init__(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None, *,
                  run: Run | None = None, strict: bool = True, sinks: Iterable[Sink] = (),
-                 distributed: bool | None = None, **run_options: Any) -> None:
-        caller = f"{type(self).__name__}()"
+                 distributed: bool | None = None, **run_options: Unpack[RunOptions]) -> None:
+        self._init(f"{type(self).__name__}()", ("plots", "meters"), plots, meters, run, strict, sinks, distributed,
+                   run_options)
+
+    def _init(self, caller: str, arguments: tuple[str, ...], plots: Mapping[str, Any] | None,
+              meters: Mapping[str, Any] | None, run: Run | None, strict: bool, sinks: Iterable[Sink],
+              distributed: bool | None, run_options: Mapping[str, Any]) -> None:
+        """Check every argument through the option table and the spec checks, reporting every problem at once as
+        ``caller``'s (the public function the user called, whose other arguments are ``arguments``), then make the
+        run (unless given) and the meters."""
+        problems: list[str] = []
         for name, value in (("plots", plots), ("meters", meters)):
             if value is not None and not isinstance(value, Mapping):
-                raise ConfigError(f"{caller}: expected `{name}` to be a mapping of name -> definition (a dict), but "
-                                  f"got {type(value).__name__} {short_repr(value)}")
+                problems.append(f"expected `{name}` to be a mapping of name -> definition (a dict), but got "
+                                f"{type(value).__name__} {short_repr(value)}")
         if run is not None and not isinstance(run, Run):
-            raise ConfigError(f"{caller}: expected `run` to be a flexlogger.Run or None, but got "
-                              f"{type(run).__name__} {short_repr(run)}")
-        problems = check_options({**run_options, "strict": strict, "distributed": distributed}, caller)
+            problems.append(f"expected `run` to be a flexlogger.Run or None, but got {type(run).__name__} "
+                            f"{short_repr(run)}")
+        check_options({**run_options, "strict": strict, "distributed": distributed}, caller, problems=problems,
+                      also=(*arguments, "run", "sinks"))
         if run is not None:  # sinks is read here only with run= (it may be an iterator the run reads)
             own = sorted([*(k for k in run_options if k not in GIVEN_RUN), *(["sinks"] if tuple(sinks) else [])])
             if own:
                 problems.append(f"{', '.join(own)}: options of the run, but a run was given (run=); expected them "
                                 "on the Run, or no run=")
-        new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems)
+        built: dict[str, Meter] = {}
+        new_plots, new_specs = check_definitions(plots if isinstance(plots, Mapping) else {},
+                                                 meters if isinstance(meters, Mapping) else {}, problems, built=built)
         raise_problems(caller, problems)  # every problem at once, before a folder or a thread is made
         self.strict = strict
         self.distributed = distributed_.active() if distributed is None else distributed
@@ -109,16 +144,18 @@ class FlexLogger:
         self._observers: list[Observer] = []
         self._owns_run = run is None
         if run is None:
-            if "disabled" not in run_options and self.distributed:
-                run_options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
-            run = Run._from_options(caller, run_options, sinks)
+            options: dict[str, Any] = dict(run_options)
+            if "disabled" not in options and self.distributed:
+                options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
+            run = Run._from_options(caller, options, sinks)
         self.run: Run = run
         run.attach(self, self.to_config)
         run.track_best(self, self.best, lambda: dict(self._best_modes))
         try:
-            if run_options.get("max_steps") is not None and not self._owns_run:
-                run.set_max_steps(run_options["max_steps"])
-            self._install(new_plots, new_specs)
+            max_steps = run_options.get("max_steps")
+            if max_steps is not None and not self._owns_run:
+                run.set_max_steps(max_steps)
+            self._install(new_plots, new_specs, built)
         except BaseException:
             if self._owns_run:
                 run.close()
@@ -146,20 +183,12 @@ class FlexLogger:
         return self.run.dir
 
     # definitions -------------------------------------------------------------------------------------------
-    def _define(self, plots: Mapping[str, Any], meters: Mapping[str, Any], caller: str) -> None:
-        """Validate new plots and meters against the existing ones, then build them (all or nothing)."""
-        problems: list[str] = []
-        new_plots, new_specs = check_definitions(plots, meters, problems, existing_plots=self._plots,
-                                                 existing_meters=self._meter_specs)
-        raise_problems(caller, problems)
-        self._install(new_plots, new_specs)
-
-    def _install(self, new_plots: dict[str, PlotSpec], new_specs: dict[str, MeterSpec]) -> None:
+    def _install(self, new_plots: dict[str, PlotSpec], new_specs: dict[str, MeterSpec],
+                 built: Mapping[str, Meter]) -> None:
         self.run.claim(self, new_plots)
-        built = {name: make_meter(name, spec.type, dict(spec.args)) for name, spec in new_specs.items()}
         self._plots.update(new_plots)
         self._meter_specs.update(new_specs)
-        self._meters.update(built)
+        self._meters.update((name, built[name]) for name in new_specs)
         self._update_checks()
 
     def _update_checks(self) -> None:
@@ -182,16 +211,22 @@ class FlexLogger:
         self._opts_cache = {}
 
     def update_config(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None) -> None:
-        """Add several plots and meters at once, all or nothing (every problem reported together)."""
-        self._define(plots or {}, meters or {}, "update_config()")
+        """Add plots and meters to the logger, all or nothing (every problem reported together).
 
-    def add_plot(self, name: str, spec: Mapping[str, Any] | PlotSpec) -> None:
-        """Add a window, e.g. ``Stat.add_plot('lr', {'type': 'line'})``."""
-        self._define({name: spec}, {}, "add_plot()")
+        Takes what the constructor takes: ``Stat.update_config({'lr': {'type': 'line'}}, {'lr_value':
+        {'type': 'ValueMeter', 'target': 'lr'}})``; a meter may feed plots the logger has already. Presets too, as a
+        config gives them: ``cfg = flexlogger.load_config({'presets': 'auc'}); Stat.update_config(cfg.plots,
+        cfg.meters)``.
 
-    def add_meter(self, name: str, spec: Mapping[str, Any] | MeterSpec) -> None:
-        """Add a meter to existing plots: ``Stat.add_meter('lr_value', {'type': 'ValueMeter', 'target': 'lr'})``."""
-        self._define({}, {name: spec}, "add_meter()")
+        Raises:
+            ConfigError: a bad definition or a name the logger has already (:class:`InvalidConfigError` for several).
+        """
+        problems: list[str] = []
+        built: dict[str, Meter] = {}
+        new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems, existing_plots=self._plots,
+                                                 existing_meters=self._meter_specs, built=built)
+        raise_problems("update_config()", problems)
+        self._install(new_plots, new_specs, built)
 
     def remove(self, keys: str | Iterable[str]) -> None:
         """Remove meters and plots. Removing a plot removes the meters that fed only that plot.
@@ -268,48 +303,6 @@ class FlexLogger:
             options = {k: v for k, v in options.items() if k in ("strict", "distributed") or k in GIVEN_RUN}
         return cls(config.plots, config.meters, **extra, **options)
 
-    @classmethod
-    def from_presets(cls, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
-                     preset_args: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any) -> FlexLogger:
-        """A logger made of presets: ``FlexLogger.from_presets('loss', 'acc', env='mnist')``;
-        see flexlogger.config.presets."""
-        plots, meters = compose(names, phases, preset_args)
-        return cls(plots, meters, **kwargs)
-
-    def add_metrics_for(self, *kinds: str, plot: str = "summary", phases: Iterable[str] | str | None = (
-            "train", "test"), preset_args: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
-        """Add meters of the presets ``kinds`` for each phase, all feeding one line plot (made when missing),
-        as the original flexilogger did: ``Stat.add_metrics_for('loss', 'acc', plot='summary')`` adds
-        ``train_loss``, ``test_loss``, ``train_acc`` and ``test_acc`` on the plot ``summary``.
-
-        The meters are the presets' (``flexlogger.preset_info(kind)``), retargeted to ``plot``; their own plots are
-        not made. Returns the names of the meters added.
-
-        Raises:
-            InvalidConfigError: an unknown preset, a name already taken, a meter a line cannot draw (a confusion
-                matrix), missing preset arguments; every problem at once.
-        """
-        caller = "add_metrics_for()"
-        if not isinstance(plot, str) or not plot:
-            raise ConfigError(f"{caller}: expected `plot` to be a non-empty plot name, but got {short_repr(plot)}")
-        problems: list[str] = []
-        if not kinds:
-            problems.append("kinds: expected at least one preset name, e.g. add_metrics_for('loss', 'acc')")
-        taken = [p for p in self._plots if p != plot] + list(self._meter_specs)
-        _, meters_raw, _ = expand_presets(list(kinds), phases, preset_args, problems, taken)
-        raise_problems(caller, problems)
-        meters = {name: {**(spec.to_dict() if isinstance(spec, MeterSpec) else dict(spec)), "target": plot}
-                  for name, spec in meters_raw.items()}
-        plots = {} if plot in self._plots else {plot: {"type": "line"}}
-        self._define(plots, meters, caller)
-        return list(meters)
-
-    def add_presets(self, *names: str, phases: Iterable[str] | str | None = ("train", "test"),
-                    preset_args: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        """Add the plots and meters of presets, e.g. ``Stat.add_presets('auc+confusion', preset_args=...)``."""
-        plots, meters = compose(names, phases, preset_args, taken=[*self._plots, *self._meter_specs])
-        self._define(plots, meters, "add_presets()")
-
     # the loop ----------------------------------------------------------------------------------------------
     def add(self, values: Mapping[str, Any]) -> None:
         """Feed meters: ``{'train_loss': 0.7, 'train_mse': [output, target], 'ap': {'output': o, 'target': t}}``.
@@ -380,8 +373,8 @@ class FlexLogger:
         if keys is None:
             return list(self._meters)
         if not isinstance(keys, (str, list, tuple, set, frozenset, dict)) and not hasattr(keys, "__iter__"):
-            raise ConfigError(f"expected `keys` to be a meter or plot name, or a list of them, but got "
-                              f"{type(keys).__name__} {short_repr(keys)}")
+            raise ArgumentTypeError(f"expected `keys` to be a meter or plot name, or a list of them, but got "
+                                    f"{type(keys).__name__} {short_repr(keys)}")
         keys = [keys] if isinstance(keys, str) else list(keys)
         self._check_keys(keys)
         chosen: dict[str, None] = {}
@@ -413,9 +406,19 @@ class FlexLogger:
         if step is None:
             step = self._step
         elif not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step):
-            raise ConfigError(f"log(): expected `step` to be a finite number, but got {short_repr(step)}")
+            raise ArgumentError(f"log(): expected `step` to be a finite number or None, but got {short_repr(step)}")
         else:  # numpy numbers too (`for epoch in np.arange(n)`), as Python numbers
             step = int(step) if isinstance(step, numbers.Integral) else float(step)
+        updates = self._pass(step, chosen, reset)
+        due = self._notify(step, updates)
+        while due:  # the steps the observers release, drawn after the call's own, in order, never by log()
+            at, values, keys_at = due.pop(0)
+            self.add(values)
+            updates = self._pass(at, self._select(keys_at), True)
+            due.extend(self._notify(at, updates))
+
+    def _pass(self, step: float, chosen: list[str], reset: bool) -> list[Update]:
+        """One step's drawing: the chosen meters' Updates written to the run, then the meters reset."""
         self._step = math.floor(step) + 1
         run = self.run
         sources = self._sources(chosen)
@@ -430,22 +433,27 @@ class FlexLogger:
             if reset:
                 for name in chosen:
                     self._meters[name].reset()
-        if self._observers:
-            self._notify(step, updates)
+        return updates
 
     def observe(self, callback: Observer) -> Callable[[], None]:
-        """Call ``callback(step, series, plots)`` at the end of every :meth:`log`: ``series`` holds the logged
+        """Call ``callback(step, series, plots)`` after every step :meth:`log` draws: ``series`` holds the logged
         values drawn as points (``{'train_loss': 0.51, 'train_err@1': 12.5}``), ``plots`` names the windows that got
-        an update. Returns a function that removes the callback. (A TooledModelLogger's flight recorder watches
-        meters through it, and holds its first draw until the logger's own windows are drawn.)"""
+        an update. The callback may return steps to draw next, as ``(step, values for add(), keys)``: the same
+        ``log()`` call draws them after its own, in order (a TooledModelLogger holds its first steps until the
+        logger's own windows are drawn, and releases them so). Returns a function that removes the callback."""
         self._observers.append(callback)
         return lambda: self._observers.remove(callback) if callback in self._observers else None
 
-    def _notify(self, step: float, updates: list[Update]) -> None:
+    def _notify(self, step: float, updates: list[Update]) -> list[Released]:
+        """Tell the observers what was drawn; return the steps they release."""
+        if not self._observers:
+            return []
         series = {k: float(v) for u in updates if PLOTS[u.kind].data == "points" for k, v in u.data.items()}
         plots = [u.plot for u in updates]
+        released: list[Released] = []
         for callback in list(self._observers):
-            callback(step, series, plots)
+            released.extend(callback(step, series, plots) or ())
+        return released
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
         """The chosen meters; in distributed mode, pooled over every rank (a collective call)."""
@@ -469,7 +477,8 @@ class FlexLogger:
                     if plot in self._styled:
                         self._trace_names[name] = tuple(scalars)
                 elif kind.data == "histogram":
-                    data[name] = _histogram(meter, spec.opts)
+                    value = meter.value()  # a Histogram counted on the device (TooledModel) passes as it is
+                    data[name] = bin_values(value if isinstance(value, Histogram) else meter.vector(), spec.opts)
                 else:
                     data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
         return out
@@ -546,16 +555,20 @@ class FlexLogger:
         are pending."""
         return self.run.flush(timeout)
 
-    def close(self) -> None:
+    def close(self, error: BaseException | None = None) -> None:
         """Stop logging; close the run if the logger made it (flushing every sink). Closing twice is harmless.
 
         A logger given a ``run=`` leaves the run open for its other loggers: close the run itself.
+
+        Args:
+            error: the exception that ends the logging, if any: the run it made is recorded as ``crashed`` (or
+                ``interrupted`` for a KeyboardInterrupt) with it, as at the end of a ``with`` block.
         """
         if self._closed:
             return
         self._closed = True
         if self._owns_run:
-            self.run.close()
+            self.run.__exit__(None if error is None else type(error), error, None)
         else:
             self.run.release(self, list(self._plots))
 
@@ -565,20 +578,15 @@ class FlexLogger:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ConfigError("this FlexLogger is closed; create a new one to log again")
+            raise LoggerClosedError(f"log(): this {type(self).__name__} is closed (env {self.env!r}, uid {self.uid!r});"
+                                    " create a new one to log again")
 
     def __enter__(self) -> FlexLogger:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_run:
-            self.run.__exit__(exc_type, exc, tb)
-        else:
-            self.run.release(self, list(self._plots))
+        self.close(exc)
 
     # the experiment record: handed on to the run (flexlogger.experiment) ------------------------------------
     def log_hparams(self, hparams: Mapping[str, Any] | Any) -> None:
@@ -677,24 +685,25 @@ class FlexLogger:
         table = tabulate(rows, headers=["plot", "type", "meter", "meter type", "adds", "value"])
         return "\n".join([*head, table])
 
-    def show(self) -> None:
-        """Print :meth:`table` (returns None, so a notebook cell ending in ``Stat.show()`` shows it once)."""
-        print(self.table())
-
     def __repr__(self) -> str:
-        head = f"{type(self).__name__}(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})"
-        return f"{head}\n{self.table()}"
+        return f"{type(self).__name__}(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})"
 
 
 def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | None = DEFAULT_PHASES,
-                      preset_args: Mapping[str, Mapping[str, Any]] | None = None, **kwargs: Any) -> FlexLogger:
-    """A FlexLogger made of presets.
+                      preset_args: Mapping[str, Mapping[str, Any]] | None = None, *, run: Run | None = None,
+                      strict: bool = True, sinks: Iterable[Sink] = (), distributed: bool | None = None,
+                      **run_options: Unpack[RunOptions]) -> FlexLogger:
+    """A FlexLogger made of presets: the one way to start from presets.
 
     Args:
         names: preset names joined by ``+`` (``'loss+MSE'``, case-insensitive), or a list of them.
         phases: each per-phase meter template is made once per phase, as ``{phase}_{name}``.
         preset_args: preset parameters, ``{preset: {meter argument: value}}``: ``{'confusion': {'k': 10}}``.
-        **kwargs: FlexLogger options (``run``, ``env``, ``uid``, ``server``, ``port``, ``log_dir``, ...).
+        run, strict, sinks, distributed, **run_options: as for :class:`FlexLogger`.
+
+    Raises:
+        InvalidConfigError: the presets' problems (unknown names, clashes, missing arguments), all at once.
+        ConfigError: a bad FlexLogger option or preset argument value.
 
     Example:
         >>> Stat = get_preset_logger('loss+acc+confusion', preset_args={'confusion': {'k': 10}}, env='mnist')
@@ -703,8 +712,15 @@ def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | 
     if not isinstance(names, (str, list, tuple)):
         raise ConfigError(f"get_preset_logger(): expected preset names such as 'loss+acc' or ['loss', 'acc'], but "
                           f"got {type(names).__name__} {short_repr(names)}")
-    listed = [names] if isinstance(names, str) else list(names)
-    return FlexLogger.from_presets(*listed, phases=phases, preset_args=preset_args, **kwargs)
+    caller = "get_preset_logger()"
+    problems: list[str] = []
+    plots, meters, _ = expand_presets(names, phases, preset_args, problems)
+    if problems:
+        raise InvalidConfigError(caller, problems)
+    logger = FlexLogger.__new__(FlexLogger)
+    logger._init(caller, ("names", "phases", "preset_args"), plots, meters, run, strict, sinks, distributed,
+                 run_options)
+    return logger
 
 
 # plot kinds whose traces a meter's `display` styles (and whose legend shows a `best` meter's best value)
@@ -713,24 +729,6 @@ _STYLED_KINDS = frozenset({"line", "scatter", "curve"})
 # the shapes add() checks for a ValueMeter feeding these plot kinds (the number of dimensions each draws)
 _SHAPES: dict[str, tuple[int, ...]] = {"heatmap": (2,), "image": (2, 3)}
 _SHAPE_TEXT = {"heatmap": "a 2-d matrix", "image": "an H x W, C x H x W or H x W x C array"}
-
-
-def _histogram(meter: Meter, opts: Mapping[str, Any]) -> Histogram:
-    """A meter's latest array as bin counts (only the counts travel to the record and the server). A meter
-    holding a :class:`~flexlogger.core.plots.Histogram` already (counted on the device by TooledModel) passes it on."""
-    value = meter.value()
-    if isinstance(value, Histogram):
-        return value
-    flat = np.asarray(meter.vector(), dtype=np.float64).reshape(-1)
-    flat = flat[np.isfinite(flat)]
-    bins = int(opts.get("numbins", DEFAULT_BINS))
-    if not flat.size:
-        return Histogram((0.0,) * bins, 0.0, 1.0)
-    lo, hi = float(flat.min()), float(flat.max())
-    counts, _ = np.histogram(flat, bins=bins, range=(lo, hi) if hi > lo else (lo - 0.5, hi + 0.5))
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    return Histogram(tuple(float(c) for c in counts), lo, hi)
 
 
 def _arity_error(meter: Meter, value: Any) -> MeterInputError | None:

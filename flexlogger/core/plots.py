@@ -19,9 +19,14 @@ Data forms (one value per meter, or per trace for ``points``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 DATA_FORMS: tuple[str, ...] = ("points", "vector", "matrix", "histogram", "curve", "text")
+DEFAULT_BINS = 30  # Visdom's own default numbins
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,31 @@ class Histogram:
     def total(self) -> float:
         """How many values were counted."""
         return float(sum(self.counts))
+
+
+def bin_values(value: Any, opts: Mapping[str, Any] | None = None) -> Histogram:
+    """``value`` as bin counts: a :class:`Histogram` as it is; an array's finite values counted in
+    ``opts['numbins']`` equal bins (default :data:`DEFAULT_BINS`) between their min and max.
+
+    The one host binning (the logger's histogram windows and the Visdom renderer both call it), and the same as
+    the device's ``flexlogger.model.stats.histogram``: ``np.histogram`` over ``(min, max)``, a constant array over
+    ``(v - 0.5, v + 0.5)`` (numpy's widening), no finite value at all zero counts over ``(-0.5, 0.5)``. NaN and
+    Inf are not counted.
+
+    Example:
+        >>> bin_values([2.0, 2.0], {'numbins': 2})
+        Histogram(counts=(0.0, 2.0), lo=1.5, hi=2.5)
+    """
+    if isinstance(value, Histogram):
+        return value
+    bins = int((opts or {}).get("numbins", DEFAULT_BINS))
+    flat = np.asarray(value, dtype=np.float64).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts = np.histogram(flat, bins=bins, range=(lo, hi))[0]
+    return Histogram(tuple(float(c) for c in counts), lo, hi)
 
 
 @dataclass(frozen=True)
@@ -94,4 +124,3 @@ PLOT_TYPES: tuple[PlotType, ...] = (
 )
 PLOT_KINDS: dict[str, PlotType] = {p.name: p for p in PLOT_TYPES}
 APPEND_KINDS: frozenset[str] = frozenset(p.name for p in PLOT_TYPES if p.append)
-DEFAULT_BINS = 30  # Visdom's own default numbins

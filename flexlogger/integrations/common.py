@@ -251,16 +251,12 @@ class MetricRouter:
         logger = self.logger
         errors: list[str] = []
         for plot in dict.fromkeys((group_of(name), name.replace("/", "."))):
-            created = plot not in logger.plots
-            try:
-                if created:
-                    logger.add_plot(plot, {"type": "line", "opts": {"xlabel": "step"}})
-                logger.add_meter(name, {"type": AUTO_METER, "target": plot})
+            plots = {} if plot in logger.plots else {plot: {"type": "line", "opts": {"xlabel": "step"}}}
+            try:  # all or nothing: a plot made for a meter that fails is not left behind
+                logger.update_config(plots, {name: {"type": AUTO_METER, "target": plot}})
                 return name
             except ConfigError as exc:
                 errors.append(str(exc))
-                if created and plot in logger.plots:
-                    logger.remove(plot)
         self.guard.warn(where, f"metric {name!r}: no window could take it ({'; '.join(errors)}): skipped")
         return None
 
@@ -275,7 +271,7 @@ def tooled_options(caller: str, options: Mapping[str, Any]) -> dict[str, Any]:
             optimizer step, when there is no update to measure yet.
     """
     valid = [p for p in inspect.signature(TooledModelLogger).parameters if p not in ("model", "logger",
-                                                                                    "flexlogger_kwargs")]
+                                                                                    "logger_options")]
     for key in options:
         if key not in valid:
             raise UnknownNameError(f"{caller}: " + unknown_name_message("TooledModelLogger option", key, valid))

@@ -17,11 +17,11 @@ window holds one quantity of one kind, whose layers can be compared. Spreads, no
 magnitude from layer to layer (a gradient's spread near 1e-4, an output's near 1), so those windows have a log y
 axis (``LOG_STATS``); signed statistics (``mean``, ``min``, ``max``) keep a linear one. The legend sits under the
 plot. Histogram windows (``histograms=``) are small and come after the line windows. With ``logger=`` (or
-windows added with :meth:`TooledModelLogger.add_plot`) the model's windows are drawn after the logger's own:
+windows added with ``TMLogger.logger.update_config``) the model's windows are drawn after the logger's own:
 Visdom shows windows in the order they are first drawn, and the loss should come first (see ``hold``).
 
-``mode='by_layer'`` (the default before; a window per layer whose traces are its groups' statistics) is still
-available. Histogram windows are named ``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
+``mode='by_layer'`` draws a window per layer whose traces are its groups' statistics. Histogram windows are named
+``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
 
 With a :class:`~flexlogger.model.recorder.FlightRecorder` (``recorder=``), each event is drawn as a layer x step heatmap
 per recorder statistic (windows ``recorder.<stat>``: rows the layers in forward order, columns the buffered steps up
@@ -32,28 +32,29 @@ steps that follow are drawn whatever ``log`` says.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 from torch import nn
 
-from flexlogger.config.options import check_options, names, raise_problems
-from flexlogger.core.logger import FlexLogger
-from flexlogger.errors import ConfigError, UnknownNameError, short_repr, unknown_name_message
+from flexlogger.config.options import MODEL_LOGGER_MODES, check_options, raise_problems
+from flexlogger.core.logger import FlexLogger, LoggerOptions, Released
+from flexlogger.errors import UnknownNameError, short_repr, unknown_name_message
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import Selector, Stats, TooledModel, unknown_keyword_message
+from flexlogger.model.tooled import KEYWORD_SYNONYMS, Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",
            "TooledModelLogger"]
 
-MODES: tuple[str, ...] = ("by_metric", "by_layer")
+MODES: tuple[str, ...] = MODEL_LOGGER_MODES
 DEFAULT_STATS: tuple[str, ...] = ("std", "update_ratio")
 DEFAULT_GROUPS: tuple[str, ...] = ("Outputs", "Grad_out", "Weights", "Weight_grad")
 # never negative and spread over orders of magnitude from layer to layer: drawn on a log axis in by_metric windows
@@ -85,10 +86,9 @@ class TooledModelLogger:
         model: the model to watch.
         logger: a :class:`~flexlogger.core.logger.FlexLogger` to add the model's plots and meters to (same run, env,
             record and sender thread as your own metrics). None: a FlexLogger of its own is made from
-            ``flexlogger_kwargs``, and closed by :meth:`close`.
+            ``logger_options``, and closed by :meth:`close`.
         mode: ``'by_metric'`` (a window per group statistic, a trace per layer; the default) or ``'by_layer'``
-            (a window per layer, a trace per group statistic; the default before, changed on purpose: see the
-            module docstring).
+            (a window per layer, a trace per group statistic); see the module docstring.
         stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.model.tooled.TooledModel`, except the
             defaults: ``stats=('std', 'update_ratio')`` and ``groups=('Outputs', 'Grad_out', 'Weights',
             'Weight_grad')`` (the inputs and the gradients into a layer are the outputs and output gradients of
@@ -102,9 +102,10 @@ class TooledModelLogger:
             (``{'meter': 'train_loss', 'spike': 3}``) watch the values the logger draws at each ``log()``.
         hold: the most logged steps held back until the logger's other windows have been drawn once, so that
             they come first in the env (held steps are drawn then, in order, nothing is lost); ``0`` draws at
-            once. Only when the logger has windows of its own (``logger=``, or :meth:`add_plot`).
-        **flexlogger_kwargs: passed to the :class:`~flexlogger.core.logger.FlexLogger` it makes (``run``, ``env``,
-            ``uid``, ``server``, ``port``, ``log_dir``, ...); none may be given with ``logger=``.
+            once. Only when the logger has windows of its own (``logger=``, or ``logger.update_config``).
+        **logger_options: the options of the :class:`~flexlogger.core.logger.FlexLogger` it makes (``run``, ``env``,
+            ``uid``, ``server``, ``port``, ``log_dir``, ...; see ``flexlogger.config.options``); none may be given with
+            ``logger=``.
 
     Attributes:
         tooled: the :class:`~flexlogger.model.tooled.TooledModel` that records the statistics.
@@ -112,33 +113,29 @@ class TooledModelLogger:
         recorder: the flight recorder, or None.
 
     Raises:
-        ConfigError: a bad argument (the message lists the valid choices); the model is left without hooks.
+        ConfigError: a bad argument (the message names it and lists the valid choices); the model is left without
+            hooks.
 
     Example:
         >>> Stat = flexlogger.get_preset_logger('loss+acc', env='mnist')
         >>> TMLogger = TooledModelLogger(model, logger=Stat)     # one run: one folder, one sender, one env
     """
 
-    def __init__(self, model: nn.Module, logger: FlexLogger | None = None, mode: str = "by_metric",
+    def __init__(self, model: nn.Module, logger: FlexLogger | None = None, *, mode: str = "by_metric",
                  stats: Sequence[Any] = DEFAULT_STATS, groups: Sequence[str] = DEFAULT_GROUPS,
                  params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
                  histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
-                 recorder: FlightRecorder | None = None, hold: int = 100, **flexlogger_kwargs: Any) -> None:
+                 recorder: FlightRecorder | None = None, hold: int = 100,
+                 **logger_options: Unpack[LoggerOptions]) -> None:
         caller = "TooledModelLogger()"
-        own = [n for n in _KEYWORDS if n != "flexlogger_kwargs"]
-        for key in flexlogger_kwargs:
-            if key not in names() and key not in ("run", "sinks"):
-                raise ConfigError(unknown_keyword_message(caller, key, [*own, "run", "sinks", *names()]))
-        if mode not in MODES:
-            raise UnknownNameError(unknown_name_message("mode", mode, MODES))
+        problems = check_options({"mode": mode, "hold": hold}, caller, owners=("model_logger",))
         if logger is not None and not isinstance(logger, FlexLogger):
-            raise ConfigError(f"{caller}: expected `logger` to be a FlexLogger or None, but got "
-                              f"{type(logger).__name__} {short_repr(logger)}")
-        if isinstance(hold, bool) or not isinstance(hold, int) or hold < 0:
-            raise ConfigError(f"{caller}: expected `hold` to be an int >= 0, but got {short_repr(hold)}")
-        problems = check_options({k: v for k, v in flexlogger_kwargs.items() if k not in ("run", "sinks")}, caller)
-        if logger is not None and flexlogger_kwargs:
-            problems.append(f"{', '.join(sorted(flexlogger_kwargs))}: options of a FlexLogger, but a logger was given "
+            problems.append(f"expected `logger` to be a FlexLogger or None, but got {type(logger).__name__} "
+                            f"{short_repr(logger)}")
+        check_options({k: v for k, v in logger_options.items() if k not in ("run", "sinks")}, caller,
+                      problems=problems, also=_keywords(), synonyms=KEYWORD_SYNONYMS)
+        if logger is not None and logger_options:
+            problems.append(f"{', '.join(sorted(logger_options))}: options of a FlexLogger, but a logger was given "
                             "(logger=); expected them on that logger, or no logger=")
         raise_problems(caller, problems)
         self.mode = mode
@@ -152,7 +149,11 @@ class TooledModelLogger:
         try:
             plots, meters = self._definitions(bins)
             if logger is None:
-                logger = FlexLogger(plots, meters, **flexlogger_kwargs)
+                logger = FlexLogger.__new__(FlexLogger)  # its errors name TooledModelLogger(), the call made
+                o = logger_options
+                logger._init(caller, _keywords(), plots, meters, o.get("run"), o.get("strict", True),
+                             o.get("sinks", ()), o.get("distributed"),
+                             {k: v for k, v in o.items() if k not in _LOGGER_KEYWORDS})
             else:
                 logger.update_config(plots, meters)
             if recorder is not None:
@@ -253,8 +254,13 @@ class TooledModelLogger:
             self._draw(index)
         return stats
 
+    def _own_drawn(self) -> list[str]:
+        """The model's windows that the logger still has."""
+        plots = self.logger.plots
+        return [p for p in self._own_plots if p in plots]
+
     def _draw(self, index: int) -> None:
-        self.logger.log(step=index, keys=[p for p in self._own_plots if p in self.logger.plots])
+        self.logger.log(step=index, keys=self._own_drawn())
 
     def _push(self) -> None:
         """Put the last step that was not drawn into the meters (for :meth:`log` and :meth:`value`)."""
@@ -269,22 +275,25 @@ class TooledModelLogger:
         return any(p not in self._own_set for p in self.logger.plots)
 
     def _release(self) -> None:
-        """Draw the held steps, in order, and stop holding."""
+        """Draw the held steps, in order, and stop holding (from this logger's own calls: step(), flush(), close())."""
         self._user_drawn = True
         held, self._held = self._held, []
         for index, values in held:
             self.logger.add(values)
             self._draw(index)
 
-    def _observed(self, step: float, series: dict[str, float], plots: list[str]) -> None:
-        """Called at the end of every ``log()`` of the logger: feeds the recorder's meter rules, and draws the held
-        steps once the logger has drawn a window of its own."""
+    def _observed(self, step: float, series: dict[str, float], plots: list[str]) -> list[Released]:
+        """Called after every step the logger draws: feeds the recorder's meter rules and, once the logger has drawn
+        a window of its own, returns the held steps for that ``log()`` to draw next (in order)."""
         if self.recorder is not None:
             for rule in self.recorder.rules:
                 if rule.meter is not None and rule.meter in series:
                     self.recorder.observe(rule.meter, series[rule.meter])
-        if not self._user_drawn and any(p not in self._own_set for p in plots):
-            self._release()
+        if self._user_drawn or not any(p not in self._own_set for p in plots):
+            return []
+        self._user_drawn = True
+        held, self._held = self._held, []
+        return [(index, values, self._own_drawn()) for index, values in held]
 
     # ---------------------------------------------------------------------------------------- the recorder
     def _on_event(self, event: AnomalyEvent) -> None:
@@ -355,7 +364,7 @@ class TooledModelLogger:
         return list(self._events)
 
     def add(self, values: Mapping[str, Any]) -> None:
-        """Feed meters, as :meth:`FlexLogger.add` (for meters added with :meth:`add_meter`)."""
+        """Feed meters, as :meth:`FlexLogger.add` (for meters added with ``logger.update_config``)."""
         self.logger.add(values)
 
     def log(self, step: float | None = None, keys: str | Iterable[str] | None = None, reset: bool = True) -> None:
@@ -373,14 +382,6 @@ class TooledModelLogger:
         """As :meth:`FlexLogger.value` (the model's meters hold the last recorded step)."""
         self._push()
         return self.logger.value(keys)
-
-    def add_plot(self, name: str, spec: Mapping[str, Any]) -> None:
-        """Add a window of your own, as :meth:`FlexLogger.add_plot`."""
-        self.logger.add_plot(name, spec)
-
-    def add_meter(self, name: str, spec: Mapping[str, Any]) -> None:
-        """Add a meter of your own, as :meth:`FlexLogger.add_meter`."""
-        self.logger.add_meter(name, spec)
 
     # ------------------------------------------------------------------------------------------- inspection
     @property
@@ -415,9 +416,13 @@ class TooledModelLogger:
             self._release()
         return self.logger.flush(timeout)
 
-    def close(self) -> None:
+    def close(self, error: BaseException | None = None) -> None:
         """Draw the held steps, remove the hooks from the model and close the logger if it made it (flushing it);
-        a logger given with ``logger=`` stays open for its own metrics. Closing twice is harmless."""
+        a logger given with ``logger=`` stays open for its own metrics. Closing twice is harmless.
+
+        Args:
+            error: the exception that ends the training, if any (see :meth:`FlexLogger.close`).
+        """
         if self._closed:
             return
         self._closed = True
@@ -431,22 +436,27 @@ class TooledModelLogger:
             if self.recorder is not None:
                 self.logger.run.release(self, RECORDER_WINDOWS)
             if self._owns_logger:
-                self.logger.close()
+                self.logger.close(error)
 
     def __enter__(self) -> TooledModelLogger:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        self.close(exc)
 
     def __repr__(self) -> str:
         return (f"TooledModelLogger(mode={self.mode!r}, env={self.env!r}, {len(self._own_plots)} windows, "
                 f"{self.tooled!r})")
 
 
-_KEYWORDS: tuple[str, ...] = ("model", "logger", "mode", "stats", "groups", "params", "layers", "every", "histograms",
-                              "bins", "anomaly", "recorder", "hold", "flexlogger_kwargs")
+_LOGGER_KEYWORDS = frozenset({"run", "strict", "sinks", "distributed"})  # FlexLogger's own, beside the run's options
+
+
+def _keywords() -> tuple[str, ...]:
+    """TooledModelLogger's keyword arguments, as its signature declares them, then the FlexLogger's own."""
+    params = inspect.signature(TooledModelLogger.__init__).parameters.values()
+    return (*(p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD), "run", "sinks")
 
 
 def _finite(value: Any) -> Any:

@@ -70,10 +70,10 @@ def make_loggers(model: nn.Module, env: str, port: int, log_dir: str | None) -> 
     """The metrics logger (loss+acc presets, train and test, plus a confusion matrix) and the model logger."""
     common: dict[str, Any] = {"env": env, "port": port}
     Stat = flexlogger.get_preset_logger("loss+acc", phases=("train", "test"), log_dir=log_dir, **common)
-    Stat.add_plot("confusion", {"type": "heatmap", "opts": {"title": "test confusion (rows: true digit)",
-                                                            "columnnames": [str(i) for i in range(CLASSES)],
-                                                            "rownames": [str(i) for i in range(CLASSES)]}})
-    Stat.add_meter("test_confusion", {"type": "ConfusionMeter", "target": "confusion", "args": {"k": CLASSES}})
+    Stat.update_config({"confusion": {"type": "heatmap", "opts": {"title": "test confusion (rows: true digit)",
+                                                                  "columnnames": [str(i) for i in range(CLASSES)],
+                                                                  "rownames": [str(i) for i in range(CLASSES)]}}},
+                       {"test_confusion": {"type": "ConfusionMeter", "target": "confusion", "args": {"k": CLASSES}}})
     # the model's windows in the same run and env, drawn after the loss and accuracy (TooledModelLogger holds its
     # first draw until Stat has drawn): a window per statistic, a trace per weighted layer, spreads and update
     # ratios on log axes, then small weight/gradient histograms

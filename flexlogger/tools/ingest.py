@@ -201,8 +201,8 @@ class IngestServer:
                     raise
                 self.loggers[point.model], self.runs[point.model] = logger, run
             if point.series not in logger.get_definitions():
-                logger.add_plot(point.series, {"type": "line"})
-                logger.add_meter(point.series, {"type": "ValueMeter", "target": point.series})
+                logger.update_config({point.series: {"type": "line"}},
+                                     {point.series: {"type": "ValueMeter", "target": point.series}})
             logger.add({point.series: point.value})
             logger.log(point.step, keys=[point.series])
             self.points += 1

@@ -44,7 +44,7 @@ import numpy as np
 import visdom
 
 from flexlogger.core.aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks, color
-from flexlogger.core.plots import DEFAULT_BINS, Histogram
+from flexlogger.core.plots import bin_values
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.legible import (
@@ -260,24 +260,9 @@ def render_bar(builder: Any, win: str, env: str, update: Update) -> dict[str, An
     return legible_layout(escape_plotly(msg))
 
 
-def histogram_of(value: Any, opts: Mapping[str, Any]) -> Histogram:
-    """``value`` as bin counts: a :class:`Histogram` as is; an array binned over its finite values' range into
-    ``opts.numbins`` bins (default 30), as Visdom's ``histogram`` bins it."""
-    if isinstance(value, Histogram):
-        return value
-    flat = np.asarray(value, dtype=np.float64).reshape(-1)
-    flat = flat[np.isfinite(flat)]
-    bins = int(opts.get("numbins", DEFAULT_BINS))
-    if not flat.size:  # no finite value: every bin is empty
-        return Histogram(tuple([0.0] * bins), 0.0, 0.0)
-    lo, hi = float(flat.min()), float(flat.max())
-    counts = np.histogram(flat, bins=bins, range=(lo, hi))[0]
-    return Histogram(tuple(float(c) for c in counts), lo, hi)
-
-
 def render_histogram(builder: Any, win: str, env: str, update: Update) -> dict[str, Any]:
     """Visdom's own histogram message (a bar of the counts over ``linspace(lo, hi, bins)``), from bin counts."""
-    hist = histogram_of(next(iter(update.data.values())), update.opts)
+    hist = bin_values(next(iter(update.data.values())), update.opts)
     counts = np.asarray(hist.counts, dtype=np.float64)
     if counts.ndim != 1 or not counts.size:
         raise ValueError(f"expected at least one bin count, but got {hist.counts!r}")
