@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -57,7 +58,8 @@ def test_demo(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_pat
     assert found.pop("test confusion (rows: true digit)") == [None]  # one heatmap
     # the TooledModelLogger windows: one per statistic (a trace per weighted layer), and the weight and gradient
     # histograms of each layer
-    layers = {"0": "Conv2d", "2": "Conv2d", "6": "Linear", "8": "Linear"}
+    found = {re.sub(r" \(step \d+\)$", "", title): v for title, v in found.items()}  # histograms say their step
+    layers = {"conv1": "Conv2d", "conv2": "Conv2d", "fc1": "Linear", "fc2": "Linear"}  # the demo names its layers
     statistics = {"Grad_out std", "Outputs std", "Weights std", "Weights update_ratio", "Weight_grad std"}
     assert set(found) == {f"{n} ({kind}){suffix}" for n, kind in layers.items()
                           for suffix in (" Weights", " Weight_grad")} | {f"{s} (log scale)" for s in statistics}

@@ -62,6 +62,7 @@ LOG_STATS: frozenset[str] = frozenset({"std", "norm", "abs_mean", "update_ratio"
 RECORDER_WINDOWS: tuple[str, ...] = (*(f"recorder.{s}" for s in RECORDER_STATS), "recorder.events")
 ANOMALIES = "anomalies.jsonl"  # in the run folder: one JSON line per flight-recorder event
 EVENTS_SHOWN = 20  # the text window lists the latest events
+STEP_LABEL = "training step"  # the x of every model window: TooledModel.step() calls, one per batch, not epochs
 SUMMARY_KEYS: tuple[str, ...] = ("step", "layer", "stat", "value", "rule", "rank", "detected_at")
 _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
 # by_metric windows: the legend (a layer per entry) in rows under the x axis title, never cut off on the right
@@ -72,7 +73,7 @@ _METRIC_LAYOUT: dict[str, Any] = {"margintop": 40, "marginbottom": 95, "marginri
 # recorder heatmaps: layer names and steps are labels, not numbers (layers '0', '2', '6' would be placed as
 # numbers), the first layer on top, as in the model
 _HEATMAP_LAYOUT: dict[str, Any] = {"layoutopts": {"plotly": {
-    "xaxis": {"type": "category", "title": {"text": "step"}, "automargin": True},
+    "xaxis": {"type": "category", "title": {"text": STEP_LABEL}, "automargin": True},
     "yaxis": {"type": "category", "title": {"text": "layer (forward order)"}, "autorange": "reversed",
               "automargin": True}}}}
 _HISTOGRAM_SIZE = {"width": 260, "height": 230, "margintop": 40, "marginbottom": 30, "marginright": 10,
@@ -194,11 +195,11 @@ class TooledModelLogger:
                         continue
                     if self.mode == "by_layer":
                         plot = layer
-                        opts: dict[str, Any] = {"title": f"{layer} ({kind})", "xlabel": "step"}
+                        opts: dict[str, Any] = {"title": f"{layer} ({kind})", "xlabel": STEP_LABEL}
                     else:
                         plot = f"{group}.{stat}"
                         log = stat in LOG_STATS
-                        opts = {"title": f"{group} {stat}" + (" (log scale)" if log else ""), "xlabel": "step",
+                        opts = {"title": f"{group} {stat}" + (" (log scale)" if log else ""), "xlabel": STEP_LABEL,
                                 "ylabel": stat, **_METRIC_LAYOUT, **({"ytype": "log"} if log else {})}
                     plots.setdefault(plot, {"type": "line", "opts": opts})
                     meters[f"{layer}.{group}.{stat}"] = {"type": "ValueMeter", "target": plot}

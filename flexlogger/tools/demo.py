@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -50,12 +51,14 @@ def load_data(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def make_model() -> nn.Sequential:
-    """A small CNN for 8 x 8 images: two convolutions, a pooling, two linear layers."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, CLASSES),
-    )
+    """A small CNN for 8 x 8 images: two convolutions, a pooling, two linear layers, each named (the names label
+    the model's windows: ``conv1.Grad_out.std``, not a bare index)."""
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 16, 3, padding=1)), ("relu1", nn.ReLU()),
+        ("conv2", nn.Conv2d(16, 32, 3, padding=1)), ("relu2", nn.ReLU()), ("pool", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()), ("fc1", nn.Linear(32 * 4 * 4, 64)), ("relu3", nn.ReLU()),
+        ("fc2", nn.Linear(64, CLASSES)),
+    ]))
 
 
 def batches(x: Tensor, y: Tensor, size: int, gen: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
@@ -67,13 +70,21 @@ def batches(x: Tensor, y: Tensor, size: int, gen: torch.Generator | None = None)
 
 
 def make_loggers(model: nn.Module, env: str, port: int, log_dir: str | None) -> tuple[Any, Any]:
-    """The metrics logger (loss+acc presets, train and test, plus a confusion matrix) and the model logger."""
-    common: dict[str, Any] = {"env": env, "port": port}
-    Stat = flexlogger.get_preset_logger("loss+acc", phases=("train", "test"), log_dir=log_dir, **common)
-    Stat.update_config({"confusion": {"type": "heatmap", "opts": {"title": "test confusion (rows: true digit)",
-                                                                  "columnnames": [str(i) for i in range(CLASSES)],
-                                                                  "rownames": [str(i) for i in range(CLASSES)]}}},
-                       {"test_confusion": {"type": "ConfusionMeter", "target": "confusion", "args": {"k": CLASSES}}})
+    """The metrics logger (loss and accuracy, train and test, per epoch, and a confusion matrix) and the model
+    logger (per-layer statistics per training step)."""
+    # loss and accuracy are logged once per epoch: their x axis says so (the presets' plots say "step")
+    epoch = {"xlabel": "epoch"}
+    plots = {"loss": {"type": "line", "opts": {"title": "loss", "ylabel": "loss", **epoch}},
+             "acc": {"type": "line", "opts": {"title": "accuracy", "ylabel": "accuracy (%)", **epoch}},
+             "confusion": {"type": "heatmap", "opts": {"title": "test confusion (rows: true digit)",
+                                                       "xlabel": "predicted digit", "ylabel": "true digit",
+                                                       "columnnames": [str(i) for i in range(CLASSES)],
+                                                       "rownames": [str(i) for i in range(CLASSES)]}}}
+    meters = {**{f"{phase}_loss": {"type": "AverageValueMeter", "target": "loss"} for phase in ("train", "test")},
+              **{f"{phase}_acc": {"type": "ClassErrorMeter", "target": "acc", "args": {"topk": [1], "accuracy": True}}
+                 for phase in ("train", "test")},
+              "test_confusion": {"type": "ConfusionMeter", "target": "confusion", "args": {"k": CLASSES}}}
+    Stat = flexlogger.FlexLogger(plots, meters, env=env, port=port, log_dir=log_dir)
     # the model's windows in the same run and env, drawn after the loss and accuracy (TooledModelLogger holds its
     # first draw until Stat has drawn): a window per statistic, a trace per weighted layer, spreads and update
     # ratios on log axes, then small weight/gradient histograms
