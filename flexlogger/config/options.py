@@ -26,6 +26,7 @@ from typing import Any
 
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, InvalidConfigError, closest, short_repr
+from flexlogger.sinks.visdom.rules import check_env
 
 __all__ = ["GIVEN_RUN", "OPTIONS", "Option", "check_option", "check_options", "defaults", "names", "raise_problems"]
 
@@ -161,8 +162,6 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             out.append(problem)
     env = given.get("env", BY_NAME["env"].default)
     if "run" in owners and given.get("server", BY_NAME["server"].default) is not None and _is_name(env):
-        from flexlogger.sinks.visdom.render import check_env
-
         try:
             check_env(env)
         except ConfigError as exc:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from flexlogger.config.config import config_dict, load_config
+from flexlogger.config.config import config_dict, load_config, save_config
 from flexlogger.config.options import GIVEN_RUN, check_options, raise_problems
 from flexlogger.config.presets import DEFAULT_PHASES, compose, expand_presets
 from flexlogger.config.registry import PLOTS, make_meter, view_for
@@ -249,8 +249,6 @@ class FlexLogger:
 
     def save_config(self, path: str | Path) -> Path:
         """Write :meth:`to_config` to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
-        from flexlogger.config.config import save_config
-
         return save_config(self.to_config(), path)
 
     @classmethod
