@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.steps, args.rounds = 3, 1
+        args.steps, args.rounds = SKIP + 3, 1
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)  # Lightning's and transformers' banners on every fit

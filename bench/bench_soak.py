@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.steps, args.restart_every, args.full_steps = 300, 150, 20
+        args.steps, args.restart_every, args.full_steps = 400, 300, 20
     steps = args.steps
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                         stat.flush(60)
                         filler = fill(disk)
                     if filler is not None and step == steps // 2 + args.full_steps:
+                        stat.flush(60)  # the record writer has met the full disk before it is freed
                         filler.unlink()
                         filler = None
                 if server.process is None:
