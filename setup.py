@@ -14,8 +14,8 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # presets/ lives at the top level of the repository and is installed as flexlogger.builtin_presets (not
-    # flexlogger.presets, where the module that reads them used to be).
+    # presets/ lives at the top level of the repository (the YAML files users read and copy) and is installed as
+    # flexlogger.builtin_presets, the package flexlogger.config.presets reads the built-in presets from.
     packages=find_packages(include=["flexlogger", "flexlogger.*"]) + ["flexlogger.builtin_presets"],
     package_dir={"flexlogger.builtin_presets": "presets"},
     package_data={"flexlogger.builtin_presets": ["*.yaml"]},

@@ -2,8 +2,8 @@
 
 Every logger of a run writes through it: a :class:`~flexlogger.core.logger.FlexLogger` and a
 :class:`~flexlogger.model.logger.TooledModelLogger` given the same run write one run record and share one Visdom
-sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options,
-as before.
+sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options
+and closes it at its own ``close()``.
 
 Example:
     >>> with flexlogger.Run(env='mnist') as run:
