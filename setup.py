@@ -34,7 +34,10 @@ setup(
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "types-PyYAML", "types-tabulate",
                  "scikit-learn>=1.3", "nbclient>=0.10", "ipykernel", "nbformat", "tqdm",
-                 "playwright>=1.40"],
+                 "playwright>=1.40",
+                 # bench/ runs in the suite (tests/test_bench.py): bench_record and bench_log compare with TensorBoard,
+                 # bench_log and bench_integrations with ignite
+                 "tensorboard", "pytorch-ignite>=0.4.11"],
         "demo": ["scikit-learn>=1.3"],
         "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
         "torchmetrics": ["torchmetrics>=1.3"],
