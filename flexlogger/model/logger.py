@@ -20,8 +20,8 @@ plot. Histogram windows (``histograms=``) are small and come after the line wind
 windows added with :meth:`TooledModelLogger.add_plot`) the model's windows are drawn after the logger's own:
 Visdom shows windows in the order they are first drawn, and the loss should come first (see ``hold``).
 
-``mode='by_layer'`` (a window per layer whose traces are its groups' statistics: one layer's quantities side by side)
-is also available. Histogram windows are named ``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
+``mode='by_layer'`` (a window per layer, its groups' statistics side by side) is also available. Histogram
+windows are named ``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
 
 With a :class:`~flexlogger.model.recorder.FlightRecorder` (``recorder=``), each event is drawn as a layer x step heatmap
 per recorder statistic (windows ``recorder.<stat>``: rows the layers in forward order, columns the buffered steps up

@@ -34,7 +34,6 @@ from flexlogger.config.registry import meter_info, meter_types, plot_info, plot_
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, FlexLoggerError
 from flexlogger.sinks.visdom.auth import PASSWORD_VAR, USERNAME_VAR
-from flexlogger.tools import demo
 from flexlogger.tools.assets import AssetError, ensure_assets
 from flexlogger.tools.compare import compare, hparams_table
 from flexlogger.tools.ingest import IngestServer
@@ -330,6 +329,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         argv += ["--epochs", str(args.epochs)]
     if args.env is not None:
         argv += ["--env", args.env]
+    # imported here: the demo needs its extra (scikit-learn), which every other command does without
+    from flexlogger.tools import demo
+
     code = demo.main(argv)
     return int(code or 0)
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
@@ -73,8 +75,6 @@ class HparamsTable:
 
     def text(self) -> str:
         """The table as text (tabulate)."""
-        from tabulate import tabulate
-
         return str(tabulate([[row.get(h, "") for h in self.headers] for row in self.rows], headers=self.headers,
                             tablefmt="simple", floatfmt=".6g", missingval=""))
 
