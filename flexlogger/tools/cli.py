@@ -27,8 +27,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from tabulate import tabulate
-
 from flexlogger.config.presets import preset_info, preset_names, split_names
 from flexlogger.config.registry import meter_info, meter_types, plot_info, plot_types
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
@@ -86,6 +84,9 @@ def _print_info(info: dict[str, Any]) -> None:
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    # imported here: a broken install without tabulate gets one line naming it (see main), not a traceback
+    from tabulate import tabulate
+
     return str(tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=[None] + [70] * (len(headers) - 1)))
 
 
