@@ -26,7 +26,7 @@ $(STAMP): $(PY) setup.py constraints.txt
 
 lint: venv
 	$(VENV)/bin/ruff check flexlogger tests bench examples
-	$(VENV)/bin/mypy flexlogger
+	$(VENV)/bin/mypy flexlogger bench
 
 test: lint
 	$(PY) -m pytest -q

@@ -14,8 +14,8 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # presets/ lives at the top level of the repository and is installed as flexlogger.builtin_presets (not
-    # flexlogger.presets, where the module that reads them used to be).
+    # presets/ lives at the top level of the repository (the YAML files users read and copy) and is installed as
+    # flexlogger.builtin_presets, the package flexlogger.config.presets reads the built-in presets from.
     packages=find_packages(include=["flexlogger", "flexlogger.*"]) + ["flexlogger.builtin_presets"],
     package_dir={"flexlogger.builtin_presets": "presets"},
     package_data={"flexlogger.builtin_presets": ["*.yaml"]},
@@ -34,7 +34,10 @@ setup(
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "types-PyYAML", "types-tabulate",
                  "scikit-learn>=1.3", "nbclient>=0.10", "ipykernel", "nbformat", "tqdm",
-                 "playwright>=1.40"],
+                 "playwright>=1.40",
+                 # bench/ runs in the suite (tests/test_bench.py): bench_record and bench_log compare with TensorBoard,
+                 # bench_log and bench_integrations with ignite
+                 "tensorboard", "pytorch-ignite>=0.4.11"],
         "demo": ["scikit-learn>=1.3"],
         "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
         "torchmetrics": ["torchmetrics>=1.3"],

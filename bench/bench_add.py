@@ -8,7 +8,7 @@ Variants run interleaved in blocks; each variant's time per call is the median o
 Goals (issue 5): at most 1.0x torchnet for floats, at most 1.1x for tensor pairs. A 0-d tensor handed to torchnet
 as a tensor costs many times a float; FlexLogger converts it, so it is compared with both.
 
-Usage: ``python bench/bench_add.py [--blocks 30] [--calls 20000]``.
+Usage: ``python bench/bench_add.py [--smoke] [--blocks 30] [--calls 20000]``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blocks", type=int, default=30, help="timed blocks per variant (default: %(default)s)")
     parser.add_argument("--calls", type=int, default=20000, help="calls per block (default: %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.blocks, args.calls = 1, 200
     torch.set_num_threads(1)
     stat = FlexLogger({"loss": {"type": "line"}, "mse": {"type": "line"}},
                       {"train_loss": {"type": "AverageValueMeter", "target": "loss"},

@@ -10,7 +10,7 @@ and, side by side, what one plain Visdom append of a point to each of 6 traces c
 holds that many points (what a client that appends every step runs into). At the end it checks that the run
 record holds every point and that each window ends with the last step.
 
-Usage: ``python bench/bench_longrun.py [--steps 100000] [--naive-max 10000]`` (about a minute).
+Usage: ``python bench/bench_longrun.py [--smoke] [--steps 100000] [--naive-max 10000]`` (about a minute).
 """
 
 from __future__ import annotations
@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-max", type=int, default=10_000,
                         help="largest window (points per trace) to time a plain append on; 100000 takes about 30 s "
                              "(default: %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.naive_max = 300, 1000
     warnings.simplefilter("ignore")
     logging.getLogger("visdom").setLevel(logging.ERROR)  # its client's set-up chatter
     with tempfile.TemporaryDirectory() as tmp:

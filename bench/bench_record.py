@@ -10,7 +10,7 @@ Before this change the record stored every raw value of each histogram as JSON (
 2.2M-parameter MLP): histograms are now bin counts computed on the device, so a logged step costs the same few kB
 whatever the model size.
 
-Usage: ``python bench/bench_record.py [--steps 20]``.
+Usage: ``python bench/bench_record.py [--smoke] [--steps 20]``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def run_flexlogger(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, steps
     times, sizes = [], []
     with TooledModelLogger(model, histograms=True, stats=["mean", "std"], groups=["Weights", "Weight_grad"],
                            server=None, log_dir=root, env="bench") as tml:
-        points = tml.logger.run_dir / POINTS
+        run_dir = tml.logger.run_dir
+        if run_dir is None:
+            raise RuntimeError(f"no run record under {root}: the record's size cannot be measured")
+        points = run_dir / POINTS
         for _ in range(steps):
             optim.zero_grad()
             F.cross_entropy(model(x), y).backward()
@@ -88,10 +91,14 @@ def run_tensorboard(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, step
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="logged steps per variant (default: %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
+    models: tuple[tuple[str, int, int], ...] = (("10k params", 10, 1000), ("5M params", 2500, 2000))
+    if args.smoke:
+        args.steps, models = 2, models[:1]
     print(f"{'model':>12} {'variant':<34} {'record bytes/step':>18} {'log ms/step':>12}")
     with tempfile.TemporaryDirectory() as tmp:
-        for label, width, features in (("10k params", 10, 1000), ("5M params", 2500, 2000)):
+        for label, width, features in models:
             x, y = torch.randn(32, features), torch.randint(0, 10, (32,))
             ours = run_flexlogger(mlp(width, features), x, y, args.steps, Path(tmp) / f"ours-{width}")
             theirs = run_tensorboard(mlp(width, features), x, y, args.steps, Path(tmp) / f"tb-{width}")

@@ -27,7 +27,8 @@ CPU time (steadier than wall time on a shared machine; with one thread and a CPU
 hooks all run in the calling thread; with ``--threads`` > 1 wall time), and ratios are against the bare step of
 the same model.
 
-Usage: ``python bench/bench_tooled.py [--threads 1] [--seconds 18] [--steady-malloc]`` (about a minute in all).
+Usage: ``python bench/bench_tooled.py [--smoke] [--threads 1] [--seconds 18] [--steady-malloc]``
+(about a minute in all).
 ``--steady-malloc`` reruns the benchmark with glibc's heap trimming and mmap of large blocks turned off
 (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``): by default, freeing a large tensor may hand memory back to
 the system and the next allocation fault it in again, 7-17 MB per CNN step here, at moments that change from
@@ -170,7 +171,9 @@ VARIANTS = ("bare", "bare (again)", "floor", "floor+reads", "recorder", "recorde
 
 
 def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float,
-          clock: Callable[[], float]) -> dict[str, float]:
+          clock: Callable[[], float], steps: int = BLOCK, min_blocks: int = 3) -> dict[str, float]:
+    """Median time per step of each variant: blocks of ``steps`` steps, interleaved, for ``seconds`` (at least
+    ``min_blocks`` blocks each)."""
     runs = {}
     for kind in VARIANTS:
         model, after = make_variant(kind, factory)
@@ -179,7 +182,7 @@ def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float
         def block(model: nn.Module = model, after: Callable[[], None] = after,
                   optim: torch.optim.Optimizer = optim) -> float:
             t0 = clock()
-            for _ in range(BLOCK):
+            for _ in range(steps):
                 optim.zero_grad()  # at the start of the step: after() sees this step's gradients
                 loss = F.cross_entropy(model(x), y)
                 loss.backward()
@@ -193,11 +196,11 @@ def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float
     deadline = time.perf_counter() + seconds
     order = list(VARIANTS)
     shuffle = random.Random(0).shuffle
-    while time.perf_counter() < deadline or len(times["bare"]) < 3:
+    while time.perf_counter() < deadline or len(times["bare"]) < min_blocks:
         shuffle(order)  # no variant always runs right after the same other one
         for kind in order:
             times[kind].append(runs[kind]())
-    return {k: statistics.median(v) / BLOCK for k, v in times.items()}
+    return {k: statistics.median(v) / steps for k, v in times.items()}
 
 
 def histc_masked(x: Tensor, bins: int) -> Tensor:
@@ -236,7 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--histogram", action="store_true", help="time the histogram only (5M floats, 30 bins)")
     parser.add_argument("--steady-malloc", action="store_true",
                         help="rerun with glibc's heap trimming and mmap of large blocks off (see the docstring)")
+    parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:  # one block of 10 steps per variant (10: tooled/10 sees a whole period), small batches
+        args.seconds = 0.0
     if args.steady_malloc and STEADY_MALLOC[0] not in os.environ:
         env = {**os.environ, **dict.fromkeys(STEADY_MALLOC, str(2**30))}
         os.execve(sys.executable, [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env)
@@ -252,13 +258,16 @@ def main(argv: list[str] | None = None) -> None:
         "MLP 784-512-256-10, batch 128": (mlp, torch.randn(128, 784), torch.randint(0, 10, (128,))),
         "CNN 2 conv + 2 linear, batch 64": (cnn, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))),
     }
+    steps, min_blocks = (10, 1) if args.smoke else (BLOCK, 3)
+    if args.smoke:
+        cases = {name: (f, x[:4], y[:4]) for name, (f, x, y) in cases.items()}
     # CPU time ignores other processes on a shared machine, but with several threads it also counts OpenMP's
     # spin-waiting: use wall time then.
     clock = time.process_time if args.threads == 1 else time.perf_counter
     malloc = "steady malloc" if STEADY_MALLOC[0] in os.environ else "default malloc"
     print(f"torch {torch.__version__}, {args.threads} thread(s), median {'CPU' if args.threads == 1 else 'wall'} "
-          f"time over blocks of {BLOCK} steps, {malloc}")
-    results = {name: bench(f, x, y, args.seconds, clock) for name, (f, x, y) in cases.items()}
+          f"time over blocks of {steps} steps, {malloc}")
+    results = {name: bench(f, x, y, args.seconds, clock, steps, min_blocks) for name, (f, x, y) in cases.items()}
     names = list(results)
     header = f"{'variant':<16}" + "".join(f"{n.split(',')[0]:>22}" for n in names)
     print(header)

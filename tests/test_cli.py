@@ -21,7 +21,7 @@ import pytest
 import visdom
 
 import flexlogger
-from flexlogger.tools.cli import _api, build_parser, main
+from flexlogger.tools.cli import build_parser, main
 from flexlogger.tools.server import VisdomServer, find_free_port, is_serving
 
 SUBCOMMANDS = ["serve", "presets", "preset-info", "meters", "plots", "replay", "compare", "ingest", "demo"]
@@ -109,11 +109,6 @@ def test_unknown_names_exit_2(command: str, name: str, message: str, capsys: pyt
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert re.search(message, err)
-
-
-def test_missing_api_is_a_clear_error() -> None:
-    with pytest.raises(RuntimeError, match=r"`flexlogger.no_such_api` is not available in this version"):
-        _api("no_such_api")
 
 
 def test_presets_lists_names(capsys: pytest.CaptureFixture[str]) -> None:

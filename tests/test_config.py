@@ -20,7 +20,7 @@ from flexlogger import ConfigError, FlexLogger, InvalidConfigError, load_config
 from flexlogger.config import options as options_
 from flexlogger.config.config import option_names, save_config
 from flexlogger.core.run import Run
-from flexlogger.sinks.visdom import VisdomSink
+from flexlogger.sinks.visdom.sender import VisdomSink
 from flexlogger.tools.server import VisdomServer
 
 FLEXLOGGER_DIR = Path(flexlogger.__file__).parent

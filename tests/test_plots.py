@@ -15,9 +15,8 @@ import visdom
 
 from flexlogger.core.plots import DATA_FORMS, PLOT_KINDS, PLOT_TYPES, Histogram, bin_values
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.visdom import RENDERERS
 from flexlogger.sinks.visdom.legible import text_page
-from flexlogger.sinks.visdom.render import make_builder, render
+from flexlogger.sinks.visdom.render import RENDERERS, make_builder, render
 from flexlogger.sinks.visdom.transport import Transport
 from flexlogger.tools.server import VisdomServer
 

@@ -9,8 +9,10 @@ import pytest
 
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.visdom import VisdomSink, render
+from flexlogger.sinks.visdom import render
 from flexlogger.sinks.visdom.legible import text_page
+from flexlogger.sinks.visdom.rules import check_env
+from flexlogger.sinks.visdom.sender import VisdomSink
 from flexlogger.sinks.visdom.transport import Transport
 from flexlogger.tools.server import find_free_port
 
@@ -64,14 +66,14 @@ def test_env_names_visdom_cannot_show_are_refused(env: str, bad: str) -> None:
     with pytest.raises(ConfigError, match=rf"^expected `env` to be a Visdom env name without {bad} \(Visdom "
                                           r"rewrites / and \\ and line breaks, and cannot show < > & or quotes in its "
                                           r"env list\), but got "):
-        render.check_env(env)
+        check_env(env)
     with pytest.raises(ConfigError, match=r"expected `env` to be a Visdom env name"):
         VisdomSink(port=find_free_port(), env=env)
 
 
 @pytest.mark.parametrize("env", ["main", "exp 1: lr=0.1 (seed 3)", "run_2026-11-30", "é"])
 def test_ordinary_env_names_pass(env: str) -> None:
-    render.check_env(env)
+    check_env(env)
 
 
 def test_the_transport_never_shows_the_password() -> None:

@@ -16,7 +16,7 @@ import visdom
 from flexlogger import FlexLogger
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.visdom import VisdomSink
+from flexlogger.sinks.visdom.sender import VisdomSink
 from flexlogger.tools.server import VisdomServer, find_free_port, start_server
 
 pytestmark = pytest.mark.slow  # a server with a login per module, restarted by one test

@@ -22,10 +22,10 @@ import visdom
 
 from flexlogger import ConfigError, DeliveryError, FlexLogger, Update
 from flexlogger.core.plots import Histogram
-from flexlogger.sinks.visdom import VisdomSink, downsample
+from flexlogger.sinks.visdom.buffer import downsample
 from flexlogger.sinks.visdom.legible import text_page, upscale_factor
 from flexlogger.sinks.visdom.render import make_builder, render
-from flexlogger.sinks.visdom.sender import _close_open_sinks
+from flexlogger.sinks.visdom.sender import VisdomSink, _close_open_sinks
 from flexlogger.tools.server import VisdomServer
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from flexlogger.config import options as options_
 from flexlogger.config.parse import SUFFIXES, dump_text, read_file, write_whole
+from flexlogger.config.presets import expand_presets
 from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
 from flexlogger.errors import ConfigError, InvalidConfigError, unknown_name_message
 
@@ -117,8 +118,6 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
     meters_raw: dict[str, Any] = {}
     origin: dict[str, str] = {}  # expanded name -> the preset it came from
     if raw.get("presets") not in (None, "", []):
-        from flexlogger.config.presets import expand_presets
-
         plots_raw, meters_raw, origin = expand_presets(raw["presets"], raw.get("phases"), raw.get("preset_args"),
                                                        problems)
     else:

@@ -39,6 +39,7 @@ from flexlogger.errors import (
     short_repr,
     unknown_name_message,
 )
+from flexlogger.sinks.visdom.rules import check_env
 
 __all__ = ["GIVEN_RUN", "LOGGER_OWNERS", "MODEL_LOGGER_MODES", "OPTIONS", "Option", "RunOptions", "VisdomOptions",
            "check_option", "check_options", "defaults", "names", "raise_problems"]
@@ -219,8 +220,6 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             out.append(problem)
     env = given.get("env", BY_NAME["env"].default)
     if "run" in owners and given.get("server", BY_NAME["server"].default) is not None and _is_name(env):
-        from flexlogger.sinks.visdom.render import check_env
-
         try:
             check_env(env)
         except ConfigError as exc:

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from flexlogger.config.registry import METERS, PLOTS, meter_args, meter_class, view_for
+from flexlogger.config.registry import METERS, PLOTS, make_meter, meter_args, meter_class, view_for
+from flexlogger.core.aggregate import AGGREGATES
 from flexlogger.errors import ConfigError, Problem, UnknownNameError, short_repr, unknown_name_message
+from flexlogger.sinks.visdom.rules import check_opts
 
 PLOT_KEYS = ("type", "opts", "aggregate", "smooth")
 DRAWING_KEYS = ("aggregate", "smooth")  # line plots only; carried in the plot's opts to its sinks and record
@@ -150,8 +152,6 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
     if "legend" in opts:  # Visdom would name every trace of a line after its first entry
         raise ConfigError(f"{where}.opts.legend: expected no `legend`: a window's legend is the names of the meters "
                           "that feed it (e.g. train_err@1, train_err@5); name the meters as they should be shown")
-    from flexlogger.sinks.visdom import check_opts
-
     check_opts(f"{where}.opts", opts)
     drawing = _drawing_keys(where, raw, opts)
     return PlotSpec(raw["type"], MappingProxyType({**_plain(opts), **drawing}))
@@ -159,8 +159,6 @@ def parse_plot(name: str, raw: Any, where: str = "") -> PlotSpec:
 
 def _drawing_keys(where: str, raw: Mapping[str, Any], opts: Mapping[str, Any]) -> dict[str, Any]:
     """The checked ``aggregate`` and ``smooth`` of a plot spec (line plots only)."""
-    from flexlogger.core.aggregate import AGGREGATES
-
     inside = [k for k in DRAWING_KEYS if k in opts]
     if inside:
         raise ConfigError(f"{where}.opts.{inside[0]}: expected `{inside[0]}` beside `type` and `opts` in the plot "
@@ -343,8 +341,6 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
     Returns:
         The new definitions that are valid.
     """
-    from flexlogger.config.registry import make_meter
-
     old_plots, old_meters = dict(existing_plots or {}), dict(existing_meters or {})
     plots: dict[str, PlotSpec] = {}
     meters: dict[str, MeterSpec] = {}

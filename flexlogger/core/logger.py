@@ -20,7 +20,7 @@ from typing import Any, Unpack
 import numpy as np
 from tabulate import tabulate
 
-from flexlogger.config.config import config_dict, load_config
+from flexlogger.config.config import config_dict, load_config, save_config
 from flexlogger.config.options import GIVEN_RUN, RunOptions, check_options, raise_problems
 from flexlogger.config.presets import DEFAULT_PHASES, expand_presets
 from flexlogger.config.registry import PLOTS, view_for
@@ -284,8 +284,6 @@ class FlexLogger:
 
     def save_config(self, path: str | Path) -> Path:
         """Write :meth:`to_config` to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
-        from flexlogger.config.config import save_config
-
         return save_config(self.to_config(), path)
 
     @classmethod

@@ -2,8 +2,8 @@
 
 Every logger of a run writes through it: a :class:`~flexlogger.core.logger.FlexLogger` and a
 :class:`~flexlogger.model.logger.TooledModelLogger` given the same run write one run record and share one Visdom
-sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options,
-as before.
+sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options
+and closes it at its own ``close()``.
 
 Example:
     >>> with flexlogger.Run(env='mnist') as run:
@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from flexlogger.config.config import merge_configs
 from flexlogger.config.options import SECRET, check_options, raise_problems
 from flexlogger.core import distributed as distributed_
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
@@ -38,6 +39,7 @@ from flexlogger.errors import ConfigError, RunFolderError, short_repr
 from flexlogger.experiment import STATUS_PLOT, RecordCalls
 from flexlogger.sinks.base import Sink, Update
 from flexlogger.sinks.record import RecordSink
+from flexlogger.sinks.visdom.sender import VisdomSink
 
 __all__ = ["Run", "default_uid"]
 
@@ -160,8 +162,6 @@ class Run(RecordCalls):
                                      f"can write, or None to turn the record off") from exc
             self.dir = self._record.path
         if server is not None:
-            from flexlogger.sinks.visdom import VisdomSink
-
             try:
                 self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid,
                                           label=f"run {self.uid}", **visdom_options)
@@ -235,8 +235,6 @@ class Run(RecordCalls):
 
     def to_config(self) -> dict[str, Any]:
         """The run's options and the plots and meters of every logger that writes to it (for ``config.json``)."""
-        from flexlogger.config.config import merge_configs
-
         return merge_configs(self.options, [config() for config in self._configs.values()])
 
     # status and closing ------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ plot. Histogram windows (``histograms=``) are small and come after the line wind
 windows added with ``TMLogger.logger.update_config``) the model's windows are drawn after the logger's own:
 Visdom shows windows in the order they are first drawn, and the loss should come first (see ``hold``).
 
-``mode='by_layer'`` draws a window per layer whose traces are its groups' statistics. Histogram windows are named
-``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
+``mode='by_layer'`` (a window per layer, its groups' statistics side by side) is also available. Histogram
+windows are named ``<layer>.<Group>.histogram`` and fed by meters ``<layer>.<Group>.values``.
 
 With a :class:`~flexlogger.model.recorder.FlightRecorder` (``recorder=``), each event is drawn as a layer x step heatmap
 per recorder statistic (windows ``recorder.<stat>``: rows the layers in forward order, columns the buffered steps up
@@ -89,7 +89,8 @@ class TooledModelLogger:
             record and sender thread as your own metrics). None: a FlexLogger of its own is made from
             ``logger_options``, and closed by :meth:`close`.
         mode: ``'by_metric'`` (a window per group statistic, a trace per layer; the default) or ``'by_layer'``
-            (a window per layer, a trace per group statistic); see the module docstring.
+            (a window per layer, a trace per group statistic; see the module docstring for why ``by_metric`` is the
+            default).
         stats, groups, params, layers, every, anomaly: as for :class:`~flexlogger.model.tooled.TooledModel`, except the
             defaults: ``stats=('std', 'update_ratio')`` and ``groups=('Outputs', 'Grad_out', 'Weights',
             'Weight_grad')`` (the inputs and the gradients into a layer are the outputs and output gradients of

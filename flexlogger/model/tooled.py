@@ -815,7 +815,7 @@ class TooledModel:
         return text
 
     def remove(self) -> None:
-        """Detach every hook; the model is left exactly as before. Idempotent."""
+        """Detach every hook, leaving the model as it was before they were attached. Idempotent."""
         self._removed = True
         self._sync_hooks()
         for h in self._rec_handles:

@@ -14,8 +14,7 @@ subcommand, option or name), each reported as one line on stderr.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import getpass
 import json
 import os
 import signal
@@ -28,7 +27,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from flexlogger.config.presets import preset_info, preset_names, split_names
+from flexlogger.config.registry import meter_info, meter_types, plot_info, plot_types
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.errors import ConfigError, FlexLoggerError
+from flexlogger.sinks.visdom.auth import PASSWORD_VAR, USERNAME_VAR
+from flexlogger.tools.assets import AssetError, ensure_assets
+from flexlogger.tools.compare import compare, hparams_table
+from flexlogger.tools.ingest import IngestServer
+from flexlogger.tools.replay import replay
+from flexlogger.tools.server import check_port, start_server
 
 __all__ = ["main"]
 
@@ -44,15 +52,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
-
-
-def _api(name: str) -> Callable[..., Any]:
-    """``flexlogger.<name>``, imported lazily; a clear error when this version lacks it."""
-    module = importlib.import_module("flexlogger")
-    func = getattr(module, name, None)
-    if func is None:
-        raise RuntimeError(f"`flexlogger.{name}` is not available in this version of flexlogger.")
-    return func  # type: ignore[no-any-return]
 
 
 def _format(value: Any) -> str:
@@ -85,6 +84,7 @@ def _print_info(info: dict[str, Any]) -> None:
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    # imported here: a broken install without tabulate gets one line naming it (see main), not a traceback
     from tabulate import tabulate
 
     return str(tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=[None] + [70] * (len(headers) - 1)))
@@ -116,9 +116,6 @@ _NO_LOGIN_WARNING = ("{prog}: warning: --public --no-login: anyone who can reach
 
 def _serve_login(args: argparse.Namespace) -> tuple[str, str] | None:
     """The login a served Visdom demands: ``--public`` needs one unless ``--no-login``; never read from argv."""
-    from flexlogger.errors import ConfigError
-    from flexlogger.tools.server import PASSWORD_VAR, USERNAME_VAR
-
     username = args.username or os.environ.get(USERNAME_VAR) or None
     wanted = args.login or (args.public and not args.no_login) or args.username is not None
     if not wanted:
@@ -132,8 +129,6 @@ def _serve_login(args: argparse.Namespace) -> tuple[str, str] | None:
                           f"username was given: {how}; --public --no-login serves without a login.")
     password = os.environ.get(PASSWORD_VAR) or None
     if password is None and sys.stdin is not None and sys.stdin.isatty():
-        import getpass
-
         password = getpass.getpass(f"Password for Visdom user {username!r}: ") or None
     if password is None:
         raise ConfigError(f"serving {'on every interface (--public) ' if args.public else ''}needs a login, but no "
@@ -142,9 +137,6 @@ def _serve_login(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from flexlogger.tools.assets import AssetError, ensure_assets
-    from flexlogger.tools.server import check_port, start_server
-
     login = _serve_login(args)  # before anything starts: a refused login starts nothing
     # before installing assets: no npm download for a server that cannot start
     check_port(args.port, args.public, hint=f"expected a free port, e.g. --port {_other_port(args.port)}")
@@ -186,8 +178,6 @@ def _start_ingest(args: argparse.Namespace, visdom_port: int, login: tuple[str, 
     """``serve --ingest-port P``: the pastalog endpoint beside the Visdom server (None without the option)."""
     if getattr(args, "ingest_port", None) is None:
         return None
-    from flexlogger.tools.ingest import IngestServer
-
     ingest = IngestServer(args.ingest_port, public=args.public, visdom_port=visdom_port, log_dir=args.log_dir,
                           base_url=args.base_url, username=login[0] if login else None,
                           password=login[1] if login else None)
@@ -218,27 +208,30 @@ def _other_port(port: int) -> int:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    names = _api("preset_names")()
+    names = preset_names()
     rows = sorted([name, str(source)] for name, source in dict(names).items())
     print(_table(rows, ["preset", "source"]))
     return 0
 
 
 def _cmd_preset_info(args: argparse.Namespace) -> int:
-    from flexlogger.config.presets import split_names
-
-    infos = [dict(_api("preset_info")(name)) for name in split_names(args.name)]  # every name checked first
+    infos = [dict(preset_info(name)) for name in split_names(args.name)]  # every name checked first
     print("\n\n".join("\n".join(_info_lines(info)) for info in infos))
     return 0
 
 
+# what `flexlogger meters` and `flexlogger plots` list: (the info of one type, the names of all types)
+_CATALOGS: dict[str, tuple[Callable[[str], Any], Callable[[], list[str]]]] = {
+    "meter": (meter_info, meter_types), "plot": (plot_info, plot_types)}
+
+
 def _list_or_info(kind: str, name: str | None, summary: Callable[[dict[str, Any]], list[Any]],
                   headers: list[str]) -> int:
-    info = _api(f"{kind}_info")
+    info, types = _CATALOGS[kind]
     if name is not None:
         _print_info(dict(info(name)))
         return 0
-    rows = [[type_name, *summary(dict(info(type_name)))] for type_name in _api(f"{kind}_types")()]
+    rows = [[type_name, *summary(dict(info(type_name)))] for type_name in types()]
     print(_table(rows, headers))
     return 0
 
@@ -258,11 +251,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"Following {args.run_dir}: drawing what is appended to it until the run finishes (Ctrl-C stops).",
               flush=True)
         with _stop_on_signals() as stop:
-            result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env, follow=True,
-                                    poll=args.poll, stop=stop, **_login(args))
+            result = replay(args.run_dir, server=args.server, port=args.port, env=args.env, follow=True,
+                                    poll=args.poll, stop=stop, username=args.username)
         print(f"Replayed {args.run_dir} to {args.server}:{args.port}: {result}")
         return 0
-    result = _api("replay")(args.run_dir, server=args.server, port=args.port, env=args.env, **_login(args))
+    result = replay(args.run_dir, server=args.server, port=args.port, env=args.env, username=args.username)
     print(f"Replayed {args.run_dir} to {args.server}:{args.port}: {result}")
     return 0
 
@@ -297,12 +290,6 @@ def _add_drawing_options(p: argparse.ArgumentParser) -> None:
                                                     "$VISDOM_USERNAME); the password comes from $VISDOM_PASSWORD")
 
 
-def _login(args: argparse.Namespace) -> dict[str, str]:
-    """``username=`` for the sink when ``--username`` was given (else it reads VISDOM_USERNAME); the password is
-    never an argument: the sink reads VISDOM_PASSWORD."""
-    return {"username": args.username} if args.username is not None else {}
-
-
 def _names(text: str | None) -> list[str] | None:
     return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 
@@ -310,23 +297,19 @@ def _names(text: str | None) -> list[str] | None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     plots, names, meters = _names(args.plots), _names(args.names), _names(args.meters)
     if args.table:
-        from flexlogger.tools.compare import hparams_table
-
         print(hparams_table(args.run_dirs, meters=meters, names=names, sort=args.sort, plots=plots).text())
         return 0
     if args.follow:
         print(f"Following {len(args.run_dirs)} run(s) until they finish (Ctrl-C stops).", flush=True)
     with _stop_on_signals() as stop:
-        result = _api("compare")(args.run_dirs, plots=plots, names=names, env=args.env, server=args.server,
+        result = compare(args.run_dirs, plots=plots, names=names, env=args.env, server=args.server,
                                  port=args.port, follow=args.follow, meters=meters, sort=args.sort, poll=args.poll,
-                                 stop=stop, **_login(args))
+                                 stop=stop, username=args.username)
     print(f"Compared {result} at {args.server}:{args.port}")
     return 0
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from flexlogger.tools.ingest import IngestServer
-
     ingest = IngestServer(args.port, public=args.public, env=args.env, server=args.server,
                           visdom_port=args.visdom_port, log_dir=args.log_dir)
     with _stop_on_signals() as stop:
@@ -347,6 +330,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         argv += ["--epochs", str(args.epochs)]
     if args.env is not None:
         argv += ["--env", args.env]
+    # imported here: the demo needs its extra (scikit-learn), which every other command does without
     from flexlogger.tools import demo
 
     code = demo.main(argv)
@@ -486,8 +470,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    from flexlogger.errors import FlexLoggerError
-
     prog = f"{PROG} {args.command}"
     try:
         return int(args.func(args))

@@ -37,12 +37,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
 from flexlogger.experiment.common import HPARAMS_FILE
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import CONFIG, POINTS, RecordError
+from flexlogger.sinks.visdom.auth import resolve_credentials
+from flexlogger.sinks.visdom.render import make_builder
+from flexlogger.sinks.visdom.sender import VisdomSink
+from flexlogger.sinks.visdom.transport import Transport
 from flexlogger.tools.follow import RecordFollower
 from flexlogger.tools.replay import check_visdom
 
@@ -69,8 +75,6 @@ class HparamsTable:
 
     def text(self) -> str:
         """The table as text (tabulate)."""
-        from tabulate import tabulate
-
         return str(tabulate([[row.get(h, "") for h in self.headers] for row in self.rows], headers=self.headers,
                             tablefmt="simple", floatfmt=".6g", missingval=""))
 
@@ -199,8 +203,6 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     login_options = {k: sink_options[k] for k in ("base_url", "username", "password") if k in sink_options}
     url = f"{server.rstrip('/')}:{port}{sink_options.get('base_url', '')}"
     check_visdom(url, port)
-    from flexlogger.sinks.visdom import VisdomSink
-
     if not follow:  # the records are read whole: one send per window at the end (flush), not one per min_interval
         sink_options.setdefault("min_interval", max(timeout, 0.0))
     sink = VisdomSink(server=server, port=port, env=env, uid=COMPARE_UID, **sink_options)
@@ -316,10 +318,6 @@ def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: f
     Raises:
         DeliveryError: the server did not take it.
     """
-    from flexlogger.sinks.visdom.render import make_builder
-    from flexlogger.sinks.visdom.transport import Transport
-    from flexlogger.tools.server import resolve_credentials
-
     win = TABLE_WINDOW
     best = ", ".join(f"{m}: {w}" for m, w in table.best.items())
     msg, _ = make_builder(server, port, env).text(

@@ -27,6 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from flexlogger.config.options import check_options, raise_problems
+from flexlogger.core.logger import FlexLogger
+from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, FlexLoggerError
 
@@ -116,8 +119,6 @@ class IngestServer:
                  server: str | None = DEFAULT_SERVER, visdom_port: int = DEFAULT_PORT,
                  log_dir: str | Path | None = DEFAULT_LOG_DIR,
                  max_body: int = MAX_BODY, **run_options: Any) -> None:
-        from flexlogger.config.options import check_options, raise_problems
-
         options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
         bad = [k for k in ("uid", "port") if k in run_options]
         if bad:
@@ -186,9 +187,6 @@ class IngestServer:
 
     def store(self, point: Point) -> None:
         """Log ``point`` in its model's run (made on first sight), its series' plot added on first sight."""
-        from flexlogger.core.logger import FlexLogger
-        from flexlogger.core.run import Run
-
         with self._lock:
             logger = self.loggers.get(point.model)
             if logger is None:

@@ -1,6 +1,6 @@
 """Replay a run record (``runs/<env>/<uid>/``) to a Visdom server: ``flexlogger replay RUN_DIR --port P``.
 
-The recorded updates go through the same :class:`~flexlogger.sinks.visdom.VisdomSink` as a live run, so the
+The recorded updates go through the same :class:`~flexlogger.sinks.visdom.sender.VisdomSink` as a live run, so the
 windows come out as the run drew them: by default the same windows (ids ``<uid>_<plot>`` with the uid the run drew
 under, recorded in the record's first line), long series downsampled the same way. ``uid=`` draws elsewhere.
 
@@ -32,6 +32,8 @@ from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import DeliveryError, short_repr
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import read_record
+from flexlogger.sinks.visdom.sender import VisdomSink
+from flexlogger.tools.follow import RecordFollower
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def replay(run_dir: str | Path, server: str = DEFAULT_SERVER, port: int = DEFAUL
             ``summary.json`` says a status other than ``running``) or ``stop`` is set.
         poll: seconds between two reads of the record when following.
         stop: set it (from another thread) to end following.
-        **sink_kwargs: passed to :class:`~flexlogger.sinks.visdom.VisdomSink` (e.g. ``max_points``).
+        **sink_kwargs: passed to :class:`~flexlogger.sinks.visdom.sender.VisdomSink` (e.g. ``max_points``).
 
     Returns:
         A :class:`ReplayResult`.
@@ -82,8 +84,6 @@ def replay(run_dir: str | Path, server: str = DEFAULT_SERVER, port: int = DEFAUL
     env = env or record.env
     url = f"{server.rstrip('/')}:{port}"
     check_visdom(url, port)
-    from flexlogger.sinks.visdom import VisdomSink
-
     sink = VisdomSink(server=server, port=port, env=env, uid=uid or record.window_uid,
                       label=f"run {uid or record.window_uid}", **sink_kwargs)
     count, points = _draw(sink, [record.updates], url, record.path, timeout)
@@ -151,15 +151,11 @@ def check_visdom(url: str, port: int) -> None:
 def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: float, uid: str | None, poll: float,
             stop: threading.Event | None, sink_kwargs: dict[str, Any]) -> ReplayResult:
     """:func:`replay` with ``follow=True``: draw the record, then what is appended to it, as it arrives."""
-    from flexlogger.tools.follow import RecordFollower
-
     follower = RecordFollower(run_dir)
     updates = follower.poll()  # the header first: the recorded env and uid
     env = env or follower.env
     url = f"{server.rstrip('/')}:{port}"
     check_visdom(url, port)
-    from flexlogger.sinks.visdom import VisdomSink
-
     sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid,
                       label=f"run {uid or follower.window_uid}", **sink_kwargs)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import errno
-import hashlib
 import http.cookiejar
 import json
 import math
@@ -40,6 +39,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -49,12 +49,13 @@ if TYPE_CHECKING:
 
 from flexlogger.defaults import DEFAULT_PORT
 from flexlogger.errors import ConfigError, FlexLoggerError, short_repr
+from flexlogger.sinks.visdom.auth import PASSWORD_VAR, USERNAME_VAR, password_digest, resolve_credentials
+from flexlogger.tools.assets import AssetError, ensure_assets
 
 __all__ = ["VisdomServer", "VisdomServerError", "check_port", "delete_env", "ensure_server", "find_free_port",
-           "is_serving", "resolve_credentials", "start_server"]
+           "is_serving", "start_server"]
 
 DEFAULT_ENV_PATH = Path.home() / ".visdom"
-USERNAME_VAR, PASSWORD_VAR = "VISDOM_USERNAME", "VISDOM_PASSWORD"
 _PORT_LINE = "flexlogger: visdom listening on port "
 # The server exits when the pipe on its stdin closes: the starter died (even by SIGKILL) or stopped it.
 _LAUNCH = f"""import visdom.server.run_server as visdom_server, os, signal, sys, threading
@@ -182,23 +183,6 @@ def _check_base_url(base_url: str) -> str:
     return base_url
 
 
-def resolve_credentials(username: str | None, password: str | None) -> tuple[str, str] | None:
-    """``(username, password)`` from the arguments, else from VISDOM_USERNAME / VISDOM_PASSWORD; None: no login.
-
-    Raises:
-        ConfigError: only one of the two is given (or set).
-    """
-    username = username if username is not None else os.environ.get(USERNAME_VAR) or None
-    password = password if password is not None else os.environ.get(PASSWORD_VAR) or None
-    if username is None and password is None:
-        return None
-    if not username or not password:
-        missing = "username" if not username else "password"
-        raise ConfigError(f"A Visdom login needs a username and a password, but the {missing} is missing: pass "
-                          f"`{missing}=` or set {USERNAME_VAR if missing == 'username' else PASSWORD_VAR}.")
-    return username, password
-
-
 class _Client:
     """A tiny Visdom HTTP client with a cookie jar: logs in (POST to the base URL) when given credentials."""
 
@@ -209,7 +193,7 @@ class _Client:
         self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         if credentials is not None:
             username, password = credentials
-            digest = hashlib.sha256(password.encode()).hexdigest()  # what visdom's client sends
+            digest = password_digest(password)
             try:
                 self.post("", {"username": username, "password": digest})
             except urllib.error.HTTPError as exc:
@@ -560,10 +544,6 @@ def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", i
     if is_serving(port):
         return None
     if install_assets:
-        import warnings
-
-        from flexlogger.tools.assets import AssetError, ensure_assets
-
         try:
             ensure_assets()
         except AssetError as exc:

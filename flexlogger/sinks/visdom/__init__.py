@@ -1,19 +1,15 @@
 """The Visdom sink, split by job:
 
+- :mod:`.rules`: Visdom's naming rules (env names, plot options), checked when a logger is built.
+- :mod:`.auth`: the login (username and password from arguments or the environment, the digest posted).
 - :mod:`.render`: pure functions turning an update into a Visdom message, one renderer per plot kind
   (:data:`~.render.RENDERERS`).
 - :mod:`.buffer`: the per-window state: merging of writes, downsampling, delivery accounting (no threads, no HTTP).
 - :mod:`.transport`: the HTTP session, posting, backoff schedule and reconnect detection.
-- :mod:`.sender`: the background thread and :class:`VisdomSink`, which tie them together.
+- :mod:`.sender`: the background thread and :class:`~.sender.VisdomSink`, which tie them together.
 
-Only :mod:`.render` imports visdom.
+Only :mod:`.rules` and :mod:`.render` import visdom. This package module imports none of them, so that the
+option table can import the leaf modules :mod:`.rules` and :mod:`.auth` without importing the sink (which
+imports the option table): import each name from the module that defines it, e.g.
+``from flexlogger.sinks.visdom.sender import VisdomSink``.
 """
-
-from flexlogger.config.options import MIN_MAX_POINTS
-from flexlogger.sinks.visdom.buffer import downsample, downsample_indices
-from flexlogger.sinks.visdom.render import RENDERERS, check_opts
-from flexlogger.sinks.visdom.sender import VisdomSink
-from flexlogger.sinks.visdom.transport import BACKOFF_MAX, BACKOFF_START
-
-__all__ = ["BACKOFF_MAX", "BACKOFF_START", "MIN_MAX_POINTS", "RENDERERS", "VisdomSink", "check_opts", "downsample",
-           "downsample_indices"]

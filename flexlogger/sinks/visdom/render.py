@@ -21,23 +21,21 @@ User strings (titles, axis labels, legends, bar and heatmap row/column names, la
 written, never as markup: Plotly reads titles, legends and tick labels as HTML-like text (its own tags, such as
 ``<b>``, ``<a href>``, ``<span style>``, and entities), so :func:`escape_plotly` escapes ``<``, ``>`` and ``&`` in
 each; a text window is raw HTML in Visdom (visdom issue 1506), so its cells are escaped (:func:`as_html`); the pane's
-title bar is drawn by React as text and left as is. Env names that Visdom rewrites or cannot show are refused
-(:func:`check_env`).
+title bar is drawn by React as text and left as is. Env names that Visdom rewrites or cannot show, and opts its
+client rejects, are refused earlier, when the logger is built (:mod:`.rules`).
 
-This is the only module that imports visdom. The opts given to Visdom's client are always a fresh copy (it mutates
-them).
+This module and :mod:`.rules` are the only ones that import visdom. The opts given to Visdom's client are always a
+fresh copy (it mutates them).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import html
 import json
-import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +43,6 @@ import visdom
 
 from flexlogger.core.aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, Candlesticks, color
 from flexlogger.core.plots import bin_values
-from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.legible import (
     label_run,
@@ -56,6 +53,7 @@ from flexlogger.sinks.visdom.legible import (
     upscale,
     upscale_factor,
 )
+from flexlogger.sinks.visdom.rules import quiet_visdom
 
 Renderer = Callable[[Any, str, str, Update], dict[str, Any]]
 """``renderer(builder, win, env, update) -> message``: the Visdom message (a JSON-able dict) for the window."""
@@ -350,29 +348,6 @@ RENDERERS: dict[str, Renderer] = {
 
 
 # helpers ------------------------------------------------------------------------------------------------------
-def check_opts(where: str, opts: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` when Visdom's client rejects ``opts`` whatever the data (e.g. a negative
-    ``markersize``), or they are not JSON: found when the plot is defined rather than by the sender thread.
-
-    Checks that depend on the data (e.g. ``rownames`` as long as the matrix) are left to drawing.
-    """
-    try:
-        json.dumps(dict(opts), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: expected Visdom options that are JSON (str, numbers, lists, dicts), but got "
-                          f"{dict(opts)!r}: {exc}") from None
-    try:
-        checked = dict(opts)
-        with quiet_visdom():  # the checks every drawing function of Visdom's client makes
-            visdom._title2str(checked)  # type: ignore[attr-defined]
-            visdom._assert_opts(checked)  # type: ignore[attr-defined]
-    except AssertionError as exc:
-        raise ConfigError(f"{where}: Visdom's client rejects {dict(opts)!r}: {exc}") from None
-    numbins = opts.get("numbins")
-    if numbins is not None and (not isinstance(numbins, int) or isinstance(numbins, bool) or numbins < 2):
-        raise ConfigError(f"{where}.numbins: expected an int >= 2 (Visdom cannot draw one bin), but got {numbins!r}")
-
-
 def bars(builder: Any, table: np.ndarray, win: str, env: str, opts: dict[str, Any],
          positions: np.ndarray | None = None) -> dict[str, Any]:
     """Visdom's bar message for a rows x columns ``table`` (at x ``positions``, if given), also for fewer than two
@@ -460,19 +435,6 @@ def escape_plotly(msg: dict[str, Any]) -> dict[str, Any]:
     return msg
 
 
-_BAD_ENV = re.compile(r"[/\\<>&'\"\x00-\x1f\x7f]")
-
-
-def check_env(env: str) -> None:
-    """Raise :class:`ConfigError` for an env name Visdom rewrites (``/``, ``\\``, line breaks) or cannot show (its
-    page puts env names in a script, HTML-escaped: ``<``, ``>``, ``&``, quotes)."""
-    bad = sorted(set(_BAD_ENV.findall(env)))
-    if bad:
-        raise ConfigError(f"expected `env` to be a Visdom env name without {', '.join(map(repr, bad))} (Visdom "
-                          f"rewrites / and \\ and line breaks, and cannot show < > & or quotes in its env list), "
-                          f"but got {env!r}")
-
-
 def as_html(value: Any) -> str:
     """``value`` as HTML text: ``<unk>`` and ``a & b`` shown as written, line breaks kept."""
     return html.escape(str(value)).replace("\n", "<br>")
@@ -498,18 +460,6 @@ def per_point_fields(trace: Mapping[str, Any]) -> bool:
     """Whether a one-point trace has list fields other than x and y (per-point options)."""
     return any(isinstance(v, list) for k, v in trace.items() if k not in ("x", "y")) or any(
         isinstance(v, list) for v in trace.get("marker", {}).values())
-
-
-@contextlib.contextmanager
-def quiet_visdom() -> Iterator[None]:
-    """Visdom's client logs set-up chatter and errors meant for interactive use: keep them down to errors."""
-    log = logging.getLogger("visdom")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)

@@ -59,9 +59,10 @@ from flexlogger.defaults import DEFAULT_ENV, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import DeliveryError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom import render
+from flexlogger.sinks.visdom.auth import resolve_credentials
 from flexlogger.sinks.visdom.buffer import Buffer, Message, Window
+from flexlogger.sinks.visdom.rules import check_env
 from flexlogger.sinks.visdom.transport import Backoff, Transport
-from flexlogger.tools.server import resolve_credentials
 
 JOIN_LIMIT_S = 30.0  # the longest close() waits for the sender thread when the request timeout is not finite
 
@@ -104,7 +105,7 @@ class VisdomSink:
         if server is None:
             problems.insert(0, "server: expected a URL with its scheme, such as 'http://localhost', but got None")
         raise_problems("VisdomSink()", problems)
-        render.check_env(env)
+        check_env(env)
         login = resolve_credentials(username, password)
         self.url = f"{server.rstrip('/')}:{port}{base_url}"
         self.port = port

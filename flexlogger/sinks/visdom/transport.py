@@ -23,7 +23,6 @@ threads (one sender thread uses it), no knowledge of windows beyond their ids.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 
@@ -33,6 +32,7 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 
 from flexlogger.errors import ConfigError
+from flexlogger.sinks.visdom.auth import password_digest
 
 BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 LOGIN_WRONG = 400  # Visdom's answer to a login with a wrong username or password
@@ -71,7 +71,7 @@ class _Login:
 
     def __init__(self, username: str, password: str) -> None:
         self.username = username
-        self._digest = hashlib.sha256(password.encode("utf-8")).hexdigest()
+        self._digest = password_digest(password)
 
     def payload(self) -> str:
         return json.dumps({"username": self.username, "password": self._digest})

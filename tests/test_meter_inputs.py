@@ -1,4 +1,4 @@
-"""Review pass on the meters: hostile values in add() give a MeterInputError or an honest NaN, never a bare
+"""Meter inputs: hostile values in add() give a MeterInputError or an honest NaN, never a bare
 Python error or a made-up value."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Review pass on the run record's folder: a folder is claimed atomically, never shared or overwritten."""
+"""The run record's folder: a folder is claimed atomically, never shared or overwritten."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review pass on the word diff: bounded time for long texts (log_text(expected=...) must not stall training)."""
+"""The word diff: bounded time for long texts (log_text(expected=...) must not stall training)."""
 
 from __future__ import annotations
 

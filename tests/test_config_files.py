@@ -1,4 +1,4 @@
-"""Review pass on config files: a save that fails leaves the old file whole; a path that is no file is refused."""
+"""Config files: a save that fails leaves the old file whole; a path that is no file is refused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review pass on ``flexlogger.tools.server.start_server``: every odd argument is refused naming the call, before any
+"""The arguments of ``flexlogger.tools.server.start_server``: every odd argument is refused naming the call, before any
 process starts."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Review pass on the experiment record (Run's calls): hostile input, a full disk, forked children, exit."""
+"""The experiment record (Run's calls) under faults: hostile input, a full disk, forked children, exit."""
 
 from __future__ import annotations
 
