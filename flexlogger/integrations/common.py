@@ -18,6 +18,7 @@ import importlib
 import inspect
 import numbers
 import warnings
+from argparse import Namespace
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -42,7 +43,7 @@ from flexlogger.model.logger import TooledModelLogger
 from flexlogger.model.stats import STATS
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
-           "import_framework", "is_number", "tooled_options"]
+           "import_framework", "is_number", "plain_hparams", "tooled_options"]
 
 # metric name prefixes that name a phase: `train/loss`, `val_loss` and `eval/loss` are one quantity, `loss`
 PHASES: tuple[str, ...] = ("train", "training", "val", "valid", "validation", "test", "eval", "evaluation")
@@ -101,6 +102,18 @@ def is_number(value: Any) -> bool:
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return value.size == 1 if isinstance(value, np.ndarray) else value.numel() == 1
     return False
+
+
+def plain_hparams(params: Any) -> Any:
+    """Hyperparameters as the record can keep them, sanitised as Lightning's own loggers do (and a transformers
+    config's ``id2label``, keyed by int): a Namespace (at any depth) becomes a dict, every key a string
+    (``{1: 1}`` -> ``{'1': 1}``); other values are left to :meth:`~flexlogger.core.run.Run.log_hparams` (a tensor
+    as its number or list, an object as its ``str()``)."""
+    if isinstance(params, Namespace):
+        params = vars(params)
+    if isinstance(params, Mapping):
+        return {str(key): plain_hparams(value) for key, value in params.items()}
+    return params
 
 
 class Guard:

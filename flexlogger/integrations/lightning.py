@@ -41,7 +41,7 @@ from flexlogger.core.logger import FlexLogger
 from flexlogger.core.run import Run, default_uid
 from flexlogger.defaults import DEFAULT_LOG_DIR
 from flexlogger.errors import ConfigError, short_repr
-from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, tooled_options
+from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, plain_hparams, tooled_options
 from flexlogger.model.logger import TooledModelLogger
 from flexlogger.sinks.record import POINTS, _folder_name
 
@@ -60,17 +60,6 @@ PREFIX_JOIN = "-"  # Lightning's LOGGER_JOIN_CHAR: prefix="tmp" logs `loss` as `
 
 def _rank() -> int:
     return int(getattr(_rank_zero_only, "rank", 0) or 0)
-
-
-def plain_hparams(params: Any) -> Any:
-    """Hyperparameters as the record can keep them, as Lightning's own loggers sanitise them: a Namespace (at any
-    depth) becomes a dict, every key a string (``{1: 1}`` -> ``{'1': 1}``); other values are left to
-    :meth:`~flexlogger.core.run.Run.log_hparams` (a tensor as its number or list, an object as its ``str()``)."""
-    if isinstance(params, Namespace):
-        params = vars(params)
-    if isinstance(params, Mapping):
-        return {str(key): plain_hparams(value) for key, value in params.items()}
-    return params
 
 
 def _free_folder(parent: Path, uid: str) -> str:
