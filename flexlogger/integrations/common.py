@@ -205,7 +205,8 @@ class MetricRouter:
     A metric feeds the meter of its name, or of its name with ``/`` read as ``_`` (``train/loss`` feeds a
     ``train_loss`` meter of a ``loss`` preset). A number that names no meter gets a ``ValueMeter`` of its name
     on a line window named by :func:`group_of` (created on first sight), so ``train/loss`` and ``val/loss`` share
-    the window ``loss``; when that window cannot take it (a meter of that name, or a plot of a kind that cannot draw
+    the window ``loss`` (a metric named as a window others feed, ``loss``, is drawn there as ``loss/metric``); when
+    that window cannot take it (a meter of that name, or a plot of a kind that cannot draw
     a scalar) it gets a window of its own name. Anything else (an array, a string) naming no meter is skipped with
     one warning. Every failure is a warning (:class:`Guard`), never an exception in the training loop.
     """
@@ -265,11 +266,14 @@ class MetricRouter:
         errors: list[str] = []
         for plot in dict.fromkeys((group_of(name), name.replace("/", "."))):
             created = plot not in logger.plots
+            # a metric named as a window other meters feed (an evaluator's `loss` beside the `loss` window of
+            # train_loss and val_loss) is drawn there as `<name>/metric`: a meter cannot share a plot's name
+            meter = f"{name}/metric" if name == plot and not created and plot not in logger.meter_specs else name
             try:
                 if created:
                     logger.add_plot(plot, {"type": "line", "opts": {"xlabel": "step"}})
-                logger.add_meter(name, {"type": AUTO_METER, "target": plot})
-                return name
+                logger.add_meter(meter, {"type": AUTO_METER, "target": plot})
+                return meter
             except ConfigError as exc:
                 errors.append(str(exc))
                 if created and plot in logger.plots:
