@@ -63,13 +63,13 @@ def _rank() -> int:
 
 
 def _free_folder(parent: Path, uid: str) -> str:
-    """The folder name the run record will take under ``parent`` (``<uid>``, else ``<uid>-2``, ...: the first
-    without a record), found without creating anything."""
+    """The folder name the run record will take under ``parent`` (``<uid>``, else ``<uid>-2``, ...: the first that
+    does not exist or is empty, as the record chooses it), found without creating anything."""
     name = _folder_name(uid)
     for n in range(1, 10_000):
-        candidate = name if n == 1 else f"{name}-{n}"
-        if not (parent / candidate / POINTS).exists():
-            return candidate
+        candidate = parent / (name if n == 1 else f"{name}-{n}")
+        if not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir())):
+            return candidate.name
     return name
 
 
@@ -94,7 +94,8 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
             ``distributed`` is not an option: only rank 0 logs.
 
     Reading :attr:`name`, :attr:`version`, :attr:`save_dir`, :attr:`root_dir` or :attr:`log_dir` starts nothing:
-    the run (its folder, its Visdom windows) starts when Lightning first logs, or at :attr:`experiment`.
+    the run (its folder, its Visdom windows) starts when training starts (Lightning's ``log_graph`` call), when
+    Lightning first logs, or at :attr:`experiment`.
     Hyperparameters logged before that wait in the logger and go to the run when it starts: under ``ddp_spawn``
     they travel to the worker processes with the logger, and the workers' run is the folder :attr:`log_dir` names
     in the main process too.
@@ -287,6 +288,14 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
             for key, value in params.items():  # keep every key the record takes
                 with self._guard.hook(f"log_hyperparams[{key!r}]"):
                     logger.run.log_hparams({key: value})
+
+    @_rank_zero_only  # type: ignore[untyped-decorator,misc]
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Start the run (Lightning calls this at the start of every ``fit``/``validate``/``test``, in the process
+        that trains): the run folder is then the record's before ``ModelCheckpoint`` writes ``checkpoints/`` into
+        it. The graph itself is not drawn."""
+        with self._guard.hook("log_graph"):
+            self._flex()
 
     def save(self) -> None:
         """Nothing to do: every point is in the run record as soon as it is logged (Lightning calls this after
