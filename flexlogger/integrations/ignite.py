@@ -82,7 +82,8 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
         engine: an ignite ``Engine``.
         event: an ignite event, filtered or not: ``Events.ITERATION_COMPLETED(every=10)``, ``Events.EPOCH_COMPLETED``.
         output_transform: ``engine.state.output`` -> ``{meter: value}`` for :meth:`FlexLogger.add` (a list is passed
-            as positional arguments: ``{'train_acc': [y_pred, y]}``).
+            as positional arguments: ``{'train_acc': [y_pred, y]}``); anything else is ``{'output': value}``, as
+            ignite's handlers name it.
         metric_names: names in ``engine.state.metrics`` to log (``'all'`` for every one): a metric feeds the meter
             of its name (``val/acc`` feeds ``val_acc``), or, as a number, gets a line window shared by its phases.
             A vector metric (``Precision(average=False)``) that names no meter is logged as ``prec/0``, ``prec/1``,
@@ -135,10 +136,7 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
         with router.guard.hook("handler"):
             if output_transform is not None:
                 out = output_transform(engine.state.output)
-                if not isinstance(out, Mapping):
-                    raise ConfigError(f"output_transform must return a dict {{meter: value}}, but returned "
-                                      f"{type(out).__name__} {short_repr(out, 80)}")
-                values.update(out)
+                values.update(out if isinstance(out, Mapping) else {"output": out})  # ignite's name for a value
             metrics = engine.state.metrics
             for name in (metrics if everything else names or ()):
                 if name not in metrics:
