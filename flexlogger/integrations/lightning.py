@@ -17,16 +17,18 @@ What goes where:
       by its phases (``train_loss_epoch`` and ``val_loss`` share ``loss``; see
       :class:`~flexlogger.integrations.common.MetricRouter`), drawn at x = the global step. Lightning's ``epoch``
       entry is not drawn.
-    - ``save_hyperparameters()`` / ``log_hyperparams`` -> the run's hyperparameters (``log_hparams``).
+    - ``save_hyperparameters()`` / ``log_hyperparams`` -> the run's hyperparameters (``log_hparams``), sanitised
+      as Lightning's loggers do (:func:`~flexlogger.integrations.common.plain_hparams`).
     - Meters that need batches (``train_acc`` of the ``acc`` preset takes logits and targets): feed them with
       ``self.logger.experiment.add({...})`` (the :class:`~flexlogger.core.logger.FlexLogger`) and log them yourself,
       e.g. ``self.logger.experiment.log(self.global_step, keys='train_acc')`` in ``on_train_epoch_end``.
-    - Distributed: only rank 0 draws and writes the run (Lightning calls ``log_metrics`` on rank 0 only), so
-      ``log()`` is never a collective call that could stall training. Values are as exact across ranks as
+    - Distributed: only rank 0 draws and writes the run (Lightning calls ``log_metrics`` on rank 0 only; on other
+      ranks ``experiment`` is Lightning's dummy experiment), so ``log()`` is never a collective call that could
+      stall training. Values are as exact across ranks as
       Lightning makes them: ``self.log(..., sync_dist=True)`` averages the ranks' values; a torchmetrics ``Metric``
       logged with ``self.log('val_acc', self.val_acc)`` is synced state by state (exact).
-    - ``finalize`` (the end of ``fit``/``validate``/``test``) closes the run: finished, or crashed when Lightning
-      reports a failure. Logging again afterwards (``trainer.test`` after ``fit``) starts a new run.
+    - ``finalize`` (the end of ``fit``/``validate``/``test``) closes the run: finished, interrupted (Ctrl-C) or
+      crashed with the error. Logging again afterwards (``trainer.test`` after ``fit``) starts a new run.
 """
 
 from __future__ import annotations
