@@ -2,9 +2,11 @@
 
 Example:
     >>> from flexlogger.integrations.transformers import FlexLoggerCallback
-    >>> trainer = Trainer(model, args, train_dataset=train, eval_dataset=val,
-    ...                   callbacks=[FlexLoggerCallback(env='bert', tooled={'every': 10})])
+    >>> flex = FlexLoggerCallback(env='bert', tooled={'every': 10})
+    >>> trainer = Trainer(model, args, train_dataset=train, eval_dataset=val, callbacks=[flex])
     >>> trainer.train()
+    >>> trainer.evaluate()     # the same run
+    >>> flex.close()
 
 Install with ``pip install 'flexlogger[transformers]'``.
 
