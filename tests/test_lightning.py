@@ -361,6 +361,13 @@ def test_odd_hparams_are_sanitised_and_kept_and_metrics_recorded(tmp_path: Path)
     # log_hyperparams(params, metrics): the metrics at step 0, as Lightning's TensorBoard logger does
     assert [(u.step, u.data) for u in read_record(flex.log_dir).updates if u.plot != "hparams"] == [
         (0, {"hp_metric": 0.5})]
+    # a key the record refuses even then (empty) is one warning; the others are kept
+    flex = FlexLightningLogger(save_dir=tmp_path, server=None)
+    _ = flex.experiment
+    with pytest.warns(IntegrationWarning, match=r"log_hyperparams\[''\]: RecordCallTypeError: .*non-empty strings"):
+        flex.log_hyperparams({"": 1, "ok": 2})
+    flex.finalize("success")
+    assert json.loads(Path(flex.log_dir or "", "hparams.json").read_text()) == {"ok": 2}
 
 
 def test_an_exception_is_crashed_with_its_traceback_and_ctrl_c_is_interrupted(tmp_path: Path) -> None:
