@@ -152,6 +152,9 @@ def transformers_variants(steps: int, opts: dict[str, Any], root: Path) -> dict[
         trainer = transformers.Trainer(model=model, args=args, train_dataset=Data(), callbacks=[*callbacks, clock])
         trainer.remove_callback(transformers.PrinterCallback)  # disable_tqdm prints every log: in no variant
         trainer.train()
+        for callback in callbacks:  # the callback's run stays open after train() (for evaluate()): close it here
+            if isinstance(callback, FlexLoggerCallback):
+                callback.close()
         return step_times(clock.marks)
 
     tooled = {"layers": nn.Linear, "groups": ("Weights", "Weight_grad")}

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import flexlogger
 from flexlogger import ConfigError
 from flexlogger.integrations import IntegrationWarning, MissingExtraError
-from flexlogger.integrations.ignite import Engine, Events, attach, attach_tooled
+from flexlogger.integrations.ignite import Engine, Events, attach, attach_optimizer_params, attach_tooled
 from flexlogger.sinks.record import read_record
 from flexlogger.tools.server import VisdomServer
 
@@ -167,3 +167,76 @@ def test_metrics_with_no_meter_are_grouped_by_their_phase_prefix() -> None:  # s
              "validation_acc", "trainer_x", "train_", "val/"]
     assert [group_of(n) for n in names] == ["loss", "loss", "loss", "loss", "loss", "lr-SGD", "acc.top1", "acc",
                                             "trainer_x", "train_", "val."]
+
+
+def test_tags_vectors_learning_rates_and_an_evaluator_loss_as_ignite_handlers_log_them(tmp_path: Path,
+                                                                                        env: str) -> None:
+    """What ignite's own TensorBoard handlers write, here: ``tag/name``, ``prec/0..n``, ``lr/group_i``, the gradient
+    statistics at the iteration, and an evaluator's ``loss`` beside the ``loss`` window."""
+    from ignite.metrics import Precision
+
+    model, optimizer, trainer, _ = setup()
+    optimizer.add_param_group({"params": [], "lr": 0.01})  # a second group: a second lr series
+    train, val = digits()
+    metrics = {"accuracy": Accuracy(), "loss": Loss(F.cross_entropy), "prec": Precision(average=False)}
+    evaluators = {tag: create_supervised_evaluator(model, metrics=metrics) for tag in ("training", "validation")}
+    grads_at: list[int] = []
+    Stat = flexlogger.get_preset_logger("loss", phases=("train",), env=env, server=None, log_dir=tmp_path)
+    tm = flexlogger.TooledModelLogger(model, logger=Stat, stats=("norm",), groups=("Weight_grad",), layers="0",
+                                      mode="by_layer")
+    with Stat, tm:
+        attach(Stat, trainer, Events.ITERATION_COMPLETED, output_transform=lambda loss: {"train_loss": loss})
+        for tag, evaluator in evaluators.items():
+            attach(Stat, evaluator, Events.COMPLETED, metric_names="all", tag=tag,
+                   global_step_transform=lambda engine, event: trainer.state.epoch)
+        attach_optimizer_params(Stat, trainer, optimizer)
+        attach_tooled(tm, trainer, optimizer)
+        optimizer.register_step_pre_hook(lambda *_: grads_at.append(trainer.state.iteration))
+
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def evaluate(engine: Any) -> None:
+            evaluators["training"].run(train)
+            evaluators["validation"].run(val)
+
+        trainer.run(train, max_epochs=2)
+        # the `loss` metric of an evaluator with no tag: beside the preset's `loss` window, not dropped
+        plain = create_supervised_evaluator(model, metrics={"loss": Loss(F.cross_entropy)})
+        attach(Stat, plain, Events.COMPLETED, metric_names="all", global_step_transform=lambda e, ev: 99)
+        plain.run(val)
+        assert Stat.flush(10) == 0
+        definitions = Stat.get_definitions()
+        updates = read_record(Stat.run_dir).updates
+    # two evaluators, distinct series: 2 points each (one per epoch), one per x
+    assert definitions["accuracy"] == ["training/accuracy", "validation/accuracy"]
+    for tag in ("training", "validation"):
+        xs = [u.step for u in updates if f"{tag}/accuracy" in u.data]
+        assert xs == [1, 2]
+    # Precision(average=False) over 10 classes: prec/0..9, as ignite's handlers log it
+    assert sorted(definitions["prec.0"] + definitions["prec.9"]) == ["training/prec/0", "training/prec/9",
+                                                                     "validation/prec/0", "validation/prec/9"]
+    last = evaluators["validation"].state.metrics["prec"]
+    assert [u.data["validation/prec/3"] for u in updates if "validation/prec/3" in u.data][-1] == pytest.approx(
+        float(last[3]))
+    # lr per param group, at each iteration (ignite's OptimizerParamsHandler on ITERATION_STARTED)
+    assert definitions["lr"] == ["lr/group_0", "lr/group_1"]
+    lr = [(u.step, u.data["lr/group_0"], u.data["lr/group_1"]) for u in updates if u.plot == "lr"]
+    assert lr == [(i, 0.1, 0.01) for i in range(1, 17)]
+    # gradient statistics at the iteration of their optimizer step (1..16), as GradsScalarHandler, not 0..15
+    assert [u.step for u in updates if u.plot == "0"] == grads_at == list(range(1, 17))
+    # the untagged evaluator's loss went to the loss window as `loss/metric`
+    assert "loss/metric" in definitions["loss"]
+    assert [u.data["loss/metric"] for u in updates if "loss/metric" in u.data] == pytest.approx(
+        [plain.state.metrics["loss"]])
+
+
+def test_tag_and_optimizer_params_errors_name_the_function(tmp_path: Path) -> None:
+    _, optimizer, trainer, _ = setup()
+    with flexlogger.FlexLogger(server=None, log_dir=None) as Stat:
+        with pytest.raises(ConfigError, match=r"attach\(\): expected `tag` to be a non-empty string .* but got int 3"):
+            attach(Stat, trainer, Events.COMPLETED, metric_names="all", tag=3)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"attach_optimizer_params\(\): expected `param_name` to be an entry "
+                                              r"of every param group \(.*lr.*momentum.*\), but got 'lrr'"):
+            attach_optimizer_params(Stat, trainer, optimizer, param_name="lrr")
+        with pytest.raises(ConfigError, match=r"attach_optimizer_params\(\): expected `optimizer` to be a torch "
+                                              r"optimizer"):
+            attach_optimizer_params(Stat, trainer, "sgd")

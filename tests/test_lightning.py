@@ -7,9 +7,11 @@ import importlib
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from flexlogger import ConfigError, InvalidConfigError, Run, UnknownNameError
 from flexlogger.integrations import IntegrationWarning, MissingExtraError
-from flexlogger.integrations.lightning import FlexLightningCallback, FlexLightningLogger, pl
+from flexlogger.integrations.lightning import DEFAULT_NAME, FlexLightningCallback, FlexLightningLogger, pl
 from flexlogger.sinks.record import read_record
 from flexlogger.tools.server import VisdomServer, find_free_port
 
@@ -304,3 +306,95 @@ def test_pytorch_lightning_alone_is_used_when_lightning_is_missing(monkeypatch: 
     flex.finalize("success")
     assert [(u.plot, u.step, u.data) for u in read_record(tmp_path / env / flex.version).updates] == [
         ("loss", 3, {"train_loss": 0.25})]
+
+
+def test_name_version_save_dir_and_prefix_as_lightning_loggers_take_them(tmp_path: Path) -> None:
+    flex = FlexLightningLogger(save_dir=tmp_path, name="exp", version=3, prefix="tmp", server=None)
+    # reading where the run goes starts nothing: no folder, no file
+    assert (flex.name, flex.version, flex.save_dir) == ("exp", "version_3", str(tmp_path))
+    assert flex.root_dir == str(tmp_path / "exp") and flex.log_dir == str(tmp_path / "exp" / "version_3")
+    assert list(tmp_path.iterdir()) == []
+    flex.log_metrics({"test": 1.0}, step=0)  # Lightning's prefix: `tmp-test`
+    flex.finalize("success")
+    assert [(u.plot, u.data) for u in read_record(tmp_path / "exp" / "version_3").updates] == [
+        ("tmp-test", {"tmp-test": 1.0})]
+    assert FlexLightningLogger(server=None, log_dir=tmp_path).name == DEFAULT_NAME == "lightning_logs"
+    assert FlexLightningLogger(server=None, log_dir=tmp_path, version="2020-02-05").version == "2020-02-05"
+    with pytest.raises(ConfigError, match=r"FlexLightningLogger\(\): `name` is Lightning's name for `env`, but both "
+                                          r"were given \(name='a', env='b'\); expected one of them"):
+        FlexLightningLogger(name="a", env="b")
+    with pytest.raises(ConfigError, match=r"FlexLightningLogger\(\): expected `version` to be an int \(version_<n>\), "
+                                          r"a string or None, but got float 1.5"):
+        FlexLightningLogger(version=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"FlexLightningLogger\(\): name, version: options of the run, but a run "
+                                          r"was given"):
+        FlexLightningLogger(run=Run(server=None, log_dir=None), name="a", version=1)
+
+
+def test_trainer_log_dir_is_save_dir_and_checkpoints_go_into_the_run_folder(tmp_path: Path) -> None:
+    """Lightning's Trainer.log_dir is `save_dir` for every logger but its CSV and TensorBoard ones (W&B, MLflow
+    too); the checkpoints go to <save_dir>/<name>/<version>/checkpoints: inside the run folder."""
+    flex = FlexLightningLogger(save_dir=tmp_path, server=None)
+    fit = L.Trainer(max_epochs=1, logger=flex, accelerator="cpu", devices=1, enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir=tmp_path, log_every_n_steps=4)
+    assert fit.log_dir == flex.save_dir == str(tmp_path)
+    fit.fit(DigitsModel(), digits_loaders()[0])
+    assert flex.log_dir is not None and fit.checkpoint_callback is not None
+    assert Path(fit.checkpoint_callback.best_model_path).parent == Path(flex.log_dir) / "checkpoints"
+    assert (Path(flex.log_dir) / "points.jsonl").exists()
+
+
+def test_odd_hparams_are_sanitised_and_kept_and_metrics_recorded(tmp_path: Path) -> None:
+    class _Test:
+        def __str__(self) -> str:
+            return "a test object"
+
+    flex = FlexLightningLogger(save_dir=tmp_path, server=None)
+    flex.log_hyperparams({1: 1, "2": 2, "three": 3.0, "test": _Test(), "4": torch.tensor(4),
+                          "opt": Namespace(lr=0.1, betas=(0.9, 0.99))}, metrics={"hp_metric": 0.5})
+    flex.log_hyperparams(Namespace(batch=32))
+    flex.finalize("success")
+    assert flex.log_dir is not None
+    hparams = json.loads(Path(flex.log_dir, "hparams.json").read_text())
+    assert hparams == {"1": 1, "2": 2, "three": 3.0, "test": "a test object", "4": 4,
+                       "opt": {"lr": 0.1, "betas": [0.9, 0.99]}, "batch": 32}
+    # log_hyperparams(params, metrics): the metrics at step 0, as Lightning's TensorBoard logger does
+    assert [(u.step, u.data) for u in read_record(flex.log_dir).updates if u.plot != "hparams"] == [
+        (0, {"hp_metric": 0.5})]
+    # a key the record refuses even then (empty) is one warning; the others are kept
+    flex = FlexLightningLogger(save_dir=tmp_path, server=None)
+    _ = flex.experiment
+    with pytest.warns(IntegrationWarning, match=r"log_hyperparams\[''\]: RecordCallTypeError: .*non-empty strings"):
+        flex.log_hyperparams({"": 1, "ok": 2})
+    flex.finalize("success")
+    assert json.loads(Path(flex.log_dir or "", "hparams.json").read_text()) == {"ok": 2}
+
+
+def test_an_exception_is_crashed_with_its_traceback_and_ctrl_c_is_interrupted(tmp_path: Path) -> None:
+    class Fails(DigitsModel):
+        def __init__(self, exc: BaseException) -> None:
+            super().__init__()
+            self.exc = exc
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            if batch_idx == 2:
+                raise self.exc
+            return super().training_step(batch, batch_idx)
+
+    flex = FlexLightningLogger(save_dir=tmp_path, name="boom", server=None)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer([flex], [], tmp_path, epochs=1).fit(Fails(RuntimeError("boom")), digits_loaders()[0])
+    assert flex.log_dir is not None
+    summary = json.loads(Path(flex.log_dir, "summary.json").read_text())
+    assert summary["status"] == "crashed" and summary["error"] == "RuntimeError: boom"
+    assert "in training_step" in summary["traceback"] and "raise self.exc" in summary["traceback"]
+
+    flex = FlexLightningLogger(save_dir=tmp_path, name="ctrl-c", server=None)
+    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT from then on: given back to pytest below
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown after a KeyboardInterrupt: sys.exit(1)
+            trainer([flex], [], tmp_path, epochs=1).fit(Fails(KeyboardInterrupt()), digits_loaders()[0])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert flex.log_dir is not None
+    assert json.loads(Path(flex.log_dir, "summary.json").read_text())["status"] == "interrupted"

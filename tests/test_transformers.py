@@ -17,7 +17,7 @@ from torch import nn
 
 from flexlogger import ConfigError, InvalidConfigError, Run
 from flexlogger.integrations import MissingExtraError
-from flexlogger.integrations.transformers import FlexLoggerCallback, rewrite, transformers
+from flexlogger.integrations.transformers import SINGLE_VALUES, FlexLoggerCallback, rewrite, transformers
 from flexlogger.sinks.record import read_record
 from flexlogger.tools.server import VisdomServer
 
@@ -76,19 +76,23 @@ def test_trainer_metrics_hparams_and_clipped_gradients_arrive(tmp_path: Path, vi
     trainer = make_trainer(tmp_path, [flex, clipped])
     trainer.train()
     stat = flex.logger
-    assert stat is not None and stat.closed and stat.run.status == "finished" and flex.tooled is None
+    assert stat is not None and not stat.closed and flex.tooled is None  # open for evaluate()/predict()
+    flex.close()
+    assert stat.closed and stat.run.status == "finished"
     assert stat.run_dir is not None
 
     # every entry of the Trainer's own log_history is in the record once, at its step, under the integration names
     recorded: dict[str, dict[float, list[float]]] = {}
     for update in read_record(stat.run_dir).updates:
-        if update.plot == "hparams":  # the run's hyperparameters table (below)
+        if update.plot in ("hparams", "model_config", "train_summary"):  # tables and text (below)
             continue
         for trace, value in update.data.items():
             recorded.setdefault(trace, {}).setdefault(update.step, []).append(value)
     expected: dict[str, dict[float, list[float]]] = {}
+    once = {k: v for entry in trainer.state.log_history for k, v in entry.items() if k in SINGLE_VALUES}
+    assert sorted(once) == sorted(SINGLE_VALUES)  # the Trainer's end-of-training values
     for entry in trainer.state.log_history:
-        for name, value in rewrite(entry).items():
+        for name, value in rewrite({k: v for k, v in entry.items() if k not in SINGLE_VALUES}).items():
             meter = name.replace("/", "_") if name.replace("/", "_") in stat.meters else name  # train/loss: preset's
             if name != "train/step":
                 expected.setdefault(meter, {}).setdefault(entry["step"], []).append(value)
@@ -108,19 +112,45 @@ def test_trainer_metrics_hparams_and_clipped_gradients_arrive(tmp_path: Path, vi
 
     hparams = json.loads((stat.run_dir / "hparams.json").read_text())
     assert hparams["learning_rate"] == 1e-3 and hparams["max_steps"] == 6 and hparams["max_grad_norm"] == 0.05
+    # the model's config, as the W&B/MLflow integrations merge it (id2label's int keys as strings) and as text
+    assert hparams["model_config"]["hidden_size"] == 16 and hparams["model_config"]["id2label"] == {
+        "0": "LABEL_0", "1": "LABEL_1"}
+    assert json.loads((stat.run_dir / "text" / "model_config.txt").read_text())["vocab_size"] == 100
+    # end-of-training values: in summary.json and one table window, not one-point line windows
+    summary = json.loads((stat.run_dir / "summary.json").read_text())
+    assert {k: summary[k] for k in SINGLE_VALUES} == pytest.approx(once)
+    assert summary["model/num_parameters"] == trainer.model.num_parameters() > 0
+    assert not any(k in stat.plots or f"train/{k}" in stat.meters for k in SINGLE_VALUES)
+    assert f"{stat.run.uid}_train_summary" in json.loads(viz.get_window_data(env=env))  # one table window
 
 
-def test_a_shared_run_stays_open_and_evaluate_after_train_opens_a_new_logger(tmp_path: Path, env: str) -> None:
+def test_evaluate_and_predict_after_train_go_to_the_same_run_with_the_hparams(tmp_path: Path, env: str) -> None:
+    flex = FlexLoggerCallback(env=env, server=None, log_dir=tmp_path)
+    trainer = make_trainer(tmp_path, [flex], max_steps=2, eval_strategy="no")
+    trainer.train()
+    stat = flex.logger
+    assert stat is not None and not stat.closed
+    trainer.evaluate()
+    out = trainer.predict(Tokens(16, 2))
+    assert flex.logger is stat  # one run: train, evaluate, predict
+    flex.close()
+    assert stat.run_dir is not None and stat.run.status == "finished"
+    updates = read_record(stat.run_dir).updates
+    assert {u.step for u in updates if "eval/loss" in u.data} == {2}
+    test_loss = [u.data["test/loss"] for u in updates if "test/loss" in u.data]
+    assert test_loss == pytest.approx([out.metrics["test_loss"]])  # predict()'s metrics, via on_predict
+    assert json.loads((stat.run_dir / "hparams.json").read_text())["max_steps"] == 2
+
+
+def test_a_shared_run_stays_open(tmp_path: Path, env: str) -> None:
     with Run(env=env, server=None, log_dir=tmp_path) as run:
         flex = FlexLoggerCallback(run=run)
         trainer = make_trainer(tmp_path, [flex], max_steps=2, eval_strategy="no")
         trainer.train()
-        first = flex.logger
-        assert first is not None and first.closed and not run.closed
-        trainer.evaluate()  # after on_train_end: a new FlexLogger of the same run
-        assert flex.logger is not first and flex.logger is not None and "eval/loss" in flex.logger.meters
+        trainer.evaluate()
         flex.close()
-    assert run.dir is not None
+        assert flex.logger is not None and flex.logger.closed and not run.closed
+    assert run.dir is not None and run.status == "finished"
     steps = {u.step for u in read_record(run.dir).updates if "eval/loss" in u.data}
     assert steps == {2}
 

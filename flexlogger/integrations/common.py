@@ -18,6 +18,7 @@ import importlib
 import inspect
 import numbers
 import warnings
+from argparse import Namespace
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -42,7 +43,7 @@ from flexlogger.model.logger import TooledModelLogger
 from flexlogger.model.stats import STATS
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
-           "import_framework", "is_number", "tooled_options"]
+           "import_framework", "is_number", "plain_hparams", "tooled_options"]
 
 # metric name prefixes that name a phase: `train/loss`, `val_loss` and `eval/loss` are one quantity, `loss`
 PHASES: tuple[str, ...] = ("train", "training", "val", "valid", "validation", "test", "eval", "evaluation")
@@ -101,6 +102,18 @@ def is_number(value: Any) -> bool:
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return value.size == 1 if isinstance(value, np.ndarray) else value.numel() == 1
     return False
+
+
+def plain_hparams(params: Any) -> Any:
+    """Hyperparameters as the record can keep them, sanitised as Lightning's own loggers do (and a transformers
+    config's ``id2label``, keyed by int): a Namespace (at any depth) becomes a dict, every key a string
+    (``{1: 1}`` -> ``{'1': 1}``); other values are left to :meth:`~flexlogger.core.run.Run.log_hparams` (a tensor
+    as its number or list, an object as its ``str()``)."""
+    if isinstance(params, Namespace):
+        params = vars(params)
+    if isinstance(params, Mapping):
+        return {str(key): plain_hparams(value) for key, value in params.items()}
+    return params
 
 
 class Guard:
@@ -192,7 +205,8 @@ class MetricRouter:
     A metric feeds the meter of its name, or of its name with ``/`` read as ``_`` (``train/loss`` feeds a
     ``train_loss`` meter of a ``loss`` preset). A number that names no meter gets a ``ValueMeter`` of its name
     on a line window named by :func:`group_of` (created on first sight), so ``train/loss`` and ``val/loss`` share
-    the window ``loss``; when that window cannot take it (a meter of that name, or a plot of a kind that cannot draw
+    the window ``loss`` (a metric named as a window others feed, ``loss``, is drawn there as ``loss/metric``); when
+    that window cannot take it (a meter of that name, or a plot of a kind that cannot draw
     a scalar) it gets a window of its own name. Anything else (an array, a string) naming no meter is skipped with
     one warning. Every failure is a warning (:class:`Guard`), never an exception in the training loop.
     """
@@ -251,10 +265,14 @@ class MetricRouter:
         logger = self.logger
         errors: list[str] = []
         for plot in dict.fromkeys((group_of(name), name.replace("/", "."))):
-            plots = {} if plot in logger.plots else {plot: {"type": "line", "opts": {"xlabel": "step"}}}
+            created = plot not in logger.plots
+            # a metric named as a window other meters feed (an evaluator's `loss` beside the `loss` window of
+            # train_loss and val_loss) is drawn there as `<name>/metric`: a meter cannot share a plot's name
+            meter = f"{name}/metric" if name == plot and not created and plot not in logger.meter_specs else name
+            plots = {plot: {"type": "line", "opts": {"xlabel": "step"}}} if created else {}
             try:  # all or nothing: a plot made for a meter that fails is not left behind
-                logger.update_config(plots, {name: {"type": AUTO_METER, "target": plot}})
-                return name
+                logger.update_config(plots, {meter: {"type": AUTO_METER, "target": plot}})
+                return meter
             except ConfigError as exc:
                 errors.append(str(exc))
         self.guard.warn(where, f"metric {name!r}: no window could take it ({'; '.join(errors)}): skipped")

@@ -5,8 +5,9 @@ Example:
     >>> from flexlogger.integrations.ignite import attach, attach_tooled
     >>> Stat = flexlogger.get_preset_logger('loss+acc', phases=('train', 'val'), env='mnist')
     >>> attach(Stat, trainer, Events.ITERATION_COMPLETED(every=10), output_transform=lambda loss: {'train_loss': loss})
-    >>> attach(Stat, evaluator, Events.COMPLETED, metric_names=['accuracy', 'nll'],
+    >>> attach(Stat, evaluator, Events.COMPLETED, tag='val', metric_names=['accuracy', 'nll'],
     ...        global_step_transform=lambda engine, event: trainer.state.epoch)
+    >>> attach_optimizer_params(Stat, trainer, optimizer)                  # lr/group_0, ... as OptimizerParamsHandler
     >>> attach_tooled(flexlogger.TooledModelLogger(model, logger=Stat), trainer, optimizer)
 
 Install with ``pip install 'flexlogger[ignite]'``. As ignite's own handlers, :func:`attach` returns a handle you can
@@ -19,16 +20,18 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+import torch
+
 from flexlogger.core.logger import FlexLogger
 from flexlogger.errors import ConfigError, short_repr
-from flexlogger.integrations.common import Guard, MetricRouter, import_framework
+from flexlogger.integrations.common import Guard, MetricRouter, import_framework, is_number
 from flexlogger.model.logger import TooledModelLogger
 
 ignite_engine = import_framework(("ignite.engine",), "ignite", "flexlogger.integrations.ignite")
 Engine: Any = ignite_engine.Engine
 Events: Any = ignite_engine.Events
 
-__all__ = ["Engine", "Events", "ToolHandle", "attach", "attach_tooled"]
+__all__ = ["Engine", "Events", "ToolHandle", "attach", "attach_optimizer_params", "attach_tooled", "flatten_metrics"]
 
 
 def _check_engine(caller: str, engine: Any) -> None:
@@ -43,10 +46,35 @@ def _check_callable(caller: str, name: str, value: Any) -> None:
                           f"{short_repr(value)}")
 
 
+def _check_tag(caller: str, tag: Any) -> None:
+    if tag is not None and (not isinstance(tag, str) or not tag):
+        raise ConfigError(f"{caller}: expected `tag` to be a non-empty string (put before each name with '/', as "
+                          f"ignite's handlers do) or None, but got {type(tag).__name__} {short_repr(tag)}")
+
+
+def flatten_metrics(values: Mapping[str, Any], keep: Callable[[str], bool]) -> dict[str, Any]:
+    """Vector metrics as ignite's own logger handlers write them: a 1-d tensor, a list or a tuple of numbers
+    ``prec`` becomes ``prec/0``, ``prec/1``, ...; a dict ``d`` becomes ``d/<key>``. A name ``keep`` accepts (one
+    that names a meter, which takes the whole value) is left as it is."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if keep(name):
+            out[name] = value
+        elif isinstance(value, Mapping):
+            out.update(flatten_metrics({f"{name}/{k}": v for k, v in value.items()}, keep))
+        elif isinstance(value, torch.Tensor) and value.ndim == 1:
+            out.update({f"{name}/{i}": v.item() for i, v in enumerate(value)})
+        elif isinstance(value, (list, tuple)) and value and all(is_number(v) for v in value):
+            out.update({f"{name}/{i}": v for i, v in enumerate(value)})
+        else:
+            out[name] = value
+    return out
+
+
 def attach(logger: FlexLogger, engine: Any, event: Any,
            output_transform: Callable[[Any], Mapping[str, Any]] | None = None,
            metric_names: str | Sequence[str] | None = None,
-           global_step_transform: Callable[[Any, Any], float] | None = None) -> Any:
+           global_step_transform: Callable[[Any, Any], float] | None = None, tag: str | None = None) -> Any:
     """Log into ``logger`` each time ``engine`` fires ``event``.
 
     Args:
@@ -54,12 +82,18 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
         engine: an ignite ``Engine``.
         event: an ignite event, filtered or not: ``Events.ITERATION_COMPLETED(every=10)``, ``Events.EPOCH_COMPLETED``.
         output_transform: ``engine.state.output`` -> ``{meter: value}`` for :meth:`FlexLogger.add` (a list is passed
-            as positional arguments: ``{'train_acc': [y_pred, y]}``).
+            as positional arguments: ``{'train_acc': [y_pred, y]}``); anything else is ``{'output': value}``, as
+            ignite's handlers name it.
         metric_names: names in ``engine.state.metrics`` to log (``'all'`` for every one): a metric feeds the meter
             of its name (``val/acc`` feeds ``val_acc``), or, as a number, gets a line window shared by its phases.
+            A vector metric (``Precision(average=False)``) that names no meter is logged as ``prec/0``, ``prec/1``,
+            ... (as ignite's own handlers do).
         global_step_transform: ``(engine, event_name) -> x``; default: the engine's own count for the event
             (iteration or epoch). Use ``lambda e, ev: trainer.state.epoch`` to draw an evaluator at the trainer's
             epoch.
+        tag: put before every name with ``/``, as ignite's handlers' ``tag``: ``tag='val'`` logs ``accuracy`` as
+            ``val/accuracy`` (feeding a ``val_accuracy`` meter, or drawn as the ``val`` series of the ``accuracy``
+            window), so two evaluators with ``metric_names='all'`` get distinct series.
 
     Returns:
         ignite's ``RemovableEventHandle``: ``.remove()`` detaches the handler; also a context manager.
@@ -78,6 +112,7 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     _check_engine(caller, engine)
     _check_callable(caller, "output_transform", output_transform)
     _check_callable(caller, "global_step_transform", global_step_transform)
+    _check_tag(caller, tag)
     names: tuple[str, ...] | None
     if metric_names is None or metric_names == "all":
         names = None
@@ -92,16 +127,16 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     everything = metric_names == "all"
     router = MetricRouter(logger, Guard("attach"))
 
+    def is_meter(name: str) -> bool:
+        return name in logger.meter_specs or name.replace("/", "_") in logger.meter_specs
+
     def handler(engine: Any) -> None:
         event_name = engine.last_event_name
         values: dict[str, Any] = {}
         with router.guard.hook("handler"):
             if output_transform is not None:
                 out = output_transform(engine.state.output)
-                if not isinstance(out, Mapping):
-                    raise ConfigError(f"output_transform must return a dict {{meter: value}}, but returned "
-                                      f"{type(out).__name__} {short_repr(out, 80)}")
-                values.update(out)
+                values.update(out if isinstance(out, Mapping) else {"output": out})  # ignite's name for a value
             metrics = engine.state.metrics
             for name in (metrics if everything else names or ()):
                 if name not in metrics:
@@ -109,7 +144,12 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
                                                  f"({', '.join(map(repr, metrics)) or 'none'})")
                     continue
                 value = metrics[name]
-                values[name] = [value] if isinstance(value, (list, tuple, dict)) else value  # the one argument
+                if is_meter(f"{tag}/{name}" if tag else name):
+                    value = [value] if isinstance(value, (list, tuple, dict)) else value  # the meter's one argument
+                values[name] = value
+            if tag:
+                values = {f"{tag}/{k}": v for k, v in values.items()}
+            values = flatten_metrics(values, is_meter)
             if global_step_transform is not None:
                 step = global_step_transform(engine, event_name)
             else:
@@ -117,6 +157,59 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
             router.route(values, step, "handler")
 
     return engine.add_event_handler(event, handler)
+
+
+def attach_optimizer_params(logger: FlexLogger, engine: Any, optimizer: Any, event: Any = None,
+                            param_name: str = "lr", tag: str | None = None) -> Any:
+    """Log an optimizer parameter of every param group, as ignite's ``OptimizerParamsHandler``: ``lr/group_0``,
+    ``lr/group_1``, ... (``<tag>/lr/group_0`` with a tag), one series per group in one window ``lr`` (``<tag>.lr``),
+    at x = the engine's count for the event.
+
+    Args:
+        logger: the FlexLogger to draw in.
+        engine: the trainer ``Engine``.
+        optimizer: a torch optimizer (anything with ``param_groups``).
+        event: the event to log on; default ``Events.ITERATION_STARTED`` (ignite's usual choice: the value the
+            iteration trains with).
+        param_name: the param group entry (``lr``, ``momentum``, ``weight_decay``).
+        tag: put before the names with ``/``.
+
+    Returns:
+        ignite's ``RemovableEventHandle``.
+
+    Raises:
+        ConfigError: a bad argument (a missing ``param_name`` names the entries the first group has).
+    """
+    caller = "attach_optimizer_params()"
+    if not isinstance(logger, FlexLogger):
+        raise ConfigError(f"{caller}: expected `logger` to be a flexlogger.FlexLogger, but got "
+                          f"{type(logger).__name__} {short_repr(logger)}")
+    _check_engine(caller, engine)
+    _check_tag(caller, tag)
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list) or not groups:
+        raise ConfigError(f"{caller}: expected `optimizer` to be a torch optimizer (with param_groups), but got "
+                          f"{type(optimizer).__name__} {short_repr(optimizer)}")
+    if not isinstance(param_name, str) or any(param_name not in group for group in groups):
+        raise ConfigError(f"{caller}: expected `param_name` to be an entry of every param group "
+                          f"({', '.join(sorted(k for k in groups[0] if k != 'params'))}), but got "
+                          f"{short_repr(param_name)}")
+    base = f"{tag}/{param_name}" if tag else param_name
+    plot = base.replace("/", ".")
+    names = [f"{base}/group_{i}" for i in range(len(groups))]
+    logger.update_config({} if plot in logger.plots else
+                         {plot: {"type": "line", "opts": {"xlabel": "step", "ylabel": param_name}}},
+                         {name: {"type": "ValueMeter", "target": plot} for name in names
+                          if name not in logger.meter_specs})
+    router = MetricRouter(logger, Guard("attach_optimizer_params"))
+
+    def handler(engine: Any) -> None:
+        with router.guard.hook("handler"):
+            step = engine.state.get_event_attrib_value(engine.last_event_name)
+            router.route({n: float(g[param_name]) for n, g in zip(names, optimizer.param_groups, strict=False)},
+                         step, "handler")
+
+    return engine.add_event_handler(event if event is not None else Events.ITERATION_STARTED, handler)
 
 
 class ToolHandle:
@@ -146,10 +239,13 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
         engine: the trainer ``Engine``.
         optimizer: with an optimizer, the statistics are recorded right before each ``optimizer.step()`` (a
             torch step pre-hook: after backward and any clipping in your update function, before the update and
-            before ignite's ``create_supervised_trainer`` zeroes the gradients), drawn at x = the statistics' step
-            index (the count of optimizer steps).
+            before ignite's ``create_supervised_trainer`` zeroes the gradients).
         event: without an optimizer, the ignite event to record on (default ``Events.ITERATION_COMPLETED``); the
             update function must then leave the gradients in place until the event (zero them at its start).
+
+    The statistics are drawn at x = ``engine.state.iteration`` (1-based), as ignite's own ``GradsScalarHandler`` and
+    ``WeightsScalarHandler`` draw theirs and as :func:`attach` draws the iteration's outputs. A flight recorder's
+    ``after`` steps are drawn by the recorder itself, at its step index.
 
     Returns:
         A handle: ``.remove()`` stops recording (the TooledModelLogger's hooks stay until you ``close()`` it).
@@ -172,7 +268,14 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
 
     def record(*_: Any) -> None:
         with guard.hook("step"):
-            tooled.step(log=True)
+            stats = tooled.step(log=False)
+            if stats is None:  # a step `every` skips
+                return
+            names = {f"{layer}.{group}.{stat}" for layer, groups in stats.items() for group, row in groups.items()
+                     for stat in row}
+            names |= {f"{layer}.{group}.values" for layer, groups in stats.items() for group in groups}
+            plots = [p for p, meters in tooled.get_definitions().items() if any(m in names for m in meters)]
+            tooled.log(step=engine.state.iteration, keys=plots)
 
     if optimizer is not None:
         return ToolHandle([optimizer.register_step_pre_hook(record)])

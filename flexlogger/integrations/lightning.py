@@ -17,40 +17,62 @@ What goes where:
       by its phases (``train_loss_epoch`` and ``val_loss`` share ``loss``; see
       :class:`~flexlogger.integrations.common.MetricRouter`), drawn at x = the global step. Lightning's ``epoch``
       entry is not drawn.
-    - ``save_hyperparameters()`` / ``log_hyperparams`` -> the run's hyperparameters (``log_hparams``).
+    - ``save_hyperparameters()`` / ``log_hyperparams`` -> the run's hyperparameters (``log_hparams``), sanitised
+      as Lightning's loggers do (:func:`~flexlogger.integrations.common.plain_hparams`).
     - Meters that need batches (``train_acc`` of the ``acc`` preset takes logits and targets): feed them with
       ``self.logger.experiment.add({...})`` (the :class:`~flexlogger.core.logger.FlexLogger`) and log them yourself,
       e.g. ``self.logger.experiment.log(self.global_step, keys='train_acc')`` in ``on_train_epoch_end``.
-    - Distributed: only rank 0 draws and writes the run (Lightning calls ``log_metrics`` on rank 0 only), so
-      ``log()`` is never a collective call that could stall training. Values are as exact across ranks as
+    - Distributed: only rank 0 draws and writes the run (Lightning calls ``log_metrics`` on rank 0 only; on other
+      ranks ``experiment`` is Lightning's dummy experiment), so ``log()`` is never a collective call that could
+      stall training. Values are as exact across ranks as
       Lightning makes them: ``self.log(..., sync_dist=True)`` averages the ranks' values; a torchmetrics ``Metric``
       logged with ``self.log('val_acc', self.val_acc)`` is synced state by state (exact).
-    - ``finalize`` (the end of ``fit``/``validate``/``test``) closes the run: finished, or crashed when Lightning
-      reports a failure. Logging again afterwards (``trainer.test`` after ``fit``) starts a new run.
+    - ``finalize`` (the end of ``fit``/``validate``/``test``) closes the run: finished, interrupted (Ctrl-C) or
+      crashed with the error. Logging again afterwards (``trainer.test`` after ``fit``) starts a new run.
 """
 
 from __future__ import annotations
 
+import sys
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from flexlogger.core.logger import FlexLogger
-from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, tooled_options
+from flexlogger.core.run import Run, default_uid
+from flexlogger.defaults import DEFAULT_LOG_DIR
+from flexlogger.errors import ConfigError, short_repr
+from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, plain_hparams, tooled_options
 from flexlogger.model.logger import TooledModelLogger
+from flexlogger.sinks.record import POINTS, _folder_name
 
 pl = import_framework(("lightning.pytorch", "pytorch_lightning"), "lightning", "flexlogger.integrations.lightning")
 _Logger: Any = pl.loggers.Logger
 _Callback: Any = pl.callbacks.Callback
 _rank_zero_only: Any = pl.utilities.rank_zero_only
+_rank_zero_experiment: Any = pl.loggers.logger.rank_zero_experiment
 
-__all__ = ["FlexLightningCallback", "FlexLightningLogger", "pl"]
+__all__ = ["DEFAULT_NAME", "FlexLightningCallback", "FlexLightningLogger", "pl"]
 
 DEFAULT_PHASES = ("train", "val", "test")
+DEFAULT_NAME = "lightning_logs"  # Lightning's own loggers' default `name` (CSVLogger, TensorBoardLogger, MLFlowLogger)
+PREFIX_JOIN = "-"  # Lightning's LOGGER_JOIN_CHAR: prefix="tmp" logs `loss` as `tmp-loss`
 
 
 def _rank() -> int:
     return int(getattr(_rank_zero_only, "rank", 0) or 0)
+
+
+def _free_folder(parent: Path, uid: str) -> str:
+    """The folder name the run record will take under ``parent`` (``<uid>``, else ``<uid>-2``, ...: the first that
+    does not exist or is empty, as the record chooses it), found without creating anything."""
+    name = _folder_name(uid)
+    for n in range(1, 10_000):
+        candidate = parent / (name if n == 1 else f"{name}-{n}")
+        if not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir())):
+            return candidate.name
+    return name
 
 
 class FlexLightningLogger(_Logger):  # type: ignore[misc]
@@ -61,111 +83,248 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
         presets: preset names (``'loss+acc'``), made for ``phases``.
         phases: the phases presets are made for (Lightning's names: ``train``, ``val``, ``test``).
         preset_args: preset parameters, ``{'confusion': {'k': 10}}``.
-        **run_options: FlexLogger options (``env``, ``uid``, ``server``, ``port``, ``log_dir``, ``strict``, ...),
-            or ``run=`` a :class:`~flexlogger.core.run.Run` shared with other loggers (left open at ``finalize``).
+        save_dir: Lightning's name for ``log_dir``: the record's root folder (the run is
+            ``<save_dir>/<name>/<version>``).
+        name: Lightning's experiment name: the Visdom env and the folder under ``save_dir`` (``env=`` is the same
+            option). Default :data:`DEFAULT_NAME` (``lightning_logs``), as Lightning's own loggers.
+        version: the run's folder and window id (``uid=`` is the same option): an int ``n`` is ``version_<n>``, a
+            string is used as it is. Default: a new unique id (:func:`~flexlogger.core.run.default_uid`).
+        prefix: put in front of every metric name with ``-`` (``prefix='tmp'`` logs ``loss`` as ``tmp-loss``), as
+            Lightning's own loggers do.
+        **run_options: FlexLogger options (``server``, ``port``, ``strict``, ...), or ``run=`` a
+            :class:`~flexlogger.core.run.Run` shared with other loggers (left open at ``finalize``).
             ``distributed`` is not an option: only rank 0 logs.
 
-    The FlexLogger (:attr:`experiment`) is made when Lightning first asks for it (after it started its worker
-    processes); everything is checked here, before training.
+    Reading :attr:`name`, :attr:`version`, :attr:`save_dir`, :attr:`root_dir` or :attr:`log_dir` starts nothing:
+    the run (its folder, its Visdom windows) starts when training starts (Lightning's ``log_graph`` call), when
+    Lightning first logs, or at :attr:`experiment`.
+    Hyperparameters logged before that wait in the logger and go to the run when it starts: under ``ddp_spawn``
+    they travel to the worker processes with the logger, and the workers' run is the folder :attr:`log_dir` names
+    in the main process too.
 
     Raises:
         InvalidConfigError: every problem of the config, presets and options, naming ``FlexLightningLogger()``.
-        ConfigError: a bad ``run`` or ``config`` argument.
+        ConfigError: a bad ``run``, ``config``, ``name``, ``version``, ``save_dir`` or ``prefix`` argument.
     """
 
     def __init__(self, config: str | Mapping[str, Any] | None = None, presets: str | Sequence[str] | None = None, *,
                  phases: Sequence[str] | str = DEFAULT_PHASES,
-                 preset_args: Mapping[str, Mapping[str, Any]] | None = None, **run_options: Any) -> None:
+                 preset_args: Mapping[str, Mapping[str, Any]] | None = None, save_dir: str | Path | None = None,
+                 name: str | None = None, version: int | str | None = None, prefix: str = "",
+                 **run_options: Any) -> None:
         super().__init__()
-        self._recipe = Recipe("FlexLightningLogger()", config, presets, phases, preset_args, run_options,
+        caller = "FlexLightningLogger()"
+        options = self._lightning_options(caller, dict(run_options), save_dir, name, version, prefix)
+        self._recipe = Recipe(caller, config, presets, phases, preset_args, options,
                               fixed={"distributed": "only rank 0 logs, with Lightning's reduced values"})
+        self._prefix = prefix
+        self._uid_fixed = "uid" in self._recipe.options
+        self._uid: str = self._recipe.options.get("uid") or default_uid()
+        self._folder = self._predict_folder()
+        self._pending: dict[str, Any] = {}  # hyperparameters logged before the run started
         self._guard = Guard("FlexLightningLogger")
         self._logger: FlexLogger | None = None
         self._router: MetricRouter | None = None
 
+    @staticmethod
+    def _lightning_options(caller: str, options: dict[str, Any], save_dir: str | Path | None, name: str | None,
+                           version: int | str | None, prefix: str) -> dict[str, Any]:
+        """Lightning's ``save_dir``/``name``/``version`` as the run options ``log_dir``/``env``/``uid``."""
+        if not isinstance(prefix, str):
+            raise ConfigError(f"{caller}: expected `prefix` to be a string (put before each metric name with "
+                              f"'{PREFIX_JOIN}'), but got {type(prefix).__name__} {short_repr(prefix)}")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
+            raise ConfigError(f"{caller}: expected `version` to be an int (version_<n>), a string or None, but got "
+                              f"{type(version).__name__} {short_repr(version)}")
+        given = {"save_dir": save_dir, "name": name, "version": version}
+        if options.get("run") is not None:
+            named = [k for k, v in given.items() if v is not None]
+            if named:
+                raise ConfigError(f"{caller}: {', '.join(named)}: options of the run, but a run was given (run=); "
+                                  "expected them on the Run (log_dir, env, uid), or no run=")
+            return options
+        for ours, theirs in (("log_dir", "save_dir"), ("env", "name"), ("uid", "version")):
+            value = given[theirs]
+            if value is None:
+                continue
+            if theirs == "version" and isinstance(value, int):
+                value = f"version_{value}"
+            if ours in options and options[ours] != value:
+                raise ConfigError(f"{caller}: `{theirs}` is Lightning's name for `{ours}`, but both were given "
+                                  f"({theirs}={short_repr(given[theirs])}, {ours}={short_repr(options[ours])}); "
+                                  "expected one of them")
+            options[ours] = value
+        return options
+
+    def _predict_folder(self) -> str | None:
+        """The run folder's name, read off the file system without creating anything (None: no record)."""
+        root = self._root()
+        return None if root is None else _free_folder(root, self._uid)
+
+    def _root(self) -> Path | None:
+        """``<log_dir>/<env>`` of the logger's own run, or None without a record."""
+        log_dir = self._recipe.options.get("log_dir", DEFAULT_LOG_DIR)
+        return None if log_dir is None else Path(log_dir) / _folder_name(self._env)
+
+    @property
+    def _env(self) -> str:
+        return str(self._recipe.options.get("env", DEFAULT_NAME))
+
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled to worker processes (``ddp_spawn``) without the FlexLogger: each process makes its own."""
+        """Pickled to worker processes (``ddp_spawn``) without the FlexLogger: each process makes its own, of the
+        same run id (so that the main process's :attr:`log_dir` names the workers' run)."""
         state = dict(self.__dict__)
         state["_logger"] = state["_router"] = None
         return state
 
-    @property
+    def _flex(self) -> FlexLogger:
+        """The FlexLogger to write to: made on first use, and again after ``finalize`` closed it (a new run: a new
+        id unless ``version``/``uid`` was given). Hyperparameters logged before go to its run first."""
+        if self._logger is not None and not self._logger.closed:
+            return self._logger
+        forced: dict[str, Any] = {"distributed": False}
+        if self._recipe.run is None:
+            if self._logger is not None and not self._uid_fixed:
+                self._uid = default_uid()
+            forced.update(env=self._env, uid=self._uid)
+        self._logger = logger = self._recipe.build(**forced)
+        if logger.run.dir is not None:
+            self._folder = logger.run.dir.name
+        pending, self._pending = self._pending, {}
+        if pending:
+            self._write_hparams(logger, pending)
+        return logger
+
+    @property  # type: ignore[untyped-decorator,misc]
+    @_rank_zero_experiment
     def experiment(self) -> FlexLogger:
-        """The :class:`~flexlogger.FlexLogger` (made on first use, and again after ``finalize`` closed it; on
-        ranks other than 0 its run writes nothing, so ``experiment.add()`` works in ``training_step`` on every
-        rank)."""
-        if self._logger is None or self._logger.closed:
-            forced: dict[str, Any] = {"distributed": False}
-            if _rank() > 0:
-                forced["disabled"] = True
-            self._logger = self._recipe.build(**forced)
-        return self._logger
+        """The :class:`~flexlogger.FlexLogger` (made on first use, and again after ``finalize`` closed it). On
+        ranks other than 0, Lightning's dummy experiment (``rank_zero_experiment``): every call on it does nothing,
+        so ``self.logger.experiment.add(...)`` in ``training_step`` works on every rank."""
+        return self._flex()
 
-    def _routed(self) -> MetricRouter:
-        """The router of the FlexLogger to write to (opening it if needed)."""
-        logger = self.experiment
-        if self._router is None or self._router.logger is not logger:
-            self._router = MetricRouter(logger, self._guard)
-        return self._router
-
-    def _current(self) -> FlexLogger:
-        """The FlexLogger last made (closed after ``finalize``), without opening a new run: for the properties."""
-        return self._logger if self._logger is not None else self.experiment
+    def _run(self) -> Run | None:
+        """The run of the logger, without starting one: the FlexLogger's, a given ``run=``, or None before start."""
+        if self._logger is not None:
+            return self._logger.run
+        return self._recipe.run
 
     @property
     def name(self) -> str:
-        """The Visdom env (as the run's folder spells it, so that ``save_dir/name/version`` is the run folder)."""
-        run = self._current().run
+        """The Visdom env, as the run's folder spells it (``save_dir/name/version`` is the run folder)."""
+        run = self._run()
+        if run is None:
+            return _folder_name(self._env)
         return run.dir.parent.name if run.dir is not None else run.env
 
     @property
     def version(self) -> str:
         """The run's folder name (its uid, or ``<uid>-2``... when a fixed uid was used before), or the uid."""
-        run = self._current().run
+        run = self._run()
+        if run is None:
+            return self._folder or self._uid
         return run.dir.name if run.dir is not None else run.uid
 
     @property
     def save_dir(self) -> str | None:
-        """The record's root folder (``log_dir``): Lightning's checkpoints go to ``<log_dir>/<env>/<version>``."""
-        log_dir = self._current().run.log_dir
+        """The record's root folder (``log_dir``), or None without a record. Lightning's checkpoints go to
+        ``<save_dir>/<name>/<version>/checkpoints``: inside the run folder. It is also ``trainer.log_dir`` (as for
+        every logger other than Lightning's CSV and TensorBoard loggers)."""
+        run = self._run()
+        log_dir = self._recipe.options.get("log_dir", DEFAULT_LOG_DIR) if run is None else run.log_dir
         return None if log_dir is None else str(log_dir)
 
     @property
     def root_dir(self) -> str | None:
-        run = self._current().run
-        return None if run.dir is None else str(run.dir.parent)
+        """``<save_dir>/<name>``: the folder of the env's runs, or None without a record."""
+        return None if self.save_dir is None else str(Path(self.save_dir, self.name))
 
     @property
     def log_dir(self) -> str | None:
-        """The run record's folder ``<log_dir>/<env>/<uid>``, or None without a record."""
-        run_dir = self._current().run.dir
-        return None if run_dir is None else str(run_dir)
+        """The run record's folder ``<save_dir>/<name>/<version>``, or None without a record."""
+        run = self._run()
+        if run is not None:
+            return None if run.dir is None else str(run.dir)
+        return None if self.root_dir is None else str(Path(self.root_dir, self.version))
+
+    def _routed(self) -> MetricRouter:
+        """The router of the FlexLogger to write to (opening it if needed)."""
+        logger = self._flex()
+        if self._router is None or self._router.logger is not logger:
+            self._router = MetricRouter(logger, self._guard)
+        return self._router
 
     @_rank_zero_only  # type: ignore[untyped-decorator,misc]
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Feed the metrics into their meters (or auto windows) and draw them at x = ``step``."""
+        """Feed the metrics into their meters (or auto windows) and draw them at x = ``step``; with a ``prefix``,
+        each name is ``<prefix>-<name>``."""
         with self._guard.hook("log_metrics"):
-            self._routed().route({k: v for k, v in metrics.items() if k != "epoch"}, step, "log_metrics")
+            values = {k: v for k, v in metrics.items() if k != "epoch"}
+            if self._prefix:
+                values = {f"{self._prefix}{PREFIX_JOIN}{k}": v for k, v in values.items()}
+            self._routed().route(values, step, "log_metrics")
 
     @_rank_zero_only  # type: ignore[untyped-decorator,misc]
-    def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        """Record the hyperparameters (``save_hyperparameters()``) with the run (``log_hparams``)."""
+    def log_hyperparams(self, params: Mapping[str, Any] | Namespace | None = None,
+                        metrics: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> None:
+        """Record the hyperparameters (``save_hyperparameters()``) with the run (``hparams.json`` and the ``hparams``
+        window), sanitised as Lightning's loggers do (:func:`plain_hparams`); a key the record refuses is skipped
+        with a warning, the others kept. ``metrics`` are logged at step 0, as Lightning's TensorBoard logger does.
+        Before the run started, the hyperparameters wait for it (they start nothing)."""
         with self._guard.hook("log_hyperparams"):
-            self.experiment.log_hparams(params if isinstance(params, Namespace) else dict(params or {}))
+            given = plain_hparams(params if params is not None else {})
+            if not isinstance(given, dict):
+                raise ConfigError(f"expected `params` to be a dict or a Namespace, but got {type(params).__name__} "
+                                  f"{short_repr(params)}")
+            if self._logger is not None and not self._logger.closed:
+                self._write_hparams(self._logger, given)
+            else:
+                self._pending.update(given)
+        if metrics:
+            self.log_metrics(dict(metrics), 0)
+
+    def _write_hparams(self, logger: FlexLogger, params: dict[str, Any]) -> None:
+        try:
+            logger.run.log_hparams(params)
+        except Exception:
+            for key, value in params.items():  # keep every key the record takes
+                with self._guard.hook(f"log_hyperparams[{key!r}]"):
+                    logger.run.log_hparams({key: value})
+
+    @_rank_zero_only  # type: ignore[untyped-decorator,misc]
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Start the run (Lightning calls this at the start of every ``fit``/``validate``/``test``, in the process
+        that trains): the run folder is then the record's before ``ModelCheckpoint`` writes ``checkpoints/`` into
+        it. The graph itself is not drawn."""
+        with self._guard.hook("log_graph"):
+            self._flex()
 
     def save(self) -> None:
         """Nothing to do: every point is in the run record as soon as it is logged (Lightning calls this after
         every ``log_metrics``, so it must not wait on the network)."""
 
     def finalize(self, status: str) -> None:
-        """Close the run: ``success`` -> finished, anything else (``failed``) -> crashed. A run given with ``run=``
-        stays open (its owner closes it)."""
+        """Close the run: ``success`` -> finished; ``failed`` -> ``interrupted`` when Lightning is handling a
+        ``KeyboardInterrupt``, else ``crashed`` with the exception and its traceback in ``summary.json``. A run
+        given with ``run=`` stays open (its owner closes it).
+
+        When the run was never started in this process, hyperparameters still waiting are written to a new run,
+        unless another process (``ddp_spawn``'s workers, which got them with the pickled logger) made the run."""
         logger = self._logger
+        if logger is None and self._pending and _rank() == 0:
+            root = self._root()
+            if self._recipe.run is None and root is not None and (root / self.version / POINTS).exists():
+                self._pending = {}  # written by the workers
+            else:
+                with self._guard.hook("finalize"):
+                    logger = self._flex()
         if logger is None or logger.closed:
             return
         with self._guard.hook("finalize"):
             if self._recipe.run is None and status != "success" and not logger.run.closed:
-                logger.run.close("crashed" if status == "failed" else "interrupted")
+                error = sys.exc_info()[1]
+                state = "interrupted" if isinstance(error, KeyboardInterrupt) else "crashed"
+                logger.run.close(state, error)
             logger.close()
 
     def close(self) -> None:
@@ -201,7 +360,7 @@ class FlexLightningCallback(_Callback):  # type: ignore[misc]
             return
         with self._guard.hook("on_fit_start"):
             flex = next((lg for lg in trainer.loggers if isinstance(lg, FlexLightningLogger)), None)
-            shared = flex.experiment if flex is not None else None
+            shared = flex._flex() if flex is not None else None
             self.tooled = TooledModelLogger(pl_module, logger=shared, **self.options)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:

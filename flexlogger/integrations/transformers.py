@@ -2,24 +2,34 @@
 
 Example:
     >>> from flexlogger.integrations.transformers import FlexLoggerCallback
-    >>> trainer = Trainer(model, args, train_dataset=train, eval_dataset=val,
-    ...                   callbacks=[FlexLoggerCallback(env='bert', tooled={'every': 10})])
+    >>> flex = FlexLoggerCallback(env='bert', tooled={'every': 10})
+    >>> trainer = Trainer(model, args, train_dataset=train, eval_dataset=val, callbacks=[flex])
     >>> trainer.train()
+    >>> trainer.evaluate()     # the same run
+    >>> flex.close()
 
 Install with ``pip install 'flexlogger[transformers]'``.
 
 What goes where (on the main process only, ``state.is_world_process_zero``):
-    - ``on_train_begin``: the run's hyperparameters are the ``TrainingArguments`` (``log_hparams``), and with
-      ``tooled=`` a :class:`~flexlogger.model.logger.TooledModelLogger` starts watching the model.
-    - ``on_log`` and ``on_evaluate``: the metrics, renamed as the Trainer's own TensorBoard and W&B integrations
-      name them (``loss`` -> ``train/loss``, ``eval_loss`` -> ``eval/loss``, ``test_acc`` -> ``test/acc``), feed the
-      meters of the config or presets (``train/loss`` feeds a ``train_loss`` meter) or get a line window shared by
-      their phases (``train/loss`` and ``eval/loss`` share ``loss``), at x = the global step. The Trainer hands the
-      evaluation's metrics to both hooks: they are drawn once. ``epoch`` is not drawn.
+    - ``on_train_begin``: the run's hyperparameters are the ``TrainingArguments`` (``log_hparams``) and the model's
+      config under ``model_config`` (as the W&B and MLflow integrations merge it into their params), also shown as
+      JSON text in a window ``model_config`` (as the TensorBoard integration adds it); ``model/num_parameters``
+      goes to ``summary.json`` (W&B puts it in its config). With ``tooled=``, a
+      :class:`~flexlogger.model.logger.TooledModelLogger` starts watching the model.
+    - ``on_log``, ``on_evaluate`` and ``on_predict``: the metrics, renamed as the Trainer's own TensorBoard and W&B
+      integrations name them (``loss`` -> ``train/loss``, ``eval_loss`` -> ``eval/loss``, ``test_acc`` ->
+      ``test/acc``), feed the meters of the config or presets (``train/loss`` feeds a ``train_loss`` meter) or get
+      a line window shared by their phases (``train/loss`` and ``eval/loss`` share ``loss``), at x = the global
+      step. The Trainer hands the evaluation's metrics to both hooks: they are drawn once. ``epoch`` is not drawn.
+    - End-of-training values (:data:`SINGLE_VALUES`: ``train_runtime``, ``total_flos``, ``train_loss``, ...) are
+      one number per run, not a curve: they go to ``summary.json`` and to one table window ``train_summary``, as
+      the W&B integration puts them in its run summary.
     - ``on_pre_optimizer_step``: the per-layer statistics of the step, after the Trainer clipped the gradients
       (the gradients the optimizer uses) and before the update, drawn at x = the global step.
-    - ``on_train_end``: the statistics' hooks come off the model and the run is closed (finished). Metrics logged
-      after that (``trainer.evaluate()`` after ``train()``) go to a new run.
+    - ``on_train_end``: the statistics' hooks come off the model and the run's points are flushed; the run stays
+      open, so that ``trainer.evaluate()`` and ``trainer.predict()`` after ``train()`` go to the same run, with
+      its hyperparameters. :meth:`FlexLoggerCallback.close` closes it (finished); a run left open is closed when
+      the program ends (finished, or crashed with the error when the script died of one).
 """
 
 from __future__ import annotations
@@ -29,16 +39,20 @@ from typing import Any
 
 from flexlogger.core.logger import FlexLogger
 from flexlogger.errors import ConfigError, short_repr
-from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, tooled_options
+from flexlogger.experiment.textdiff import markdown_table
+from flexlogger.integrations.common import Guard, MetricRouter, Recipe, import_framework, plain_hparams, tooled_options
 from flexlogger.model.logger import TooledModelLogger
 
 transformers = import_framework(("transformers",), "transformers", "flexlogger.integrations.transformers")
 _TrainerCallback: Any = transformers.TrainerCallback
 
-__all__ = ["FlexLoggerCallback", "rewrite"]
+__all__ = ["SINGLE_VALUES", "FlexLoggerCallback", "rewrite"]
 
 DEFAULT_PHASES = ("train", "eval", "test")
 _PREFIXES = (("eval_", "eval/"), ("test_", "test/"))
+# what the Trainer logs once, at the end of train(): the W&B integration's `single_value_scalars`
+SINGLE_VALUES = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos")
+SUMMARY_PLOT = "train_summary"
 
 
 def rewrite(logs: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,20 +110,30 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         self.tooled: TooledModelLogger | None = None
         self._router: MetricRouter | None = None
         self._logged: dict[str, int] = {}  # metric -> the global step on_log drew it at
+        self._summary: dict[str, Any] = {}  # the end-of-training values of the run
 
     def _open(self) -> MetricRouter:
         """The router of the FlexLogger to write to, made on first use and again after the run was closed."""
         if self.logger is None or self.logger.closed or self._router is None:
             self.logger = self._recipe.build(distributed=False)
             self._router = MetricRouter(self.logger, self._guard)
-            self._logged = {}
+            self._logged, self._summary = {}, {}
         return self._router
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         with self._guard.hook("on_train_begin"):
-            self._open().logger.log_hparams(args.to_sanitized_dict())
+            run = self._open().logger.run
+            hparams: dict[str, Any] = dict(args.to_sanitized_dict())
+            config = getattr(model, "config", None)
+            if config is not None:
+                hparams["model_config"] = plain_hparams(config if isinstance(config, dict) else config.to_dict())
+            run.log_hparams(hparams)
+            if config is not None and not isinstance(config, dict):
+                run.log_text("model_config", config.to_json_string())
+            if callable(getattr(model, "num_parameters", None)):
+                run.add_to_summary("model/num_parameters", int(model.num_parameters()))
         if self._tooled_options is not None and model is not None and self.tooled is None:
             with self._guard.hook("on_train_begin"):
                 self.tooled = TooledModelLogger(model, logger=self.logger, **self._tooled_options)
@@ -119,9 +143,21 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         if not state.is_world_process_zero or not logs:
             return
         with self._guard.hook("on_log"):
-            values = rewrite(logs)
-            self._open().route(values, state.global_step, "on_log")
+            router = self._open()
+            once = {k: v for k, v in logs.items() if k in SINGLE_VALUES}
+            if once:
+                self._summarise(router.logger, once)
+            values = rewrite({k: v for k, v in logs.items() if k not in SINGLE_VALUES})
+            router.route(values, state.global_step, "on_log")
             self._logged.update(dict.fromkeys(values, state.global_step))
+
+    def _summarise(self, logger: FlexLogger, values: Mapping[str, Any]) -> None:
+        """End-of-training values: into ``summary.json`` and the one ``train_summary`` table."""
+        run = logger.run
+        for key, value in values.items():
+            run.add_to_summary(key, float(value) if isinstance(value, (int, float)) else value)
+        self._summary.update(values)
+        run.log_markdown(SUMMARY_PLOT, markdown_table(["value", ""], [[k, v] for k, v in self._summary.items()]))
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
                     **kwargs: Any) -> None:
@@ -134,6 +170,14 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
                 self._open().route(fresh, step, "on_evaluate")
                 self._logged.update(dict.fromkeys(fresh, step))
 
+    def on_predict(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+        """``trainer.predict()``'s metrics (``test_loss`` -> ``test/loss``), at x = the global step."""
+        if not state.is_world_process_zero or not metrics:
+            return
+        with self._guard.hook("on_predict"):
+            self._open().route(rewrite(metrics), state.global_step, "on_predict")
+
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.tooled is not None:
             with self._guard.hook("on_pre_optimizer_step"):
@@ -144,7 +188,10 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         if tooled is not None:
             with self._guard.hook("on_train_end"):
                 tooled.close()
-        self.close()
+        logger = self.logger
+        if logger is not None and not logger.closed:
+            with self._guard.hook("on_train_end"):
+                logger.run.flush()
 
     def close(self) -> None:
         """Close the run (finished) if the callback made it; a run given with ``run=`` stays open."""
