@@ -205,8 +205,8 @@ def test_the_follower_reads_whole_lines_only_and_skips_damaged_ones(tmp_path: Pa
     assert follower.poll() == [] and (follower.env, follower.window_uid) == ("e", "w")
     with open(points, "a") as file:
         file.write('ta": {"train": 0.5}}\n{"seq": 2, "plot": "acc", "step": 0, "data": {"x": 1}}\n')
-    with pytest.warns(RuntimeWarning, match=r"skipping a damaged line \(an update of plot 'acc', which no line "
-                                            r"before declared\)"):
+    with pytest.warns(RuntimeWarning, match=r"points.jsonl:4: skipping an update of plot 'acc', which no line "
+                                            r"before declared"):
         updates = follower.poll()
     assert [(u.plot, u.step, dict(u.data)) for u in updates] == [("loss", 0, {"train": 0.5})]
     assert follower.damaged == 1 and not follower.finished

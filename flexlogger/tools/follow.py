@@ -9,9 +9,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from flexlogger.core.plots import APPEND_KINDS, PLOT_KINDS
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record import POINTS, SUMMARY, RecordError, decode_data, decode_number
+from flexlogger.sinks.record import POINTS, SUMMARY, RecordError
+from flexlogger.sinks.record_lines import DamagedLine, LineReader
+from flexlogger.sinks.record_read import MAX_WARNINGS
 
 __all__ = ["RecordFollower"]
 
@@ -21,10 +22,10 @@ class RecordFollower:
     one, whole lines only (a line still being written is kept for the next poll).
 
     Lines are the run record's (``flexlogger.sinks.record``): the ``{"run": ...}`` header, plot declarations
-    ``{"plot", "kind", "opts"}`` and updates ``{"seq", "plot", "step", "data"}``. As
-    :func:`~flexlogger.sinks.record.read_record` does, a whole line that is not valid JSON or not one of these, an
-    update of a plot no line before declared, and a plot of an unknown kind are skipped, counted in
-    :attr:`damaged` (one warning per record).
+    ``{"plot", "kind", "opts"}`` and updates ``{"seq", "plot", "step", "data"}``, read as untrusted input through
+    the same checks as :func:`~flexlogger.sinks.record.read_record` (:mod:`flexlogger.sinks.record_lines`): a line
+    that fails them is skipped and counted in :attr:`damaged`, with a warning naming it (``points.jsonl:LINE``) for
+    the first ``MAX_WARNINGS`` of a record.
 
     Args:
         run_dir: a run folder holding ``points.jsonl``.
@@ -40,7 +41,8 @@ class RecordFollower:
             raise RecordError(f"expected a run record folder holding {POINTS}, but {str(self.path)!r} has none")
         self.env, self.uid = self.path.parent.name, self.path.name
         self.window_uid = self.uid  # the uid of the run's windows (the header's "windows")
-        self.plots: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._reader = LineReader()
+        self.plots: dict[str, tuple[str, dict[str, Any]]] = self._reader.plots
         self.offset = 0
         self.damaged = 0
         self.lines = 0
@@ -69,44 +71,26 @@ class RecordFollower:
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
         updates: list[Update] = []
-        for raw in data[:cut].split(b"\n"):
+        for raw in data[:cut].split(b"\n")[:-1]:
+            self.lines += 1
             if raw.strip():
                 self._line(raw, updates)
         return updates
 
     def _line(self, raw: bytes, updates: list[Update]) -> None:
-        self.lines += 1
         try:
-            obj = json.loads(raw)
-            if "seq" in obj:
-                plot = obj["plot"]
-                if plot not in self.plots:
-                    raise ValueError(f"an update of plot {plot!r}, which no line before declared")
-                kind, opts = self.plots[plot]
-                step = decode_number(obj["step"])
-                if isinstance(step, bool) or not isinstance(step, (int, float)):
-                    raise ValueError(f"step {step!r} is not a number")
-                data = obj["data"]
-                if kind in APPEND_KINDS and isinstance(data, dict):  # the hot path: {trace: number}
-                    data = {k: float(v) if type(v) is float or type(v) is int else float(decode_number(v))
-                            for k, v in data.items()}
-                else:
-                    data = decode_data(kind, data)
-                updates.append(Update(plot, kind, step, data, opts, int(obj["seq"])))
-            elif "plot" in obj:
-                if obj["kind"] not in PLOT_KINDS:
-                    self.plots.pop(obj["plot"], None)
-                    raise ValueError(f"plot {obj['plot']!r} of unknown kind {obj['kind']!r}; expected one of "
-                                     f"{', '.join(PLOT_KINDS)}")
-                self.plots[obj["plot"]] = (obj["kind"], obj.get("opts") or {})
-            elif "run" in obj:
-                run = obj["run"]
-                self.env, self.uid = str(run.get("env", self.env)), str(run.get("uid", self.uid))
-                self.window_uid = str(run.get("windows", self.uid))
-            else:
-                raise ValueError("not a run record line")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            update = self._reader.read(raw)
+        except DamagedLine as exc:
             self.damaged += 1
-            if self.damaged == 1:
-                warnings.warn(f"{self.file}: skipping a damaged line ({exc}): {raw[:80]!r}", RuntimeWarning,
-                              stacklevel=3)
+            if exc.quiet or self.damaged > MAX_WARNINGS:
+                return
+            more = " (further damaged lines of this record are skipped without a warning)" \
+                if self.damaged == MAX_WARNINGS else ""
+            warnings.warn(f"{self.file}:{self.lines}: skipping {exc}{more}", RuntimeWarning, stacklevel=4)
+            return
+        if update is not None:
+            updates.append(update)
+        else:  # a header (the recorded env and uids) or a declaration
+            self.env = self._reader.env or self.env
+            self.uid = self._reader.uid or self.uid
+            self.window_uid = self._reader.window_uid or self.uid
