@@ -13,7 +13,7 @@ through the same checks, those a user's plot spec goes through, and with bounds 
 - an update's ``step`` is a finite number, its ``seq`` an int in ``[0, 2**63)``, its data of its kind's form, with
   numbers within float range and arrays numeric.
 
-A line that fails raises :class:`DamagedLine` saying why; the callers skip it with a warning naming the file and
+A line that fails raises :class:`DamagedLineError` saying why; the callers skip it with a warning naming the file and
 line, and read on.
 """
 
@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 import math
 import reprlib
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from flexlogger.core.plots import APPEND_KINDS, PLOT_KINDS
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record_format import RecordError, decode_data, decode_number
+from flexlogger.sinks.record_format import FORMAT, RecordError, decode_data, decode_number
 from flexlogger.sinks.safe_html import safe_html
 
 MAX_LINE = 256 * 2**20  # bytes: a line larger than this is skipped unread (a big image is a few MB)
@@ -37,7 +38,7 @@ MAX_SEQ = 2**63
 HTML_OPT = "html"
 
 
-class DamagedLine(RecordError):
+class DamagedLineError(RecordError):
     """A record line that is not a valid record line; the message says why.
 
     Attributes:
@@ -59,7 +60,8 @@ class LineReader:
         env, uid, window_uid: from the ``{"run": ...}`` header (None until one is read).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "points.jsonl") -> None:
+        self.source = source
         self.plots: dict[str, tuple[str, dict[str, Any]]] = {}
         self.skipped: set[str] = set()  # plots whose declaration was skipped: their updates are skipped quietly
         self.env: str | None = None
@@ -70,7 +72,7 @@ class LineReader:
         """The update ``raw`` holds, or None for a header or a plot declaration (which it records).
 
         Raises:
-            DamagedLine: ``raw`` is not a valid record line (the message says why).
+            DamagedLineError: ``raw`` is not a valid record line (the message says why).
         """
         obj = load_line(raw)
         try:
@@ -81,22 +83,27 @@ class LineReader:
             elif "run" in obj:
                 self._header(obj["run"])
             else:
-                raise DamagedLine(f"expected a header, a plot declaration or an update, but got {_short(raw)}")
-        except DamagedLine:
+                raise DamagedLineError(f"expected a header, a plot declaration or an update, but got {_short(raw)}")
+        except DamagedLineError:
             raise
         except KeyError as exc:
-            raise DamagedLine(f"a damaged line {_short(raw)} (missing key {exc})") from None
+            raise DamagedLineError(f"a damaged line {_short(raw)} (missing key {exc})") from None
         except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
             why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            raise DamagedLine(f"a damaged line {_short(raw)} ({_short_text(why)})") from None
+            raise DamagedLineError(f"a damaged line {_short(raw)} ({_short_text(why)})") from None
         return None
 
     def _header(self, run: Any) -> None:
         if not isinstance(run, Mapping):
-            raise DamagedLine(f"expected the header's run to be an object, but got {_short(run)}")
+            raise DamagedLineError(f"expected the header's run to be an object, but got {_short(run)}")
         for key in ("env", "uid", "windows"):
             if key in run and not isinstance(run[key], str):
-                raise DamagedLine(f"expected the header's {key} to be a string, but got {_short(run[key])}")
+                raise DamagedLineError(f"expected the header's {key} to be a string, but got {_short(run[key])}")
+        version = run.get("format", 1)
+        if type(version) is not int or not 1 <= version <= FORMAT:
+            warnings.warn(f"{self.source}: the record says format {_short(version)}; this flexlogger reads formats 1 "
+                          f"to {FORMAT} and reads it as format {FORMAT}: lines it does not know are skipped (a newer "
+                          "flexlogger may read them)", RuntimeWarning, stacklevel=5)
         self.env = run.get("env", self.env)
         self.uid = run.get("uid", self.uid)
         self.window_uid = run.get("windows", run.get("uid", self.window_uid))
@@ -106,7 +113,7 @@ class LineReader:
         self.plots.pop(name, None)
         self.skipped.add(name)  # until the declaration is found good
         if not isinstance(kind, str) or kind not in PLOT_KINDS:
-            raise DamagedLine(f"plot {name!r} of unknown kind {_short(kind)} and its updates; expected one of "
+            raise DamagedLineError(f"plot {name!r} of unknown kind {_short(kind)} and its updates; expected one of "
                               f"{', '.join(PLOT_KINDS)}")
         opts = check_record_opts(name, kind, obj.get("opts") or {})
         self.skipped.discard(name)
@@ -115,9 +122,9 @@ class LineReader:
     def _update(self, obj: Mapping[str, Any]) -> Update:
         name = _name(obj["plot"])
         if name in self.skipped:
-            raise DamagedLine(f"an update of plot {name!r}, whose declaration was skipped", quiet=True)
+            raise DamagedLineError(f"an update of plot {name!r}, whose declaration was skipped", quiet=True)
         if name not in self.plots:
-            raise DamagedLine(f"an update of plot {name!r}, which no line before declared")
+            raise DamagedLineError(f"an update of plot {name!r}, which no line before declared")
         kind, opts = self.plots[name]
         step = _step(obj["step"])
         seq = obj["seq"]
@@ -141,25 +148,25 @@ def load_line(raw: bytes) -> dict[str, Any]:
     """One record line as a JSON object.
 
     Raises:
-        DamagedLine: too long, not UTF-8, not JSON (``syntax`` set), nested too deep, or not an object.
+        DamagedLineError: too long, not UTF-8, not JSON (``syntax`` set), nested too deep, or not an object.
     """
     if len(raw) > MAX_LINE:
-        raise DamagedLine(f"a line of {len(raw)} bytes; expected at most {MAX_LINE}")
+        raise DamagedLineError(f"a line of {len(raw)} bytes; expected at most {MAX_LINE}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise DamagedLine("a damaged line (not UTF-8 text)") from None
+        raise DamagedLineError("a damaged line (not UTF-8 text)") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DamagedLine(f"a damaged line: expected a JSON object, but got {_short(raw)} ({exc.msg})",
+        raise DamagedLineError(f"a damaged line: expected a JSON object, but got {_short(raw)} ({exc.msg})",
                           syntax=True) from None
     except RecursionError:
-        raise DamagedLine(f"a line nested too deeply to read: {_short(raw)}") from None
+        raise DamagedLineError(f"a line nested too deeply to read: {_short(raw)}") from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise DamagedLine(f"a damaged line {_short(raw)} ({_short_text(str(exc))})") from None
+        raise DamagedLineError(f"a damaged line {_short(raw)} ({_short_text(str(exc))})") from None
     if not isinstance(obj, dict):
-        raise DamagedLine(f"a damaged line: expected a JSON object, but got {_short(raw)}")
+        raise DamagedLineError(f"a damaged line: expected a JSON object, but got {_short(raw)}")
     return obj
 
 
@@ -167,30 +174,30 @@ def check_record_opts(plot: str, kind: str, opts: Any) -> dict[str, Any]:
     """A recorded plot's ``opts``, checked as a user's plot spec's are (see the module docstring).
 
     Raises:
-        DamagedLine: the opts break a rule; the message names the rule and the value.
+        DamagedLineError: the opts break a rule; the message names the rule and the value.
     """
     where = f"plot {plot!r} and its updates: opts"
     if not isinstance(opts, dict):
-        raise DamagedLine(f"{where}: expected a mapping of Visdom options, but got {_short(opts)}")
+        raise DamagedLineError(f"{where}: expected a mapping of Visdom options, but got {_short(opts)}")
     if _depth(opts) > MAX_OPTS_DEPTH:
-        raise DamagedLine(f"{where}: nested deeper than {MAX_OPTS_DEPTH}")
+        raise DamagedLineError(f"{where}: nested deeper than {MAX_OPTS_DEPTH}")
     try:
         size = len(json.dumps(opts, allow_nan=False))
     except (ValueError, TypeError, RecursionError) as exc:
-        raise DamagedLine(f"{where}: expected JSON options, but got {_short(opts)} ({exc})") from None
+        raise DamagedLineError(f"{where}: expected JSON options, but got {_short(opts)} ({exc})") from None
     if size > MAX_OPTS_CHARS:
-        raise DamagedLine(f"{where}: {size} characters as JSON; expected at most {MAX_OPTS_CHARS}")
+        raise DamagedLineError(f"{where}: {size} characters as JSON; expected at most {MAX_OPTS_CHARS}")
     if HTML_OPT in opts and (kind != "text" or opts[HTML_OPT] is not True):
-        raise DamagedLine(f"{where}.html: expected no `html` (only a run's own text windows, kind 'text', carry "
+        raise DamagedLineError(f"{where}.html: expected no `html` (only a run's own text windows, kind 'text', carry "
                           f"`html: true`), but got {_short(opts[HTML_OPT])} on a plot of kind {kind!r}")
     if "legend" in opts:
-        raise DamagedLine(f"{where}.legend: expected no `legend`: a window's legend is the names of its meters")
+        raise DamagedLineError(f"{where}.legend: expected no `legend`: a window's legend is the names of its meters")
     from flexlogger.sinks.visdom import check_opts
 
     try:
         check_opts(where, {k: v for k, v in opts.items() if k != HTML_OPT})
     except (ValueError, TypeError, OverflowError) as exc:
-        raise DamagedLine(str(exc)) from None
+        raise DamagedLineError(str(exc)) from None
     return opts
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record_format import POINTS, RecordError
-from flexlogger.sinks.record_lines import DamagedLine, LineReader
+from flexlogger.sinks.record_lines import DamagedLineError, LineReader
 
 MAX_WARNINGS = 10  # damaged lines warned about one by one; the rest in one warning
 
@@ -92,7 +92,7 @@ def read_record(run_dir: str | Path) -> RecordedRun:
         raw = points.read_bytes()
     except OSError as exc:
         raise RecordError(f"{points} could not be read: {exc.strerror or exc}") from None
-    reader = LineReader()
+    reader = LineReader(str(points))
     torn = False
     skipper = _Skipper(points)
     updates: list[Update] = []
@@ -105,7 +105,7 @@ def read_record(run_dir: str | Path) -> RecordedRun:
             continue
         try:
             update = reader.read(data)
-        except DamagedLine as exc:
+        except DamagedLineError as exc:
             if exc.quiet:
                 skipper.lines.append(number)
             elif exc.syntax and index == len(body) - 1 and not complete:

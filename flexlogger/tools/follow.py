@@ -11,7 +11,7 @@ from typing import Any
 
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import POINTS, SUMMARY, RecordError
-from flexlogger.sinks.record_lines import DamagedLine, LineReader
+from flexlogger.sinks.record_lines import DamagedLineError, LineReader
 from flexlogger.sinks.record_read import MAX_WARNINGS
 
 __all__ = ["RecordFollower"]
@@ -41,7 +41,7 @@ class RecordFollower:
             raise RecordError(f"expected a run record folder holding {POINTS}, but {str(self.path)!r} has none")
         self.env, self.uid = self.path.parent.name, self.path.name
         self.window_uid = self.uid  # the uid of the run's windows (the header's "windows")
-        self._reader = LineReader()
+        self._reader = LineReader(str(self.file))
         self.plots: dict[str, tuple[str, dict[str, Any]]] = self._reader.plots
         self.offset = 0
         self.damaged = 0
@@ -80,7 +80,7 @@ class RecordFollower:
     def _line(self, raw: bytes, updates: list[Update]) -> None:
         try:
             update = self._reader.read(raw)
-        except DamagedLine as exc:
+        except DamagedLineError as exc:
             self.damaged += 1
             if exc.quiet or self.damaged > MAX_WARNINGS:
                 return
