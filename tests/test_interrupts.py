@@ -67,12 +67,11 @@ def default_sigint() -> Any:
 
 def test_held_blocks_raise_the_interrupt_when_the_outermost_ends(default_sigint: None) -> None:
     done = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), HOLD:
         with HOLD:
-            with HOLD:
-                signal.raise_signal(signal.SIGINT)
-                done.append("inner")
-            done.append("outer")
+            signal.raise_signal(signal.SIGINT)
+            done.append("inner")
+        done.append("outer")
     assert done == ["inner", "outer"] and HOLD.depth == 0 and not HOLD.pending
     with pytest.raises(KeyboardInterrupt):  # outside a block: at once, as Python's own handler does
         signal.raise_signal(signal.SIGINT)
