@@ -179,6 +179,15 @@ class Run(RecordCalls):
         """The sinks every update goes to: the record first (it has every point even when Visdom fails)."""
         return [s for s in (self._record, self._visdom) if s is not None] + self._extra
 
+    def sync(self, timeout: float | None = None) -> int:
+        """Put every update logged so far on the disk (the run record's ``points.jsonl``, ``fsync``'d); 0 when it is
+        there (and when the run has no record), else how many updates are not written yet after ``timeout`` s.
+
+        Raises:
+            OSError: the disk did not confirm the write.
+        """
+        return 0 if self._record is None else self._record.sync(timeout)
+
     def window_id(self, plot: str) -> str:
         """The Visdom window id of ``plot``: ``<uid>_<plot>``."""
         return f"{self.uid}_{plot}"
