@@ -170,6 +170,7 @@ class Run(RecordCalls):
                     self._record, self.dir = None, None
                 raise
         self._opened = True
+        self._sink_options = {}  # the sink made its login from them: the password is not kept here
         if self._record is not None:
             self._write_status()  # summary.json says running from the start
 
@@ -280,6 +281,7 @@ class Run(RecordCalls):
         """
         if self._closed:
             return
+        self._sink_options = {}  # the login (a password) is not kept after it can no longer be used
         if self._pid != os.getpid():
             self._closed = True
             return
