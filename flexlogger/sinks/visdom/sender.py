@@ -64,7 +64,7 @@ from flexlogger.sinks.visdom.buffer import Buffer, Message, Window
 from flexlogger.sinks.visdom.transport import Backoff, Transport
 from flexlogger.tools.server import resolve_credentials
 
-JOIN_LIMIT_S = 30.0  # the longest close() waits for the sender thread when the request timeout is not finite
+JOIN_GRACE_S = 0.5  # close() waits at least this long for the sender thread to stop, even past close_timeout
 WAIT_STEP_S = 0.1  # flush() waits in steps this long: a Ctrl-C (held while the lock is) ends the wait within one
 
 
@@ -245,25 +245,27 @@ class VisdomSink:
             return
         self._closed = True
         pending = 0
+        deadline = time.monotonic() + self.close_timeout  # for all of close(): flushing and stopping the thread
         if self._error is None:
             with HOLD, self._cond:
                 if self._failing:  # the server is down: one last try now rather than a long wait
                     self._retry_at = 0.0
                     attempts = self._attempts
-                    deadline = time.monotonic() + self.close_timeout
                     self._urgent += 1
                     self._cond.notify_all()
                     while (self._error is None and self._attempts == attempts and time.monotonic() < deadline
                            and self._buffer.any_dirty()):
                         self._cond.wait(0.05)
                     self._urgent -= 1
-            pending = self.flush(0 if self._failing else self.close_timeout) if self._error is None else 0
+            left = max(0.0, deadline - time.monotonic())
+            pending = self.flush(0 if self._failing else left) if self._error is None else 0
         with HOLD, self._cond:
             self._stopping = True
             self._cond.notify_all()
-        request_timeout = self._transport.timeout  # None: not finite
-        self._thread.join(JOIN_LIMIT_S if request_timeout is None else _seconds(request_timeout + 1.0))
-        if self._error is None and not self._failing and self._unsaved:
+        # a request in flight (a server that accepts and never answers) is not waited for past the deadline: the
+        # thread is a daemon and ends when its request times out
+        self._thread.join(_seconds(max(deadline - time.monotonic(), JOIN_GRACE_S)))
+        if self._error is None and not self._failing and self._unsaved and not self._thread.is_alive():
             self._save()
         pending = self.pending()
         _open_sinks.discard(self)
