@@ -180,3 +180,21 @@ def test_a_record_of_an_unknown_format_is_read_with_a_warning(tmp_path: Path) ->
         assert messages == [f"{run / 'points.jsonl'}: the record says format 99; this flexlogger reads formats 1 to 2 "
                             "and reads it as format 2: lines it does not know are skipped (a newer flexlogger may "
                             "read them)"]
+
+
+def test_the_follower_reads_in_pieces_and_skips_a_line_longer_than_any_record_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flexlogger.tools import follow
+
+    monkeypatch.setattr(follow, "READ_CHUNK", 7)  # lines cross many pieces
+    monkeypatch.setattr(follow, "MAX_LINE", 120)
+    long = '{"seq": 9, "plot": "loss", "step": 5, "data": {"train": 1, "pad": "' + "x" * 300 + '"}}'
+    run = write_record(tmp_path, [HEADER, '{"plot": "loss", "kind": "line", "opts": {}}',
+                                  '{"seq": 1, "plot": "loss", "step": 0, "data": {"train": 0.5}}', long,
+                                  '{"seq": 2, "plot": "loss", "step": 1, "data": {"train": 0.25}}'])
+    follower = RecordFollower(run)
+    with pytest.warns(RuntimeWarning) as caught:
+        updates = follower.poll()
+    assert [(u.step, u.data["train"]) for u in updates] == [(0, 0.5), (1, 0.25)]
+    assert [str(w.message) for w in caught] == [f"{run / 'points.jsonl'}:4: skipping a line longer than 120 bytes"]
+    assert follower.damaged == 1 and follower.lines == 5

@@ -11,10 +11,12 @@ from typing import Any
 
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import POINTS, SUMMARY, RecordError
-from flexlogger.sinks.record_lines import DamagedLineError, LineReader
+from flexlogger.sinks.record_lines import MAX_LINE, DamagedLineError, LineReader
 from flexlogger.sinks.record_read import MAX_WARNINGS
 
-__all__ = ["RecordFollower"]
+__all__ = ["READ_CHUNK", "RecordFollower"]
+
+READ_CHUNK = 16 * 2**20  # bytes read at a time: a poll holds at most this much of the file, plus one line
 
 
 class RecordFollower:
@@ -47,6 +49,16 @@ class RecordFollower:
         self.damaged = 0
         self.lines = 0
         self._partial = b""
+        self._oversized = False  # the line being read is longer than MAX_LINE: skipped up to its end
+
+    def _damaged(self, why: str) -> None:
+        """Count a skipped line; warn naming it (``points.jsonl:LINE``) for the first MAX_WARNINGS."""
+        self.damaged += 1
+        if self.damaged > MAX_WARNINGS:
+            return
+        more = " (further damaged lines of this record are skipped without a warning)" \
+            if self.damaged == MAX_WARNINGS else ""
+        warnings.warn(f"{self.file}:{self.lines}: skipping {why}{more}", RuntimeWarning, stacklevel=5)
 
     @property
     def finished(self) -> bool:
@@ -59,34 +71,53 @@ class RecordFollower:
         return not isinstance(summary, dict) or summary.get("status", "finished") != "running"
 
     def poll(self) -> list[Update]:
-        """The updates of the whole lines appended since the last poll (none when the file did not grow)."""
+        """The updates of the whole lines appended since the last poll (none when the file did not grow).
+
+        The file is read in pieces of at most :data:`READ_CHUNK` bytes; a line longer than
+        :data:`~flexlogger.sinks.record_lines.MAX_LINE` is skipped as damaged without being held whole.
+        """
         size = self.file.stat().st_size
+        updates: list[Update] = []
         if size <= self.offset:
-            return []
+            return updates
         with open(self.file, "rb") as file:
             file.seek(self.offset)
-            chunk = file.read(size - self.offset)
-        self.offset += len(chunk)
+            while self.offset < size:
+                chunk = file.read(min(size - self.offset, READ_CHUNK))
+                if not chunk:  # the file shrank meanwhile
+                    break
+                self.offset += len(chunk)
+                self._lines(chunk, updates)
+        return updates
+
+    def _lines(self, chunk: bytes, updates: list[Update]) -> None:
         data = self._partial + chunk
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
-        updates: list[Update] = []
-        for raw in data[:cut].split(b"\n")[:-1]:
+        lines = data[:cut].split(b"\n")[:-1]
+        if self._oversized and lines:  # the end of a line too long to read
+            self._oversized = False
+            self.lines += 1
+            self._damaged(f"a line longer than {MAX_LINE} bytes")
+            lines = lines[1:]
+        for raw in lines:
             self.lines += 1
             if raw.strip():
                 self._line(raw, updates)
-        return updates
+        if len(self._partial) > MAX_LINE:  # no record line is this long: drop it up to its end
+            self._partial = b""
+            self._oversized = True
+        elif self._oversized:
+            self._partial = b""
 
     def _line(self, raw: bytes, updates: list[Update]) -> None:
         try:
             update = self._reader.read(raw)
         except DamagedLineError as exc:
-            self.damaged += 1
-            if exc.quiet or self.damaged > MAX_WARNINGS:
-                return
-            more = " (further damaged lines of this record are skipped without a warning)" \
-                if self.damaged == MAX_WARNINGS else ""
-            warnings.warn(f"{self.file}:{self.lines}: skipping {exc}{more}", RuntimeWarning, stacklevel=4)
+            if exc.quiet:
+                self.damaged += 1
+            else:
+                self._damaged(str(exc))
             return
         if update is not None:
             updates.append(update)
