@@ -205,8 +205,8 @@ def test_the_follower_reads_whole_lines_only_and_skips_damaged_ones(tmp_path: Pa
     assert follower.poll() == [] and (follower.env, follower.window_uid) == ("e", "w")
     with open(points, "a") as file:
         file.write('ta": {"train": 0.5}}\n{"seq": 2, "plot": "acc", "step": 0, "data": {"x": 1}}\n')
-    with pytest.warns(RuntimeWarning, match=r"skipping a damaged line \(an update of plot 'acc', which no line "
-                                            r"before declared\)"):
+    with pytest.warns(RuntimeWarning, match=r"points.jsonl:4: skipping an update of plot 'acc', which no line "
+                                            r"before declared"):
         updates = follower.poll()
     assert [(u.plot, u.step, dict(u.data)) for u in updates] == [("loss", 0, {"train": 0.5})]
     assert follower.damaged == 1 and not follower.finished
@@ -271,6 +271,12 @@ def test_replay_follow_ends_when_the_run_finishes(visdom_server: VisdomServer, v
 @pytest.mark.parametrize(("text", "match"), [
     ("{not json", r"hparams\.json: expected a JSON object of hyperparameters, but it is not JSON \("),
     ("[1, 2]", r"hparams\.json: expected a JSON object of hyperparameters, but got list$"),
+    ('{"a": ' * 100_000 + "1" + "}" * 100_000, r"hparams\.json: expected a JSON object of hyperparameters, but it "
+                                               r"is nested too deeply to read$"),
+    ('{"a": ' * 40 + "1" + "}" * 40, r"hparams\.json: expected hyperparameters nested at most 32 deep, but "
+                                     r"'a\.a\..*' holds more$"),
+    ('{"a": "' + "x" * (9 << 20) + '"}', r"hparams\.json: 9437193 bytes; expected a JSON object of hyperparameters "
+                                         r"of at most 8388608 bytes$"),
 ])
 def test_a_damaged_hparams_file_is_an_error_naming_it(tmp_path: Path, text: str, match: str) -> None:
     run = make_run(tmp_path, "e", "r", 0, 2)

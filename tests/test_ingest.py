@@ -76,7 +76,8 @@ def test_pastalog_points_from_curl_and_requests_become_runs(ingest: IngestServer
     ({k: v for k, v in point().items() if k != "globalStep"},
      r"^globalStep: missing; expected a JSON object with fields modelName, pointType, pointValue, globalStep$"),
     ({**point(), "extra": 1}, r"^extra: unknown field; expected only modelName, pointType, pointValue, globalStep$"),
-    (point(model=""), r'^modelName: expected a non-empty string of at most 200 characters, but got "" \(a string\)$'),
+    (point(model=""), r"^modelName: expected a non-empty string of at most 200 bytes of UTF-8 without control "
+                      r"characters, but got \"\" \(a string\)$"),
     (point(kind=7), r"^pointType: expected a non-empty string .* but got 7 \(a int\)$"),
     (point(step=True), r"^globalStep: expected a number, but got true \(a bool\)$"),
     ([point()], r"^expected a JSON object with fields modelName, pointType, pointValue, globalStep, but got a list$"),
@@ -117,10 +118,10 @@ def test_a_huge_body_gets_413_unread_and_a_good_point_after_it_is_stored(ingest:
 
 def test_a_request_without_content_length_gets_411_and_other_paths_404(ingest: IngestServer) -> None:
     with socket.create_connection(("127.0.0.1", ingest.port), timeout=10) as sock:
-        sock.sendall(b"POST /data HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        sock.sendall(b"POST /data HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.0 411")
     with socket.create_connection(("127.0.0.1", ingest.port), timeout=10) as sock:
-        sock.sendall(b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n")
+        sock.sendall(b"POST /data HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: many\r\n\r\n")
         reply = b""
         while chunk := sock.recv(1000):
             reply += chunk

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from flexlogger.config.parse import SUFFIXES, parse_text
+from flexlogger.config.parse import SUFFIXES, parse_text, read_file
 from flexlogger.config.registry import METERS, meter_args, meter_info
 from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
 from flexlogger.errors import ConfigError, InvalidConfigError, UnknownNameError, unknown_name_message
@@ -125,7 +125,10 @@ def load_preset(name: str) -> Preset:
         raise UnknownNameError(_unknown(name, index))
     source, entry = index[key]
     where = entry.name if source == BUILTIN else str(entry)
-    data, problems = parse_text(entry.read_text(encoding="utf-8"), where, SUFFIXES[Path(entry.name).suffix.lower()])
+    if isinstance(entry, Path):  # a user's file: read as a config file is (size checked before it is read)
+        data, problems = read_file(entry)
+    else:  # a built-in preset, shipped with the package
+        data, problems = parse_text(entry.read_text(encoding="utf-8"), where, SUFFIXES[Path(entry.name).suffix.lower()])
     return _parse_preset(key, source, where, data, problems)
 
 

@@ -171,6 +171,7 @@ class Run(RecordCalls):
                     self._record, self.dir = None, None
                 raise
         self._opened = True
+        self._sink_options = {}  # the sink made its login from them: the password is not kept here
         if self._record is not None:
             self._write_status()  # summary.json says running from the start
 
@@ -179,6 +180,15 @@ class Run(RecordCalls):
     def sinks(self) -> list[Sink]:
         """The sinks every update goes to: the record first (it has every point even when Visdom fails)."""
         return [s for s in (self._record, self._visdom) if s is not None] + self._extra
+
+    def sync(self, timeout: float | None = None) -> int:
+        """Put every update logged so far on the disk (the run record's ``points.jsonl``, ``fsync``'d); 0 when it is
+        there (and when the run has no record), else how many updates are not written yet after ``timeout`` s.
+
+        Raises:
+            OSError: the disk did not confirm the write.
+        """
+        return 0 if self._record is None else self._record.sync(timeout)
 
     def window_id(self, plot: str) -> str:
         """The Visdom window id of ``plot``: ``<uid>_<plot>``."""
@@ -270,6 +280,7 @@ class Run(RecordCalls):
         """
         if self._closed:
             return
+        self._sink_options = {}  # the login (a password) is not kept after it can no longer be used
         if self._pid != os.getpid():
             self._closed = True
             return

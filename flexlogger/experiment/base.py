@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import warnings
@@ -11,7 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flexlogger.errors import ConfigError
-from flexlogger.experiment.common import HTML_OPT, write_file
+from flexlogger.experiment.common import HTML_OPT, safe_name, write_file
 from flexlogger.sinks.base import Update
 
 W = TypeVar("W")
@@ -63,6 +64,17 @@ class RunCalls:
                 "opts": {}, "hparams": {}, "best": {}, "last_update": None, "last_step": None, "written": 0.0,
                 "drawing": False, "files_unwritten": 0, "kinds": {}, "files_failing": False, "fork_warned": False}
         return state
+
+    def _file_stem(self, name: str) -> str:
+        """``safe_name(name)``, unique in the run: a name whose safe form another name of the run already has
+        (``~``, ``€`` and ``\\ud800`` are all ``_``) gets a hash of itself appended, so neither file overwrites
+        the other."""
+        stems: dict[str, str] = self._record_state().setdefault("stems", {})
+        stem = safe_name(name)
+        if stems.setdefault(stem, name) != name:
+            stem = f"{stem}-{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+            stems.setdefault(stem, name)
+        return stem
 
     def _check_open(self, call: str) -> None:
         """A call that draws a window needs an open run: refused before any file is written."""

@@ -42,7 +42,6 @@ from flexlogger.experiment.common import (
     iso,
     jsonable,
     merge,
-    safe_name,
     step_suffix,
     tree,
     type_error,
@@ -129,7 +128,7 @@ class RecordCalls(StatusCalls):
         if expected is not None:
             expected = check_text(call, "expected", expected)
         step = check_step(call, step)
-        base = f"text/{safe_name(name)}{step_suffix(step)}"
+        base = f"text/{self._file_stem(name)}{step_suffix(step)}"
         self._file(call, base + ".txt", text)
         if expected is None:
             self._draw(name, "text", {name: text}, step)
@@ -153,7 +152,7 @@ class RecordCalls(StatusCalls):
         name = self._check_window(call, check_name(call, name), "text")
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
-        self._file(call, f"text/{safe_name(name)}{step_suffix(step)}.md", markdown)
+        self._file(call, f"text/{self._file_stem(name)}{step_suffix(step)}.md", markdown)
         self._draw_html(name, markdown_html(markdown), step)
 
     def log_image(self, name: str, image: Any, step: float | None = None, boxes: Sequence[Mapping[str, Any]] |
@@ -187,7 +186,7 @@ class RecordCalls(StatusCalls):
         height, width = rgb.shape[:2]
         shown, left_out, names = images.check_boxes(call, boxes, classes, threshold, width, height)
         drawn = images.draw_boxes(rgb, shown, names) if shown else rgb
-        base = f"images/{safe_name(name)}{step_suffix(step)}"
+        base = f"images/{self._file_stem(name)}{step_suffix(step)}"
         self._file(call, base + ".png", images.png_bytes(drawn))
         if boxes is not None:
             self._file(call, base + ".json", json.dumps({"width": width, "height": height, "classes": names,
@@ -474,5 +473,5 @@ class RecordCalls(StatusCalls):
         step = check_step(call, step)
         if self.dir is None:
             return None
-        path = self.dir / "objects" / f"{safe_name(name)}{step_suffix(step)}.pt"
+        path = self.dir / "objects" / f"{self._file_stem(name)}{step_suffix(step)}.pt"
         return self._run_file(call, path, lambda: save_torch(call, "obj", obj, path))

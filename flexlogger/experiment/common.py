@@ -92,10 +92,11 @@ def safe_name(name: str) -> str:
 
 
 def step_suffix(step: float | None) -> str:
-    """The part of a file name that names the step: ``-7``, ``-0.5``; nothing without a step."""
+    """The part of a file name that names the step: ``-7``, ``-0.5``; nothing without a step. A step is written
+    whole (``-1234567.5``, not ``-1.23457e+06``), so two steps never share a file."""
     if step is None:
         return ""
-    return f"-{int(step)}" if float(step).is_integer() else f"-{step:g}"
+    return f"-{int(step)}" if float(step).is_integer() else f"-{float(step)!r}"
 
 
 def jsonable(value: Any) -> Any:

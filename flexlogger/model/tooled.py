@@ -338,6 +338,7 @@ class TooledModel:
         self._prev_norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
         self._norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
         self._warned: set[tuple[int, str]] = set()
+        self._not_real: set[tuple[str, str]] = set()  # (layer, group) of complex/integer parameters, told once
         self._rec_handles: list[Any] = []
         self._rec_out: list[Any] = [None] * len(self._layers)
         self._rec_order: list[str] = []  # forward order of this step (forward hooks: order of completion)
@@ -584,6 +585,14 @@ class TooledModel:
                 x = x.to_dense()
         else:
             x = p.detach()
+        if not x.is_floating_point():  # complex (or integer): the statistics are of real numbers
+            if (layer.name, group) not in self._not_real:
+                self._not_real.add((layer.name, group))
+                warnings.warn(f"layer {layer.name!r}: its {group} is {str(x.dtype).replace('torch.', '')}; its "
+                              "statistics are skipped (they are computed for real floating-point tensors only; "
+                              "activations and gradients of that dtype are skipped too)", RuntimeWarning,
+                              stacklevel=5)
+            return None
         return x if x.numel() else None
 
     def _items(self) -> list[_Item]:

@@ -105,6 +105,7 @@ class RecordSink:
         self._keys: dict[str, str] = {}  # name -> its JSON string
         self._stats: dict[str, dict[str, Any]] = {}
         self.updates = self.points = self.nonfinite = self.unwritten = 0
+        self._synced_unwritten = 0  # unwritten as the last sync() saw it
         self.last_step: float | None = None
         self._started = time.time()
         self._write_config()
@@ -165,6 +166,30 @@ class RecordSink:
         if self._notices:
             self._warn_notices()
         return max(0, target - self._written)
+
+    def sync(self, timeout: float | None = None) -> int:
+        """Write every queued update and ``fsync`` the record: when it returns 0, every update written so far is on
+        the disk and survives the process being killed (or the machine losing power). Updates the disk did not take
+        are counted in :attr:`unwritten`, not here.
+
+        Returns:
+            How many queued updates are not written yet (``timeout`` passed).
+
+        Raises:
+            OSError: updates since the last sync could not be written (the disk was full or gone), or the disk did
+                not confirm the write (``fsync`` failed).
+        """
+        left = self.flush(timeout)
+        if left or self._pid != os.getpid():
+            return left
+        with self._lock:
+            lost, self._synced_unwritten = self.unwritten - self._synced_unwritten, self.unwritten
+            if self._fd is not None:
+                os.fsync(self._fd)
+        if lost:
+            raise OSError(errno.ENOSPC, f"{lost} update(s) could not be written to the run record {self.path} (the "
+                                        "disk was full or gone)")
+        return 0
 
     def close(self, summary: Mapping[str, Any] | None = None) -> None:
         """Write every queued update, stop the writer, and write ``summary.json`` (and ``config.json`` again).

@@ -81,7 +81,10 @@ def _number(value: Any) -> float:
 
 def _array_or_number(value: Any) -> Any:
     if isinstance(value, list):
-        return np.asarray(decode_number(value))
+        array = np.asarray(decode_number(value))
+        if array.dtype.kind not in "biuf":  # strings, or integers beyond int64 (an object array)
+            raise RecordError(f"expected an array of numbers, but got {_short(value)}")
+        return array
     return _number(value)
 
 

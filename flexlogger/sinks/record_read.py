@@ -1,22 +1,23 @@
 """Reading a run record back (``points.jsonl``), tolerant of damage: a bad line is skipped with a warning.
 
-A record is read line by line. A line that is not UTF-8, not a JSON object, declares an unknown plot kind, updates
-a plot never declared or holds data not of its kind's form is skipped with a ``RuntimeWarning`` naming it
+A record is untrusted input, read line by line through the checks of :mod:`flexlogger.sinks.record_lines`. A line
+that is not UTF-8, not a JSON object (or nested too deeply, or too large), declares an unknown plot kind or opts a
+user's plot spec could not have, updates a plot never declared or holds data not of its kind's form (a step that
+is not a finite number, a number beyond float range) is skipped with a ``RuntimeWarning`` naming it
 (``points.jsonl:LINE``); every other line is read. A torn last line (the run was killed mid-write) is skipped the
 same way and flagged in :attr:`RecordedRun.torn`.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flexlogger.core.plots import PLOT_KINDS
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record_format import POINTS, RecordError, decode_data, decode_number
+from flexlogger.sinks.record_format import POINTS, RecordError
+from flexlogger.sinks.record_lines import DamagedLineError, LineReader
 
 MAX_WARNINGS = 10  # damaged lines warned about one by one; the rest in one warning
 
@@ -91,12 +92,9 @@ def read_record(run_dir: str | Path) -> RecordedRun:
         raw = points.read_bytes()
     except OSError as exc:
         raise RecordError(f"{points} could not be read: {exc.strerror or exc}") from None
-    env, uid = path.parent.name, path.name
-    window_uid: str | None = None
+    reader = LineReader(str(points))
     torn = False
     skipper = _Skipper(points)
-    plots: dict[str, tuple[str, dict[str, Any]]] = {}
-    unknown: set[str] = set()  # plots declared with an unknown kind: their updates are skipped quietly
     updates: list[Update] = []
     lines = raw.split(b"\n")
     complete = lines[-1] == b""  # the file ends with a newline: every line is whole
@@ -106,54 +104,20 @@ def read_record(run_dir: str | Path) -> RecordedRun:
         if not data.strip():
             continue
         try:
-            obj = json.loads(data.decode("utf-8"))
-        except UnicodeDecodeError:
-            skipper.skip(number, "a damaged line (not UTF-8 text)")
-            continue
-        except json.JSONDecodeError as exc:
-            if index == len(body) - 1 and not complete:
+            update = reader.read(data)
+        except DamagedLineError as exc:
+            if exc.quiet:
+                skipper.lines.append(number)
+            elif exc.syntax and index == len(body) - 1 and not complete:
                 torn = True
                 skipper.skip(number, f"the incomplete last line {number} (the run stopped mid-write)", str(points))
             else:
-                skipper.skip(number, f"a damaged line: expected a JSON object, but got {_short(data)} ({exc.msg})")
+                skipper.skip(number, str(exc))
             continue
-        if not isinstance(obj, dict):
-            skipper.skip(number, f"a damaged line: expected a JSON object, but got {_short(data)}")
-            continue
-        try:
-            if "seq" in obj:
-                name = obj["plot"]
-                if name in unknown:
-                    skipper.lines.append(number)
-                    continue
-                if name not in plots:
-                    skipper.skip(number, f"an update of plot {name!r}, which no line before declared")
-                    continue
-                kind, opts = plots[name]
-                step = decode_number(obj["step"])
-                updates.append(Update(name, kind, step, decode_data(kind, obj["data"]), opts, int(obj["seq"])))
-            elif "plot" in obj:
-                name, kind = obj["plot"], obj["kind"]
-                if kind not in PLOT_KINDS:
-                    unknown.add(name)
-                    plots.pop(name, None)
-                    skipper.skip(number, f"plot {name!r} of unknown kind {kind!r} and its updates; expected one of "
-                                         f"{', '.join(PLOT_KINDS)}")
-                    continue
-                unknown.discard(name)
-                plots[name] = (kind, obj.get("opts") or {})
-            elif "run" in obj:
-                run = obj["run"]
-                env, uid = str(run.get("env", env)), str(run.get("uid", uid))
-                window_uid = str(run["windows"]) if "windows" in run else None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
-            skipper.skip(number, f"a damaged line {_short(data)} ({what})")
+        if update is not None:
+            updates.append(update)
     skipper.done()
-    return RecordedRun(path, env, uid, plots, updates, torn, window_uid if window_uid is not None else uid,
-                       tuple(skipper.lines))
+    uid = reader.uid if reader.uid is not None else path.name
+    return RecordedRun(path, reader.env if reader.env is not None else path.parent.name, uid, reader.plots, updates,
+                       torn, reader.window_uid if reader.window_uid is not None else uid, tuple(skipper.lines))
 
-
-def _short(data: bytes) -> str:
-    text = repr(data.decode("utf-8", "replace"))
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,8 +150,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"{PROG} serve: warning: {exc} The server still accepts plots, but its page will be blank.",
                   file=sys.stderr, flush=True)
     with _sigterm_as_interrupt():
-        server = start_server(port=args.port, env_path=args.env_path, public=args.public, base_url=args.base_url,
-                              username=login[0] if login else None, password=login[1] if login else None)
+        with warnings.catch_warnings():  # --public --no-login: said below, in the CLI's words
+            warnings.filterwarnings("ignore", r"start_server\(\): public=True without a login", RuntimeWarning)
+            server = start_server(port=args.port, env_path=args.env_path, public=args.public,
+                                  base_url=args.base_url, username=login[0] if login else None,
+                                  password=login[1] if login else None)
         if args.public and login is None:
             print(_NO_LOGIN_WARNING.format(prog=f"{PROG} serve", port=server.port, env_path=server.env_path),
                   file=sys.stderr, flush=True)

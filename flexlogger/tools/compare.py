@@ -29,10 +29,11 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,27 +375,58 @@ def _direction(meter: str, followers: Sequence[RecordFollower]) -> str:
     return "max" if _SCORE.search(meter.replace("_", " ")) else "min"
 
 
+MAX_HPARAMS_BYTES = 8 << 20  # hyperparameters are a few KiB; more is not hyperparameters (or an attack)
+MAX_HPARAMS_DEPTH = 32
+
+
 def _hparams(path: Path) -> dict[str, Any]:
-    """The run's ``hparams.json`` as ``{name: value}`` (nested dicts flattened as ``a.b``); {} when absent."""
+    """The run's ``hparams.json`` as ``{name: value}`` (nested dicts flattened as ``a.b``); {} when absent.
+
+    Raises:
+        RecordError: the file is not a JSON object, larger than :data:`MAX_HPARAMS_BYTES` (refused before it is
+            read) or nested deeper than :data:`MAX_HPARAMS_DEPTH`.
+    """
     file = path / HPARAMS_FILE
     if not file.is_file():
         return {}
     try:
-        data = json.loads(file.read_text())
+        with open(file, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            raw = stream.read(MAX_HPARAMS_BYTES + 1) if size <= MAX_HPARAMS_BYTES else b""
+    except OSError as exc:
+        raise RecordError(f"{file} could not be read: {exc.strerror or exc}") from None
+    if size > MAX_HPARAMS_BYTES or len(raw) > MAX_HPARAMS_BYTES:
+        raise RecordError(f"{file}: {max(size, len(raw))} bytes; expected a JSON object of hyperparameters of at "
+                          f"most {MAX_HPARAMS_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise RecordError(f"{file}: expected a JSON object of hyperparameters, but it is nested too deeply to "
+                          "read") from None
     except ValueError as exc:
         raise RecordError(f"{file}: expected a JSON object of hyperparameters, but it is not JSON ({exc})") from None
     if not isinstance(data, Mapping):
         raise RecordError(f"{file}: expected a JSON object of hyperparameters, but got {type(data).__name__}")
-    return _flatten(data)
+    return _flatten(data, file)
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(data: Mapping[str, Any], file: Path) -> dict[str, Any]:
+    """``data`` with nested mappings flattened as ``a.b``, in order (walked without recursion, at most
+    MAX_HPARAMS_DEPTH deep)."""
     out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
+    stack: list[tuple[Iterator[tuple[str, Any]], str]] = [(iter(data.items()), "")]
+    while stack:
+        items, prefix = stack[-1]
+        for key, value in items:
+            if isinstance(value, Mapping):
+                if len(stack) >= MAX_HPARAMS_DEPTH:
+                    raise RecordError(f"{file}: expected hyperparameters nested at most {MAX_HPARAMS_DEPTH} deep, "
+                                      f"but {(prefix + str(key))[:80]!r} holds more")
+                stack.append((iter(value.items()), f"{prefix}{key}."))
+                break
             out[f"{prefix}{key}"] = value
+        else:
+            stack.pop()
     return out
 
 

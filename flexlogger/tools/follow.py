@@ -9,11 +9,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from flexlogger.core.plots import APPEND_KINDS, PLOT_KINDS
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record import POINTS, SUMMARY, RecordError, decode_data, decode_number
+from flexlogger.sinks.record import POINTS, SUMMARY, RecordError
+from flexlogger.sinks.record_lines import MAX_LINE, DamagedLineError, LineReader
+from flexlogger.sinks.record_read import MAX_WARNINGS
 
-__all__ = ["RecordFollower"]
+__all__ = ["READ_CHUNK", "RecordFollower"]
+
+READ_CHUNK = 16 * 2**20  # bytes read at a time: a poll holds at most this much of the file, plus one line
 
 
 class RecordFollower:
@@ -21,10 +24,10 @@ class RecordFollower:
     one, whole lines only (a line still being written is kept for the next poll).
 
     Lines are the run record's (``flexlogger.sinks.record``): the ``{"run": ...}`` header, plot declarations
-    ``{"plot", "kind", "opts"}`` and updates ``{"seq", "plot", "step", "data"}``. As
-    :func:`~flexlogger.sinks.record.read_record` does, a whole line that is not valid JSON or not one of these, an
-    update of a plot no line before declared, and a plot of an unknown kind are skipped, counted in
-    :attr:`damaged` (one warning per record).
+    ``{"plot", "kind", "opts"}`` and updates ``{"seq", "plot", "step", "data"}``, read as untrusted input through
+    the same checks as :func:`~flexlogger.sinks.record.read_record` (:mod:`flexlogger.sinks.record_lines`): a line
+    that fails them is skipped and counted in :attr:`damaged`, with a warning naming it (``points.jsonl:LINE``) for
+    the first ``MAX_WARNINGS`` of a record.
 
     Args:
         run_dir: a run folder holding ``points.jsonl``.
@@ -40,11 +43,22 @@ class RecordFollower:
             raise RecordError(f"expected a run record folder holding {POINTS}, but {str(self.path)!r} has none")
         self.env, self.uid = self.path.parent.name, self.path.name
         self.window_uid = self.uid  # the uid of the run's windows (the header's "windows")
-        self.plots: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._reader = LineReader(str(self.file))
+        self.plots: dict[str, tuple[str, dict[str, Any]]] = self._reader.plots
         self.offset = 0
         self.damaged = 0
         self.lines = 0
         self._partial = b""
+        self._oversized = False  # the line being read is longer than MAX_LINE: skipped up to its end
+
+    def _damaged(self, why: str) -> None:
+        """Count a skipped line; warn naming it (``points.jsonl:LINE``) for the first MAX_WARNINGS."""
+        self.damaged += 1
+        if self.damaged > MAX_WARNINGS:
+            return
+        more = " (further damaged lines of this record are skipped without a warning)" \
+            if self.damaged == MAX_WARNINGS else ""
+        warnings.warn(f"{self.file}:{self.lines}: skipping {why}{more}", RuntimeWarning, stacklevel=5)
 
     @property
     def finished(self) -> bool:
@@ -57,56 +71,57 @@ class RecordFollower:
         return not isinstance(summary, dict) or summary.get("status", "finished") != "running"
 
     def poll(self) -> list[Update]:
-        """The updates of the whole lines appended since the last poll (none when the file did not grow)."""
+        """The updates of the whole lines appended since the last poll (none when the file did not grow).
+
+        The file is read in pieces of at most :data:`READ_CHUNK` bytes; a line longer than
+        :data:`~flexlogger.sinks.record_lines.MAX_LINE` is skipped as damaged without being held whole.
+        """
         size = self.file.stat().st_size
+        updates: list[Update] = []
         if size <= self.offset:
-            return []
+            return updates
         with open(self.file, "rb") as file:
             file.seek(self.offset)
-            chunk = file.read(size - self.offset)
-        self.offset += len(chunk)
+            while self.offset < size:
+                chunk = file.read(min(size - self.offset, READ_CHUNK))
+                if not chunk:  # the file shrank meanwhile
+                    break
+                self.offset += len(chunk)
+                self._lines(chunk, updates)
+        return updates
+
+    def _lines(self, chunk: bytes, updates: list[Update]) -> None:
         data = self._partial + chunk
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
-        updates: list[Update] = []
-        for raw in data[:cut].split(b"\n"):
+        lines = data[:cut].split(b"\n")[:-1]
+        if self._oversized and lines:  # the end of a line too long to read
+            self._oversized = False
+            self.lines += 1
+            self._damaged(f"a line longer than {MAX_LINE} bytes")
+            lines = lines[1:]
+        for raw in lines:
+            self.lines += 1
             if raw.strip():
                 self._line(raw, updates)
-        return updates
+        if len(self._partial) > MAX_LINE:  # no record line is this long: drop it up to its end
+            self._partial = b""
+            self._oversized = True
+        elif self._oversized:
+            self._partial = b""
 
     def _line(self, raw: bytes, updates: list[Update]) -> None:
-        self.lines += 1
         try:
-            obj = json.loads(raw)
-            if "seq" in obj:
-                plot = obj["plot"]
-                if plot not in self.plots:
-                    raise ValueError(f"an update of plot {plot!r}, which no line before declared")
-                kind, opts = self.plots[plot]
-                step = decode_number(obj["step"])
-                if isinstance(step, bool) or not isinstance(step, (int, float)):
-                    raise ValueError(f"step {step!r} is not a number")
-                data = obj["data"]
-                if kind in APPEND_KINDS and isinstance(data, dict):  # the hot path: {trace: number}
-                    data = {k: float(v) if type(v) is float or type(v) is int else float(decode_number(v))
-                            for k, v in data.items()}
-                else:
-                    data = decode_data(kind, data)
-                updates.append(Update(plot, kind, step, data, opts, int(obj["seq"])))
-            elif "plot" in obj:
-                if obj["kind"] not in PLOT_KINDS:
-                    self.plots.pop(obj["plot"], None)
-                    raise ValueError(f"plot {obj['plot']!r} of unknown kind {obj['kind']!r}; expected one of "
-                                     f"{', '.join(PLOT_KINDS)}")
-                self.plots[obj["plot"]] = (obj["kind"], obj.get("opts") or {})
-            elif "run" in obj:
-                run = obj["run"]
-                self.env, self.uid = str(run.get("env", self.env)), str(run.get("uid", self.uid))
-                self.window_uid = str(run.get("windows", self.uid))
+            update = self._reader.read(raw)
+        except DamagedLineError as exc:
+            if exc.quiet:
+                self.damaged += 1
             else:
-                raise ValueError("not a run record line")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self.damaged += 1
-            if self.damaged == 1:
-                warnings.warn(f"{self.file}: skipping a damaged line ({exc}): {raw[:80]!r}", RuntimeWarning,
-                              stacklevel=3)
+                self._damaged(str(exc))
+            return
+        if update is not None:
+            updates.append(update)
+        else:  # a header (the recorded env and uids) or a declaration
+            self.env = self._reader.env or self.env
+            self.uid = self._reader.uid or self.uid
+            self.window_uid = self._reader.window_uid or self.uid

@@ -9,18 +9,28 @@
   ``log_dir``) with a :class:`flexlogger.FlexLogger`; each ``pointType`` becomes, on first sight, a line plot of that
   name fed by a ``ValueMeter`` of that name (as pastalog draws a plot per point type). A point is logged at
   ``x = globalStep``; windows are ``<modelName>_<pointType>``.
-- Answers: 200 when the point is in the run record (and queued for Visdom); 400 naming the bad field for a body that
-  is not that shape (not JSON, not an object, a missing or unknown field, a string where a number belongs, an empty
-  name); 411 without ``Content-Length``; 413 for a body over ``max_body`` bytes (64 KiB), not read; 404 for other
-  paths. A refused body stores nothing. Points are logged under one lock (the loggers are not thread-safe).
+- Answers: 200 when the point is on the disk: its line in the run record is written and ``fsync``'d (it survives
+  the endpoint being killed) and it is queued for Visdom; 400 naming the bad field for a body that is not that
+  shape (not JSON, not an object, a missing or unknown field, a string where a number belongs, a number beyond
+  float range, an empty name or one with control characters or of more than 200 bytes); 403 for a request from a
+  web page (an ``Origin`` header) or, unless ``public``, with a ``Host`` other than this machine's loopback names
+  (DNS rebinding); 411 without ``Content-Length``; 413 for a body over ``max_body`` bytes (64 KiB), not read; 404
+  for other paths; 503 when ``max_models`` models are open and a new one comes, when ``max_connections`` are open,
+  or when the point could not be put on the disk within ``sync_timeout``; 507 when the disk did not take it. A
+  refused body stores nothing. Points are logged under one lock (the loggers are not thread-safe).
+- Limits: at most ``max_connections`` connections at once (more are answered 503 and closed at once); a
+  connection that sends nothing for ``timeout`` seconds is closed (a stalled client holds no thread for long).
 - Binds 127.0.0.1 unless ``public=True`` (then every interface: anyone who reaches the port can write runs).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import sys
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +47,12 @@ __all__ = ["FIELDS", "MAX_BODY", "IngestError", "IngestServer", "Point", "PointE
 
 MAX_BODY = 64 * 1024
 FIELDS = ("modelName", "pointType", "pointValue", "globalStep")
-MAX_NAME = 200
+MAX_NAME = 200  # bytes of UTF-8: a model name is a folder name
+MAX_CONNECTIONS = 64
+MAX_MODELS = 100
+TIMEOUT = 10.0  # s a connection may stay silent (while sending a request, or between two)
+SYNC_TIMEOUT = 10.0  # s a point may take to reach the disk before the answer is 503
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 
 class PointError(FlexLoggerError, ValueError):
@@ -46,6 +61,10 @@ class PointError(FlexLoggerError, ValueError):
 
 class IngestError(FlexLoggerError, RuntimeError):
     """The endpoint cannot listen on its port."""
+
+
+class BusyError(FlexLoggerError, RuntimeError):
+    """A point the endpoint cannot take now (answered with 503): too many models, or the disk is slow."""
 
 
 @dataclass(frozen=True)
@@ -80,20 +99,27 @@ def parse_point(body: bytes) -> Point:
         raise PointError(f"{unknown[0]}: unknown field; expected only {', '.join(FIELDS)}")
     for name in ("modelName", "pointType"):
         value = obj[name]
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-            raise PointError(f"{name}: expected a non-empty string of at most {MAX_NAME} characters, but got "
-                             f"{_shown(value)}")
+        if (not isinstance(value, str) or not value.strip() or len(value.encode("utf-8", "surrogatepass")) > MAX_NAME
+                or any(unicodedata.category(c)[0] == "C" for c in value)):
+            raise PointError(f"{name}: expected a non-empty string of at most {MAX_NAME} bytes of UTF-8 without "
+                             f"control characters, but got {_shown(value)}")
+    numbers = {}
     for name in ("pointValue", "globalStep"):
         value = obj[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PointError(f"{name}: expected a number, but got {_shown(value)}")
-    if not math.isfinite(obj["globalStep"]):
+        try:
+            numbers[name] = float(value)
+        except OverflowError:
+            raise PointError(f"{name}: expected a number within float range (about 1.8e308), but got an integer "
+                             f"of {len(str(abs(value)))} digits") from None
+    if not math.isfinite(numbers["globalStep"]):
         raise PointError(f"globalStep: expected a finite number, but got {obj['globalStep']!r}")
-    return Point(obj["modelName"], obj["pointType"], float(obj["pointValue"]), obj["globalStep"])
+    return Point(obj["modelName"], obj["pointType"], numbers["pointValue"], obj["globalStep"])
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value)
+    text = json.dumps(value if not isinstance(value, int) or abs(value) < 10**20 else float("inf"))
     text = text if len(text) <= 60 else text[:57] + "..."
     return f"{text} (a {'string' if isinstance(value, str) else type(value).__name__})"
 
@@ -108,6 +134,10 @@ class IngestServer:
         server, visdom_port: the Visdom server the runs draw on (``server=None``: the record only).
         log_dir: the runs' records root (``<log_dir>/<env>/<modelName>``).
         max_body: the largest body accepted, in bytes.
+        max_connections: connections served at once; more are answered 503 and closed.
+        max_models: models (runs) open at once; a point of one more is answered 503.
+        timeout: seconds a connection may stay silent before it is closed.
+        sync_timeout: seconds a point may take to reach the disk before the answer is 503.
         **run_options: more :class:`flexlogger.Run` options (``min_interval``, ``max_points``, ...).
 
     Example:
@@ -118,7 +148,8 @@ class IngestServer:
     def __init__(self, port: int = 8120, *, public: bool = False, env: str = "ingest",
                  server: str | None = DEFAULT_SERVER, visdom_port: int = DEFAULT_PORT,
                  log_dir: str | Path | None = DEFAULT_LOG_DIR,
-                 max_body: int = MAX_BODY, **run_options: Any) -> None:
+                 max_body: int = MAX_BODY, max_connections: int = MAX_CONNECTIONS, max_models: int = MAX_MODELS,
+                 timeout: float = TIMEOUT, sync_timeout: float = SYNC_TIMEOUT, **run_options: Any) -> None:
         options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
         bad = [k for k in ("uid", "port") if k in run_options]
         if bad:
@@ -126,7 +157,16 @@ class IngestServer:
                               "the Visdom port is visdom_port)")
         raise_problems("IngestServer()", check_options(options, "IngestServer()", owners=("run", "visdom")))
         self.env, self.server, self.visdom_port, self.log_dir = env, server, visdom_port, log_dir
-        self.max_body = max_body
+        for name, limit in (("max_connections", max_connections), ("max_models", max_models)):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ConfigError(f"IngestServer(): expected `{name}` to be an int >= 1, but got {limit!r}")
+        for name, seconds in (("timeout", timeout), ("sync_timeout", sync_timeout)):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e6:
+                raise ConfigError(f"IngestServer(): expected `{name}` to be a number of seconds > 0, but got "
+                                  f"{seconds!r}")
+        self.max_body, self.max_models = max_body, max_models
+        self.timeout, self.sync_timeout = float(timeout), float(sync_timeout)
+        self.public = public
         self.run_options = run_options
         self.loggers: dict[str, Any] = {}  # model name -> its FlexLogger
         self.runs: dict[str, Any] = {}  # model name -> its Run
@@ -136,7 +176,7 @@ class IngestServer:
         self._thread: threading.Thread | None = None
         host = "" if public else "127.0.0.1"
         try:
-            self._httpd = ThreadingHTTPServer((host, port), _handler(self))
+            self._httpd = _BoundedServer((host, port), _handler(self), max_connections)
         except OSError as exc:
             other = port + 1 if port < 65535 else 8120
             raise IngestError(f"IngestServer(): cannot listen on {host or '0.0.0.0'}:{port} "
@@ -186,10 +226,20 @@ class IngestServer:
         self.stop()
 
     def store(self, point: Point) -> None:
-        """Log ``point`` in its model's run (made on first sight), its series' plot added on first sight."""
+        """Log ``point`` in its model's run (made on first sight), its series' plot added on first sight, and put it
+        on the disk (the record ``fsync``'d).
+
+        Raises:
+            BusyError: ``max_models`` models are open and this is a new one, or the point did not reach the disk
+                within ``sync_timeout``.
+            OSError: the disk did not take the point.
+        """
         with self._lock:
             logger = self.loggers.get(point.model)
             if logger is None:
+                if len(self.loggers) >= self.max_models:
+                    raise BusyError(f"modelName: {len(self.loggers)} models are open, the most this endpoint takes "
+                                    f"(max_models={self.max_models}); {point.model!r} is refused")
                 run = Run(env=self.env, uid=point.model, log_dir=self.log_dir, server=self.server,
                           port=self.visdom_port, **self.run_options)
                 try:
@@ -204,13 +254,20 @@ class IngestServer:
             logger.add({point.series: point.value})
             logger.log(point.step, keys=[point.series])
             self.points += 1
+            run = self.runs[point.model]
+        if run.sync(self.sync_timeout):  # outside the lock: posters to other models go on meanwhile
+            raise BusyError(f"the point is logged but did not reach the disk within {self.sync_timeout:g} s; it may "
+                            "still be written")
 
 
 def _handler(ingest: IngestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "flexlogger-ingest"
+        timeout = ingest.timeout  # per socket operation: a silent connection is closed
 
         def do_POST(self) -> None:
+            if self._foreign():
+                return
             if self.path.split("?")[0].rstrip("/") != "/data":
                 self._answer(404, f"no endpoint {self.path}; expected POST /data")
                 return
@@ -237,15 +294,45 @@ def _handler(ingest: IngestServer) -> type[BaseHTTPRequestHandler]:
                 return
             try:
                 ingest.store(point)
+            except BusyError as exc:
+                self._answer(503, str(exc))
+                return
+            except ConfigError as exc:  # a name a run cannot take
+                self._answer(400, f"modelName: {exc}")
+                return
+            except OSError as exc:
+                self._answer(507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500,
+                             f"the point could not be put on the disk: {exc}")
+                return
             except Exception as exc:  # our bug or a dead sender: say so, the client may retry
                 self._answer(500, f"{type(exc).__name__}: {exc}")
                 return
             self._answer(200, "ok")
 
         def do_GET(self) -> None:
+            if self._foreign():
+                return
             self._answer(200 if self.path == "/" else 404,
                          "flexlogger ingest: POST pastalog points to /data as "
                          '{"modelName": ..., "pointType": ..., "pointValue": ..., "globalStep": ...}')
+
+        def _foreign(self) -> bool:
+            """Answer 403 to a request from a web page (any ``Origin``: the endpoint serves programs, not pages) or,
+            unless public, one naming a host other than the loopback (DNS rebinding); True when answered."""
+            origin = self.headers.get("Origin")
+            if origin is not None:
+                self.close_connection = True
+                self._answer(403, f"Origin: requests from web pages are refused (got {origin[:100]!r}); POST from a "
+                                  "program, which sends no Origin header")
+                return True
+            host = self.headers.get("Host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if not ingest.public and name.lower() not in LOOPBACK_HOSTS:
+                self.close_connection = True
+                self._answer(403, f"Host: expected one of {', '.join(sorted(LOOPBACK_HOSTS))} (the endpoint listens "
+                                  f"on 127.0.0.1), but got {host[:100]!r}")
+                return True
+            return False
 
         def _answer(self, code: int, text: str) -> None:
             if code >= 400:
@@ -263,3 +350,45 @@ def _handler(ingest: IngestServer) -> type[BaseHTTPRequestHandler]:
             pass  # no line per request on stderr
 
     return Handler
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``limit`` connections at once; one more is answered 503 and
+    closed without a thread."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:
+        self.limit = limit
+        self.slots = threading.BoundedSemaphore(limit)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            text = f"{self.limit} connections are open, the most this endpoint serves; try again\n".encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                b"Connection: close\r\nContent-Length: " + str(len(text)).encode() + b"\r\n\r\n"
+                                + text)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up or went silent is no error of ours (no traceback on stderr); others are."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+

@@ -504,6 +504,11 @@ def start_server(port: int | None = None, env_path: str | Path | None = None, pu
             raise ConfigError(f"{call}: Expected both `username` and `password` for a server with a login, or "
                               f"neither, but got {'no username' if not username else 'no password'}.")
         credentials = (username, password)
+    if public and credentials is None:
+        import warnings  # only this warning needs it
+
+        warnings.warn(f"{call}: public=True without a login: anyone who can reach this machine's port can read and "
+                      "write every env; pass username= and password= to demand a login", RuntimeWarning, stacklevel=2)
     env_dir = Path(env_path).expanduser().resolve() if env_path is not None else DEFAULT_ENV_PATH
     if log_path is None:
         fd, name = tempfile.mkstemp(prefix="flexlogger-visdom-", suffix=".log")

@@ -58,13 +58,15 @@ from flexlogger.config.options import check_options, raise_problems
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import DeliveryError
 from flexlogger.sinks.base import Update
+from flexlogger.sinks.interrupts import HOLD
 from flexlogger.sinks.visdom import render
 from flexlogger.sinks.visdom.auth import resolve_credentials
 from flexlogger.sinks.visdom.buffer import Buffer, Message, Window
 from flexlogger.sinks.visdom.rules import check_env
 from flexlogger.sinks.visdom.transport import Backoff, Transport
 
-JOIN_LIMIT_S = 30.0  # the longest close() waits for the sender thread when the request timeout is not finite
+JOIN_GRACE_S = 0.5  # close() waits at least this long for the sender thread to stop, even past close_timeout
+WAIT_STEP_S = 0.1  # flush() waits in steps this long: a Ctrl-C (held while the lock is) ends the wait within one
 
 
 class VisdomSink:
@@ -176,7 +178,7 @@ class VisdomSink:
                                 f"{os.getpid()}) cannot use it; create a logger in the child")
         if self._notices:
             self._warn_notices()
-        with self._cond:
+        with HOLD, self._cond:  # a Ctrl-C waits until the window's state is whole and the lock released
             if self._buffer.write(update):  # it was clean: wake the sender
                 self._cond.notify()
 
@@ -185,12 +187,12 @@ class VisdomSink:
         child (the sink belongs to the parent, and its lock may have been held when the child was made)."""
         if self._forked():
             return 0
-        with self._cond:
+        with HOLD, self._cond:
             return self._buffer.pending()
 
     def held_points(self) -> int:
         """The points the sink holds in memory for its windows (bounded by ``max_points`` per trace)."""
-        with self._cond:
+        with HOLD, self._cond:
             return self._buffer.held_points()
 
     def flush(self, timeout: float | None = None) -> int:
@@ -211,20 +213,26 @@ class VisdomSink:
         if self._stopping:  # closed: the sender is gone, nothing more will arrive
             return self.pending()
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            self._urgent += 1
-            self._checks_asked += 1
-            asked = self._checks_asked
-            self._cond.notify_all()
-            try:
-                while self._error is None and (self._buffer.any_dirty() or self._checks_done < asked):
+        urgent = False
+        try:  # each step under HOLD (state whole, lock released), so a Ctrl-C ends the wait within WAIT_STEP_S
+            with HOLD, self._cond:
+                self._urgent += 1
+                urgent = True
+                self._checks_asked += 1
+                asked = self._checks_asked
+                self._cond.notify_all()
+            while True:
+                with HOLD, self._cond:
                     left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+                    if (self._error is not None or not (self._buffer.any_dirty() or self._checks_done < asked)
+                            or (left is not None and left <= 0)):
+                        pending = self._buffer.pending()
                         break
-                    self._cond.wait(min(left, 1.0) if left is not None else 1.0)
-                pending = self._buffer.pending()
-            finally:
-                self._urgent -= 1
+                    self._cond.wait(min(left, WAIT_STEP_S) if left is not None else WAIT_STEP_S)
+        finally:
+            if urgent:
+                with HOLD, self._cond:
+                    self._urgent -= 1
         if self._error is not None:
             self._raise_dead()
         if self._notices:
@@ -241,25 +249,27 @@ class VisdomSink:
             return
         self._closed = True
         pending = 0
+        deadline = time.monotonic() + self.close_timeout  # for all of close(): flushing and stopping the thread
         if self._error is None:
-            with self._cond:
+            with HOLD, self._cond:
                 if self._failing:  # the server is down: one last try now rather than a long wait
                     self._retry_at = 0.0
                     attempts = self._attempts
-                    deadline = time.monotonic() + self.close_timeout
                     self._urgent += 1
                     self._cond.notify_all()
                     while (self._error is None and self._attempts == attempts and time.monotonic() < deadline
                            and self._buffer.any_dirty()):
                         self._cond.wait(0.05)
                     self._urgent -= 1
-            pending = self.flush(0 if self._failing else self.close_timeout) if self._error is None else 0
-        with self._cond:
+            left = max(0.0, deadline - time.monotonic())
+            pending = self.flush(0 if self._failing else left) if self._error is None else 0
+        with HOLD, self._cond:
             self._stopping = True
             self._cond.notify_all()
-        request_timeout = self._transport.timeout  # None: not finite
-        self._thread.join(JOIN_LIMIT_S if request_timeout is None else _seconds(request_timeout + 1.0))
-        if self._error is None and not self._failing and self._unsaved:
+        # a request in flight (a server that accepts and never answers) is not waited for past the deadline: the
+        # thread is a daemon and ends when its request times out
+        self._thread.join(_seconds(max(deadline - time.monotonic(), JOIN_GRACE_S)))
+        if self._error is None and not self._failing and self._unsaved and not self._thread.is_alive():
             self._save()
         pending = self.pending()
         _open_sinks.discard(self)
@@ -282,7 +292,7 @@ class VisdomSink:
                             f"to {self.url} any more (the run record, if on, still has every point)") from self._error
 
     def _warn_notices(self) -> None:
-        with self._cond:
+        with HOLD, self._cond:
             notices, self._notices = self._notices, []
         for notice in notices:
             warnings.warn(notice, RuntimeWarning, stacklevel=4)
