@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.visdom import VisdomSink
+from flexlogger.sinks.visdom.sender import VisdomSink
 
 
 @pytest.fixture
