@@ -51,6 +51,7 @@ from flexlogger.experiment.environment import git_info
 from flexlogger.experiment.models import save_torch, unwrap_model
 from flexlogger.experiment.status import StatusCalls
 from flexlogger.experiment.textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
+from flexlogger.io import append_line
 
 
 class RecordCalls(StatusCalls):
@@ -307,15 +308,7 @@ class RecordCalls(StatusCalls):
         if self.dir is None:
             return
         path = self.dir / LOG_FILE
-
-        def append() -> None:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, lines.encode("utf-8"))
-            finally:
-                os.close(fd)
-
-        self._run_file(call, path, append)
+        self._run_file(call, path, lambda: append_line(path, lines))
 
     @staticmethod
     def _format(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:

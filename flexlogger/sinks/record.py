@@ -56,6 +56,7 @@ from typing import Any
 
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.errors import FlexLoggerError
+from flexlogger.io import append_line, atomic_write
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record_format import (
     CONFIG,
@@ -315,19 +316,10 @@ class RecordSink:
         if fd is None:
             return False
         try:
-            n = os.write(fd, data)
+            self._size = append_line(fd, data, self._size)  # a short write is cut back off: no torn line
         except OSError as exc:
             self._fail(exc)
             return False
-        if n != len(data):  # a short write (the disk filled mid-line): cut the torn line off again
-            try:
-                os.ftruncate(fd, self._size)
-            except OSError:
-                pass
-            self._fail(OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: a short write of {n} of {len(data)} "
-                                             "bytes, cut off again"))
-            return False
-        self._size += n
         self._failing = None
         return True
 
@@ -376,12 +368,7 @@ def _fresh_dir(parent: Path, uid: str) -> Path:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-        os.replace(tmp, path)  # never a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _iso(t: float) -> str:
