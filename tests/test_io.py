@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-
 from disk import fill
+
 from flexlogger.io import append_line, atomic_write
 
 
