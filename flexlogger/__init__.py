@@ -31,8 +31,7 @@ from flexlogger.model.tooled import ModelAnomalyWarning, TooledModel
 from flexlogger.sinks.base import Update
 from flexlogger.tools.compare import compare
 from flexlogger.tools.replay import replay
-
-__version__ = "0.1.0"
+from flexlogger.version import __version__ as __version__
 
 __all__ = [
     "AnomalyEvent",

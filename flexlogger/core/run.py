@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from flexlogger.config.options import SECRET, check_options, raise_problems
+from flexlogger.config.options import SECRET, check_options, defaults, raise_problems
 from flexlogger.core import distributed as distributed_
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, RunFolderError, short_repr
@@ -91,14 +91,9 @@ class Run(RecordCalls):
 
     def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink]) -> None:
         raise_problems(caller, check_options(options, caller, owners=("run", "visdom")))
-        given = dict(options)
-        env = given.pop("env", DEFAULT_ENV)
-        uid = given.pop("uid", None)
-        log_dir = given.pop("log_dir", DEFAULT_LOG_DIR)
-        server = given.pop("server", "http://localhost")
-        port = given.pop("port", DEFAULT_PORT)
-        disabled = given.pop("disabled", None)
-        max_steps = given.pop("max_steps", None)
+        given = {**defaults("run"), **options}  # the option table holds every default
+        env, uid, log_dir, server, port, disabled, max_steps = (
+            given.pop(name) for name in ("env", "uid", "log_dir", "server", "port", "disabled", "max_steps"))
         sinks = list(sinks)
         for sink in sinks:
             if not all(callable(getattr(sink, m, None)) for m in ("write", "flush", "close")):

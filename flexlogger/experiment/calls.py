@@ -52,6 +52,7 @@ from flexlogger.experiment.models import save_torch, unwrap_model
 from flexlogger.experiment.status import StatusCalls
 from flexlogger.experiment.textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
 from flexlogger.io import append_line
+from flexlogger.version import __version__
 
 
 class RecordCalls(StatusCalls):
@@ -253,8 +254,6 @@ class RecordCalls(StatusCalls):
         for title, body in sections.items():
             check_name(call, title, "sections' titles")
             check_text(call, f"sections[{title!r}]", body)
-        from flexlogger import __version__
-
         if repo is not None and not isinstance(repo, (str, os.PathLike)):
             raise type_error(call, "repo", "a folder path (str or Path) or None (the current folder)", repo)
         where = Path(repo) if repo is not None else Path.cwd()
