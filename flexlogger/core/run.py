@@ -20,7 +20,6 @@ close is closed at interpreter exit (``crashed`` when the script died of an unca
 
 from __future__ import annotations
 
-import atexit
 import os
 import secrets
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from flexlogger.closing import RUNS, on_exit
 from flexlogger.config.options import SECRET, check_options, defaults, raise_problems
 from flexlogger.core import distributed as distributed_
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
@@ -325,7 +325,6 @@ def _exit_status() -> tuple[str, BaseException | None]:
     return ("interrupted" if isinstance(error, KeyboardInterrupt) else "crashed"), error
 
 
-@atexit.register
 def _close_open_runs() -> None:
     """Close the runs a user forgot to close, so that the last points reach the server and the summary is written
     with the status (``crashed`` with the error when the script died of an uncaught exception)."""
@@ -337,3 +336,6 @@ def _close_open_runs() -> None:
             run.close(status, error)
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+on_exit(RUNS, _close_open_runs)

@@ -42,7 +42,6 @@ warning; ``flexlogger replay RUN_DIR`` (:func:`flexlogger.tools.replay`) draws i
 
 from __future__ import annotations
 
-import atexit
 import collections
 import errno
 import json
@@ -54,6 +53,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from flexlogger.closing import RECORDS, on_exit
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.errors import FlexLoggerError
 from flexlogger.io import append_line, atomic_write
@@ -379,7 +379,6 @@ def _iso(t: float) -> str:
 _open_records: set[RecordSink] = set()
 
 
-@atexit.register
 def _close_open_records() -> None:
     """Write the queued updates and the summary of records a user forgot to close (in the process that opened
     them only: ``close()`` does nothing in a forked child)."""
@@ -388,3 +387,6 @@ def _close_open_records() -> None:
             sink.close()
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+on_exit(RECORDS, _close_open_records)
