@@ -22,13 +22,16 @@ from typing import BinaryIO
 __all__ = ["append_line", "atomic_write"]
 
 
-def atomic_write(path: str | os.PathLike[str], data: str | bytes | Callable[[BinaryIO], object]) -> Path:
-    """Write ``path`` whole: a temporary file next to it, ``fsync``, then ``os.replace``. Makes the parent folders.
+def atomic_write(path: str | os.PathLike[str], data: str | bytes | Callable[[BinaryIO], object], *,
+                 make_parents: bool = False) -> Path:
+    """Write ``path`` whole: a temporary file next to it, ``fsync``, then ``os.replace``.
 
     Args:
         path: the file to write (replaced only once the new content is complete).
         data: the content: a str (written as UTF-8), bytes, or a function that writes the content to the binary
             file it is given (``torch.save``, ``shutil.copyfileobj``).
+        make_parents: make the missing parent folders first (False: a vanished folder is an error, as the run
+            record wants it).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -38,7 +41,8 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Callable[[Bin
             file remains. An exception raised by ``data(file)`` is raised as it is, with the same guarantee.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
     try:
         with open(tmp, "wb") as file:

@@ -15,7 +15,9 @@ from flexlogger.io import append_line, atomic_write
 
 
 def test_atomic_write_writes_str_bytes_and_a_writer_function_and_makes_the_folders(tmp_path: Path) -> None:
-    assert atomic_write(tmp_path / "a" / "b.txt", "héllo\n") == tmp_path / "a" / "b.txt"
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / "a" / "b.txt", "no folder")
+    assert atomic_write(tmp_path / "a" / "b.txt", "héllo\n", make_parents=True) == tmp_path / "a" / "b.txt"
     assert (tmp_path / "a" / "b.txt").read_text(encoding="utf-8") == "héllo\n"
     atomic_write(tmp_path / "c.bin", b"\x00\x01")
     assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"

@@ -220,4 +220,4 @@ def dump_text(data: Any, fmt: str, header: str = "") -> str:
 def write_whole(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (an existing file
     is replaced only once the new one is complete: a full disk leaves the old one as it was)."""
-    return atomic_write(path, text)
+    return atomic_write(path, text, make_parents=True)

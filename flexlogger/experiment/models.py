@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 import torch
 
 from flexlogger.errors import short_repr
-from flexlogger.experiment.common import RecordCallError
+from flexlogger.experiment.checks import RecordCallError
 from flexlogger.io import atomic_write
 
 
@@ -62,7 +62,7 @@ def save_torch(call: str, arg: str, obj: Any, path: Path) -> Path:
             raise
 
     try:
-        return atomic_write(path, save)
+        return atomic_write(path, save, make_parents=True)
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
         raise RecordCallError(f"{call}: expected `{arg}` to be an object torch.save can pickle (tensors, numbers, "
                               f"lists, dicts, classes defined at module level), but got {type(obj).__name__} "

@@ -224,7 +224,7 @@ def _install(asset: Asset, tarball: Path, static: Path) -> Path:
         if data is None:
             raise AssetError(f"npm package {asset.spec}: {asset.source!r} is not a regular file.")
         with data:
-            atomic_write(target, lambda out: shutil.copyfileobj(data, out))  # never half a file under the name
+            atomic_write(target, lambda out: shutil.copyfileobj(data, out), make_parents=True)  # never half a file
     return target
 
 

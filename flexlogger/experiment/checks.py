@@ -1,4 +1,5 @@
-"""Names, errors and small helpers shared by the experiment-record calls."""
+"""The record calls' names (windows, files), errors, argument checks and value conversions (JSON, table cells,
+times)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def type_error(call: str, arg: str, expected: str, got: Any) -> RecordCallTypeEr
 def write_file(path: Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (a reader sees
     the old file or the new one, never half of one). Makes the parent folders."""
-    return atomic_write(path, data)
+    return atomic_write(path, data, make_parents=True)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]+")
