@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
-import socket
 import sys
 import time
 import warnings
@@ -40,8 +38,6 @@ from flexlogger.experiment.checks import (
     check_text,
     duration,
     flatten,
-    iso,
-    jsonable,
     merge,
     safe_name,
     step_suffix,
@@ -49,12 +45,56 @@ from flexlogger.experiment.checks import (
     type_error,
 )
 from flexlogger.experiment.command import command_line, option_rows
-from flexlogger.experiment.environment import git_info
+from flexlogger.experiment.environment import run_facts, summary_markdown
 from flexlogger.experiment.folder import RunFolder, user_stacklevel
 from flexlogger.experiment.models import save_torch, unwrap_model
 from flexlogger.experiment.textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
 from flexlogger.sinks.base import Update
-from flexlogger.version import __version__
+
+
+def format_line(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """``fmt.format(*args, **kwargs)`` when arguments are given, else ``str(fmt)`` (braces in a plain message are
+    kept).
+
+    Raises:
+        RecordCallError: the arguments do not fit ``fmt``.
+    """
+    if not args and not kwargs:
+        return str(fmt)
+    if not isinstance(fmt, str):
+        raise type_error(call, "fmt", "a format string when arguments are given", fmt)
+    try:
+        return fmt.format(*args, **kwargs)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise RecordCallError(f"{call}: expected `fmt` {fmt!r} to take the arguments given "
+                              f"({len(args)} positional, keywords {sorted(kwargs) or 'none'}), but formatting "
+                              f"failed: {type(exc).__name__}: {exc}") from None
+
+
+def progress_bar(iterable: Iterable[T], desc: str | None, total: int | None,
+                 note: Callable[[str], None]) -> Iterator[T]:
+    """``iterable`` with a tqdm bar; ``note`` gets a line at its start and at its end (or where it stopped)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:  # pragma: no cover - tqdm is a dependency
+        raise RecordCallError("progress(): needs tqdm; install it with `pip install tqdm`") from exc
+    what = f"progress {desc!r}" if desc else "progress"
+    of = f" of {total}" if total is not None else ""
+    note(f"{what}: start ({total if total is not None else 'unknown'} items)")
+    start = time.monotonic()
+    done = 0
+    finished = False
+    bar = tqdm(iterable, desc=desc, total=total)
+    try:
+        for item in bar:
+            yield item
+            done += 1
+        finished = True
+    finally:
+        bar.close()
+        took = duration(time.monotonic() - start)
+        note(f"{what}: end after {done}{of} items in {took}" if finished else
+             f"{what}: stopped after {done}{of} items in {took}")
 
 
 @dataclass
@@ -313,31 +353,8 @@ class RecordCalls:
         if repo is not None and not isinstance(repo, (str, os.PathLike)):
             raise type_error(call, "repo", "a folder path (str or Path) or None (the current folder)", repo)
         where = Path(repo) if repo is not None else Path.cwd()
-        git = git_info(where)
-        facts: dict[str, Any] = {
-            "env": self.env, "uid": self.uid, "started": iso(self.started), "host": socket.gethostname(),
-            "python": platform.python_version(), "torch": torch.__version__, "flexlogger": __version__,
-            "command": shlex.join(sys.argv), "git": git, "infos": jsonable(infos)}
-        rows: list[list[Any]] = [["run", f"{self.env}/{self.uid}"], ["started", facts["started"]],
-                                 ["host", facts["host"]], ["python", facts["python"]], ["torch", facts["torch"]],
-                                 ["flexlogger", facts["flexlogger"]], ["command", facts["command"]]]
-        if git is None:
-            rows.append(["git", f"not a git repository: {where}"])
-        else:
-            changed = len(git["changed"])
-            rows += [["git commit", git["commit"] or "(no commit yet)"], ["git branch", git["branch"]],
-                     ["git status", f"dirty: {changed} file(s) changed or untracked" if git["dirty"] else "clean"]]
-        parts = [f"# Summary of run {self.env}/{self.uid}", markdown_table(["", ""], rows)]
-        if infos:
-            parts += ["## Infos", markdown_table(["key", "value"],
-                                                 [[k, cell(v)] for k, v in flatten(jsonable(infos)).items()])]
-        for title, body in sections.items():
-            parts += [f"## {title}", body]
-        if git is not None and git["dirty"]:
-            parts += ["## Git diff", fenced(git["diff"] or "(no change to tracked files)", "diff")]
-            if git["untracked"]:
-                parts += ["Untracked files: " + ", ".join(f"`{f}`" for f in git["untracked"])]
-        text = "\n\n".join(parts) + "\n"
+        facts = run_facts(self.env, self.uid, self.started, infos, where)
+        text = summary_markdown(facts, sections, where)
         self.folder.write(call, "summary.md", text)
         self._draw_html(SUMMARY_PLOT, markdown_html(text), None)
         return facts
@@ -355,19 +372,6 @@ class RecordCalls:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self.folder.append(call, LOG_FILE, "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""])))
 
-    @staticmethod
-    def _format(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-        if not args and not kwargs:
-            return str(fmt)
-        if not isinstance(fmt, str):
-            raise type_error(call, "fmt", "a format string when arguments are given", fmt)
-        try:
-            return fmt.format(*args, **kwargs)
-        except (IndexError, KeyError, ValueError) as exc:
-            raise RecordCallError(f"{call}: expected `fmt` {fmt!r} to take the arguments given "
-                                  f"({len(args)} positional, keywords {sorted(kwargs) or 'none'}), but formatting "
-                                  f"failed: {type(exc).__name__}: {exc}") from None
-
     def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
         """Print a line to stdout and append it to the run's ``log.txt`` (with the time).
 
@@ -376,13 +380,13 @@ class RecordCalls:
         """
         if self._disabled():
             return
-        self._log_lines("println()", self._format("println()", fmt, args, kwargs), sys.stdout)
+        self._log_lines("println()", format_line("println()", fmt, args, kwargs), sys.stdout)
 
     def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
         """As :meth:`println`, to stderr; the line in ``log.txt`` is tagged ``[stderr]``."""
         if self._disabled():
             return
-        self._log_lines("eprintln()", self._format("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
+        self._log_lines("eprintln()", format_line("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
 
     def print_table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
         """Print a table (tabulate; ``None`` shown as ``-``) and append it to ``log.txt``; return it.
@@ -431,30 +435,7 @@ class RecordCalls:
             raise type_error(call, "total", "an int >= 0 or None", total)
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
-        return self._progress(iterable, desc, total)
-
-    def _progress(self, iterable: Iterable[T], desc: str | None, total: int | None) -> Iterator[T]:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError as exc:  # pragma: no cover - tqdm is a dependency
-            raise RecordCallError("progress(): needs tqdm; install it with `pip install tqdm`") from exc
-        what = f"progress {desc!r}" if desc else "progress"
-        of = f" of {total}" if total is not None else ""
-        self._log_file_line(f"{what}: start ({total if total is not None else 'unknown'} items)")
-        start = time.monotonic()
-        done = 0
-        finished = False
-        bar = tqdm(iterable, desc=desc, total=total)
-        try:
-            for item in bar:
-                yield item
-                done += 1
-            finished = True
-        finally:
-            bar.close()
-            took = duration(time.monotonic() - start)
-            self._log_file_line(f"{what}: end after {done}{of} items in {took}" if finished else
-                                f"{what}: stopped after {done}{of} items in {took}")
+        return progress_bar(iterable, desc, total, self._log_file_line)
 
     def _log_file_line(self, text: str) -> None:
         if self._disabled():
