@@ -79,6 +79,8 @@ class Run:
         env, uid: as given (uid as chosen).
         dir: the run record's folder (``<log_dir>/<env>/<uid>``), or None without a record.
         status: ``running``, then ``finished``, ``crashed`` or ``interrupted``.
+        calls: the run's :class:`~flexlogger.experiment.calls.RecordCalls`; each is shown on the run
+            (``run.log_text(...)``, the documented path) with its own signature.
 
     Raises:
         ConfigError: a bad or unknown option (naming ``Run()``, the bad value and the valid choices).
@@ -130,7 +132,6 @@ class Run:
                                  deliver=lambda update: self._deliver([update], steps=False),
                                  claim=lambda plots: self.claim(self, plots), next_seq=self.next_seq,
                                  disabled=lambda: self.disabled, check_open=self._check_open)
-        """The record calls (shown on the run as ``run.log_text(...)`` etc.)."""
         self._record: Any = None
         self._visdom: Any = None
         self._extra: list[Sink] = sinks
