@@ -195,7 +195,7 @@ class Run:
             self.claim(self, [STATUS_PLOT])
         if log_dir is not None:
             try:
-                self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+                self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config())
             except OSError as exc:  # a run must not start without its record: said here, naming the call
                 where = f" ({exc.filename})" if exc.filename else ""
                 raise RunFolderError(f"{caller}: the run record cannot be made under log_dir {str(log_dir)!r}: "
@@ -416,7 +416,7 @@ class Run:
         if self._record is not None:  # last: its summary counts what the server did not get
             undelivered = self._visdom.pending() if self._visdom is not None else None
             # summary.json: the status, error, best values, progress
-            self._record.close(summary={"undelivered": undelivered, **self.summary_fields()})
+            self._record.close(summary={"undelivered": undelivered, **self.summary_fields()}, config=self.to_config())
         if first is not None:
             raise first
 

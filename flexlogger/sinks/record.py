@@ -4,7 +4,8 @@ A run made with ``log_dir='runs'`` writes the folder ``runs/<env>/<uid>/`` (a ``
 second run with the same uid gets ``<uid>-2``, ...: a record is never overwritten):
 
 ``config.json``
-    the logger's definitions (``FlexLogger.to_config()``), rewritten at ``close()`` if plots were added.
+    the run's options and its loggers' definitions (``Run.to_config()``), given when the record is made and again
+    at ``close()``.
 ``points.jsonl``
     append-only, one JSON object per line:
 
@@ -49,7 +50,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +89,18 @@ class RecordSink:
     Args:
         root: the ``log_dir`` folder.
         env, uid: the logger's env and run id (the windows' uid).
-        config: the logger's definitions, or a callable returning them (called now and at ``close()``).
+        config: the run's config (its options and its loggers' definitions), written now; ``close(config=)``
+            writes it again as the run ends.
 
     Raises:
         OSError: the folder or ``points.jsonl`` cannot be made (a run must not start without its record).
     """
 
-    def __init__(self, root: Path, env: str, uid: str,
-                 config: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None) -> None:
+    def __init__(self, root: Path, env: str, uid: str, config: Mapping[str, Any] | None = None) -> None:
         self.env, self.window_uid = env, uid
         self.path = _fresh_dir(Path(root) / _folder_name(env), _folder_name(uid))
         self.uid = self.path.name
         self._config = config
-        # Until the Run owns closing, FlexLogger sets this to the Visdom sink's ``pending``; close(summary) wins.
         self._pid = os.getpid()
         self._plots: dict[str, tuple[str, Any]] = {}
         self._keys: dict[str, str] = {}  # name -> its JSON string
@@ -167,11 +167,13 @@ class RecordSink:
             self._warn_notices()
         return max(0, target - self._written)
 
-    def close(self, summary: Mapping[str, Any] | None = None) -> None:
+    def close(self, summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None) -> None:
         """Write every queued update, stop the writer, and write ``summary.json`` (and ``config.json`` again).
 
         Args:
             summary: extra fields for ``summary.json`` (the run's ``undelivered``, ``status``, ...).
+            config: the run's config as it ends (its loggers' plots and meters), for ``config.json``; None: the
+                config given when the record was made.
 
         In a forked child, and on a second call, this does nothing. A full disk is warned about, not raised.
         """
@@ -189,6 +191,8 @@ class RecordSink:
             self._notices.append(f"the run record {self.path}: {self.unwritten} of {self.updates} update(s) could not "
                                  "be written (the disk was full or gone), counted in summary.json 'unwritten'")
         extra = dict(summary or {})
+        if config is not None:
+            self._config = config
         try:
             self._write_config()
             _write_json(self.path / SUMMARY, self._summary(extra, closed=True))
@@ -332,9 +336,8 @@ class RecordSink:
                                  "resumes when the disk takes lines again")
 
     def _write_config(self) -> None:
-        config = self._config() if callable(self._config) else self._config
-        if config is not None:
-            _write_json(self.path / CONFIG, encode(config))
+        if self._config is not None:
+            _write_json(self.path / CONFIG, encode(self._config))
 
 
 def _why(exc: OSError) -> str:
