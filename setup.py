@@ -1,15 +1,17 @@
 """flexlogger: declarative torchnet meters and Visdom plots for PyTorch training loops."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "flexlogger" / "version.py").read_text())
 PRESETS = sorted(str(p.relative_to(HERE)) for p in (HERE / "presets").glob("*.yaml"))
 
 setup(
     name="flexlogger",
-    version="0.1.0",
+    version=VERSION.group(1) if VERSION else "0",
     description="Declarative torchnet meters and Visdom plots for PyTorch training loops",
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",

@@ -25,7 +25,7 @@ from flexlogger.errors import (
     UnknownKeyError,
     UnknownNameError,
 )
-from flexlogger.experiment.common import RecordCallError, RecordCallTypeError
+from flexlogger.experiment.checks import RecordCallError, RecordCallTypeError
 from flexlogger.experiment.images import ImageInputError
 from flexlogger.meters import Meter
 from flexlogger.model.logger import TooledModelLogger

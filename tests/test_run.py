@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from torch import nn
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, Run, TooledModelLogger, load_config
+from flexlogger.experiment import RECORD_CALLS, RecordCalls
+from flexlogger.experiment.checks import STATUS_EVERY, STATUS_PLOT
 from flexlogger.sinks.record import POINTS, read_record
 from flexlogger.tools.server import VisdomServer
 
@@ -254,3 +259,98 @@ def test_specs_pickle() -> None:
     plot = parse_plot("l", {"type": "line", "opts": {"title": "x"}})
     meter = parse_meter("m", {"type": "AverageValueMeter", "target": "l", "best": "min", "display": {"dash": "dot"}})
     assert pickle.loads(pickle.dumps(plot)) == plot and pickle.loads(pickle.dumps(meter)) == meter
+
+
+class KeptUpdates:
+    """A sink that keeps every update it gets (the routing, without a server)."""
+
+    def __init__(self) -> None:
+        self.updates: list[flexlogger.Update] = []
+
+    def write(self, update: flexlogger.Update) -> None:
+        self.updates.append(update)
+
+    def flush(self, timeout: float | None = None) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name", RECORD_CALLS)
+def test_each_record_call_is_one_delegation_with_the_calls_own_signature(tmp_path: Path, name: str) -> None:
+    """`run.<call>` and `Stat.<call>` are the run's RecordCalls' bound method: same signature, same docstring."""
+    with Run(env="e", server=None, log_dir=tmp_path) as run:
+        stat = FlexLogger(LOSS, TRAIN, run=run)
+        own = getattr(run.calls, name)
+        assert getattr(run, name) == own and getattr(stat, name) == own
+        assert inspect.signature(getattr(run, name)) == inspect.signature(own)
+        assert getattr(Run, name).__doc__ == getattr(FlexLogger, name).__doc__ == getattr(RecordCalls, name).__doc__
+        assert getattr(Run, name).__doc__
+
+
+def test_write_never_reenters_itself_and_the_status_window_goes_with_the_batch(tmp_path: Path) -> None:
+    """The status window, due every STATUS_EVERY seconds, is delivered in the batch of the write that made it due
+    (watched with a profile hook: Run.write and Run._deliver are never on the stack twice)."""
+    kept = KeptUpdates()
+    watched = {Run.write.__code__, Run._deliver.__code__}
+    depth: dict[Any, int] = dict.fromkeys(watched, 0)
+    deepest = dict.fromkeys(watched, 0)
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if frame.f_code in watched:
+            if event == "call":
+                depth[frame.f_code] += 1
+                deepest[frame.f_code] = max(deepest[frame.f_code], depth[frame.f_code])
+            elif event == "return":
+                depth[frame.f_code] -= 1
+
+    with Run(env="e", server=None, log_dir=tmp_path, sinks=[kept], max_steps=10) as run:
+        stat = FlexLogger(LOSS, TRAIN, run=run)
+        time.sleep(STATUS_EVERY + 0.05)  # the status is due at the next write
+        sys.setprofile(profile)
+        try:
+            stat.add({"train_loss": 1.0})
+            stat.log(3)
+            run.log_text("note", "hello", step=3)
+        finally:
+            sys.setprofile(None)
+    assert deepest == dict.fromkeys(watched, 1)
+    plots = [u.plot for u in kept.updates]  # the status: at the start, with the points, at the end
+    assert plots == [STATUS_PLOT, "loss", STATUS_PLOT, "note", STATUS_PLOT]
+    assert kept.updates[2].data["step"] == "3"  # it counts the step just logged
+
+
+def test_the_run_holds_what_its_loggers_push_and_never_calls_them(tmp_path: Path) -> None:
+    """A logger pushes its config and best values to the run (set_config, set_best); the run's config.json and
+    summary are made from what was pushed, also after the logger is gone."""
+    with Run(env="e", server=None, log_dir=tmp_path) as run:
+        stat = FlexLogger(LOSS, {"train_loss": {"type": "AverageValueMeter", "target": "loss", "best": "min"}},
+                          run=run)
+        stat.add({"train_loss": 2.0})
+        stat.log(0)
+        stat.add({"train_loss": 1.0})
+        stat.log(1)
+        stat.add_plot("lr", {"type": "line"})
+        del stat
+        assert run.best() == {"train_loss": (1.0, 1)}
+        folder = run.dir
+    assert folder is not None
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config["plots"]) == {"loss", "lr"}
+    assert json.loads((folder / "summary.json").read_text())["best"]["train_loss"] == {"value": 1.0, "step": 1,
+                                                                                       "mode": "min"}
+
+
+def test_one_atexit_closer_in_a_fixed_order() -> None:
+    from flexlogger import closing
+    from flexlogger.core import run as run_module
+    from flexlogger.sinks import record
+    from flexlogger.sinks.visdom import sender
+    from flexlogger.tools import server
+
+    assert closing._closers == {closing.RUNS: run_module._close_open_runs, closing.SENDERS: sender._close_open_sinks,
+                                closing.RECORDS: record._close_open_records, closing.SERVERS: server._stop_attached}
+    assert closing.RUNS < closing.SENDERS < closing.RECORDS < closing.SERVERS
+    with pytest.raises(ValueError, match=r"on_exit\(\): expected `stage` to be one of \(1, 2, 3, 4\), but got 9"):
+        closing.on_exit(9, lambda: None)

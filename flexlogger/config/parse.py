@@ -9,15 +9,14 @@ once aliases are expanded (a "billion laughs" file), nesting deeper than ``MAX_D
 from __future__ import annotations
 
 import json
-import os
 import stat
-import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from flexlogger.errors import ConfigError, short_repr
+from flexlogger.io import atomic_write
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
@@ -221,12 +220,4 @@ def dump_text(data: Any, fmt: str, header: str = "") -> str:
 def write_whole(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (an existing file
     is replaced only once the new one is complete: a full disk leaves the old one as it was)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, text, make_parents=True)

@@ -13,6 +13,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Unpack
@@ -39,6 +40,8 @@ from flexlogger.errors import (
     short_repr,
     unknown_name_message,
 )
+from flexlogger.experiment.calls import RecordCalls
+from flexlogger.experiment.forward import RecordCall
 from flexlogger.meters import Meter
 from flexlogger.meters.convert import describe
 from flexlogger.sinks.base import Sink, Update
@@ -149,8 +152,6 @@ class FlexLogger:
                 options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
             run = Run._from_options(caller, options, sinks)
         self.run: Run = run
-        run.attach(self, self.to_config)
-        run.track_best(self, self.best, lambda: dict(self._best_modes))
         try:
             max_steps = run_options.get("max_steps")
             if max_steps is not None and not self._owns_run:
@@ -209,6 +210,7 @@ class FlexLogger:
                     if self._plots[plot].type in _STYLED_KINDS:
                         self._styled.setdefault(plot, []).append(name)
         self._opts_cache = {}
+        self.run.set_config(self, self.to_config())  # the run's config.json: pushed at every change, never pulled
 
     def update_config(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None) -> None:
         """Add plots and meters to the logger, all or nothing (every problem reported together).
@@ -496,6 +498,7 @@ class FlexLogger:
                 old = self._best.get(trace)
                 if old is None or (value < old[0] if mode == "min" else value > old[0]):
                     self._best[trace] = (value, step)
+                    self.run.set_best(self, self._best, self._best_modes)  # the run's summary: pushed, never pulled
 
     def _opts(self, plot: str) -> Mapping[str, Any]:
         """The plot's opts, with each styled trace's ``display`` and its best value in its legend name, as
@@ -586,67 +589,20 @@ class FlexLogger:
                  tb: TracebackType | None) -> None:
         self.close(exc)
 
-    # the experiment record: handed on to the run (flexlogger.experiment) ------------------------------------
-    def log_hparams(self, hparams: Mapping[str, Any] | Any) -> None:
-        """Record hyperparameters (a table window and ``hparams.json``); see :meth:`Run.log_hparams
-        <flexlogger.experiment.RecordCalls.log_hparams>`."""
-        self.run.log_hparams(hparams)
-
-    def log_text(self, name: str, text: str, step: float | None = None, expected: str | None = None) -> None:
-        """Show and store a text, with a word diff against ``expected``; see :meth:`Run.log_text
-        <flexlogger.experiment.RecordCalls.log_text>`."""
-        self.run.log_text(name, text, step, expected)
-
-    def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
-        """Show Markdown rendered and store it; see :meth:`Run.log_markdown
-        <flexlogger.experiment.RecordCalls.log_markdown>`."""
-        self.run.log_markdown(name, markdown, step)
-
-    def log_image(self, name: str, image: Any, step: float | None = None, boxes: Any = None,
-                  classes: Any = None, threshold: float | None = None) -> None:
-        """Show and store an image with bounding boxes; see :meth:`Run.log_image
-        <flexlogger.experiment.RecordCalls.log_image>`."""
-        self.run.log_image(name, image, step, boxes, classes, threshold)
-
-    def log_command(self, parser: Any, args: Any) -> str:
-        """Record the command line and the options; see :meth:`Run.log_command
-        <flexlogger.experiment.RecordCalls.log_command>`."""
-        return self.run.log_command(parser, args)
-
-    def log_summary(self, infos: Mapping[str, Any] | None = None, sections: Mapping[str, str] | None = None,
-                    repo: str | Path | None = None) -> dict[str, Any]:
-        """Record git, versions, host and your infos; see :meth:`Run.log_summary
-        <flexlogger.experiment.RecordCalls.log_summary>`."""
-        return self.run.log_summary(infos, sections, repo)
-
-    def print_table(self, header: Any, rows: Any) -> str:
-        """Print a table and append it to ``log.txt``; see :meth:`Run.print_table
-        <flexlogger.experiment.RecordCalls.print_table>`."""
-        return self.run.print_table(header, rows)
-
-    def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
-        """Print a line and append it to ``log.txt``; see :meth:`Run.println
-        <flexlogger.experiment.RecordCalls.println>`."""
-        self.run.println(fmt, *args, **kwargs)
-
-    def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
-        """As :meth:`println`, to stderr."""
-        self.run.eprintln(fmt, *args, **kwargs)
-
-    def progress(self, iterable: Iterable[Any], desc: str | None = None, total: int | None = None) -> Iterable[Any]:
-        """A tqdm bar whose start, end and duration go to ``log.txt``; see :meth:`Run.progress
-        <flexlogger.experiment.RecordCalls.progress>`."""
-        return self.run.progress(iterable, desc, total)
-
-    def save_model(self, model: Any, step: float | None = None, grads: bool = False) -> Path | None:
-        """Save the unwrapped state dict under the run folder; see :meth:`Run.save_model
-        <flexlogger.experiment.RecordCalls.save_model>`."""
-        return self.run.save_model(model, step, grads)
-
-    def save_obj(self, obj: Any, name: str, step: float | None = None) -> Path | None:
-        """Save a picklable object under the run folder; see :meth:`Run.save_obj
-        <flexlogger.experiment.RecordCalls.save_obj>`."""
-        return self.run.save_obj(obj, name, step)
+    # the record calls, shown on the logger: `Stat.log_text(...)` is `Stat.run.log_text(...)` ---------------------
+    # run.log_text(...) is the documented path; these are the convenience for users of lavd, who hold one object.
+    log_hparams = RecordCall(RecordCalls.log_hparams, attrgetter("run.calls"))
+    log_text = RecordCall(RecordCalls.log_text, attrgetter("run.calls"))
+    log_markdown = RecordCall(RecordCalls.log_markdown, attrgetter("run.calls"))
+    log_image = RecordCall(RecordCalls.log_image, attrgetter("run.calls"))
+    log_command = RecordCall(RecordCalls.log_command, attrgetter("run.calls"))
+    log_summary = RecordCall(RecordCalls.log_summary, attrgetter("run.calls"))
+    println = RecordCall(RecordCalls.println, attrgetter("run.calls"))
+    eprintln = RecordCall(RecordCalls.eprintln, attrgetter("run.calls"))
+    print_table = RecordCall(RecordCalls.print_table, attrgetter("run.calls"))
+    progress = RecordCall(RecordCalls.progress, attrgetter("run.calls"))
+    save_model = RecordCall(RecordCalls.save_model, attrgetter("run.calls"))
+    save_obj = RecordCall(RecordCalls.save_obj, attrgetter("run.calls"))
 
     @property
     def disabled(self) -> bool:

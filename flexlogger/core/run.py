@@ -2,8 +2,12 @@
 
 Every logger of a run writes through it: a :class:`~flexlogger.core.logger.FlexLogger` and a
 :class:`~flexlogger.model.logger.TooledModelLogger` given the same run write one run record and share one Visdom
-sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options
-and closes it at its own ``close()``.
+sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options.
+
+The run owns its parts: the record calls (:class:`~flexlogger.experiment.calls.RecordCalls`, shown as
+``run.log_text(...)`` etc.), the run folder's writer and the status (:class:`~flexlogger.experiment.status.RunStatus`).
+Data flows one way: loggers hand the run updates (:meth:`Run.write`) and push what its summary and ``config.json``
+need (:meth:`Run.set_best`, :meth:`Run.set_config`); the run never calls back into a logger.
 
 Example:
     >>> with flexlogger.Run(env='mnist') as run:
@@ -20,23 +24,28 @@ close is closed at interpreter exit (``crashed`` when the script died of an unca
 
 from __future__ import annotations
 
-import atexit
 import os
 import secrets
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from flexlogger.closing import RUNS, on_exit
 from flexlogger.config.config import merge_configs
-from flexlogger.config.options import SECRET, check_options, raise_problems
+from flexlogger.config.options import SECRET, check_option, check_options, defaults, raise_problems
 from flexlogger.core import distributed as distributed_
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, RunFolderError, short_repr
-from flexlogger.experiment import STATUS_PLOT, RecordCalls
+from flexlogger.experiment.calls import RecordCalls
+from flexlogger.experiment.checks import STATUS_PLOT, RecordCallTypeError
+from flexlogger.experiment.folder import RunFolder
+from flexlogger.experiment.forward import RecordCall
+from flexlogger.experiment.status import RunStatus
 from flexlogger.sinks.base import Sink, Update
 from flexlogger.sinks.record import RecordSink
 from flexlogger.sinks.visdom.sender import VisdomSink
@@ -50,7 +59,7 @@ def default_uid() -> str:
     return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
 
 
-class Run(RecordCalls):
+class Run:
     """A training run: where its points go, and its status.
 
     Args:
@@ -72,6 +81,8 @@ class Run(RecordCalls):
         env, uid: as given (uid as chosen).
         dir: the run record's folder (``<log_dir>/<env>/<uid>``), or None without a record.
         status: ``running``, then ``finished``, ``crashed`` or ``interrupted``.
+        calls: the run's :class:`~flexlogger.experiment.calls.RecordCalls`; each is shown on the run
+            (``run.log_text(...)``, the documented path) with its own signature.
 
     Raises:
         ConfigError: a bad or unknown option (naming ``Run()``, the bad value and the valid choices).
@@ -93,14 +104,9 @@ class Run(RecordCalls):
 
     def _init(self, caller: str, options: Mapping[str, Any], sinks: Iterable[Sink]) -> None:
         raise_problems(caller, check_options(options, caller, owners=("run", "visdom")))
-        given = dict(options)
-        env = given.pop("env", DEFAULT_ENV)
-        uid = given.pop("uid", None)
-        log_dir = given.pop("log_dir", DEFAULT_LOG_DIR)
-        server = given.pop("server", "http://localhost")
-        port = given.pop("port", DEFAULT_PORT)
-        disabled = given.pop("disabled", None)
-        max_steps = given.pop("max_steps", None)
+        given = {**defaults("run"), **options}  # the option table holds every default
+        env, uid, log_dir, server, port, disabled, max_steps = (
+            given.pop(name) for name in ("env", "uid", "log_dir", "server", "port", "disabled", "max_steps"))
         sinks = list(sinks)
         for sink in sinks:
             if not all(callable(getattr(sink, m, None)) for m in ("write", "flush", "close")):
@@ -117,14 +123,17 @@ class Run(RecordCalls):
                                         **{k: v for k, v in given.items() if k not in SECRET}}
         self.status = "running"
         self.started = time.time()
-        self.max_steps: int | None = max_steps
-        self.dir: Path | None = None
         self._pid = os.getpid()
         self._seq = 0
         self._closed = False
-        self._summary: dict[str, Any] = {}
         self._owners: dict[str, int] = {}  # plot -> id of the logger that draws it
-        self._configs: dict[int, Callable[[], Mapping[str, Any]]] = {}
+        self._configs: dict[int, Mapping[str, Any]] = {}  # owner id -> its config, as it last pushed it
+        self._folder = RunFolder()
+        self._status = RunStatus(self.started, max_steps)
+        self.calls = RecordCalls(env=self.env, uid=self.uid, started=self.started, folder=self._folder,
+                                 deliver=lambda update: self._deliver([update], steps=False),
+                                 claim=lambda plots: self.claim(self, plots), next_seq=self.next_seq,
+                                 disabled=lambda: self.disabled, check_open=self._check_open)
         self._record: Any = None
         self._visdom: Any = None
         self._extra: list[Sink] = sinks
@@ -133,6 +142,40 @@ class Run(RecordCalls):
         if not self.disabled:
             self._open(caller, log_dir, server, port, given)
         _open_runs.add(self)
+
+    # the record calls, shown on the run --------------------------------------------------------------------
+    log_hparams = RecordCall(RecordCalls.log_hparams, attrgetter("calls"))
+    log_text = RecordCall(RecordCalls.log_text, attrgetter("calls"))
+    log_markdown = RecordCall(RecordCalls.log_markdown, attrgetter("calls"))
+    log_image = RecordCall(RecordCalls.log_image, attrgetter("calls"))
+    log_command = RecordCall(RecordCalls.log_command, attrgetter("calls"))
+    log_summary = RecordCall(RecordCalls.log_summary, attrgetter("calls"))
+    println = RecordCall(RecordCalls.println, attrgetter("calls"))
+    eprintln = RecordCall(RecordCalls.eprintln, attrgetter("calls"))
+    print_table = RecordCall(RecordCalls.print_table, attrgetter("calls"))
+    progress = RecordCall(RecordCalls.progress, attrgetter("calls"))
+    save_model = RecordCall(RecordCalls.save_model, attrgetter("calls"))
+    save_obj = RecordCall(RecordCalls.save_obj, attrgetter("calls"))
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The hyperparameters logged so far (as stored in ``hparams.json``)."""
+        return self.calls.hparams
+
+    @property
+    def dir(self) -> Path | None:
+        """The run record's folder (``<log_dir>/<env>/<uid>``), or None without a record."""
+        return self._folder.path
+
+    @property
+    def max_steps(self) -> int | None:
+        """The number of steps the run will log (see :meth:`set_max_steps`), or None."""
+        return self._status.max_steps
+
+    def _check_open(self, call: str) -> None:
+        """A call that draws a window needs an open run: refused before any file is written."""
+        if self._closed:
+            raise ConfigError(f"{call}: run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
 
     def disable(self) -> None:
         """Make every logging call of the run a no-op (``log()``, ``log_text()``, ``println()``, ...), until
@@ -150,17 +193,17 @@ class Run(RecordCalls):
 
     def _open(self, caller: str, log_dir: str | Path | None, server: str | None, port: int,
               visdom_options: dict[str, Any]) -> None:
-        if self.max_steps:
+        if self._status.max_steps:
             self.claim(self, [STATUS_PLOT])
         if log_dir is not None:
             try:
-                self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config)
+                self._record = RecordSink(Path(log_dir), env=self.env, uid=self.uid, config=self.to_config())
             except OSError as exc:  # a run must not start without its record: said here, naming the call
                 where = f" ({exc.filename})" if exc.filename else ""
                 raise RunFolderError(f"{caller}: the run record cannot be made under log_dir {str(log_dir)!r}: "
                                      f"{exc.strerror or exc}{where}; expected `log_dir` to be a folder this process "
                                      f"can write, or None to turn the record off") from exc
-            self.dir = self._record.path
+            self._folder.path = self._record.path
         if server is not None:
             try:
                 self._visdom = VisdomSink(server=server, port=port, env=self.env, uid=self.uid,
@@ -168,12 +211,12 @@ class Run(RecordCalls):
             except BaseException:
                 if self._record is not None:  # not opened: a later enable() tries again, in a new folder
                     self._record.close({"status": "failed to start"})
-                    self._record, self.dir = None, None
+                    self._record, self._folder.path = None, None
                 raise
         self._opened = True
         self._sink_options = {}  # the sink made its login from them: the password is not kept here
         if self._record is not None:
-            self._write_status()  # summary.json says running from the start
+            self._drain_status()  # summary.json says running from the start
 
     # the loggers' side -------------------------------------------------------------------------------------
     @property
@@ -194,9 +237,15 @@ class Run(RecordCalls):
         """The Visdom window id of ``plot``: ``<uid>_<plot>``."""
         return f"{self.uid}_{plot}"
 
-    def attach(self, owner: object, config: Callable[[], Mapping[str, Any]]) -> None:
-        """Register a logger: ``config()`` gives its plots and meters for the run's ``config.json``."""
+    def set_config(self, owner: object, config: Mapping[str, Any]) -> None:
+        """Take a logger's config (its plots and meters) for the run's ``config.json``; a logger pushes it again
+        whenever its plots or meters change."""
         self._configs[id(owner)] = config
+
+    def set_best(self, owner: object, values: Mapping[str, tuple[float, float]], modes: Mapping[str, str]) -> None:
+        """Take a logger's best values (``{trace: (value, step)}``) and their modes (``min``/``max``) for the summary
+        and the status window; a logger pushes them again whenever one improves."""
+        self._status.best[id(owner)] = (dict(values), dict(modes))
 
     def claim(self, owner: object, plots: Iterable[str]) -> None:
         """Reserve window names for ``owner``: two loggers of one run cannot draw the same window.
@@ -228,10 +277,17 @@ class Run(RecordCalls):
         record) from any update; the first error is raised once every sink got every update."""
         if self._closed:
             raise ConfigError(f"run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
+        self._deliver(list(updates), steps=True)
+
+    def _deliver(self, updates: list[Update], steps: bool) -> None:
+        """Hand ``updates`` to every sink; note them in the status (their steps when ``steps``: a logger's points,
+        not a record call's window). When the summary is due, ``summary.json`` is rewritten and the status window
+        goes with this batch: nothing here calls back into :meth:`write`."""
         sinks = self.sinks
         if not sinks or self.disabled:
             return
-        updates = list(updates)
+        if self._status.note(updates, steps, time.time()):
+            updates.extend(self._write_status())
         error: Exception | None = None
         for update in updates:
             for sink in sinks:
@@ -239,13 +295,77 @@ class Run(RecordCalls):
                     sink.write(update)
                 except Exception as exc:
                     error = error or exc
-        self._note_updates(updates)  # the time of the last update, for the status in summary.json
         if error is not None:
             raise error
 
     def to_config(self) -> dict[str, Any]:
         """The run's options and the plots and meters of every logger that writes to it (for ``config.json``)."""
-        return merge_configs(self.options, [config() for config in self._configs.values()])
+        return merge_configs(self.options, list(self._configs.values()))
+
+    # status ------------------------------------------------------------------------------------------------
+    def set_max_steps(self, max_steps: int | None) -> None:
+        """Set the number of steps the run will log (progress and ETA in the status window and the summary).
+
+        Raises:
+            RecordCallTypeError: not a positive int or None.
+        """
+        problem = check_option("max_steps", max_steps)  # the option table's check, as Run() and configs use it
+        if problem:
+            raise RecordCallTypeError(f"set_max_steps(): {problem}")
+        if max_steps and not self.disabled and self._opened:
+            self.claim(self, [STATUS_PLOT])
+        self._status.max_steps = max_steps
+        self.options["max_steps"] = max_steps  # to_config() writes the run's current value
+
+    def best(self) -> dict[str, tuple[float, float]]:
+        """The best logged value of every ``best: min|max`` meter of the run's loggers and its step."""
+        return self._status.best_values()
+
+    def progress_info(self) -> dict[str, Any]:
+        """``{'step', 'max_steps', 'progress', 'elapsed', 'eta_seconds', 'eta'}``: steps done count from 0 (a run
+        that logged step 9 of ``max_steps=100`` is 10 % done); the ETA extrapolates the time per step so far."""
+        return self._status.progress_info()
+
+    def status_line(self) -> str:
+        """``running, step 9 of 100 (10.0%), elapsed 12.00 s, ETA 0:01:48`` (without ``max_steps``: ``running, step
+        9, elapsed 12.00 s``)."""
+        return self._status.line(self.status)
+
+    def summary_fields(self) -> dict[str, Any]:
+        """What the run adds to ``summary.json``: its status (``running``, ``finished``, ``crashed``,
+        ``interrupted``), the time of the last update, the error and traceback of a crash, progress and ETA
+        (with ``max_steps``), the run files the disk refused (``files_unwritten``) and the best values
+        (``{meter: {'value', 'step', 'mode'}}``)."""
+        return self._status.fields(self.status, self._folder.state.unwritten)
+
+    def add_to_summary(self, key: str, value: Any) -> None:
+        """Add a field of your own (or of a tool, e.g. the flight recorder's ``anomalies``) to ``summary.json``:
+        plain JSON data; written now and at every later rewrite of the summary. The run's own fields cannot be
+        replaced.
+
+        Raises:
+            RecordCallError: ``key`` is not a non-empty string, or is one of the run's own fields.
+        """
+        self._status.add(key, value)
+        if not self._closed:
+            self._drain_status()
+
+    def _write_status(self) -> list[Update]:
+        """Rewrite ``summary.json`` (status ``running`` while the run lives); return the status window's update
+        (with ``max_steps``) for the caller to deliver."""
+        if self.disabled:
+            return []
+        self._status.written = time.time()
+        if self._record is not None:
+            self._record.write_summary(self.summary_fields())
+        if not self._status.max_steps:
+            return []
+        return [self.calls.window_update(STATUS_PLOT, "text", self._status.rows(self.status), None)]
+
+    def _drain_status(self) -> None:
+        """Write the status now (at an edge: ``flush()``, ``close()``, ``add_to_summary()``, opening)."""
+        for update in self._write_status():
+            self._deliver([update], steps=False)
 
     # status and closing ------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> int:
@@ -261,7 +381,7 @@ class Run(RecordCalls):
         if self._pid != os.getpid():
             return 0
         if not self.disabled and not self._closed:
-            self._write_status()  # summary.json: running, with the time of the last update
+            self._drain_status()  # summary.json: running, with the time of the last update; the status window
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = 0
         for sink in self.sinks:
@@ -286,12 +406,14 @@ class Run(RecordCalls):
             return
         self.status = status
         if error is not None:
-            self._summary["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
-            self._summary["traceback"] = "".join(traceback.format_exception(type(error), error,
+            self._status.extra["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()
+            self._status.extra["traceback"] = "".join(traceback.format_exception(type(error), error,
                                                                             error.__traceback__))
         first: BaseException | None = None
         try:
-            self._final_status()  # the status window, before the sinks close
+            if self._status.max_steps and not self.disabled:  # the status window, before the sinks close
+                self._deliver([self.calls.window_update(STATUS_PLOT, "text", self._status.rows(self.status), None)],
+                              steps=False)
         except Exception as exc:
             first = exc
         self._closed = True
@@ -304,7 +426,7 @@ class Run(RecordCalls):
         if self._record is not None:  # last: its summary counts what the server did not get
             undelivered = self._visdom.pending() if self._visdom is not None else None
             # summary.json: the status, error, best values, progress
-            self._record.close(summary={"undelivered": undelivered, **self.summary_fields()})
+            self._record.close(summary={"undelivered": undelivered, **self.summary_fields()}, config=self.to_config())
         if first is not None:
             raise first
 
@@ -340,7 +462,6 @@ def _exit_status() -> tuple[str, BaseException | None]:
     return ("interrupted" if isinstance(error, KeyboardInterrupt) else "crashed"), error
 
 
-@atexit.register
 def _close_open_runs() -> None:
     """Close the runs a user forgot to close, so that the last points reach the server and the summary is written
     with the status (``crashed`` with the error when the script died of an uncaught exception)."""
@@ -352,3 +473,6 @@ def _close_open_runs() -> None:
             run.close(status, error)
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+on_exit(RUNS, _close_open_runs)

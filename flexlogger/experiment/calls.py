@@ -4,16 +4,17 @@ progress bars, models and objects."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import platform
 import shlex
-import socket
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any
 
 import torch
@@ -21,13 +22,12 @@ from tabulate import tabulate
 
 from flexlogger.errors import short_repr
 from flexlogger.experiment import images
-from flexlogger.experiment.base import user_stacklevel
-from flexlogger.experiment.command import command_line, option_rows
-from flexlogger.experiment.common import (
+from flexlogger.experiment.checks import (
     COMMAND_PLOT,
     FIXED_WINDOWS,
     HPARAMS_FILE,
     HPARAMS_PLOT,
+    HTML_OPT,
     LOG_FILE,
     SUMMARY_PLOT,
     RecordCallError,
@@ -39,22 +39,125 @@ from flexlogger.experiment.common import (
     check_text,
     duration,
     flatten,
-    iso,
-    jsonable,
     merge,
+    safe_name,
     step_suffix,
     tree,
     type_error,
 )
-from flexlogger.experiment.environment import git_info
+from flexlogger.experiment.command import command_line, option_rows
+from flexlogger.experiment.environment import run_facts, summary_markdown
+from flexlogger.experiment.folder import RunFolder, user_stacklevel
 from flexlogger.experiment.models import save_torch, unwrap_model
-from flexlogger.experiment.status import StatusCalls
 from flexlogger.experiment.textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
-from flexlogger.version import __version__
+from flexlogger.sinks.base import Update
 
 
-class RecordCalls(StatusCalls):
-    """The experiment-record calls of a :class:`~flexlogger.core.run.Run` (see :mod:`flexlogger.experiment`)."""
+def format_line(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """``fmt.format(*args, **kwargs)`` when arguments are given, else ``str(fmt)`` (braces in a plain message are
+    kept).
+
+    Raises:
+        RecordCallError: the arguments do not fit ``fmt``.
+    """
+    if not args and not kwargs:
+        return str(fmt)
+    if not isinstance(fmt, str):
+        raise type_error(call, "fmt", "a format string when arguments are given", fmt)
+    try:
+        return fmt.format(*args, **kwargs)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise RecordCallError(f"{call}: expected `fmt` {fmt!r} to take the arguments given "
+                              f"({len(args)} positional, keywords {sorted(kwargs) or 'none'}), but formatting "
+                              f"failed: {type(exc).__name__}: {exc}") from None
+
+
+def progress_bar(iterable: Iterable[T], desc: str | None, total: int | None,
+                 note: Callable[[str], None]) -> Iterator[T]:
+    """``iterable`` with a tqdm bar; ``note`` gets a line at its start and at its end (or where it stopped)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:  # pragma: no cover - tqdm is a dependency
+        raise RecordCallError("progress(): needs tqdm; install it with `pip install tqdm`") from exc
+    what = f"progress {desc!r}" if desc else "progress"
+    of = f" of {total}" if total is not None else ""
+    note(f"{what}: start ({total if total is not None else 'unknown'} items)")
+    start = time.monotonic()
+    done = 0
+    finished = False
+    bar = tqdm(iterable, desc=desc, total=total)
+    try:
+        for item in bar:
+            yield item
+            done += 1
+        finished = True
+    finally:
+        bar.close()
+        took = duration(time.monotonic() - start)
+        note(f"{what}: end after {done}{of} items in {took}" if finished else
+             f"{what}: stopped after {done}{of} items in {took}")
+
+
+@dataclass
+class CallsState:
+    """What the record calls keep between calls."""
+
+    hparams: dict[str, Any] = field(default_factory=dict)
+    """Every hyperparameter logged so far, merged (``hparams.json``)."""
+    opts: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Window -> its opts as last drawn: the same object while they do not change (the record declares them once)."""
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Window -> its kind (``text``, ``image``): a window keeps its kind."""
+    stream_warned: bool = False
+    """stdout or stderr refused a line once (warned once; ``log.txt`` still has every line)."""
+    stems: dict[str, str] = field(default_factory=dict)
+    """File stem -> the name it was made from: two names with one safe form get distinct files."""
+
+
+class RecordCalls:
+    """The experiment-record calls of one :class:`~flexlogger.core.run.Run` (see :mod:`flexlogger.experiment`).
+
+    The run makes one and hands it what the calls need; users reach the calls as ``run.log_text(...)`` (see
+    :class:`~flexlogger.experiment.forward.RecordCall`).
+
+    Args:
+        env, uid: the run's Visdom env and run id (named by ``log_summary``).
+        started: the run's start time (``time.time()``).
+        folder: the run folder's writer.
+        deliver: hands one window's :class:`~flexlogger.sinks.base.Update` to the run's sinks.
+        claim: reserves window names for the run's own calls (a logger of the run cannot draw them).
+        next_seq: the run's next update number.
+        disabled: True while the run writes nothing (every call returns at once).
+        check_open: raises the run's error for a closed run, naming the call.
+    """
+
+    def __init__(self, *, env: str, uid: str, started: float, folder: RunFolder, deliver: Callable[[Update], None],
+                 claim: Callable[[Iterable[str]], None], next_seq: Callable[[], int], disabled: Callable[[], bool],
+                 check_open: Callable[[str], None]) -> None:
+        self.env, self.uid, self.started = env, uid, started
+        self.folder = folder
+        self.state = CallsState()
+        self._deliver, self._claim, self._next_seq = deliver, claim, next_seq
+        self._disabled, self._check_open = disabled, check_open
+
+    # windows -------------------------------------------------------------------------------------------------
+    def window_update(self, plot: str, kind: str, data: Mapping[str, Any], step: float | None,
+                      opts: Mapping[str, Any] | None = None) -> Update:
+        """The update that draws one window of the run's own (a record call's, or the status window)."""
+        self._claim([plot])
+        given = MappingProxyType({"title": plot, **(opts or {})})
+        seen = self.state.opts.get(plot)
+        if seen is None or dict(seen) != dict(given):  # the same object each time: the record declares it once
+            seen = self.state.opts[plot] = given
+        self.state.kinds[plot] = kind
+        return Update(plot, kind, 0 if step is None else step, dict(data), seen, self._next_seq())
+
+    def _draw(self, plot: str, kind: str, data: Mapping[str, Any], step: float | None,
+              opts: Mapping[str, Any] | None = None) -> None:
+        self._deliver(self.window_update(plot, kind, data, step, opts))
+
+    def _draw_html(self, plot: str, html: str, step: float | None) -> None:
+        self._draw(plot, "text", {plot: html}, step, {HTML_OPT: True})
 
     def _check_window(self, call: str, name: str, kind: str) -> str:
         """A window name a text or image call may draw: not one of the run's fixed windows, and not a window of
@@ -66,7 +169,7 @@ class RecordCalls(StatusCalls):
         if name in FIXED_WINDOWS:
             raise RecordCallError(f"{call}: expected a window name other than the run's own windows "
                                   f"({', '.join(sorted(FIXED_WINDOWS))}), but got {name!r}")
-        drawn = self._record_state()["kinds"].get(name)
+        drawn = self.state.kinds.get(name)
         if drawn is not None and drawn != kind:
             raise RecordCallError(f"{call}: expected a window name that is free or of kind {kind!r}, but window "
                                   f"{name!r} of this run is of kind {drawn!r}")
@@ -88,23 +191,32 @@ class RecordCalls(StatusCalls):
         Example:
             >>> run.log_hparams({'lr': 0.1, 'optim': {'name': 'adam', 'betas': [0.9, 0.999]}})
         """
-        if self.disabled:
+        if self._disabled():
             return
         call = "log_hparams()"
         self._check_open(call)
         given = tree(call, "hparams", as_mapping(call, "hparams", hparams))
-        state = self._record_state()
-        state["hparams"] = merge(state["hparams"], given)
-        everything: dict[str, Any] = state["hparams"]
-        self._file(call, HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
+        everything = self.state.hparams = merge(self.state.hparams, given)
+        self.folder.write(call, HPARAMS_FILE, json.dumps(everything, indent=2) + "\n")
         self._draw(HPARAMS_PLOT, "text", {k: cell(v) for k, v in flatten(everything).items()}, None)
 
     @property
     def hparams(self) -> dict[str, Any]:
         """The hyperparameters logged so far (as stored in ``hparams.json``)."""
-        return json.loads(json.dumps(self._record_state()["hparams"]))
+        return json.loads(json.dumps(self.state.hparams))
 
     # text, markdown, images ----------------------------------------------------------------------------------
+    def _file_stem(self, name: str) -> str:
+        """``safe_name(name)``, unique in the run: a name whose safe form another name of the run already has
+        (``~``, ``€`` and ``\\ud800`` are all ``_``) gets a hash of itself appended, so neither file overwrites
+        the other."""
+        stems = self.state.stems
+        stem = safe_name(name)
+        if stems.setdefault(stem, name) != name:
+            stem = f"{stem}-{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+            stems.setdefault(stem, name)
+        return stem
+
     def log_text(self, name: str, text: str, step: float | None = None, expected: str | None = None) -> None:
         """Show ``text`` in the window ``name`` and store it as ``text/<name>-<step>.txt``.
 
@@ -119,7 +231,7 @@ class RecordCalls(StatusCalls):
         Raises:
             RecordCallError: a bad name, text, expected or step.
         """
-        if self.disabled:
+        if self._disabled():
             return
         call = "log_text()"
         self._check_open(call)
@@ -129,12 +241,12 @@ class RecordCalls(StatusCalls):
             expected = check_text(call, "expected", expected)
         step = check_step(call, step)
         base = f"text/{self._file_stem(name)}{step_suffix(step)}"
-        self._file(call, base + ".txt", text)
+        self.folder.write(call, base + ".txt", text)
         if expected is None:
             self._draw(name, "text", {name: text}, step)
             return
         ops = word_diff(expected, text)
-        self._file(call, base + ".diff.txt", diff_text(ops))
+        self.folder.write(call, base + ".diff.txt", diff_text(ops))
         self._draw_html(name, pre(diff_html(ops)), step)
 
     def log_markdown(self, name: str, markdown: str, step: float | None = None) -> None:
@@ -145,14 +257,14 @@ class RecordCalls(StatusCalls):
         Raises:
             RecordCallError: a bad name, markdown or step.
         """
-        if self.disabled:
+        if self._disabled():
             return
         call = "log_markdown()"
         self._check_open(call)
         name = self._check_window(call, check_name(call, name), "text")
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
-        self._file(call, f"text/{self._file_stem(name)}{step_suffix(step)}.md", markdown)
+        self.folder.write(call, f"text/{self._file_stem(name)}{step_suffix(step)}.md", markdown)
         self._draw_html(name, markdown_html(markdown), step)
 
     def log_image(self, name: str, image: Any, step: float | None = None, boxes: Sequence[Mapping[str, Any]] |
@@ -176,7 +288,7 @@ class RecordCalls(StatusCalls):
         Raises:
             ImageInputError: not an image, bad values, a malformed box, a box outside the image, an unknown class.
         """
-        if self.disabled:
+        if self._disabled():
             return
         call = "log_image()"
         self._check_open(call)
@@ -187,9 +299,9 @@ class RecordCalls(StatusCalls):
         shown, left_out, names = images.check_boxes(call, boxes, classes, threshold, width, height)
         drawn = images.draw_boxes(rgb, shown, names) if shown else rgb
         base = f"images/{self._file_stem(name)}{step_suffix(step)}"
-        self._file(call, base + ".png", images.png_bytes(drawn))
+        self.folder.write(call, base + ".png", images.png_bytes(drawn))
         if boxes is not None:
-            self._file(call, base + ".json", json.dumps({"width": width, "height": height, "classes": names,
+            self.folder.write(call, base + ".json", json.dumps({"width": width, "height": height, "classes": names,
                                                    "threshold": threshold, "boxes": shown, "left_out": left_out},
                                                   indent=2) + "\n")
         self._draw(name, "image", {name: drawn}, step)
@@ -206,7 +318,7 @@ class RecordCalls(StatusCalls):
             RecordCallTypeError: ``parser`` is not an ``argparse.ArgumentParser`` or ``args`` not an
                 ``argparse.Namespace``.
         """
-        if self.disabled:
+        if self._disabled():
             return ""
         call = "log_command()"
         self._check_open(call)
@@ -221,7 +333,7 @@ class RecordCalls(StatusCalls):
             "# Command", fenced(command, "bash"),
             f"Started as: `{shlex.join(sys.argv)}`" if sys.argv else "",
             "## Options", markdown_table(["option", "value", "default", "changed"], rows)]) + "\n"
-        self._file(call, "command.md", text)
+        self.folder.write(call, "command.md", text)
         self._draw_html(COMMAND_PLOT, markdown_html(text), None)
         return command
 
@@ -240,7 +352,7 @@ class RecordCalls(StatusCalls):
             RecordCallTypeError: ``infos`` or ``sections`` is not a mapping of strings, a section is not a str,
                 ``repo`` is not a path.
         """
-        if self.disabled:
+        if self._disabled():
             return {}
         call = "log_summary()"
         self._check_open(call)
@@ -255,32 +367,9 @@ class RecordCalls(StatusCalls):
         if repo is not None and not isinstance(repo, (str, os.PathLike)):
             raise type_error(call, "repo", "a folder path (str or Path) or None (the current folder)", repo)
         where = Path(repo) if repo is not None else Path.cwd()
-        git = git_info(where)
-        facts: dict[str, Any] = {
-            "env": self.env, "uid": self.uid, "started": iso(self.started), "host": socket.gethostname(),
-            "python": platform.python_version(), "torch": torch.__version__, "flexlogger": __version__,
-            "command": shlex.join(sys.argv), "git": git, "infos": jsonable(infos)}
-        rows: list[list[Any]] = [["run", f"{self.env}/{self.uid}"], ["started", facts["started"]],
-                                 ["host", facts["host"]], ["python", facts["python"]], ["torch", facts["torch"]],
-                                 ["flexlogger", facts["flexlogger"]], ["command", facts["command"]]]
-        if git is None:
-            rows.append(["git", f"not a git repository: {where}"])
-        else:
-            changed = len(git["changed"])
-            rows += [["git commit", git["commit"] or "(no commit yet)"], ["git branch", git["branch"]],
-                     ["git status", f"dirty: {changed} file(s) changed or untracked" if git["dirty"] else "clean"]]
-        parts = [f"# Summary of run {self.env}/{self.uid}", markdown_table(["", ""], rows)]
-        if infos:
-            parts += ["## Infos", markdown_table(["key", "value"],
-                                                 [[k, cell(v)] for k, v in flatten(jsonable(infos)).items()])]
-        for title, body in sections.items():
-            parts += [f"## {title}", body]
-        if git is not None and git["dirty"]:
-            parts += ["## Git diff", fenced(git["diff"] or "(no change to tracked files)", "diff")]
-            if git["untracked"]:
-                parts += ["Untracked files: " + ", ".join(f"`{f}`" for f in git["untracked"])]
-        text = "\n\n".join(parts) + "\n"
-        self._file(call, "summary.md", text)
+        facts = run_facts(self.env, self.uid, self.started, infos, where)
+        text = summary_markdown(facts, sections, where)
+        self.folder.write(call, "summary.md", text)
         self._draw_html(SUMMARY_PLOT, markdown_html(text), None)
         return facts
 
@@ -289,44 +378,13 @@ class RecordCalls(StatusCalls):
         try:
             print(text, file=stream, flush=True)
         except (OSError, ValueError) as exc:  # a closed pipe (`train.py | head`), a closed stream: log.txt has it
-            state = self._record_state()
-            if not state.get("stream_warned"):
-                state["stream_warned"] = True
-                where = f"; the lines still go to {self.dir / LOG_FILE}" if self.dir is not None else ""
+            if not self.state.stream_warned:
+                self.state.stream_warned = True
+                where = f"; the lines still go to {self.folder.path / LOG_FILE}" if self.folder.path else ""
                 warnings.warn(f"{call}: {getattr(stream, 'name', 'the stream')} cannot be written ({exc}){where}",
                               RuntimeWarning, stacklevel=user_stacklevel())
-        if self.dir is None:
-            return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._append_log(call, "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""])))
-
-    def _append_log(self, call: str, lines: str) -> None:
-        """Append whole lines to ``log.txt`` in one ``write`` (lines from two threads do not interleave)."""
-        if self.dir is None:
-            return
-        path = self.dir / LOG_FILE
-
-        def append() -> None:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, lines.encode("utf-8"))
-            finally:
-                os.close(fd)
-
-        self._run_file(call, path, append)
-
-    @staticmethod
-    def _format(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-        if not args and not kwargs:
-            return str(fmt)
-        if not isinstance(fmt, str):
-            raise type_error(call, "fmt", "a format string when arguments are given", fmt)
-        try:
-            return fmt.format(*args, **kwargs)
-        except (IndexError, KeyError, ValueError) as exc:
-            raise RecordCallError(f"{call}: expected `fmt` {fmt!r} to take the arguments given "
-                                  f"({len(args)} positional, keywords {sorted(kwargs) or 'none'}), but formatting "
-                                  f"failed: {type(exc).__name__}: {exc}") from None
+        self.folder.append(call, LOG_FILE, "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""])))
 
     def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
         """Print a line to stdout and append it to the run's ``log.txt`` (with the time).
@@ -334,15 +392,15 @@ class RecordCalls(StatusCalls):
         ``fmt.format(*args, **kwargs)`` when arguments are given, else ``str(fmt)`` (braces in a plain message
         are kept). Example: ``run.println('epoch {} loss {:.3f}', epoch, loss)``.
         """
-        if self.disabled:
+        if self._disabled():
             return
-        self._log_lines("println()", self._format("println()", fmt, args, kwargs), sys.stdout)
+        self._log_lines("println()", format_line("println()", fmt, args, kwargs), sys.stdout)
 
     def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
         """As :meth:`println`, to stderr; the line in ``log.txt`` is tagged ``[stderr]``."""
-        if self.disabled:
+        if self._disabled():
             return
-        self._log_lines("eprintln()", self._format("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
+        self._log_lines("eprintln()", format_line("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
 
     def print_table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
         """Print a table (tabulate; ``None`` shown as ``-``) and append it to ``log.txt``; return it.
@@ -351,7 +409,7 @@ class RecordCalls(StatusCalls):
             RecordCallTypeError: ``header`` is not a list of column names, or ``rows`` not a list of rows.
             RecordCallError: a row has another number of cells than the header.
         """
-        if self.disabled:
+        if self._disabled():
             return ""
         call = "print_table()"
         if isinstance(header, (str, bytes)) or not isinstance(header, Sequence):
@@ -380,7 +438,7 @@ class RecordCalls(StatusCalls):
         Raises:
             RecordCallTypeError: ``iterable`` is not iterable, ``desc`` not a str, ``total`` not an int >= 0.
         """
-        if self.disabled:
+        if self._disabled():
             return iterable
         call = "progress()"
         if not isinstance(iterable, Iterable):
@@ -391,35 +449,12 @@ class RecordCalls(StatusCalls):
             raise type_error(call, "total", "an int >= 0 or None", total)
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
-        return self._progress(iterable, desc, total)
-
-    def _progress(self, iterable: Iterable[T], desc: str | None, total: int | None) -> Iterator[T]:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError as exc:  # pragma: no cover - tqdm is a dependency
-            raise RecordCallError("progress(): needs tqdm; install it with `pip install tqdm`") from exc
-        what = f"progress {desc!r}" if desc else "progress"
-        of = f" of {total}" if total is not None else ""
-        self._log_file_line(f"{what}: start ({total if total is not None else 'unknown'} items)")
-        start = time.monotonic()
-        done = 0
-        finished = False
-        bar = tqdm(iterable, desc=desc, total=total)
-        try:
-            for item in bar:
-                yield item
-                done += 1
-            finished = True
-        finally:
-            bar.close()
-            took = duration(time.monotonic() - start)
-            self._log_file_line(f"{what}: end after {done}{of} items in {took}" if finished else
-                                f"{what}: stopped after {done}{of} items in {took}")
+        return progress_bar(iterable, desc, total, self._log_file_line)
 
     def _log_file_line(self, text: str) -> None:
-        if self.disabled:
+        if self._disabled():
             return
-        self._append_log("progress()", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+        self.folder.append("progress()", LOG_FILE, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
     # models and objects ----------------------------------------------------------------------------------------
     def save_model(self, model: torch.nn.Module, step: float | None = None, grads: bool = False) -> Path | None:
@@ -435,7 +470,7 @@ class RecordCalls(StatusCalls):
         Raises:
             RecordCallTypeError: ``model`` is not a ``torch.nn.Module``, a bad step or ``grads``.
         """
-        if self.disabled:
+        if self._disabled():
             return None
         call = "save_model()"
         if not isinstance(model, torch.nn.Module):
@@ -443,16 +478,16 @@ class RecordCalls(StatusCalls):
         if not isinstance(grads, bool):
             raise type_error(call, "grads", "True or False", grads)
         step = check_step(call, step)
-        if self.dir is None:
+        if self.folder.path is None:
             return None
         bare = unwrap_model(model)
-        path = self.dir / "models" / f"model{step_suffix(step)}.pt"
+        path = self.folder.path / "models" / f"model{step_suffix(step)}.pt"
         state = bare.state_dict()
-        saved = self._run_file(call, path, lambda: save_torch(call, "model", state, path))
+        saved = self.folder.run(call, path, lambda: save_torch(call, "model", state, path))
         if grads and saved is not None:
             gradients = {n: p.grad for n, p in bare.named_parameters() if p.grad is not None}
-            grads_path = self.dir / "models" / f"model{step_suffix(step)}.grads.pt"
-            self._run_file(call, grads_path, lambda: save_torch(call, "model", gradients, grads_path))
+            grads_path = self.folder.path / "models" / f"model{step_suffix(step)}.grads.pt"
+            self.folder.run(call, grads_path, lambda: save_torch(call, "model", gradients, grads_path))
         return saved
 
     def save_obj(self, obj: Any, name: str, step: float | None = None) -> Path | None:
@@ -466,12 +501,12 @@ class RecordCalls(StatusCalls):
         Raises:
             RecordCallError: ``obj`` cannot be pickled (nothing is written); a bad name or step.
         """
-        if self.disabled:
+        if self._disabled():
             return None
         call = "save_obj()"
         name = check_name(call, name)
         step = check_step(call, step)
-        if self.dir is None:
+        if self.folder.path is None:
             return None
-        path = self.dir / "objects" / f"{self._file_stem(name)}{step_suffix(step)}.pt"
-        return self._run_file(call, path, lambda: save_torch(call, "obj", obj, path))
+        path = self.folder.path / "objects" / f"{self._file_stem(name)}{step_suffix(step)}.pt"
+        return self.folder.run(call, path, lambda: save_torch(call, "obj", obj, path))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from flexlogger.errors import short_repr
-from flexlogger.experiment.common import RecordCallError
+from flexlogger.experiment.checks import RecordCallError
+from flexlogger.io import atomic_write
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -52,23 +51,19 @@ def save_torch(call: str, arg: str, obj: Any, path: Path) -> Path:
         RecordCallError: ``obj`` cannot be pickled (a lambda, an open file, a lock, ...).
         OSError: the disk refused the file (full, gone, read-only).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
+
+    def save(file: BinaryIO) -> None:
+        writer = _Writer(file)
+        try:
+            torch.save(obj, writer)  # type: ignore[arg-type]  # torch needs only write() and flush()
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+
     try:
-        with open(tmp, "wb") as file:
-            writer = _Writer(file)
-            try:
-                torch.save(obj, writer)  # type: ignore[arg-type]  # torch needs only write() and flush()
-            except RuntimeError:
-                if writer.error is not None:
-                    raise writer.error from None
-                raise
-        os.replace(tmp, path)
+        return atomic_write(path, save, make_parents=True)
     except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
         raise RecordCallError(f"{call}: expected `{arg}` to be an object torch.save can pickle (tensors, numbers, "
                               f"lists, dicts, classes defined at module level), but got {type(obj).__name__} "
                               f"{short_repr(obj, 80)}: {exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

@@ -1,76 +1,69 @@
 """The status of a run in ``summary.json`` and the ``run_status`` window: running (with the time of the last
-update), finished, crashed, interrupted; progress and ETA with ``max_steps``; the best values of ``best`` meters."""
+update), finished, crashed, interrupted; progress and ETA with ``max_steps``; the best values of ``best`` meters.
+
+:class:`RunStatus` only keeps and formats; the run writes ``summary.json`` and draws the window.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from flexlogger.config.options import check_option
 from flexlogger.errors import short_repr
-from flexlogger.experiment.base import RunCalls
-from flexlogger.experiment.common import (
-    STATUS_EVERY,
-    STATUS_PLOT,
-    RecordCallError,
-    RecordCallTypeError,
-    duration,
-    iso,
-    jsonable,
-)
+from flexlogger.experiment.checks import STATUS_EVERY, RecordCallError, duration, iso, jsonable
 from flexlogger.sinks.base import Update
 
+OWN_FIELDS = frozenset({"status", "last_update", "last_update_unix", "files_unwritten", "best", "error", "traceback",
+                        "undelivered", "unwritten", "progress", "eta", "elapsed", "max_steps", "step"})
+"""The fields of ``summary.json`` that the run writes itself (``add_to_summary`` cannot replace them)."""
 
-class StatusCalls(RunCalls):
-    """The run's status, progress (``max_steps``) and best values, in ``summary.json`` and a status window."""
 
-    # status, progress, best ------------------------------------------------------------------------------------
-    def set_max_steps(self, max_steps: int | None) -> None:
-        """Set the number of steps the run will log (progress and ETA in the status window and the summary).
+@dataclass
+class RunStatus:
+    """What the status of a run is made of.
 
-        Raises:
-            RecordCallTypeError: not a positive int or None.
-        """
-        problem = check_option("max_steps", max_steps)  # the option table's check, as Run() and configs use it
-        if problem:
-            raise RecordCallTypeError(f"set_max_steps(): {problem}")
-        if max_steps and not self.disabled and self._opened:
-            self.claim(self, [STATUS_PLOT])
-        self.max_steps = max_steps
-        self.options["max_steps"] = max_steps  # to_config() writes the run's current value
+    Attributes:
+        started: the run's start time (``time.time()``).
+        max_steps: the number of steps the run will log (progress and ETA), or None.
+        last_update: when an update last reached the run, or None.
+        last_step: the largest step the run's loggers logged, or None (the record calls' windows do not count).
+        written: when ``summary.json`` was last rewritten.
+        best: owner id -> (``{trace: (best value, step)}``, ``{trace: 'min' | 'max'}``), as each logger last
+            pushed them.
+        extra: fields added with ``add_to_summary``, and the error and traceback of a crash.
+    """
 
-    def track_best(self, owner: object, best: Callable[[], Mapping[str, tuple[float, float]]],
-                   modes: Callable[[], Mapping[str, str]]) -> None:
-        """Register a logger's ``best()`` (``{meter: (value, step)}``) and its meters' modes for the summary."""
-        self._record_state()["best"][id(owner)] = (best, modes)
+    started: float
+    max_steps: int | None = None
+    last_update: float | None = None
+    last_step: float | None = None
+    written: float = 0.0
+    best: dict[int, tuple[dict[str, tuple[float, float]], dict[str, str]]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def best(self) -> dict[str, tuple[float, float]]:
-        """The best logged value of every ``best: min|max`` meter of the run's loggers and its step."""
+    def note(self, updates: Sequence[Update], steps: bool, now: float) -> bool:
+        """Note updates that reached the run (their steps when ``steps``: a logger's points, not a record call's
+        window); True when ``summary.json`` is due for a rewrite (every :data:`STATUS_EVERY` seconds)."""
+        self.last_update = now
+        if steps and updates:
+            last = max(u.step for u in updates)
+            self.last_step = last if self.last_step is None else max(self.last_step, last)
+        return now - self.written >= STATUS_EVERY
+
+    def best_values(self) -> dict[str, tuple[float, float]]:
+        """``{trace: (best value, step)}`` over every logger of the run."""
         out: dict[str, tuple[float, float]] = {}
-        for best, _ in self._record_state()["best"].values():
-            out.update(best())
+        for values, _ in self.best.values():
+            out.update(values)
         return out
-
-    def _note_updates(self, updates: Sequence[Update]) -> None:
-        """After a write: the time of the last update, the last step logged; the summary now and then."""
-        state = self._record_state()
-        now = time.time()
-        state["last_update"] = now
-        if not state["drawing"]:
-            steps = [u.step for u in updates]
-            if steps:
-                last = max(steps)
-                state["last_step"] = last if state["last_step"] is None else max(state["last_step"], last)
-        if now - state["written"] >= STATUS_EVERY and not state["drawing"]:
-            self._write_status()
 
     def progress_info(self) -> dict[str, Any]:
         """``{'step', 'max_steps', 'progress', 'elapsed', 'eta_seconds', 'eta'}``: steps done count from 0 (a run
         that logged step 9 of ``max_steps=100`` is 10 % done); the ETA extrapolates the time per step so far."""
-        state = self._record_state()
-        last = state["last_step"]
-        elapsed = (state["last_update"] or time.time()) - self.started
+        last = self.last_step
+        elapsed = (self.last_update or time.time()) - self.started
         out: dict[str, Any] = {"step": last, "max_steps": self.max_steps, "elapsed": round(elapsed, 3)}
         if self.max_steps:
             done = 0.0 if last is None else min(float(last) + 1, float(self.max_steps))
@@ -82,72 +75,51 @@ class StatusCalls(RunCalls):
                 out["eta_seconds"], out["eta"] = None, None
         return out
 
-    def status_line(self) -> str:
+    def line(self, status: str) -> str:
         """``running, step 9 of 100 (10.0%), elapsed 12.00 s, ETA 0:01:48`` (without ``max_steps``: ``running, step
         9, elapsed 12.00 s``)."""
         info = self.progress_info()
         step = "-" if info["step"] is None else f"{info['step']:g}"
         if not self.max_steps:
-            return f"{self.status}, step {step}, elapsed {duration(info['elapsed'])}"
+            return f"{status}, step {step}, elapsed {duration(info['elapsed'])}"
         eta = info["eta"] or "-"
-        return (f"{self.status}, step {step} of {self.max_steps} ({100 * info['progress']:.1f}%), elapsed "
+        return (f"{status}, step {step} of {self.max_steps} ({100 * info['progress']:.1f}%), elapsed "
                 f"{duration(info['elapsed'])}, ETA {eta}")
 
-    def summary_fields(self) -> dict[str, Any]:
-        """What the run adds to ``summary.json``: its status (``running``, ``finished``, ``crashed``,
-        ``interrupted``), the time of the last update, the error and traceback of a crash, progress and ETA
-        (with ``max_steps``), the run files the disk refused (``files_unwritten``) and the best values
-        (``{meter: {'value', 'step', 'mode'}}``)."""
-        state = self._record_state()
-        out: dict[str, Any] = {"status": self.status, "last_update": iso(state["last_update"]),
-                               "last_update_unix": state["last_update"], "files_unwritten": state["files_unwritten"]}
+    def fields(self, status: str, files_unwritten: int) -> dict[str, Any]:
+        """What the run adds to ``summary.json``: its status, the time of the last update, progress and ETA, the
+        run files the disk refused, the best values (``{trace: {'value', 'step', 'mode'}}``) and :attr:`extra`."""
+        out: dict[str, Any] = {"status": status, "last_update": iso(self.last_update),
+                               "last_update_unix": self.last_update, "files_unwritten": files_unwritten}
         out.update(self.progress_info())
         best: dict[str, Any] = {}
-        for get, modes in state["best"].values():
-            kinds = modes()
-            best.update({name: {"value": jsonable(value), "step": step, "mode": kinds.get(name)}
-                         for name, (value, step) in get().items()})
+        for values, modes in self.best.values():
+            best.update({name: {"value": jsonable(value), "step": step, "mode": modes.get(name)}
+                         for name, (value, step) in values.items()})
         if best:
             out["best"] = best
-        out.update(self._summary)
+        out.update(self.extra)
         return out
 
-    def add_to_summary(self, key: str, value: Any) -> None:
-        """Add a field of your own (or of a tool, e.g. the flight recorder's ``anomalies``) to ``summary.json``:
-        plain JSON data; written now and at every later rewrite of the summary. The run's own fields cannot be
-        replaced."""
-        own = {"status", "last_update", "last_update_unix", "files_unwritten", "best", "error", "traceback",
-               "undelivered", "unwritten", "progress", "eta", "elapsed", "max_steps", "step"}
-        if not isinstance(key, str) or not key or key in own:
-            raise RecordCallError(f"add_to_summary(): expected `key` to be a non-empty string other than the run's "
-                                  f"own fields ({', '.join(sorted(own))}), but got {short_repr(key)}")
-        self._summary[key] = jsonable(value)
-        if not self._closed:
-            self._write_status()
-
-    def _write_status(self) -> None:
-        """Rewrite ``summary.json`` (status ``running`` while the run lives) and the status window."""
-        if self.disabled:
-            return
-        state = self._record_state()
-        state["written"] = time.time()
-        if self.max_steps:
-            self._draw(STATUS_PLOT, "text", self._status_rows(), None)
-        if self._record is not None:
-            self._record.write_summary(self.summary_fields())
-
-    def _status_rows(self) -> dict[str, str]:
+    def rows(self, status: str) -> dict[str, str]:
+        """The rows of the ``run_status`` window."""
         info = self.progress_info()
-        rows = {"status": self.status, "step": "-" if info["step"] is None else f"{info['step']:g}"}
+        rows = {"status": status, "step": "-" if info["step"] is None else f"{info['step']:g}"}
         if self.max_steps:
             rows["progress"] = f"{100 * info['progress']:.1f}% of {self.max_steps} steps"
             rows["ETA"] = info["eta"] or "-"
         rows["elapsed"] = duration(info["elapsed"])
-        for name, (value, step) in self.best().items():
+        for name, (value, step) in self.best_values().items():
             rows[f"best {name}"] = f"{value:.4g} @ {step:g}"
         return rows
 
-    def _final_status(self) -> None:
-        """The status window as the run ends (with ``max_steps``)."""
-        if self.max_steps and not self.disabled:
-            self._draw(STATUS_PLOT, "text", self._status_rows(), None)
+    def add(self, key: str, value: Any) -> None:
+        """Add a field of ``add_to_summary`` (plain JSON data).
+
+        Raises:
+            RecordCallError: ``key`` is not a non-empty string or is one of the run's own fields.
+        """
+        if not isinstance(key, str) or not key or key in OWN_FIELDS:
+            raise RecordCallError(f"add_to_summary(): expected `key` to be a non-empty string other than the run's "
+                                  f"own fields ({', '.join(sorted(OWN_FIELDS))}), but got {short_repr(key)}")
+        self.extra[key] = jsonable(value)

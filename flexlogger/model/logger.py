@@ -35,7 +35,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -47,6 +46,7 @@ from torch import nn
 from flexlogger.config.options import MODEL_LOGGER_MODES, check_options, raise_problems
 from flexlogger.core.logger import FlexLogger, LoggerOptions, Released
 from flexlogger.errors import UnknownNameError, short_repr, unknown_name_message
+from flexlogger.io import append_line
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
 from flexlogger.model.tooled import KEYWORD_SYNONYMS, Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
@@ -348,14 +348,7 @@ class TooledModelLogger:
             return
         line = (json.dumps(_finite(event.to_dict()), allow_nan=False, separators=(",", ":")) + "\n").encode()
         try:
-            fd = os.open(folder / ANOMALIES, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                written = os.write(fd, line)  # O_APPEND: one write lands whole after every earlier line
-                if written != len(line):  # a full disk: never leave a torn line
-                    os.ftruncate(fd, os.fstat(fd).st_size - written)
-                    raise OSError(f"only {written} of {len(line)} bytes written")
-            finally:
-                os.close(fd)
+            append_line(folder / ANOMALIES, line)
         except OSError as exc:  # never stop training for the record
             warnings.warn(f"flight recorder: could not append the event of step {event.step} to "
                           f"{folder / ANOMALIES}: {exc}", RuntimeWarning, stacklevel=2)

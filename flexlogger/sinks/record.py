@@ -4,7 +4,8 @@ A run made with ``log_dir='runs'`` writes the folder ``runs/<env>/<uid>/`` (a ``
 second run with the same uid gets ``<uid>-2``, ...: a record is never overwritten):
 
 ``config.json``
-    the logger's definitions (``FlexLogger.to_config()``), rewritten at ``close()`` if plots were added.
+    the run's options and its loggers' definitions (``Run.to_config()``), given when the record is made and again
+    at ``close()``.
 ``points.jsonl``
     append-only, one JSON object per line:
 
@@ -42,7 +43,6 @@ warning; ``flexlogger replay RUN_DIR`` (:func:`flexlogger.tools.replay`) draws i
 
 from __future__ import annotations
 
-import atexit
 import collections
 import errno
 import json
@@ -50,12 +50,14 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flexlogger.closing import RECORDS, on_exit
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.errors import FlexLoggerError
+from flexlogger.io import append_line, atomic_write
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record_format import (
     CONFIG,
@@ -87,19 +89,18 @@ class RecordSink:
     Args:
         root: the ``log_dir`` folder.
         env, uid: the logger's env and run id (the windows' uid).
-        config: the logger's definitions, or a callable returning them (called now and at ``close()``).
+        config: the run's config (its options and its loggers' definitions), written now; ``close(config=)``
+            writes it again as the run ends.
 
     Raises:
         OSError: the folder or ``points.jsonl`` cannot be made (a run must not start without its record).
     """
 
-    def __init__(self, root: Path, env: str, uid: str,
-                 config: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None) -> None:
+    def __init__(self, root: Path, env: str, uid: str, config: Mapping[str, Any] | None = None) -> None:
         self.env, self.window_uid = env, uid
         self.path = _fresh_dir(Path(root) / _folder_name(env), _folder_name(uid))
         self.uid = self.path.name
         self._config = config
-        # Until the Run owns closing, FlexLogger sets this to the Visdom sink's ``pending``; close(summary) wins.
         self._pid = os.getpid()
         self._plots: dict[str, tuple[str, Any]] = {}
         self._keys: dict[str, str] = {}  # name -> its JSON string
@@ -191,11 +192,13 @@ class RecordSink:
                                         "disk was full or gone)")
         return 0
 
-    def close(self, summary: Mapping[str, Any] | None = None) -> None:
+    def close(self, summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None) -> None:
         """Write every queued update, stop the writer, and write ``summary.json`` (and ``config.json`` again).
 
         Args:
             summary: extra fields for ``summary.json`` (the run's ``undelivered``, ``status``, ...).
+            config: the run's config as it ends (its loggers' plots and meters), for ``config.json``; None: the
+                config given when the record was made.
 
         In a forked child, and on a second call, this does nothing. A full disk is warned about, not raised.
         """
@@ -213,6 +216,8 @@ class RecordSink:
             self._notices.append(f"the run record {self.path}: {self.unwritten} of {self.updates} update(s) could not "
                                  "be written (the disk was full or gone), counted in summary.json 'unwritten'")
         extra = dict(summary or {})
+        if config is not None:
+            self._config = config
         try:
             self._write_config()
             _write_json(self.path / SUMMARY, self._summary(extra, closed=True))
@@ -340,19 +345,10 @@ class RecordSink:
         if fd is None:
             return False
         try:
-            n = os.write(fd, data)
+            self._size = append_line(fd, data, self._size)  # a short write is cut back off: no torn line
         except OSError as exc:
             self._fail(exc)
             return False
-        if n != len(data):  # a short write (the disk filled mid-line): cut the torn line off again
-            try:
-                os.ftruncate(fd, self._size)
-            except OSError:
-                pass
-            self._fail(OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: a short write of {n} of {len(data)} "
-                                             "bytes, cut off again"))
-            return False
-        self._size += n
         self._failing = None
         return True
 
@@ -365,9 +361,8 @@ class RecordSink:
                                  "resumes when the disk takes lines again")
 
     def _write_config(self) -> None:
-        config = self._config() if callable(self._config) else self._config
-        if config is not None:
-            _write_json(self.path / CONFIG, encode(config))
+        if self._config is not None:
+            _write_json(self.path / CONFIG, encode(self._config))
 
 
 def _why(exc: OSError) -> str:
@@ -401,12 +396,7 @@ def _fresh_dir(parent: Path, uid: str) -> Path:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-        os.replace(tmp, path)  # never a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _iso(t: float) -> str:
@@ -417,7 +407,6 @@ def _iso(t: float) -> str:
 _open_records: set[RecordSink] = set()
 
 
-@atexit.register
 def _close_open_records() -> None:
     """Write the queued updates and the summary of records a user forgot to close (in the process that opened
     them only: ``close()`` does nothing in a forked child)."""
@@ -426,3 +415,6 @@ def _close_open_records() -> None:
             sink.close()
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+on_exit(RECORDS, _close_open_records)

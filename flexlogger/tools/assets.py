@@ -20,7 +20,6 @@ import ast
 import functools
 import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flexlogger.errors import FlexLoggerError
+from flexlogger.io import atomic_write
 
 __all__ = ["Asset", "AssetError", "assets_from_build_source", "ensure_assets", "missing_assets", "npm_asset",
            "visdom_assets", "visdom_static_dir"]
@@ -223,11 +223,8 @@ def _install(asset: Asset, tarball: Path, static: Path) -> Path:
         data = tar.extractfile(member)
         if data is None:
             raise AssetError(f"npm package {asset.spec}: {asset.source!r} is not a regular file.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        with data, open(tmp, "wb") as out:
-            shutil.copyfileobj(data, out)
-        os.replace(tmp, target)  # never a half-written file under the final name
+        with data:
+            atomic_write(target, lambda out: shutil.copyfileobj(data, out), make_parents=True)  # never half a file
     return target
 
 

@@ -43,7 +43,7 @@ from tabulate import tabulate
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
-from flexlogger.experiment.common import HPARAMS_FILE
+from flexlogger.experiment.checks import HPARAMS_FILE
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import CONFIG, POINTS, RecordError
 from flexlogger.sinks.visdom.auth import resolve_credentials

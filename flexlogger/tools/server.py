@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import atexit
 import errno
 import http.cookiejar
 import json
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Self
 
+from flexlogger.closing import SERVERS, on_exit
 from flexlogger.defaults import DEFAULT_PORT
 from flexlogger.errors import ConfigError, FlexLoggerError, short_repr
 from flexlogger.sinks.visdom.auth import PASSWORD_VAR, USERNAME_VAR, password_digest, resolve_credentials
@@ -438,7 +438,6 @@ class VisdomServer:
         return f"VisdomServer({self.address}, env_path={str(self.env_path)!r}{login}, {state})"
 
 
-@atexit.register
 def _stop_attached() -> None:
     """Stop every server this process started and did not detach (runs at interpreter exit)."""
     for server in list(_ATTACHED):
@@ -559,3 +558,6 @@ def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", i
                           detached=True)
     (state / f"server-{port}.pid").write_text(f"{server.pid}\n")
     return server
+
+
+on_exit(SERVERS, _stop_attached)

@@ -44,7 +44,6 @@ and a send encodes only the points new since the last one: a steady send of a 6 
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import threading
@@ -54,6 +53,7 @@ import weakref
 from collections import deque
 from typing import Any
 
+from flexlogger.closing import SENDERS, on_exit
 from flexlogger.config.options import check_options, raise_problems
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import DeliveryError
@@ -460,7 +460,6 @@ def _wait(cond: threading.Condition, seconds: float | None) -> None:
 _open_sinks: weakref.WeakSet[VisdomSink] = weakref.WeakSet()
 
 
-@atexit.register
 def _close_open_sinks() -> None:
     """Flush the loggers a user forgot to close, so that a script's last points reach the server. In a forked child
     it does nothing: the sinks belong to the parent."""
@@ -470,3 +469,5 @@ def _close_open_sinks() -> None:
         except Exception:  # never fail interpreter shutdown
             pass
 
+
+on_exit(SENDERS, _close_open_sinks)

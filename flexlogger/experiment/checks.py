@@ -1,4 +1,5 @@
-"""Names, errors and small helpers shared by the experiment-record calls."""
+"""The record calls' names (windows, files), errors, argument checks and value conversions (JSON, table cells,
+times)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import hashlib
 import json
 import math
 import numbers
-import os
 import re
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from flexlogger.errors import FlexLoggerError, short_repr
+from flexlogger.io import atomic_write
 
 HPARAMS_PLOT = "hparams"
 HPARAMS_FILE = "hparams.json"
@@ -57,18 +57,7 @@ def type_error(call: str, arg: str, expected: str, got: Any) -> RecordCallTypeEr
 def write_file(path: Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (a reader sees
     the old file or the new one, never half of one). Makes the parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
-    try:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, data, make_parents=True)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]+")

@@ -1,0 +1,49 @@
+"""The package's one ``atexit`` closer: what a user forgot to close is closed at interpreter exit, in a fixed order.
+
+Each module that keeps open things registers its closer for one stage; :func:`close_at_exit` runs the stages in
+this order, whatever order the modules were imported in:
+
+1. :data:`RUNS`: runs (each flushes and closes its Visdom sender, then its record with the run's status);
+2. :data:`SENDERS`: Visdom senders of no run (their last points reach the server);
+3. :data:`RECORDS`: run records of no run (their queued lines and summary are written);
+4. :data:`SERVERS`: Visdom servers this process started, last, so that everything above could still reach them.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Callable
+
+__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "close_at_exit", "on_exit"]
+
+RUNS, SENDERS, RECORDS, SERVERS = 1, 2, 3, 4
+_STAGES = (RUNS, SENDERS, RECORDS, SERVERS)
+_closers: dict[int, Callable[[], None]] = {}
+
+
+def on_exit(stage: int, closer: Callable[[], None]) -> None:
+    """Run ``closer`` at interpreter exit in ``stage`` (one of :data:`RUNS`, :data:`SENDERS`, :data:`RECORDS`,
+    :data:`SERVERS`; one closer per stage).
+
+    Raises:
+        ValueError: an unknown stage (a programming error of flexlogger itself).
+    """
+    if stage not in _STAGES:
+        raise ValueError(f"on_exit(): expected `stage` to be one of {_STAGES}, but got {stage!r}")
+    _closers[stage] = closer
+
+
+def close_at_exit() -> None:
+    """Run every registered closer, stage by stage; an error in one never keeps the later ones from running (nor
+    fails interpreter shutdown)."""
+    for stage in _STAGES:
+        closer = _closers.get(stage)
+        if closer is None:
+            continue
+        try:
+            closer()
+        except Exception:  # never fail interpreter shutdown
+            pass
+
+
+atexit.register(close_at_exit)
