@@ -331,7 +331,7 @@ def test_the_run_holds_what_its_loggers_push_and_never_calls_them(tmp_path: Path
         stat.log(0)
         stat.add({"train_loss": 1.0})
         stat.log(1)
-        stat.add_plot("lr", {"type": "line"})
+        stat.update_config({"lr": {"type": "line"}}, {})
         del stat
         assert run.best() == {"train_loss": (1.0, 1)}
         folder = run.dir
