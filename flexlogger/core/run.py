@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from flexlogger import defaults
 from flexlogger.config.options import SECRET, check_options, raise_problems
 from flexlogger.core import distributed as distributed_
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
@@ -94,9 +95,10 @@ class Run(RecordCalls):
         given = dict(options)
         env = given.pop("env", DEFAULT_ENV)
         uid = given.pop("uid", None)
-        log_dir = given.pop("log_dir", DEFAULT_LOG_DIR)
-        server = given.pop("server", "http://localhost")
-        port = given.pop("port", DEFAULT_PORT)
+        # a keyword left at its default takes $FLEXLOGGER_LOG_DIR, $FLEXLOGGER_SERVER, $FLEXLOGGER_PORT when set
+        log_dir = defaults.resolve("log_dir", given.pop("log_dir", DEFAULT_LOG_DIR))
+        server = defaults.resolve("server", given.pop("server", DEFAULT_SERVER))
+        port = defaults.resolve("port", given.pop("port", DEFAULT_PORT))
         disabled = given.pop("disabled", None)
         max_steps = given.pop("max_steps", None)
         sinks = list(sinks)

@@ -28,7 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger import defaults
+from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 
 __all__ = ["main"]
 
@@ -289,8 +290,10 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 def _add_drawing_options(p: argparse.ArgumentParser) -> None:
     """The options of the subcommands that draw records on a Visdom server (replay, compare): where, how often
     when following, and the login (``_login``)."""
-    p.add_argument("--server", default=DEFAULT_SERVER, help="Visdom server address (default: %(default)s)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
+    p.add_argument("--server", default=DEFAULT_SERVER,
+                   help="Visdom server address (default: $FLEXLOGGER_SERVER, else %(default)s)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help="Visdom server port (default: $FLEXLOGGER_PORT, else %(default)s)")
     p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
                                                                      "(default: %(default)s)")
     p.add_argument("--username", default=None, help="the login of a Visdom server that demands one (default: "
@@ -409,8 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-assets", action="store_true", help="do not install missing web assets from npm")
     p.add_argument("--ingest-port", type=_port, default=None, metavar="P",
                    help="also take pastalog points on port P (see `flexlogger ingest`)")
-    p.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
-                   help="with --ingest-port: run records root (default: %(default)s)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="with --ingest-port: run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("presets", help="list the logger presets", description="List the presets and their source.")
@@ -461,8 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visdom-port", type=_port, default=DEFAULT_PORT,
                    help="the Visdom server's port (default: %(default)s)")
     p.add_argument("--server", default=DEFAULT_SERVER, help="Visdom server address (default: %(default)s)")
-    p.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
-                   help="run records root (default: %(default)s)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
     p.add_argument("--env", default="ingest", help="Visdom env of the runs (default: %(default)s)")
     p.add_argument("--public", action="store_true", help="listen on all interfaces, not only localhost")
     p.set_defaults(func=_cmd_ingest)
@@ -474,6 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default=None, help="Visdom env to log into")
     p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _env_defaults(args: argparse.Namespace) -> None:
+    """Options left at their defaults take $FLEXLOGGER_SERVER, $FLEXLOGGER_PORT and $FLEXLOGGER_LOG_DIR when set
+    (read now, so a bad value is an error of the command that needs it, naming the variable)."""
+    for option, attr in (("server", "server"), ("port", "port"), ("port", "visdom_port")):
+        if hasattr(args, attr):
+            setattr(args, attr, defaults.resolve(option, getattr(args, attr)))
+    if hasattr(args, "log_dir") and args.log_dir is None:
+        args.log_dir = Path(defaults.log_dir())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -490,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prog = f"{PROG} {args.command}"
     try:
+        _env_defaults(args)
         return int(args.func(args))
     except ModuleNotFoundError as exc:  # an optional package (or a broken install): one line, no traceback
         print(_missing_package(prog, exc), file=sys.stderr)

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from flexlogger import defaults
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, FlexLoggerError
 
@@ -118,6 +119,8 @@ class IngestServer:
                  max_body: int = MAX_BODY, **run_options: Any) -> None:
         from flexlogger.config.options import check_options, raise_problems
 
+        server, visdom_port = defaults.resolve("server", server), defaults.resolve("port", visdom_port)
+        log_dir = defaults.resolve("log_dir", log_dir)
         options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
         bad = [k for k in ("uid", "port") if k in run_options]
         if bad:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Self
 
+from flexlogger import defaults
 from flexlogger.defaults import DEFAULT_PORT
 from flexlogger.errors import ConfigError, FlexLoggerError, short_repr
 
@@ -556,6 +557,7 @@ def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", i
         The started server (detached: not stopped when this process exits), or ``None`` when a server
         already answered on ``port``.
     """
+    port = defaults.resolve("port", port)
     if is_serving(port):
         return None
     if install_assets:
