@@ -56,7 +56,7 @@ from flexlogger.errors import ConfigError, FlexLoggerError, short_repr, unknown_
 from flexlogger.experiment.base import user_stacklevel
 from flexlogger.experiment.textdiff import markdown_table
 from flexlogger.integrations.common import Guard, is_number
-from flexlogger.integrations.windows import Windows
+from flexlogger.integrations.windows import Windows, bin_counts
 from flexlogger.model.logger import TooledModelLogger
 
 __all__ = ["Config", "Histogram", "Html", "Image", "Summary", "Table", "WandbCompatWarning", "WandbRun",
@@ -165,14 +165,7 @@ class Histogram:
         if isinstance(num_bins, bool) or not isinstance(num_bins, int) or not 1 <= num_bins <= 512:
             raise ConfigError(f"Histogram(): expected `num_bins` to be an int from 1 to 512, but got "
                               f"{short_repr(num_bins)}")
-        values = sequence.detach().cpu().numpy() if isinstance(sequence, torch.Tensor) else sequence
-        flat = np.asarray(values, dtype=np.float64).reshape(-1)
-        flat = flat[np.isfinite(flat)]
-        lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 1.0)
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        counts_, _ = np.histogram(flat, bins=num_bins, range=(lo, hi))
-        self.counts = _Counts(tuple(float(c) for c in counts_), lo, hi)
+        self.counts = bin_counts(sequence, num_bins)
 
 
 class Table:

@@ -11,12 +11,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
 from flexlogger.core.logger import FlexLogger
+from flexlogger.core.plots import Histogram
 from flexlogger.core.run import Run
 from flexlogger.errors import ConfigError
 from flexlogger.integrations.common import Guard
 
-__all__ = ["Windows", "split_key"]
+__all__ = ["Windows", "bin_counts", "split_key"]
+
+
+def bin_counts(values: Any, bins: int) -> Histogram:
+    """The counts of ``values`` (a sequence, an array or a tensor; NaN and Inf left out) in ``bins`` equal bins from
+    their min to their max: what a histogram window draws and the record keeps."""
+    data = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+    flat = np.asarray(data, dtype=np.float64).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, _ = np.histogram(flat, bins=bins, range=(lo, hi))
+    return Histogram(tuple(float(c) for c in counts), lo, hi)
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -51,7 +68,14 @@ class Windows:
         if found != ():
             return found  # type: ignore[return-value]
         window, trace = split_key(key)
-        candidates = [window, key] if window != key else [key, f"{key}.value"]
+        return self.place_at(key, [window, key] if window != key else [key, f"{key}.value"], trace, kind)
+
+    def place_at(self, key: str, candidates: list[str], trace: str, kind: str = "line") -> tuple[str, str] | None:
+        """``(window, trace)``: the first of the ``candidates`` windows that takes the trace ``trace`` (made now if
+        new); None with one warning naming ``key`` when none can."""
+        found = self._place.get((key, kind), ())
+        if found != ():
+            return found  # type: ignore[return-value]
         errors: list[str] = []
         result: tuple[str, str] | None = None
         for name in candidates:
