@@ -78,7 +78,7 @@ def test_other_methods_warn_once_and_bad_input_is_an_error(tmp_path: Path) -> No
     assert len(seen) == 1
     with pytest.raises(ConfigError, match="add_scalar\\(\\): expected `scalar_value` of 'x' to be a number"):
         writer.add_scalar("x", "high")
-    with pytest.raises(ConfigError, match="add_image\\(\\): expected an image of 3 dimensions.*'HW'"):
+    with pytest.raises(ConfigError, match=r"add_image\(\): expected an image of 3 dimensions.*'HW'"):
         writer.add_image("x", np.zeros((3, 4, 5)), dataformats="HW")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
