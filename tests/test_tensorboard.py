@@ -124,3 +124,14 @@ def test_add_figure_shows_a_matplotlib_figure(tmp_path: Path) -> None:
         folder = writer.run.dir
     assert folder is not None and (folder / "images" / "curve-7.png").is_file()
     assert not plt.get_fignums()  # closed, as TensorBoard's close=True
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("train/loss", ("loss", "train")), ("val/loss", ("loss", "val")),  # wandb's phase/quantity
+    ("Loss/train", ("Loss", "train")), ("Loss/test", ("Loss", "test")),  # TensorBoard's quantity/phase
+    ("acc/top1/x", ("top1/x", "acc")), ("loss", ("loss", "loss")), ("a/", ("a/", "a/")),
+])
+def test_split_key(key: str, expected: tuple[str, str]) -> None:
+    from flexlogger.integrations.windows import split_key
+
+    assert split_key(key) == expected

@@ -18,7 +18,7 @@ from flexlogger.core.logger import FlexLogger
 from flexlogger.core.plots import Histogram
 from flexlogger.core.run import Run
 from flexlogger.errors import ConfigError
-from flexlogger.integrations.common import Guard
+from flexlogger.integrations.common import PHASES, Guard
 
 __all__ = ["Windows", "bin_counts", "split_key"]
 
@@ -37,12 +37,18 @@ def bin_counts(values: Any, bins: int) -> Histogram:
 
 
 def split_key(key: str) -> tuple[str, str]:
-    """``(window, trace)`` of a key: ``train/loss`` -> ``('loss', 'train')``, ``acc/top1/val`` ->
-    ``('top1/val', 'acc')``; a key without ``/`` (or ending with it) is its own window and trace."""
+    """``(window, trace)`` of a key: its first path part names the trace and the rest the window (``train/loss`` ->
+    ``('loss', 'train')``, ``acc/top1/x`` -> ``('top1/x', 'acc')``), except that a last part naming a phase
+    (:data:`~flexlogger.integrations.common.PHASES`) while the first does not is the trace: TensorBoard's
+    ``Loss/train`` and ``Loss/test`` are the traces ``train`` and ``test`` of the window ``Loss``. A key without
+    ``/`` (or with an empty part) is its own window and trace."""
     head, sep, rest = key.partition("/")
-    if sep and head and rest:
-        return rest, head
-    return key, key
+    if not (sep and head and rest):
+        return key, key
+    body, _, last = key.rpartition("/")
+    if head.lower() not in PHASES and last.lower() in PHASES and body and last:
+        return body, last
+    return rest, head
 
 
 class Windows:
