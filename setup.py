@@ -34,9 +34,10 @@ setup(
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "types-PyYAML", "types-tabulate",
                  "scikit-learn>=1.3", "nbclient>=0.10", "ipykernel", "nbformat", "tqdm",
-                 "playwright>=1.40"],
+                 "playwright>=1.40", "tensorboard>=2.10"],
         "demo": ["scikit-learn>=1.3"],
         "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
+        "tensorboard": ["tensorboard>=2.10"],  # flexlogger import of event files
         "torchmetrics": ["torchmetrics>=1.3"],
         "lightning": ["lightning>=2.0"],
         "transformers": ["transformers>=4.46", "accelerate>=1.1"],

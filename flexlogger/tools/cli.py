@@ -199,7 +199,7 @@ def _start_ingest(args: argparse.Namespace, visdom_port: int, login: tuple[str, 
 
 # module -> (pip name, flexlogger extra that installs it; None: a dependency of flexlogger itself)
 _PACKAGES: dict[str, tuple[str, str | None]] = {
-    "sklearn": ("scikit-learn", "demo"), "tqdm": ("tqdm", "demo"), "tensorboard": ("tensorboard", "bench"),
+    "sklearn": ("scikit-learn", "demo"), "tqdm": ("tqdm", "demo"), "tensorboard": ("tensorboard", "tensorboard"),
     "ignite": ("pytorch-ignite", "bench"), "playwright": ("playwright", "test"), "torch": ("torch", None),
     "visdom": ("visdom", None), "torchnet": ("torchnet", None), "tabulate": ("tabulate", None),
     "yaml": ("pyyaml", None), "numpy": ("numpy", None), "tornado": ("tornado", None)}
@@ -344,6 +344,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from flexlogger.tools.importer import import_runs
+
+    server = args.server if args.server is not None else (
+        defaults.server() if os.environ.get(defaults.SERVER_VAR, "").strip() else None)
+    results = import_runs(args.paths, log_dir=args.log_dir, env=args.env, server=server, port=args.port)
+    for result in results:
+        print(f"{result.source} ({result.kind}) -> {result.run_dir}: {result.points} point(s)"
+              + (f" drawn on {server}:{args.port} in env {args.env}" if server else ""))
+        for problem in result.problems:
+            print(f"  problem: {problem}", file=sys.stderr)
+    return 1 if any(r.problems for r in results) else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     argv = ["--port", str(args.port)]
     if args.epochs is not None:
@@ -476,6 +490,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None, help="number of epochs")
     p.add_argument("--env", default=None, help="Visdom env to log into")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("import", help="turn TensorBoard event files, Lightning CSVLogger folders or CSV files into "
+                                      "run records",
+                       description="Import old runs as run records that replay and compare read: TensorBoard event "
+                                   "folders (pip install 'flexlogger[tensorboard]'), Lightning CSVLogger folders "
+                                   "(metrics.csv, hparams.yaml), CSV files with a step column; a folder of several "
+                                   "imports each.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="event folders or files, Lightning folders, "
+                                                                       "CSV files, or folders of them")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
+    p.add_argument("--env", default="imported", help="env of the records and windows (default: %(default)s)")
+    p.add_argument("--server", default=None,
+                   help="draw each run on this Visdom server as it is imported (default: $FLEXLOGGER_SERVER when "
+                        "set, else none: the records only)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help="Visdom server port (default: $FLEXLOGGER_PORT, else %(default)s)")
+    p.set_defaults(func=_cmd_import)
     return parser
 
 
