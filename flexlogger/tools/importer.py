@@ -3,7 +3,7 @@
 What it reads:
     - TensorBoard event files: each folder holding ``events.out.tfevents.*`` files is one run (with the numbered
       sub-folders that ``torch.utils.tensorboard``'s ``add_hparams`` writes): scalars, histograms, text and hparams,
-      read with the tensorboard package's own reader (``EventFileLoader``), one event at a time, so memory stays
+      read with the tensorboard package's own reader (``LegacyEventFileLoader``), one event at a time, so memory stays
       bounded whatever the file's size. Needs ``pip install 'flexlogger[tensorboard]'``.
     - Lightning ``CSVLogger`` folders (``metrics.csv`` and ``hparams.yaml``).
     - A plain CSV file with a step column (``step``, ``global_step``, ``iteration``, ``iter`` or ``epoch``).
@@ -198,7 +198,9 @@ def _tensorboard(folder: Path, writer: _Writer, result: ImportResult) -> None:
     for path in files:
         with _damage_reports() as damage:
             try:
-                for event in loader_module.EventFileLoader(str(path)).Load():
+                # the raw events: scalars and histograms as written (simple_value, histo), without the reader's
+                # per-value migration to tensors, which costs more than everything else of the import together
+                for event in loader_module.LegacyEventFileLoader(str(path)).Load():
                     for value in event.summary.value:
                         _tb_value(value, event.step, writer, tensor_util)
             except Exception as exc:  # a damaged file: named, and the others imported
@@ -237,9 +239,19 @@ def _tb_value(value: Any, step: int, writer: _Writer, tensor_util: Any) -> None:
     if plugin == "hparams":
         _tb_hparams(value.metadata.plugin_data.content, writer)
         return
-    if not value.HasField("tensor"):
-        if value.HasField("simple_value"):
-            writer.scalar(value.tag, float(value.simple_value), step)
+    field = value.WhichOneof("value")
+    if field == "simple_value":
+        writer.scalar(value.tag, float(value.simple_value), step)  # float32 -> float64: exact
+        return
+    if field == "histo":
+        histo = value.histo
+        limits = np.asarray(histo.bucket_limit, dtype=np.float64)
+        lefts = np.concatenate(([histo.min], limits[:-1])) if limits.size else limits
+        rights = np.minimum(limits, histo.max) if limits.size else limits
+        writer.histogram(value.tag, _rebin(np.stack([lefts, rights, np.asarray(histo.bucket, np.float64)], 1)
+                                           if limits.size else np.zeros((0, 3))), step)
+        return
+    if field != "tensor":
         return
     array = tensor_util.make_ndarray(value.tensor)
     if plugin == "scalars" or (plugin == "" and array.size == 1 and array.dtype.kind == "f"):
