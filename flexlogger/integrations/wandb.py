@@ -394,16 +394,22 @@ class WandbRun:
             return
         step = self._step
         lines: dict[tuple[str, float], dict[str, Any]] = {}
-        for key, value in row.items():
-            if is_number(value):
-                self._last[key] = value
-        for key, value in row.items():
-            if is_number(value):
-                where = self._windows.place(key)
-                if where is not None:
-                    lines.setdefault((where[0], self._x(key, step)), {})[where[1]] = value
+        scalars = {k: v for k, v in row.items() if type(v) is float or type(v) is int or is_number(v)}
+        self._last.update(scalars)
+        place, summary = self._windows.place, self.summary
+        for key, value in scalars.items():
+            where = place(key)
+            if where is not None:
+                x = self._x(key, step) if self._metrics else step
+                lines.setdefault((where[0], x), {})[where[1]] = value
+            if self._metrics or type(value) is not float:
                 self._summarise(key, value)
-            elif isinstance(value, Histogram):
+            else:  # the hot path: the last value of a float
+                dict.__setitem__(summary, key, value if math.isfinite(value) else str(value))
+        for key, value in row.items():
+            if key in scalars:
+                continue
+            if isinstance(value, Histogram):
                 where = self._windows.place(key, "histogram")
                 if where is not None:
                     self._windows.draw(where[0], {where[1]: value.counts}, self._x(key, step))
