@@ -179,3 +179,14 @@ def test_errors_name_the_call_and_the_choices(tmp_path: Path) -> None:
     wandb.finish()
     with pytest.raises(wandb.WandbUsageError, match="is finished"):
         run.log({"a": 1.0})
+
+
+def test_a_key_without_a_path_shares_the_window_of_its_name(tmp_path: Path) -> None:
+    run = wandb.init(project="bare", dir=tmp_path, mode="offline")
+    wandb.log({"loss": 0.9, "val/loss": 1.1})  # the common pattern: train loss bare, validation loss prefixed
+    wandb.log({"loss": 0.8})
+    folder = run.run.dir
+    assert folder is not None
+    wandb.finish()
+    got = lines(folder)
+    assert got[("loss", "loss")] == [(0, 0.9), (1, 0.8)] and got[("loss", "val")] == [(0, 1.1)]

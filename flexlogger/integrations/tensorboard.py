@@ -100,8 +100,10 @@ class SummaryWriter:
 
     def _step(self, tag: str, global_step: Any, call: str) -> float:
         """``global_step`` as a number; None: one more than the tag's last step (0 first)."""
-        if global_step is None:
-            step: float = self._next.get(tag, 0)
+        if type(global_step) is int:  # the usual case, without the checks below
+            step: float = global_step
+        elif global_step is None:
+            step = self._next.get(tag, 0)
         elif isinstance(global_step, bool) or not is_number(global_step):
             raise ConfigError(f"{call}: expected `global_step` to be a number or None, but got "
                               f"{short_repr(global_step)}")
@@ -120,7 +122,7 @@ class SummaryWriter:
         Raises:
             ConfigError: the value is not a number (or a one-element tensor or array).
         """
-        if not is_number(scalar_value):
+        if type(scalar_value) is not float and not is_number(scalar_value):
             raise ConfigError(f"add_scalar(): expected `scalar_value` of {tag!r} to be a number or a one-element "
                               f"tensor or array, but got {type(scalar_value).__name__} {short_repr(scalar_value)}")
         step = self._step(tag, global_step, "add_scalar()")

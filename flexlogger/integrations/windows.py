@@ -1,24 +1,27 @@
-"""The windows of the wandb- and TensorBoard-style APIs: named keys in, line and histogram windows out.
+"""The windows of the wandb- and TensorBoard-style APIs and of ``flexlogger import``: named keys in, line and
+histogram windows out.
 
 A key's first path part names its trace and the rest its window (:func:`split_key`): ``train/loss`` and
-``val/loss`` are the traces ``train`` and ``val`` of the window ``loss``, as most scripts mean them. Each window is
-one :class:`~flexlogger.core.logger.FlexLogger` of the run with a ``ValueMeter`` per trace, made on first sight, so the
-run record, ``replay`` and ``compare`` read these windows like any other.
+``val/loss`` are the traces ``train`` and ``val`` of the window ``loss``, as most scripts mean them. Each value
+becomes one :class:`~flexlogger.sinks.base.Update` of the run (the record and the Visdom sender take it as they take
+a FlexLogger's), so ``replay`` and ``compare`` read these windows like any other. No meter stands between: the
+values come reduced already, and a ``log`` costs what the run's sinks cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 
-from flexlogger.core.logger import FlexLogger
 from flexlogger.core.plots import Histogram
 from flexlogger.core.run import Run
 from flexlogger.errors import ConfigError
 from flexlogger.integrations.common import PHASES, Guard
+from flexlogger.sinks.base import Update
 
 __all__ = ["Windows", "bin_counts", "split_key"]
 
@@ -51,68 +54,77 @@ def split_key(key: str) -> tuple[str, str]:
     return rest, head
 
 
+def as_float(value: Any) -> float:
+    """A number, a one-element tensor or array, as a Python float (float32 kept exactly)."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return float(value.item())
+    return float(value)
+
+
 class Windows:
-    """Line and histogram windows of one run, one FlexLogger each, made when a key first needs them.
+    """Line and histogram windows of one run, claimed on the run when a key first needs them.
 
     Args:
         run: the run the windows belong to.
-        guard: warns once about a key no window can take (its name is taken by another kind of window).
+        guard: warns once about a key no window can take (its name is drawn by another writer of the run).
+
+    Attributes:
+        points: the values drawn so far.
     """
 
     def __init__(self, run: Run, guard: Guard) -> None:
         self.run = run
         self.guard = guard
-        self.loggers: dict[str, FlexLogger] = {}  # window -> its logger
+        self.points = 0
         self._kind: dict[str, str] = {}  # window -> line | histogram
+        self._opts: dict[str, Mapping[str, Any]] = {}  # window -> its opts (one object: the record declares it once)
         self._place: dict[tuple[str, str], tuple[str, str] | None] = {}  # (key, kind) -> (window, trace)
 
     def place(self, key: str, kind: str = "line") -> tuple[str, str] | None:
-        """``(window, trace)`` that ``key`` is drawn in (its window made now if new); None with one warning when
-        no window can take it. A window that cannot take the trace (a key without ``/`` draws a trace named like
-        its window, which then has no room for other traces) falls back to a window named by the whole key."""
+        """``(window, trace)`` that ``key`` is drawn in (:func:`split_key`; the window claimed now if new); None with
+        one warning when no window can take it."""
         found = self._place.get((key, kind), ())
         if found != ():
             return found  # type: ignore[return-value]
         window, trace = split_key(key)
-        return self.place_at(key, [window, key] if window != key else [key, f"{key}.value"], trace, kind)
+        return self.place_at(key, [window, f"{window}.{kind}"], trace, kind)
 
     def place_at(self, key: str, candidates: list[str], trace: str, kind: str = "line") -> tuple[str, str] | None:
-        """``(window, trace)``: the first of the ``candidates`` windows that takes the trace ``trace`` (made now if
-        new); None with one warning naming ``key`` when none can."""
+        """``(window, trace)``: the first of the ``candidates`` windows that can draw ``kind`` (claimed now if new);
+        None with one warning naming ``key`` when none can."""
         found = self._place.get((key, kind), ())
         if found != ():
             return found  # type: ignore[return-value]
         errors: list[str] = []
         result: tuple[str, str] | None = None
-        for name in candidates:
-            try:
-                self._add(name, trace, kind)
-            except ConfigError as exc:
-                errors.append(str(exc))
+        for window in candidates:
+            if self._kind.get(window, kind) != kind:
+                errors.append(f"window {window!r} is a {self._kind[window]} window")
                 continue
-            result = (name, trace)
+            if window not in self._kind:
+                try:
+                    self.run.claim(self, [window])
+                except ConfigError as exc:
+                    errors.append(str(exc))
+                    continue
+                self._kind[window] = kind
+                self._opts[window] = MappingProxyType(
+                    {"title": window, "xlabel": "step"} if kind == "line" else {"title": window})
+            result = (window, trace)
             break
         if result is None:
             self.guard.warn("log", f"key {key!r}: no window could take it ({'; '.join(errors)}): skipped")
         self._place[(key, kind)] = result
         return result
 
-    def _add(self, window: str, trace: str, kind: str) -> None:
-        logger = self.loggers.get(window)
-        if logger is None:
-            opts: dict[str, Any] = {"title": window} if kind == "histogram" else {"title": window, "xlabel": "step"}
-            logger = FlexLogger({window: {"type": kind, "opts": opts}},
-                                {trace: {"type": "ValueMeter", "target": window}}, run=self.run)
-            self.loggers[window] = logger
-            self._kind[window] = kind
-            return
-        if self._kind[window] != kind:
-            raise ConfigError(f"window {window!r} is a {self._kind[window]} window, not a {kind} window")
-        if trace not in logger.meter_specs:
-            logger.add_meter(trace, {"type": "ValueMeter", "target": window})
-
     def draw(self, window: str, values: Mapping[str, Any], step: float) -> None:
-        """Draw ``{trace: value}`` in ``window`` (placed by :meth:`place`) at ``x=step``."""
-        logger = self.loggers[window]
-        logger.add(values)
-        logger.log(step, keys=list(values))
+        """Draw ``{trace: value}`` in ``window`` (placed by :meth:`place`) at ``x=step``: numbers in a line window,
+        :class:`~flexlogger.core.plots.Histogram` counts in a histogram window."""
+        kind = self._kind[window]
+        data = {t: as_float(v) for t, v in values.items()} if kind == "line" else dict(values)
+        run = self.run
+        run.write([Update(window, kind, step, data, self._opts[window], run.next_seq())])
+        self.points += len(data)
+

@@ -28,7 +28,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -37,8 +36,8 @@ from flexlogger.core.plots import Histogram
 from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT
 from flexlogger.errors import ConfigError, FlexLoggerError
-from flexlogger.integrations.windows import split_key
-from flexlogger.sinks.base import Update
+from flexlogger.integrations.common import Guard
+from flexlogger.integrations.windows import Windows
 
 __all__ = ["STEP_COLUMNS", "RunImportError", "ImportResult", "find_sources", "import_runs"]
 
@@ -151,37 +150,26 @@ def _run_name(kind: str, source: Path) -> str:
 
 
 class _Writer:
-    """Writes imported values to the run as updates, one per value, straight from the reader (nothing held)."""
+    """Writes imported values to the run through :class:`~flexlogger.integrations.windows.Windows`, one update per
+    value, straight from the reader (nothing held)."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.points = 0
-        self._place: dict[tuple[str, str], tuple[str, str]] = {}
-        self._kinds: dict[str, str] = {}  # window -> its kind
-        self._opts: dict[str, Mapping[str, Any]] = {}
+        self.windows = Windows(run, Guard("flexlogger import"))
 
-    def _window(self, key: str, kind: str) -> tuple[str, str]:
-        found = self._place.get((key, kind))
-        if found is not None:
-            return found
-        window, trace = split_key(key) if kind == "line" else (key, key)
-        if self._kinds.setdefault(window, kind) != kind:
-            window = f"{window}.{kind}"
-            self._kinds[window] = kind
-        self.run.claim(self, [window])
-        self._opts[window] = MappingProxyType({"title": window, **({"xlabel": "step"} if kind == "line" else {})})
-        self._place[(key, kind)] = (window, trace)
-        return window, trace
+    @property
+    def points(self) -> int:
+        return self.windows.points
 
     def scalar(self, key: str, value: float, step: float) -> None:
-        window, trace = self._window(key, "line")
-        self.run.write([Update(window, "line", step, {trace: value}, self._opts[window], self.run.next_seq())])
-        self.points += 1
+        where = self.windows.place(key)
+        if where is not None:
+            self.windows.draw(where[0], {where[1]: value}, step)
 
     def histogram(self, key: str, counts: Histogram, step: float) -> None:
-        window, trace = self._window(key, "histogram")
-        self.run.write([Update(window, "histogram", step, {trace: counts}, self._opts[window], self.run.next_seq())])
-        self.points += 1
+        where = self.windows.place(key, "histogram")
+        if where is not None:
+            self.windows.draw(where[0], {where[1]: counts}, step)
 
 
 # TensorBoard -------------------------------------------------------------------------------------------------------
