@@ -190,3 +190,22 @@ def test_a_key_without_a_path_shares_the_window_of_its_name(tmp_path: Path) -> N
     wandb.finish()
     got = lines(folder)
     assert got[("loss", "loss")] == [(0, 0.9), (1, 0.8)] and got[("loss", "val")] == [(0, 1.1)]
+
+
+def test_a_script_that_never_finishes_is_committed_and_closed_at_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = "\n".join(["import flexlogger.wandb as wandb",
+                        f"run = wandb.init(project='atexit', mode='offline', dir={str(tmp_path)!r})",
+                        "wandb.log({'loss': 1.0})",
+                        "wandb.log({'loss': 0.5}, commit=False)",
+                        "raise SystemExit(0)"])
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, "-c", script], env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "atexit").iterdir()
+    assert lines(folder)[("loss", "loss")] == [(0, 1.0), (1, 0.5)]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["summary"] == {"loss": 0.5}

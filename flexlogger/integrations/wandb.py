@@ -34,6 +34,7 @@ What maps to what:
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import fnmatch
 import math
@@ -624,6 +625,21 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
         raise
     run = new
     return new
+
+
+@atexit.register
+def _commit_at_exit() -> None:
+    """A script that never calls ``finish()``: its last row (``commit=False`` or a ``step=`` not yet committed) is
+    drawn and its summary written before the run itself is closed at exit (``finished``, or ``crashed`` with the
+    error, like any run; this handler, registered after the run's, runs before it)."""
+    current = run
+    if current is None or current.run.closed:
+        return
+    try:
+        current._commit()
+        current.summary.write()
+    except Exception:  # never fail interpreter shutdown
+        pass
 
 
 def _current(call: str) -> WandbRun:
