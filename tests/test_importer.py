@@ -128,3 +128,21 @@ def test_a_plain_csv_and_its_errors(tmp_path: Path) -> None:
         import_runs([tmp_path / "nostep.csv"], log_dir=tmp_path / "records")
     with pytest.raises(RunImportError, match="holds no TensorBoard event files"):
         import_runs([tmp_path / "records" / "imported"], log_dir=tmp_path / "x")
+
+
+def test_the_cli_names_a_path_with_nothing_to_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", str(tmp_path / "nope"), "--log-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"flexlogger import: error: import: {str(tmp_path / 'nope')!r} does "
+                                              "not exist; expected a TensorBoard event folder")
+
+
+def test_the_bench_runs_with_tiny_arguments(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "bench_wandb.py"), "--seconds", "0.05",
+                           "--import-points", "200"], env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "flexlogger import of 200 points" in done.stdout and "torch SummaryWriter x5" in done.stdout
