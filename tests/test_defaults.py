@@ -73,3 +73,12 @@ def test_the_cli_takes_the_environments_server(team_server: Path, capsys: pytest
     assert run.dir is not None and run.dir.parent.parent == team_server
     assert main(["replay", str(run.dir)]) == 0
     assert f"http://localhost:{visdom_server.port}" in capsys.readouterr().out
+
+
+def test_the_option_tables_defaults_are_todays(team_server: Path, visdom_server: VisdomServer) -> None:
+    from flexlogger.config.options import defaults as option_defaults
+
+    current = option_defaults("run")
+    assert (current["port"], current["log_dir"], current["server"]) == (visdom_server.port, str(team_server),
+                                                                        "http://localhost")
+    assert type(current["port"]) is int and type(current["log_dir"]) is str  # plain values: YAML can write them
