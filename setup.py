@@ -39,9 +39,10 @@ setup(
                  "playwright>=1.40",
                  # bench/ runs in the suite (tests/test_bench.py): bench_record and bench_log compare with TensorBoard,
                  # bench_log and bench_integrations with ignite
-                 "tensorboard", "pytorch-ignite>=0.4.11"],
+                 "tensorboard>=2.10", "pytorch-ignite>=0.4.11"],
         "demo": ["scikit-learn>=1.3"],
         "bench": ["tensorboard", "pytorch-ignite", "scikit-learn>=1.3"],
+        "tensorboard": ["tensorboard>=2.10"],  # flexlogger import of event files
         "torchmetrics": ["torchmetrics>=1.3"],
         "lightning": ["lightning>=2.0"],
         "transformers": ["transformers>=4.46", "accelerate>=1.1"],

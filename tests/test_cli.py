@@ -24,7 +24,7 @@ import flexlogger
 from flexlogger.tools.cli import build_parser, main
 from flexlogger.tools.server import VisdomServer, find_free_port, is_serving
 
-SUBCOMMANDS = ["serve", "presets", "preset-info", "meters", "plots", "replay", "compare", "ingest", "demo"]
+SUBCOMMANDS = ["serve", "presets", "preset-info", "meters", "plots", "replay", "compare", "ingest", "demo", "import"]
 
 
 def test_parser_has_every_subcommand() -> None:

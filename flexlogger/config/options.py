@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER, resolve
 from flexlogger.errors import (
     ConfigError,
     InvalidConfigError,
@@ -179,8 +179,9 @@ def names(*owners: str) -> list[str]:
 
 
 def defaults(*owners: str) -> dict[str, Any]:
-    """``{name: default}`` of ``owners``' options."""
-    return {o.name: o.default for o in OPTIONS if not owners or o.owner in owners}
+    """``{name: default}`` of ``owners``' options, as they stand now (``$FLEXLOGGER_SERVER``, ``$FLEXLOGGER_PORT``
+    and ``$FLEXLOGGER_LOG_DIR`` when set: :func:`flexlogger.defaults.resolve`)."""
+    return {o.name: resolve(o.name, o.default) for o in OPTIONS if not owners or o.owner in owners}
 
 
 def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] = LOGGER_OWNERS,

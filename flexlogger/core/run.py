@@ -40,6 +40,7 @@ from flexlogger.config.config import merge_configs
 from flexlogger.config.options import SECRET, check_option, check_options, defaults, raise_problems
 from flexlogger.core import distributed as distributed_
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.defaults import resolve as resolve_default
 from flexlogger.errors import ConfigError, RunFolderError, short_repr
 from flexlogger.experiment.calls import RecordCalls
 from flexlogger.experiment.checks import STATUS_PLOT, RecordCallTypeError
@@ -107,6 +108,9 @@ class Run:
         given = {**defaults("run"), **options}  # the option table holds every default
         env, uid, log_dir, server, port, disabled, max_steps = (
             given.pop(name) for name in ("env", "uid", "log_dir", "server", "port", "disabled", "max_steps"))
+        # a keyword left at its default takes $FLEXLOGGER_LOG_DIR, $FLEXLOGGER_SERVER, $FLEXLOGGER_PORT when set
+        log_dir, server, port = (resolve_default(n, v) for n, v in (("log_dir", log_dir), ("server", server),
+                                                                    ("port", port)))
         sinks = list(sinks)
         for sink in sinks:
             if not all(callable(getattr(sink, m, None)) for m in ("write", "flush", "close")):

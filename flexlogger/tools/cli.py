@@ -28,9 +28,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from flexlogger import defaults
 from flexlogger.config.presets import preset_info, preset_names, split_names
 from flexlogger.config.registry import meter_info, meter_types, plot_info, plot_types
-from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
+from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, FlexLoggerError
 from flexlogger.sinks.visdom.auth import PASSWORD_VAR, USERNAME_VAR
 from flexlogger.tools.assets import AssetError, ensure_assets
@@ -192,7 +193,7 @@ def _start_ingest(args: argparse.Namespace, visdom_port: int, login: tuple[str, 
 
 # module -> (pip name, flexlogger extra that installs it; None: a dependency of flexlogger itself)
 _PACKAGES: dict[str, tuple[str, str | None]] = {
-    "sklearn": ("scikit-learn", "demo"), "tqdm": ("tqdm", "demo"), "tensorboard": ("tensorboard", "bench"),
+    "sklearn": ("scikit-learn", "demo"), "tqdm": ("tqdm", "demo"), "tensorboard": ("tensorboard", "tensorboard"),
     "ignite": ("pytorch-ignite", "bench"), "playwright": ("playwright", "test"), "torch": ("torch", None),
     "visdom": ("visdom", None), "torchnet": ("torchnet", None), "tabulate": ("tabulate", None),
     "yaml": ("pyyaml", None), "numpy": ("numpy", None), "tornado": ("tornado", None)}
@@ -286,8 +287,10 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 def _add_drawing_options(p: argparse.ArgumentParser) -> None:
     """The options of the subcommands that draw records on a Visdom server (replay, compare): where, how often
     when following, and the login (``_login``)."""
-    p.add_argument("--server", default=DEFAULT_SERVER, help="Visdom server address (default: %(default)s)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
+    p.add_argument("--server", default=DEFAULT_SERVER,
+                   help="Visdom server address (default: $FLEXLOGGER_SERVER, else %(default)s)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help="Visdom server port (default: $FLEXLOGGER_PORT, else %(default)s)")
     p.add_argument("--poll", type=_positive_float, default=0.5, help="seconds between reads when following "
                                                                      "(default: %(default)s)")
     p.add_argument("--username", default=None, help="the login of a Visdom server that demands one (default: "
@@ -326,6 +329,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             ingest.stop()
     print(f"Stopped: {ingest.points} point(s) taken, {ingest.refused} request(s) refused.")
     return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from flexlogger.tools.importer import import_runs
+
+    server = args.server if args.server is not None else (
+        defaults.server() if os.environ.get(defaults.SERVER_VAR, "").strip() else None)
+    results = import_runs(args.paths, log_dir=args.log_dir, env=args.env, server=server, port=args.port)
+    for result in results:
+        print(f"{result.source} ({result.kind}) -> {result.run_dir}: {result.points} point(s)"
+              + (f" drawn on {server}:{args.port} in env {args.env}" if server else ""))
+        for problem in result.problems:
+            print(f"  problem: {problem}", file=sys.stderr)
+    return 1 if any(r.problems for r in results) else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -397,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-assets", action="store_true", help="do not install missing web assets from npm")
     p.add_argument("--ingest-port", type=_port, default=None, metavar="P",
                    help="also take pastalog points on port P (see `flexlogger ingest`)")
-    p.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
-                   help="with --ingest-port: run records root (default: %(default)s)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="with --ingest-port: run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("presets", help="list the logger presets", description="List the presets and their source.")
@@ -449,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--visdom-port", type=_port, default=DEFAULT_PORT,
                    help="the Visdom server's port (default: %(default)s)")
     p.add_argument("--server", default=DEFAULT_SERVER, help="Visdom server address (default: %(default)s)")
-    p.add_argument("--log-dir", type=Path, default=Path(DEFAULT_LOG_DIR),
-                   help="run records root (default: %(default)s)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
     p.add_argument("--env", default="ingest", help="Visdom env of the runs (default: %(default)s)")
     p.add_argument("--public", action="store_true", help="listen on all interfaces, not only localhost")
     p.set_defaults(func=_cmd_ingest)
@@ -461,7 +478,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None, help="number of epochs")
     p.add_argument("--env", default=None, help="Visdom env to log into")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("import", help="turn TensorBoard event files, Lightning CSVLogger folders or CSV files into "
+                                      "run records",
+                       description="Import old runs as run records that replay and compare read: TensorBoard event "
+                                   "folders (pip install 'flexlogger[tensorboard]'), Lightning CSVLogger folders "
+                                   "(metrics.csv, hparams.yaml), CSV files with a step column; a folder of several "
+                                   "imports each.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="event folders or files, Lightning folders, "
+                                                                       "CSV files, or folders of them")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
+    p.add_argument("--env", default="imported", help="env of the records and windows (default: %(default)s)")
+    p.add_argument("--server", default=None,
+                   help="draw each run on this Visdom server as it is imported (default: $FLEXLOGGER_SERVER when "
+                        "set, else none: the records only)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help="Visdom server port (default: $FLEXLOGGER_PORT, else %(default)s)")
+    p.set_defaults(func=_cmd_import)
     return parser
+
+
+def _env_defaults(args: argparse.Namespace) -> None:
+    """Options left at their defaults take $FLEXLOGGER_SERVER, $FLEXLOGGER_PORT and $FLEXLOGGER_LOG_DIR when set
+    (read now, so a bad value is an error of the command that needs it, naming the variable)."""
+    for option, attr in (("server", "server"), ("port", "port"), ("port", "visdom_port")):
+        if hasattr(args, attr):
+            setattr(args, attr, defaults.resolve(option, getattr(args, attr)))
+    if hasattr(args, "log_dir") and args.log_dir is None:
+        args.log_dir = Path(defaults.log_dir())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -476,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     prog = f"{PROG} {args.command}"
     try:
+        _env_defaults(args)
         return int(args.func(args))
     except ModuleNotFoundError as exc:  # an optional package (or a broken install): one line, no traceback
         print(_missing_package(prog, exc), file=sys.stderr)

@@ -40,6 +40,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from flexlogger import defaults
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
@@ -185,6 +186,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
         ConfigError: bad ``names``, no run given, or nothing to compare.
         DeliveryError: no server answers, or it did not take everything within ``timeout``.
     """
+    server, port = defaults.resolve("server", server), defaults.resolve("port", port)
     followers = _followers(runs)
     names = run_names(followers, names)
     batches = [f.poll() for f in followers]

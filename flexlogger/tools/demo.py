@@ -34,6 +34,7 @@ except ImportError as exc:  # the demo's own extras; `flexlogger demo` turns thi
                               name=exc.name) from exc
 
 import flexlogger
+from flexlogger import defaults
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT
 from flexlogger.tools.server import VisdomServer, delete_env, ensure_server
 
@@ -101,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run record folder, '' for none (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.port = defaults.resolve("port", args.port)
+    args.log_dir = defaults.resolve("log_dir", args.log_dir)
 
     started = ensure_server(args.port)
     delete_env(args.port, args.env)  # each run starts from an empty env, not next to the last run's windows

@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from flexlogger import defaults
 from flexlogger.config.options import check_options, raise_problems
 from flexlogger.core.logger import FlexLogger
 from flexlogger.core.run import Run
@@ -150,6 +151,8 @@ class IngestServer:
                  log_dir: str | Path | None = DEFAULT_LOG_DIR,
                  max_body: int = MAX_BODY, max_connections: int = MAX_CONNECTIONS, max_models: int = MAX_MODELS,
                  timeout: float = TIMEOUT, sync_timeout: float = SYNC_TIMEOUT, **run_options: Any) -> None:
+        server, visdom_port = defaults.resolve("server", server), defaults.resolve("port", visdom_port)
+        log_dir = defaults.resolve("log_dir", log_dir)
         options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
         bad = [k for k in ("uid", "port") if k in run_options]
         if bad:

@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 
+from flexlogger import defaults
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import DeliveryError, short_repr
@@ -78,6 +79,7 @@ def replay(run_dir: str | Path, server: str = DEFAULT_SERVER, port: int = DEFAUL
         DeliveryError: no Visdom server answers at ``server:port`` (the message says what answered instead), or it
             did not take everything within ``timeout``.
     """
+    server, port = defaults.resolve("server", server), defaults.resolve("port", port)
     if follow:
         return _follow(Path(run_dir), server, port, env, timeout, uid, poll, stop, sink_kwargs)
     record = read_record(run_dir)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Self
 
+from flexlogger import defaults
 from flexlogger.closing import SERVERS, on_exit
 from flexlogger.defaults import DEFAULT_PORT
 from flexlogger.errors import ConfigError, FlexLoggerError, short_repr
@@ -545,6 +546,7 @@ def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", i
         The started server (detached: not stopped when this process exits), or ``None`` when a server
         already answered on ``port``.
     """
+    port = defaults.resolve("port", port)
     if is_serving(port):
         return None
     if install_assets:

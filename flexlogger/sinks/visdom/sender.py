@@ -53,6 +53,7 @@ import weakref
 from collections import deque
 from typing import Any
 
+from flexlogger import defaults
 from flexlogger.closing import SENDERS, on_exit
 from flexlogger.config.options import check_options, raise_problems
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_PORT, DEFAULT_SERVER
@@ -99,6 +100,7 @@ class VisdomSink:
                  max_points: int = 2000, min_interval: float = 0.2, timeout: float = 10.0,
                  close_timeout: float = 10.0, save_every: float = 60.0, base_url: str = "",
                  username: str | None = None, password: str | None = None, label: str | None = None) -> None:
+        server, port = defaults.resolve("server", server), defaults.resolve("port", port)
         # the checks of every run option live in config.options (the constructors and load_config use them too)
         problems = check_options({"server": server, "port": port, "max_points": max_points,
                                   "min_interval": min_interval, "timeout": timeout, "close_timeout": close_timeout,
