@@ -18,6 +18,7 @@ from flexlogger.errors import (
     FlexLoggerError,
     InvalidConfigError,
     MeterInputError,
+    ModelAnomalyWarning,
     RunFolderError,
     UnknownKeyError,
     UnknownNameError,
@@ -27,7 +28,7 @@ from flexlogger.experiment.images import ImageInputError
 from flexlogger.meters import Meter
 from flexlogger.model.logger import TooledModelLogger
 from flexlogger.model.recorder import AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import ModelAnomalyWarning, TooledModel
+from flexlogger.model.tooled import TooledModel
 from flexlogger.sinks.base import Update
 from flexlogger.tools.compare import compare
 from flexlogger.tools.replay import replay

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from flexlogger.errors import ConfigError, FlexLoggerError, UnknownNameError
-from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, check_rules
-from flexlogger.model.tooled import FlightRecorder, ModelAnomalyWarning, TooledModel
+from flexlogger.errors import ConfigError, FlexLoggerError, ModelAnomalyWarning, UnknownNameError
+from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder, check_rules
+from flexlogger.model.tooled import TooledModel
 from flexlogger.tools.server import find_free_port
 
 WINDOW = 16
@@ -431,7 +431,8 @@ DIST_WORKER = textwrap.dedent("""
     import torch, torch.distributed as dist
     import torch.nn.functional as F
     from torch import nn
-    from flexlogger.model.tooled import FlightRecorder, TooledModel
+    from flexlogger.model.recorder import FlightRecorder
+    from flexlogger.model.tooled import TooledModel
 
     rank, out = int(sys.argv[1]), sys.argv[2]
     FlightRecorder._host_math = sys.argv[3] == "numpy"  # the arithmetic under test (see the `arithmetic` fixture)

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from flexlogger.errors import ConfigError, UnknownNameError
+from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError
 from flexlogger.model.stats import STATS
-from flexlogger.model.tooled import GROUPS, ModelAnomalyWarning, TooledModel
+from flexlogger.model.tooled import GROUPS, TooledModel
 
 ALL_STATS = STATS
 

@@ -65,7 +65,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from flexlogger.errors import ConfigError, UnknownNameError, unknown_name_message
+from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, unknown_name_message
 
 __all__ = ["RECORDER_STATS", "AnomalyEvent", "FlightRecorder", "History", "Rule", "check_rules"]
 
@@ -82,10 +82,6 @@ _POOL = {"grad_norm": "rms", "weight_norm": "rms", "update_ratio": "mean", "act_
          "dead_fraction": "mean"}
 
 RuleFn = Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor]
-
-
-class ModelAnomalyWarning(RuntimeWarning):
-    """A NaN/Inf value, an exploding L2 norm or a flight-recorder rule fired."""
 
 
 @dataclass(frozen=True)

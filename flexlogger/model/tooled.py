@@ -58,11 +58,11 @@ import torch.distributed as dist
 from tabulate import tabulate
 from torch import Tensor, nn
 
-from flexlogger.errors import ConfigError, UnknownNameError, closest, unknown_name_message
-from flexlogger.model.recorder import AnomalyEvent, FlightRecorder, ModelAnomalyWarning
-from flexlogger.model.stats import STATS, Histogram, StatPlan, histogram, parse_stats
+from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, closest, unknown_name_message
+from flexlogger.model.recorder import FlightRecorder
+from flexlogger.model.stats import Histogram, StatPlan, histogram, parse_stats
 
-__all__ = ["GROUPS", "STATS", "AnomalyEvent", "FlightRecorder", "Histogram", "ModelAnomalyWarning", "TooledModel"]
+__all__ = ["GROUPS", "TooledModel"]
 
 GROUPS: tuple[str, ...] = ("Grad_in", "Grad_out", "Inputs", "Outputs", "Weights", "Weight_grad")
 _ACTIVATION_GROUPS = ("Inputs", "Outputs", "Grad_in", "Grad_out")
