@@ -30,11 +30,10 @@ class AverageValueMeter(MeanStdMeter):
     mean: Scalar
     m_s: Scalar
 
-    def add(self, value: Any) -> None:  # the hot path: Meter.add and _add in one call
+    def add(self, value: Any) -> None:
         v = value if type(value) is float else to_scalar(self, value)
         n = self.n + 1
         self.n = n
-        self.count += 1
         if n == 1:
             self.mean = 0.0 + v
             self.m_s = 0.0 * v
@@ -73,7 +72,7 @@ class MovingAverageValueMeter(MeanStdMeter):
         self.windowsize = windowsize
         super().__init__(name)
 
-    def _add(self, value: Any) -> None:
+    def add(self, value: Any) -> None:
         self.values.append(to_float(to_scalar(self, value)))
 
     def value(self) -> tuple[float, float]:
@@ -107,7 +106,7 @@ class BestValueMeter(Meter):
         self.best = best
         super().__init__(name)
 
-    def _add(self, value: Any) -> None:
+    def add(self, value: Any) -> None:
         v = value if type(value) is float else to_float(to_scalar(self, value))
         if v < self.low:
             self.low = v
@@ -130,7 +129,7 @@ class ValueMeter(Meter):
 
     _value: Any
 
-    def _add(self, value: Any) -> None:
+    def add(self, value: Any) -> None:
         if isinstance(value, (str, Histogram)):  # a Histogram: bin counts made on the device (TooledModel)
             self._value = value
         elif isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "cpu":
@@ -186,7 +185,7 @@ class TimeMeter(Meter):
         self.tnt = tnt.TimeMeter(unit)
         super().__init__(name)
 
-    def _add(self, n: Any = 1) -> None:
+    def add(self, n: Any = 1) -> None:
         if n is None:
             n = 1
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
