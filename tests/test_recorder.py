@@ -367,11 +367,16 @@ def test_bad_rules(rules: Any, error: type[Exception], match: str) -> None:
     ({"after": -1}, r"expected `after` to be an int >= 0, but got -1"),
     ({"min_history": True}, r"expected `min_history` to be an int >= 2, but got True"),
     ({"on_trigger": 5}, r"expected `on_trigger` to be a callable \(event\) -> None, but got 5"),
-    ({"listeners": [5]}, r"expected every listener to be a callable \(event\) -> None, but got 5"),
+    ({"listeners": [5]}, r"^FlightRecorder\(\): expected `listeners` to be a list of callables \(event\) -> None, but "
+                         r"got \[5\] \(list\)$"),
     ({"update_ratio": 0}, r"expected `update_ratio` to be True or False, but got 0"),
     ({"update_ratio": False, "rules": [{"stat": "update_ratio", "above": 1}]},
      r"a rule watches 'update_ratio' but `update_ratio=False` does not buffer it"),
-    ({"sync": "yes"}, r"expected `sync` and `warn` to be True or False, but got 'yes' and True"),
+    ({"sync": "yes"}, r"^FlightRecorder\(\): expected `sync` to be True or False, but got 'yes'$"),
+    ({"warn": 1}, r"^FlightRecorder\(\): expected `warn` to be True or False, but got 1$"),
+    ({"windw": 8}, r"^FlightRecorder\(\): unknown keyword argument 'windw' \(did you mean 'window'\?\); valid keyword "
+                   r"arguments: window, rules, after, check_every, on_trigger, listeners, min_history, sync, stats, "
+                   r"warn, update_ratio$"),
 ])
 def test_bad_recorder_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -379,7 +384,8 @@ def test_bad_recorder_arguments(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_recorder_argument_checks() -> None:
-    with pytest.raises(ConfigError, match=r"expected `recorder` to be a FlightRecorder, but got dict"):
+    with pytest.raises(ConfigError, match=r"^TooledModel\(\): expected `recorder` to be a FlightRecorder, but got "
+                                          r"\{'window': 3\} \(dict\)$"):
         TooledModel(mlp(), recorder={"window": 3})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"expected `sync` to be True or False, but got 1"):
         TooledModel(mlp(), sync=1)  # type: ignore[arg-type]

@@ -43,11 +43,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from flexlogger.config.options import check_options, names, raise_problems
+from flexlogger.config.options import check_options, names, raise_problems, unknown_keyword_message
 from flexlogger.core.logger import FlexLogger
 from flexlogger.errors import ConfigError, UnknownNameError, short_repr, unknown_name_message
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import Selector, Stats, TooledModel, unknown_keyword_message
+from flexlogger.model.tooled import Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",

@@ -65,6 +65,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from flexlogger.config.options import checked_arguments
 from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, unknown_name_message
 from flexlogger.model.arith import Arith, arith_for
 
@@ -253,26 +254,15 @@ class FlightRecorder:
             (three more passes over the weights); ``False`` saves them and leaves that column NaN.
 
     Raises:
-        ConfigError: a bad argument or rule (the message lists the valid forms).
+        ConfigError: a bad argument (checked through ``flexlogger.config.options.MODEL_ARGUMENTS``) or rule (the
+            message lists the valid forms).
     """
 
-    def __init__(self, window: int = 64, rules: Sequence[Any] | None = None, after: int = 20, check_every: int = 1,
-                 on_trigger: Callable[[AnomalyEvent], None] | None = None,
+    @checked_arguments("FlightRecorder()")
+    def __init__(self, *, window: int = 64, rules: Sequence[Any] | None = None, after: int = 20,
+                 check_every: int = 1, on_trigger: Callable[[AnomalyEvent], None] | None = None,
                  listeners: Sequence[Callable[[AnomalyEvent], None]] = (), min_history: int = 16, sync: bool = False,
                  stats: Sequence[str] = FULL_STATS, warn: bool = True, update_ratio: bool = True) -> None:
-        for arg, value, low in (("window", window, 2), ("check_every", check_every, 1), ("after", after, 0),
-                                ("min_history", min_history, 2)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"expected `{arg}` to be an int >= {low}, but got {value!r}")
-        if not isinstance(sync, bool) or not isinstance(warn, bool):
-            raise ConfigError(f"expected `sync` and `warn` to be True or False, but got {sync!r} and {warn!r}")
-        if on_trigger is not None and not callable(on_trigger):
-            raise ConfigError(f"expected `on_trigger` to be a callable (event) -> None, but got {on_trigger!r}")
-        for lst in listeners:
-            if not callable(lst):
-                raise ConfigError(f"expected every listener to be a callable (event) -> None, but got {lst!r}")
-        if not isinstance(update_ratio, bool):
-            raise ConfigError(f"expected `update_ratio` to be True or False, but got {update_ratio!r}")
         self.window, self.after, self.check_every, self.sync, self.warn = window, after, check_every, sync, warn
         self.update_ratio = update_ratio
         self.rules = check_rules([{"stat": "nonfinite", "above": 0}] if rules is None else rules, min_history)
