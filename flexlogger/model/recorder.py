@@ -47,8 +47,8 @@ Cost:
     more times (subtract the snapshot, its norm, copy the weights into it); ``update_ratio=False`` saves those.
     On the CPU the host is the device: the arithmetic after those reductions (a few dozen numbers per layer: the
     per-layer sums, the ring buffer, the rules) runs in numpy on views of the same buffers, where one call costs a
-    fraction of a torch call's dispatch; on other devices it runs in torch, and the two give the same buffer and
-    the same events (tested).
+    fraction of a torch call's dispatch; on other devices it runs in torch. It is written once, against
+    :mod:`flexlogger.model.arith`, and the two give the same buffer and the same events (tested).
 """
 
 from __future__ import annotations
