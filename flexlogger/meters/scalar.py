@@ -24,7 +24,9 @@ class AverageValueMeter(MeanStdMeter):
     note = ("torchnet's AverageValueMeter with the square root deferred from every add() to value() (the same "
             "Welford recurrence, identical results); value() is (mean, std) with std the sample standard "
             "deviation: NaN for one sample (torchnet says inf), (NaN, NaN) when empty.")
-    state = (State(("n", "mean", "m_s"), (0, math.nan, 0.0), "moments"),)
+    # the mean starts at 0.0: Welford's first step then gives exactly v and a sum of squares of 0 (NaN for an
+    # Inf), with no branch for it (value() reads n first)
+    state = (State(("n", "mean", "m_s"), (0, 0.0, 0.0), "moments"),)
 
     n: int
     mean: Scalar
@@ -32,15 +34,10 @@ class AverageValueMeter(MeanStdMeter):
 
     def add(self, value: Any) -> None:
         v = value if type(value) is float else to_scalar(self, value)
-        n = self.n + 1
-        self.n = n
-        if n == 1:
-            self.mean = 0.0 + v
-            self.m_s = 0.0 * v
-        else:
-            old = self.mean
-            self.mean = mean = old + (v - old) / n
-            self.m_s += (v - old) * (v - mean)
+        self.n = n = self.n + 1
+        old = self.mean
+        self.mean = mean = old + (v - old) / n
+        self.m_s += (v - old) * (v - mean)
 
     def value(self) -> tuple[float, float]:
         if self.n == 0:
