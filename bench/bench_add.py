@@ -25,7 +25,7 @@ import torchnet.meter as tnt
 from flexlogger import FlexLogger
 
 
-def block_time(fn: Callable[[Any], None], inputs: list[Any]) -> float:
+def block_time(fn: Callable[[Any], object], inputs: list[Any]) -> float:
     start = time.perf_counter()
     for value in inputs:
         fn(value)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         tnt.MSEMeter()
     ours_avg = stat.meters["train_loss"]
 
-    variants: dict[str, tuple[Callable[[Any], None], list[Any]]] = {
+    variants: dict[str, tuple[Callable[[Any], object], list[Any]]] = {
         "float: torchnet meter.add(v)": (lambda v: avg.add(v), floats),
         "float: Stat.add({'train_loss': v})": (lambda v: stat.add({"train_loss": v}), floats),
         "float: our meter.add(v)": (lambda v: ours_avg.add(v), floats),

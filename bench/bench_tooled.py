@@ -56,8 +56,9 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from flexlogger.model.logger import TooledModelLogger
+from flexlogger.model.recorder import FlightRecorder
 from flexlogger.model.stats import histogram
-from flexlogger.model.tooled import GROUPS, FlightRecorder, TooledModel
+from flexlogger.model.tooled import GROUPS, TooledModel
 
 STEADY_MALLOC = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 BLOCK = 20  # steps per timed block (a multiple of 10, so every=10 is averaged over whole periods)

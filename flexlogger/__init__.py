@@ -21,6 +21,7 @@ from flexlogger.errors import (
     InvalidConfigError,
     LoggerClosedError,
     MeterInputError,
+    ModelAnomalyWarning,
     RunFolderError,
     UnknownKeyError,
     UnknownNameError,
@@ -30,7 +31,7 @@ from flexlogger.experiment.images import ImageInputError
 from flexlogger.meters import Meter
 from flexlogger.model.logger import TooledModelLogger
 from flexlogger.model.recorder import AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import ModelAnomalyWarning, TooledModel
+from flexlogger.model.tooled import TooledModel
 from flexlogger.sinks.base import Update
 from flexlogger.tools.compare import compare
 from flexlogger.tools.replay import replay

@@ -76,6 +76,12 @@ class DeliveryError(FlexLoggerError, RuntimeError):
     """Points could not be delivered: the background sender died, or a flush timed out."""
 
 
+class ModelAnomalyWarning(RuntimeWarning):
+    """A model went wrong while training: a NaN/Inf value or an exploding L2 norm (``TooledModel``), or a
+    flight-recorder rule fired (``FlightRecorder``). A warning, not an error: training goes on unless the user
+    turns warnings into errors or stops it from ``on_trigger``."""
+
+
 class Problem(str):
     """One problem of a definition or option, as a message that remembers the error class it came from (a config
     loader lists many; a constructor with only one raises it with its own class, e.g. :class:`UnknownNameError`)."""

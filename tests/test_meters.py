@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -17,7 +18,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from flexlogger import MeterInputError, meter_info, meter_types
 from flexlogger.config.registry import make_meter
 from flexlogger.errors import ConfigError
-from flexlogger.meters import State
+from flexlogger.meters import Meter, State
 
 # One valid add() per meter type: a new meter type must add an example here (test_every_type_has_an_example).
 EXAMPLES: dict[str, tuple[dict[str, Any], tuple[Any, ...]]] = {
@@ -56,6 +57,55 @@ def test_meter_contract(kind: str) -> None:
     assert meter.count == 0
     info = meter_info(kind)
     assert info["add"].startswith("add(") and info["plots"] and info["plot_types"]
+
+
+class _Weighted(Meter):
+    """A meter written as a user would: its state, ``add`` (with a default, *args and a keyword-only) and ``value``."""
+
+    kind = "Weighted"
+    state = (State("total", 0.0), State("weight", 0.0))
+
+    total: float
+    weight: float
+
+    def add(self, value: float, weight: float = 1.0, /, *more: float, scale: float = 1.0) -> bool | None:
+        values = [value, *more]
+        if weight == 0:
+            return False  # held no sample: not counted
+        self.total += sum(values) * weight * scale
+        self.weight += weight * len(values)
+        return None
+
+    def value(self) -> float:
+        return self.total / self.weight if self.weight else math.nan
+
+
+def test_the_base_class_counts_the_adds_a_subclass_writes() -> None:
+    meter = _Weighted("w")
+    meter.add(2.0)
+    meter.add(4.0, 2.0, 6.0, scale=0.5)
+    assert meter.count == 2 and meter.value() == pytest.approx((2.0 + 10.0 * 2.0 * 0.5) / 5.0)
+    assert meter.add(1.0, 0.0) is None and meter.count == 2  # a call that held no sample leaves the count
+    meter.reset()
+    assert meter.count == 0 and math.isnan(meter.value())
+    # the wrapper keeps the written signature: argument errors and arity checks name the real parameters
+    assert str(inspect.signature(_Weighted.add)) == str(inspect.signature(_Weighted.__dict__["add"].__wrapped__))
+    assert str(inspect.signature(meter.add)).startswith("(value: 'float', weight: 'float' = 1.0, /, *more: 'float', "
+                                                        "scale: 'float' = 1.0)")
+    with pytest.raises(TypeError, match="bogus"):
+        meter.add(1.0, bogus=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="value"):
+        meter.add()  # type: ignore[call-arg]
+
+
+def test_a_subclass_of_a_counted_meter_is_counted_once() -> None:
+    class Halved(_Weighted):
+        def value(self) -> float:
+            return super().value() / 2
+
+    meter = Halved("h")
+    meter.add(3.0)
+    assert meter.count == 1 and meter.value() == 1.5
 
 
 @pytest.mark.parametrize("kind", meter_types())

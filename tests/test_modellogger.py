@@ -18,9 +18,9 @@ from readback import traces, window
 from torch import nn
 
 from flexlogger import FlexLogger, Run
-from flexlogger.errors import ConfigError, UnknownNameError
+from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError
 from flexlogger.model.logger import ANOMALIES, DEFAULT_GROUPS, DEFAULT_STATS, TooledModelLogger
-from flexlogger.model.recorder import RECORDER_STATS, FlightRecorder, ModelAnomalyWarning
+from flexlogger.model.recorder import RECORDER_STATS, FlightRecorder
 from flexlogger.model.tooled import GROUPS
 from flexlogger.sinks.record import read_record
 from flexlogger.tools.server import VisdomServer

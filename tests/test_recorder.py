@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from flexlogger.errors import ConfigError, FlexLoggerError, UnknownNameError
-from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, check_rules
-from flexlogger.model.tooled import FlightRecorder, ModelAnomalyWarning, TooledModel
+from flexlogger.errors import ConfigError, FlexLoggerError, ModelAnomalyWarning, UnknownNameError
+from flexlogger.model.arith import Arith, NumpyArith, TorchArith
+from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder, check_rules
+from flexlogger.model.tooled import TooledModel
 from flexlogger.tools.server import find_free_port
 
 WINDOW = 16
@@ -34,14 +35,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True, params=["numpy", "torch"])
-def arithmetic(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs both ways a CPU recorder can do its per-layer arithmetic after the reductions: numpy on
-    the host (the default on the CPU, where the host is the device) and the torch code that other devices run."""
-    monkeypatch.setattr(FlightRecorder, "_host_math", request.param == "numpy")
-    return str(request.param)
 
 
 def mlp() -> nn.Sequential:
@@ -374,11 +367,16 @@ def test_bad_rules(rules: Any, error: type[Exception], match: str) -> None:
     ({"after": -1}, r"expected `after` to be an int >= 0, but got -1"),
     ({"min_history": True}, r"expected `min_history` to be an int >= 2, but got True"),
     ({"on_trigger": 5}, r"expected `on_trigger` to be a callable \(event\) -> None, but got 5"),
-    ({"listeners": [5]}, r"expected every listener to be a callable \(event\) -> None, but got 5"),
+    ({"listeners": [5]}, r"^FlightRecorder\(\): expected `listeners` to be a list of callables \(event\) -> None, but "
+                         r"got \[5\] \(list\)$"),
     ({"update_ratio": 0}, r"expected `update_ratio` to be True or False, but got 0"),
     ({"update_ratio": False, "rules": [{"stat": "update_ratio", "above": 1}]},
      r"a rule watches 'update_ratio' but `update_ratio=False` does not buffer it"),
-    ({"sync": "yes"}, r"expected `sync` and `warn` to be True or False, but got 'yes' and True"),
+    ({"sync": "yes"}, r"^FlightRecorder\(\): expected `sync` to be True or False, but got 'yes'$"),
+    ({"warn": 1}, r"^FlightRecorder\(\): expected `warn` to be True or False, but got 1$"),
+    ({"windw": 8}, r"^FlightRecorder\(\): unknown keyword argument 'windw' \(did you mean 'window'\?\); valid keyword "
+                   r"arguments: window, rules, after, check_every, on_trigger, listeners, min_history, sync, stats, "
+                   r"warn, update_ratio$"),
 ])
 def test_bad_recorder_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -386,7 +384,8 @@ def test_bad_recorder_arguments(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_recorder_argument_checks() -> None:
-    with pytest.raises(ConfigError, match=r"expected `recorder` to be a FlightRecorder, but got dict"):
+    with pytest.raises(ConfigError, match=r"^TooledModel\(\): expected `recorder` to be a FlightRecorder, but got "
+                                          r"\{'window': 3\} \(dict\)$"):
         TooledModel(mlp(), recorder={"window": 3})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"expected `sync` to be True or False, but got 1"):
         TooledModel(mlp(), sync=1)  # type: ignore[arg-type]
@@ -431,10 +430,10 @@ DIST_WORKER = textwrap.dedent("""
     import torch, torch.distributed as dist
     import torch.nn.functional as F
     from torch import nn
-    from flexlogger.model.tooled import FlightRecorder, TooledModel
+    from flexlogger.model.recorder import FlightRecorder
+    from flexlogger.model.tooled import TooledModel
 
     rank, out = int(sys.argv[1]), sys.argv[2]
-    FlightRecorder._host_math = sys.argv[3] == "numpy"  # the arithmetic under test (see the `arithmetic` fixture)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
@@ -467,12 +466,12 @@ DIST_WORKER = textwrap.dedent("""
 """)
 
 
-def test_two_ranks_a_rule_firing_on_rank_1_is_reported_by_rank_0(tmp_path: Path, arithmetic: str) -> None:
+def test_two_ranks_a_rule_firing_on_rank_1_is_reported_by_rank_0(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(DIST_WORKER)
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(find_free_port()),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / f"rank{r}.json"), arithmetic],
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / f"rank{r}.json")],
                               env=env,
                               stderr=subprocess.PIPE, text=True) for r in range(2)]
     for p in procs:
@@ -524,8 +523,8 @@ def test_layer_order_is_the_forward_order() -> None:
 
 
 # ------------------------------------------------------------------------------------- numpy and torch agree
-def _recorded(host: bool, fault: Callable[[nn.Sequential, int], None]) -> tuple[FlightRecorder, Tensor]:
-    FlightRecorder._host_math = host  # restored by the `arithmetic` fixture
+def _recorded(arith: Callable[[torch.device, int], Arith],
+              fault: Callable[[nn.Sequential, int], None]) -> tuple[FlightRecorder, Tensor]:
     model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(0.0), nn.Linear(32, 32), nn.ReLU(),
                           nn.Linear(32, 4))
     torch.manual_seed(0)
@@ -540,6 +539,7 @@ def _recorded(host: bool, fault: Callable[[nn.Sequential, int], None]) -> tuple[
                          rules=[{"stat": "nonfinite", "above": 0}, {"stat": "grad_norm", "zscore_above": 4},
                                 {"stat": "dead_fraction", "above": 0.9}, {"stat": "update_ratio", "zscore_above": 5,
                                                                           "min_history": 6}, spiky])
+    rec._arith_for = arith  # type: ignore[method-assign]  # the arithmetic under test, on the CPU
     quiet_run(model, rec, 40, fault=lambda step: fault(model, step),
               between=lambda step: fault(model, -step - 1))
     return rec, rec._history_tensors().clone()
@@ -558,8 +558,9 @@ def test_numpy_and_torch_arithmetic_give_the_same_buffer_and_events() -> None:
             if step == -(34 + 1):
                 model[0].weight.mul_(1e4)
 
-    host, host_buf = _recorded(True, fault)
-    dev, dev_buf = _recorded(False, fault)
+    host, host_buf = _recorded(lambda device, n: NumpyArith(n), fault)
+    dev, dev_buf = _recorded(lambda device, n: TorchArith(n, device), fault)
+    assert isinstance(host._arith, NumpyArith) and isinstance(dev._arith, TorchArith)
     assert host_buf.shape == dev_buf.shape == (10, len(RECORDER_STATS), 6)
     torch.testing.assert_close(host_buf, dev_buf, rtol=1e-5, atol=0, equal_nan=True)
     assert torch.isnan(host_buf[:, 0, 1]).all()  # a ReLU has no parameters: NaN norms, on both
@@ -579,7 +580,6 @@ def test_recorder_on_cuda_reads_the_host_only_at_its_checks_and_agrees_with_the_
     """On a GPU the buffer and the rules stay on the device: a step that is not a check makes no host sync
     (``torch.cuda.set_sync_debug_mode('error')`` raises on one); the buffer equals the CPU's (numpy) within the
     GPU's rounding."""
-    FlightRecorder._host_math = None  # each device its own arithmetic (the `arithmetic` fixture restores it)
     rules = [{"stat": "nonfinite", "above": 0}, {"stat": "grad_norm", "zscore_above": 6, "min_history": 2},
              {"stat": "dead_fraction", "above": 0.95}]
     buffers = []

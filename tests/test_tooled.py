@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import math
 import re
@@ -14,9 +15,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from flexlogger.errors import ConfigError, UnknownNameError
+from flexlogger.config.options import MODEL_ARGUMENTS
+from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError
 from flexlogger.model.stats import STATS
-from flexlogger.model.tooled import GROUPS, ModelAnomalyWarning, TooledModel
+from flexlogger.model.tooled import GROUPS, TooledModel
 
 ALL_STATS = STATS
 
@@ -738,6 +740,7 @@ def test_repr(model: nn.Sequential) -> None:
     ({"every": 2.5}, ConfigError, r"expected `every` to be an int >= 1, but got 2.5"),
     ({"bins": 0}, ConfigError, r"expected `bins` to be an int >= 1, but got 0"),
     ({"explode": 0.5}, ConfigError, r"expected `explode` to be a number > 1, but got 0.5"),
+    ({"anomaly": "yes"}, ConfigError, r"^TooledModel\(\): expected `anomaly` to be True or False, but got 'yes'$"),
     ({"explode": "big"}, ConfigError, r"expected `explode` to be a number > 1, but got 'big'"),
     ({"params": ["bias", "bais"]}, ConfigError, r"expected `params` to name parameters or buffers of the watched "
                                                 r"layers, but no watched layer has 'bais'; theirs: bias, weight$"),
@@ -751,8 +754,18 @@ def test_bad_arguments(model: nn.Sequential, kwargs: dict[str, object], error: t
         TooledModel(model, **kwargs)  # type: ignore[arg-type]
 
 
+def test_arguments_are_keyword_only_and_checked_through_the_option_table(model: nn.Sequential) -> None:
+    params = inspect.signature(TooledModel).parameters
+    assert [n for n, p in params.items() if p.kind is not p.KEYWORD_ONLY] == ["model"]
+    assert {o.name for o in MODEL_ARGUMENTS["TooledModel()"]} <= set(params)
+    with pytest.raises(TypeError, match="positional"):
+        TooledModel(model, ("mean",))  # type: ignore[misc]
+    assert not model[0]._forward_hooks
+
+
 def test_model_must_be_a_module() -> None:
-    with pytest.raises(ConfigError, match=r"expected `model` to be a torch.nn.Module, but got function"):
+    with pytest.raises(ConfigError, match=r"^TooledModel\(\): expected `model` to be a torch.nn.Module, but got "
+                                          r"<function .*<lambda> at 0x[0-9a-f]+> \(function\)$"):
         TooledModel(lambda x: x)  # type: ignore[arg-type]
 
 

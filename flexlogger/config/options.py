@@ -22,12 +22,16 @@ Secret options (``password``) are never written to a config, a run record or a `
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
+
+from torch import nn
 
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER, resolve
 from flexlogger.errors import (
@@ -54,7 +58,8 @@ class Option:
         default: its default value.
         check: ``value -> bool``; True when the value is valid.
         expected: what a valid value is, for error messages.
-        owner: ``run``, ``visdom`` or ``logger`` (see the module docstring).
+        owner: ``run``, ``visdom`` or ``logger`` (see the module docstring); ``tooled`` or ``recorder`` for the
+            rows of :data:`MODEL_ARGUMENTS`.
         pinned: written to a saved config even when it is the default (False for ``uid`` and ``distributed``: a
             reused config decides them afresh in each run).
         secret: never written to a config, a record or a repr.
@@ -257,3 +262,110 @@ def raise_problems(caller: str, problems: list[str]) -> None:
         raise getattr(problems[0], "error", ConfigError)(f"{caller}: {problems[0]}")
     if problems:
         raise InvalidConfigError(caller, problems)
+
+
+# ---- TooledModel() and FlightRecorder(): the model statistics' arguments ------------------------------------------
+# Their constructors are decorated with :func:`checked_arguments`, which checks every keyword against the
+# constructor's own (keyword-only, typed) signature and every value given against its row here, before the body
+# runs, and raises from the constructor the user called. Arguments whose check depends on another argument (the
+# groups a TooledModel records depend on its ``params``) or is shared with the config loader (a recorder's
+# ``rules``: ``check_rules``) are checked by the constructor after these rows.
+
+__all__ += ["KEYWORD_SYNONYMS", "MODEL_ARGUMENTS", "checked_arguments", "unknown_keyword_message"]
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+# names from other libraries a user may reach for, and the keyword meant (difflib cannot see these)
+KEYWORD_SYNONYMS: dict[str, str] = {"metrics": "stats", "metric": "stats", "statistics": "stats",
+                                    "modules": "layers", "module": "layers", "hist": "histograms",
+                                    "histogram": "histograms", "nbins": "bins", "num_bins": "bins",
+                                    "interval": "every", "log_every": "every", "log_freq": "every"}
+
+
+def _is_a(v: Any, class_name: str) -> bool:
+    """``isinstance`` by class name, for classes of the model package, which sits above this table."""
+    return any(c.__name__ == class_name for c in type(v).__mro__)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _are_callables(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(callable(f) for f in v)
+
+
+MODEL_ARGUMENTS: dict[str, tuple[Option, ...]] = {
+    "TooledModel()": (
+        Option("model", None, lambda v: isinstance(v, nn.Module), "a torch.nn.Module", "tooled"),
+        Option("every", 1, lambda v: _is_int(v, 1), "an int >= 1", "tooled"),
+        Option("bins", 30, lambda v: _is_int(v, 1), "an int >= 1", "tooled"),
+        Option("anomaly", True, _is_bool, "True or False", "tooled"),
+        Option("explode", 1e3, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 1,
+               "a number > 1", "tooled"),
+        Option("recorder", None, lambda v: v is None or _is_a(v, "FlightRecorder"), "a FlightRecorder", "tooled"),
+        Option("sync", False, _is_bool, "True or False", "tooled"),
+    ),
+    "FlightRecorder()": (
+        Option("window", 64, lambda v: _is_int(v, 2), "an int >= 2", "recorder"),
+        Option("after", 20, lambda v: _is_int(v, 0), "an int >= 0", "recorder"),
+        Option("check_every", 1, lambda v: _is_int(v, 1), "an int >= 1", "recorder"),
+        Option("on_trigger", None, lambda v: v is None or callable(v), "a callable (event) -> None", "recorder"),
+        Option("listeners", (), _are_callables, "a list of callables (event) -> None", "recorder"),
+        Option("min_history", 16, lambda v: _is_int(v, 2), "an int >= 2", "recorder"),
+        Option("sync", False, _is_bool, "True or False", "recorder"),
+        Option("warn", True, _is_bool, "True or False", "recorder"),
+        Option("update_ratio", True, _is_bool, "True or False", "recorder"),
+    ),
+}
+
+
+def unknown_keyword_message(caller: str, name: str, valid: Sequence[str]) -> str:
+    """``TooledModel(): unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``:
+    the closest valid names, a known synonym first."""
+    near = [KEYWORD_SYNONYMS[name]] if KEYWORD_SYNONYMS.get(name) in valid else []
+    near += [n for n in closest(name, valid) if n not in near]
+    hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+    return f"{caller}: unknown keyword argument {short_repr(name)}{hint}; valid keyword arguments: {', '.join(valid)}"
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error shows it: its repr, and its type when the repr does not make it plain."""
+    text = short_repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return text
+    return f"{text} ({type(value).__name__})"
+
+
+def checked_arguments(caller: str) -> Callable[[_Init], _Init]:
+    """Decorate a constructor to check its arguments through :data:`MODEL_ARGUMENTS` ``[caller]``.
+
+    An unknown keyword raises :class:`ConfigError` naming ``caller``, the bad name and the closest valid ones
+    (instead of a bare TypeError); a value its row refuses raises ``ConfigError('TooledModel(): expected `every`
+    to be an int >= 1, but got 0')``. The decorated constructor keeps its signature for type checkers and IDEs.
+    Every row must name a parameter of the constructor (checked when the class is defined).
+    """
+    rows = {o.name: o for o in MODEL_ARGUMENTS[caller]}
+
+    def decorate(init: _Init) -> _Init:
+        signature = inspect.signature(init)
+        valid = [n for n, p in signature.parameters.items() if n != "self"
+                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        stray = set(rows) - set(valid)
+        if stray:  # a mistake in this table, found at import
+            raise TypeError(f"{caller}: MODEL_ARGUMENTS rows {sorted(stray)} name no parameter of {init.__qualname__}")
+
+        @functools.wraps(init)
+        def checked(*args: Any, **kwargs: Any) -> None:
+            for name in kwargs:
+                if name not in valid:
+                    raise ConfigError(unknown_keyword_message(caller, name, valid))
+            for name, value in signature.bind(*args, **kwargs).arguments.items():
+                row = rows.get(name)
+                if row is not None and not row.check(value):
+                    raise ConfigError(f"{caller}: expected `{name}` to be {row.expected}, but got {_shown(value)}")
+            init(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return decorate

@@ -689,9 +689,8 @@ def _arity_error(meter: Meter, value: Any) -> MeterInputError | None:
     """The error for an ``add()`` value that does not fit the meter's ``add`` arguments (None if it fits)."""
     kind = type(value)
     args, kwargs = (value, {}) if kind is list or kind is tuple else ((), value) if kind is dict else ((value,), {})
-    method = meter._add if type(meter).add is Meter.add else meter.add
     try:
-        inspect.signature(method).bind(*args, **kwargs)
+        inspect.signature(meter.add).bind(*args, **kwargs)
     except TypeError as exc:
         how = ("a list or tuple is passed as positional arguments (wrap one array-like value as [value])"
                if kind is list or kind is tuple else "a dict is passed as keyword arguments" if kind is dict

@@ -5,14 +5,15 @@ A meter type declares its state once, as torchmetrics' ``add_state(name, default
     class MAEMeter(Meter):
         state = (State("n", 0, "sum"), State("abs_sum", 0.0, "sum"))
 
-and writes only ``add()`` (or ``_add()``) and ``value()``. :class:`Meter` then resets each field to its default,
-folds another rank's copy into this one with each field's reduction, and makes the host copy sent to other ranks
-(``flexlogger.core.distributed``) from the same declaration; ``meter_info(type)['merges']`` reads it too.
+and writes only ``add()`` and ``value()``. :class:`Meter` then counts the ``add()`` calls, resets each field to its
+default, folds another rank's copy into this one with each field's reduction, and makes the host copy sent to other
+ranks (``flexlogger.core.distributed``) from the same declaration; ``meter_info(type)['merges']`` reads it too.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections import deque
 from collections.abc import Callable
@@ -155,11 +156,62 @@ def _merges_text(state: tuple[State, ...]) -> str:
     return "; ".join(f"{', '.join(s.names)}: {REDUCTIONS[s.reduce].text}" for s in state)
 
 
-class Meter:
-    """Base adapter. Subclasses set the class attributes, declare their ``state`` and write ``_add`` and ``value``.
+def _counting(add: Callable[..., bool | None]) -> Callable[..., None]:
+    """A meter type's ``add`` wrapped to count the calls that held a sample (it returns anything but False).
 
-    ``count`` is the number of ``add()`` calls since the last reset: a meter with ``count == 0`` is empty and
-    adds no point to any plot. ``reset()``, ``merge()`` and ``portable()`` follow the ``state`` declaration.
+    The wrapper is generated with ``add``'s own parameters (``def add(self, output, target)``), not as
+    ``(*args, **kwargs)``: Python then passes the arguments straight through, and the wrapper costs about 20 ns
+    a call where packing and unpacking would cost 170 ns, on a float ``add()`` of about 200 ns. ``inspect.signature``
+    of the wrapper is ``add``'s (``__wrapped__``), so arity errors name the real parameters.
+    """
+    params: list[str] = []
+    args: list[str] = []
+    defaults: dict[str, Any] = {}
+    star = False
+    kinds = inspect.Parameter
+    sig = inspect.signature(add)
+    for i, p in enumerate(sig.parameters.values()):
+        text = p.name
+        if p.default is not p.empty:
+            defaults[f"__default_{p.name}"] = p.default
+            text += f"=__default_{p.name}"
+        if p.kind is kinds.VAR_POSITIONAL:
+            star = True
+            params.append(f"*{p.name}")
+            args.append(f"*{p.name}")
+            continue
+        if p.kind is kinds.VAR_KEYWORD:
+            params.append(f"**{p.name}")
+            args.append(f"**{p.name}")
+            continue
+        if p.kind is kinds.KEYWORD_ONLY:
+            if not star:
+                params.append("*")
+                star = True
+            args.append(f"{p.name}={p.name}")
+        else:
+            args.append(p.name)
+        params.append(text)
+        if p.kind is kinds.POSITIONAL_ONLY and (
+                i + 1 == len(sig.parameters) or list(sig.parameters.values())[i + 1].kind is not p.kind):
+            params.append("/")
+    self_name = next(iter(sig.parameters))
+    namespace: dict[str, Any] = {"__meter_add__": add, **defaults}
+    exec(f"def add({', '.join(params)}):\n"  # from a signature: no user input
+         f"    if __meter_add__({', '.join(args)}) is not False:\n"
+         f"        {self_name}.count += 1\n", namespace)
+    counted: Callable[..., None] = functools.update_wrapper(namespace["add"], add)
+    counted._counts = True  # type: ignore[attr-defined]
+    return counted
+
+
+class Meter:
+    """Base adapter. Subclasses set the class attributes, declare their ``state`` and write ``add`` and ``value``.
+
+    ``add()`` feeds the meter, and returns False when the call held no sample (an empty batch), so the meter stays
+    empty. The base class wraps each subclass's ``add`` to keep ``count``, the number of ``add()`` calls that
+    held a sample since the last reset: a meter with ``count == 0`` is empty and adds no point to any plot.
+    ``reset()``, ``merge()`` and ``portable()`` follow the ``state`` declaration.
     """
 
     kind: ClassVar[str] = ""
@@ -183,6 +235,9 @@ class Meter:
         cls._owners = tuple(sorted({n.partition(".")[0] for s in cls.state for n in s.names if "." in n}))
         if "state" in cls.__dict__ and "merges" not in cls.__dict__:
             cls.merges = _merges_text(cls.state)
+        add = cls.__dict__.get("add")
+        if add is not None and not getattr(add, "_counts", False):
+            cls.add = _counting(add)  # type: ignore[method-assign]
 
     @classmethod
     def arguments(cls) -> dict[str, Any]:
@@ -190,12 +245,11 @@ class Meter:
         params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, name
         return {p.name: p.default for p in params}
 
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        if self._add(*args, **kwargs) is not False:
-            self.count += 1
+    def add(self, *args: Any, **kwargs: Any) -> bool | None:
+        """Feed the meter; return False when the call held no sample (an empty batch): the meter stays empty.
 
-    def _add(self, *args: Any, **kwargs: Any) -> bool | None:
-        """Feed the meter; return False when the call held no sample (an empty batch): the meter stays empty."""
+        Subclasses write this, without counting: the base class counts (see :func:`_counting`).
+        """
         raise NotImplementedError
 
     def value(self) -> Any:

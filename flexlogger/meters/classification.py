@@ -54,7 +54,7 @@ class ClassErrorMeter(Meter):
         self.tnt = tnt.ClassErrorMeter(topk=self.topk, accuracy=accuracy)
         super().__init__(name)
 
-    def _add(self, output: Any, target: Any) -> bool | None:
+    def add(self, output: Any, target: Any) -> bool | None:
         out, tgt = _scores_and_labels(self, output, target)
         if out.shape[1] < self.topk[-1]:
             raise MeterInputError(f"meter {self.name!r} (ClassErrorMeter) with topk={self.topk} expects at least "
@@ -96,7 +96,7 @@ class ConfusionMeter(Meter):
         self.tnt = tnt.ConfusionMeter(k, normalized=normalized)
         super().__init__(name)
 
-    def _add(self, predicted: Any, target: Any) -> bool | None:
+    def add(self, predicted: Any, target: Any) -> bool | None:
         pred = to_tensor(self, predicted, "predicted: N x K scores or N labels").cpu()
         tgt = to_tensor(self, target, "target: N labels or N x K one-hot").cpu()
         if pred.dim() == 2:

@@ -60,7 +60,7 @@ class ImageMeter(Meter):
         self.nrow = nrow
         super().__init__(name)
 
-    def _add(self, batch: Any) -> bool | None:
+    def add(self, batch: Any) -> bool | None:
         images = to_tensor(self, batch, "batch: an N x C x H x W tensor/array of images")
         if images.dim() != 4 or images.shape[1] not in (1, 3):
             raise bad_input(self, images, "batch: an N x C x H x W tensor/array of images with C = 1 or 3 channels")

@@ -97,7 +97,7 @@ class APMeter(_RankingMeter):
     note = ("Computes the standard average precision (scikit-learn's average_precision_score: tied scores form "
             "one threshold). torchnet's APMeter ranks tied scores arbitrarily and warns on every call.")
 
-    def _add(self, output: Any, target: Any, weight: Any = None) -> bool:
+    def add(self, output: Any, target: Any, weight: Any = None) -> bool:
         return self._store(output, target, weight, columns=True)
 
     def value(self) -> np.ndarray:
@@ -131,7 +131,7 @@ class AUCMeter(_RankingMeter):
             "trapezoidal rule); NaN when only one class was seen or a score is NaN. torchnet's AUCMeter is wrong on "
             "ties.")
 
-    def _add(self, output: Any, target: Any) -> bool:
+    def add(self, output: Any, target: Any) -> bool:
         return self._store(output, target, columns=False)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ class MSEMeter(Meter):
         self.tnt = tnt.MSEMeter(root=root)
         super().__init__(name)
 
-    def add(self, output: Any, target: Any) -> None:  # the hot path: Meter.add and _add in one call
+    def add(self, output: Any, target: Any) -> bool | None:
         if type(output) is torch.Tensor and not output.requires_grad:
             out = output
         else:
@@ -44,13 +44,13 @@ class MSEMeter(Meter):
         if tgt.get_device() != out.get_device():
             tgt = tgt.to(out.device)
         if out.numel() == 0:
-            return  # an empty batch: nothing received
+            return False  # an empty batch: nothing received
         # torchnet's MSEMeter.add, with the square taken in place (the same kernels, identical sums)
         squares = out - tgt
         squares.pow_(2)
         self.tnt.n += out.numel()
         self.tnt.sesum += torch.sum(squares)
-        self.count += 1
+        return None
 
     def value(self) -> float:
         return math.nan if self.tnt.n == 0 else to_float(self.tnt.value())  # NaN also after empty batches
@@ -67,7 +67,7 @@ class MAEMeter(Meter):
     n: int
     abs_sum: Scalar
 
-    def _add(self, output: Any, target: Any) -> bool | None:
+    def add(self, output: Any, target: Any) -> bool | None:
         out = to_tensor(self, output, "output: a tensor/array")
         tgt = to_tensor(self, target, "target: a tensor/array")
         if out.shape != tgt.shape:

@@ -24,24 +24,20 @@ class AverageValueMeter(MeanStdMeter):
     note = ("torchnet's AverageValueMeter with the square root deferred from every add() to value() (the same "
             "Welford recurrence, identical results); value() is (mean, std) with std the sample standard "
             "deviation: NaN for one sample (torchnet says inf), (NaN, NaN) when empty.")
-    state = (State(("n", "mean", "m_s"), (0, math.nan, 0.0), "moments"),)
+    # the mean starts at 0.0: Welford's first step then gives exactly v and a sum of squares of 0 (NaN for an
+    # Inf), with no branch for it (value() reads n first)
+    state = (State(("n", "mean", "m_s"), (0, 0.0, 0.0), "moments"),)
 
     n: int
     mean: Scalar
     m_s: Scalar
 
-    def add(self, value: Any) -> None:  # the hot path: Meter.add and _add in one call
+    def add(self, value: Any) -> None:
         v = value if type(value) is float else to_scalar(self, value)
-        n = self.n + 1
-        self.n = n
-        self.count += 1
-        if n == 1:
-            self.mean = 0.0 + v
-            self.m_s = 0.0 * v
-        else:
-            old = self.mean
-            self.mean = mean = old + (v - old) / n
-            self.m_s += (v - old) * (v - mean)
+        self.n = n = self.n + 1
+        old = self.mean
+        self.mean = mean = old + (v - old) / n
+        self.m_s += (v - old) * (v - mean)
 
     def value(self) -> tuple[float, float]:
         if self.n == 0:
@@ -73,7 +69,7 @@ class MovingAverageValueMeter(MeanStdMeter):
         self.windowsize = windowsize
         super().__init__(name)
 
-    def _add(self, value: Any) -> None:
+    def add(self, value: Any) -> None:
         self.values.append(to_float(to_scalar(self, value)))
 
     def value(self) -> tuple[float, float]:
@@ -107,7 +103,7 @@ class BestValueMeter(Meter):
         self.best = best
         super().__init__(name)
 
-    def _add(self, value: Any) -> None:
+    def add(self, value: Any) -> None:
         v = value if type(value) is float else to_float(to_scalar(self, value))
         if v < self.low:
             self.low = v
@@ -130,7 +126,7 @@ class ValueMeter(Meter):
 
     _value: Any
 
-    def _add(self, value: Any) -> None:
+    def add(self, value: Any) -> None:
         if isinstance(value, (str, Histogram)):  # a Histogram: bin counts made on the device (TooledModel)
             self._value = value
         elif isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "cpu":
@@ -186,7 +182,7 @@ class TimeMeter(Meter):
         self.tnt = tnt.TimeMeter(unit)
         super().__init__(name)
 
-    def _add(self, n: Any = 1) -> None:
+    def add(self, n: Any = 1) -> None:
         if n is None:
             n = 1
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:

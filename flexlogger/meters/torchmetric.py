@@ -71,7 +71,7 @@ class TorchMetricMeter(Meter):
         return {p.name: REQUIRED if p.default is inspect.Parameter.empty else p.default for p in params
                 if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
 
-    def _add(self, *args: Any, **kwargs: Any) -> None:
+    def add(self, *args: Any, **kwargs: Any) -> None:
         args = tuple(_tensor(a) for a in args)
         kwargs = {k: _tensor(v) for k, v in kwargs.items()}
         first = next((a for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)), None)

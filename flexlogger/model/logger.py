@@ -43,12 +43,12 @@ from typing import Any, Unpack
 import numpy as np
 from torch import nn
 
-from flexlogger.config.options import MODEL_LOGGER_MODES, check_options, raise_problems
+from flexlogger.config.options import KEYWORD_SYNONYMS, MODEL_LOGGER_MODES, check_options, raise_problems
 from flexlogger.core.logger import FlexLogger, LoggerOptions, Released
 from flexlogger.errors import UnknownNameError, short_repr, unknown_name_message
 from flexlogger.io import append_line
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import KEYWORD_SYNONYMS, Selector, Stats, TooledModel
+from flexlogger.model.tooled import Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",

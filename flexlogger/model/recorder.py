@@ -47,8 +47,8 @@ Cost:
     more times (subtract the snapshot, its norm, copy the weights into it); ``update_ratio=False`` saves those.
     On the CPU the host is the device: the arithmetic after those reductions (a few dozen numbers per layer: the
     per-layer sums, the ring buffer, the rules) runs in numpy on views of the same buffers, where one call costs a
-    fraction of a torch call's dispatch; on other devices it runs in torch, and the two give the same buffer and
-    the same events (tested).
+    fraction of a torch call's dispatch; on other devices it runs in torch. It is written once, against
+    :mod:`flexlogger.model.arith`, and the two give the same buffer and the same events (tested).
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from flexlogger.errors import ConfigError, UnknownNameError, unknown_name_message
+from flexlogger.config.options import checked_arguments
+from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, unknown_name_message
+from flexlogger.model.arith import Arith, arith_for
 
 __all__ = ["RECORDER_STATS", "AnomalyEvent", "FlightRecorder", "History", "Rule", "check_rules"]
 
@@ -82,10 +84,6 @@ _POOL = {"grad_norm": "rms", "weight_norm": "rms", "update_ratio": "mean", "act_
          "dead_fraction": "mean"}
 
 RuleFn = Callable[[dict[str, Tensor], dict[str, Tensor]], Tensor]
-
-
-class ModelAnomalyWarning(RuntimeWarning):
-    """A NaN/Inf value, an exploding L2 norm or a flight-recorder rule fired."""
 
 
 @dataclass(frozen=True)
@@ -256,28 +254,15 @@ class FlightRecorder:
             (three more passes over the weights); ``False`` saves them and leaves that column NaN.
 
     Raises:
-        ConfigError: a bad argument or rule (the message lists the valid forms).
+        ConfigError: a bad argument (checked through ``flexlogger.config.options.MODEL_ARGUMENTS``) or rule (the
+            message lists the valid forms).
     """
 
-    _host_math: bool | None = None  # None: numpy on the CPU, torch elsewhere; tests set it to run either path
-
-    def __init__(self, window: int = 64, rules: Sequence[Any] | None = None, after: int = 20, check_every: int = 1,
-                 on_trigger: Callable[[AnomalyEvent], None] | None = None,
+    @checked_arguments("FlightRecorder()")
+    def __init__(self, *, window: int = 64, rules: Sequence[Any] | None = None, after: int = 20,
+                 check_every: int = 1, on_trigger: Callable[[AnomalyEvent], None] | None = None,
                  listeners: Sequence[Callable[[AnomalyEvent], None]] = (), min_history: int = 16, sync: bool = False,
                  stats: Sequence[str] = FULL_STATS, warn: bool = True, update_ratio: bool = True) -> None:
-        for arg, value, low in (("window", window, 2), ("check_every", check_every, 1), ("after", after, 0),
-                                ("min_history", min_history, 2)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"expected `{arg}` to be an int >= {low}, but got {value!r}")
-        if not isinstance(sync, bool) or not isinstance(warn, bool):
-            raise ConfigError(f"expected `sync` and `warn` to be True or False, but got {sync!r} and {warn!r}")
-        if on_trigger is not None and not callable(on_trigger):
-            raise ConfigError(f"expected `on_trigger` to be a callable (event) -> None, but got {on_trigger!r}")
-        for lst in listeners:
-            if not callable(lst):
-                raise ConfigError(f"expected every listener to be a callable (event) -> None, but got {lst!r}")
-        if not isinstance(update_ratio, bool):
-            raise ConfigError(f"expected `update_ratio` to be True or False, but got {update_ratio!r}")
         self.window, self.after, self.check_every, self.sync, self.warn = window, after, check_every, sync, warn
         self.update_ratio = update_ratio
         self.rules = check_rules([{"stat": "nonfinite", "above": 0}] if rules is None else rules, min_history)
@@ -309,42 +294,47 @@ class FlightRecorder:
         self.layers = list(layers)
         self.device = device
         n_layers, n_stats = len(layers), len(RECORDER_STATS)
+        self._arith = a = self._arith_for(device, n_layers)
         self._params = [p for ps in params for p in ps]
-        self._pidx = torch.tensor([i for i, ps in enumerate(params) for _ in ps], dtype=torch.long, device=device)
+        self._pidx = np.array([i for i, ps in enumerate(params) for _ in ps], dtype=np.int64)
         self._snap = [p.detach().clone() for p in self._params] if self.update_ratio else []
         with torch.no_grad():
-            self._prev_sq = self._per_layer_sq(self._norms(self._snap), n_layers)
-        self._has_params = torch.tensor([bool(ps) for ps in params], device=device)
+            norms = a.take_norms(self._snap) if self._snap else a.full(0, 0.0)
+            self._prev_sq = a.bincount(a.const(self._pidx[:len(self._snap)], "int64"), norms * norms, n_layers)
+        self._has_params = a.const([bool(ps) for ps in params], "bool")
         self._rows = self.window + self.check_every
+        # the storage is torch (history, collectives, events read it); the arithmetic works on views of it
         self._buf = torch.full((self._rows, n_stats, n_layers), math.nan, device=device)
         self._steps = torch.full((self._rows,), -1, dtype=torch.long, device=device)
-        self._written = 0
-        rules = self._stat_rules
-        n_rules = len(rules) + len(self._fn_rules)
-        self._sidx = torch.tensor([RECORDER_STATS.index(r.stat) for r in rules if r.stat], dtype=torch.long,
-                                  device=device)
-        self._thr = torch.tensor([r.threshold for r in rules], device=device).reshape(-1, 1)
-        self._sign = torch.tensor([-1.0 if r.condition == "below" else 1.0 for r in rules], device=device)[:, None]
-        self._is_z = [r.condition == "zscore_above" for r in rules]
-        self._is_z_t = torch.tensor(self._is_z, dtype=torch.bool, device=device)[:, None]
+        n_rules = len(self._stat_rules) + len(self._fn_rules)
         self._active = torch.zeros(n_rules, dtype=torch.bool, device=device)
         self._pending = torch.zeros(n_rules, dtype=torch.bool, device=device)
         self._pend = torch.zeros(n_rules, 3, dtype=torch.float64, device=device)  # step, layer, value
-        self._nan = torch.full((3,), math.nan, device=device)
-        self._nan0 = torch.tensor(math.nan, device=device)
+        self._buf_a, self._steps_a = a.view(self._buf), a.view(self._steps)
+        self._active_a, self._pending_a, self._pend_a = a.view(self._active), a.view(self._pending), a.view(self._pend)
+        self._written = 0
+        rules = self._stat_rules
+        self._sidx = a.const([RECORDER_STATS.index(r.stat) for r in rules if r.stat], "int64")
+        self._thr = a.const([r.threshold for r in rules], "float32").reshape(-1, 1)
+        self._sign = a.const([-1.0 if r.condition == "below" else 1.0 for r in rules], "float32").reshape(-1, 1)
+        # z-score rules: their rows among the stat rules, the statistics whose history they average, and the
+        # least and most history they need (below the least none may fire and no history is read; below the
+        # most, a gate holds back those that need more)
+        z_rules = [r for r in rules if r.condition == "zscore_above"]
+        zstats = sorted({r.stat for r in z_rules if r.stat}, key=RECORDER_STATS.index)
+        self._zrows = a.const([i for i, r in enumerate(rules) if r.condition == "zscore_above"], "int64")
+        self._zsel = a.const([RECORDER_STATS.index(st) for st in zstats], "int64")
+        self._zpos = a.const([zstats.index(r.stat) for r in z_rules if r.stat], "int64")
+        self._zmin = min((r.min_history for r in z_rules), default=0)
+        self._zmax = max((r.min_history for r in z_rules), default=0)
+        self._gates: dict[int, Any] = {}
         self._have_key: tuple[int, ...] | None = None
-        self._nidx = self._lidx = torch.zeros(0, dtype=torch.long, device=device)
-        self._seg_key: list[tuple[int, int]] = []
-        self._seg = torch.zeros(0, dtype=torch.long, device=device)
-        self._units = torch.zeros(n_layers, device=device)
-        self._called = torch.zeros(n_layers, dtype=torch.bool, device=device)
-        self._gates: dict[int, Tensor] = {}
+        self._nidx = self._lidx = a.const([], "int64")
         self._perm_key: tuple[str, ...] = ()
-        self._perm = torch.arange(n_layers, device=device)
-        self._perm_np = np.arange(n_layers)
-        self._host = device.type == "cpu" if self._host_math is None else self._host_math
-        if self._host:
-            self._bind_host()
+        self._perm = a.arange(n_layers)
+
+    _arith_for: Callable[[torch.device, int], Arith] = staticmethod(arith_for)  # type: ignore[assignment]
+    """Which arithmetic a recorder bound to a device uses (numpy on the CPU, torch elsewhere; see ``arith.py``)."""
 
     @property
     def layer_order(self) -> list[str]:
@@ -356,26 +346,15 @@ class FlightRecorder:
         seen = [n for n in self._perm_key if n in names]
         return seen + [n for n in self.layers if n not in set(seen)]
 
-    @staticmethod
-    def _norms(tensors: list[Tensor]) -> Tensor:
-        if not tensors:
-            return torch.zeros(0)
-        return torch.stack(torch._foreach_norm(tensors)).float()
-
-    def _per_layer_sq(self, norms: Tensor, n_layers: int, idx: Tensor | None = None) -> Tensor:
-        idx = self._pidx if idx is None else idx
-        out = torch.zeros(n_layers, device=self.device)
-        return out.index_add_(0, idx, norms.to(self.device) ** 2) if norms.numel() else out
-
     def memory_bytes(self) -> int:
         """Bytes of device storage the recorder holds (the ring buffer, parameter snapshots, rule state)."""
         if not self._bound:
             return 0
-        tensors = [self._buf, self._steps, self._pidx, self._prev_sq, self._has_params, self._sidx, self._thr,
-                   self._sign, self._is_z_t, self._active, self._pending, self._pend, self._nan, self._nan0,
-                   self._perm, self._seg, self._units, self._nidx, self._lidx, self._called,
-                   *self._gates.values(), *self._snap]
-        return sum(t.untyped_storage().nbytes() for t in tensors)
+        arrays = [self._buf, self._steps, self._active, self._pending, self._pend, self._prev_sq, self._has_params,
+                  self._sidx, self._thr, self._sign, self._zrows, self._zsel, self._zpos, self._nidx, self._lidx,
+                  self._perm, *self._gates.values(), *self._snap]
+        return (sum(x.untyped_storage().nbytes() if isinstance(x, Tensor) else x.nbytes for x in arrays)
+                + self._arith.nbytes())
 
     # --------------------------------------------------------------------------------------- per-step work
     @staticmethod
@@ -394,95 +373,54 @@ class FlightRecorder:
             mx, mn = mx.float(), mn.float()
         return mx, mn
 
-    def _output_entry(self, x: Tensor) -> tuple[Tensor, Tensor] | tuple[float, int, int]:
-        """What a forward hook keeps of a layer's output for the step's end: elsewhere than on the CPU, the
-        per-unit maximum and minimum (:meth:`_output_stats`), reduced for every layer at once at the step's end;
-        on the CPU (numpy arithmetic) the layer's ``(max |x|, units alive, units)`` at once, while the per-unit
-        vectors are still in the cache."""
-        mx, mn = self._output_stats(x)
-        if not self._host:
-            return mx, mn
-        hi, lo = mx.numpy(), mn.numpy()
-        top, low = float(hi.max()), float(lo.min())
-        # NaN anywhere is NaN in both (so in max |x|), and Inf stays Inf: a non-finite max |x| means a NaN or Inf
-        return (top if top >= -low else -low), int(np.count_nonzero(np.logical_or(hi, lo))), hi.size
+    def _output_entry(self, x: Tensor) -> Any:
+        """What a forward hook keeps of a layer's output for the step's end (see :meth:`Arith.entry`)."""
+        return self._arith.entry(*self._output_stats(x))
 
     def _norm_index(self, have: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """For the norms of [the gradients present (parameters ``have``), the weights, the weight changes]: where
         each adds its square in the rows 0, 1, 2 of a (3, layers) table, flattened; and the layer of each gradient
         and weight, whose NaN or Inf counts in ``nonfinite`` (a weight change has none of its own)."""
         n_layers = len(self.layers)
-        pidx = self._pidx.cpu().numpy()
+        pidx = self._pidx
         g = pidx[list(have)] if have else np.zeros(0, dtype=np.int64)
         parts = [g, pidx + n_layers] + ([pidx + 2 * n_layers] if self.update_ratio else [])
         return np.concatenate(parts), np.concatenate([g, pidx])
 
-    def _row(self, outputs: Sequence[tuple[Tensor, Tensor] | None]) -> Tensor:
-        """This step's statistics, ``(len(RECORDER_STATS), layers)``, computed on the device."""
+    def _row(self, outputs: Sequence[Any]) -> Any:
+        """This step's statistics, ``(len(RECORDER_STATS), layers)``: the reductions in torch, the per-layer
+        arithmetic in the recorder's :class:`Arith` (called under ``no_grad``: the parameters are read as they
+        are, without a detached view each)."""
+        a, xp = self._arith, self._arith.xp
         n_layers = len(self.layers)
         params = self._params
         grads = [p.grad for p in params]
         have = tuple(i for i, g in enumerate(grads) if g is not None)
-        present = [g.detach() for g in grads if g is not None]
         if have != self._have_key:  # which parameters have a gradient rarely changes: rebuild the index then
             self._have_key = have
             nidx, lidx = self._norm_index(have)
-            self._nidx, self._lidx = torch.from_numpy(nidx).to(self.device), torch.from_numpy(lidx).to(self.device)
-        weights = [p.detach() for p in params]
+            self._nidx, self._lidx = a.const(nidx, "int64"), a.const(lidx, "int64")
         if params:
             # One fused norm over every gradient, every weight and every change of a weight since the last step.
             if self._snap:
-                torch._foreach_sub_(self._snap, weights)  # the snapshot becomes W_(t-1) - W_t ...
-            norms = torch.stack(torch._foreach_norm(present + weights + self._snap)).float()
+                torch._foreach_sub_(self._snap, params)  # the snapshot becomes W_(t-1) - W_t ...
+            norms = a.take_norms([g for g in grads if g is not None] + params + self._snap)
             if self._snap:
-                torch._foreach_copy_(self._snap, weights)  # ... and then W_t, for the next step
-            sq = torch.zeros(3 * n_layers, device=self.device).index_add_(0, self._nidx, norms * norms)
-            sq = sq.reshape(3, n_layers)
-            bad = torch.zeros(n_layers, device=self.device).index_add_(
-                0, self._lidx, (~torch.isfinite(norms[:len(self._lidx)])).float())
+                torch._foreach_copy_(self._snap, params)  # ... and then W_t, for the next step
+            sq = a.bincount(self._nidx, norms * norms, 3 * n_layers).reshape(3, n_layers)
+            bad = a.bincount(self._lidx, ~xp.isfinite(norms[:len(self._lidx)]), n_layers)
         else:
-            sq = torch.zeros(3, n_layers, device=self.device)
-            bad = torch.zeros(n_layers, device=self.device)
-        nan = self._nan0
+            sq = a.full((3, n_layers), 0.0)
+            bad = a.full(n_layers, 0.0)
         has = self._has_params
-        grad_norm = torch.where(has, sq[0].sqrt(), nan)
-        weight_norm = torch.where(has, sq[1].sqrt(), nan)
-        ratio = torch.where(has, (sq[2] / self._prev_sq).sqrt(), nan) if self._snap else nan.expand(n_layers)
+        ratio = xp.where(has, xp.sqrt(sq[2] / self._prev_sq), math.nan) if self._snap else a.full(n_layers, math.nan)
         self._prev_sq = sq[1]
-        act_max, bad_out, dead = self._output_row(outputs)
-        nonfinite = bad_out + bad
-        row = torch.stack([grad_norm, weight_norm, ratio, act_max, nonfinite, dead])
+        act_max, bad_out, dead = a.outputs(outputs)
+        row = a.f32(xp.stack([xp.where(has, xp.sqrt(sq[0]), math.nan), xp.where(has, xp.sqrt(sq[1]), math.nan),
+                              ratio, act_max, bad_out + bad, dead]))
         if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            row = self._pool(row)
+            row = a.view(self._pool(a.to_torch(row)))
         return row
-
-    def _output_row(self, outputs: Sequence[tuple[Tensor, Tensor] | None]) -> tuple[Tensor, Tensor, Tensor]:
-        """``act_max``, whether the output had a NaN/Inf (0 or 1), and ``dead_fraction``, per layer (NaN where a
-        layer did not run), from the per-unit max and min of every output, reduced for all layers at once."""
-        n_layers = len(self.layers)
-        called = [i for i, o in enumerate(outputs) if o is not None]
-        if not called:
-            nan = torch.full((n_layers,), math.nan, device=self.device)
-            return nan, torch.zeros(n_layers, device=self.device), nan
-        key = [(i, outputs[i][0].numel()) for i in called]  # type: ignore[index]
-        if key != self._seg_key:  # which layers ran, and their sizes, rarely change: rebuild the index then
-            self._seg_key = key
-            units = torch.zeros(n_layers)
-            for i, n in key:
-                units[i] = n
-            self._seg = torch.repeat_interleave(torch.tensor([i for i, _ in key]),
-                                                torch.tensor([n for _, n in key])).to(self.device)
-            self._units = units.to(self.device)
-            self._called = (units > 0).to(self.device)
-        mxs = torch.cat([outputs[i][0] for i in called])  # type: ignore[index]
-        mns = torch.cat([outputs[i][1] for i in called])  # type: ignore[index]
-        peak = torch.maximum(mxs, -mns)
-        flags = torch.stack([~torch.isfinite(peak), mxs.ne(0) | mns.ne(0)], 1).float()
-        counts = torch.zeros(n_layers, 2, device=self.device).index_add_(0, self._seg, flags)
-        act = torch.full((n_layers,), -math.inf, device=self.device).scatter_reduce_(0, self._seg, peak, "amax")
-        act_max = torch.where(self._called, act, self._nan0)
-        dead = torch.where(self._called, 1.0 - counts[:, 1] / self._units, self._nan0)
-        return act_max, (counts[:, 0] > 0).float(), dead
 
     def _pool(self, row: Tensor) -> Tensor:
         """Pool one row over the ranks: one collective."""
@@ -504,63 +442,67 @@ class FlightRecorder:
         start = self._written % self._rows
         return torch.cat([self._buf[start:], self._buf[:start]]) if start and ordered else self._buf
 
-    def _evaluate(self, row: Tensor, step: int) -> None:
-        """Evaluate the device rules on this step's row and note new episodes in the pending state (no sync)."""
-        masks: list[Tensor] = []
-        values: list[Tensor] = []
-        hist: Tensor | None = None
+    def _zscores(self, cur: Any) -> Any:
+        """``cur`` (rules x layers) with the z-score rules' rows replaced by their z-scores against the buffered
+        history (NaN, which fires nothing, before ``min_history`` steps)."""
+        a, xp = self._arith, self._arith.xp
+        n = min(self._written, self._rows)
+        x = cur + 0  # a copy, written below
+        if n < max(self._zmin, 2):
+            x[self._zrows] = math.nan
+            return x
+        hist = self._buf_a[:n][:, self._zsel]  # (steps, z statistics, layers); mean and std ignore the order
+        ok = ~xp.isnan(hist)
+        cnt = ok.sum(0)
+        mean = xp.where(ok, hist, 0.0).sum(0) / cnt
+        dev = xp.where(ok, hist - mean, 0.0)
+        std = xp.sqrt((dev * dev).sum(0) / cnt)
+        # a flat history (a frozen layer) would make any change infinitely many deviations away
+        std = xp.maximum(std, xp.abs(mean) * 1e-3 + 1e-12)
+        x[self._zrows] = a.f32((cur[self._zrows] - mean[self._zpos]) / std[self._zpos])
+        if n < self._zmax:  # rules that need a longer history: held back by a gate made once per n
+            gate = self._gates.get(n)
+            if gate is None:
+                gate = self._gates[n] = a.const([r.condition == "zscore_above" and n < r.min_history
+                                                 for r in self._stat_rules], "bool").reshape(-1, 1)
+            x = xp.where(gate, math.nan, x)
+        return x
+
+    def _evaluate(self, row: Any, step: int) -> None:
+        """Evaluate the rules on this step's row and note new episodes in the pending state (no host sync)."""
+        a, xp = self._arith, self._arith.xp
+        n_layers = len(self.layers)
+        masks: list[Any] = []
+        values: list[Any] = []
         if self._stat_rules:
             cur = row[self._sidx]  # (rules, layers)
-            x = cur
-            if any(self._is_z):
-                hist = self._history_tensors(ordered=False)  # mean and std do not care about the order
-                n = hist.shape[0]
-                if n >= 2:
-                    mean = hist.nanmean(0)
-                    std = (hist - mean).pow(2).nanmean(0).sqrt()
-                    # a flat history (a frozen layer) would make any change infinitely many deviations away
-                    std = torch.maximum(std, mean.abs() * 1e-3 + 1e-12)
-                    z = ((row - mean) / std)[self._sidx]
-                else:
-                    z = torch.full_like(cur, math.nan)
-                x = torch.where(self._is_z_t, z, cur)
-                mask = (x - self._thr) * self._sign > 0
-                if any(iz and n < r.min_history for iz, r in zip(self._is_z, self._stat_rules)):
-                    gate = self._gates.get(n)
-                    if gate is None:  # a few distinct values of n only, at the start
-                        gate = self._gates[n] = torch.tensor([not iz or n >= r.min_history for iz, r in
-                                                              zip(self._is_z, self._stat_rules)],
-                                                             device=self.device)[:, None]
-                    mask = mask & gate
-            else:
-                mask = (x - self._thr) * self._sign > 0
-            masks.append(mask)
+            x = self._zscores(cur) if self._zmax else cur
+            masks.append((x - self._thr) * self._sign > 0)
             values.append(cur)
         if self._fn_rules:
-            current = {s: row[i] for i, s in enumerate(RECORDER_STATS)}
+            row_t = a.to_torch(row)
+            current = {s: row_t[i] for i, s in enumerate(RECORDER_STATS)}
             hist = self._history_tensors()
             past = {s: hist[:, i] for i, s in enumerate(RECORDER_STATS)}
             for r in self._fn_rules:
-                m = r.fn(current, past)  # type: ignore[misc]
-                if not isinstance(m, Tensor):
-                    m = torch.tensor(bool(m), device=self.device)
-                m = m.to(self.device, torch.bool)
-                masks.append(m.expand(len(self.layers)).reshape(1, -1))
-                values.append(torch.full((1, len(self.layers)), math.nan, device=self.device))
+                masks.append(a.rule_mask(r.fn(current, past)))  # type: ignore[misc]
+                values.append(a.full((1, n_layers), math.nan))
         if not masks:
             return
-        mask = torch.cat(masks)
-        value = torch.cat(values)
+        mask = masks[0] if len(masks) == 1 else xp.concatenate(masks)
         fired = mask.any(1)
-        ordered = mask[:, self._perm].to(torch.uint8)
-        first = self._perm[ordered.argmax(1)]
-        val = value.gather(1, first[:, None])[:, 0]
-        new = fired & ~self._active
-        self._active.copy_(fired)
-        take = new & ~self._pending
-        self._pending |= new
-        info = torch.stack([torch.full_like(val, step, dtype=torch.float64), first.double(), val.double()], 1)
-        self._pend.copy_(torch.where(take[:, None], info, self._pend))
+        if a.none_fired(fired):  # the usual step: nothing fires, so nothing is new and no episode goes on
+            self._active_a[:] = False
+            return
+        value = values[0] if len(values) == 1 else xp.concatenate(values)
+        first = self._perm[a.argmax(mask[:, self._perm])]
+        val = value[a.arange(len(first)), first]
+        new = fired & ~self._active_a
+        self._active_a[:] = fired
+        take = new & ~self._pending_a
+        self._pending_a |= new
+        info = xp.stack([a.full(len(val), float(step), "float64"), a.f64(first), a.f64(val)], 1)
+        self._pend_a[:] = xp.where(take[:, None], info, self._pend_a)
 
     def _end_step(self, step: int, outputs: Sequence[Any],
                   order: Sequence[str]) -> list[AnomalyEvent]:
@@ -572,159 +514,23 @@ class FlightRecorder:
             pos = {n: i for i, n in enumerate(self.layers)}
             seen = [pos[n] for n in order if n in pos]
             rest = [i for i in range(len(self.layers)) if i not in set(seen)]
-            self._perm = torch.tensor(seen + rest, dtype=torch.long, device=self.device)
-            self._perm_np = np.array(seen + rest, dtype=np.int64)
-        with torch.no_grad():
+            self._perm = self._arith.const(seen + rest, "int64")
+        with torch.no_grad(), np.errstate(all="ignore"):  # NaN and Inf are data here (a NaN norm is an event)
             slot = self._written % self._rows
-            if self._host:
-                row_np = self._row_host(outputs)
-                self._evaluate_host(row_np, step)
-                self._buf_np[slot] = row_np
-                self._steps_np[slot] = step
-            else:
-                row = self._row(outputs)
-                self._evaluate(row, step)
-                self._buf[slot].copy_(row)
-                self._steps[slot].fill_(step)
+            row = self._row(outputs)
+            self._evaluate(row, step)
+            self._buf_a[slot] = row
+            self._steps_a[slot] = step
             self._written += 1
             if (step + 1) % self.check_every == 0:
                 self._check()
         new, self._new = self._new, []
         return new
 
-    # ------------------------------------------------------------------------- the same arithmetic in numpy
-    def _bind_host(self) -> None:
-        """numpy views of the CPU buffers and rule state (writes through them are the tensors' own)."""
-        self._buf_np = self._buf.numpy()
-        self._steps_np = self._steps.numpy()
-        self._active_np = self._active.numpy()
-        self._pending_np = self._pending.numpy()
-        self._pend_np = self._pend.numpy()
-        self._prev_sq_np = self._prev_sq.numpy().astype(np.float64)
-        self._no_params = np.flatnonzero(~self._has_params.numpy())
-        rules = self._stat_rules
-        self._sidx_np = self._sidx.numpy()
-        self._thr_np = self._thr.numpy().astype(np.float64)
-        self._sign_np = self._sign.numpy().astype(np.float64)
-        # z-score rules: their rows among the stat rules, the statistics whose history they average, and the
-        # least history any of them needs (below it none may fire, and no history is read)
-        self._zrows = np.flatnonzero(self._is_z)
-        zstats = sorted({r.stat for r in rules if r.condition == "zscore_above"}, key=RECORDER_STATS.index)
-        self._zsel = [RECORDER_STATS.index(st) for st in zstats]
-        self._zpos = np.array([zstats.index(r.stat) for r in rules if r.condition == "zscore_above"], dtype=np.int64)
-        self._zmin = min((r.min_history for r in rules if r.condition == "zscore_above"), default=0)
-        self._min_hist = np.array([r.min_history if r.condition == "zscore_above" else 0 for r in rules])
-
-    def _row_host(self, outputs: Sequence[Any]) -> np.ndarray:
-        """:meth:`_row` for the CPU: the reductions in torch, the per-layer arithmetic in numpy."""
-        n_layers = len(self.layers)
-        params = self._params
-        grads = [p.grad for p in params]
-        have = tuple(i for i, g in enumerate(grads) if g is not None)
-        if have != self._have_key:  # which parameters have a gradient rarely changes: rebuild the index then
-            self._have_key = have
-            self._nidx_np, self._lidx_np = self._norm_index(have)
-        row = np.empty((len(RECORDER_STATS), n_layers), dtype=np.float32)
-        with np.errstate(all="ignore"):
-            if params:  # (under no_grad: the parameters themselves are read, without a detached view each)
-                if self._snap:
-                    torch._foreach_sub_(self._snap, params)  # the snapshot becomes W_(t-1) - W_t ...
-                norms = torch.stack(torch._foreach_norm([g for g in grads if g is not None] + params
-                                                        + self._snap)).double().numpy()
-                if self._snap:
-                    torch._foreach_copy_(self._snap, params)  # ... and then W_t, for the next step
-                sq: np.ndarray = np.bincount(self._nidx_np, norms * norms, minlength=3 * n_layers).reshape(3, n_layers)
-                bad: np.ndarray = np.bincount(self._lidx_np, ~np.isfinite(norms[:len(self._lidx_np)]),
-                                              minlength=n_layers)
-            else:
-                sq = np.zeros((3, n_layers))
-                bad = np.zeros(n_layers)
-            weight_sq = sq[1].copy()
-            sq[2] /= self._prev_sq_np
-            self._prev_sq_np = weight_sq
-            np.sqrt(sq, out=row[:3])
-            if len(self._no_params):
-                row[:3, self._no_params] = np.nan
-            if not self._snap:
-                row[2] = np.nan
-            self._output_row_host(outputs, row)
-            row[4] += bad
-        if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            row = self._pool(torch.from_numpy(row)).numpy()
-        return row
-
-    def _output_row_host(self, outputs: Sequence[Any], row: np.ndarray) -> None:
-        """:meth:`_output_row` for the CPU, written into rows 3 to 5 (``act_max``, output NaN/Inf, ``dead``)."""
-        called = [i for i, o in enumerate(outputs) if o is not None]
-        row[3:6] = np.nan
-        row[4] = 0.0
-        if not called:
-            return
-        got = np.array([outputs[i] for i in called], dtype=np.float64)  # (layers run, [max |x|, alive, units])
-        act = got[:, 0]
-        row[3, called] = act
-        row[4, called] = ~np.isfinite(act)  # a NaN or Inf anywhere in the output reaches its max |x|
-        row[5, called] = 1.0 - got[:, 1] / got[:, 2]
-
-    def _evaluate_host(self, row: np.ndarray, step: int) -> None:
-        """:meth:`_evaluate` for the CPU (numpy on the host, which is the device)."""
-        masks: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        n_layers = len(self.layers)
-        with np.errstate(all="ignore"):
-            if self._stat_rules:
-                cur = row[self._sidx_np]  # (rules, layers)
-                x = cur.astype(np.float64)
-                if len(self._zrows):
-                    n = min(self._written, self._rows)
-                    if n >= max(self._zmin, 2):
-                        hist = self._buf_np[:n, self._zsel]  # (steps, z statistics, layers), in any order
-                        ok = ~np.isnan(hist)
-                        cnt = ok.sum(0)
-                        mean = np.where(ok, hist, 0.0).sum(0) / cnt
-                        dev = np.where(ok, hist - mean, 0.0)
-                        std = np.sqrt((dev * dev).sum(0) / cnt)
-                        # a flat history (a frozen layer) would make any change infinitely many deviations away
-                        std = np.maximum(std, np.abs(mean) * 1e-3 + 1e-12)
-                        z = (x[self._zrows] - mean[self._zpos]) / std[self._zpos]
-                        z[self._min_hist[self._zrows] > n] = np.nan  # rules that need a longer history
-                        x[self._zrows] = z
-                    else:
-                        x[self._zrows] = np.nan
-                masks.append((x - self._thr_np) * self._sign_np > 0)
-                values.append(cur)
-            if self._fn_rules:
-                cur_t = torch.from_numpy(row)
-                current = {s: cur_t[i] for i, s in enumerate(RECORDER_STATS)}
-                hist_t = self._history_tensors()
-                past = {s: hist_t[:, i] for i, s in enumerate(RECORDER_STATS)}
-                for r in self._fn_rules:
-                    m = r.fn(current, past)  # type: ignore[misc]
-                    m_np = m.detach().to("cpu", torch.bool).numpy() if isinstance(m, Tensor) else np.array(bool(m))
-                    masks.append(np.broadcast_to(m_np, (n_layers,)).reshape(1, -1))
-                    values.append(np.full((1, n_layers), np.nan))
-        if not masks:
-            return
-        mask = masks[0] if len(masks) == 1 else np.concatenate(masks)
-        fired = mask.any(1)
-        if not fired.any():  # the usual step: nothing fires, so nothing is new and no episode goes on
-            self._active_np[:] = False
-            return
-        value = values[0] if len(values) == 1 else np.concatenate(values)
-        perm = self._perm_np
-        first = perm[mask[:, perm].argmax(1)]
-        val = value[np.arange(len(first)), first]
-        new = fired & ~self._active_np
-        self._active_np[:] = fired
-        take = new & ~self._pending_np
-        self._pending_np |= new
-        if take.any():
-            self._pend_np[take] = np.stack([np.full(len(val), float(step)), first.astype(np.float64), val], 1)[take]
-
     def _check(self) -> None:
         """Read the pending events (the one host sync per check) and turn them into events."""
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if self._host and not distributed and not self._pending_np.any():
+        if self._arith.on_host and not distributed and not self._pending_a.any():
             return
         packed = torch.cat([self._pending.double()[:, None], self._pend], 1)
         if distributed and not self.sync:

@@ -43,26 +43,25 @@ Groups (column groups of the table, keys of :meth:`TooledModel.get_dict`):
 from __future__ import annotations
 
 import fnmatch
-import functools
-import inspect
 import math
 import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO, TypeAlias, TypeVar
+from typing import Any, TextIO, TypeAlias
 
 import torch
 import torch.distributed as dist
 from tabulate import tabulate
 from torch import Tensor, nn
 
-from flexlogger.errors import ConfigError, UnknownNameError, closest, unknown_name_message
-from flexlogger.model.recorder import AnomalyEvent, FlightRecorder, ModelAnomalyWarning
-from flexlogger.model.stats import STATS, Histogram, StatPlan, histogram, parse_stats
+from flexlogger.config.options import checked_arguments
+from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, unknown_name_message
+from flexlogger.model.recorder import FlightRecorder
+from flexlogger.model.stats import Histogram, StatPlan, histogram, parse_stats
 
-__all__ = ["GROUPS", "STATS", "AnomalyEvent", "FlightRecorder", "Histogram", "ModelAnomalyWarning", "TooledModel"]
+__all__ = ["GROUPS", "TooledModel"]
 
 GROUPS: tuple[str, ...] = ("Grad_in", "Grad_out", "Inputs", "Outputs", "Weights", "Weight_grad")
 _ACTIVATION_GROUPS = ("Inputs", "Outputs", "Grad_in", "Grad_out")
@@ -76,46 +75,6 @@ Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
 _Row: TypeAlias = "tuple[str, str, tuple[str, ...], list[float]]"
 # the last tensor reduced: (tensor, version, entry, dtype, device, shape, stride, contiguous)
 _Memo: TypeAlias = "tuple[Tensor, int, _Entry, torch.dtype, torch.device, torch.Size, tuple[int, ...], bool]"
-_Init = TypeVar("_Init", bound=Callable[..., None])
-
-# names from other libraries a user may reach for, and the keyword meant (difflib cannot see these)
-KEYWORD_SYNONYMS: dict[str, str] = {"metrics": "stats", "metric": "stats", "statistics": "stats",
-                                    "modules": "layers", "module": "layers", "hist": "histograms",
-                                    "histogram": "histograms", "nbins": "bins", "num_bins": "bins",
-                                    "interval": "every", "log_every": "every", "log_freq": "every"}
-
-
-def unknown_keyword_message(caller: str, name: str, valid: Sequence[str]) -> str:
-    """``TooledModel(): unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``,
-    in the words of ``flexlogger.config.options``."""
-    near = [KEYWORD_SYNONYMS[name]] if KEYWORD_SYNONYMS.get(name) in valid else []
-    near += [n for n in closest(name, valid) if n not in near]
-    hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
-    return f"{caller}: unknown keyword argument {name!r}{hint}; valid keyword arguments: {', '.join(valid)}"
-
-
-def keywords_checked(caller: str) -> Callable[[_Init], _Init]:
-    """Decorate an ``__init__`` so that an unknown keyword argument raises :class:`ConfigError` naming ``caller``,
-    the bad name and the closest valid ones, instead of a bare TypeError (the signature is kept for type checkers).
-    """
-
-    def decorate(init: _Init) -> _Init:
-        params = inspect.signature(init).parameters
-        valid = [n for n, p in params.items() if n != "self"
-                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-        @functools.wraps(init)
-        def checked(self: Any, *args: Any, **kwargs: Any) -> None:
-            if not takes_any:
-                for name in kwargs:
-                    if name not in valid:
-                        raise ConfigError(unknown_keyword_message(caller, name, valid))
-            init(self, *args, **kwargs)
-
-        return checked  # type: ignore[return-value]
-
-    return decorate
 
 
 @dataclass(slots=True)
@@ -266,24 +225,15 @@ class TooledModel:
 
     Raises:
         ConfigError: a bad argument (the message lists the valid choices), or an unknown keyword argument
-            (``TooledModel(model, metrics=...)``: the message names the closest valid keywords).
+            (``TooledModel(model, metrics=...)``: the message names the closest valid keywords); the arguments
+            are checked through ``flexlogger.config.options.MODEL_ARGUMENTS``.
     """
 
-    @keywords_checked("TooledModel()")
-    def __init__(self, model: nn.Module, stats: Sequence[Any] = ("mean", "std"), groups: Sequence[str] = GROUPS,
+    @checked_arguments("TooledModel()")
+    def __init__(self, model: nn.Module, *, stats: Sequence[Any] = ("mean", "std"), groups: Sequence[str] = GROUPS,
                  params: Sequence[str] = (), layers: Selector | None = None, every: int = 1,
                  histograms: bool | Sequence[str] = False, bins: int = 30, anomaly: bool = True,
                  explode: float = 1e3, recorder: FlightRecorder | None = None, sync: bool = False) -> None:
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"expected `model` to be a torch.nn.Module, but got {type(model).__name__}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ConfigError(f"expected `every` to be an int >= 1, but got {every!r}")
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ConfigError(f"expected `bins` to be an int >= 1, but got {bins!r}")
-        if isinstance(explode, bool) or not isinstance(explode, (int, float)) or not explode > 1:
-            raise ConfigError(f"expected `explode` to be a number > 1, but got {explode!r}")
-        if recorder is not None and not isinstance(recorder, FlightRecorder):
-            raise ConfigError(f"expected `recorder` to be a FlightRecorder, but got {type(recorder).__name__}")
         self.model = model
         names, custom = parse_stats(stats, allow_empty=recorder is not None)
         self._always = bool(names)  # False: the recorder alone, full statistics only after an event
@@ -291,8 +241,6 @@ class TooledModel:
             names, custom = parse_stats(recorder.stats)
         self.stats = names
         self.recorder = recorder
-        if not isinstance(sync, bool):
-            raise ConfigError(f"expected `sync` to be True or False, but got {sync!r}")
         self.sync = sync
         if recorder is not None and sync:
             recorder.sync = True
