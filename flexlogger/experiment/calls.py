@@ -312,8 +312,9 @@ class RecordCalls:
             return
         call = "log_image()"
         if not isinstance(name, str) and isinstance(image, str):
+            shape = f" of shape {tuple(name.shape)}" if hasattr(name, "shape") else f" {short_repr(name, 60)}"
             raise RecordCallTypeError(f"{call}: expected the window name first and the image second, but got "
-                                      f"{type(name).__name__} {short_repr(name, 60)} and name {image!r}: this is "
+                                      f"{type(name).__name__}{shape} and name {image!r}: this is "
                                       f"lavd's order, log_image(image, name); write log_image({image!r}, image, ...)")
         self._check_open(call)
         name = self._check_window(call, check_name(call, name), "image")

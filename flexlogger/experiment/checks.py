@@ -213,7 +213,7 @@ def check_order(call: str, name: Any, content: Any, arg: str) -> None:
     """
     if not (isinstance(name, str) and isinstance(content, str)):
         return
-    if _spaced(name) and content and not _spaced(content) and len(content) <= NAME_MAX:
+    if name.strip() and _spaced(name) and content and not _spaced(content) and len(content) <= NAME_MAX:
         raise RecordCallError(
             f"{call}: expected the window name first and the {arg} second, but got name {short_repr(name, 60)} "
             f"(with whitespace, so not a window name) and {arg} {content!r}: this is lavd's order, "

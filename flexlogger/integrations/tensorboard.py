@@ -29,7 +29,7 @@ import torch
 from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, short_repr
-from flexlogger.experiment.base import user_stacklevel
+from flexlogger.experiment.folder import user_stacklevel
 from flexlogger.integrations.common import Guard, is_number
 from flexlogger.integrations.windows import Windows, bin_counts
 from flexlogger.sinks.base import Update

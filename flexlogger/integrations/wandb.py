@@ -54,7 +54,7 @@ from flexlogger.core.plots import Histogram as _Counts
 from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR
 from flexlogger.errors import ConfigError, FlexLoggerError, short_repr, unknown_name_message
-from flexlogger.experiment.base import user_stacklevel
+from flexlogger.experiment.folder import user_stacklevel
 from flexlogger.experiment.textdiff import markdown_table
 from flexlogger.integrations.common import Guard, is_number
 from flexlogger.integrations.windows import Windows, bin_counts
