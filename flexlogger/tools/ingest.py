@@ -16,7 +16,8 @@
 - Answers: 200 when the point is on the disk: its line in the run record is written and ``fsync``'d (it survives
   the endpoint being killed) and it is queued for Visdom; 400 naming the bad field for a body that is not that
   shape (not JSON, not an object, a missing ``modelName``, ``pointType`` or ``pointValue``, a string where a
-  number belongs, a number beyond float range, an empty name or one with control characters or of more than 200 bytes); 403 for a request from a
+  number belongs, a number beyond
+  float range, an empty name or one with control characters or of more than 200 bytes); 403 for a request from a
   web page (an ``Origin`` header) or, unless ``public``, with a ``Host`` other than this machine's loopback names
   (DNS rebinding); 411 without ``Content-Length``; 413 for a body over ``max_body`` bytes (64 KiB), not read; 404
   for other paths; 503 when ``max_models`` models are open and a new one comes, when ``max_connections`` are open,
