@@ -192,6 +192,59 @@ def test_a_record_call_cannot_take_a_loggers_window(run: Run) -> None:
         run.log_text("loss", "x")
 
 
+# lavd's argument order ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("call", "args", "kwargs", "match"), [
+    # the issue's call, then lavd's own docstring examples (jungomi/lavd, py/lavd/log.py), as lavd users write them
+    ("log_text", ("hello world", "sample2"), {"step": 1},
+     r"^log_text\(\): expected the window name first and the text second, but got name 'hello world' \(with "
+     r"whitespace, so not a window name\) and text 'sample2': this is lavd's order, log_text\(text, name\); write "
+     r"log_text\('sample2', 'hello world', \.\.\.\)\. A window name has no whitespace: if 'hello world' is the name, "
+     r"write it as 'hello_world'$"),
+    ("log_text", ("The quick brown fox...", "famous-sentence"), {"step": 1},
+     r"write log_text\('famous-sentence', 'The quick brown fox\.\.\.', \.\.\.\)"),
+    ("log_text", ("hello world", "with-diff"), {"step": 2, "expected": "Hallo Welt"},
+     r"log_text\(text, name\); write log_text\('with-diff', 'hello world', \.\.\.\)"),
+    ("log_markdown", ("# Hello\n\nMore markdown...", "some-markdown"), {},
+     r"^log_markdown\(\): expected the window name first and the markdown second, .* this is lavd's order, "
+     r"log_markdown\(markdown, name\); write log_markdown\('some-markdown', "),
+    ("log_image", (np.zeros((4, 4)), "bird"), {"step": 1},
+     r"^log_image\(\): expected the window name first and the image second, but got ndarray of shape \(4, 4\) and name "
+     r"'bird': this is lavd's order, log_image\(image, name\); write log_image\('bird', image, \.\.\.\)$"),
+])
+def test_a_call_in_lavds_argument_order_is_refused_before_anything_is_written(
+        run: Run, call: str, args: tuple[Any, ...], kwargs: dict[str, Any], match: str) -> None:
+    """lavd takes the content first (``log_text(text, name, step)``), flexlogger the name: a lavd call used to
+    write ``text/hello_world-1.txt`` holding ``'sample2'``. It is refused, with the call in flexlogger's order."""
+    error = RecordCallTypeError if call == "log_image" else RecordCallError
+    with pytest.raises(error, match=match):
+        getattr(run, call)(*args, **kwargs)
+    assert run.dir is not None and not (run.dir / "text").exists() and not (run.dir / "images").exists()
+    assert updates(run) == []
+    getattr(run, call)(args[1], *args[:1], **kwargs)  # the same call in flexlogger's order is taken
+    assert updates(run)[-1].plot == args[1]
+
+
+def test_legitimate_names_and_texts_are_taken_whatever_their_spaces(run: Run) -> None:
+    """Only a name with whitespace beside a one-word content is taken as swapped: a name with spaces beside text
+    with spaces, a one-word text, line breaks in the text, a long one-word name are taken as written; a key and its
+    value (``keyed_text``, what integrations such as flexlogger.wandb call) are never swapped."""
+    run.log_text("sample", "a b\nc", step=1)
+    run.log_text("val sample", "the cat sat", step=1)
+    run.log_text("note", "ok")
+    run.log_markdown("m" * 1000, "# x")
+    run.log_text("a", "x" * 500)  # a long one-word text is no name: taken
+    run.calls.keyed_text("my note", "ok")
+    assert run.dir is not None
+    files = {p.name: p.read_text() for p in (run.dir / "text").iterdir()}
+    assert files["sample-1.txt"] == "a b\nc" and files["val_sample-1.txt"] == "the cat sat"
+    assert files["note.txt"] == "ok" and files["my_note.txt"] == "ok" and files["a.txt"] == "x" * 500
+    with pytest.raises(RecordCallError, match=r"this is lavd's order"):
+        run.log_text("my note", "ok")  # the same pair through log_text: taken as swapped (rename the window)
+    # the case no rule can tell: a one-word text beside a one-word name, in lavd's order, is taken as written
+    run.log_text("hello", "greeting")
+    assert (run.dir / "text" / "hello.txt").read_text() == "greeting"
+
+
 # images ---------------------------------------------------------------------------------------------------------
 BOX = {"xStart": 10, "yStart": 20, "xEnd": 40, "yEnd": 50, "className": "cat", "probability": 0.9}
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -22,7 +23,7 @@ import visdom
 from flexlogger import ConfigError
 from flexlogger.sinks.record import read_record
 from flexlogger.tools.cli import main
-from flexlogger.tools.ingest import IngestError, IngestServer, PointError, parse_point
+from flexlogger.tools.ingest import IngestError, IngestServer, PointError, model_uid, parse_point
 from flexlogger.tools.server import VisdomServer, find_free_port, is_serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def curl(url: str, body: str | bytes, *extra: str) -> tuple[int, str]:
 
 def window(viz: visdom.Visdom, ingest: IngestServer, model: str, plot: str) -> dict[str, tuple[list[Any], list[Any]]]:
     assert ingest.loggers[model].flush(10) == 0
-    data = json.loads(viz.get_window_data(f"{model}_{plot}", ingest.env))["content"]["data"]
+    data = json.loads(viz.get_window_data(ingest.loggers[model].window_id(plot), ingest.env))["content"]["data"]
     return {t["name"]: (t["x"], t["y"]) for t in data}
 
 
@@ -73,13 +74,16 @@ def test_pastalog_points_from_curl_and_requests_become_runs(ingest: IngestServer
 
 @pytest.mark.parametrize(("body", "match"), [
     (point(value="2.5"), r'^pointValue: expected a number, but got "2\.5" \(a string\)$'),
-    ({k: v for k, v in point().items() if k != "globalStep"},
-     r"^globalStep: missing; expected a JSON object with fields modelName, pointType, pointValue, globalStep$"),
-    ({**point(), "extra": 1}, r"^extra: unknown field; expected only modelName, pointType, pointValue, globalStep$"),
+    ({k: v for k, v in point().items() if k != "pointValue"},
+     r"^pointValue: missing; expected a JSON object with fields modelName, pointType, pointValue \(and globalStep, "
+     r"a number or null\)$"),
+    ({k: v for k, v in point().items() if k != "modelName"}, r"^modelName: missing; expected a JSON object with"),
+    (point(step="1"), r'^globalStep: expected a number or null, but got "1" \(a string\)$'),
+    (point(value=None), r"^pointValue: expected a number, but got null \(a NoneType\)$"),
     (point(model=""), r"^modelName: expected a non-empty string of at most 200 bytes of UTF-8 without control "
                       r"characters, but got \"\" \(a string\)$"),
     (point(kind=7), r"^pointType: expected a non-empty string .* but got 7 \(a int\)$"),
-    (point(step=True), r"^globalStep: expected a number, but got true \(a bool\)$"),
+    (point(step=True), r"^globalStep: expected a number or null, but got true \(a bool\)$"),
     ([point()], r"^expected a JSON object with fields modelName, pointType, pointValue, globalStep, but got a list$"),
     ("{not json", r"^expected a JSON object with fields .*, but the body is not JSON"),
 ])
@@ -94,6 +98,66 @@ def test_bad_bodies_are_refused_with_400_naming_the_field_and_nothing_is_stored(
     assert reply.status_code == 400 and reply.text.strip() == answer
     assert ingest.loggers == {} and not any(tmp_path.iterdir())  # no run, no folder
     assert ingest.refused == 2
+
+
+def pastalog_post(url: str, model_name: str, series_name: str, value: Any, step: Any) -> requests.Response:
+    """What pastalog's Python client sends: ``pastalog.Log(url, model_name).post(series_name, value, step)``
+    (rewonc/pastalog, ``pastalog/pastalog/__init__.py``) is ``requests.post(urljoin(url, 'data'), json=payload)``
+    with ``payload = {"modelName": model_name, "pointType": series_name, "pointValue": value, "globalStep":
+    step}``. The client is Python 2 only on PyPI, so its body is written here as its ``requests`` wrote it:
+    ``json.dumps(payload)`` (NaN as ``NaN``: requests of its time did not refuse it), ``Content-Type:
+    application/json``."""
+    payload = {"modelName": model_name, "pointType": series_name, "pointValue": value, "globalStep": step}
+    return requests.post(urljoin(url, "data"), data=json.dumps(payload).encode(),
+                         headers={"Content-Type": "application/json"}, timeout=10)
+
+
+def test_what_pastalogs_own_client_and_server_take_is_taken(ingest: IngestServer, viz: visdom.Visdom,
+                                                           tmp_path: Path) -> None:
+    """pastalog's server (``src/server/routes.js``) answers 200 to any body with modelName, pointType and
+    pointValue: a missing or null globalStep and extra fields are no reason for a 400 here either."""
+    base = f"http://127.0.0.1:{ingest.port}"
+    for step, value in enumerate([2.7, 2.15, 1.32]):  # pastalog's README example, through its client's body
+        assert pastalog_post(base, "resnet_48_A_V5", "trainLoss", value, step + 1).status_code == 200
+    assert pastalog_post(base, "resnet_48_A_V5", "trainLoss", float("nan"), None).status_code == 200  # step 4
+    assert pastalog_post(base + "/", "resnet_48_A_V5", "validLoss", 1.56, None).status_code == 200  # step 0
+    no_step = {"modelName": "resnet_48_A_V5", "pointType": "validLoss", "pointValue": 1.2}
+    assert curl(ingest.url, json.dumps(no_step)) == (200, "ok")  # step 1
+    extra = {**point("resnet_48_A_V5", "validLoss", 1.1, 6), "wallTime": 1.5e9, "tags": ["a"]}
+    assert curl(ingest.url, json.dumps(extra)) == (
+        200, "ok; ignored fields: tags, wallTime (taken: modelName, pointType, pointValue, globalStep)")
+    assert pastalog_post(base, "resnet_48_A_V5", "validLoss", 1.0, None).status_code == 200  # step 7
+    assert ingest.refused == 0 and ingest.points == 8
+    train = window(viz, ingest, "resnet_48_A_V5", "trainLoss")["trainLoss"]
+    assert train[0] == [1, 2, 3, 4] and train[1][:3] == [2.7, 2.15, 1.32]
+    assert window(viz, ingest, "resnet_48_A_V5", "validLoss") == {"validLoss": ([0, 1, 6, 7], [1.56, 1.2, 1.1, 1.0])}
+    record = read_record(tmp_path / ingest.env / "resnet~48~A~V5")
+    assert [(u.plot, u.step) for u in record.updates] == [
+        ("trainLoss", 1), ("trainLoss", 2), ("trainLoss", 3), ("trainLoss", 4),
+        ("validLoss", 0), ("validLoss", 1), ("validLoss", 6), ("validLoss", 7)]
+
+
+def test_two_models_whose_names_and_series_meet_at_an_underscore_get_two_windows(
+        ingest: IngestServer, viz: visdom.Visdom, tmp_path: Path) -> None:
+    """Model ``a_b`` with series ``c`` and model ``a`` with series ``b_c`` were both window ``a_b_c``: the second
+    overwrote the first. Model uids hold no ``_``, so each gets its own window and its own record."""
+    assert requests.post(ingest.url, json=point("a_b", "c", 1.0, 0), timeout=10).status_code == 200
+    assert requests.post(ingest.url, json=point("a", "b_c", 2.0, 0), timeout=10).status_code == 200
+    assert requests.post(ingest.url, json=point("a_run", "status", 3.0, 0), timeout=10).status_code == 200
+    ids = {ingest.loggers[m].window_id(p) for m, p in (("a_b", "c"), ("a", "b_c"), ("a_run", "status"))}
+    assert ids == {"a~b_c", "a_b_c", "a~run_status"}
+    assert window(viz, ingest, "a_b", "c") == {"c": ([0], [1.0])}
+    assert window(viz, ingest, "a", "b_c") == {"b_c": ([0], [2.0])}
+    assert window(viz, ingest, "a_run", "status") == {"status": ([0], [3.0])}
+    assert sorted(p.name for p in (tmp_path / ingest.env).iterdir()) == ["a", "a~b", "a~run"]
+
+
+@pytest.mark.parametrize("names", [("a_b", "a~b"), ("a~b", "a%7Eb"), ("a%b", "a%25b"), ("x", "x"), ("_", "~")])
+def test_model_uids_keep_plain_names_and_never_share_an_escaped_one(names: tuple[str, str]) -> None:
+    plain, other = names
+    uids = {model_uid(n) for n in (plain, other)}
+    assert len(uids) == len(set(names)) and not any("_" in u for u in uids)
+    assert model_uid("modelA") == "modelA" and model_uid("resnet_48") == "resnet~48"
 
 
 def parse_point_error(text: str) -> PointError:

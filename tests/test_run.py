@@ -20,7 +20,7 @@ from torch import nn
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, Run, TooledModelLogger, load_config
-from flexlogger.experiment import RECORD_CALLS, RecordCalls
+from flexlogger.experiment import RECORD_CALLS, RecordCallError, RecordCalls
 from flexlogger.experiment.checks import STATUS_EVERY, STATUS_PLOT
 from flexlogger.sinks.record import POINTS, read_record
 from flexlogger.tools.server import VisdomServer
@@ -354,3 +354,25 @@ def test_one_atexit_closer_in_a_fixed_order() -> None:
     assert closing.RUNS < closing.SENDERS < closing.RECORDS < closing.SERVERS
     with pytest.raises(ValueError, match=r"on_exit\(\): expected `stage` to be one of \(1, 2, 3, 4\), but got 9"):
         closing.on_exit(9, lambda: None)
+
+
+def test_file_path_and_start_time_stand_for_lavds_get_file_path_and_get_start_time(tmp_path: Path) -> None:
+    """``run.file_path(name, step, extension)``: a path of the user's own in the run folder, its folder made;
+    ``run.start_time``: the start as local date and time, lavd's ``get_start_time()`` format."""
+    with Run(env="e", server=None, log_dir=tmp_path) as run:
+        assert run.dir is not None
+        path = run.file_path("preds", step=3, extension=".csv")
+        assert path == run.dir / "files" / "preds-3.csv" and path.parent.is_dir() and not path.exists()
+        assert run.file_path("gan/generator") == run.dir / "files" / "gan_generator"
+        assert run.file_path("x", 0.5, ".tar.gz") == run.dir / "files" / "x-0.5.tar.gz"
+        with pytest.raises(RecordCallError, match=r"^file_path\(\): expected `extension` to be '' or a file suffix "
+                                                  r"such as '\.csv' or '\.tar\.gz', but got '/\.\./x'$"):
+            run.file_path("x", extension="/../x")
+        with pytest.raises(RecordCallError, match=r"^file_path\(\): expected `name` to be a non-empty string"):
+            run.file_path("")
+        assert run.start_time == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started))
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", run.start_time)
+    with Run(env="e", server=None, log_dir=None) as bare:
+        assert bare.file_path("preds", 1, ".csv") is None
+    with Run(env="e", server=None, log_dir=tmp_path, disabled=True) as off:
+        assert off.file_path("preds", 1, ".csv") is None

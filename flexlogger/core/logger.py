@@ -603,6 +603,7 @@ class FlexLogger:
     progress = RecordCall(RecordCalls.progress, attrgetter("run.calls"))
     save_model = RecordCall(RecordCalls.save_model, attrgetter("run.calls"))
     save_obj = RecordCall(RecordCalls.save_obj, attrgetter("run.calls"))
+    file_path = RecordCall(RecordCalls.file_path, attrgetter("run.calls"))
 
     @property
     def disabled(self) -> bool:

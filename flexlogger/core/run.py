@@ -80,6 +80,7 @@ class Run:
 
     Attributes:
         env, uid: as given (uid as chosen).
+        started: the start time, seconds since the epoch (:attr:`start_time`: as local date and time).
         dir: the run record's folder (``<log_dir>/<env>/<uid>``), or None without a record.
         status: ``running``, then ``finished``, ``crashed`` or ``interrupted``.
         calls: the run's :class:`~flexlogger.experiment.calls.RecordCalls`; each is shown on the run
@@ -160,6 +161,13 @@ class Run:
     progress = RecordCall(RecordCalls.progress, attrgetter("calls"))
     save_model = RecordCall(RecordCalls.save_model, attrgetter("calls"))
     save_obj = RecordCall(RecordCalls.save_obj, attrgetter("calls"))
+    file_path = RecordCall(RecordCalls.file_path, attrgetter("calls"))
+
+    @property
+    def start_time(self) -> str:
+        """When the run started, local time as ``2026-11-30 10:58:26`` (lavd's ``get_start_time``); the number of
+        seconds since the epoch is :attr:`started`."""
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
 
     @property
     def hparams(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -31,10 +32,12 @@ from flexlogger.experiment.checks import (
     LOG_FILE,
     SUMMARY_PLOT,
     RecordCallError,
+    RecordCallTypeError,
     T,
     as_mapping,
     cell,
     check_name,
+    check_order,
     check_step,
     check_text,
     duration,
@@ -51,6 +54,9 @@ from flexlogger.experiment.folder import RunFolder, user_stacklevel
 from flexlogger.experiment.models import save_torch, unwrap_model
 from flexlogger.experiment.textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
 from flexlogger.sinks.base import Update
+
+_EXTENSION = re.compile(r"(\.[A-Za-z0-9_-]+)*")
+"""A file suffix :meth:`RecordCalls.file_path` takes: ``''``, ``.csv``, ``.tar.gz``."""
 
 
 def format_line(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
@@ -229,8 +235,18 @@ class RecordCalls:
                 ``[-deleted-]`` and ``{+inserted+}``.
 
         Raises:
-            RecordCallError: a bad name, text, expected or step.
+            RecordCallError: a bad name, text, expected or step, or the name and the text in lavd's order,
+                ``log_text(text, name)`` (see :func:`~flexlogger.experiment.checks.check_order`): nothing is
+                written.
         """
+        if self._disabled():
+            return
+        check_order("log_text()", name, text, "text")
+        self.keyed_text(name, text, step, expected)
+
+    def keyed_text(self, name: str, text: str, step: float | None = None, expected: str | None = None) -> None:
+        """:meth:`log_text` for a key and its value, which cannot come swapped (an integration's dict of values,
+        such as ``wandb.log({'my note': 'ok'})``): the same window and file, without the argument-order check."""
         if self._disabled():
             return
         call = "log_text()"
@@ -255,11 +271,13 @@ class RecordCalls:
         Raw HTML in ``markdown`` is shown as text, never run (see :func:`flexlogger.experiment.textdiff.markdown_html`).
 
         Raises:
-            RecordCallError: a bad name, markdown or step.
+            RecordCallError: a bad name, markdown or step, or the name and the markdown in lavd's order,
+                ``log_markdown(markdown, name)`` (nothing is written).
         """
         if self._disabled():
             return
         call = "log_markdown()"
+        check_order(call, name, markdown, "markdown")
         self._check_open(call)
         name = self._check_window(call, check_name(call, name), "text")
         markdown = check_text(call, "markdown", markdown)
@@ -287,10 +305,17 @@ class RecordCalls:
 
         Raises:
             ImageInputError: not an image, bad values, a malformed box, a box outside the image, an unknown class.
+            RecordCallTypeError: ``name`` is not a str; an image first and a name second (lavd's order,
+                ``log_image(image, name)``) is named as such.
         """
         if self._disabled():
             return
         call = "log_image()"
+        if not isinstance(name, str) and isinstance(image, str):
+            shape = f" of shape {tuple(name.shape)}" if hasattr(name, "shape") else f" {short_repr(name, 60)}"
+            raise RecordCallTypeError(f"{call}: expected the window name first and the image second, but got "
+                                      f"{type(name).__name__}{shape} and name {image!r}: this is "
+                                      f"lavd's order, log_image(image, name); write log_image({image!r}, image, ...)")
         self._check_open(call)
         name = self._check_window(call, check_name(call, name), "image")
         step = check_step(call, step)
@@ -510,3 +535,37 @@ class RecordCalls:
             return None
         path = self.folder.path / "objects" / f"{self._file_stem(name)}{step_suffix(step)}.pt"
         return self.folder.run(call, path, lambda: save_torch(call, "obj", obj, path))
+
+    def file_path(self, name: str, step: float | None = None, extension: str = "") -> Path | None:
+        """Where to write a file of your own in the run folder: ``files/<name>-<step><extension>`` (lavd's
+        ``get_file_path``), its folder made. ``name`` is made one safe file name as the record calls' names are
+        (``a/b`` -> ``a_b``); the same name, step and extension give the same path.
+
+        Example:
+            >>> np.savetxt(run.file_path('predictions', step=3, extension='.csv'), preds)
+
+        Returns:
+            The path, or None on a disabled run, a run without a folder (``log_dir=None``), in a forked child (the
+            parent owns the folder) or when the folder could not be made (a warning says why; never raised).
+
+        Raises:
+            RecordCallError: a bad name or step, or an ``extension`` that is not empty or ``.`` and a file suffix
+                of letters, digits, ``_`` and ``-`` (such as ``.csv`` or ``.tar.gz``).
+        """
+        if self._disabled():
+            return None
+        call = "file_path()"
+        name = check_name(call, name)
+        step = check_step(call, step)
+        if not isinstance(extension, str) or not _EXTENSION.fullmatch(extension):
+            raise RecordCallError(f"{call}: expected `extension` to be '' or a file suffix such as '.csv' or "
+                                  f"'.tar.gz', but got {short_repr(extension, 60)}")
+        if self.folder.path is None:
+            return None
+        path = self.folder.path / "files" / f"{self._file_stem(name)}{step_suffix(step)}{extension}"
+        return self.folder.run(call, path, lambda: _made_parent(path))
+
+
+def _made_parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -194,6 +194,33 @@ def check_name(call: str, name: Any, arg: str = "name") -> str:
     return name
 
 
+def _spaced(value: str) -> bool:
+    return any(c.isspace() for c in value)
+
+
+def check_order(call: str, name: Any, content: Any, arg: str) -> None:
+    """Refuse a call written in lavd's argument order, ``log_text(text, name)``: flexlogger takes the window name
+    first, and a swapped call would otherwise write the name into a file named after the content.
+
+    The rule: a window name holds no whitespace in a call whose ``arg`` (the content) has none. A ``name`` with a
+    space, tab or line break beside a one-word content of at most :data:`NAME_MAX` characters is the two swapped
+    (``log_text('hello world', 'sample2')``); a name with spaces beside content with spaces
+    (``log_text('val sample', 'the cat sat')``) is taken as written. One-word content beside a one-word name
+    cannot be told apart and is taken as written.
+
+    Raises:
+        RecordCallError: the arguments look swapped; the message shows the call in flexlogger's order.
+    """
+    if not (isinstance(name, str) and isinstance(content, str)):
+        return
+    if name.strip() and _spaced(name) and content and not _spaced(content) and len(content) <= NAME_MAX:
+        raise RecordCallError(
+            f"{call}: expected the window name first and the {arg} second, but got name {short_repr(name, 60)} "
+            f"(with whitespace, so not a window name) and {arg} {content!r}: this is lavd's order, "
+            f"{call[:-2]}({arg}, name); write {call[:-2]}({content!r}, {short_repr(name, 40)}, ...). A window name "
+            f"has no whitespace: if {short_repr(name, 40)} is the name, write it as {safe_name(name)[:40]!r}")
+
+
 def check_step(call: str, step: Any) -> int | float | None:
     """``step`` as logged: None, or a finite number (an integral one as an int: file names ``-7``, not ``-7.0``)."""
     if step is None:

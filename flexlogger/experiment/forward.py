@@ -20,7 +20,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 RECORD_CALLS: tuple[str, ...] = ("log_hparams", "log_text", "log_markdown", "log_image", "log_command", "log_summary",
-                                 "println", "eprintln", "print_table", "progress", "save_model", "save_obj")
+                                 "println", "eprintln", "print_table", "progress", "save_model", "save_obj",
+                                 "file_path")
 """The record calls a :class:`~flexlogger.core.run.Run` and its loggers show."""
 
 

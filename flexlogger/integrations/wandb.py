@@ -420,9 +420,9 @@ class WandbRun:
             elif isinstance(value, Table):
                 self.run.log_markdown(key, value.markdown(), step)
             elif isinstance(value, Html):
-                self.run.log_text(key, value.html, step)
+                self.run.calls.keyed_text(key, value.html, step)
             elif isinstance(value, str):
-                self.run.log_text(key, value, step)
+                self.run.calls.keyed_text(key, value, step)
             else:
                 self._guard.warn("log", f"key {key!r}: {type(value).__name__} {short_repr(value, 80)} is not a value "
                                         "flexlogger.wandb draws (a number, Image, Histogram, Table, Html or str): "
@@ -437,7 +437,7 @@ class WandbRun:
             name = key if len(images) == 1 else f"{key}.{i}"
             self.run.log_image(name, image.data, step)
             if image.caption:
-                self.run.log_text(f"{name} caption", str(image.caption), step)
+                self.run.calls.keyed_text(f"{name} caption", str(image.caption), step)
 
     def _metric(self, key: str) -> _Metric | None:
         for metric in reversed(self._metrics):

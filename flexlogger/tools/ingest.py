@@ -5,13 +5,18 @@
     curl -X POST -H 'Content-Type: application/json' http://localhost:8120/data \
          -d '{"modelName": "model1", "pointType": "validLoss", "pointValue": 2.5, "globalStep": 1}'
 
-- Each ``modelName`` becomes a run (:class:`flexlogger.Run`, uid = the model name, in env ``env``, recorded under
+- Each ``modelName`` becomes a run (:class:`flexlogger.Run`, uid from the model name, in env ``env``, recorded under
   ``log_dir``) with a :class:`flexlogger.FlexLogger`; each ``pointType`` becomes, on first sight, a line plot of that
   name fed by a ``ValueMeter`` of that name (as pastalog draws a plot per point type). A point is logged at
-  ``x = globalStep``; windows are ``<modelName>_<pointType>``.
+  ``x = globalStep``; without one (missing or ``null``, which pastalog's server takes too) at the next step of its
+  series (the last one + 1, 0 for the first). The run's uid is the model name, escaped when it holds ``_``, ``~``
+  or ``%`` (:func:`model_uid`: ``resnet_48`` -> ``resnet~48``), so that window ids ``<uid>_<pointType>`` of two
+  models never meet.
+- Fields other than pastalog's four are ignored, as pastalog's server ignores them; the answer names them.
 - Answers: 200 when the point is on the disk: its line in the run record is written and ``fsync``'d (it survives
   the endpoint being killed) and it is queued for Visdom; 400 naming the bad field for a body that is not that
-  shape (not JSON, not an object, a missing or unknown field, a string where a number belongs, a number beyond
+  shape (not JSON, not an object, a missing ``modelName``, ``pointType`` or ``pointValue``, a string where a
+  number belongs, a number beyond
   float range, an empty name or one with control characters or of more than 200 bytes); 403 for a request from a
   web page (an ``Origin`` header) or, unless ``public``, with a ``Host`` other than this machine's loopback names
   (DNS rebinding); 411 without ``Content-Length``; 413 for a body over ``max_body`` bytes (64 KiB), not read; 404
@@ -44,7 +49,8 @@ from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, FlexLoggerError
 
-__all__ = ["FIELDS", "MAX_BODY", "IngestError", "IngestServer", "Point", "PointError", "parse_point"]
+__all__ = ["FIELDS", "MAX_BODY", "REQUIRED", "IngestError", "IngestServer", "Point", "PointError", "model_uid",
+           "parse_point"]
 
 MAX_BODY = 64 * 1024
 FIELDS = ("modelName", "pointType", "pointValue", "globalStep")
@@ -70,20 +76,29 @@ class BusyError(FlexLoggerError, RuntimeError):
 
 @dataclass(frozen=True)
 class Point:
-    """One pastalog point."""
+    """One pastalog point (``step`` None: the body had no ``globalStep``, or ``null``)."""
 
     model: str
     series: str
     value: float
-    step: float
+    step: float | None
+    ignored: tuple[str, ...] = ()
+    """The body's fields other than :data:`FIELDS` (pastalog's server keeps a point with extra fields; so does
+    this one, without them)."""
+
+
+REQUIRED = FIELDS[:3]
+"""The fields pastalog's server requires: ``globalStep`` may be missing or ``null``."""
 
 
 def parse_point(body: bytes) -> Point:
-    """The pastalog point in a request body.
+    """The pastalog point in a request body, taken as pastalog's own server takes it: ``modelName``, ``pointType``
+    and ``pointValue`` required; ``globalStep`` missing or ``null`` gives ``step=None`` (the series' next step,
+    :meth:`IngestServer.store`); other fields are ignored and named in :attr:`Point.ignored`.
 
     Raises:
         PointError: the body is not ``{"modelName": str, "pointType": str, "pointValue": number, "globalStep":
-            number}``; the message names the bad field, what was expected and what came.
+            number or null}``; the message names the bad field, what was expected and what came.
     """
     try:
         obj = json.loads(body.decode("utf-8"))
@@ -92,31 +107,45 @@ def parse_point(body: bytes) -> Point:
                          f"({exc})") from None
     if not isinstance(obj, Mapping):
         raise PointError(f"expected a JSON object with fields {', '.join(FIELDS)}, but got a {type(obj).__name__}")
-    missing = [f for f in FIELDS if f not in obj]
+    missing = [f for f in REQUIRED if f not in obj]
     if missing:
-        raise PointError(f"{missing[0]}: missing; expected a JSON object with fields {', '.join(FIELDS)}")
-    unknown = [str(k) for k in obj if k not in FIELDS]
-    if unknown:
-        raise PointError(f"{unknown[0]}: unknown field; expected only {', '.join(FIELDS)}")
+        raise PointError(f"{missing[0]}: missing; expected a JSON object with fields {', '.join(REQUIRED)} "
+                         "(and globalStep, a number or null)")
     for name in ("modelName", "pointType"):
         value = obj[name]
         if (not isinstance(value, str) or not value.strip() or len(value.encode("utf-8", "surrogatepass")) > MAX_NAME
                 or any(unicodedata.category(c)[0] == "C" for c in value)):
             raise PointError(f"{name}: expected a non-empty string of at most {MAX_NAME} bytes of UTF-8 without "
                              f"control characters, but got {_shown(value)}")
-    numbers = {}
-    for name in ("pointValue", "globalStep"):
-        value = obj[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PointError(f"{name}: expected a number, but got {_shown(value)}")
-        try:
-            numbers[name] = float(value)
-        except OverflowError:
-            raise PointError(f"{name}: expected a number within float range (about 1.8e308), but got an integer "
-                             f"of {len(str(abs(value)))} digits") from None
-    if not math.isfinite(numbers["globalStep"]):
-        raise PointError(f"globalStep: expected a finite number, but got {obj['globalStep']!r}")
-    return Point(obj["modelName"], obj["pointType"], numbers["pointValue"], obj["globalStep"])
+    value = _number("pointValue", obj["pointValue"], "")
+    step = obj.get("globalStep")
+    if step is not None and not math.isfinite(_number("globalStep", step, " or null")):
+        raise PointError(f"globalStep: expected a finite number or null, but got {step!r}")
+    ignored = tuple(sorted(str(k) for k in obj if k not in FIELDS))
+    return Point(obj["modelName"], obj["pointType"], value, step, ignored)
+
+
+def _number(name: str, value: Any, alternative: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PointError(f"{name}: expected a number{alternative}, but got {_shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise PointError(f"{name}: expected a number within float range (about 1.8e308), but got an integer "
+                         f"of {len(str(abs(value)))} digits") from None
+
+
+def model_uid(model: str) -> str:
+    """The run uid (window-id prefix and record folder) of a ``modelName``: the name itself when it holds no ``_``,
+    ``~`` or ``%``; else ``_`` written as ``~``, ``~`` as ``%7E`` and ``%`` as ``%25`` (``resnet_48`` ->
+    ``resnet~48``).
+
+    Window ids are ``<uid>_<plot>``: with no ``_`` in any uid, the first ``_`` of a window id ends the model's part,
+    so model ``a_b``'s series ``c`` (``a~b_c``) and model ``a``'s series ``b_c`` (``a_b_c``) get two windows, and
+    no series of one model can take another model's own windows (``run_status``). The escape is one-to-one: two
+    model names never share a uid.
+    """
+    return model.replace("%", "%25").replace("~", "%7E").replace("_", "~")
 
 
 def _shown(value: Any) -> str:
@@ -173,6 +202,7 @@ class IngestServer:
         self.run_options = run_options
         self.loggers: dict[str, Any] = {}  # model name -> its FlexLogger
         self.runs: dict[str, Any] = {}  # model name -> its Run
+        self._steps: dict[tuple[str, str], float] = {}  # (model, series) -> its last step
         self.points = 0
         self.refused = 0
         self._lock = threading.Lock()
@@ -243,7 +273,7 @@ class IngestServer:
                 if len(self.loggers) >= self.max_models:
                     raise BusyError(f"modelName: {len(self.loggers)} models are open, the most this endpoint takes "
                                     f"(max_models={self.max_models}); {point.model!r} is refused")
-                run = Run(env=self.env, uid=point.model, log_dir=self.log_dir, server=self.server,
+                run = Run(env=self.env, uid=model_uid(point.model), log_dir=self.log_dir, server=self.server,
                           port=self.visdom_port, **self.run_options)
                 try:
                     logger = FlexLogger(run=run)
@@ -254,8 +284,13 @@ class IngestServer:
             if point.series not in logger.get_definitions():
                 logger.update_config({point.series: {"type": "line"}},
                                      {point.series: {"type": "ValueMeter", "target": point.series}})
+            step = point.step
+            if step is None:  # pastalog keeps a point without globalStep: it goes next in its series
+                last = self._steps.get((point.model, point.series))
+                step = 0 if last is None else math.floor(last) + 1
             logger.add({point.series: point.value})
-            logger.log(point.step, keys=[point.series])
+            logger.log(step, keys=[point.series])
+            self._steps[(point.model, point.series)] = step
             self.points += 1
             run = self.runs[point.model]
         if run.sync(self.sync_timeout):  # outside the lock: posters to other models go on meanwhile
@@ -310,7 +345,9 @@ def _handler(ingest: IngestServer) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # our bug or a dead sender: say so, the client may retry
                 self._answer(500, f"{type(exc).__name__}: {exc}")
                 return
-            self._answer(200, "ok")
+            self._answer(200, "ok" if not point.ignored else
+                         f"ok; ignored fields: {', '.join(f[:40] for f in point.ignored[:10])}"
+                         f"{' ...' if len(point.ignored) > 10 else ''} (taken: {', '.join(FIELDS)})")
 
         def do_GET(self) -> None:
             if self._foreign():
