@@ -11,6 +11,7 @@ import pytest
 
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.sender import VisdomSink
+from flexlogger.sinks.visdom.transport import QUICK_CHECK_S
 
 
 @pytest.fixture
@@ -47,3 +48,14 @@ def test_close_returns_within_close_timeout_against_a_silent_server(silent_port:
     with pytest.warns(RuntimeWarning, match=r"1 point\(s\) could not be delivered"):
         sink.close()
     assert time.monotonic() - start < 1.5 + 1.0
+
+
+@pytest.mark.parametrize("login", [{}, {"username": "me", "password": "pw"}])
+def test_the_constructor_waits_about_a_second_for_a_silent_server(silent_port: int, login: dict[str, str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VISDOM_USERNAME", raising=False)
+    monkeypatch.delenv("VISDOM_PASSWORD", raising=False)
+    start = time.monotonic()
+    sink = VisdomSink(port=silent_port, env="silent", timeout=30.0, close_timeout=0.5, **login)
+    assert time.monotonic() - start < QUICK_CHECK_S + 0.5  # not the 5 s it used to block
+    sink.close()

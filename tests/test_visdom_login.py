@@ -4,7 +4,11 @@ where a config, summary or repr could show it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +21,7 @@ from flexlogger import FlexLogger
 from flexlogger.errors import ConfigError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.sender import VisdomSink
+from flexlogger.sinks.visdom.transport import QUICK_CHECK_S
 from flexlogger.tools.server import VisdomServer, find_free_port, start_server
 
 pytestmark = pytest.mark.slow  # a server with a login per module, restarted by one test
@@ -83,6 +88,73 @@ def test_wrong_password_fails_at_construction(login_server: VisdomServer, env: s
     with pytest.raises(ConfigError, match=rf"the Visdom server at http://localhost:{login_server.port} refused the "
                                           rf"login of user '{USER}': wrong username or password"):
         VisdomSink(port=login_server.port, env=env, username=USER, password="wrong")
+
+
+@pytest.fixture
+def slow_proxy(login_server: VisdomServer) -> Iterator[int]:
+    """A port that forwards to the login server, each connection's first answer held back 2 s (a slow network)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket, delay: float) -> None:
+        try:
+            while data := src.recv(65536):
+                if delay:
+                    time.sleep(delay)
+                    delay = 0.0
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", login_server.port))
+            threading.Thread(target=pipe, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client, 2.0), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_a_wrong_password_on_a_slow_server_is_raised_at_flush_and_close(slow_proxy: int, env: str,
+                                                                        no_env_credentials: None) -> None:
+    """The answer comes after the constructor stopped waiting: the sender thread gets it, and the next flush()
+    (and close()) raises the same clear error."""
+    start = time.monotonic()
+    sink = VisdomSink(port=slow_proxy, env=env, username=USER, password="wrong", close_timeout=1.0)
+    assert time.monotonic() - start < QUICK_CHECK_S + 0.5
+    sink.write(Update("loss", "line", 1, {"train": 1.0}, {}))
+    match = rf"refused the login of user '{USER}': wrong username or password"
+    with pytest.raises(ConfigError, match=match):
+        sink.flush(30)
+    with pytest.raises(ConfigError, match=match), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the point that could not be delivered
+        sink.close()
+
+
+def test_the_right_password_on_a_slow_server_delivers(slow_proxy: int, login_server: VisdomServer, env: str,
+                                                      no_env_credentials: None) -> None:
+    sink = VisdomSink(port=slow_proxy, env=env, username=USER, password=PASSWORD)
+    try:
+        sink.write(Update("loss", "line", 2, {"train": 0.5}, {}))
+        assert sink.flush(60) == 0
+        data = json.loads(reader(login_server).get_window_data(sink.window_id("loss"), env))
+        assert [(t["name"], t["x"], t["y"]) for t in data["content"]["data"]] == [("train", [2.0], [0.5])]
+    finally:
+        sink.close()
 
 
 def test_a_server_demanding_a_login_without_credentials_fails_at_construction(

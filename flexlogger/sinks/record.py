@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import json
 import os
 import threading
@@ -86,19 +87,30 @@ class RecordSink:
     ``<uid>-3``, ...: a record is never overwritten. The folder used is :attr:`path`; its name is :attr:`uid`, and
     :attr:`window_uid` is the uid the windows are drawn under.
 
+    With ``resume=True`` a record already in ``<uid>`` whose windows are ``uid`` is continued instead: its
+    ``points.jsonl`` is appended to (a torn last line, never acknowledged, cut off first), its counts carried on,
+    no second header written. Each record holds an exclusive lock (``flock``) on its ``points.jsonl`` while open,
+    so a record another process still writes is never continued (a fresh folder is taken then).
+
     Args:
         root: the ``log_dir`` folder.
         env, uid: the logger's env and run id (the windows' uid).
         config: the run's config (its options and its loggers' definitions), written now; ``close(config=)``
             writes it again as the run ends.
+        resume: continue the record in ``<uid>`` when there is one (see above); :attr:`resumed` holds what it
+            held (None when a fresh folder was taken).
 
     Raises:
         OSError: the folder or ``points.jsonl`` cannot be made (a run must not start without its record).
     """
 
-    def __init__(self, root: Path, env: str, uid: str, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, root: Path, env: str, uid: str, config: Mapping[str, Any] | None = None, *,
+                 resume: bool = False) -> None:
         self.env, self.window_uid = env, uid
-        self.path = _fresh_dir(Path(root) / _folder_name(env), _folder_name(uid))
+        parent = Path(root) / _folder_name(env)
+        continued = _continued(parent / _folder_name(uid), uid) if resume else None
+        self.resumed: RecordedRun | None = continued[1] if continued is not None else None
+        self.path = continued[1].path if continued is not None else _fresh_dir(parent, _folder_name(uid))
         self.uid = self.path.name
         self._config = config
         self._pid = os.getpid()
@@ -110,14 +122,20 @@ class RecordSink:
         self.last_step: float | None = None
         self._started = time.time()
         self._write_config()
-        self._fd: int | None = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if continued is not None:
+            self._fd: int | None = continued[0]
+            for update in continued[1].updates:
+                self._count(update, written=True)
+        else:
+            self._fd = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            _lock(self._fd)  # just claimed with O_EXCL: nobody else holds it
         self._size = os.fstat(self._fd).st_size  # where a line that does not fit is cut back to
         self._failing: OSError | None = None  # the error of the outage in progress
         self._warned_disk = False
         self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
         self._forked_warned = False
         header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": _iso(self._started)}
-        if not self._put((_ENCODER.encode({"run": header}) + "\n").encode()):
+        if continued is None and not self._put((_ENCODER.encode({"run": header}) + "\n").encode()):
             os.close(self._fd)
             raise self._failing or OSError(errno.ENOSPC, "the run record's first line could not be written")
         self._queue: collections.deque[Update] = collections.deque()
@@ -306,6 +324,12 @@ class RecordSink:
                 written = declared and self._put(line)
             else:
                 written = self._put(line)
+        self._count(update, written)
+        self._written += 1
+
+    def _count(self, update: Update, written: bool) -> None:
+        """Count ``update`` in the summary's totals and its plot's."""
+        plot = update.plot
         n = len(update.data) if update.kind in APPEND_KINDS else 0
         if not written:
             self.unwritten += 1
@@ -317,7 +341,6 @@ class RecordSink:
         stats["last_step"] = self.last_step = update.step
         self.updates += 1
         self.points += n
-        self._written += 1
 
     def _encode(self, update: Update) -> bytes:
         if update.kind in APPEND_KINDS:  # the common case, {trace: float}: the line is formatted directly
@@ -393,6 +416,42 @@ def _fresh_dir(parent: Path, uid: str) -> Path:
             return path
         (path / POINTS).unlink()  # another run's folder (without a record): not ours
     raise RecordError(f"no free run folder for uid {uid!r} under {parent}")
+
+
+def _lock(fd: int) -> bool:
+    """Take the exclusive lock of a record's ``points.jsonl`` (held until ``fd`` is closed); False when another
+    open record holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _continued(path: Path, uid: str) -> tuple[int, RecordedRun] | None:
+    """The record in ``path``, opened to be continued: its ``points.jsonl`` open for appending (locked, a torn last
+    line cut off) and what it holds; None when there is none, another open record holds it, or its windows are
+    not ``uid``'s (a folder name two uids share)."""
+    points = path / POINTS
+    try:
+        fd = os.open(points, os.O_RDWR | os.O_APPEND)
+    except OSError:
+        return None
+    try:
+        if not _lock(fd):
+            os.close(fd)
+            return None
+        record = read_record(path)
+        data = points.read_bytes()
+        if record.window_uid != uid or not data.startswith(b'{"run"'):
+            os.close(fd)
+            return None
+        if not data.endswith(b"\n"):  # the process stopped mid-line: that line was never acknowledged
+            os.ftruncate(fd, data.rfind(b"\n") + 1)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, record
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -36,7 +36,7 @@ from flexlogger.errors import ConfigError, FlexLoggerError
 from flexlogger.sinks.visdom.auth import PASSWORD_VAR, USERNAME_VAR
 from flexlogger.tools.assets import AssetError, ensure_assets
 from flexlogger.tools.compare import compare, hparams_table
-from flexlogger.tools.ingest import IngestServer
+from flexlogger.tools.ingest import IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_MODELS, SYNC_TIMEOUT, TIMEOUT, IngestServer
 from flexlogger.tools.replay import replay
 from flexlogger.tools.server import check_port, start_server
 
@@ -318,7 +318,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     ingest = IngestServer(args.port, public=args.public, env=args.env, server=args.server,
-                          visdom_port=args.visdom_port, log_dir=args.log_dir)
+                          visdom_port=args.visdom_port, log_dir=args.log_dir, max_connections=args.max_connections,
+                          max_models=args.max_models, timeout=args.timeout, sync_timeout=args.sync_timeout,
+                          idle_timeout=args.idle_timeout)
     with _stop_on_signals() as stop:
         ingest.start()
         try:
@@ -470,6 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
     p.add_argument("--env", default="ingest", help="Visdom env of the runs (default: %(default)s)")
     p.add_argument("--public", action="store_true", help="listen on all interfaces, not only localhost")
+    p.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS, metavar="N",
+                   help="connections served at once; more are answered 503 (default: %(default)s)")
+    p.add_argument("--max-models", type=_positive_int, default=MAX_MODELS, metavar="N",
+                   help="models open at once; a point of one more is answered 503 (default: %(default)s)")
+    p.add_argument("--timeout", type=_positive_float, default=TIMEOUT, metavar="S",
+                   help="seconds a connection may stay silent before it is closed (default: %(default)s)")
+    p.add_argument("--sync-timeout", type=_positive_float, default=SYNC_TIMEOUT, metavar="S",
+                   help="seconds a point may take to reach the disk before the answer is 503 (default: %(default)s)")
+    p.add_argument("--idle-timeout", type=_positive_float, default=IDLE_TIMEOUT, metavar="S",
+                   help="seconds without a point after which a model's run is closed; its next point reopens it "
+                        "(default: %(default)s)")
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("demo", help="train a small CNN on the digits data set, logging to a local server",

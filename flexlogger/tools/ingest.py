@@ -26,6 +26,14 @@
 - Limits: at most ``max_connections`` connections at once (more are answered 503 and closed at once); a
   connection that sends nothing for ``timeout`` seconds is closed (a stalled client holds no thread for long).
 - Binds 127.0.0.1 unless ``public=True`` (then every interface: anyone who reaches the port can write runs).
+- Idle models: a model that gets no point for ``idle_timeout`` seconds (300) is closed (its run: the record's
+  summary written, its threads and files freed); its next point opens it again.
+- One record per model: a model's run record is ``<log_dir>/<env>/<modelName>/``, continued (appended to) each time
+  the model is opened again, after an idle close or a restart of the endpoint, so replay and compare read a model's
+  whole history from one folder. On opening, the model's windows are drawn again from that record, then the new
+  points are added: a restart does not leave a window showing only the points posted since. (When another process
+  still has the record open, the model gets a fresh folder ``<modelName>-2``, drawn on the same windows.)
+- A Visdom login (``username=``, ``password=``) is held only as the password's digest from construction on.
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ import json
 import math
 import sys
 import threading
+import time
 import unicodedata
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +58,9 @@ from flexlogger.core.logger import FlexLogger
 from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, FlexLoggerError
+from flexlogger.sinks.record import RecordError, RecordSink
+from flexlogger.sinks.visdom.auth import PasswordDigest
+from flexlogger.sinks.visdom.sender import VisdomSink
 
 __all__ = ["FIELDS", "MAX_BODY", "REQUIRED", "IngestError", "IngestServer", "Point", "PointError", "model_uid",
            "parse_point"]
@@ -59,6 +72,7 @@ MAX_CONNECTIONS = 64
 MAX_MODELS = 100
 TIMEOUT = 10.0  # s a connection may stay silent (while sending a request, or between two)
 SYNC_TIMEOUT = 10.0  # s a point may take to reach the disk before the answer is 503
+IDLE_TIMEOUT = 300.0  # s without a point after which a model's run is closed (reopened on its next point)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 
@@ -168,7 +182,10 @@ class IngestServer:
         max_models: models (runs) open at once; a point of one more is answered 503.
         timeout: seconds a connection may stay silent before it is closed.
         sync_timeout: seconds a point may take to reach the disk before the answer is 503.
-        **run_options: more :class:`flexlogger.Run` options (``min_interval``, ``max_points``, ...).
+        idle_timeout: seconds without a point after which a model's run is closed (its next point reopens it,
+            continuing its record and windows).
+        **run_options: more :class:`flexlogger.Run` options (``min_interval``, ``max_points``, ...). A
+            ``password`` is kept only as its digest (:class:`~flexlogger.sinks.visdom.auth.PasswordDigest`).
 
     Example:
         >>> with IngestServer(port=8120, visdom_port=8097) as ingest:  # doctest: +SKIP
@@ -179,7 +196,8 @@ class IngestServer:
                  server: str | None = DEFAULT_SERVER, visdom_port: int = DEFAULT_PORT,
                  log_dir: str | Path | None = DEFAULT_LOG_DIR,
                  max_body: int = MAX_BODY, max_connections: int = MAX_CONNECTIONS, max_models: int = MAX_MODELS,
-                 timeout: float = TIMEOUT, sync_timeout: float = SYNC_TIMEOUT, **run_options: Any) -> None:
+                 timeout: float = TIMEOUT, sync_timeout: float = SYNC_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
+                 **run_options: Any) -> None:
         server, visdom_port = defaults.resolve("server", server), defaults.resolve("port", visdom_port)
         log_dir = defaults.resolve("log_dir", log_dir)
         options = {"env": env, "server": server, "port": visdom_port, "log_dir": log_dir, **run_options}
@@ -192,17 +210,28 @@ class IngestServer:
         for name, limit in (("max_connections", max_connections), ("max_models", max_models)):
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise ConfigError(f"IngestServer(): expected `{name}` to be an int >= 1, but got {limit!r}")
-        for name, seconds in (("timeout", timeout), ("sync_timeout", sync_timeout)):
+        for name, seconds in (("timeout", timeout), ("sync_timeout", sync_timeout), ("idle_timeout", idle_timeout)):
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e6:
                 raise ConfigError(f"IngestServer(): expected `{name}` to be a number of seconds > 0, but got "
                                   f"{seconds!r}")
         self.max_body, self.max_models = max_body, max_models
         self.timeout, self.sync_timeout = float(timeout), float(sync_timeout)
+        self.idle_timeout = float(idle_timeout)
         self.public = public
+        if run_options.get("password") is not None:  # the runs opened later log in with the digest
+            run_options["password"] = PasswordDigest.of(run_options["password"])
+        del options
         self.run_options = run_options
         self.loggers: dict[str, Any] = {}  # model name -> its FlexLogger
         self.runs: dict[str, Any] = {}  # model name -> its Run
         self._steps: dict[tuple[str, str], float] = {}  # (model, series) -> its last step
+        self.records: dict[str, RecordSink] = {}  # model name -> its run record
+        self.idle_closed = 0  # models closed for being idle
+        self._last: dict[str, float] = {}  # model name -> when its last point was stored (monotonic)
+        self._busy: dict[str, int] = {}  # model name -> points being stored (not closed meanwhile)
+        self._closing: dict[str, threading.Event] = {}  # model name -> set once its idle close is done
+        self._idle_stop = threading.Event()
+        self._idle_thread: threading.Thread | None = None
         self.points = 0
         self.refused = 0
         self._lock = threading.Lock()
@@ -225,12 +254,14 @@ class IngestServer:
 
     def start(self) -> IngestServer:
         """Serve from a background thread; return self."""
+        self._start_idle()
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="flexlogger-ingest", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in this thread until :meth:`stop` (from another thread) or Ctrl-C."""
+        self._start_idle()
         self._httpd.serve_forever()
 
     def stop(self) -> None:
@@ -240,17 +271,63 @@ class IngestServer:
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
+        self._idle_stop.set()
+        if self._idle_thread is not None:
+            self._idle_thread.join()
+            self._idle_thread = None
         with self._lock:
-            loggers, self.loggers = self.loggers, {}
-            runs, self.runs = self.runs, {}
+            models = list(self.loggers)
         first: BaseException | None = None
-        for closable in [*loggers.values(), *runs.values()]:
+        for model in models:
             try:
-                closable.close()
+                self._close_model(model)
             except Exception as exc:
                 first = first or exc
         if first is not None:
             raise first
+
+    def _start_idle(self) -> None:
+        if self._idle_thread is None:
+            self._idle_thread = threading.Thread(target=self._close_idle, name="flexlogger-ingest-idle", daemon=True)
+            self._idle_thread.start()
+
+    def _close_idle(self) -> None:
+        """The idle closer's loop: close the models that got no point for ``idle_timeout`` seconds."""
+        tick = min(self.idle_timeout / 4, 5.0)
+        while not self._idle_stop.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                idle = [m for m, t in self._last.items()
+                        if now - t >= self.idle_timeout and not self._busy.get(m) and m in self.loggers]
+            for model in idle:
+                try:
+                    self._close_model(model, idle=True)
+                except Exception as exc:  # the next points of the model open it again; say why it failed
+                    warnings.warn(f"flexlogger ingest: closing idle model {model!r} failed: "
+                                  f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=1)
+
+    def _close_model(self, model: str, idle: bool = False) -> None:
+        """Close ``model``'s logger, run and record; a point for it meanwhile waits until it is closed, then opens
+        it again."""
+        with self._lock:
+            if idle and (self._busy.get(model) or time.monotonic() - self._last.get(model, 0.0) < self.idle_timeout):
+                return  # a point came meanwhile
+            logger, run = self.loggers.pop(model, None), self.runs.pop(model, None)
+            record = self.records.pop(model, None)
+            self._last.pop(model, None)
+            if logger is None:
+                return
+            done = self._closing[model] = threading.Event()
+        try:
+            logger.close()
+            if record is not None:  # its config as the run ends, before the run closes it
+                record.close(config={**run.to_config(), "log_dir": str(self.log_dir)})
+            run.close()
+        finally:
+            with self._lock:
+                del self._closing[model]
+                self.idle_closed += idle
+            done.set()
 
     def __enter__(self) -> IngestServer:
         return self.start()
@@ -267,35 +344,81 @@ class IngestServer:
                 within ``sync_timeout``.
             OSError: the disk did not take the point.
         """
-        with self._lock:
-            logger = self.loggers.get(point.model)
-            if logger is None:
-                if len(self.loggers) >= self.max_models:
-                    raise BusyError(f"modelName: {len(self.loggers)} models are open, the most this endpoint takes "
-                                    f"(max_models={self.max_models}); {point.model!r} is refused")
-                run = Run(env=self.env, uid=model_uid(point.model), log_dir=self.log_dir, server=self.server,
-                          port=self.visdom_port, **self.run_options)
-                try:
-                    logger = FlexLogger(run=run)
-                except BaseException:
-                    run.close()
-                    raise
-                self.loggers[point.model], self.runs[point.model] = logger, run
-            if point.series not in logger.get_definitions():
-                logger.update_config({point.series: {"type": "line"}},
-                                     {point.series: {"type": "ValueMeter", "target": point.series}})
-            step = point.step
-            if step is None:  # pastalog keeps a point without globalStep: it goes next in its series
-                last = self._steps.get((point.model, point.series))
-                step = 0 if last is None else math.floor(last) + 1
-            logger.add({point.series: point.value})
-            logger.log(step, keys=[point.series])
-            self._steps[(point.model, point.series)] = step
-            self.points += 1
-            run = self.runs[point.model]
-        if run.sync(self.sync_timeout):  # outside the lock: posters to other models go on meanwhile
+        record = self._log(point)
+        try:
+            left = record.sync(self.sync_timeout) if record is not None else 0  # outside the lock: others go on
+        finally:
+            with self._lock:
+                self._busy[point.model] -= 1
+                if not self._busy[point.model]:
+                    del self._busy[point.model]
+                self._last[point.model] = time.monotonic()
+        if left:
             raise BusyError(f"the point is logged but did not reach the disk within {self.sync_timeout:g} s; it may "
                             "still be written")
+
+    def _log(self, point: Point) -> RecordSink | None:
+        """Log ``point`` under the lock (its model opened if need be, counted busy until the caller's sync); the
+        model's record, to sync."""
+        deadline = time.monotonic() + self.sync_timeout
+        while True:
+            with self._lock:
+                closing = self._closing.get(point.model)
+                if closing is None:
+                    logger = self.loggers.get(point.model)
+                    if logger is None:
+                        logger = self._open_model(point.model)
+                    if point.series not in logger.get_definitions():
+                        logger.update_config({point.series: {"type": "line"}},
+                                             {point.series: {"type": "ValueMeter", "target": point.series}})
+                    step = point.step
+                    if step is None:  # pastalog keeps a point without globalStep: it goes next in its series
+                        last = self._steps.get((point.model, point.series))
+                        step = 0 if last is None else math.floor(last) + 1
+                    logger.add({point.series: point.value})
+                    logger.log(step, keys=[point.series])
+                    self._steps[(point.model, point.series)] = step
+                    self.points += 1
+                    self._busy[point.model] = self._busy.get(point.model, 0) + 1
+                    self._last[point.model] = time.monotonic()
+                    return self.records.get(point.model)
+            if not closing.wait(max(0.0, deadline - time.monotonic())):  # closing for being idle: wait, reopen
+                raise BusyError(f"modelName: {point.model!r} is being closed (idle) and did not close within "
+                                f"{self.sync_timeout:g} s; try again")
+
+    def _open_model(self, model: str) -> Any:
+        """Open ``model``'s run (under the lock): its record continued, its windows drawn again from it."""
+        if len(self.loggers) >= self.max_models:
+            raise BusyError(f"modelName: {len(self.loggers)} models are open, the most this endpoint takes "
+                            f"(max_models={self.max_models}); {model!r} is refused")
+        record = None
+        if self.log_dir is not None:
+            try:
+                record = RecordSink(Path(self.log_dir), env=self.env, uid=model_uid(model), resume=True)
+            except RecordError as exc:  # a damaged or unreadable record: say so; the model is not opened
+                raise ConfigError(f"its run record cannot be continued: {exc}") from None
+        try:
+            run = Run(env=self.env, uid=model_uid(model), log_dir=None, server=self.server, port=self.visdom_port,
+                      sinks=[record] if record is not None else (), **self.run_options)
+        except BaseException:
+            if record is not None:
+                record.close()
+            raise
+        try:
+            logger = FlexLogger(run=run)
+        except BaseException:
+            run.close()
+            raise
+        if record is not None and record.resumed is not None:  # the windows as they were, then the new points
+            for sink in run.sinks:
+                if isinstance(sink, VisdomSink):
+                    for update in record.resumed.updates:
+                        sink.write(update)
+            record.resumed = None  # not kept: the sink has them
+        self.loggers[model], self.runs[model] = logger, run
+        if record is not None:
+            self.records[model] = record
+        return logger
 
 
 def _handler(ingest: IngestServer) -> type[BaseHTTPRequestHandler]:

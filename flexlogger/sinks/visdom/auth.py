@@ -33,5 +33,40 @@ def resolve_credentials(username: str | None, password: str | None) -> tuple[str
 
 
 def password_digest(password: str) -> str:
-    """The SHA-256 hex digest of ``password``: what Visdom's client posts to log in (never the password itself)."""
+    """The SHA-256 hex digest of ``password``: what Visdom's client posts to log in (never the password itself).
+    A :class:`PasswordDigest` is already one, and comes back unchanged."""
+    if isinstance(password, PasswordDigest):
+        return str.__str__(password)
     return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+class PasswordDigest(str):
+    """A password already turned into what Visdom's login posts (its SHA-256), for a program that opens sinks
+    later and must not keep the password meanwhile (``flexlogger ingest`` opens a run per model as points come).
+
+    It is accepted wherever ``password=`` is (a string), and logs in as the password would. It is still a
+    credential (Visdom takes the digest as the login), so its ``repr`` and ``str`` hide it.
+
+    Example:
+        >>> digest = PasswordDigest.of("s3cret")
+        >>> digest
+        PasswordDigest(<hidden>)
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, password: str) -> PasswordDigest:
+        """The digest of ``password`` (a digest given is returned as is)."""
+        return password if isinstance(password, PasswordDigest) else cls(password_digest(password))
+
+    def __repr__(self) -> str:
+        return "PasswordDigest(<hidden>)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Visdom login is not copied or pickled")

@@ -57,14 +57,14 @@ from flexlogger import defaults
 from flexlogger.closing import SENDERS, on_exit
 from flexlogger.config.options import check_options, raise_problems
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_PORT, DEFAULT_SERVER
-from flexlogger.errors import DeliveryError
+from flexlogger.errors import ConfigError, DeliveryError
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.interrupts import HOLD
 from flexlogger.sinks.visdom import render
 from flexlogger.sinks.visdom.auth import resolve_credentials
 from flexlogger.sinks.visdom.buffer import Buffer, Message, Window
 from flexlogger.sinks.visdom.rules import check_env
-from flexlogger.sinks.visdom.transport import Backoff, Transport
+from flexlogger.sinks.visdom.transport import QUICK_CHECK_S, Backoff, Transport
 
 JOIN_GRACE_S = 0.5  # close() waits at least this long for the sender thread to stop, even past close_timeout
 WAIT_STEP_S = 0.1  # flush() waits in steps this long: a Ctrl-C (held while the lock is) ends the wait within one
@@ -84,15 +84,18 @@ class VisdomSink:
         username: the login of a server started with one (``flexlogger serve --public``); None reads
             ``VISDOM_USERNAME``.
         password: its password; None reads ``VISDOM_PASSWORD``. Only the transport's session holds it (as the
-            digest Visdom's client sends): no attribute, config, record or repr of the sink shows it.
+            digest Visdom's client sends): no attribute, config, record or repr of the sink shows it. A
+            :class:`~flexlogger.sinks.visdom.auth.PasswordDigest` logs in as its password would.
         label: a second line under each chart's title, such as ``run <uid>`` (a run's and a replay's sinks set it),
             so that the windows of several runs in one env can be told apart; None: none.
 
     Raises:
         ConfigError: a bad ``server``, ``port``, ``max_points``, ``min_interval``, ``timeout``, ``save_every`` or
             ``env`` (one Visdom rewrites or cannot show); only one of username and password; the server refused
-            the login, or demands one and none was given (a server that does not answer is no error: points are
-            kept and sent when it comes up).
+            the login, or demands one and none was given, and said so within ``QUICK_CHECK_S`` (1 s). A server
+            that answers later is checked by the sender thread, and a refusal then is raised by the next
+            ``write()``, ``flush()`` or ``close()``; a server that does not answer is no error: points are kept and
+            sent when it comes up.
     """
 
     def __init__(self, server: str = DEFAULT_SERVER, port: int = DEFAULT_PORT, env: str = DEFAULT_ENV,
@@ -126,7 +129,9 @@ class VisdomSink:
         self._buffer = Buffer(max_points)
         self._transport = Transport(self.url, timeout, *(login or (None, None)))
         del login, password
-        self._transport.check_login()  # a wrong password is an error now, not an endless "does not answer"
+        # a wrong password is an error now when the server answers at once; a server slow to answer does not hold
+        # up the training's start: the sender thread checks, and the next write/flush/close reports a refusal
+        self._login_checked = self._transport.check_login(min(QUICK_CHECK_S, timeout))
         self._backoff = Backoff()
         self._cond = threading.Condition()
         self._urgent = 0
@@ -170,6 +175,7 @@ class VisdomSink:
         Raises:
             DeliveryError: the sender thread died (the message says why), the sink is closed, or this is a forked
                 child of the process that made the sink.
+            ConfigError: the sender thread found the login refused (a server slow to answer at construction).
         """
         if self._error is not None:
             self._raise_dead()
@@ -209,6 +215,7 @@ class VisdomSink:
 
         Raises:
             DeliveryError: the sender thread died.
+            ConfigError: the sender thread found the login refused (a server slow to answer at construction).
         """
         if self._forked():
             return 0
@@ -285,11 +292,16 @@ class VisdomSink:
         if self._buffer.nonfinite:
             warnings.warn(f"{self._buffer.nonfinite} NaN/Inf value(s) were logged (env {self.env!r}); they are "
                           "shown as gaps (the run record keeps them)", RuntimeWarning, stacklevel=2)
+        if isinstance(self._error, ConfigError):
+            self._raise_dead()
 
     def _forked(self) -> bool:
         return os.getpid() != self._pid
 
     def _raise_dead(self) -> None:
+        if isinstance(self._error, ConfigError):  # the login, refused when the sender thread checked it
+            raise ConfigError(f"{self._error}; nothing is sent to {self.url} (the run record, if on, still has every "
+                              "point)") from None
         raise DeliveryError(f"the Visdom sender thread of env {self.env!r} died: {self._error}; nothing is sent "
                             f"to {self.url} any more (the run record, if on, still has every point)") from self._error
 
@@ -302,6 +314,8 @@ class VisdomSink:
     # the sender thread -------------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            if not self._login_checked:  # raises ConfigError for a refused login: reported as self._error
+                self._login_checked = self._transport.check_login()
             while True:
                 with self._cond:
                     work = self._wait_for_work()

@@ -15,10 +15,12 @@ threads (one sender thread uses it), no knowledge of windows beyond their ids.
 - Each request has a timeout (``timeout`` seconds; a non-finite one means none).
 - Login (a server started with ``-enable_login``): the transport posts the username and the SHA-256 of the
   password to the server's base URL, as Visdom's client does, and its session keeps the cookie. :meth:`Transport.
-  check_login` (at the sink's construction) raises :class:`~flexlogger.errors.ConfigError` for refused credentials,
-  or for a server that demands a login when none was given; a server that does not answer is no error there. A
+  check_login` (at the sink's construction, waiting at most ``QUICK_CHECK_S``; else in the sender thread) raises
+  :class:`~flexlogger.errors.ConfigError` for refused credentials, or for a server that demands a login when none
+  was given; a server that does not answer is no error there. A
   request refused for want of a login (HTTP 400/401: the server restarted with a new cookie secret) logs in again
-  and is sent once more. Only the digest is kept, in a private object that no repr shows.
+  and is sent once more. Only the digest is kept, in a private object that no repr shows; a
+  :class:`~flexlogger.sinks.visdom.auth.PasswordDigest` given as the password is used as that digest.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from flexlogger.sinks.visdom.auth import password_digest
 BACKOFF_START, BACKOFF_MAX = 0.1, 5.0
 LOGIN_WRONG = 400  # Visdom's answer to a login with a wrong username or password
 LOGIN_REFUSED = (400, 401)  # what Visdom answers a request without a valid login cookie: 0.2.4 400, 0.3 401
-CHECK_TIMEOUT_S = 5.0  # the longest the login check at construction waits for an answer
+CHECK_TIMEOUT_S = 5.0  # the longest the sender thread's login check waits for an answer
+QUICK_CHECK_S = 1.0  # the longest the sink's constructor waits for the login check's answer (then the sender checks)
 
 
 class Backoff:
@@ -90,7 +93,7 @@ class Transport:
         url: the server's URL with port and base path, e.g. ``http://localhost:8097``.
         timeout: seconds a request may take (inf or NaN: no limit).
         username: the login's username, for a server started with a login; None: no login.
-        password: its password (only its SHA-256 is kept).
+        password: its password (only its SHA-256 is kept), or a ``PasswordDigest`` (used as that SHA-256).
 
     Attributes:
         sent_requests, failed_requests: counts of requests posted, and of those, failed.
@@ -153,28 +156,37 @@ class Transport:
         assert self._login is not None
         return int(self._http.post(self.url, data=self._login.payload(), timeout=timeout).status_code)
 
-    def check_login(self) -> None:
-        """At the sink's construction: log in, or check that the server demands none when no login was given.
+    def check_login(self, timeout: float | None = None) -> bool:
+        """Log in, or check that the server demands no login when none was given.
+
+        Args:
+            timeout: seconds to wait for the answer (None: the transport's ``timeout``, at most
+                ``CHECK_TIMEOUT_S``).
+
+        Returns:
+            True when the server answered (and took the login, or demands none); False when it did not answer in
+            time (the caller may check again later: a request refused for want of a login logs in anyway).
 
         Raises:
-            ConfigError: the server refused the credentials, or it demands a login and none was given. A server
-                that does not answer is no error (the sender's outage handling covers it).
+            ConfigError: the server refused the credentials, or it demands a login and none was given.
         """
-        timeout = CHECK_TIMEOUT_S if self.timeout is None else min(self.timeout, CHECK_TIMEOUT_S)
+        if timeout is None:
+            timeout = CHECK_TIMEOUT_S if self.timeout is None else min(self.timeout, CHECK_TIMEOUT_S)
         try:
             if self._login is not None:
                 status = self._log_in(timeout)  # 500 from a server without a login: nothing to log in to
                 if status == LOGIN_WRONG:
                     raise ConfigError(f"the Visdom server at {self.url} refused the login of user "
                                       f"{self._login.username!r}: wrong username or password (HTTP {status})")
-                return
+                return True
             response = self._http.post(f"{self.url}/win_exists", data=json.dumps({"win": "", "eid": "main"}),
                                        timeout=timeout)
         except requests.RequestException:
-            return
+            return False
         if response.status_code in LOGIN_REFUSED:
             raise ConfigError(f"the Visdom server at {self.url} demands a login: pass username= and password=, or "
                               f"set VISDOM_USERNAME and VISDOM_PASSWORD (HTTP {response.status_code} without one)")
+        return True
 
     @property
     def username(self) -> str | None:
