@@ -48,11 +48,11 @@ from flexlogger.config.options import MODEL_LOGGER_MODES, check_options, raise_p
 from flexlogger.core.logger import FlexLogger, LoggerOptions, Released
 from flexlogger.errors import UnknownNameError, short_repr, unknown_name_message
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import KEYWORD_SYNONYMS, Selector, Stats, TooledModel
+from flexlogger.model.tooled import GROUPS, KEYWORD_SYNONYMS, Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",
-           "TooledModelLogger"]
+           "TooledModelLogger", "model_statistics"]
 
 MODES: tuple[str, ...] = MODEL_LOGGER_MODES
 DEFAULT_STATS: tuple[str, ...] = ("std", "update_ratio")
@@ -450,6 +450,23 @@ class TooledModelLogger:
     def __repr__(self) -> str:
         return (f"TooledModelLogger(mode={self.mode!r}, env={self.env!r}, {len(self._own_plots)} windows, "
                 f"{self.tooled!r})")
+
+
+def model_statistics(meters: Iterable[str]) -> set[str]:
+    """The meters among ``meters`` that a TooledModelLogger names: ``<layer>.<group>.<stat>`` (and a histogram's
+    ``<layer>.<group>.values``), whose group is one of ``GROUPS`` (``Outputs``, ``Weight_grad``, ...), a
+    parameter's gradient (``bias_grad``) or a parameter whose gradient group is there too (``bias``). Tools that
+    summarise a run (``flexlogger compare --table``) leave these per-layer series out unless asked for them.
+
+    Example:
+        >>> sorted(model_statistics(['train_loss', 'fc1.Grad_out.std', 'fc1.bias.norm', 'fc1.bias_grad.norm']))
+        ['fc1.Grad_out.std', 'fc1.bias.norm', 'fc1.bias_grad.norm']
+    """
+    names = list(meters)
+    parts = {name: name.rsplit(".", 2) for name in names}
+    grads = {(p[0], p[1][: -len("_grad")]) for p in parts.values() if len(p) == 3 and p[1].endswith("_grad")}
+    return {name for name, p in parts.items()
+            if len(p) == 3 and p[0] and p[2] and (p[1] in GROUPS or p[1].endswith("_grad") or (p[0], p[1]) in grads)}
 
 
 _LOGGER_KEYWORDS = frozenset({"run", "strict", "sinks", "distributed"})  # FlexLogger's own, beside the run's options
