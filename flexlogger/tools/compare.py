@@ -51,6 +51,7 @@ from flexlogger.model.logger import model_statistics
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import CONFIG, POINTS, RecordError
 from flexlogger.sinks.visdom.auth import resolve_credentials
+from flexlogger.sinks.visdom.legible import text_page
 from flexlogger.sinks.visdom.render import make_builder
 from flexlogger.sinks.visdom.sender import VisdomSink
 from flexlogger.sinks.visdom.transport import Transport
@@ -313,6 +314,14 @@ def build_table(followers: Sequence[RecordFollower], names: Sequence[str], value
     return HparamsTable(headers, rows, best)
 
 
+def _table_size(table: HparamsTable) -> dict[str, int]:
+    """A window wide enough for the table's columns (padded cells of 13 px text), up to 1200 px (wider tables
+    scroll inside it), and tall enough for its rows."""
+    widths = [max([len(h)] + [len(_cell(row.get(h, ""))) for row in table.rows]) for h in table.headers]
+    width = sum(7 * w + 14 for w in widths) + 30
+    return {"width": min(max(width, 400), 1200), "height": min(max(26 * (len(table.rows) + 1) + 90, 200), 700)}
+
+
 def _matching(given: str, every: Sequence[str]) -> list[str]:
     """The meters of ``every`` that ``given`` names: itself, or those its shell-style pattern matches."""
     if given in every:
@@ -340,9 +349,9 @@ def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: f
     """
     win = TABLE_WINDOW
     best = ", ".join(f"{m}: {w}" for m, w in table.best.items())
-    msg, _ = make_builder(server, port, env).text(
-        table.html() + (f"<p>best = {html.escape(best)}</p>" if best else ""), win=win, env=env,
-        opts={"title": "runs compared"})
+    body = table.html() + (f"<p>best = {html.escape(best)}</p>" if best else "")
+    msg, _ = make_builder(server, port, env).text(text_page(body), win=win, env=env,
+                                                  opts={"title": "runs compared", **_table_size(table)})
     login = resolve_credentials(username, password)
     transport = Transport(f"{server.rstrip('/')}:{port}{base_url}", timeout, *(login or (None, None)))
     try:
