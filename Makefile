@@ -10,7 +10,7 @@ EXTRAS := test,demo,all
 PORT ?= 8097
 STATE := .visdom
 
-.PHONY: venv test lint demo serve stop bench assets clean distclean test-visdom03
+.PHONY: venv test lint demo serve stop bench assets clean distclean test-visdom03 screenshots
 
 venv: $(STAMP)
 
@@ -71,6 +71,11 @@ stop:
 	  if ps -p $$pid -o args= 2>/dev/null | grep -q visdom; then kill $$pid && echo "stopped Visdom server (pid $$pid, $$f)"; \
 	  else echo "no Visdom server with pid $$pid ($$f)"; fi; rm -f "$$f"; done; \
 	  [ -n "$$found" ] || echo "no server started by make demo or the examples (no $(STATE)/server-*.pid)"
+
+# The README's screenshots (docs/screenshots/*.png): a server of its own, the demo twice, a compare of the two
+# runs, photographed in headless Chromium (/usr/bin/chromium, or CHROMIUM=/path).
+screenshots: venv
+	$(PY) examples/screenshots.py
 
 bench: venv
 	$(PY) -c "import tensorboard, ignite, lightning, transformers" 2>/dev/null || PIP_CONSTRAINT=constraints.txt $(PY) -m pip install -q -e '.[bench,all]'

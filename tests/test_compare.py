@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import visdom
+from torch import nn
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, UnknownNameError
+from flexlogger.model.logger import model_statistics
 from flexlogger.sinks.record import RecordError
 from flexlogger.tools.cli import main
 from flexlogger.tools.compare import hparams_table
@@ -193,6 +196,56 @@ def test_cli_compare_table_and_draw(visdom_server: VisdomServer, viz: visdom.Vis
     assert main(["compare", str(a), "--plots", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flexlogger compare: error: compare(): no run has plot(s) 'nope'") and err.count("\n") == 1
+
+
+def model_run(root: Path, uid: str, lr: float) -> Path:
+    """A run of a FlexLogger's loss beside a TooledModelLogger's per-layer statistics (the defaults, and a bias)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    with flexlogger.get_preset_logger("loss", phases=("train",), env="e", uid=uid, server=None,
+                                      log_dir=root) as stat:
+        stat.log_hparams({"lr": lr})
+        with flexlogger.TooledModelLogger(model, logger=stat, params=["bias"], hold=0) as tml:
+            for step in range(4):
+                loss = model(torch.randn(8, 4)).pow(2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                tml.step(log=True)
+                stat.add({"train_loss": loss.item()})
+                stat.log(step)
+        assert stat.run.dir is not None
+        return stat.run.dir
+
+
+def test_the_table_shows_the_user_s_meters_unless_asked_for_the_per_layer_statistics(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = model_run(tmp_path, "a", 0.1), model_run(tmp_path, "b", 0.01)
+    assert hparams_table([a, b]).headers == ["run", "lr", "train_loss best", "train_loss last"]
+    everything = hparams_table([a, b], all_meters=True).headers
+    assert "0.Grad_out.std best" in everything and "2.Weights.update_ratio last" in everything
+    assert "0.bias.std best" in everything and "0.bias_grad.std best" in everything
+    assert len(everything) > 30  # what the default leaves out
+    weights = hparams_table([a, b], meters=["*.Weights.std", "train_loss"]).headers
+    assert weights == ["run", "lr", "0.Weights.std best", "0.Weights.std last", "2.Weights.std best",
+                       "2.Weights.std last", "train_loss best", "train_loss last"]
+    with pytest.raises(UnknownNameError, match=r"^compare\(\): no run has meter\(s\) '\*\.Wieghts\.std'"):
+        hparams_table([a, b], meters=["*.Wieghts.std"])
+
+    assert main(["compare", str(a), str(b), "--table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "lr", "train_loss", "best", "train_loss", "last"] and len(lines) == 4
+    assert max(len(line) for line in lines) < 60
+    assert main(["compare", str(a), str(b), "--table", "--all"]) == 0
+    assert "0.Grad_out.std best" in capsys.readouterr().out
+
+
+def test_model_statistics_names_the_per_layer_series_only() -> None:
+    names = ["train_loss", "val.acc.top1", "fc1.Grad_out.std", "conv1.Weights.update_ratio", "fc1.bias.norm",
+             "fc1.bias_grad.norm", "fc1.Weights.values", "layer.0.attn.Outputs.snr", "a.b.c"]
+    assert model_statistics(names) == {"fc1.Grad_out.std", "conv1.Weights.update_ratio", "fc1.bias.norm",
+                                       "fc1.bias_grad.norm", "fc1.Weights.values", "layer.0.attn.Outputs.snr"}
 
 
 def test_the_follower_reads_whole_lines_only_and_skips_damaged_ones(tmp_path: Path) -> None:

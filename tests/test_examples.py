@@ -26,9 +26,10 @@ def load_example(name: str) -> ModuleType:
 
 
 def windows(viz: visdom.Visdom, env: str) -> dict[str, list[str | None]]:
-    """{window title: trace names} of every window of ``env``."""
+    """{window title: trace names} of every chart of ``env`` (text windows: ``[]``)."""
     data = json.loads(viz.get_window_data(None, env))
-    return {w["title"]: [t.get("name") for t in w["content"]["data"]] for w in data.values()}
+    return {w["title"]: [t.get("name") for t in w["content"]["data"]] if isinstance(w["content"], dict) else []
+            for w in data.values()}
 
 
 def test_quickstart(visdom_server: VisdomServer, viz: visdom.Visdom, env: str,
@@ -56,6 +57,7 @@ def test_demo(visdom_server: VisdomServer, viz: visdom.Visdom, env: str, tmp_pat
     assert found.pop("loss") == ["train_loss", "test_loss"]
     assert found.pop("accuracy") == ["train_acc", "test_acc"]
     assert found.pop("test confusion (rows: true digit)") == [None]  # one heatmap
+    assert found.pop("hparams") == []  # the table that tells compared demo runs apart
     # the TooledModelLogger windows: one per statistic (a trace per weighted layer), and the weight and gradient
     # histograms of each layer
     found = {re.sub(r" \(step \d+\)$", "", title): v for title, v in found.items()}  # histograms say their step

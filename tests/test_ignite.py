@@ -13,7 +13,7 @@ import torch.nn.functional as F  # noqa: N812
 import visdom
 from ignite.engine import create_supervised_evaluator, create_supervised_trainer
 from ignite.metrics import Accuracy, Loss
-from readback import traces
+from readback import empty_windows, traces
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -83,7 +83,35 @@ def test_engine_run_logs_outputs_metrics_and_gradients(tmp_path: Path, visdom_se
         assert drawn[name] == (list(points), pytest.approx(list(points.values()), rel=1e-12))
     assert definitions["loss"] == ["train_loss", "val_loss"] and definitions["accuracy"] == ["val_accuracy"]
     recorded = [u.data["0.Weight_grad.norm"] for u in record.updates if u.plot == "0"]
-    assert len(recorded) == 16 and recorded == pytest.approx(grads, rel=1e-6)  # before each optimizer step
+    assert len(recorded) == 16 and recorded == pytest.approx(grads, rel=1e-6)  # the gradients of each step
+
+
+def test_the_default_statistics_fill_every_window_and_update_ratio_is_the_step_s_update(
+        tmp_path: Path, visdom_server: VisdomServer, viz: visdom.Visdom, env: str) -> None:
+    model, optimizer, trainer, _ = setup()
+    ratios: list[float] = []
+    before: list[torch.Tensor] = []
+    optimizer.register_step_pre_hook(lambda *_: before.append(model[0].weight.detach().clone()))
+    Stat = flexlogger.get_preset_logger("loss", phases=("train",), env=env, port=visdom_server.port, log_dir=tmp_path)
+    tm = flexlogger.TooledModelLogger(model, logger=Stat, every=2)  # the defaults: std and update_ratio
+    with Stat, tm:
+        attach(Stat, trainer, Events.ITERATION_COMPLETED, output_transform=lambda loss: {"train_loss": loss})
+        attach_tooled(tm, trainer, optimizer)
+
+        @trainer.on(Events.ITERATION_COMPLETED)
+        def remember(engine: Any) -> None:
+            after = model[0].weight.detach()
+            ratios.append(float((after - before[-1]).norm() / before[-1].norm()))
+
+        trainer.run(digits()[0], max_epochs=1)
+        assert Stat.flush(10) == 0
+        empty = empty_windows(viz, env)
+        record = read_record(Stat.run_dir)
+    assert empty == {}  # the update_ratio window too: measured after the optimizer step
+    recorded = [u for u in record.updates if u.plot == "Weights.update_ratio"]
+    assert [u.step for u in recorded] == [1, 3, 5, 7]  # every=2 of 8 iterations, at the engine's iteration
+    assert [u.data["0.Weights.update_ratio"] for u in recorded] == pytest.approx(ratios[::2], rel=1e-4)
+    assert all(r > 0 for r in ratios)
 
 
 def test_handles_remove_and_work_as_context_managers(tmp_path: Path, env: str) -> None:

@@ -74,7 +74,7 @@ def test_a_crowded_legend_moves_above_the_plot_under_the_title() -> None:
 
 def test_log_axes_label_numbers() -> None:
     msg = legible_layout({"layout": {"yaxis": {"type": "log"}, "xaxis": {"type": "linear"}}})
-    assert msg["layout"]["yaxis"] == {"type": "log", "tickformat": "~g", "exponentformat": "none"}
+    assert msg["layout"]["yaxis"] == {"type": "log", "tickformat": "~g", "exponentformat": "none", "nticks": 3}
     assert msg["layout"]["xaxis"] == {"type": "linear"}
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 import visdom
-from readback import traces
+from readback import empty_windows, traces
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -128,7 +128,7 @@ def test_fit_two_epochs_draws_every_metric_and_records_the_run(tmp_path: Path, v
     assert "net.0.Weight_grad.norm" in recorded and len(recorded["net.0.Weight_grad.norm"]) == 16
 
 
-def test_gradient_statistics_are_read_before_the_optimizer_step(tmp_path: Path, env: str) -> None:
+def test_gradient_statistics_are_the_gradients_the_optimizer_used(tmp_path: Path, env: str) -> None:
     class Capture(L.Callback):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             self.norms: list[float] = []
@@ -145,6 +145,37 @@ def test_gradient_statistics_are_read_before_the_optimizer_step(tmp_path: Path, 
                 if u.plot == "net.0"]
     assert recorded == pytest.approx(capture.norms, rel=1e-5)
     assert callback.tooled is None  # hooks taken off the model at teardown
+
+
+def test_the_default_statistics_fill_every_window_and_update_ratio_is_the_step_s_update(
+        tmp_path: Path, visdom_server: VisdomServer, viz: visdom.Visdom, env: str) -> None:
+    class Update(L.Callback):  # type: ignore[misc,name-defined]
+        """||W_after - W_before|| / ||W_before|| of net.0 around each optimizer step."""
+
+        def __init__(self) -> None:
+            self.before: torch.Tensor | None = None
+            self.ratios: list[float] = []
+
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            self.before = pl_module.net[0].weight.detach().clone()
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            assert self.before is not None
+            after = args[1].net[0].weight.detach()
+            self.ratios.append(float((after - self.before).norm() / self.before.norm()))
+
+    flex = FlexLightningLogger(env=env, port=visdom_server.port, log_dir=tmp_path / "runs")
+    update = Update()
+    callback = FlexLightningCallback(every=2)  # the defaults: std and update_ratio of four groups
+    stat = flex.experiment
+    trainer([flex], [callback, update], tmp_path, epochs=1).fit(DigitsModel(), digits_loaders()[0])
+    assert stat.closed and stat.run_dir is not None
+    assert "Weights.update_ratio" in stat.get_definitions()
+    assert empty_windows(viz, env) == {}  # the update_ratio window too: measured after the optimizer step
+    recorded = [u for u in read_record(stat.run_dir).updates if u.plot == "Weights.update_ratio"]
+    assert [u.step for u in recorded] == [0, 2, 4, 6]  # every=2 of 8 optimizer steps
+    assert [u.data["net.0.Weights.update_ratio"] for u in recorded] == pytest.approx(update.ratios[::2], rel=1e-4)
+    assert all(r > 0 for r in update.ratios)
 
 
 def test_a_failed_fit_closes_the_run_as_crashed(tmp_path: Path, env: str) -> None:
@@ -210,8 +241,6 @@ def test_constructor_errors_name_the_adapter(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match=r"FlexLightningCallback\(\): unknown TooledModelLogger option "
                                                r"'stat' \(did you mean 'stats'"):
         FlexLightningCallback(stat=("mean",))
-    with pytest.raises(ConfigError, match=r"FlexLightningCallback\(\): expected `stats` without 'update_ratio'"):
-        FlexLightningCallback(stats=("mean", "update_ratio"))
 
 
 def test_max_steps_on_its_own_run_or_a_shared_one() -> None:

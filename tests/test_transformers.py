@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import torch
 import visdom
-from readback import traces
+from readback import empty_windows, traces
 from torch import nn
 
-from flexlogger import ConfigError, InvalidConfigError, Run
+from flexlogger import ConfigError, InvalidConfigError, Run, UnknownNameError
 from flexlogger.integrations import MissingExtraError
 from flexlogger.integrations.transformers import SINGLE_VALUES, FlexLoggerCallback, rewrite, transformers
 from flexlogger.sinks.record import read_record
@@ -124,6 +124,39 @@ def test_trainer_metrics_hparams_and_clipped_gradients_arrive(tmp_path: Path, vi
     assert f"{stat.run.uid}_train_summary" in json.loads(viz.get_window_data(env=env))  # one table window
 
 
+class Update(transformers.TrainerCallback):  # type: ignore[misc]
+    """||W_after - W_before|| / ||W_before|| of the query layer around each optimizer step."""
+
+    def __init__(self) -> None:
+        self.before: torch.Tensor | None = None
+        self.ratios: list[float] = []
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self.before = model.get_submodule(QUERY).weight.detach().clone()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        assert self.before is not None
+        after = model.get_submodule(QUERY).weight.detach()
+        self.ratios.append(float((after - self.before).norm() / self.before.norm()))
+
+
+def test_the_default_statistics_fill_every_window_and_update_ratio_is_the_step_s_update(
+        tmp_path: Path, visdom_server: VisdomServer, viz: visdom.Visdom, env: str) -> None:
+    flex = FlexLoggerCallback(tooled={"every": 2, "layers": nn.Linear}, env=env, port=visdom_server.port,
+                              log_dir=tmp_path / "runs")
+    update = Update()
+    make_trainer(tmp_path, [flex, update]).train()
+    stat = flex.logger
+    assert stat is not None and stat.run_dir is not None
+    flex.close()
+    assert "Weights.update_ratio" in stat.get_definitions()
+    assert empty_windows(viz, env) == {}  # the update_ratio window too: measured after the optimizer step
+    recorded = [u for u in read_record(stat.run_dir).updates if u.plot == "Weights.update_ratio"]
+    assert [u.step for u in recorded] == [0, 2, 4]  # every=2 of 6 optimizer steps
+    assert [u.data[f"{QUERY}.Weights.update_ratio"] for u in recorded] == pytest.approx(update.ratios[::2], rel=1e-4)
+    assert all(r > 0 for r in update.ratios)
+
+
 def test_evaluate_and_predict_after_train_go_to_the_same_run_with_the_hparams(tmp_path: Path, env: str) -> None:
     flex = FlexLoggerCallback(env=env, server=None, log_dir=tmp_path)
     trainer = make_trainer(tmp_path, [flex], max_steps=2, eval_strategy="no")
@@ -161,8 +194,9 @@ def test_constructor_errors_name_the_callback() -> None:
     with pytest.raises(ConfigError, match=r"FlexLoggerCallback\(\): expected `tooled` to be a dict of "
                                           r"TooledModelLogger options.*but got bool True"):
         FlexLoggerCallback(tooled=True)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"FlexLoggerCallback\(\): expected `stats` without 'update_ratio'"):
-        FlexLoggerCallback(tooled={"stats": "update_ratio"})
+    with pytest.raises(UnknownNameError, match=r"FlexLoggerCallback\(\): unknown TooledModelLogger option 'stat' "
+                                               r"\(did you mean 'stats'"):
+        FlexLoggerCallback(tooled={"stat": "update_ratio"})
     with pytest.raises(ConfigError, match=r"FlexLoggerCallback\(\): `distributed` is set by the adapter"):
         FlexLoggerCallback(distributed=False)
 

@@ -40,7 +40,6 @@ from flexlogger.errors import (
     unknown_name_message,
 )
 from flexlogger.model.logger import TooledModelLogger
-from flexlogger.model.stats import STATS
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
            "import_framework", "is_number", "plain_hparams", "tooled_options"]
@@ -281,21 +280,15 @@ class MetricRouter:
 
 def tooled_options(caller: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Check the :class:`~flexlogger.model.logger.TooledModelLogger` options an adapter is given (its own options,
-    not ``model`` or ``logger``, which the adapter supplies), before any training starts.
+    not ``model`` or ``logger``, which the adapter supplies), before any training starts. Every adapter records
+    the statistics after the optimizer step, so every statistic (``update_ratio`` too) can be asked for.
 
     Raises:
         UnknownNameError: an option TooledModelLogger does not have (with the closest valid names).
-        ConfigError: ``update_ratio`` among ``stats``: adapters read the statistics after backward and before the
-            optimizer step, when there is no update to measure yet.
     """
     valid = [p for p in inspect.signature(TooledModelLogger).parameters if p not in ("model", "logger",
                                                                                     "logger_options")]
     for key in options:
         if key not in valid:
             raise UnknownNameError(f"{caller}: " + unknown_name_message("TooledModelLogger option", key, valid))
-    stats = options.get("stats", ())
-    if "update_ratio" in ((stats,) if isinstance(stats, str) else tuple(stats)):
-        raise ConfigError(f"{caller}: expected `stats` without 'update_ratio': the statistics are read after "
-                          "backward and before the optimizer step, when there is no update to measure yet; valid "
-                          f"stats here: {', '.join(s for s in STATS if s != 'update_ratio')}")
     return dict(options)

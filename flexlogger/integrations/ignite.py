@@ -237,9 +237,10 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
     Args:
         tooled: the :class:`~flexlogger.model.logger.TooledModelLogger` (``logger=Stat`` to share Stat's run).
         engine: the trainer ``Engine``.
-        optimizer: with an optimizer, the statistics are recorded right before each ``optimizer.step()`` (a
-            torch step pre-hook: after backward and any clipping in your update function, before the update and
-            before ignite's ``create_supervised_trainer`` zeroes the gradients).
+        optimizer: with an optimizer, the statistics are recorded right after each ``optimizer.step()`` (a torch
+            step post-hook): the gradients the optimizer used (after any clipping in your update function; ignite's
+            ``create_supervised_trainer`` zeroes them only at the start of the next iteration), the weights after
+            the update, and ``update_ratio``, the update of the step.
         event: without an optimizer, the ignite event to record on (default ``Events.ITERATION_COMPLETED``); the
             update function must then leave the gradients in place until the event (zero them at its start).
 
@@ -258,12 +259,12 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
         raise ConfigError(f"{caller}: expected `tooled` to be a flexlogger.TooledModelLogger, but got "
                           f"{type(tooled).__name__} {short_repr(tooled)}")
     _check_engine(caller, engine)
-    if optimizer is not None and not callable(getattr(optimizer, "register_step_pre_hook", None)):
+    if optimizer is not None and not callable(getattr(optimizer, "register_step_post_hook", None)):
         raise ConfigError(f"{caller}: expected `optimizer` to be a torch.optim.Optimizer or None, but got "
                           f"{type(optimizer).__name__} {short_repr(optimizer)}")
     if optimizer is not None and event is not None:
         raise ConfigError(f"{caller}: expected `optimizer` or `event`, not both: with an optimizer the statistics "
-                          "are recorded before each optimizer step")
+                          "are recorded after each optimizer step")
     guard = Guard("attach_tooled")
 
     def record(*_: Any) -> None:
@@ -278,5 +279,5 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
             tooled.log(step=engine.state.iteration, keys=plots)
 
     if optimizer is not None:
-        return ToolHandle([optimizer.register_step_pre_hook(record)])
+        return ToolHandle([optimizer.register_step_post_hook(record)])
     return ToolHandle([engine.add_event_handler(event if event is not None else Events.ITERATION_COMPLETED, record)])

@@ -334,25 +334,26 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
 class FlexLightningCallback(_Callback):  # type: ignore[misc]
     """Per-layer statistics of the LightningModule (a :class:`~flexlogger.model.logger.TooledModelLogger`),
-    recorded after backward and before the optimizer step (Lightning's ``on_before_optimizer_step``: the gradients
-    of the step, before Lightning's gradient clipping; the weights before the update), drawn at x = the global step
-    in the windows of the trainer's :class:`FlexLightningLogger` (one run), on rank 0 only.
+    recorded after the optimizer step of each batch that stepped (Lightning's ``on_train_batch_end``, once
+    ``on_before_optimizer_step`` said the batch steps): the gradients the optimizer used (after Lightning's gradient
+    clipping), the weights after the update, and ``update_ratio``, the update of the step. Drawn at x = the step
+    count in the windows of the trainer's :class:`FlexLightningLogger` (one run), on rank 0 only.
 
     Args:
-        **options: TooledModelLogger options: ``mode``, ``stats`` (not ``update_ratio``), ``groups``,
-            ``params``, ``layers``, ``every``, ``histograms``, ``bins``, ``anomaly``.
+        **options: TooledModelLogger options: ``mode``, ``stats``, ``groups``, ``params``, ``layers``, ``every``,
+            ``histograms``, ``bins``, ``anomaly``.
 
     Without a FlexLightningLogger in the trainer, the statistics go to a FlexLogger of their own (default options).
 
     Raises:
         UnknownNameError: an unknown option (with the closest valid names).
-        ConfigError: ``update_ratio`` among ``stats``.
     """
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
         self.options = tooled_options("FlexLightningCallback()", options)
         self.tooled: TooledModelLogger | None = None
+        self._stepped = False  # the optimizer stepped in this batch (a batch that accumulates gradients does not)
         self._guard = Guard("FlexLightningCallback")
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -364,8 +365,14 @@ class FlexLightningCallback(_Callback):  # type: ignore[misc]
             self.tooled = TooledModelLogger(pl_module, logger=shared, **self.options)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self.tooled is not None:
-            with self._guard.hook("on_before_optimizer_step"):
+        self._stepped = True
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the optimizer step: the update is there to measure and the gradients are still in place (Lightning
+        zeroes them in the next batch's closure, before its backward)."""
+        stepped, self._stepped = self._stepped, False
+        if self.tooled is not None and stepped:
+            with self._guard.hook("on_train_batch_end"):
                 self.tooled.step(log=True)
 
     def _close(self) -> None:

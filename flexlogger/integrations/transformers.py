@@ -24,8 +24,9 @@ What goes where (on the main process only, ``state.is_world_process_zero``):
     - End-of-training values (:data:`SINGLE_VALUES`: ``train_runtime``, ``total_flos``, ``train_loss``, ...) are
       one number per run, not a curve: they go to ``summary.json`` and to one table window ``train_summary``, as
       the W&B integration puts them in its run summary.
-    - ``on_pre_optimizer_step``: the per-layer statistics of the step, after the Trainer clipped the gradients
-      (the gradients the optimizer uses) and before the update, drawn at x = the global step.
+    - ``on_optimizer_step``: the per-layer statistics of the step, right after the optimizer step and before the
+      Trainer zeroes the gradients: the clipped gradients the optimizer used, the weights after the update and
+      ``update_ratio``, the update of the step; drawn at x = the step count.
     - ``on_train_end``: the statistics' hooks come off the model and the run's points are flushed; the run stays
       open, so that ``trainer.evaluate()`` and ``trainer.predict()`` after ``train()`` go to the same run, with
       its hyperparameters. :meth:`FlexLoggerCallback.close` closes it (finished); a run left open is closed when
@@ -90,8 +91,8 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
 
     Raises:
         InvalidConfigError: every problem of the config, presets and options, naming ``FlexLoggerCallback()``.
-        ConfigError: a bad ``run``, ``config`` or ``tooled`` argument (``update_ratio`` cannot be measured before
-            the optimizer step).
+        ConfigError: a bad ``run``, ``config`` or ``tooled`` argument.
+        UnknownNameError: a ``tooled`` option TooledModelLogger does not have.
     """
 
     def __init__(self, config: str | Mapping[str, Any] | None = None, presets: str | Sequence[str] | None = None,
@@ -178,9 +179,9 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         with self._guard.hook("on_predict"):
             self._open().route(rewrite(metrics), state.global_step, "on_predict")
 
-    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.tooled is not None:
-            with self._guard.hook("on_pre_optimizer_step"):
+            with self._guard.hook("on_optimizer_step"):
                 self.tooled.step(log=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -48,11 +48,12 @@ from flexlogger.core.logger import FlexLogger, LoggerOptions, Released
 from flexlogger.errors import UnknownNameError, short_repr, unknown_name_message
 from flexlogger.io import append_line
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
-from flexlogger.model.tooled import Selector, Stats, TooledModel
+from flexlogger.model.tooled import GROUPS, Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
+from flexlogger.sinks.visdom.legible import legend_rows
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",
-           "TooledModelLogger"]
+           "TooledModelLogger", "model_statistics"]
 
 MODES: tuple[str, ...] = MODEL_LOGGER_MODES
 DEFAULT_STATS: tuple[str, ...] = ("std", "update_ratio")
@@ -65,11 +66,9 @@ EVENTS_SHOWN = 20  # the text window lists the latest events
 STEP_LABEL = "training step"  # the x of every model window: TooledModel.step() calls, one per batch, not epochs
 SUMMARY_KEYS: tuple[str, ...] = ("step", "layer", "stat", "value", "rule", "rank", "detected_at")
 _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
-# by_metric windows: the legend (a layer per entry) in rows under the x axis title, never cut off on the right
-# (the window keeps Visdom's default size, so that the grid of windows stays even)
-_METRIC_LAYOUT: dict[str, Any] = {"margintop": 40, "marginbottom": 95, "marginright": 15, "marginleft": 55,
-                                  "layoutopts": {"plotly": {"legend": {"orientation": "h", "x": 0, "y": -0.3,
-                                                                       "yanchor": "top"}}}}
+# by_metric windows: the legend (a layer per entry) in rows between the title and the plot (legible.py places it,
+# from the names), the window taller by the legend's rows so that the plot keeps its height
+_METRIC_HEIGHT = 300  # Visdom's default window height, px
 # recorder heatmaps: layer names and steps are labels, not numbers (layers '0', '2', '6' would be placed as
 # numbers), the first layer on top, as in the model
 _HEATMAP_LAYOUT: dict[str, Any] = {"layoutopts": {"plotly": {
@@ -200,8 +199,11 @@ class TooledModelLogger:
                     else:
                         plot = f"{group}.{stat}"
                         log = stat in LOG_STATS
+                        rows = legend_rows([f"{n}.{group}.{stat}" for n, gs in tm.expected_groups().items()
+                                            if group in gs])
                         opts = {"title": f"{group} {stat}" + (" (log scale)" if log else ""), "xlabel": STEP_LABEL,
-                                "ylabel": stat, **_METRIC_LAYOUT, **({"ytype": "log"} if log else {})}
+                                "ylabel": stat, "height": _METRIC_HEIGHT + 20 * rows,
+                                **({"ytype": "log"} if log else {})}
                     plots.setdefault(plot, {"type": "line", "opts": opts})
                     meters[f"{layer}.{group}.{stat}"] = {"type": "ValueMeter", "target": plot}
             for group in self.histogram_groups:
@@ -443,6 +445,23 @@ class TooledModelLogger:
     def __repr__(self) -> str:
         return (f"TooledModelLogger(mode={self.mode!r}, env={self.env!r}, {len(self._own_plots)} windows, "
                 f"{self.tooled!r})")
+
+
+def model_statistics(meters: Iterable[str]) -> set[str]:
+    """The meters among ``meters`` that a TooledModelLogger names: ``<layer>.<group>.<stat>`` (and a histogram's
+    ``<layer>.<group>.values``), whose group is one of ``GROUPS`` (``Outputs``, ``Weight_grad``, ...), a
+    parameter's gradient (``bias_grad``) or a parameter whose gradient group is there too (``bias``). Tools that
+    summarise a run (``flexlogger compare --table``) leave these per-layer series out unless asked for them.
+
+    Example:
+        >>> sorted(model_statistics(['train_loss', 'fc1.Grad_out.std', 'fc1.bias.norm', 'fc1.bias_grad.norm']))
+        ['fc1.Grad_out.std', 'fc1.bias.norm', 'fc1.bias_grad.norm']
+    """
+    names = list(meters)
+    parts = {name: name.rsplit(".", 2) for name in names}
+    grads = {(p[0], p[1][: -len("_grad")]) for p in parts.values() if len(p) == 3 and p[1].endswith("_grad")}
+    return {name for name, p in parts.items()
+            if len(p) == 3 and p[0] and p[2] and (p[1] in GROUPS or p[1].endswith("_grad") or (p[0], p[1]) in grads)}
 
 
 _LOGGER_KEYWORDS = frozenset({"run", "strict", "sinks", "distributed"})  # FlexLogger's own, beside the run's options

@@ -304,14 +304,15 @@ def _names(text: str | None) -> list[str] | None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     plots, names, meters = _names(args.plots), _names(args.names), _names(args.meters)
     if args.table:
-        print(hparams_table(args.run_dirs, meters=meters, names=names, sort=args.sort, plots=plots).text())
+        print(hparams_table(args.run_dirs, meters=meters, names=names, sort=args.sort, plots=plots,
+                            all_meters=args.all).text())
         return 0
     if args.follow:
         print(f"Following {len(args.run_dirs)} run(s) until they finish (Ctrl-C stops).", flush=True)
     with _stop_on_signals() as stop:
         result = compare(args.run_dirs, plots=plots, names=names, env=args.env, server=args.server,
-                                 port=args.port, follow=args.follow, meters=meters, sort=args.sort, poll=args.poll,
-                                 stop=stop, username=args.username)
+                         port=args.port, follow=args.follow, meters=meters, all_meters=args.all, sort=args.sort,
+                         poll=args.poll, stop=stop, username=args.username)
     print(f"Compared {result} at {args.server}:{args.port}")
     return 0
 
@@ -453,7 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run record folders")
     p.add_argument("--plots", default=None, help="comma-separated plots to draw (default: those every run has)")
     p.add_argument("--names", default=None, help="comma-separated run names, one per RUN_DIR (default: the uids)")
-    p.add_argument("--meters", default=None, help="comma-separated meters of the table (default: every one)")
+    p.add_argument("--meters", default=None, help="comma-separated meters of the table, names or patterns "
+                                                  "('*.Weights.std'); default: every one but the per-layer "
+                                                  "statistics of a TooledModelLogger")
+    p.add_argument("--all", action="store_true", help="the table shows the per-layer statistics too")
     p.add_argument("--env", default=None, help="env to draw into (default: compare)")
     p.add_argument("--follow", action="store_true", help="keep drawing while the runs write, until they finish")
     p.add_argument("--table", action="store_true", help="print the hparams table (no server needed) and exit")

@@ -17,15 +17,19 @@ Example:
   run is finished (its ``summary.json`` says so) and read, or ``stop`` is set.
 - The table (:func:`hparams_table`): a row per run, its hyperparameters (``hparams.json`` in the run folder, as
   ``Run.log_hparams`` writes it, nested keys shown as ``optim.lr``) and, for each chosen meter, its best and last
-  finite value. Which way is best: the meter's ``best`` (``min``/``max``) in the run's ``config.json`` when set;
-  else ``max`` for names that read as scores (acc, accuracy, auc, ap, map, precision, recall, f1, score, iou, dice),
-  ``min`` for the rest (losses, errors).
+  finite value: by default the user's meters, not a TooledModelLogger's per-layer statistics
+  (:func:`~flexlogger.model.logger.model_statistics`, ``0.Grad_out.std``; ``all_meters=True`` or ``meters``
+  naming them brings them back; a run holding nothing else shows them). ``meters`` may hold shell-style
+  patterns (``'*.Weights.std'``). Which way is best: the meter's ``best`` (``min``/``max``) in the run's
+  ``config.json`` when set; else ``max`` for names that read as scores (acc, accuracy, auc, ap, map, precision,
+  recall, f1, score, iou, dice), ``min`` for the rest (losses, errors).
 
 :class:`~flexlogger.tools.follow.RecordFollower` reads the records, incrementally (as ``flexlogger replay --follow``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import html
 import json
 import math
@@ -45,9 +49,11 @@ from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unknown_name_message
 from flexlogger.experiment.checks import HPARAMS_FILE
+from flexlogger.model.logger import model_statistics
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.record import CONFIG, POINTS, RecordError
 from flexlogger.sinks.visdom.auth import resolve_credentials
+from flexlogger.sinks.visdom.legible import text_page
 from flexlogger.sinks.visdom.render import make_builder
 from flexlogger.sinks.visdom.sender import VisdomSink
 from flexlogger.sinks.visdom.transport import Transport
@@ -162,8 +168,9 @@ def choose_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | Non
 
 def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, names: Sequence[str] | None = None,
             env: str | None = None, server: str = DEFAULT_SERVER, port: int = DEFAULT_PORT, follow: bool = False, *,
-            meters: Sequence[str] | None = None, sort: str | None = None, poll: float = 0.5,
-            stop: threading.Event | None = None, timeout: float = 120.0, **sink_options: Any) -> CompareResult:
+            meters: Sequence[str] | None = None, all_meters: bool = False, sort: str | None = None,
+            poll: float = 0.5, stop: threading.Event | None = None, timeout: float = 120.0,
+            **sink_options: Any) -> CompareResult:
     """Draw the chosen plots of several runs in one env, one trace per run and meter, and the hparams table.
 
     Args:
@@ -173,7 +180,9 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
         env: the env to draw into (default ``compare``). Window ids are ``compare_<plot>``.
         server, port: the Visdom server.
         follow: keep drawing what the runs append until every run finished or ``stop`` is set.
-        meters: the meters of the table (default: every meter of the drawn plots).
+        meters: the meters of the table, names or shell-style patterns (default: every meter of the drawn plots
+            but the per-layer statistics of a TooledModelLogger).
+        all_meters: with ``meters=None``, the per-layer statistics too.
         sort: a meter of the table to sort its rows by (best first).
         poll: seconds between two reads of the records when following.
         stop: set it to end following (from another thread).
@@ -201,7 +210,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
                           f"{', '.join(have) or '(none)'}; expected plots=[...] naming some of them")
     values: list[dict[str, list[float]]] = [{} for _ in followers]
     _collect(values, batches, chosen)
-    build_table(followers, names, values, meters, sort)  # bad meters or sort: an error before anything is drawn
+    build_table(followers, names, values, meters, sort, all_meters)  # bad meters or sort: an error before drawing
     env = env or "compare"
     login_options = {k: sink_options[k] for k in ("base_url", "username", "password") if k in sink_options}
     url = f"{server.rstrip('/')}:{port}{sink_options.get('base_url', '')}"
@@ -213,7 +222,8 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     traces: dict[str, set[str]] = {p: set() for p in chosen}
     points = seq = 0
     if follow:  # the table of what the runs hold now; drawn again when they finish
-        draw_table(build_table(followers, names, values, meters, sort), server, port, env, timeout, **login_options)
+        draw_table(build_table(followers, names, values, meters, sort, all_meters), server, port, env, timeout,
+                   **login_options)
     try:
         while True:
             for name, batch in zip(names, batches):
@@ -239,7 +249,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
         sink.close()
     if pending:
         raise DeliveryError(f"the Visdom server at {url} did not take {pending} point(s) within {timeout:g} s")
-    table = build_table(followers, names, values, meters, sort)
+    table = build_table(followers, names, values, meters, sort, all_meters)
     windows = {p: f"{COMPARE_UID}_{p}" for p in chosen}
     table_window = draw_table(table, server, port, env, timeout, **login_options)
     return CompareResult(env, windows, table_window, {n: f.path for n, f in zip(names, followers)},
@@ -248,36 +258,40 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
 
 def hparams_table(runs: Sequence[str | Path], meters: Sequence[str] | None = None,
                   names: Sequence[str] | None = None, sort: str | None = None,
-                  plots: Sequence[str] | None = None) -> HparamsTable:
+                  plots: Sequence[str] | None = None, all_meters: bool = False) -> HparamsTable:
     """A row per run: its name, its hyperparameters (``hparams.json``) and each meter's best and last value.
 
     Args:
         runs: run folders.
-        meters: the meters to show (default: every meter of ``plots``).
+        meters: the meters to show, names or shell-style patterns (``'*.Weights.std'``; default: every meter of
+            ``plots`` but the per-layer statistics of a TooledModelLogger, unless the runs hold nothing else).
         names: a name per run (default: the runs' uids).
         sort: a meter to sort the rows by, best first (runs without a value last).
         plots: the plots whose meters count (default: every line/scatter plot).
+        all_meters: with ``meters=None``, the per-layer statistics too.
 
     Raises:
         RecordError: a folder holds no run record.
-        UnknownNameError: ``sort``, or a meter of ``meters``, that no run has.
+        UnknownNameError: ``sort``, or a meter or pattern of ``meters``, that no run has.
     """
     followers = _followers(runs)
     names = run_names(followers, names)
     values: list[dict[str, list[float]]] = [{} for _ in followers]
     _collect(values, [f.poll() for f in followers], plots)
-    return build_table(followers, names, values, meters, sort)
+    return build_table(followers, names, values, meters, sort, all_meters)
 
 
 def build_table(followers: Sequence[RecordFollower], names: Sequence[str], values: Sequence[dict[str, list[float]]],
-                meters: Sequence[str] | None, sort: str | None) -> HparamsTable:
-    """The table of runs ``followers`` named ``names`` from each run's meter values ``values``."""
+                meters: Sequence[str] | None, sort: str | None, all_meters: bool = False) -> HparamsTable:
+    """The table of runs ``followers`` named ``names`` from each run's meter values ``values`` (``meters``,
+    ``sort`` and ``all_meters`` as for :func:`hparams_table`)."""
     every = list(dict.fromkeys(m for series in values for m in series))
     if meters is None:
-        chosen = every
+        per_layer = set() if all_meters else model_statistics(every)
+        chosen = [m for m in every if m not in per_layer] or every
     else:
-        chosen = list(dict.fromkeys(meters))
-        missing = [m for m in chosen if m not in every]
+        chosen = list(dict.fromkeys(m for given in meters for m in _matching(given, every)))
+        missing = [m for m in meters if not _matching(m, every)]
         if missing:
             raise UnknownNameError(f"compare(): no run has meter(s) {', '.join(map(repr, missing))} in the compared "
                                    f"plots: {unknown_name_message('meter', missing[0], every)}")
@@ -303,6 +317,21 @@ def build_table(followers: Sequence[RecordFollower], names: Sequence[str], value
     return HparamsTable(headers, rows, best)
 
 
+def _table_size(table: HparamsTable) -> dict[str, int]:
+    """A window wide enough for the table's columns (padded cells of 13 px text), up to 1200 px (wider tables
+    scroll inside it), and tall enough for its rows."""
+    widths = [max([len(h)] + [len(_cell(row.get(h, ""))) for row in table.rows]) for h in table.headers]
+    width = sum(7 * w + 14 for w in widths) + 30
+    return {"width": min(max(width, 400), 1200), "height": min(max(26 * (len(table.rows) + 1) + 90, 200), 700)}
+
+
+def _matching(given: str, every: Sequence[str]) -> list[str]:
+    """The meters of ``every`` that ``given`` names: itself, or those its shell-style pattern matches."""
+    if given in every:
+        return [given]
+    return [m for m in every if fnmatch.fnmatchcase(m, given)] if any(c in given for c in "*?[") else []
+
+
 def _collect(values: list[dict[str, list[float]]], batches: Sequence[list[Update]],
              plots: Sequence[str] | None) -> None:
     """Append each run's line/scatter values of ``plots`` (all when None) to its ``{meter: [values]}``."""
@@ -323,9 +352,9 @@ def draw_table(table: HparamsTable, server: str, port: int, env: str, timeout: f
     """
     win = TABLE_WINDOW
     best = ", ".join(f"{m}: {w}" for m, w in table.best.items())
-    msg, _ = make_builder(server, port, env).text(
-        table.html() + (f"<p>best = {html.escape(best)}</p>" if best else ""), win=win, env=env,
-        opts={"title": "runs compared"})
+    body = table.html() + (f"<p>best = {html.escape(best)}</p>" if best else "")
+    msg, _ = make_builder(server, port, env).text(text_page(body), win=win, env=env,
+                                                  opts={"title": "runs compared", **_table_size(table)})
     login = resolve_credentials(username, password)
     transport = Transport(f"{server.rstrip('/')}:{port}{base_url}", timeout, *(login or (None, None)))
     try:

@@ -122,6 +122,8 @@ def _train(args: argparse.Namespace, started: VisdomServer | None) -> int:
     model = make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     Stat, TMLogger = make_loggers(model, args.env, args.port, args.log_dir or None)
+    # what tells two demo runs apart in `flexlogger compare`'s table
+    Stat.run.log_hparams({"optimizer": "Adam", "lr": 3e-3, "batch": BATCH, "epochs": args.epochs, "seed": args.seed})
 
     began, layer_table = time.perf_counter(), ""
     with Stat, TMLogger:

@@ -95,7 +95,7 @@ def legible_traces(msg: dict[str, Any], counts: Sequence[int], x_range: tuple[fl
     _readable_log_axes(layout)
     names = [str(t.get("name", "")) for t in data if t.get("showlegend", True) is not False]
     _legend_below(layout, names)
-    _fit_title(layout)
+    _fit_title(layout, (msg.get("opts") or {}).get("width"))
     return msg
 
 
@@ -110,7 +110,7 @@ def legible_heatmap(msg: dict[str, Any], shape: tuple[int, ...]) -> dict[str, An
             if n <= MAX_TICKED and axis.get("type") != "category":
                 axis.setdefault("dtick", 1)
             axis.setdefault("automargin", True)
-    _fit_title(layout)
+    _fit_title(layout, (msg.get("opts") or {}).get("width"))
     return msg
 
 
@@ -118,7 +118,7 @@ def legible_layout(msg: dict[str, Any]) -> dict[str, Any]:
     """The touches every Plotly window gets (log axes, the title's size), in place; returned."""
     layout = msg.setdefault("layout", {})
     _readable_log_axes(layout)
-    _fit_title(layout)
+    _fit_title(layout, (msg.get("opts") or {}).get("width"))
     return msg
 
 
@@ -159,7 +159,25 @@ def _readable_log_axes(layout: dict[str, Any]) -> None:
     for key, axis in list(layout.items()):
         if key.startswith(("xaxis", "yaxis")) and isinstance(axis, dict) and axis.get("type") == "log":
             axis.setdefault("tickformat", "~g")  # 0.05, not a bare 5 between the decades
+            axis.setdefault("nticks", 3)  # labels at 1-2-5 or at decades, never 0.07 on 0.08 on 0.09
             axis.setdefault("exponentformat", "none")  # 0.0001, not 100µ beside 0.001
+
+
+def legend_rows(names: Sequence[str], width: int = WINDOW_WIDTH) -> int:
+    """The rows a legend of ``names`` takes between a window's title and its plot (0: it fits at the plot's right,
+    where Plotly puts it).
+
+    Example:
+        >>> legend_rows(["train_loss", "test_loss"]), legend_rows(["conv1.Weights.update_ratio"] * 4)
+        (0, 4)
+    """
+    if not names:
+        return 0
+    longest = max(len(n) for n in names)
+    if len(names) <= 3 and longest <= 14:
+        return 0
+    per_row = max(1, min(len(names), (width - 60) // (longest * 7 + 50)))  # Plotly's symbol and gap: ~50 px
+    return math.ceil(len(names) / per_row)
 
 
 def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
@@ -169,11 +187,9 @@ def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
     size)."""
     if "legend" in layout or not layout.get("showlegend", True) or not names:
         return
-    longest = max(len(n) for n in names)
-    if len(names) <= 3 and longest <= 14:
+    rows = legend_rows(names)
+    if not rows:
         return  # Plotly's legend at the right fits beside the plot
-    per_row = max(1, min(len(names), (WINDOW_WIDTH - 40) // (longest * 7 + 40)))
-    rows = math.ceil(len(names) / per_row)
     layout["legend"] = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}
     margin = dict(layout.get("margin") or {})
     margin["t"] = max(int(margin.get("t", 60)), 45 + 20 * rows)  # the title, then the legend's rows
@@ -185,12 +201,14 @@ def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
         layout["title"] = {**title, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}}
 
 
-def _fit_title(layout: dict[str, Any]) -> None:
+def _fit_title(layout: dict[str, Any], width: Any = None) -> None:
+    """Shrink the title to the window's ``width`` (Visdom's message keeps it in ``opts``; default
+    :data:`WINDOW_WIDTH`)."""
     title = layout.get("title")
     text = _title_text(title)
     if not text:
         return
-    size = title_size(re.sub(r"<br>.*", "", text))  # the run's label under it has its own size
+    size = title_size(re.sub(r"<br>.*", "", text), int(width) if isinstance(width, (int, float)) else WINDOW_WIDTH)
     if size >= _TITLE_SIZE:
         return
     if isinstance(title, dict):
