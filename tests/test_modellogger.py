@@ -377,6 +377,28 @@ def test_meter_spike_rule_fires_through_the_loggers_log(tmp_path: Path, visdom_s
         assert [(a["step"], a["layer"], a["stat"]) for a in summary["anomalies"]] == [(8, None, "train_loss")]
 
 
+@pytest.mark.parametrize("stats", [["std"], []], ids=["std", "no-stats"])
+def test_a_meter_rule_event_carries_the_logged_step(tmp_path: Path, stats: list[str]) -> None:
+    """The event of a meter rule is at the step the meter was logged at (Stat.log(130)), not the TooledModel's own
+    step count (which was 8 here, or 0 without statistics), in the events, the warning and anomalies.jsonl."""
+    model = known_model()
+    rec = FlightRecorder(window=8, rules=[{"meter": "train_loss", "spike": 4, "min_history": 5}])
+    with FlexLogger(LOSS, TRAIN_LOSS, server=None, log_dir=tmp_path) as stat:
+        tml = TooledModelLogger(model, logger=stat, recorder=rec, groups=["Weights"], stats=stats)
+        for epoch in range(10):
+            train(model, tml, 1, log=False)
+            stat.add({"train_loss": 1.0 + 0.01 * (epoch % 3) if epoch != 8 else 40.0})
+            if epoch == 8:
+                with pytest.warns(ModelAnomalyWarning, match=r"^step 130: rule 'train_loss spike 4' fired on meter"):
+                    stat.log(50 + 10 * epoch)
+            else:
+                stat.log(50 + 10 * epoch)
+        assert [(e.step, e.detected_at, e.stat) for e in tml.events] == [(130, 130, "train_loss")]
+        tml.close()
+        event = json.loads((stat.run_dir / ANOMALIES).read_text())
+        assert (event["step"], event["stat"]) == (130, "train_loss")
+
+
 def test_recorder_windows_are_claimed_in_the_run(visdom_server: VisdomServer, env: str) -> None:
     with FlexLogger({"recorder.events": {"type": "text"}}, {}, env=env, port=visdom_server.port,
                     log_dir=None) as stat:

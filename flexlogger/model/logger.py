@@ -292,7 +292,7 @@ class TooledModelLogger:
         if self.recorder is not None:
             for rule in self.recorder.rules:
                 if rule.meter is not None and rule.meter in series:
-                    self.recorder.observe(rule.meter, series[rule.meter])
+                    self.recorder.observe(rule.meter, series[rule.meter], step)  # events report the logged step
         if self._user_drawn or not any(p not in self._own_set for p in plots):
             return []
         self._user_drawn = True

@@ -605,8 +605,11 @@ class FlightRecorder:
         self._open = still
 
     # ------------------------------------------------------------------------------------------- meters
-    def observe(self, name: str, value: float | Tensor) -> AnomalyEvent | None:
+    def observe(self, name: str, value: float | Tensor, step: float | None = None) -> AnomalyEvent | None:
         """Feed a meter's value (a FlexLogger calls this); meter rules on ``name`` evaluate on the observed values.
+
+        ``step``: the step the value was logged at (``Stat.log(30)``), which an event reports, in the warning and in
+        ``anomalies.jsonl`` (a fractional step rounded down); None: the TooledModel's own step count.
 
         Returns:
             The event if a ``spike`` rule fired with this value (a new episode), else ``None``.
@@ -629,8 +632,9 @@ class FlightRecorder:
                 history = self._cut(self._gather_history(False)[0], self._step) if self._bound else History(
                     [], [], {}, {m: list(h) for m, h in self._meters.items()})
                 history.meters[name] = [*past, v]
-                found = AnomalyEvent(step=self._step, layer=None, stat=name, value=v, rule=rule.name,
-                                     history=history, spec=rule, detected_at=self._step)
+                at = self._step if step is None else math.floor(step)
+                found = AnomalyEvent(step=at, layer=None, stat=name, value=v, rule=rule.name,
+                                     history=history, spec=rule, detected_at=at)
             self._meter_active[i] = fired
         past.append(v)
         if found is not None:
