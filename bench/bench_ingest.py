@@ -111,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood", type=int, default=300, help="stalled connections kept open (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="the endpoint's silent-connection timeout, s (default: %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.posters, args.flood = 0.5, 2, 20
     with tempfile.TemporaryDirectory() as folder, \
             IngestServer(port=0, server=None, log_dir=folder, timeout=args.timeout) as ingest:
         report("quiet", *phase(ingest, args.posters, args.seconds, 0))

@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-points", type=int, default=1_000_000,
                         help="scalars in the event file to import (default: %(default)s)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch's threads (default: %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.import_points = 0.1, 200
     torch.set_num_threads(args.torch_threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

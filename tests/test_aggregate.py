@@ -300,7 +300,7 @@ def test_boxes_and_faint_raw_traces_render_in_chromium(visdom_server: VisdomServ
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot .legendtext').length >= 6",
                                    timeout=30_000)
             drawn = page.evaluate("""() => Object.fromEntries(Array.from(document.querySelectorAll('.js-plotly-plot'))
-                .map(p => [p.querySelector('.gtitle').textContent, {
+                .map(p => [(p.querySelector('.gtitle tspan.line') ?? p.querySelector('.gtitle')).textContent, {
                     boxes: p.querySelectorAll('g.trace.boxes path.box').length,
                     strokes: Array.from(p.querySelectorAll('g.scatterlayer path.js-line'))
                         .map(l => getComputedStyle(l).stroke + ' ' + getComputedStyle(l).strokeOpacity)}]))""")

@@ -101,7 +101,9 @@ def test_windows_render_in_chromium(served: int, env: str) -> None:
             page.screenshot(path=str(ARTIFACTS / f"browser-{env}.png"), full_page=True)
             windows = page.evaluate("""() => Array.from(document.querySelectorAll('.window')).map(w => ({
                 bar: w.querySelector('.bar .pull-right:not(button)')?.textContent ?? null,
-                title: w.querySelector('.js-plotly-plot .gtitle')?.textContent ?? null,
+                // the title's first line (the second says which run drew the chart)
+                title: (w.querySelector('.js-plotly-plot .gtitle tspan.line')
+                        ?? w.querySelector('.js-plotly-plot .gtitle'))?.textContent ?? null,
                 legend: Array.from(w.querySelectorAll('.js-plotly-plot .legendtext')).map(t => t.textContent),
                 traces: w.querySelector('.js-plotly-plot')?.data?.length ?? 0}))""")
             plotly_version = page.evaluate("() => window.Plotly && window.Plotly.version")
@@ -179,7 +181,9 @@ def test_user_strings_are_shown_as_text_never_run(served: int, env: str) -> None
             ran = page.evaluate("window.__xssRan")
             injected = page.evaluate("Array.from(document.querySelectorAll('[data-xss]')).map(e => e.outerHTML)")
             text = page.evaluate("document.body.innerText")
-            svg_text = page.evaluate("Array.from(document.querySelectorAll('svg text')).map(t => t.textContent)")
+            # each text and each line of a multi-line text (a chart's title and the run under it)
+            svg_text = page.evaluate("Array.from(document.querySelectorAll('svg text, svg text tspan.line'))"
+                                     ".map(t => t.textContent)")
         finally:
             browser.close()
 

@@ -329,9 +329,12 @@ def test_demo_without_scikit_learn_names_the_extra(monkeypatch: pytest.MonkeyPat
 
 def test_demo_without_tqdm_names_the_extra(monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm", None)
+    import flexlogger.tools
+
+    for name in ("tqdm", "tqdm.auto", "tqdm.std"):  # as if not installed, also where an earlier test imported it
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "flexlogger.tools.demo", raising=False)
-    monkeypatch.delattr(flexlogger, "demo", raising=False)  # `from . import demo` would reuse an earlier import
+    monkeypatch.delattr(flexlogger.tools, "demo", raising=False)  # the import would reuse an earlier one
     assert main(["demo", "--port", str(find_free_port())]) == 1
     assert capsys.readouterr().err == "flexlogger demo needs tqdm: pip install 'flexlogger[demo]'\n"
 
