@@ -243,8 +243,10 @@ def check_python(block: Block, ns: dict[str, Any], tmp: Path, viz: visdom.Visdom
         ns["TMLogger"].flush()
         ns["Stat"].flush()
         uid = ns["Stat"].run.uid
-        assert wait_for(lambda: any(w.startswith(f"{uid}_") and "Grad_out" in w for w in windows(viz, "readme_model"))), \
-            sorted(windows(viz, "readme_model"))
+
+        def drawn() -> bool:
+            return any(w.startswith(f"{uid}_") and "Grad_out" in w for w in windows(viz, "readme_model"))
+        assert wait_for(drawn), sorted(windows(viz, "readme_model"))
 
 
 def check_framework(block: Block, ns: dict[str, Any], viz: visdom.Visdom) -> None:
