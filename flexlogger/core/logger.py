@@ -119,13 +119,10 @@ class FlexLogger:
         self._warned: set[str] = set()
         self._step = 0
         self._closed = False
-        self._observers: list[Observer] = []
+        self._observers = _Observers()
         self._owns_run = run is None
         if run is None:
-            options: dict[str, Any] = dict(run_options)
-            if "disabled" not in options and self.distributed:
-                options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
-            run = Run._from_options(caller, options, sinks)
+            run = _make_run(caller, run_options, sinks, self.distributed)
         self.run: Run = run
         try:
             max_steps = run_options.get("max_steps")
@@ -317,26 +314,21 @@ class FlexLogger:
         """
         self._check_open()
         chosen = self._defs.select(keys)
-        if step is None:
-            step = self._step
-        elif not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step):
-            raise ArgumentError(f"log(): expected `step` to be a finite number or None, but got {short_repr(step)}")
-        else:  # numpy numbers too (`for epoch in np.arange(n)`), as Python numbers
-            step = int(step) if isinstance(step, numbers.Integral) else float(step)
+        step = self._step if step is None else _checked_step(step)
         updates = self._pass(step, chosen, reset)
-        due = self._notify(step, updates)
+        due = self._observers.notify(step, updates)
         while due:  # the steps the observers release, drawn after the call's own, in order, never by log()
             at, values, keys_at = due.pop(0)
             self.add(values)
             updates = self._pass(at, self._defs.select(keys_at), True)
-            due.extend(self._notify(at, updates))
+            due.extend(self._observers.notify(at, updates))
 
     def _pass(self, step: float, chosen: list[str], reset: bool) -> list[Update]:
         """One step's drawing: the chosen meters' Updates written to the run, then the meters reset."""
         self._step = math.floor(step) + 1
         run = self.run
         sources = self._sources(chosen)
-        collected = self._collect(sources)
+        collected = _plot_data(sources, self._defs, self._styles)
         styles = self._styles
         if styles.tracking and styles.track_best(sources, step):
             run.set_best(self, styles.best, styles.modes)  # the run's summary: pushed, never pulled
@@ -357,47 +349,12 @@ class FlexLogger:
         an update. The callback may return steps to draw next, as ``(step, values for add(), keys)``: the same
         ``log()`` call draws them after its own, in order (a TooledModelLogger holds its first steps until the
         logger's own windows are drawn, and releases them so). Returns a function that removes the callback."""
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback) if callback in self._observers else None
-
-    def _notify(self, step: float, updates: list[Update]) -> list[Released]:
-        """Tell the observers what was drawn; return the steps they release."""
-        if not self._observers:
-            return []
-        series = {k: float(v) for u in updates if PLOTS[u.kind].data == "points" for k, v in u.data.items()}
-        plots = [u.plot for u in updates]
-        released: list[Released] = []
-        for callback in list(self._observers):
-            released.extend(callback(step, series, plots) or ())
-        return released
+        return self._observers.add(callback)
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
         """The chosen meters; in distributed mode, pooled over every rank (a collective call)."""
         meters = {name: self._defs.meters[name] for name in chosen}
         return distributed_.pooled(meters) if self.distributed else meters
-
-    def _collect(self, meters: Mapping[str, Meter]) -> dict[str, dict[str, Any]]:
-        """``{plot: {trace or meter: value}}`` for the non-empty meters, in each plot kind's data form."""
-        out: dict[str, dict[str, Any]] = {}
-        plots, specs = self._defs.plots, self._defs.specs
-        for name, meter in meters.items():
-            if meter.count == 0:
-                continue
-            for plot in specs[name].target:
-                spec = plots[plot]
-                kind = PLOTS[spec.type]
-                view = view_for(kind, type(meter))
-                data = out.setdefault(plot, {})
-                if view == "scalar":
-                    scalars = meter.scalars()
-                    data.update(scalars)
-                    self._styles.note_traces(plot, name, tuple(scalars))
-                elif kind.data == "histogram":
-                    value = meter.value()  # a Histogram counted on the device (TooledModel) passes as it is
-                    data[name] = bin_values(value if isinstance(value, Histogram) else meter.vector(), spec.opts)
-                else:
-                    data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
-        return out
 
     def best(self) -> dict[str, tuple[float, float]]:
         """``{meter: (best value, step)}`` for the meters whose spec says ``best: min`` or ``best: max``, over
@@ -535,6 +492,73 @@ def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | 
     logger._init(caller, ("names", "phases", "preset_args"), plots, meters, run, strict, sinks, distributed,
                  run_options)
     return logger
+
+
+class _Observers:
+    """The callbacks a logger tells about every step it draws (see :meth:`FlexLogger.observe`)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Observer] = []
+
+    def add(self, callback: Observer) -> Callable[[], None]:
+        """Add ``callback``; return a function that removes it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def notify(self, step: float, updates: list[Update]) -> list[Released]:
+        """Tell the observers what was drawn; return the steps they release."""
+        if not self._callbacks:
+            return []
+        series = {k: float(v) for u in updates if PLOTS[u.kind].data == "points" for k, v in u.data.items()}
+        plots = [u.plot for u in updates]
+        released: list[Released] = []
+        for callback in list(self._callbacks):
+            released.extend(callback(step, series, plots) or ())
+        return released
+
+
+def _make_run(caller: str, run_options: Mapping[str, Any], sinks: Iterable[Sink], distributed: bool) -> Run:
+    """The run a logger makes for itself (in distributed mode only rank 0 draws, unless ``disabled`` is given)."""
+    options: dict[str, Any] = dict(run_options)
+    if "disabled" not in options and distributed:
+        options["disabled"] = distributed_.rank() != 0
+    return Run._from_options(caller, options, sinks)
+
+
+def _plot_data(meters: Mapping[str, Meter], defs: Definitions, styles: TraceStyles) -> dict[str, dict[str, Any]]:
+    """``{plot: {trace or meter: value}}`` for the non-empty meters, in each plot kind's data form (the traces
+    of scalar meters noted in ``styles``)."""
+    out: dict[str, dict[str, Any]] = {}
+    plots, specs = defs.plots, defs.specs
+    for name, meter in meters.items():
+        if meter.count == 0:
+            continue
+        for plot in specs[name].target:
+            spec = plots[plot]
+            kind = PLOTS[spec.type]
+            view = view_for(kind, type(meter))
+            data = out.setdefault(plot, {})
+            if view == "scalar":
+                scalars = meter.scalars()
+                data.update(scalars)
+                styles.note_traces(plot, name, tuple(scalars))
+            elif kind.data == "histogram":
+                value = meter.value()  # a Histogram counted on the device (TooledModel) passes as it is
+                data[name] = bin_values(value if isinstance(value, Histogram) else meter.vector(), spec.opts)
+            else:
+                data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
+    return out
+
+
+def _checked_step(step: Any) -> float:
+    """``log()``'s ``step`` as a Python number (numpy numbers too: ``for epoch in np.arange(n)``).
+
+    Raises:
+        ArgumentError: ``step`` is not a finite real number.
+    """
+    if not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step):
+        raise ArgumentError(f"log(): expected `step` to be a finite number or None, but got {short_repr(step)}")
+    return int(step) if isinstance(step, numbers.Integral) else float(step)
 
 
 def _check_arguments(caller: str, arguments: tuple[str, ...], plots: Mapping[str, Any] | None,
