@@ -12,7 +12,6 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Unpack
@@ -41,7 +40,7 @@ from flexlogger.errors import (
     unknown_name_message,
 )
 from flexlogger.experiment.calls import RecordCalls
-from flexlogger.experiment.forward import RecordCall
+from flexlogger.experiment.forward import ShowsRecordCalls
 from flexlogger.meters import Meter
 from flexlogger.meters.convert import describe
 from flexlogger.sinks.base import Sink, Update
@@ -63,7 +62,7 @@ Observer = Callable[[float, dict[str, float], list[str]], Iterable[Released] | N
 """``callback(step, series, plots)``, called after every step ``log()`` draws (see :meth:`FlexLogger.observe`)."""
 
 
-class FlexLogger:
+class FlexLogger(ShowsRecordCalls):
     """Meters and the Visdom windows they feed, built from plain dicts.
 
     Args:
@@ -415,20 +414,10 @@ class FlexLogger:
                  tb: TracebackType | None) -> None:
         self.close(exc)
 
-    # the record calls, shown on the logger: `Stat.log_text(...)` is `Stat.run.log_text(...)` ---------------------
-    # run.log_text(...) is the documented path; these are the convenience for users of lavd, who hold one object.
-    log_hparams = RecordCall(RecordCalls.log_hparams, attrgetter("run.calls"))
-    log_text = RecordCall(RecordCalls.log_text, attrgetter("run.calls"))
-    log_markdown = RecordCall(RecordCalls.log_markdown, attrgetter("run.calls"))
-    log_image = RecordCall(RecordCalls.log_image, attrgetter("run.calls"))
-    log_command = RecordCall(RecordCalls.log_command, attrgetter("run.calls"))
-    log_summary = RecordCall(RecordCalls.log_summary, attrgetter("run.calls"))
-    println = RecordCall(RecordCalls.println, attrgetter("run.calls"))
-    eprintln = RecordCall(RecordCalls.eprintln, attrgetter("run.calls"))
-    print_table = RecordCall(RecordCalls.print_table, attrgetter("run.calls"))
-    progress = RecordCall(RecordCalls.progress, attrgetter("run.calls"))
-    save_model = RecordCall(RecordCalls.save_model, attrgetter("run.calls"))
-    save_obj = RecordCall(RecordCalls.save_obj, attrgetter("run.calls"))
+    def _record_calls(self) -> RecordCalls:
+        """The run's record calls, shown as the logger's methods: ``Stat.log_text(...)`` is ``Stat.run.log_text(...)``
+        (a convenience for users of lavd, who hold one object; the run's is the documented path)."""
+        return self.run.calls
 
     @property
     def disabled(self) -> bool:
