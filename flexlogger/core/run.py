@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from flexlogger.closing import RUNS, on_exit
+from flexlogger.closing import RUNS, close_each, on_exit
 from flexlogger.config.config import merge_configs
 from flexlogger.config.options import SECRET, check_option, check_options, defaults, raise_problems
 from flexlogger.core import distributed as distributed_
@@ -462,11 +462,7 @@ def _close_open_runs() -> None:
     if not _open_runs:
         return
     status, error = _exit_status()
-    for run in list(_open_runs):
-        try:
-            run.close(status, error)
-        except Exception:  # never fail interpreter shutdown
-            pass
+    close_each(_open_runs, lambda run: run.close(status, error))
 
 
 on_exit(RUNS, _close_open_runs)

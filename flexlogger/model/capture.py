@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from flexlogger.model.stats import StatPlan, histogram
 
-__all__ = ["Entry", "Item", "Layer", "StepCapture", "float_tensors", "make_layer"]
+__all__ = ["Entry", "Item", "Layer", "Recording", "StepCapture", "float_tensors", "make_layer"]
 
 # the last tensor reduced: (tensor, version, entry, dtype, device, shape, stride, contiguous)
 _Memo: TypeAlias = "tuple[Tensor, int, Entry, torch.dtype, torch.device, torch.Size, tuple[int, ...], bool]"
@@ -109,11 +109,11 @@ def make_layer(name: str, module: nn.Module, groups: tuple[str, ...], params: tu
     return Layer(name, module, by_group, tuple((g, (name, g)) for g in groups))
 
 
-class StepCapture:
-    """The hooks of the watched layers and what they captured in the current step.
+@dataclass(frozen=True)
+class Recording:
+    """What a :class:`StepCapture` records of each watched layer.
 
-    Args:
-        layers: the watched layers, in ``named_modules()`` order.
+    Attributes:
         groups: the recorded groups.
         histogram_groups: the groups whose histograms are recorded.
         bins: number of histogram bins.
@@ -121,14 +121,24 @@ class StepCapture:
         ratio: whether ``update_ratio`` is recorded (the parameters are copied at a layer's first call).
     """
 
-    def __init__(self, layers: list[Layer], groups: tuple[str, ...], histogram_groups: tuple[str, ...], bins: int,
-                 plan: StatPlan, ratio: bool) -> None:
+    groups: tuple[str, ...]
+    histogram_groups: tuple[str, ...]
+    bins: int
+    plan: StatPlan
+    ratio: bool
+
+
+class StepCapture:
+    """The hooks of the watched layers and what they captured in the current step.
+
+    Args:
+        layers: the watched layers, in ``named_modules()`` order.
+        recording: what is recorded of them.
+    """
+
+    def __init__(self, layers: list[Layer], recording: Recording) -> None:
         self._layers = layers
-        self.groups = groups
-        self.histogram_groups = histogram_groups
-        self.bins = bins
-        self._plan = plan
-        self._ratio = ratio
+        self._rec = recording
         self._handles: list[Any] = []
         self._not_real: set[tuple[str, str]] = set()  # (layer, group) of complex/integer parameters, told once
         self.new_step()
@@ -179,7 +189,7 @@ class StepCapture:
         self._token = object()
 
     def _record(self, key: tuple[str, str], call: int, tensors: list[Tensor]) -> None:
-        want_hist = key[1] in self.histogram_groups
+        want_hist = key[1] in self._rec.histogram_groups
         if len(tensors) == 1:
             x = tensors[0]
             memo = self._memo
@@ -201,7 +211,7 @@ class StepCapture:
         n = x.numel()
         if n == 0:
             return
-        entry = Entry(call, n, self._plan.compute(x), hist=histogram(x, self.bins) if want_hist else None)
+        entry = Entry(call, n, self._rec.plan.compute(x), hist=histogram(x, self._rec.bins) if want_hist else None)
         self._entries[key] = entry
         if len(tensors) == 1:
             # holds one tensor until the next record or the step's end; its metadata is read once (nobody else
@@ -210,9 +220,9 @@ class StepCapture:
 
     def _pre_hook(self, layer: Layer) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], Any]:
         name = layer.name
-        want_in = "Inputs" in self.groups
-        want_gin = "Grad_in" in self.groups
-        snap = [(g, p) for g, (p, is_grad) in layer.params.items() if not is_grad] if self._ratio else []
+        want_in = "Inputs" in self._rec.groups
+        want_gin = "Grad_in" in self._rec.groups
+        snap = [(g, p) for g, (p, is_grad) in layer.params.items() if not is_grad] if self._rec.ratio else []
         key_in = (name, "Inputs")
 
         def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -244,8 +254,8 @@ class StepCapture:
 
     def _fwd_hook(self, layer: Layer) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         name = layer.name
-        want_out = "Outputs" in self.groups
-        want_gout = "Grad_out" in self.groups
+        want_out = "Outputs" in self._rec.groups
+        want_gout = "Grad_out" in self._rec.groups
         key_out = (name, "Outputs")
 
         def fwd(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -314,8 +324,8 @@ class StepCapture:
 
     def items(self) -> list[Item]:
         items: list[Item] = []
-        plan = self._plan
-        entries, hist_groups = self._entries, self.histogram_groups
+        plan, bins = self._rec.plan, self._rec.bins
+        entries, hist_groups = self._entries, self._rec.histogram_groups
         for layer in self._layers:
             name = layer.name
             for group, key in layer.keys:
@@ -326,13 +336,13 @@ class StepCapture:
                     is_grad = layer.params[group][1]
                     scalars = plan.compute(x)
                     ratio = False
-                    snap = self._snap.get((name, group)) if not is_grad and self._ratio else None
+                    snap = self._snap.get((name, group)) if not is_grad and self._rec.ratio else None
                     if snap is not None and snap.shape == x.shape:
                         if x.dtype in (torch.float16, torch.bfloat16):
                             x, snap = x.float(), snap.float()
                         scalars.append(torch.linalg.vector_norm(x - snap) / torch.linalg.vector_norm(snap))
                         ratio = True
-                    hist = histogram(x, self.bins) if group in hist_groups else None
+                    hist = histogram(x, bins) if group in hist_groups else None
                     items.append(Item(name, group, x.numel(), scalars, ratio, hist))
                 else:
                     entry = entries.get(key)
@@ -341,7 +351,7 @@ class StepCapture:
                     if entry.stats is None:  # several gradient tensors: reduce them together now
                         x = torch.cat([g.reshape(-1) for g in entry.raw])
                         entry.n, entry.stats = x.numel(), plan.compute(x)
-                        entry.hist = histogram(x, self.bins) if group in self.histogram_groups else None
+                        entry.hist = histogram(x, bins) if group in hist_groups else None
                         entry.raw = []
                     items.append(Item(name, group, entry.n, entry.stats, False, entry.hist))
         return items

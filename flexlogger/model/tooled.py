@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from flexlogger.config.options import checked_arguments
 from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, unknown_name_message
-from flexlogger.model.capture import Item, Layer, StepCapture, float_tensors, make_layer
+from flexlogger.model.capture import Item, Layer, Recording, StepCapture, float_tensors, make_layer
 from flexlogger.model.recorder import FlightRecorder
 from flexlogger.model.stats import Histogram, StatPlan, parse_stats
 
@@ -345,8 +345,8 @@ class TooledModel:
         self._plan = StatPlan(self.stats, base=anomaly, custom=custom)
         self._layers = [make_layer(n, m, self.groups, params) for n, m in _select(model, layers)]
         _check_params(params, self._layers)
-        self._capture = StepCapture(self._layers, self.groups, self.histogram_groups, bins, self._plan,
-                                    ratio="update_ratio" in self.stats)
+        self._capture = StepCapture(self._layers, Recording(self.groups, self.histogram_groups, bins, self._plan,
+                                                            ratio="update_ratio" in self.stats))
         self._anomalies = _AnomalyWatch(self.explode)
         self.step_index = 0
         self._removed = False
