@@ -326,9 +326,9 @@ class FlexLogger(ShowsRecordCalls):
         """One step's drawing: the chosen meters' Updates written to the run, then the meters reset."""
         self._step = math.floor(step) + 1
         run = self.run
-        sources = self._sources(chosen)
-        collected = _plot_data(sources, self._defs, self._styles)
         styles = self._styles
+        sources = self._sources(chosen)
+        collected = _plot_data(sources, self._defs, styles)
         if styles.tracking and styles.track_best(sources, step):
             run.set_best(self, styles.best, styles.modes)  # the run's summary: pushed, never pulled
         plots, specs = self._defs.plots, self._defs.specs

@@ -24,6 +24,7 @@ __all__ = ["Entry", "Item", "Layer", "Recording", "StepCapture", "float_tensors"
 # the last tensor reduced: (tensor, version, entry, dtype, device, shape, stride, contiguous)
 _Memo: TypeAlias = "tuple[Tensor, int, Entry, torch.dtype, torch.device, torch.Size, tuple[int, ...], bool]"
 
+
 @dataclass(slots=True)
 class Entry:
     """What one group of one layer recorded in the current step."""

@@ -635,6 +635,7 @@ def _gather_history(buf: Tensor, steps: Tensor, per_rank: bool) -> list[tuple[li
         return [(s.cpu().tolist(), b.cpu().tolist()) for b, s in zip(bufs, stepss)]
     return [(steps.cpu().tolist(), buf.cpu().tolist())]
 
+
 class _MeterRules:
     """The ``spike`` rules on meters: the last ``window`` observed values of each watched meter, and which rules
     are in an episode (a rule that keeps firing is reported once per episode)."""

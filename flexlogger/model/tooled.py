@@ -64,7 +64,6 @@ from flexlogger.model.stats import Histogram, StatPlan, parse_stats
 __all__ = ["GROUPS", "TooledModel"]
 
 GROUPS: tuple[str, ...] = ("Grad_in", "Grad_out", "Inputs", "Outputs", "Weights", "Weight_grad")
-_ACTIVATION_GROUPS = ("Inputs", "Outputs", "Grad_in", "Grad_out")
 _HISTOGRAM_DEFAULT = ("Weights", "Weight_grad")
 
 Selector: TypeAlias = (
@@ -73,6 +72,8 @@ Selector: TypeAlias = (
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
 # one recorded (layer, group): its statistic names and their values, in that order
 _Row: TypeAlias = "tuple[str, str, tuple[str, ...], list[float]]"
+
+
 def _select(model: nn.Module, layers: Selector | None) -> list[tuple[str, nn.Module]]:
     """The ``(name, module)`` pairs chosen by ``layers``, in ``named_modules()`` order."""
     named = [(n or "(model)", m) for n, m in model.named_modules()]
