@@ -12,9 +12,12 @@ this order, whatever order the modules were imported in:
 from __future__ import annotations
 
 import atexit
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
-__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "close_at_exit", "on_exit"]
+__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "close_at_exit", "close_each", "on_exit"]
+
+T = TypeVar("T")
 
 RUNS, SENDERS, RECORDS, SERVERS = 1, 2, 3, 4
 _STAGES = (RUNS, SENDERS, RECORDS, SERVERS)
@@ -42,6 +45,16 @@ def close_at_exit() -> None:
             continue
         try:
             closer()
+        except Exception:  # never fail interpreter shutdown
+            pass
+
+
+def close_each(things: Iterable[T], close: Callable[[T], None]) -> None:
+    """``close(thing)`` for each of ``things`` (a copy of it: closing may remove a thing from the set); an error in
+    one never keeps the others from closing (nor fails interpreter shutdown)."""
+    for thing in list(things):
+        try:
+            close(thing)
         except Exception:  # never fail interpreter shutdown
             pass
 

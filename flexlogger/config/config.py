@@ -90,6 +90,23 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
         >>> sorted(cfg.meters), cfg.options['env']
         (['test_loss', 'train_loss'], 'exp2')
     """
+    raw, name, problems = _read(source)
+    raw = {**raw, **overrides}
+    options = _options(raw, problems)
+    plots_raw, meters_raw = _definitions(raw, problems)
+    plots, meters = check_definitions(plots_raw, meters_raw, problems)
+    if problems:
+        raise InvalidConfigError(name, problems)
+    return Config(MappingProxyType(plots), MappingProxyType(meters), MappingProxyType(options), name)
+
+
+def _read(source: Any) -> tuple[Mapping[str, Any], str, list[str]]:
+    """``(the config's top-level mapping, its name, the problems of reading it)`` of a path or a dict.
+
+    Raises:
+        ConfigError: ``source`` is neither; the file cannot be read or parsed.
+        InvalidConfigError: the top level is not a mapping.
+    """
     if isinstance(source, Mapping):
         raw: Any = dict(source)
         name, problems = "config", list[str]()
@@ -103,7 +120,11 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
     if not isinstance(raw, Mapping):
         raise InvalidConfigError(name, [f"(top level): expected a mapping of config keys ({', '.join(option_names())})"
                                         f", but got {type(raw).__name__} {raw!r}"])
-    raw = {**raw, **overrides}
+    return raw, name, problems
+
+
+def _options(raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The config's valid FlexLogger options; unknown keys, bad values and secrets go to ``problems``."""
     valid = option_names()
     for key in raw:
         if key not in valid:
@@ -113,7 +134,11 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
     for key in sorted(options_.SECRET & set(given)):
         problems.append(f"{key}: a secret, which a config file must not hold (it would be written to the run "
                         f"record); expected it from the environment (VISDOM_PASSWORD) or the keyword argument")
-    options = {k: v for k, v in given.items() if options_.BY_NAME[k].check(v)}
+    return {k: v for k, v in given.items() if options_.BY_NAME[k].check(v)}
+
+
+def _definitions(raw: Mapping[str, Any], problems: list[str]) -> tuple[Any, Any]:
+    """The config's plots and meters: its presets expanded, then its own (which may not reuse a preset's name)."""
     plots_raw: dict[str, Any] = {}
     meters_raw: dict[str, Any] = {}
     origin: dict[str, str] = {}  # expanded name -> the preset it came from
@@ -134,10 +159,7 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
                                     "that no preset uses")
     all_plots = {**plots_raw, **own_plots} if isinstance(own_plots, Mapping) else own_plots
     all_meters = {**meters_raw, **own_meters} if isinstance(own_meters, Mapping) else own_meters
-    plots, meters = check_definitions(all_plots, all_meters, problems)
-    if problems:
-        raise InvalidConfigError(name, problems)
-    return Config(MappingProxyType(plots), MappingProxyType(meters), MappingProxyType(options), name)
+    return all_plots, all_meters
 
 
 # writing ---------------------------------------------------------------------------------------------------------

@@ -320,7 +320,28 @@ def expand_presets(names: Any, phases: Any = None, preset_args: Any = None, prob
     except ConfigError as exc:
         problems.append(str(exc))
         phase_names = DEFAULT_PHASES
-    args_by_preset: dict[str, Any] = {}
+    args_by_preset = _args_by_preset(preset_args, problems)
+    taken = set(taken)
+    seen: list[str] = []
+    joined = "+".join(wanted)
+    for name in wanted:
+        preset = _next_preset(name, seen, joined, problems)
+        if preset is None:
+            continue
+        args = args_by_preset.get(name, {})
+        _check_preset_args(name, preset, args, problems)
+        new_plots, new_meters = _expand(preset, phase_names, args)
+        for key, new, into in (("plots", new_plots, plots), ("meters", new_meters, meters)):
+            _merge(name, key, new, into, origin, taken, problems)
+    for key in sorted(set(args_by_preset) - set(seen)):
+        problems.append(f"preset_args.{key}: {key!r} is not one of the presets composed; expected arguments for "
+                        f"one of: {', '.join(seen) or '(none)'}")
+    return plots, meters, origin
+
+
+def _args_by_preset(preset_args: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """``preset_args`` checked: ``{preset name (lower case): {argument: value}}``."""
+    args_by_preset: dict[str, dict[str, Any]] = {}
     if preset_args is not None and not isinstance(preset_args, Mapping):
         problems.append(f"preset_args: expected a mapping of preset name -> {{argument: value}}, e.g. "
                         f"{{'confusion': {{'k': 10}}}}, but got {preset_args!r}")
@@ -330,50 +351,54 @@ def expand_presets(names: Any, phases: Any = None, preset_args: Any = None, prob
                 problems.append(f"preset_args.{key}: expected a mapping of argument -> value, but got {value!r}")
             else:
                 args_by_preset[str(key).strip().lower()] = dict(value)
-    taken = set(taken)
-    seen: list[str] = []
-    joined = "+".join(wanted)
-    for name in wanted:
-        if not name:
-            problems.append(f"presets: empty preset name in {joined!r}; expected names joined by '+', e.g. 'loss+acc'")
-            continue
-        if name in seen:
-            problems.append(f"presets: preset {name!r} given twice in {joined!r}; expected each preset once")
-            continue
-        seen.append(name)
-        try:
-            preset = load_preset(name)
-        except InvalidConfigError as exc:
-            problems.extend(f"preset {name!r} ({exc.source}): {p}" for p in exc.problems)
-            continue
-        except ConfigError as exc:
-            problems.append(f"presets: {exc}")
-            continue
-        args = args_by_preset.get(name, {})
-        accepted = {a for spec in preset.meters.values() for a in meter_args(spec.type)}
-        for arg in sorted(set(args) - accepted, key=str):
-            problems.append(f"preset_args.{name}.{arg}: unknown argument {arg!r} for preset {name!r}; valid "
-                            f"arguments: {', '.join(sorted(accepted)) or '(none)'}")
-        for arg, what in preset.required.items():
-            if arg not in args:
-                problems.append(f"preset_args.{name}.{arg}: missing; preset {name!r} needs {arg!r} ({what}), e.g. "
-                                f"preset_args={{{name!r}: {{{arg!r}: ...}}}}")
-        new_plots, new_meters = _expand(preset, phase_names, args)
-        for key, new, into in (("plots", new_plots, plots), ("meters", new_meters, meters)):
-            for item, spec in new.items():
-                if item in origin:
-                    problems.append(f"{key}.{item}: defined by both presets {origin[item]!r} and {name!r}; expected "
-                                    "presets that use distinct names")
-                elif item in taken:
-                    problems.append(f"{key}.{item}: preset {name!r} defines {item!r}, which the logger already has; "
-                                    "expected a name that is free (remove() it first)")
-                else:
-                    into[item] = spec
-                    origin[item] = name
-    for key in sorted(set(args_by_preset) - set(seen)):
-        problems.append(f"preset_args.{key}: {key!r} is not one of the presets composed; expected arguments for "
-                        f"one of: {', '.join(seen) or '(none)'}")
-    return plots, meters, origin
+    return args_by_preset
+
+
+def _next_preset(name: str, seen: list[str], joined: str, problems: list[str]) -> Preset | None:
+    """The preset ``name`` (added to ``seen``), or None with a problem: an empty name, one given twice, or one
+    that does not load."""
+    if not name:
+        problems.append(f"presets: empty preset name in {joined!r}; expected names joined by '+', e.g. 'loss+acc'")
+        return None
+    if name in seen:
+        problems.append(f"presets: preset {name!r} given twice in {joined!r}; expected each preset once")
+        return None
+    seen.append(name)
+    try:
+        return load_preset(name)
+    except InvalidConfigError as exc:
+        problems.extend(f"preset {name!r} ({exc.source}): {p}" for p in exc.problems)
+    except ConfigError as exc:
+        problems.append(f"presets: {exc}")
+    return None
+
+
+def _check_preset_args(name: str, preset: Preset, args: Mapping[str, Any], problems: list[str]) -> None:
+    """Every argument given to preset ``name`` is one its meters take, and every argument it needs is given."""
+    accepted = {a for spec in preset.meters.values() for a in meter_args(spec.type)}
+    for arg in sorted(set(args) - accepted, key=str):
+        problems.append(f"preset_args.{name}.{arg}: unknown argument {arg!r} for preset {name!r}; valid "
+                        f"arguments: {', '.join(sorted(accepted)) or '(none)'}")
+    for arg, what in preset.required.items():
+        if arg not in args:
+            problems.append(f"preset_args.{name}.{arg}: missing; preset {name!r} needs {arg!r} ({what}), e.g. "
+                            f"preset_args={{{name!r}: {{{arg!r}: ...}}}}")
+
+
+def _merge(name: str, key: str, new: Mapping[str, Any], into: dict[str, Any], origin: dict[str, str],
+           taken: set[str], problems: list[str]) -> None:
+    """Add preset ``name``'s ``new`` plots or meters (``key``) to ``into``, each name defined once (``origin``
+    says by which preset) and none of the ``taken`` ones."""
+    for item, spec in new.items():
+        if item in origin:
+            problems.append(f"{key}.{item}: defined by both presets {origin[item]!r} and {name!r}; expected "
+                            "presets that use distinct names")
+        elif item in taken:
+            problems.append(f"{key}.{item}: preset {name!r} defines {item!r}, which the logger already has; "
+                            "expected a name that is free (remove() it first)")
+        else:
+            into[item] = spec
+            origin[item] = name
 
 
 def compose(names: Any, phases: Any = None, preset_args: Any = None, taken: Iterable[str] = ()

@@ -342,32 +342,64 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
         The new definitions that are valid.
     """
     old_plots, old_meters = dict(existing_plots or {}), dict(existing_meters or {})
-    plots: dict[str, PlotSpec] = {}
-    meters: dict[str, MeterSpec] = {}
-    sections = {}
-    for key, raw in (("plots", plots_raw), ("meters", meters_raw)):
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            what = "{type, opts}" if key == "plots" else "{type, target, args}"
-            problems.append(f"{prefix}{key}: expected a mapping of {key[:-1]} name -> {what}, "
-                            f"but got {type(raw).__name__} {short_repr(raw)}")
-            raw = {}
-        sections[key] = raw
+    sections = {key: _section(key, raw, problems, prefix)
+                for key, raw in (("plots", plots_raw), ("meters", meters_raw))}
     for key, old in (("plots", old_plots), ("meters", old_meters)):
         for name in sections[key]:
             if name in old:
                 problems.append(f"{prefix}{key}.{name}: {name!r} already defined; remove() it first")
-    for name, raw in sections["plots"].items():
+    plots = _parse_plots(sections["plots"], old_plots, problems, prefix)
+    all_plots = {**old_plots, **plots}
+    meters, parsed = _parse_meters(sections["meters"], sections["plots"], all_plots, old_meters, problems, prefix,
+                                   built)
+    all_meters = {**old_meters, **meters}
+    if check_shared:
+        problems.extend(check_names(all_plots, {**old_meters, **parsed}, prefix))
+    for name, plot in all_plots.items():
+        try:
+            check_capacity({name: plot}, all_meters)
+        except ConfigError as exc:
+            problems.append(Problem.of(exc, prefix))
+    return plots, meters
+
+
+def _section(key: str, raw: Any, problems: list[str], prefix: str) -> Mapping[str, Any]:
+    """The ``plots`` or ``meters`` section ``raw`` as a mapping (empty, with a problem, when it is not one)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        what = "{type, opts}" if key == "plots" else "{type, target, args}"
+        problems.append(f"{prefix}{key}: expected a mapping of {key[:-1]} name -> {what}, "
+                        f"but got {type(raw).__name__} {short_repr(raw)}")
+        return {}
+    return raw
+
+
+def _parse_plots(section: Mapping[str, Any], old_plots: Mapping[str, PlotSpec], problems: list[str],
+                 prefix: str) -> dict[str, PlotSpec]:
+    """The plots of ``section`` that parse and are not defined already."""
+    plots: dict[str, PlotSpec] = {}
+    for name, raw in section.items():
         if name in old_plots:
             continue
         try:
             plots[name] = parse_plot(name, raw, f"{prefix}plots.{name}")
         except ConfigError as exc:
             problems.append(Problem.of(exc))
-    all_plots = {**old_plots, **plots}
-    parsed: dict[str, MeterSpec] = {}  # every meter that parses, valid targets or not (for the name check)
-    for name, raw in sections["meters"].items():
+    return plots
+
+
+def _parse_meters(section: Mapping[str, Any], plot_section: Mapping[str, Any], all_plots: Mapping[str, PlotSpec],
+                  old_meters: Mapping[str, MeterSpec], problems: list[str], prefix: str,
+                  built: dict[str, Any] | None) -> tuple[dict[str, MeterSpec], dict[str, MeterSpec]]:
+    """The meters of ``section`` that parse, target plots of ``all_plots`` and build (each built into ``built``).
+
+    Returns:
+        The valid meters, and every meter that parses, valid targets or not (for the name check).
+    """
+    meters: dict[str, MeterSpec] = {}
+    parsed: dict[str, MeterSpec] = {}
+    for name, raw in section.items():
         if name in old_meters:
             continue
         where = f"{prefix}meters.{name}"
@@ -378,7 +410,7 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
             continue
         parsed[name] = spec
         try:
-            if all(t in all_plots for t in spec.target if t in sections["plots"]):  # a broken plot: reported
+            if all(t in all_plots for t in spec.target if t in plot_section):  # a broken plot: reported
                 check_targets(name, spec, all_plots, where)
             meters[name] = spec
         except ConfigError as exc:
@@ -390,12 +422,4 @@ def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], pref
         except (ConfigError, TypeError, ValueError) as exc:
             problems.append(Problem.of(exc, f"{where}.args: ") if isinstance(exc, ConfigError)
                             else f"{where}.args: {exc}")
-    all_meters = {**old_meters, **meters}
-    if check_shared:
-        problems.extend(check_names(all_plots, {**old_meters, **parsed}, prefix))
-    for name, plot in all_plots.items():
-        try:
-            check_capacity({name: plot}, all_meters)
-        except ConfigError as exc:
-            problems.append(Problem.of(exc, prefix))
-    return plots, meters
+    return meters, parsed

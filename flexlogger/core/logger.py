@@ -7,15 +7,13 @@ logger never formats HTTP and a sink never reads a meter.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from operator import attrgetter
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Unpack
 
 import numpy as np
@@ -25,13 +23,14 @@ from flexlogger.config.config import config_dict, load_config, save_config
 from flexlogger.config.options import GIVEN_RUN, RunOptions, check_options, raise_problems
 from flexlogger.config.presets import DEFAULT_PHASES, expand_presets
 from flexlogger.config.registry import PLOTS, view_for
-from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions, trace_style
+from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
 from flexlogger.core import distributed as distributed_
+from flexlogger.core.definitions import Definitions
 from flexlogger.core.plots import Histogram, bin_values
 from flexlogger.core.run import Run
+from flexlogger.core.traces import TraceStyles
 from flexlogger.errors import (
     ArgumentError,
-    ArgumentTypeError,
     ConfigError,
     InvalidConfigError,
     LoggerClosedError,
@@ -41,7 +40,7 @@ from flexlogger.errors import (
     unknown_name_message,
 )
 from flexlogger.experiment.calls import RecordCalls
-from flexlogger.experiment.forward import RecordCall
+from flexlogger.experiment.forward import ShowsRecordCalls
 from flexlogger.meters import Meter
 from flexlogger.meters.convert import describe
 from flexlogger.sinks.base import Sink, Update
@@ -63,7 +62,7 @@ Observer = Callable[[float, dict[str, float], list[str]], Iterable[Released] | N
 """``callback(step, series, plots)``, called after every step ``log()`` draws (see :meth:`FlexLogger.observe`)."""
 
 
-class FlexLogger:
+class FlexLogger(ShowsRecordCalls):
     """Meters and the Visdom windows they feed, built from plain dicts.
 
     Args:
@@ -109,48 +108,20 @@ class FlexLogger:
         """Check every argument through the option table and the spec checks, reporting every problem at once as
         ``caller``'s (the public function the user called, whose other arguments are ``arguments``), then make the
         run (unless given) and the meters."""
-        problems: list[str] = []
-        for name, value in (("plots", plots), ("meters", meters)):
-            if value is not None and not isinstance(value, Mapping):
-                problems.append(f"expected `{name}` to be a mapping of name -> definition (a dict), but got "
-                                f"{type(value).__name__} {short_repr(value)}")
-        if run is not None and not isinstance(run, Run):
-            problems.append(f"expected `run` to be a flexlogger.Run or None, but got {type(run).__name__} "
-                            f"{short_repr(run)}")
-        check_options({**run_options, "strict": strict, "distributed": distributed}, caller, problems=problems,
-                      also=(*arguments, "run", "sinks"))
-        if run is not None:  # sinks is read here only with run= (it may be an iterator the run reads)
-            own = sorted([*(k for k in run_options if k not in GIVEN_RUN), *(["sinks"] if tuple(sinks) else [])])
-            if own:
-                problems.append(f"{', '.join(own)}: options of the run, but a run was given (run=); expected them "
-                                "on the Run, or no run=")
-        built: dict[str, Meter] = {}
-        new_plots, new_specs = check_definitions(plots if isinstance(plots, Mapping) else {},
-                                                 meters if isinstance(meters, Mapping) else {}, problems, built=built)
-        raise_problems(caller, problems)  # every problem at once, before a folder or a thread is made
+        new_plots, new_specs, built = _check_arguments(caller, arguments, plots, meters, run, strict, sinks,
+                                                       distributed, run_options)
         self.strict = strict
         self.distributed = distributed_.active() if distributed is None else distributed
         self._logger_options: dict[str, Any] = {"strict": strict, "distributed": distributed}
-        self._plots: dict[str, PlotSpec] = {}
-        self._meter_specs: dict[str, MeterSpec] = {}
-        self._meters: dict[str, Meter] = {}
-        self._shape_checks: dict[str, tuple[str, str]] = {}  # meter -> (plot, kind) whose data shape add() checks
+        self._defs = Definitions()
+        self._styles = TraceStyles()
         self._warned: set[str] = set()
-        self._best: dict[str, tuple[float, float]] = {}  # trace -> (best value, its step), for best: min|max
-        self._best_modes: dict[str, str] = {}  # trace -> min|max
-        self._best_meters: set[str] = set()  # meters whose spec says best: min|max
-        self._styled: dict[str, list[str]] = {}  # plot -> its meters with a display or best (line/scatter/curve)
-        self._trace_names: dict[str, tuple[str, ...]] = {}  # styled meter -> its traces, as last logged
-        self._opts_cache: dict[str, tuple[Any, Mapping[str, Any]]] = {}  # plot -> (what its opts show, opts)
         self._step = 0
         self._closed = False
-        self._observers: list[Observer] = []
+        self._observers = _Observers()
         self._owns_run = run is None
         if run is None:
-            options: dict[str, Any] = dict(run_options)
-            if "disabled" not in options and self.distributed:
-                options["disabled"] = distributed_.rank() != 0  # in distributed mode only rank 0 draws
-            run = Run._from_options(caller, options, sinks)
+            run = _make_run(caller, run_options, sinks, self.distributed)
         self.run: Run = run
         try:
             max_steps = run_options.get("max_steps")
@@ -187,30 +158,13 @@ class FlexLogger:
     def _install(self, new_plots: dict[str, PlotSpec], new_specs: dict[str, MeterSpec],
                  built: Mapping[str, Meter]) -> None:
         self.run.claim(self, new_plots)
-        self._plots.update(new_plots)
-        self._meter_specs.update(new_specs)
-        self._meters.update((name, built[name]) for name in new_specs)
-        self._update_checks()
+        self._defs.install(new_plots, new_specs, built)
+        self._changed()
 
-    def _update_checks(self) -> None:
-        """Meters whose values add() checks against the plots they feed (an array for a heatmap must be 2-d):
-        caught in the training loop, naming the meter, rather than by the window that cannot draw it."""
-        self._shape_checks = {}
-        for name, spec in self._meter_specs.items():
-            for plot in spec.target:
-                kind = self._plots[plot].type
-                if kind in _SHAPES and "matrix" in type(self._meters[name]).views and \
-                        type(self._meters[name]).kind == "ValueMeter":
-                    self._shape_checks[name] = (plot, kind)
-        self._styled = {}
-        self._best_meters = {name for name, spec in self._meter_specs.items() if spec.best}
-        for name, spec in self._meter_specs.items():
-            if spec.display or spec.best:
-                for plot in spec.target:
-                    if self._plots[plot].type in _STYLED_KINDS:
-                        self._styled.setdefault(plot, []).append(name)
-        self._opts_cache = {}
-        self.run.set_config(self, self.to_config())  # the run's config.json: pushed at every change, never pulled
+    def _changed(self) -> None:
+        """The definitions changed: restyle the legends and push the run's config.json (never pulled)."""
+        self._styles.configure(self._defs.plots, self._defs.specs)
+        self.run.set_config(self, self.to_config())
 
     def update_config(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None) -> None:
         """Add plots and meters to the logger, all or nothing (every problem reported together).
@@ -225,8 +179,9 @@ class FlexLogger:
         """
         problems: list[str] = []
         built: dict[str, Meter] = {}
-        new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems, existing_plots=self._plots,
-                                                 existing_meters=self._meter_specs, built=built)
+        new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems,
+                                                 existing_plots=self._defs.plots, existing_meters=self._defs.specs,
+                                                 built=built)
         raise_problems("update_config()", problems)
         self._install(new_plots, new_specs, built)
 
@@ -236,41 +191,30 @@ class FlexLogger:
         Windows already drawn stay on the server (and in the run record).
         """
         keys = [keys] if isinstance(keys, str) else list(keys)
-        self._check_keys(keys)
-        for key in keys:
-            if key in self._plots:
-                del self._plots[key]
-                for name, spec in list(self._meter_specs.items()):
-                    rest = tuple(t for t in spec.target if t != key)
-                    if rest:
-                        self._meter_specs[name] = dataclasses.replace(spec, target=rest)
-                    elif name in self._meter_specs:
-                        del self._meter_specs[name], self._meters[name]
-                self.run.release(self, [key])
-            elif key in self._meter_specs:
-                del self._meter_specs[key], self._meters[key]
-        self._update_checks()
+        for plot in self._defs.remove(keys):
+            self.run.release(self, [plot])
+        self._changed()
 
     def get_definitions(self) -> dict[str, list[str]]:
         """``{plot: [meters that feed it]}`` in definition order."""
-        return {p: [m for m, s in self._meter_specs.items() if p in s.target] for p in self._plots}
+        return self._defs.by_plot()
 
     @property
     def plots(self) -> dict[str, PlotSpec]:
-        return dict(self._plots)
+        return dict(self._defs.plots)
 
     @property
     def meters(self) -> dict[str, Meter]:
-        return dict(self._meters)
+        return dict(self._defs.meters)
 
     @property
     def meter_specs(self) -> dict[str, MeterSpec]:
-        return dict(self._meter_specs)
+        return dict(self._defs.specs)
 
     @property
     def windows(self) -> dict[str, str]:
         """``{plot: Visdom window id}``. Ids are fixed at construction: ``<uid>_<plot>``."""
-        return {p: self.window_id(p) for p in self._plots}
+        return {p: self.window_id(p) for p in self._defs.plots}
 
     def window_id(self, plot: str) -> str:
         return self.run.window_id(plot)
@@ -282,7 +226,7 @@ class FlexLogger:
 
         ``FlexLogger.from_config(Stat.to_config())`` makes an identical logger. Extra ``sinks`` are not included.
         """
-        return config_dict(self._plots, self._meter_specs, {**self.run.options, **self._logger_options})
+        return config_dict(self._defs.plots, self._defs.specs, {**self.run.options, **self._logger_options})
 
     def save_config(self, path: str | Path) -> Path:
         """Write :meth:`to_config` to ``path`` as YAML (``.yaml``/``.yml``) or JSON (``.json``); return the path."""
@@ -316,15 +260,15 @@ class FlexLogger:
         except AttributeError:  # the hot path stays free of type checks: a dict has items()
             raise MeterInputError(f"add(): expected a mapping of meter name -> value, e.g. {{'train_loss': 0.7}}, "
                                   f"but got {type(values).__name__} {short_repr(values)}") from None
-        meters = self._meters
-        checks = self._shape_checks
+        defs = self._defs
+        meters, checks = defs.meters, defs.shape_checks
         for key, value in items:
             meter = meters.get(key)
             if meter is None:
                 self._unknown_add(key)
                 continue
             if checks and key in checks:
-                self._check_shape(key, value)
+                defs.check_shape(key, value)
             kind = type(value)
             try:
                 if kind is list or kind is tuple:
@@ -343,47 +287,13 @@ class FlexLogger:
         """``Stat(train_loss=0.7, test_mse=[output, target])`` is ``Stat.add({...})`` (a mapping may come first)."""
         self.add({**values, **kwargs} if values is not None else kwargs)
 
-    def _check_shape(self, name: str, value: Any) -> None:
-        plot, kind = self._shape_checks[name]
-        shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value) if isinstance(
-            value, (list, tuple)) else None
-        if shape is None or (len(shape) <= 1 and int(np.prod(shape)) == 1):
-            return  # a number or a string: the meter's own checks
-        ndims = _SHAPES[kind]
-        if len(shape) not in ndims:
-            raise MeterInputError(f"add(): meter {name!r} feeds the {kind} plot {plot!r}, which draws "
-                                  f"{_SHAPE_TEXT[kind]}; got an array of shape {shape}")
-
     def _unknown_add(self, key: str) -> None:
-        message = unknown_name_message("meter", key, self._meters)
+        message = unknown_name_message("meter", key, self._defs.meters)
         if self.strict:
             raise UnknownKeyError(f"add(): {message}")
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(f"add(): {message}; ignoring it (strict=False)", stacklevel=3)
-
-    def _check_keys(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            if key not in self._meters and key not in self._plots:
-                valid = [*self._plots, *self._meters]
-                raise UnknownKeyError(unknown_name_message("meter or plot", key, valid))
-
-    def _select(self, keys: str | Iterable[str] | None) -> list[str]:
-        """Meter names selected by ``keys`` (meter or plot names); None selects every meter."""
-        if keys is None:
-            return list(self._meters)
-        if not isinstance(keys, (str, list, tuple, set, frozenset, dict)) and not hasattr(keys, "__iter__"):
-            raise ArgumentTypeError(f"expected `keys` to be a meter or plot name, or a list of them, but got "
-                                    f"{type(keys).__name__} {short_repr(keys)}")
-        keys = [keys] if isinstance(keys, str) else list(keys)
-        self._check_keys(keys)
-        chosen: dict[str, None] = {}
-        for key in keys:
-            if key in self._plots:
-                chosen.update((m, None) for m, s in self._meter_specs.items() if key in s.target)
-            else:
-                chosen[key] = None
-        return list(chosen)
 
     def step(self, n: int = 1) -> int:
         """Advance the step counter that ``log()`` uses when called without a step; return the new step."""
@@ -402,37 +312,34 @@ class FlexLogger:
         A meter that received nothing since its last reset adds no point.
         """
         self._check_open()
-        chosen = self._select(keys)
-        if step is None:
-            step = self._step
-        elif not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step):
-            raise ArgumentError(f"log(): expected `step` to be a finite number or None, but got {short_repr(step)}")
-        else:  # numpy numbers too (`for epoch in np.arange(n)`), as Python numbers
-            step = int(step) if isinstance(step, numbers.Integral) else float(step)
+        chosen = self._defs.select(keys)
+        step = self._step if step is None else _checked_step(step)
         updates = self._pass(step, chosen, reset)
-        due = self._notify(step, updates)
+        due = self._observers.notify(step, updates)
         while due:  # the steps the observers release, drawn after the call's own, in order, never by log()
             at, values, keys_at = due.pop(0)
             self.add(values)
-            updates = self._pass(at, self._select(keys_at), True)
-            due.extend(self._notify(at, updates))
+            updates = self._pass(at, self._defs.select(keys_at), True)
+            due.extend(self._observers.notify(at, updates))
 
     def _pass(self, step: float, chosen: list[str], reset: bool) -> list[Update]:
         """One step's drawing: the chosen meters' Updates written to the run, then the meters reset."""
         self._step = math.floor(step) + 1
         run = self.run
+        styles = self._styles
         sources = self._sources(chosen)
-        collected = self._collect(sources)
-        if self._best_meters:
-            self._track_best(sources, step)
-        updates = [Update(plot, self._plots[plot].type, step, data, self._opts(plot), run.next_seq())
+        collected = _plot_data(sources, self._defs, styles)
+        if styles.tracking and styles.track_best(sources, step):
+            run.set_best(self, styles.best, styles.modes)  # the run's summary: pushed, never pulled
+        plots, specs = self._defs.plots, self._defs.specs
+        updates = [Update(plot, plots[plot].type, step, data, styles.opts(plot, plots[plot], specs), run.next_seq())
                    for plot, data in collected.items()]
         try:
             run.write(updates)
         finally:
             if reset:
                 for name in chosen:
-                    self._meters[name].reset()
+                    self._defs.meters[name].reset()
         return updates
 
     def observe(self, callback: Observer) -> Callable[[], None]:
@@ -441,94 +348,12 @@ class FlexLogger:
         an update. The callback may return steps to draw next, as ``(step, values for add(), keys)``: the same
         ``log()`` call draws them after its own, in order (a TooledModelLogger holds its first steps until the
         logger's own windows are drawn, and releases them so). Returns a function that removes the callback."""
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback) if callback in self._observers else None
-
-    def _notify(self, step: float, updates: list[Update]) -> list[Released]:
-        """Tell the observers what was drawn; return the steps they release."""
-        if not self._observers:
-            return []
-        series = {k: float(v) for u in updates if PLOTS[u.kind].data == "points" for k, v in u.data.items()}
-        plots = [u.plot for u in updates]
-        released: list[Released] = []
-        for callback in list(self._observers):
-            released.extend(callback(step, series, plots) or ())
-        return released
+        return self._observers.add(callback)
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
         """The chosen meters; in distributed mode, pooled over every rank (a collective call)."""
-        meters = {name: self._meters[name] for name in chosen}
+        meters = {name: self._defs.meters[name] for name in chosen}
         return distributed_.pooled(meters) if self.distributed else meters
-
-    def _collect(self, meters: Mapping[str, Meter]) -> dict[str, dict[str, Any]]:
-        """``{plot: {trace or meter: value}}`` for the non-empty meters, in each plot kind's data form."""
-        out: dict[str, dict[str, Any]] = {}
-        for name, meter in meters.items():
-            if meter.count == 0:
-                continue
-            for plot in self._meter_specs[name].target:
-                spec = self._plots[plot]
-                kind = PLOTS[spec.type]
-                view = view_for(kind, type(meter))
-                data = out.setdefault(plot, {})
-                if view == "scalar":
-                    scalars = meter.scalars()
-                    data.update(scalars)
-                    if plot in self._styled:
-                        self._trace_names[name] = tuple(scalars)
-                elif kind.data == "histogram":
-                    value = meter.value()  # a Histogram counted on the device (TooledModel) passes as it is
-                    data[name] = bin_values(value if isinstance(value, Histogram) else meter.vector(), spec.opts)
-                else:
-                    data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
-        return out
-
-    def _track_best(self, meters: Mapping[str, Meter], step: float) -> None:
-        """Keep each ``best: min|max`` meter's best logged value and its step (NaN never counts; a tie keeps the
-        earlier step)."""
-        for name, meter in meters.items():
-            mode = self._meter_specs[name].best if name in self._best_meters else None
-            if mode is None or meter.count == 0 or "scalar" not in meter.views:
-                continue
-            for trace, value in meter.scalars().items():
-                value = float(value)
-                if math.isnan(value):
-                    continue
-                self._best_modes[trace] = mode
-                old = self._best.get(trace)
-                if old is None or (value < old[0] if mode == "min" else value > old[0]):
-                    self._best[trace] = (value, step)
-                    self.run.set_best(self, self._best, self._best_modes)  # the run's summary: pushed, never pulled
-
-    def _opts(self, plot: str) -> Mapping[str, Any]:
-        """The plot's opts, with each styled trace's ``display`` and its best value in its legend name, as
-        ``opts['traceopts']['plotly'][trace]`` (which Visdom's client applies to the trace of that name). The same
-        object while nothing changes (the run record declares a plot's opts only when they change)."""
-        spec = self._plots[plot]
-        meters = self._styled.get(plot)
-        if not meters:
-            return spec.opts
-        styles: dict[str, dict[str, Any]] = {}
-        for name in meters:
-            meter_spec = self._meter_specs[name]
-            style = trace_style(meter_spec.display, spec.type)
-            for trace in self._trace_names.get(name, (name,)):
-                styles[trace] = dict(style)
-                best = self._best.get(trace)
-                if best is not None:
-                    styles[trace]["name"] = f"{trace} (best {best[0]:.4g} @ {best[1]:g})"
-        key = repr(sorted(styles.items()))
-        cached = self._opts_cache.get(plot)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        given = dict(spec.opts)
-        traceopts = dict(given.get("traceopts") or {})
-        plotly = {**dict(traceopts.get("plotly") or {})}
-        for trace, style in styles.items():
-            plotly[trace] = {**dict(plotly.get(trace) or {}), **style}
-        opts = MappingProxyType({**given, "traceopts": {**traceopts, "plotly": plotly}})
-        self._opts_cache[plot] = (key, opts)
-        return opts
 
     def best(self) -> dict[str, tuple[float, float]]:
         """``{meter: (best value, step)}`` for the meters whose spec says ``best: min`` or ``best: max``, over
@@ -539,16 +364,16 @@ class FlexLogger:
             >>> Stat.best()
             {'test_loss': (0.213, 7)}
         """
-        return dict(self._best)
+        return dict(self._styles.best)
 
     def value(self, keys: str | Iterable[str] | None = None) -> dict[str, Any]:
         """``{meter: value}`` as each meter's ``value()`` returns it (e.g. ``(mean, std)`` for averages)."""
-        return {name: meter.value() for name, meter in self._sources(self._select(keys)).items()}
+        return {name: meter.value() for name, meter in self._sources(self._defs.select(keys)).items()}
 
     def reset(self, keys: str | Iterable[str] | None = None) -> None:
         """Reset the selected meters (all by default) without logging them."""
-        for name in self._select(keys):
-            self._meters[name].reset()
+        for name in self._defs.select(keys):
+            self._defs.meters[name].reset()
 
     # delivery ----------------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> int:
@@ -571,7 +396,7 @@ class FlexLogger:
         if self._owns_run:
             self.run.__exit__(None if error is None else type(error), error, None)
         else:
-            self.run.release(self, list(self._plots))
+            self.run.release(self, list(self._defs.plots))
 
     @property
     def closed(self) -> bool:
@@ -589,21 +414,10 @@ class FlexLogger:
                  tb: TracebackType | None) -> None:
         self.close(exc)
 
-    # the record calls, shown on the logger: `Stat.log_text(...)` is `Stat.run.log_text(...)` ---------------------
-    # run.log_text(...) is the documented path; these are the convenience for users of lavd, who hold one object.
-    log_hparams = RecordCall(RecordCalls.log_hparams, attrgetter("run.calls"))
-    log_text = RecordCall(RecordCalls.log_text, attrgetter("run.calls"))
-    log_markdown = RecordCall(RecordCalls.log_markdown, attrgetter("run.calls"))
-    log_image = RecordCall(RecordCalls.log_image, attrgetter("run.calls"))
-    log_command = RecordCall(RecordCalls.log_command, attrgetter("run.calls"))
-    log_summary = RecordCall(RecordCalls.log_summary, attrgetter("run.calls"))
-    println = RecordCall(RecordCalls.println, attrgetter("run.calls"))
-    eprintln = RecordCall(RecordCalls.eprintln, attrgetter("run.calls"))
-    print_table = RecordCall(RecordCalls.print_table, attrgetter("run.calls"))
-    progress = RecordCall(RecordCalls.progress, attrgetter("run.calls"))
-    save_model = RecordCall(RecordCalls.save_model, attrgetter("run.calls"))
-    save_obj = RecordCall(RecordCalls.save_obj, attrgetter("run.calls"))
-    file_path = RecordCall(RecordCalls.file_path, attrgetter("run.calls"))
+    def _record_calls(self) -> RecordCalls:
+        """The run's record calls, shown as the logger's methods: ``Stat.log_text(...)`` is ``Stat.run.log_text(...)``
+        (a convenience for users of lavd, who hold one object; the run's is the documented path)."""
+        return self.run.calls
 
     @property
     def disabled(self) -> bool:
@@ -627,18 +441,9 @@ class FlexLogger:
         head = []
         if self.run.max_steps:
             head.append(self.run.status_line())
-        if self._best:
-            head.append("best: " + ", ".join(f"{t} {v:.4g} @ {s:g}" for t, (v, s) in self._best.items()))
-        rows = []
-        for plot, meters in self.get_definitions().items():
-            spec = self._plots[plot]
-            for i, name in enumerate(meters or [""]):
-                meter = self._meters.get(name)
-                rows.append([plot if i == 0 else "", spec.type if i == 0 else "", name,
-                             meter.kind if meter else "", meter.count if meter else "",
-                             _format(meter) if meter else ""])
-        table = tabulate(rows, headers=["plot", "type", "meter", "meter type", "adds", "value"])
-        return "\n".join([*head, table])
+        if self._styles.best:
+            head.append("best: " + ", ".join(f"{t} {v:.4g} @ {s:g}" for t, (v, s) in self._styles.best.items()))
+        return "\n".join([*head, _definitions_table(self._defs)])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(env={self.env!r}, uid={self.uid!r}, server={self.server!r}, port={self.port})"
@@ -678,12 +483,116 @@ def get_preset_logger(names: str | Iterable[str], phases: Iterable[str] | str | 
     return logger
 
 
-# plot kinds whose traces a meter's `display` styles (and whose legend shows a `best` meter's best value)
-_STYLED_KINDS = frozenset({"line", "scatter", "curve"})
+class _Observers:
+    """The callbacks a logger tells about every step it draws (see :meth:`FlexLogger.observe`)."""
 
-# the shapes add() checks for a ValueMeter feeding these plot kinds (the number of dimensions each draws)
-_SHAPES: dict[str, tuple[int, ...]] = {"heatmap": (2,), "image": (2, 3)}
-_SHAPE_TEXT = {"heatmap": "a 2-d matrix", "image": "an H x W, C x H x W or H x W x C array"}
+    def __init__(self) -> None:
+        self._callbacks: list[Observer] = []
+
+    def add(self, callback: Observer) -> Callable[[], None]:
+        """Add ``callback``; return a function that removes it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+
+    def notify(self, step: float, updates: list[Update]) -> list[Released]:
+        """Tell the observers what was drawn; return the steps they release."""
+        if not self._callbacks:
+            return []
+        series = {k: float(v) for u in updates if PLOTS[u.kind].data == "points" for k, v in u.data.items()}
+        plots = [u.plot for u in updates]
+        released: list[Released] = []
+        for callback in list(self._callbacks):
+            released.extend(callback(step, series, plots) or ())
+        return released
+
+
+def _make_run(caller: str, run_options: Mapping[str, Any], sinks: Iterable[Sink], distributed: bool) -> Run:
+    """The run a logger makes for itself (in distributed mode only rank 0 draws, unless ``disabled`` is given)."""
+    options: dict[str, Any] = dict(run_options)
+    if "disabled" not in options and distributed:
+        options["disabled"] = distributed_.rank() != 0
+    return Run._from_options(caller, options, sinks)
+
+
+def _plot_data(meters: Mapping[str, Meter], defs: Definitions, styles: TraceStyles) -> dict[str, dict[str, Any]]:
+    """``{plot: {trace or meter: value}}`` for the non-empty meters, in each plot kind's data form (the traces
+    of scalar meters noted in ``styles``)."""
+    out: dict[str, dict[str, Any]] = {}
+    plots, specs = defs.plots, defs.specs
+    for name, meter in meters.items():
+        if meter.count == 0:
+            continue
+        for plot in specs[name].target:
+            spec = plots[plot]
+            kind = PLOTS[spec.type]
+            view = view_for(kind, type(meter))
+            data = out.setdefault(plot, {})
+            if view == "scalar":
+                scalars = meter.scalars()
+                data.update(scalars)
+                styles.note_traces(plot, name, tuple(scalars))
+            elif kind.data == "histogram":
+                value = meter.value()  # a Histogram counted on the device (TooledModel) passes as it is
+                data[name] = bin_values(value if isinstance(value, Histogram) else meter.vector(), spec.opts)
+            else:
+                data[name] = getattr(meter, str(view))()  # vector(), matrix(), curve() or text()
+    return out
+
+
+def _checked_step(step: Any) -> float:
+    """``log()``'s ``step`` as a Python number (numpy numbers too: ``for epoch in np.arange(n)``).
+
+    Raises:
+        ArgumentError: ``step`` is not a finite real number.
+    """
+    if not isinstance(step, numbers.Real) or isinstance(step, bool) or not math.isfinite(step):
+        raise ArgumentError(f"log(): expected `step` to be a finite number or None, but got {short_repr(step)}")
+    return int(step) if isinstance(step, numbers.Integral) else float(step)
+
+
+def _check_arguments(caller: str, arguments: tuple[str, ...], plots: Mapping[str, Any] | None,
+                     meters: Mapping[str, Any] | None, run: Run | None, strict: bool, sinks: Iterable[Sink],
+                     distributed: bool | None, run_options: Mapping[str, Any],
+                     ) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec], dict[str, Meter]]:
+    """Check a logger's arguments through the option table and the spec checks, raising every problem at once as
+    ``caller``'s (whose other arguments are ``arguments``), before a folder or a thread is made.
+
+    Returns:
+        The checked plots and meter specs, and the meters built while checking them.
+    """
+    problems: list[str] = []
+    for name, value in (("plots", plots), ("meters", meters)):
+        if value is not None and not isinstance(value, Mapping):
+            problems.append(f"expected `{name}` to be a mapping of name -> definition (a dict), but got "
+                            f"{type(value).__name__} {short_repr(value)}")
+    if run is not None and not isinstance(run, Run):
+        problems.append(f"expected `run` to be a flexlogger.Run or None, but got {type(run).__name__} "
+                        f"{short_repr(run)}")
+    check_options({**run_options, "strict": strict, "distributed": distributed}, caller, problems=problems,
+                  also=(*arguments, "run", "sinks"))
+    if run is not None:  # sinks is read here only with run= (it may be an iterator the run reads)
+        own = sorted([*(k for k in run_options if k not in GIVEN_RUN), *(["sinks"] if tuple(sinks) else [])])
+        if own:
+            problems.append(f"{', '.join(own)}: options of the run, but a run was given (run=); expected them "
+                            "on the Run, or no run=")
+    built: dict[str, Meter] = {}
+    new_plots, new_specs = check_definitions(plots if isinstance(plots, Mapping) else {},
+                                             meters if isinstance(meters, Mapping) else {}, problems, built=built)
+    raise_problems(caller, problems)
+    return new_plots, new_specs, built
+
+
+def _definitions_table(defs: Definitions) -> str:
+    """Plots, their meters and the meters' current values, as a text table."""
+    rows = []
+    for plot, meters in defs.by_plot().items():
+        spec = defs.plots[plot]
+        for i, name in enumerate(meters or [""]):
+            meter = defs.meters.get(name)
+            rows.append([plot if i == 0 else "", spec.type if i == 0 else "", name,
+                         meter.kind if meter else "", meter.count if meter else "",
+                         _format(meter) if meter else ""])
+    return tabulate(rows, headers=["plot", "type", "meter", "meter type", "adds", "value"])
 
 
 def _arity_error(meter: Meter, value: Any) -> MeterInputError | None:

@@ -30,12 +30,11 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable, Mapping
-from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from flexlogger.closing import RUNS, on_exit
+from flexlogger.closing import RUNS, close_each, on_exit
 from flexlogger.config.config import merge_configs
 from flexlogger.config.options import SECRET, check_option, check_options, defaults, raise_problems
 from flexlogger.core import distributed as distributed_
@@ -45,7 +44,7 @@ from flexlogger.errors import ConfigError, RunFolderError, short_repr
 from flexlogger.experiment.calls import RecordCalls
 from flexlogger.experiment.checks import STATUS_PLOT, RecordCallTypeError
 from flexlogger.experiment.folder import RunFolder
-from flexlogger.experiment.forward import RecordCall
+from flexlogger.experiment.forward import ShowsRecordCalls
 from flexlogger.experiment.status import RunStatus
 from flexlogger.sinks.base import Sink, Update
 from flexlogger.sinks.record import RecordSink
@@ -60,7 +59,7 @@ def default_uid() -> str:
     return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}"
 
 
-class Run:
+class Run(ShowsRecordCalls):
     """A training run: where its points go, and its status.
 
     Args:
@@ -148,20 +147,10 @@ class Run:
             self._open(caller, log_dir, server, port, given)
         _open_runs.add(self)
 
-    # the record calls, shown on the run --------------------------------------------------------------------
-    log_hparams = RecordCall(RecordCalls.log_hparams, attrgetter("calls"))
-    log_text = RecordCall(RecordCalls.log_text, attrgetter("calls"))
-    log_markdown = RecordCall(RecordCalls.log_markdown, attrgetter("calls"))
-    log_image = RecordCall(RecordCalls.log_image, attrgetter("calls"))
-    log_command = RecordCall(RecordCalls.log_command, attrgetter("calls"))
-    log_summary = RecordCall(RecordCalls.log_summary, attrgetter("calls"))
-    println = RecordCall(RecordCalls.println, attrgetter("calls"))
-    eprintln = RecordCall(RecordCalls.eprintln, attrgetter("calls"))
-    print_table = RecordCall(RecordCalls.print_table, attrgetter("calls"))
-    progress = RecordCall(RecordCalls.progress, attrgetter("calls"))
-    save_model = RecordCall(RecordCalls.save_model, attrgetter("calls"))
-    save_obj = RecordCall(RecordCalls.save_obj, attrgetter("calls"))
-    file_path = RecordCall(RecordCalls.file_path, attrgetter("calls"))
+    def _record_calls(self) -> RecordCalls:
+        """The run's own record calls, which :class:`~flexlogger.experiment.forward.ShowsRecordCalls` shows as
+        the run's methods (``run.log_text(...)``, the documented path)."""
+        return self.calls
 
     @property
     def start_time(self) -> str:
@@ -480,11 +469,7 @@ def _close_open_runs() -> None:
     if not _open_runs:
         return
     status, error = _exit_status()
-    for run in list(_open_runs):
-        try:
-            run.close(status, error)
-        except Exception:  # never fail interpreter shutdown
-            pass
+    close_each(_open_runs, lambda run: run.close(status, error))
 
 
 on_exit(RUNS, _close_open_runs)

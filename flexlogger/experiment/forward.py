@@ -3,10 +3,12 @@ logger, a convenience for users of lavd, who hold one object.
 
 The calls are methods of :class:`~flexlogger.experiment.calls.RecordCalls`, an object the run owns. A class shows
 them with one :class:`RecordCall` per name; the delegation is written once, here, and keeps each call's signature
-and docstring for IDEs and mypy::
+and docstring for IDEs and mypy. :class:`ShowsRecordCalls` lists them once for the run and its loggers, which
+say where their record calls are::
 
-    class Run:
-        log_text = RecordCall(RecordCalls.log_text, via=attrgetter("calls"))
+    class Run(ShowsRecordCalls):
+        def _record_calls(self) -> RecordCalls:
+            return self.calls
 """
 
 from __future__ import annotations
@@ -52,3 +54,32 @@ class RecordCall(Generic[P, R]):
             return self
         bound: Callable[P, R] = getattr(self.via(obj), self.__name__)
         return bound
+
+
+def _record_calls_of(obj: ShowsRecordCalls) -> RecordCalls:
+    return obj._record_calls()
+
+
+class ShowsRecordCalls:
+    """Shows every record call (:data:`RECORD_CALLS`) as a method: ``obj.log_text(...)`` is
+    ``obj._record_calls().log_text(...)``, with the call's own signature and docstring."""
+
+    __slots__ = ()
+
+    def _record_calls(self) -> RecordCalls:
+        """The record calls the methods go to (a run's own, or its run's for a logger)."""
+        raise NotImplementedError
+
+    log_hparams = RecordCall(RecordCalls.log_hparams, _record_calls_of)
+    log_text = RecordCall(RecordCalls.log_text, _record_calls_of)
+    log_markdown = RecordCall(RecordCalls.log_markdown, _record_calls_of)
+    log_image = RecordCall(RecordCalls.log_image, _record_calls_of)
+    log_command = RecordCall(RecordCalls.log_command, _record_calls_of)
+    log_summary = RecordCall(RecordCalls.log_summary, _record_calls_of)
+    println = RecordCall(RecordCalls.println, _record_calls_of)
+    eprintln = RecordCall(RecordCalls.eprintln, _record_calls_of)
+    print_table = RecordCall(RecordCalls.print_table, _record_calls_of)
+    progress = RecordCall(RecordCalls.progress, _record_calls_of)
+    save_model = RecordCall(RecordCalls.save_model, _record_calls_of)
+    save_obj = RecordCall(RecordCalls.save_obj, _record_calls_of)
+    file_path = RecordCall(RecordCalls.file_path, _record_calls_of)

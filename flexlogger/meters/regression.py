@@ -36,11 +36,7 @@ class MSEMeter(Meter):
             tgt = target
         else:
             tgt = to_tensor(self, target, "target: a tensor/array")
-        if out.shape != tgt.shape:
-            raise MeterInputError(f"meter {self.name!r} (MSEMeter) expects output and target of the same shape, "
-                                  f"got output {describe(out)} and target {describe(tgt)}")
-        if not out.is_floating_point():
-            out = out.double()
+        out = _float_of_same_shape(self, out, tgt)
         if tgt.get_device() != out.get_device():
             tgt = tgt.to(out.device)
         if out.numel() == 0:
@@ -70,11 +66,7 @@ class MAEMeter(Meter):
     def add(self, output: Any, target: Any) -> bool | None:
         out = to_tensor(self, output, "output: a tensor/array")
         tgt = to_tensor(self, target, "target: a tensor/array")
-        if out.shape != tgt.shape:
-            raise MeterInputError(f"meter {self.name!r} (MAEMeter) expects output and target of the same shape, "
-                                  f"got output {describe(out)} and target {describe(tgt)}")
-        if not out.is_floating_point():
-            out = out.double()
+        out = _float_of_same_shape(self, out, tgt)
         if out.numel() == 0:
             return False  # an empty batch: nothing received
         self.abs_sum = self.abs_sum + torch.sum(torch.abs(out - tgt.to(out.device)))
@@ -83,3 +75,15 @@ class MAEMeter(Meter):
 
     def value(self) -> float:
         return to_float(self.abs_sum) / self.n if self.n else math.nan
+
+
+def _float_of_same_shape(meter: Meter, out: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """``out`` as a floating-point tensor, once ``tgt`` is known to have its shape.
+
+    Raises:
+        MeterInputError: the shapes differ (the message names the meter and both inputs).
+    """
+    if out.shape != tgt.shape:
+        raise MeterInputError(f"meter {meter.name!r} ({meter.kind}) expects output and target of the same shape, "
+                              f"got output {describe(out)} and target {describe(tgt)}")
+    return out if out.is_floating_point() else out.double()

@@ -275,10 +275,7 @@ class FlightRecorder:
         self.events: list[AnomalyEvent] = []
         self._stat_rules = [r for r in self.rules if r.stat is not None]
         self._fn_rules = [r for r in self.rules if r.fn is not None]
-        self._meter_rules = [r for r in self.rules if r.meter is not None]
-        self._meters: dict[str, deque[float]] = {r.meter: deque(maxlen=window) for r in self._meter_rules
-                                                 if r.meter is not None}
-        self._meter_active = [False] * len(self._meter_rules)
+        self._meters = _MeterRules([r for r in self.rules if r.meter is not None], window)
         self._bound = False
         self._start_after: Callable[[], None] | None = None  # set by the TooledModel: record the next `after` steps
         self._step = 0
@@ -357,25 +354,9 @@ class FlightRecorder:
                 + self._arith.nbytes())
 
     # --------------------------------------------------------------------------------------- per-step work
-    @staticmethod
-    def _output_stats(x: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-unit maximum and minimum over the batch of a layer output (float32, on its device): one read.
-
-        They give all three output statistics at the step's end, for every layer at once: a unit is alive when
-        either is nonzero, ``max |x|`` is the largest of ``max`` and ``-min``, and a NaN or Inf anywhere reaches
-        them. (On CPU, ``amax(0)`` and ``amin(0)`` each cost about a sum, while ``aminmax(dim=0)``,
-        ``count_nonzero`` and the infinity norm are 10 to 40 times slower.)
-        """
-        x = x.detach()
-        units = x.reshape(x.shape[0], -1) if x.dim() >= 2 else x.reshape(1, -1)
-        mx, mn = units.amax(0), units.amin(0)
-        if mx.dtype != torch.float32:
-            mx, mn = mx.float(), mn.float()
-        return mx, mn
-
     def _output_entry(self, x: Tensor) -> Any:
         """What a forward hook keeps of a layer's output for the step's end (see :meth:`Arith.entry`)."""
-        return self._arith.entry(*self._output_stats(x))
+        return self._arith.entry(*_output_stats(x))
 
     def _norm_index(self, have: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """For the norms of [the gradients present (parameters ``have``), the weights, the weight changes]: where
@@ -419,20 +400,8 @@ class FlightRecorder:
         row = a.f32(xp.stack([xp.where(has, xp.sqrt(sq[0]), math.nan), xp.where(has, xp.sqrt(sq[1]), math.nan),
                               ratio, act_max, bad_out + bad, dead]))
         if self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            row = a.view(self._pool(a.to_torch(row)))
+            row = a.view(_pool_row(a.to_torch(row)))
         return row
-
-    def _pool(self, row: Tensor) -> Tensor:
-        """Pool one row over the ranks: one collective."""
-        gathered = [torch.empty_like(row) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, row.contiguous())
-        g = torch.stack(gathered)  # (ranks, stats, layers)
-        pooled = []
-        for i, s in enumerate(RECORDER_STATS):
-            how, v = _POOL[s], g[:, i]
-            pooled.append(v.pow(2).mean(0).sqrt() if how == "rms" else v.sum(0) if how == "sum"
-                          else v.amax(0) if how == "max" else v.mean(0))
-        return torch.stack(pooled)
 
     def _history_tensors(self, ordered: bool = True) -> Tensor:
         """The buffered rows before this step (at most ``rows``), oldest first if ``ordered``; no host sync."""
@@ -542,7 +511,7 @@ class FlightRecorder:
         if not any(r[0] for rows in per_rank for r in rows):
             return
         self._pending.zero_()
-        history = self._gather_history(distributed and not self.sync)
+        history = _gather_history(self._buf, self._steps, distributed and not self.sync)
         rules = self._stat_rules + self._fn_rules
         found = []
         for rank, rows in enumerate(per_rank):
@@ -556,24 +525,13 @@ class FlightRecorder:
                                  rank=rank if distributed and not self.sync else None, detected_at=self._step)
             self._emit(event)
 
-    def _gather_history(self, per_rank: bool) -> list[tuple[list[int], list[list[list[float]]]]]:
-        """``[(steps, rows)]`` of the buffer, per rank when ``per_rank`` (a collective on every rank)."""
-        buf, steps = self._buf, self._steps
-        if per_rank:
-            bufs = [torch.empty_like(buf) for _ in range(dist.get_world_size())]
-            stepss = [torch.empty_like(steps) for _ in range(dist.get_world_size())]
-            dist.all_gather(bufs, buf.contiguous())
-            dist.all_gather(stepss, steps.contiguous())
-            return [(s.cpu().tolist(), b.cpu().tolist()) for b, s in zip(bufs, stepss)]
-        return [(steps.cpu().tolist(), buf.cpu().tolist())]
-
     def _cut(self, history: tuple[list[int], list[list[list[float]]]], step: int) -> History:
         """The buffered steps up to ``step``, the ``window`` before it included, as a :class:`History`."""
         steps, rows = history
         keep = sorted((s, i) for i, s in enumerate(steps) if step - self.window <= s <= step and s >= 0)
         stats = {name: [rows[i][k] for _, i in keep] for k, name in enumerate(RECORDER_STATS)}
         return History(steps=[s for s, _ in keep], layers=list(self.layers), stats=stats,
-                       meters={m: list(v) for m, v in self._meters.items()})
+                       meters=self._meters.series())
 
     def _emit(self, event: AnomalyEvent, stacklevel: int = 6) -> None:
         self._new.append(event)
@@ -614,31 +572,22 @@ class FlightRecorder:
         Returns:
             The event if a ``spike`` rule fired with this value (a new episode), else ``None``.
         """
-        if name not in self._meters:
+        if not self._meters.watches(name):
             return None
         v = float(value.detach().reshape(-1)[0]) if isinstance(value, Tensor) else float(value)
-        past = self._meters[name]
-        found = None
-        for i, rule in enumerate(self._meter_rules):
-            if rule.meter != name:
-                continue
-            fired = False
-            if len(past) >= rule.min_history:
-                mean = sum(past) / len(past)
-                std = math.sqrt(sum((p - mean) ** 2 for p in past) / (len(past) - 1))
-                std = max(std, abs(mean) * 1e-3 + 1e-12)
-                fired = not math.isfinite(v) or abs(v - mean) > rule.threshold * std
-            if fired and not self._meter_active[i] and found is None:
-                history = self._cut(self._gather_history(False)[0], self._step) if self._bound else History(
-                    [], [], {}, {m: list(h) for m, h in self._meters.items()})
-                history.meters[name] = [*past, v]
-                at = self._step if step is None else math.floor(step)
-                found = AnomalyEvent(step=at, layer=None, stat=name, value=v, rule=rule.name,
-                                     history=history, spec=rule, detected_at=at)
-            self._meter_active[i] = fired
-        past.append(v)
-        if found is not None:
-            self._emit(found, stacklevel=4)
+        fired = self._meters.observe(name, v)
+        if fired is None:
+            return None
+        rule, series = fired
+        if self._bound:
+            history = self._cut(_gather_history(self._buf, self._steps, False)[0], self._step)
+        else:
+            history = History([], [], {}, self._meters.series())
+        history.meters[name] = series
+        at = self._step if step is None else math.floor(step)
+        found = AnomalyEvent(step=at, layer=None, stat=name, value=v, rule=rule.name,
+                             history=history, spec=rule, detected_at=at)
+        self._emit(found, stacklevel=4)
         return found
 
     def _take_new(self) -> list[AnomalyEvent]:
@@ -648,3 +597,86 @@ class FlightRecorder:
     def __repr__(self) -> str:
         return (f"FlightRecorder(window={self.window}, rules={[r.name for r in self.rules]}, after={self.after}, "
                 f"check_every={self.check_every}, events={len(self.events)})")
+
+
+def _output_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-unit maximum and minimum over the batch of a layer output (float32, on its device): one read.
+
+    They give all three output statistics at the step's end, for every layer at once: a unit is alive when
+    either is nonzero, ``max |x|`` is the largest of ``max`` and ``-min``, and a NaN or Inf anywhere reaches
+    them. (On CPU, ``amax(0)`` and ``amin(0)`` each cost about a sum, while ``aminmax(dim=0)``,
+    ``count_nonzero`` and the infinity norm are 10 to 40 times slower.)
+    """
+    x = x.detach()
+    units = x.reshape(x.shape[0], -1) if x.dim() >= 2 else x.reshape(1, -1)
+    mx, mn = units.amax(0), units.amin(0)
+    if mx.dtype != torch.float32:
+        mx, mn = mx.float(), mn.float()
+    return mx, mn
+
+
+def _pool_row(row: Tensor) -> Tensor:
+    """Pool one row over the ranks: one collective."""
+    gathered = [torch.empty_like(row) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, row.contiguous())
+    g = torch.stack(gathered)  # (ranks, stats, layers)
+    pooled = []
+    for i, s in enumerate(RECORDER_STATS):
+        how, v = _POOL[s], g[:, i]
+        pooled.append(v.pow(2).mean(0).sqrt() if how == "rms" else v.sum(0) if how == "sum"
+                      else v.amax(0) if how == "max" else v.mean(0))
+    return torch.stack(pooled)
+
+
+def _gather_history(buf: Tensor, steps: Tensor, per_rank: bool) -> list[tuple[list[int], list[list[list[float]]]]]:
+    """``[(steps, rows)]`` of the ring buffer ``buf`` and its ``steps``, per rank when ``per_rank`` (a collective
+    on every rank)."""
+    if per_rank:
+        bufs = [torch.empty_like(buf) for _ in range(dist.get_world_size())]
+        stepss = [torch.empty_like(steps) for _ in range(dist.get_world_size())]
+        dist.all_gather(bufs, buf.contiguous())
+        dist.all_gather(stepss, steps.contiguous())
+        return [(s.cpu().tolist(), b.cpu().tolist()) for b, s in zip(bufs, stepss)]
+    return [(steps.cpu().tolist(), buf.cpu().tolist())]
+
+
+class _MeterRules:
+    """The ``spike`` rules on meters: the last ``window`` observed values of each watched meter, and which rules
+    are in an episode (a rule that keeps firing is reported once per episode)."""
+
+    def __init__(self, rules: list[Rule], window: int) -> None:
+        self.rules = rules
+        self._past: dict[str, deque[float]] = {r.meter: deque(maxlen=window) for r in rules if r.meter is not None}
+        self._active = [False] * len(rules)
+
+    def watches(self, name: str) -> bool:
+        """Whether a rule watches the meter ``name``."""
+        return name in self._past
+
+    def series(self) -> dict[str, list[float]]:
+        """``{meter: its observed values, oldest first}``."""
+        return {m: list(v) for m, v in self._past.items()}
+
+    def observe(self, name: str, v: float) -> tuple[Rule, list[float]] | None:
+        """Evaluate the rules on ``name`` with the new value ``v`` and keep it.
+
+        Returns:
+            The first rule that starts a new episode with ``v`` and the meter's values before ``v`` and ``v``
+            itself, or ``None``.
+        """
+        past = self._past[name]
+        found = None
+        for i, rule in enumerate(self.rules):
+            if rule.meter != name:
+                continue
+            fired = False
+            if len(past) >= rule.min_history:
+                mean = sum(past) / len(past)
+                std = math.sqrt(sum((p - mean) ** 2 for p in past) / (len(past) - 1))
+                std = max(std, abs(mean) * 1e-3 + 1e-12)
+                fired = not math.isfinite(v) or abs(v - mean) > rule.threshold * std
+            if fired and not self._active[i] and found is None:
+                found = (rule, [*past, v])
+            self._active[i] = fired
+        past.append(v)
+        return found

@@ -48,7 +48,6 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeAlias
 
 import torch
@@ -58,13 +57,13 @@ from torch import Tensor, nn
 
 from flexlogger.config.options import checked_arguments
 from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, unknown_name_message
+from flexlogger.model.capture import Item, Layer, Recording, StepCapture, float_tensors, make_layer
 from flexlogger.model.recorder import FlightRecorder
-from flexlogger.model.stats import Histogram, StatPlan, histogram, parse_stats
+from flexlogger.model.stats import Histogram, StatPlan, parse_stats
 
 __all__ = ["GROUPS", "TooledModel"]
 
 GROUPS: tuple[str, ...] = ("Grad_in", "Grad_out", "Inputs", "Outputs", "Weights", "Weight_grad")
-_ACTIVATION_GROUPS = ("Inputs", "Outputs", "Grad_in", "Grad_out")
 _HISTOGRAM_DEFAULT = ("Weights", "Weight_grad")
 
 Selector: TypeAlias = (
@@ -73,76 +72,6 @@ Selector: TypeAlias = (
 Stats: TypeAlias = dict[str, dict[str, dict[str, float]]]
 # one recorded (layer, group): its statistic names and their values, in that order
 _Row: TypeAlias = "tuple[str, str, tuple[str, ...], list[float]]"
-# the last tensor reduced: (tensor, version, entry, dtype, device, shape, stride, contiguous)
-_Memo: TypeAlias = "tuple[Tensor, int, _Entry, torch.dtype, torch.device, torch.Size, tuple[int, ...], bool]"
-
-
-@dataclass(slots=True)
-class _Entry:
-    """What one group of one layer recorded in the current step."""
-
-    call: int
-    n: int = 0
-    stats: list[Tensor] | None = None  # computed 0-d statistics
-    raw: list[Tensor] = field(default_factory=list)  # gradients of several tensors, reduced at collect time
-    hist: Tensor | None = None
-
-
-@dataclass
-class _Layer:
-    name: str
-    module: nn.Module
-    params: dict[str, tuple[str, bool]]  # group -> (parameter attribute, is the gradient)
-    keys: tuple[tuple[str, tuple[str, str]], ...] = ()  # (group, (name, group)) of every recorded group, in order
-
-
-@dataclass(slots=True)
-class _Item:
-    """One (layer, group) row of the step's single host transfer."""
-
-    layer: str
-    group: str
-    n: int
-    scalars: list[Tensor]
-    ratio: bool = False
-    hist: Tensor | None = None
-
-
-def _tensors(obj: Any, out: list[Tensor]) -> list[Tensor]:
-    """Append the floating-point tensors in ``obj`` (tensors, tuples, lists, dicts, nested) to ``out``."""
-    if isinstance(obj, Tensor):
-        if obj.is_floating_point():
-            out.append(obj)
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            _tensors(o, out)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            _tensors(o, out)
-    return out
-
-
-def _float_tensors(obj: Any) -> list[Tensor]:
-    """The floating-point tensors in ``obj``, with a fast path for ``(tensor,)`` and a bare tensor."""
-    if type(obj) is tuple and len(obj) == 1:
-        obj = obj[0]
-    if isinstance(obj, Tensor):
-        return [obj] if obj.is_floating_point() else []
-    return _tensors(obj, [])
-
-
-def _replace(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
-    """``obj`` with ``fn`` applied to every floating-point tensor that requires grad (structure kept)."""
-    if isinstance(obj, Tensor):
-        return fn(obj) if obj.requires_grad and obj.is_floating_point() else obj
-    if isinstance(obj, tuple):
-        items = [_replace(o, fn) for o in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
-    if isinstance(obj, list):
-        return [_replace(o, fn) for o in obj]
-    if isinstance(obj, dict):
-        return type(obj)((k, _replace(v, fn)) for k, v in obj.items())
-    return obj
 
 
 def _select(model: nn.Module, layers: Selector | None) -> list[tuple[str, nn.Module]]:
@@ -159,7 +88,7 @@ def _select(model: nn.Module, layers: Selector | None) -> list[tuple[str, nn.Mod
     return chosen
 
 
-def _check_params(params: tuple[str, ...], layers: list[_Layer]) -> None:
+def _check_params(params: tuple[str, ...], layers: list[Layer]) -> None:
     """Every name in ``params`` is a tensor (parameter or buffer) of at least one watched layer."""
     own = {n for layer in layers for n, _ in (*layer.module.named_parameters(recurse=False),
                                                   *layer.module.named_buffers(recurse=False))}
@@ -186,6 +115,168 @@ def _selector_test(sel: Any) -> Callable[[str, nn.Module], bool]:
         return lambda n, m: bool(sel(n, m))
     raise ConfigError(f"expected `layers` to be a module type, a name glob (str), a compiled regex, a callable "
                       f"(name, module) -> bool or a list of those, but got {sel!r} ({type(sel).__name__})")
+
+
+def _param_names(params: Sequence[str]) -> tuple[str, ...]:
+    """``params`` as a tuple of parameter names other than ``weight``; a bad name raises :class:`ConfigError`."""
+    params = (params,) if isinstance(params, str) else tuple(params)
+    for p in params:
+        if not isinstance(p, str) or not p.isidentifier() or p == "weight":
+            raise ConfigError(f"expected `params` to name parameters other than 'weight' (e.g. 'bias'), "
+                              f"but got {p!r}")
+    return params
+
+
+def _recorded_groups(groups: Sequence[str], params: tuple[str, ...]) -> tuple[str, ...]:
+    """The groups to record, in ``GROUPS`` order then the ``params`` groups (each named parameter and its
+    gradient); an unknown group raises :class:`UnknownNameError`."""
+    valid_groups = GROUPS + tuple(g for p in params for g in (p, f"{p}_grad"))
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
+    for g in groups:
+        if g not in valid_groups:
+            raise UnknownNameError(unknown_name_message("group", g, valid_groups))
+    return tuple(g for g in valid_groups if g in groups or g in params or (g.endswith("_grad") and g[:-5] in params))
+
+
+def _histogram_groups(histograms: bool | Sequence[str], recorded: tuple[str, ...]) -> tuple[str, ...]:
+    """The groups whose histograms are recorded: ``True`` for ``Weights`` and ``Weight_grad``, or the names given,
+    each of them a recorded group."""
+    if histograms is True:
+        return tuple(g for g in _HISTOGRAM_DEFAULT if g in recorded)
+    if histograms is False:
+        return ()
+    hist_groups = (histograms,) if isinstance(histograms, str) else tuple(histograms)
+    for g in hist_groups:
+        if g not in recorded:
+            raise UnknownNameError(unknown_name_message("recorded group", g, recorded))
+    return hist_groups
+
+
+class _AnomalyWatch:
+    """Warns about NaN/Inf and exploding L2 norms, naming the layer where they appeared first.
+
+    Args:
+        explode: a norm explodes when it grows more than this factor from one recorded step to the next.
+    """
+
+    def __init__(self, explode: float) -> None:
+        self.explode = explode
+        # (keys, L2 norms) of the last recorded step and of the last collect
+        self._prev_norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
+        self.norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
+        self._warned: set[tuple[int, str]] = set()
+
+    def end_step(self) -> None:
+        """The norms of the last collect become those the next recorded step is compared with."""
+        self._prev_norms = self.norms
+
+    def check(self, keys: list[tuple[str, str]], sums: list[float], norms: list[float], step: int,
+              order: dict[str, None], layers: list[Layer], groups: tuple[str, ...]) -> None:
+        """The anomaly check of every item; :meth:`_report` (the ordering, the warning) only when one is found."""
+        prev_keys, prev_norms = self._prev_norms
+        if prev_keys == keys:
+            prev = prev_norms
+        else:
+            by_key = dict(zip(prev_keys, prev_norms))
+            prev = [by_key.get(k, 0.0) for k in keys]
+        explode, isfinite = self.explode, math.isfinite
+        for total, norm, p in zip(sums, norms, prev):
+            if not (isfinite(total) and isfinite(norm)) or (p > 0 and norm > explode * p):
+                self._report(dict(zip(keys, zip(sums, norms))), dict(zip(keys, prev)), step, order, layers, groups)
+                return
+
+    def _report(self, norms: dict[tuple[str, str], tuple[float, float]], prevs: dict[tuple[str, str], float],
+                step: int, forward: dict[str, None], layers: list[Layer], groups: tuple[str, ...]) -> None:
+        """Warn about the anomaly that appeared first in execution order, once per step and (layer, group)."""
+        found: list[tuple[int, int, int, str, str, str]] = []
+        order = {name: i for i, name in enumerate(forward)}
+        n_layers = len(layers)
+        for pos, layer in enumerate(layers):
+            fpos = order.get(layer.name, n_layers + pos)
+            for group in groups:
+                if (layer.name, group) not in norms:
+                    continue
+                total, norm = norms[(layer.name, group)]
+                prev = prevs.get((layer.name, group), 0.0)
+                if not math.isfinite(total) or not math.isfinite(norm):
+                    what = "NaN/Inf values"
+                elif prev > 0 and norm > self.explode * prev:
+                    what = f"an exploding L2 norm ({prev:.3g} -> {norm:.3g})"
+                else:
+                    continue
+                backward = group.startswith("Grad_") or group.endswith("_grad")
+                # execution order: forward quantities in forward order, then gradients in backward order
+                if backward:
+                    within = 0 if group == "Grad_out" else 2 if group == "Grad_in" else 1
+                    found.append((1, -fpos, within, layer.name, group, what))
+                else:
+                    within = 1 if group == "Inputs" else 2 if group == "Outputs" else 0
+                    found.append((0, fpos, within, layer.name, group, what))
+        if not found:
+            return
+        found.sort()
+        name, group, what = found[0][3:]
+        if (step, name + group) in self._warned:
+            return
+        self._warned.add((step, name + group))
+        others = ", ".join(f"{f[3]}.{f[4]}" for f in found[1:6]) + (", ..." if len(found) > 6 else "")
+        also = f"; also in {others}" if others else ""
+        warnings.warn(f"step {step}: {what} first appeared in layer {name!r} (group {group}){also}",
+                      ModelAnomalyWarning, stacklevel=5)  # the caller of step(): step, _collect, check
+
+
+class _RecorderFeed:
+    """Feeds a :class:`FlightRecorder`: hands it the layers and their parameters, and hooks the layers' outputs.
+
+    Args:
+        recorder: the recorder to feed.
+        layers: the watched layers.
+        model: the model (its first parameter gives the device when no watched layer has a parameter).
+        start_after: called when a rule of the recorder fires.
+    """
+
+    def __init__(self, recorder: FlightRecorder, layers: list[Layer], model: nn.Module,
+                 start_after: Callable[[], None]) -> None:
+        self.recorder = recorder
+        self._handles: list[Any] = []
+        self._out: list[Any] = [None] * len(layers)
+        self._order: list[str] = []  # forward order of this step (forward hooks: order of completion)
+        params = [[p for p in layer.module.parameters(recurse=False) if p.requires_grad] for layer in layers]
+        first = next((p for ps in params for p in ps), None)
+        if first is None:
+            first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+        recorder._bind([layer.name for layer in layers], params, device)
+        recorder._start_after = start_after
+        for i, layer in enumerate(layers):
+            self._handles.append(layer.module.register_forward_hook(self._hook(i, layer.name)))
+
+    def _hook(self, i: int, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        out_stats = self.recorder._output_entry
+        outs, order = self._out, self._order
+
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if outs[i] is None:
+                order.append(name)
+            x = output if isinstance(output, Tensor) else next(iter(float_tensors(output)), None)
+            if x is None or not x.is_floating_point() or x.numel() == 0:
+                return
+            outs[i] = out_stats(x)
+
+        return hook
+
+    def end_step(self, step: int) -> None:
+        """Hand the recorder the outputs of the step that ends, and start collecting the next step's."""
+        self.recorder._end_step(step, self._out, self._order)
+        for i in range(len(self._out)):
+            self._out[i] = None
+        self._order.clear()
+
+    def remove(self) -> None:
+        """Take the output hooks off the model."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
 
 class TooledModel:
@@ -245,67 +336,27 @@ class TooledModel:
         if recorder is not None and sync:
             recorder.sync = True
         self._after_left = 0
-        params = (params,) if isinstance(params, str) else tuple(params)
-        for p in params:
-            if not isinstance(p, str) or not p.isidentifier() or p == "weight":
-                raise ConfigError(f"expected `params` to name parameters other than 'weight' (e.g. 'bias'), "
-                                  f"but got {p!r}")
-        valid_groups = GROUPS + tuple(g for p in params for g in (p, f"{p}_grad"))
-        groups = (groups,) if isinstance(groups, str) else tuple(groups)
-        for g in groups:
-            if g not in valid_groups:
-                raise UnknownNameError(unknown_name_message("group", g, valid_groups))
-        self.groups: tuple[str, ...] = tuple(g for g in valid_groups if g in groups or g in params
-                                             or (g.endswith("_grad") and g[:-5] in params))
-        if histograms is True:
-            hist_groups: tuple[str, ...] = tuple(g for g in _HISTOGRAM_DEFAULT if g in self.groups)
-        elif histograms is False:
-            hist_groups = ()
-        else:
-            hist_groups = (histograms,) if isinstance(histograms, str) else tuple(histograms)
-            for g in hist_groups:
-                if g not in self.groups:
-                    raise UnknownNameError(unknown_name_message("recorded group", g, self.groups))
-        self.histogram_groups = hist_groups
+        params = _param_names(params)
+        self.groups = _recorded_groups(groups, params)
+        self.histogram_groups = _histogram_groups(histograms, self.groups)
         self.every = every
         self.bins = bins
         self.anomaly = anomaly
         self.explode = float(explode)
         self._plan = StatPlan(self.stats, base=anomaly, custom=custom)
-        self._ratio = "update_ratio" in self.stats
-        self._layers = [self._make_layer(n, m, params) for n, m in _select(model, layers)]
+        self._layers = [make_layer(n, m, self.groups, params) for n, m in _select(model, layers)]
         _check_params(params, self._layers)
+        self._capture = StepCapture(self._layers, Recording(self.groups, self.histogram_groups, bins, self._plan,
+                                                            ratio="update_ratio" in self.stats))
+        self._anomalies = _AnomalyWatch(self.explode)
         self.step_index = 0
-        self._handles: list[Any] = []
         self._removed = False
         self._last: Stats | None = None  # built from _last_rows when first asked for (most steps never are)
         self._last_rows: list[_Row] | None = None
         self._last_hist: dict[str, dict[str, Histogram]] = {}
         self._last_step: int | None = None
-        # (keys, L2 norms) of the last recorded step and of the last collect, for the anomaly check
-        self._prev_norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
-        self._norms: tuple[list[tuple[str, str]], list[float]] = ([], [])
-        self._warned: set[tuple[int, str]] = set()
-        self._not_real: set[tuple[str, str]] = set()  # (layer, group) of complex/integer parameters, told once
-        self._rec_handles: list[Any] = []
-        self._rec_out: list[Any] = [None] * len(self._layers)
-        self._rec_order: list[str] = []  # forward order of this step (forward hooks: order of completion)
-        if recorder is not None:
-            self._bind_recorder(recorder)
-        self._new_step()
+        self._feed = _RecorderFeed(recorder, self._layers, model, self._start_after) if recorder is not None else None
         self._sync_hooks()
-
-    def _bind_recorder(self, recorder: FlightRecorder) -> None:
-        """Hand the recorder the layers and their parameters, and hook the layers' outputs for it."""
-        params = [[p for p in layer.module.parameters(recurse=False) if p.requires_grad] for layer in self._layers]
-        first = next((p for ps in params for p in ps), None)
-        if first is None:
-            first = next(iter(self.model.parameters()), None)
-        device = first.device if first is not None else torch.device("cpu")
-        recorder._bind([layer.name for layer in self._layers], params, device)
-        recorder._start_after = self._start_after
-        for i, layer in enumerate(self._layers):
-            self._rec_handles.append(layer.module.register_forward_hook(self._rec_hook(i, recorder)))
 
     def _start_after(self) -> None:
         """An event: record every step of the next ``recorder.after`` in full, starting with the current one."""
@@ -313,32 +364,12 @@ class TooledModel:
             self._after_left = self.recorder.after
             self._sync_hooks()
 
-    def _rec_hook(self, i: int, recorder: FlightRecorder) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
-        out_stats = recorder._output_entry
-        outs, order, name = self._rec_out, self._rec_order, self._layers[i].name
-
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if outs[i] is None:
-                order.append(name)
-            x = output if isinstance(output, Tensor) else next(iter(_float_tensors(output)), None)
-            if x is None or not x.is_floating_point() or x.numel() == 0:
-                return
-            outs[i] = out_stats(x)
-
-        return hook
-
-    def _make_layer(self, name: str, module: nn.Module, params: tuple[str, ...]) -> _Layer:
-        groups: dict[str, tuple[str, bool]] = {}
-        for g in self.groups:
-            if g == "Weights":
-                groups[g] = ("weight", False)
-            elif g == "Weight_grad":
-                groups[g] = ("weight", True)
-            elif g in params:
-                groups[g] = (g, False)
-            elif g.endswith("_grad") and g[:-5] in params:
-                groups[g] = (g[:-5], True)
-        return _Layer(name, module, groups, tuple((g, (name, g)) for g in self.groups))
+    def _sync_hooks(self) -> None:
+        """Attach the hooks during recorded steps, detach them between (so skipped steps cost nothing)."""
+        if self.recording and not self._capture.attached:
+            self._capture.attach()
+        elif not self.recording and self._capture.attached:
+            self._capture.detach()
 
     # ----------------------------------------------------------------------------------------------- state
     @property
@@ -362,221 +393,6 @@ class TooledModel:
         """Index of the step that :meth:`get_dict` describes when the current step has recorded nothing yet."""
         return self._last_step
 
-    def _new_step(self) -> None:
-        self._token = object()  # tensor hooks of earlier steps compare against it and do nothing
-        self._calls: dict[str, int] = {}
-        self._order: dict[str, None] = {}
-        self._entries: dict[tuple[str, str], _Entry] = {}
-        self._diff: set[str] = set()
-        self._fresh: set[int] = set()  # ids of the parameters whose .grad a backward of this step accumulated into
-        self._snap: dict[tuple[str, str], Tensor] = {}
-        self._memo: _Memo | None = None
-
-    # ----------------------------------------------------------------------------------------------- hooks
-    def _sync_hooks(self) -> None:
-        """Attach the hooks during recorded steps, detach them between (so skipped steps cost nothing)."""
-        if self.recording and not self._handles:
-            hooked: set[int] = set()
-            for layer in self._layers:
-                self._handles.append(layer.module.register_forward_pre_hook(self._pre_hook(layer), with_kwargs=True))
-                self._handles.append(layer.module.register_forward_hook(self._fwd_hook(layer)))
-                for attr, is_grad in layer.params.values():
-                    p = getattr(layer.module, attr, None)
-                    if is_grad and isinstance(p, Tensor) and p.is_leaf and p.requires_grad and id(p) not in hooked:
-                        # a parameter used without its module's forward (nn.MultiheadAttention's out_proj,
-                        # F.linear(x, self.fc.weight)) still has a gradient of this step
-                        hooked.add(id(p))
-                        self._handles.append(p.register_post_accumulate_grad_hook(self._fresh_hook))
-        elif not self.recording and self._handles:
-            for h in self._handles:
-                h.remove()
-            self._handles = []
-
-    def _record(self, key: tuple[str, str], call: int, tensors: list[Tensor]) -> None:
-        want_hist = key[1] in self.histogram_groups
-        if len(tensors) == 1:
-            x = tensors[0]
-            memo = self._memo
-            if memo is not None:
-                # The same memory, unchanged since it was reduced (one layer's output is the next one's input;
-                # the gradient into a layer's input is the gradient of the previous layer's output): reuse.
-                m, version, entry, dtype, device, shape, stride, contiguous = memo
-                # A reshaped view of it (nn.Flatten's output, the gradient flowing back through it) holds the same
-                # values when both are contiguous: reused too.
-                if (x.data_ptr() == m.data_ptr() and m._version == version and x.dtype == dtype
-                        and x.device == device and (entry.hist is not None or not want_hist)
-                        and ((x.shape == shape and x.stride() == stride)
-                             or (x.numel() == entry.n and contiguous and x.is_contiguous()))):
-                    self._entries[key] = _Entry(call, entry.n, entry.stats, hist=entry.hist if want_hist else None)
-                    return
-            x = x.detach()  # so the reductions build no graph, without the cost of a no_grad context
-        else:
-            x = torch.cat([t.detach().reshape(-1) for t in tensors])
-        n = x.numel()
-        if n == 0:
-            return
-        entry = _Entry(call, n, self._plan.compute(x), hist=histogram(x, self.bins) if want_hist else None)
-        self._entries[key] = entry
-        if len(tensors) == 1:
-            # holds one tensor until the next record or the step's end; its metadata is read once (nobody else
-            # holds this detached alias, so only its data and version can change)
-            self._memo = (x, x._version, entry, x.dtype, x.device, x.shape, x.stride(), x.is_contiguous())
-
-    def _pre_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], Any]:
-        name = layer.name
-        want_in = "Inputs" in self.groups
-        want_gin = "Grad_in" in self.groups
-        snap = [(g, p) for g, (p, is_grad) in layer.params.items() if not is_grad] if self._ratio else []
-        key_in = (name, "Inputs")
-
-        def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            call = self._calls.get(name, -1) + 1
-            self._calls[name] = call
-            if call == 0:
-                self._order[name] = None
-                for g, p in snap:
-                    w = getattr(module, p, None)
-                    if isinstance(w, Tensor):
-                        self._snap[(name, g)] = w.detach().clone()
-            if not (want_in or want_gin):
-                return None
-            tensors = _float_tensors(args)
-            if kwargs:  # a layer called as layer(x=...) or with tensors among its keyword arguments
-                tensors = _tensors(kwargs, list(tensors))
-            if not tensors:
-                return None
-            if want_in:
-                self._record(key_in, call, tensors)
-            if want_gin and torch.is_grad_enabled():
-                hooked = [t for t in tensors if t.requires_grad]
-                if hooked:
-                    grad_hook = self._grad_hook(name, "Grad_in", call, len(hooked))
-                    if getattr(module, "inplace", False) is True:
-                        # A hook on a view is lost when the view is modified in place (autograd rebases it), so
-                        # in-place layers get the hook on the input itself, registered before the modification:
-                        # the gradient with respect to the input's value before it was overwritten.
-                        for t in hooked:
-                            t.register_hook(grad_hook)
-                        return None
-
-                    def view(t: Tensor) -> Tensor:
-                        # A view private to this call: its gradient is the one flowing into this layer only
-                        # (not the sum over every user of the tensor, e.g. a skip connection).
-                        v = t.view_as(t)
-                        v.register_hook(grad_hook)
-                        return v
-
-                    if not kwargs and len(args) == 1 and args[0] is hooked[0]:
-                        return (view(args[0]),), kwargs
-                    return _replace(args, view), _replace(kwargs, view)
-            return None
-
-        return pre
-
-    def _fwd_hook(self, layer: _Layer) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
-        name = layer.name
-        want_out = "Outputs" in self.groups
-        want_gout = "Grad_out" in self.groups
-        key_out = (name, "Outputs")
-
-        def fwd(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            tensors = _float_tensors(output)
-            if not tensors:
-                return
-            call = self._calls.get(name, 0)
-            hooked = [t for t in tensors if t.requires_grad] if torch.is_grad_enabled() else []
-            if hooked:
-                self._diff.add(name)
-            if want_out:
-                self._record(key_out, call, tensors)
-            if want_gout and hooked:
-                grad_hook = self._grad_hook(name, "Grad_out", call, len(hooked))
-                for t in hooked:
-                    t.register_hook(grad_hook)
-
-        return fwd
-
-    def _fresh_hook(self, p: Tensor) -> None:
-        self._fresh.add(id(p))
-
-    def _grad_hook(self, name: str, group: str, call: int, count: int) -> Callable[[Tensor], None]:
-        token = self._token
-        key = (name, group)
-
-        def hook(grad: Tensor) -> None:
-            if self._token is not token:  # a late gradient of a step that has ended, or after remove()
-                return
-            entry = self._entries.get(key)
-            if entry is not None and entry.call > call:  # keep the last call
-                return
-            if count == 1:
-                self._record(key, call, [grad])
-                return
-            if entry is None or entry.call < call or entry.stats is not None:
-                entry = self._entries[key] = _Entry(call)
-            entry.raw.append(grad.detach())
-
-        return hook
-
-    # --------------------------------------------------------------------------------------------- collect
-    def _param_tensor(self, layer: _Layer, group: str) -> Tensor | None:
-        """The tensor of a parameter group now: the parameter, or its gradient when this step built a graph."""
-        attr, is_grad = layer.params[group]
-        p = getattr(layer.module, attr, None)
-        if not isinstance(p, Tensor):
-            return None
-        if is_grad:
-            if (layer.name not in self._diff and id(p) not in self._fresh) or p.grad is None:
-                return None
-            x = p.grad.detach()
-            if x.layout != torch.strided:  # a sparse gradient (nn.Embedding(sparse=True)): its zeros count too
-                x = x.to_dense()
-        else:
-            x = p.detach()
-        if not x.is_floating_point():  # complex (or integer): the statistics are of real numbers
-            if (layer.name, group) not in self._not_real:
-                self._not_real.add((layer.name, group))
-                warnings.warn(f"layer {layer.name!r}: its {group} is {str(x.dtype).replace('torch.', '')}; its "
-                              "statistics are skipped (they are computed for real floating-point tensors only; "
-                              "activations and gradients of that dtype are skipped too)", RuntimeWarning,
-                              stacklevel=5)
-            return None
-        return x if x.numel() else None
-
-    def _items(self) -> list[_Item]:
-        items: list[_Item] = []
-        plan = self._plan
-        entries, hist_groups = self._entries, self.histogram_groups
-        for layer in self._layers:
-            name = layer.name
-            for group, key in layer.keys:
-                if group in layer.params:
-                    x = self._param_tensor(layer, group)
-                    if x is None:
-                        continue
-                    is_grad = layer.params[group][1]
-                    scalars = plan.compute(x)
-                    ratio = False
-                    snap = self._snap.get((name, group)) if not is_grad and self._ratio else None
-                    if snap is not None and snap.shape == x.shape:
-                        if x.dtype in (torch.float16, torch.bfloat16):
-                            x, snap = x.float(), snap.float()
-                        scalars.append(torch.linalg.vector_norm(x - snap) / torch.linalg.vector_norm(snap))
-                        ratio = True
-                    hist = histogram(x, self.bins) if group in hist_groups else None
-                    items.append(_Item(name, group, x.numel(), scalars, ratio, hist))
-                else:
-                    entry = entries.get(key)
-                    if entry is None:
-                        continue
-                    if entry.stats is None:  # several gradient tensors: reduce them together now
-                        x = torch.cat([g.reshape(-1) for g in entry.raw])
-                        entry.n, entry.stats = x.numel(), plan.compute(x)
-                        entry.hist = histogram(x, self.bins) if group in self.histogram_groups else None
-                        entry.raw = []
-                    items.append(_Item(name, group, entry.n, entry.stats, False, entry.hist))
-        return items
-
     def _collect(self) -> tuple[list[_Row], dict[str, dict[str, Histogram]]]:
         """Statistics of the current step: computed on the device, moved to the host in one transfer.
 
@@ -584,7 +400,7 @@ class TooledModel:
         Returns the rows that :meth:`_build` turns into ``{layer: {group: {stat: value}}}``, and the histograms.
         """
         with torch.no_grad():
-            items = self._items()
+            items = self._capture.items()
             if self.sync and _distributed():
                 _pool(items, self._plan.kinds)
             flat, starts, hist_values = _to_host(items)
@@ -608,11 +424,12 @@ class TooledModel:
         if self.anomaly:
             keys = [(item.layer, item.group) for item in items]
             sums, norms = [flat[j] for j in starts], [flat[j + 1] for j in starts]  # base=True: sum and norm first
-            self._norms = (keys, norms)
+            self._anomalies.norms = (keys, norms)
             if self._always:  # with stats=() the recorder watches, and the steps after an event are NaN
-                self._check_all(keys, sums, norms)
+                self._anomalies.check(keys, sums, norms, self.step_index, self._capture.order, self._layers,
+                                      self.groups)
         else:
-            self._norms = ([], [])
+            self._anomalies.norms = ([], [])
         return rows, hists
 
     def _build(self, rows: list[_Row]) -> Stats:
@@ -621,58 +438,6 @@ class TooledModel:
         for layer, group, names, vals in rows:
             result[layer][group] = dict(zip(names, vals))
         return result
-
-    def _check_all(self, keys: list[tuple[str, str]], sums: list[float], norms: list[float]) -> None:
-        """The anomaly check of every item; :meth:`_check` (the ordering, the warning) only when one is found."""
-        prev_keys, prev_norms = self._prev_norms
-        if prev_keys == keys:
-            prev = prev_norms
-        else:
-            by_key = dict(zip(prev_keys, prev_norms))
-            prev = [by_key.get(k, 0.0) for k in keys]
-        explode, isfinite = self.explode, math.isfinite
-        for total, norm, p in zip(sums, norms, prev):
-            if not (isfinite(total) and isfinite(norm)) or (p > 0 and norm > explode * p):
-                self._check(dict(zip(keys, zip(sums, norms))), dict(zip(keys, prev)))
-                return
-
-    def _check(self, norms: dict[tuple[str, str], tuple[float, float]], prevs: dict[tuple[str, str], float]) -> None:
-        """Warn about NaN/Inf and exploding norms, naming the layer where they first appeared."""
-        found: list[tuple[int, int, int, str, str, str]] = []
-        order = {name: i for i, name in enumerate(self._order)}
-        n_layers = len(self._layers)
-        for pos, layer in enumerate(self._layers):
-            fpos = order.get(layer.name, n_layers + pos)
-            for group in self.groups:
-                if (layer.name, group) not in norms:
-                    continue
-                total, norm = norms[(layer.name, group)]
-                prev = prevs.get((layer.name, group), 0.0)
-                if not math.isfinite(total) or not math.isfinite(norm):
-                    what = "NaN/Inf values"
-                elif prev > 0 and norm > self.explode * prev:
-                    what = f"an exploding L2 norm ({prev:.3g} -> {norm:.3g})"
-                else:
-                    continue
-                backward = group.startswith("Grad_") or group.endswith("_grad")
-                # execution order: forward quantities in forward order, then gradients in backward order
-                if backward:
-                    within = 0 if group == "Grad_out" else 2 if group == "Grad_in" else 1
-                    found.append((1, -fpos, within, layer.name, group, what))
-                else:
-                    within = 1 if group == "Inputs" else 2 if group == "Outputs" else 0
-                    found.append((0, fpos, within, layer.name, group, what))
-        if not found:
-            return
-        found.sort()
-        name, group, what = found[0][3:]
-        if (self.step_index, name + group) in self._warned:
-            return
-        self._warned.add((self.step_index, name + group))
-        others = ", ".join(f"{f[3]}.{f[4]}" for f in found[1:6]) + (", ..." if len(found) > 6 else "")
-        also = f"; also in {others}" if others else ""
-        warnings.warn(f"step {self.step_index}: {what} first appeared in layer {name!r} (group {group}){also}",
-                      ModelAnomalyWarning, stacklevel=5)  # the caller of step(): step, _collect, _check_all
 
     # ------------------------------------------------------------------------------------------ public API
     def step(self) -> Stats | None:
@@ -686,24 +451,21 @@ class TooledModel:
         if self.recording:
             rows, hists = self._collect()
             self._last, self._last_rows, self._last_hist, self._last_step = None, rows, hists, self.step_index
-            self._prev_norms = self._norms
+            self._anomalies.end_step()
             if after and self.recorder is not None:
                 self.recorder._add_after(self.step_index, self._build(rows), dict(hists))
             result = self._build(rows)
         if after:
             self._after_left -= 1
-        if self.recorder is not None and not self._removed:
-            self.recorder._end_step(self.step_index, self._rec_out, self._rec_order)
-            for i in range(len(self._rec_out)):
-                self._rec_out[i] = None
-            self._rec_order.clear()
+        if self._feed is not None and not self._removed:
+            self._feed.end_step(self.step_index)
         self.step_index += 1
-        self._new_step()
+        self._capture.new_step()
         self._sync_hooks()
         return result
 
     def _current(self) -> tuple[Stats, dict[str, dict[str, Histogram]]]:
-        if self.recording and (self._calls or self._last_rows is None):
+        if self.recording and (self._capture.called or self._last_rows is None):
             rows, hists = self._collect()
             return self._build(rows), hists
         if self._last is None and self._last_rows is not None:
@@ -731,7 +493,7 @@ class TooledModel:
         for layer in self._layers:
             for g in layer.params:
                 if groups is None or g in groups:
-                    x = self._param_tensor(layer, g)
+                    x = self._capture.param_tensor(layer, g)
                     if x is not None:
                         out.setdefault(layer.name, {})[g] = x
         return out
@@ -775,10 +537,9 @@ class TooledModel:
         """Detach every hook, leaving the model as it was before they were attached. Idempotent."""
         self._removed = True
         self._sync_hooks()
-        for h in self._rec_handles:
-            h.remove()
-        self._rec_handles = []
-        self._token = object()
+        if self._feed is not None:
+            self._feed.remove()
+        self._capture.expire()
 
     def __enter__(self) -> TooledModel:
         return self
@@ -799,7 +560,7 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _pool(items: list[_Item], kinds: tuple[str, ...]) -> None:
+def _pool(items: list[Item], kinds: tuple[str, ...]) -> None:
     """Replace every item's reductions and count by those of all ranks together: one collective."""
     if not items:
         return
@@ -829,7 +590,7 @@ def _pool(items: list[_Item], kinds: tuple[str, ...]) -> None:
         item.n = round(n)
 
 
-def _to_host(items: list[_Item]) -> tuple[list[float], list[int], list[list[float] | None]]:
+def _to_host(items: list[Item]) -> tuple[list[float], list[int], list[list[float] | None]]:
     """Every item's scalars (concatenated in item order), where each item's start there, and the histograms,
     moved to the host in one transfer per device."""
     starts: list[int] = []

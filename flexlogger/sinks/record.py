@@ -55,7 +55,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flexlogger.closing import RECORDS, on_exit
+from flexlogger.closing import RECORDS, close_each, on_exit
 from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.errors import FlexLoggerError
 from flexlogger.io import append_line, atomic_write
@@ -469,11 +469,7 @@ _open_records: set[RecordSink] = set()
 def _close_open_records() -> None:
     """Write the queued updates and the summary of records a user forgot to close (in the process that opened
     them only: ``close()`` does nothing in a forked child)."""
-    for sink in list(_open_records):
-        try:
-            sink.close()
-        except Exception:  # never fail interpreter shutdown
-            pass
+    close_each(_open_records, lambda sink: sink.close())
 
 
 on_exit(RECORDS, _close_open_records)

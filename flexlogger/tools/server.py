@@ -41,7 +41,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from typing import Self
@@ -475,35 +475,9 @@ def start_server(port: int | None = None, env_path: str | Path | None = None, pu
             ``password`` is given.
     """
     call = "start_server()"
-    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
-        raise ConfigError(f"{call}: Expected `port` to be an integer in 1..65535 or None, but got "
-                          f"{short_repr(port, 60)}.")
-    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not math.isfinite(timeout)
-            or timeout <= 0):
-        raise ConfigError(f"{call}: Expected `timeout` to be a positive number of seconds, but got "
-                          f"{short_repr(timeout, 60)}.")
-    for name, flag in (("public", public), ("detached", detached)):
-        if not isinstance(flag, bool):  # public='False' would serve on every interface
-            raise ConfigError(f"{call}: Expected `{name}` to be True or False, but got {short_repr(flag, 60)}.")
-    for name, path in (("env_path", env_path), ("log_path", log_path)):
-        if path is not None and not isinstance(path, (str, os.PathLike)):
-            raise ConfigError(f"{call}: Expected `{name}` to be a folder path (str or Path) or None, but got "
-                              f"{type(path).__name__} {short_repr(path, 60)}.")
-    for name, text in (("logging_level", logging_level), ("base_url", base_url), ("username", username),
-                       ("password", password)):
-        if text is not None and not isinstance(text, str):
-            shown = "(hidden)" if name == "password" else short_repr(text, 60)
-            raise ConfigError(f"{call}: Expected `{name}` to be a str, but got {type(text).__name__} {shown}.")
-    try:
-        base_url = _check_base_url(base_url)
-    except ConfigError as exc:
-        raise ConfigError(f"{call}: {exc}") from None
-    credentials = None
-    if username is not None or password is not None:
-        if not username or not password:
-            raise ConfigError(f"{call}: Expected both `username` and `password` for a server with a login, or "
-                              f"neither, but got {'no username' if not username else 'no password'}.")
-        credentials = (username, password)
+    base_url = _check_server_arguments(call, port, env_path, public, timeout, log_path, logging_level, username,
+                                       password, base_url, detached)
+    credentials = _credentials(call, username, password)
     if public and credentials is None:
         import warnings  # only this warning needs it
 
@@ -525,6 +499,52 @@ def start_server(port: int | None = None, env_path: str | Path | None = None, pu
             if attempt == attempts - 1 or not re.search(r"already in use|listens on port", str(exc)):
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_server_arguments(call: str, port: Any, env_path: Any, public: Any, timeout: Any, log_path: Any,
+                            logging_level: Any, username: Any, password: Any, base_url: Any, detached: Any) -> str:
+    """Check :func:`start_server`'s arguments (each error names ``call``); return the normalised ``base_url``.
+
+    Raises:
+        ConfigError: the first bad argument (a password is never shown).
+    """
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+        raise ConfigError(f"{call}: Expected `port` to be an integer in 1..65535 or None, but got "
+                          f"{short_repr(port, 60)}.")
+    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not math.isfinite(timeout)
+            or timeout <= 0):
+        raise ConfigError(f"{call}: Expected `timeout` to be a positive number of seconds, but got "
+                          f"{short_repr(timeout, 60)}.")
+    for name, flag in (("public", public), ("detached", detached)):
+        if not isinstance(flag, bool):  # public='False' would serve on every interface
+            raise ConfigError(f"{call}: Expected `{name}` to be True or False, but got {short_repr(flag, 60)}.")
+    for name, path in (("env_path", env_path), ("log_path", log_path)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"{call}: Expected `{name}` to be a folder path (str or Path) or None, but got "
+                              f"{type(path).__name__} {short_repr(path, 60)}.")
+    for name, text in (("logging_level", logging_level), ("base_url", base_url), ("username", username),
+                       ("password", password)):
+        if text is not None and not isinstance(text, str):
+            shown = "(hidden)" if name == "password" else short_repr(text, 60)
+            raise ConfigError(f"{call}: Expected `{name}` to be a str, but got {type(text).__name__} {shown}.")
+    try:
+        return _check_base_url(base_url)
+    except ConfigError as exc:
+        raise ConfigError(f"{call}: {exc}") from None
+
+
+def _credentials(call: str, username: str | None, password: str | None) -> tuple[str, str] | None:
+    """``(username, password)`` for a server with a login, or None without one.
+
+    Raises:
+        ConfigError: only one of the two is given (or one is empty).
+    """
+    if username is None and password is None:
+        return None
+    if not username or not password:
+        raise ConfigError(f"{call}: Expected both `username` and `password` for a server with a login, or "
+                          f"neither, but got {'no username' if not username else 'no password'}.")
+    return username, password
 
 
 def ensure_server(port: int = DEFAULT_PORT, state_dir: str | Path = ".visdom", install_assets: bool = True,

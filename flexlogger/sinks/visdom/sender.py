@@ -54,7 +54,7 @@ from collections import deque
 from typing import Any
 
 from flexlogger import defaults
-from flexlogger.closing import SENDERS, on_exit
+from flexlogger.closing import SENDERS, close_each, on_exit
 from flexlogger.config.options import check_options, raise_problems
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, DeliveryError
@@ -479,11 +479,7 @@ _open_sinks: weakref.WeakSet[VisdomSink] = weakref.WeakSet()
 def _close_open_sinks() -> None:
     """Flush the loggers a user forgot to close, so that a script's last points reach the server. In a forked child
     it does nothing: the sinks belong to the parent."""
-    for sink in list(_open_sinks):
-        try:
-            sink.close()
-        except Exception:  # never fail interpreter shutdown
-            pass
+    close_each(_open_sinks, lambda sink: sink.close())
 
 
 on_exit(SENDERS, _close_open_sinks)
