@@ -105,6 +105,32 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     Raises:
         ConfigError: a bad argument, naming ``attach()``, what was expected and what was given.
     """
+    names = _attach_arguments(logger, engine, output_transform, metric_names, global_step_transform, tag)
+    router = MetricRouter(logger, Guard("attach"))
+
+    def is_meter(name: str) -> bool:
+        return name in logger.meter_specs or name.replace("/", "_") in logger.meter_specs
+
+    def handler(engine: Any) -> None:
+        event_name = engine.last_event_name
+        with router.guard.hook("handler"):
+            values = _engine_values(engine, router, output_transform, names, tag, is_meter)
+            if global_step_transform is not None:
+                step = global_step_transform(engine, event_name)
+            else:
+                step = engine.state.get_event_attrib_value(event_name)
+            router.route(values, step, "handler")
+
+    return engine.add_event_handler(event, handler)
+
+
+def _attach_arguments(logger: Any, engine: Any, output_transform: Any, metric_names: Any,
+                      global_step_transform: Any, tag: Any) -> tuple[str, ...] | None:
+    """Check :func:`attach`'s arguments; the metric names to log (None: every one, ``'all'``; ``()``: none).
+
+    Raises:
+        ConfigError: a bad argument, naming ``attach()``, what was expected and what was given.
+    """
     caller = "attach()"
     if not isinstance(logger, FlexLogger):
         raise ConfigError(f"{caller}: expected `logger` to be a flexlogger.FlexLogger, but got "
@@ -113,50 +139,40 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     _check_callable(caller, "output_transform", output_transform)
     _check_callable(caller, "global_step_transform", global_step_transform)
     _check_tag(caller, tag)
-    names: tuple[str, ...] | None
-    if metric_names is None or metric_names == "all":
-        names = None
-    elif isinstance(metric_names, (list, tuple)) and all(isinstance(n, str) for n in metric_names):
-        names = tuple(metric_names)
-    else:
-        raise ConfigError(f"{caller}: expected `metric_names` to be 'all', a list of metric names or None, but got "
-                          f"{short_repr(metric_names)}")
     if output_transform is None and metric_names is None:
         raise ConfigError(f"{caller}: expected `output_transform`, `metric_names` or both: with neither there is "
                           "nothing to log")
-    everything = metric_names == "all"
-    router = MetricRouter(logger, Guard("attach"))
+    if metric_names is None:
+        return ()
+    if metric_names == "all":
+        return None
+    if isinstance(metric_names, (list, tuple)) and all(isinstance(n, str) for n in metric_names):
+        return tuple(metric_names)
+    raise ConfigError(f"{caller}: expected `metric_names` to be 'all', a list of metric names or None, but got "
+                      f"{short_repr(metric_names)}")
 
-    def is_meter(name: str) -> bool:
-        return name in logger.meter_specs or name.replace("/", "_") in logger.meter_specs
 
-    def handler(engine: Any) -> None:
-        event_name = engine.last_event_name
-        values: dict[str, Any] = {}
-        with router.guard.hook("handler"):
-            if output_transform is not None:
-                out = output_transform(engine.state.output)
-                values.update(out if isinstance(out, Mapping) else {"output": out})  # ignite's name for a value
-            metrics = engine.state.metrics
-            for name in (metrics if everything else names or ()):
-                if name not in metrics:
-                    router.guard.warn("handler", f"metric {name!r} is not in engine.state.metrics "
-                                                 f"({', '.join(map(repr, metrics)) or 'none'})")
-                    continue
-                value = metrics[name]
-                if is_meter(f"{tag}/{name}" if tag else name):
-                    value = [value] if isinstance(value, (list, tuple, dict)) else value  # the meter's one argument
-                values[name] = value
-            if tag:
-                values = {f"{tag}/{k}": v for k, v in values.items()}
-            values = flatten_metrics(values, is_meter)
-            if global_step_transform is not None:
-                step = global_step_transform(engine, event_name)
-            else:
-                step = engine.state.get_event_attrib_value(event_name)
-            router.route(values, step, "handler")
-
-    return engine.add_event_handler(event, handler)
+def _engine_values(engine: Any, router: MetricRouter, output_transform: Any, names: tuple[str, ...] | None,
+                   tag: str | None, is_meter: Callable[[str], bool]) -> dict[str, Any]:
+    """What one firing of :func:`attach`'s handler logs: the transformed output and the chosen metrics (``names``;
+    None: every one), named with ``tag/`` and flattened (a vector metric as ``name/0``, ``name/1``, ...)."""
+    values: dict[str, Any] = {}
+    if output_transform is not None:
+        out = output_transform(engine.state.output)
+        values.update(out if isinstance(out, Mapping) else {"output": out})  # ignite's name for a value
+    metrics = engine.state.metrics
+    for name in (metrics if names is None else names):
+        if name not in metrics:
+            router.guard.warn("handler", f"metric {name!r} is not in engine.state.metrics "
+                                         f"({', '.join(map(repr, metrics)) or 'none'})")
+            continue
+        value = metrics[name]
+        if is_meter(f"{tag}/{name}" if tag else name):
+            value = [value] if isinstance(value, (list, tuple, dict)) else value  # the meter's one argument
+        values[name] = value
+    if tag:
+        values = {f"{tag}/{k}": v for k, v in values.items()}
+    return flatten_metrics(values, is_meter)
 
 
 def attach_optimizer_params(logger: FlexLogger, engine: Any, optimizer: Any, event: Any = None,

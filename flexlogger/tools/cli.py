@@ -399,7 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Declarative torchnet meters and Visdom plots for PyTorch training.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for add in (_serve_parser, _presets_parser, _preset_info_parser, _meters_parser, _plots_parser,
+                _replay_parser, _compare_parser, _ingest_parser, _demo_parser, _import_parser):
+        add(sub)
+    return parser
 
+
+def _serve_parser(sub: Any) -> None:
+    """The ``serve`` subcommand."""
     p = sub.add_parser("serve", help="start a Visdom server (installs its web assets from npm when missing)",
                        description="Start a Visdom server in the foreground; Ctrl-C stops it.")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
@@ -421,23 +428,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --ingest-port: run records root (default: $FLEXLOGGER_LOG_DIR, else runs)")
     p.set_defaults(func=_cmd_serve)
 
+
+def _presets_parser(sub: Any) -> None:
+    """The ``presets`` subcommand."""
     p = sub.add_parser("presets", help="list the logger presets", description="List the presets and their source.")
     p.set_defaults(func=_cmd_presets)
 
+
+def _preset_info_parser(sub: Any) -> None:
+    """The ``preset-info`` subcommand."""
     p = sub.add_parser("preset-info", help="show a preset's plots and meters", description="Show one preset.")
     p.add_argument("name", help="a preset name, e.g. acc, or several joined by '+', e.g. loss+acc")
     p.set_defaults(func=_cmd_preset_info)
 
+
+def _meters_parser(sub: Any) -> None:
+    """The ``meters`` subcommand."""
     p = sub.add_parser("meters", help="list the meter types, or describe one",
                        description="List the meter types, or describe NAME: what add() takes and what it plots.")
     p.add_argument("name", nargs="?", help="a meter type, e.g. ClassErrorMeter")
     p.set_defaults(func=_cmd_meters)
 
+
+def _plots_parser(sub: Any) -> None:
+    """The ``plots`` subcommand."""
     p = sub.add_parser("plots", help="list the plot types, or describe one",
                        description="List the plot types, or describe NAME: what it draws and which meters it takes.")
     p.add_argument("name", nargs="?", help="a plot type, e.g. line")
     p.set_defaults(func=_cmd_plots)
 
+
+def _replay_parser(sub: Any) -> None:
+    """The ``replay`` subcommand."""
     p = sub.add_parser("replay", help="send a recorded run to a Visdom server",
                        description="Replay a run record folder (written with log_dir=...) to a Visdom server.")
     p.add_argument("run_dir", type=Path, help="the run record folder")
@@ -448,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_drawing_options(p)
     p.set_defaults(func=_cmd_replay)
 
+
+def _compare_parser(sub: Any) -> None:
+    """The ``compare`` subcommand."""
     p = sub.add_parser("compare", help="draw several runs' plots in one env, and a table of their hparams",
                        description="Draw the chosen plots of several run records in one env, one trace per run and "
                                    "meter (<run>/<meter>), and a table of the runs' hparams and best/last values.")
@@ -465,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_drawing_options(p)
     p.set_defaults(func=_cmd_compare)
 
+
+def _ingest_parser(sub: Any) -> None:
+    """The ``ingest`` subcommand."""
     p = sub.add_parser("ingest", help="take pastalog points over HTTP (POST /data) as runs",
                        description="Listen for pastalog's POST /data points: each modelName becomes a run, each "
                                    "pointType a plot; localhost only unless --public.")
@@ -489,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.set_defaults(func=_cmd_ingest)
 
+
+def _demo_parser(sub: Any) -> None:
+    """The ``demo`` subcommand."""
     p = sub.add_parser("demo", help="train a small CNN on the digits data set, logging to a local server",
                        description="Run the demo: starts (or reuses) a local Visdom server, which keeps running.")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="Visdom server port (default: %(default)s)")
@@ -496,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default=None, help="Visdom env to log into")
     p.set_defaults(func=_cmd_demo)
 
+
+def _import_parser(sub: Any) -> None:
+    """The ``import`` subcommand."""
     p = sub.add_parser("import", help="turn TensorBoard event files, Lightning CSVLogger folders or CSV files into "
                                       "run records",
                        description="Import old runs as run records that replay and compare read: TensorBoard event "
@@ -513,7 +547,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
                    help="Visdom server port (default: $FLEXLOGGER_PORT, else %(default)s)")
     p.set_defaults(func=_cmd_import)
-    return parser
 
 
 def _env_defaults(args: argparse.Namespace) -> None:

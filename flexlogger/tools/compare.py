@@ -199,15 +199,7 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     followers = _followers(runs)
     names = run_names(followers, names)
     batches = [f.poll() for f in followers]
-    chosen = choose_plots(followers, plots)
-    kinds = {p: _kind(followers, p) for p in chosen}
-    skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p, kind in kinds.items()
-               if kind not in APPEND_KINDS and plots is not None}  # by default, only the line/scatter ones
-    chosen = [p for p in chosen if kinds[p] in APPEND_KINDS]
-    if not chosen:
-        have = sorted({p for f in followers for p in f.plots})
-        raise ConfigError(f"compare(): the runs share no line or scatter plot to compare; their plots: "
-                          f"{', '.join(have) or '(none)'}; expected plots=[...] naming some of them")
+    chosen, skipped = _line_plots(followers, plots)
     values: list[dict[str, list[float]]] = [{} for _ in followers]
     _collect(values, batches, chosen)
     build_table(followers, names, values, meters, sort, all_meters)  # bad meters or sort: an error before drawing
@@ -218,32 +210,11 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     if not follow:  # the records are read whole: one send per window at the end (flush), not one per min_interval
         sink_options.setdefault("min_interval", max(timeout, 0.0))
     sink = VisdomSink(server=server, port=port, env=env, uid=COMPARE_UID, **sink_options)
-    opts = {p: _opts(followers, p) for p in chosen}
-    traces: dict[str, set[str]] = {p: set() for p in chosen}
-    points = seq = 0
     if follow:  # the table of what the runs hold now; drawn again when they finish
         draw_table(build_table(followers, names, values, meters, sort, all_meters), server, port, env, timeout,
                    **login_options)
     try:
-        while True:
-            for name, batch in zip(names, batches):
-                for update in batch:
-                    if update.plot not in traces:
-                        continue
-                    seq += 1
-                    data = {f"{name}/{meter}": value for meter, value in update.data.items()}
-                    traces[update.plot].update(data)
-                    points += len(data)
-                    kind, plot_opts = opts[update.plot]
-                    sink.write(Update(update.plot, kind, update.step, data, plot_opts, seq))
-            if not follow or (stop is not None and stop.is_set()):
-                break
-            if all(f.finished for f in followers):  # every run closed: read what is left once more, then stop
-                follow = False
-            else:
-                _sleep(poll, stop)
-            batches = [f.poll() for f in followers]
-            _collect(values, batches, chosen)
+        traces, points = _draw_runs(sink, followers, names, batches, values, chosen, follow, poll, stop)
         pending = sink.flush(timeout)
     finally:
         sink.close()
@@ -254,6 +225,53 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
     table_window = draw_table(table, server, port, env, timeout, **login_options)
     return CompareResult(env, windows, table_window, {n: f.path for n, f in zip(names, followers)},
                          {p: sorted(t) for p, t in traces.items()}, points, skipped, table)
+
+
+def _line_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The plots to draw (line and scatter: compare draws traces) and the asked-for ones left out, with why.
+
+    Raises:
+        ConfigError: no line or scatter plot is left to compare.
+    """
+    chosen = choose_plots(followers, plots)
+    kinds = {p: _kind(followers, p) for p in chosen}
+    skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p, kind in kinds.items()
+               if kind not in APPEND_KINDS and plots is not None}  # by default, only the line/scatter ones
+    chosen = [p for p in chosen if kinds[p] in APPEND_KINDS]
+    if not chosen:
+        have = sorted({p for f in followers for p in f.plots})
+        raise ConfigError(f"compare(): the runs share no line or scatter plot to compare; their plots: "
+                          f"{', '.join(have) or '(none)'}; expected plots=[...] naming some of them")
+    return chosen, skipped
+
+
+def _draw_runs(sink: VisdomSink, followers: Sequence[RecordFollower], names: Sequence[str],
+               batches: list[list[Update]], values: list[dict[str, list[float]]], chosen: Sequence[str],
+               follow: bool, poll: float, stop: threading.Event | None) -> tuple[dict[str, set[str]], int]:
+    """Write every run's points of the ``chosen`` plots to ``sink`` as traces ``<run>/<meter>`` (and, following,
+    what the runs append until they finish or ``stop`` is set); the traces drawn per plot and the point count."""
+    opts = {p: _opts(followers, p) for p in chosen}
+    traces: dict[str, set[str]] = {p: set() for p in chosen}
+    points = seq = 0
+    while True:
+        for name, batch in zip(names, batches):
+            for update in batch:
+                if update.plot not in traces:
+                    continue
+                seq += 1
+                data = {f"{name}/{meter}": value for meter, value in update.data.items()}
+                traces[update.plot].update(data)
+                points += len(data)
+                kind, plot_opts = opts[update.plot]
+                sink.write(Update(update.plot, kind, update.step, data, plot_opts, seq))
+        if not follow or (stop is not None and stop.is_set()):
+            return traces, points
+        if all(f.finished for f in followers):  # every run closed: read what is left once more, then stop
+            follow = False
+        else:
+            _sleep(poll, stop)
+        batches = [f.poll() for f in followers]
+        _collect(values, batches, chosen)
 
 
 def hparams_table(runs: Sequence[str | Path], meters: Sequence[str] | None = None,

@@ -422,97 +422,112 @@ class IngestServer:
 
 
 def _handler(ingest: IngestServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "flexlogger-ingest"
-        timeout = ingest.timeout  # per socket operation: a silent connection is closed
+    """The handler class of one endpoint: :class:`_IngestHandler` bound to ``ingest`` and its timeout."""
+    return type("Handler", (_IngestHandler,), {"ingest": ingest, "timeout": ingest.timeout})
 
-        def do_POST(self) -> None:
-            if self._foreign():
-                return
-            if self.path.split("?")[0].rstrip("/") != "/data":
-                self._answer(404, f"no endpoint {self.path}; expected POST /data")
-                return
-            length = self.headers.get("Content-Length")
-            if length is None:
-                self.close_connection = True
-                self._answer(411, "expected a Content-Length header")
-                return
-            try:
-                size = int(length)
-            except ValueError:
-                self.close_connection = True
-                self._answer(400, f"Content-Length: expected a number of bytes, but got {length!r}")
-                return
-            if size > ingest.max_body or size < 0:
-                self.close_connection = True  # the body is not read
-                self._answer(413, f"body of {size} bytes; expected at most {ingest.max_body} bytes")
-                return
-            body = self.rfile.read(size)
-            try:
-                point = parse_point(body)
-            except PointError as exc:
-                self._answer(400, str(exc))
-                return
-            try:
-                ingest.store(point)
-            except BusyError as exc:
-                self._answer(503, str(exc))
-                return
-            except ConfigError as exc:  # a name a run cannot take
-                self._answer(400, f"modelName: {exc}")
-                return
-            except OSError as exc:
-                self._answer(507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500,
-                             f"the point could not be put on the disk: {exc}")
-                return
-            except Exception as exc:  # our bug or a dead sender: say so, the client may retry
-                self._answer(500, f"{type(exc).__name__}: {exc}")
-                return
-            self._answer(200, "ok" if not point.ignored else
-                         f"ok; ignored fields: {', '.join(f[:40] for f in point.ignored[:10])}"
-                         f"{' ...' if len(point.ignored) > 10 else ''} (taken: {', '.join(FIELDS)})")
 
-        def do_GET(self) -> None:
-            if self._foreign():
-                return
-            self._answer(200 if self.path == "/" else 404,
-                         "flexlogger ingest: POST pastalog points to /data as "
-                         '{"modelName": ..., "pointType": ..., "pointValue": ..., "globalStep": ...}')
+class _IngestHandler(BaseHTTPRequestHandler):
+    """The endpoint's HTTP handler: POST /data stores a point; every refusal is answered with its reason."""
 
-        def _foreign(self) -> bool:
-            """Answer 403 to a request from a web page (any ``Origin``: the endpoint serves programs, not pages) or,
-            unless public, one naming a host other than the loopback (DNS rebinding); True when answered."""
-            origin = self.headers.get("Origin")
-            if origin is not None:
-                self.close_connection = True
-                self._answer(403, f"Origin: requests from web pages are refused (got {origin[:100]!r}); POST from a "
-                                  "program, which sends no Origin header")
-                return True
-            host = self.headers.get("Host", "")
-            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if not ingest.public and name.lower() not in LOOPBACK_HOSTS:
-                self.close_connection = True
-                self._answer(403, f"Host: expected one of {', '.join(sorted(LOOPBACK_HOSTS))} (the endpoint listens "
-                                  f"on 127.0.0.1), but got {host[:100]!r}")
-                return True
-            return False
+    server_version = "flexlogger-ingest"
+    ingest: IngestServer  # set by :func:`_handler`, with ``timeout`` (per socket operation: a silent connection is
+    # closed)
 
-        def _answer(self, code: int, text: str) -> None:
-            if code >= 400:
-                ingest.refused += 1
-            data = (text + "\n").encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
+    def do_POST(self) -> None:
+        if self._foreign():
+            return
+        if self.path.split("?")[0].rstrip("/") != "/data":
+            self._answer(404, f"no endpoint {self.path}; expected POST /data")
+            return
+        body = self._body()
+        if body is None:
+            return
+        try:
+            point = parse_point(body)
+        except PointError as exc:
+            self._answer(400, str(exc))
+            return
+        self._store(point)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # no line per request on stderr
+    def _body(self) -> bytes | None:
+        """The request's body, or None when its size is missing, bad or over ``max_body`` (answered)."""
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self.close_connection = True
+            self._answer(411, "expected a Content-Length header")
+            return None
+        try:
+            size = int(length)
+        except ValueError:
+            self.close_connection = True
+            self._answer(400, f"Content-Length: expected a number of bytes, but got {length!r}")
+            return None
+        if size > self.ingest.max_body or size < 0:
+            self.close_connection = True  # the body is not read
+            self._answer(413, f"body of {size} bytes; expected at most {self.ingest.max_body} bytes")
+            return None
+        return self.rfile.read(size)
 
-    return Handler
+    def _store(self, point: Point) -> None:
+        """Store ``point`` and answer: 200 once it is on the disk, else the code that says why not."""
+        try:
+            self.ingest.store(point)
+        except BusyError as exc:
+            self._answer(503, str(exc))
+            return
+        except ConfigError as exc:  # a name a run cannot take
+            self._answer(400, f"modelName: {exc}")
+            return
+        except OSError as exc:
+            self._answer(507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500,
+                         f"the point could not be put on the disk: {exc}")
+            return
+        except Exception as exc:  # our bug or a dead sender: say so, the client may retry
+            self._answer(500, f"{type(exc).__name__}: {exc}")
+            return
+        self._answer(200, "ok" if not point.ignored else
+                     f"ok; ignored fields: {', '.join(f[:40] for f in point.ignored[:10])}"
+                     f"{' ...' if len(point.ignored) > 10 else ''} (taken: {', '.join(FIELDS)})")
+
+    def do_GET(self) -> None:
+        if self._foreign():
+            return
+        self._answer(200 if self.path == "/" else 404,
+                     "flexlogger ingest: POST pastalog points to /data as "
+                     '{"modelName": ..., "pointType": ..., "pointValue": ..., "globalStep": ...}')
+
+    def _foreign(self) -> bool:
+        """Answer 403 to a request from a web page (any ``Origin``: the endpoint serves programs, not pages) or,
+        unless public, one naming a host other than the loopback (DNS rebinding); True when answered."""
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            self.close_connection = True
+            self._answer(403, f"Origin: requests from web pages are refused (got {origin[:100]!r}); POST from a "
+                              "program, which sends no Origin header")
+            return True
+        host = self.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if not self.ingest.public and name.lower() not in LOOPBACK_HOSTS:
+            self.close_connection = True
+            self._answer(403, f"Host: expected one of {', '.join(sorted(LOOPBACK_HOSTS))} (the endpoint listens "
+                              f"on 127.0.0.1), but got {host[:100]!r}")
+            return True
+        return False
+
+    def _answer(self, code: int, text: str) -> None:
+        if code >= 400:
+            self.ingest.refused += 1
+        data = (text + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # no line per request on stderr
 
 
 class _BoundedServer(ThreadingHTTPServer):
