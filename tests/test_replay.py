@@ -139,15 +139,20 @@ def recorded(tmp_path: Path, env: str) -> Path:
     return tmp_path / env / "run"
 
 
+def replay_fails_fast(folder: Path, port: int, within: float, match: str) -> None:
+    """Replaying ``folder`` to ``port`` raises a DeliveryError matching ``match`` within ``within`` seconds."""
+    start = time.monotonic()
+    with pytest.raises(DeliveryError, match=match):
+        flexlogger.replay(folder, port=port)
+    assert time.monotonic() - start < within
+
+
 def test_replay_to_a_web_server_that_is_not_visdom_fails_fast(tmp_path: Path, env: str) -> None:
     folder = recorded(tmp_path, env)
     with http_404_server() as port:
-        start = time.monotonic()
-        with pytest.raises(DeliveryError, match=rf"the server at http://localhost:{port} is not a Visdom server: "
-                                                r"POST /win_exists answered HTTP 404 .*expected a Visdom server, "
-                                                r"which answers true or false; start one with `flexlogger serve"):
-            flexlogger.replay(folder, port=port)
-    assert time.monotonic() - start < 10.0
+        replay_fails_fast(folder, port, 10.0, rf"the server at http://localhost:{port} is not a Visdom server: "
+                                              r"POST /win_exists answered HTTP 404 .*expected a Visdom server, "
+                                              r"which answers true or false; start one with `flexlogger serve")
 
 
 def test_replay_to_a_port_that_accepts_and_never_answers_fails_fast(tmp_path: Path, env: str) -> None:
@@ -156,12 +161,9 @@ def test_replay_to_a_port_that_accepts_and_never_answers_fails_fast(tmp_path: Pa
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
         port = listener.getsockname()[1]
-        start = time.monotonic()
-        with pytest.raises(DeliveryError, match=rf"no Visdom server answers at http://localhost:{port}: something "
-                                                r"accepted the connection but sent no answer within 5 s; expected a "
-                                                r"Visdom server there"):
-            flexlogger.replay(folder, port=port)
-    assert time.monotonic() - start < 15.0
+        replay_fails_fast(folder, port, 15.0, rf"no Visdom server answers at http://localhost:{port}: something "
+                                              r"accepted the connection but sent no answer within 5 s; expected a "
+                                              r"Visdom server there")
 
 
 def test_cli_replay_of_a_damaged_record_skips_and_warns(visdom_server: VisdomServer, viz: visdom.Visdom,
