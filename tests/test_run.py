@@ -20,7 +20,7 @@ from torch import nn
 
 import flexlogger
 from flexlogger import ConfigError, FlexLogger, InvalidConfigError, Run, TooledModelLogger, load_config
-from flexlogger.experiment import RECORD_CALLS, RecordCallError, RecordCalls
+from flexlogger.experiment import RECORD_CALLS, RecordCallError
 from flexlogger.experiment.checks import STATUS_EVERY, STATUS_PLOT
 from flexlogger.sinks.record import POINTS, read_record
 from flexlogger.tools.server import VisdomServer
@@ -279,13 +279,15 @@ class KeptUpdates:
 
 @pytest.mark.parametrize("name", RECORD_CALLS)
 def test_each_record_call_is_one_delegation_with_the_calls_own_signature(tmp_path: Path, name: str) -> None:
-    """`run.<call>` and `Stat.<call>` are the run's RecordCalls' bound method: same signature, same docstring."""
+    """`run.<call>` and `Stat.<call>` are the bound method of the run's RecordCalls (or of their console, for the
+    printing calls): same signature, same docstring."""
     with Run(env="e", server=None, log_dir=tmp_path) as run:
         stat = FlexLogger(LOSS, TRAIN, run=run)
-        own = getattr(run.calls, name)
+        owner = run.calls if hasattr(run.calls, name) else run.calls.console  # the printing calls: its console
+        own = getattr(owner, name)
         assert getattr(run, name) == own and getattr(stat, name) == own
         assert inspect.signature(getattr(run, name)) == inspect.signature(own)
-        assert getattr(Run, name).__doc__ == getattr(FlexLogger, name).__doc__ == getattr(RecordCalls, name).__doc__
+        assert getattr(Run, name).__doc__ == getattr(FlexLogger, name).__doc__ == getattr(type(owner), name).__doc__
         assert getattr(Run, name).__doc__
 
 

@@ -10,16 +10,13 @@ import os
 import re
 import shlex
 import sys
-import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any
+from typing import Any
 
 import torch
-from tabulate import tabulate
 
 from flexlogger.errors import short_repr
 from flexlogger.experiment import images
@@ -29,18 +26,15 @@ from flexlogger.experiment.checks import (
     HPARAMS_FILE,
     HPARAMS_PLOT,
     HTML_OPT,
-    LOG_FILE,
     SUMMARY_PLOT,
     RecordCallError,
     RecordCallTypeError,
-    T,
     as_mapping,
     cell,
     check_name,
     check_order,
     check_step,
     check_text,
-    duration,
     flatten,
     merge,
     safe_name,
@@ -49,59 +43,15 @@ from flexlogger.experiment.checks import (
     type_error,
 )
 from flexlogger.experiment.command import command_line, option_rows
+from flexlogger.experiment.console import RunConsole
 from flexlogger.experiment.environment import run_facts, summary_markdown
-from flexlogger.experiment.folder import RunFolder, user_stacklevel
+from flexlogger.experiment.folder import RunFolder
 from flexlogger.experiment.models import save_torch, unwrap_model
 from flexlogger.experiment.textdiff import diff_html, diff_text, fenced, markdown_html, markdown_table, pre, word_diff
 from flexlogger.sinks.base import Update
 
 _EXTENSION = re.compile(r"(\.[A-Za-z0-9_-]+)*")
 """A file suffix :meth:`RecordCalls.file_path` takes: ``''``, ``.csv``, ``.tar.gz``."""
-
-
-def format_line(call: str, fmt: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-    """``fmt.format(*args, **kwargs)`` when arguments are given, else ``str(fmt)`` (braces in a plain message are
-    kept).
-
-    Raises:
-        RecordCallError: the arguments do not fit ``fmt``.
-    """
-    if not args and not kwargs:
-        return str(fmt)
-    if not isinstance(fmt, str):
-        raise type_error(call, "fmt", "a format string when arguments are given", fmt)
-    try:
-        return fmt.format(*args, **kwargs)
-    except (IndexError, KeyError, ValueError) as exc:
-        raise RecordCallError(f"{call}: expected `fmt` {fmt!r} to take the arguments given "
-                              f"({len(args)} positional, keywords {sorted(kwargs) or 'none'}), but formatting "
-                              f"failed: {type(exc).__name__}: {exc}") from None
-
-
-def progress_bar(iterable: Iterable[T], desc: str | None, total: int | None,
-                 note: Callable[[str], None]) -> Iterator[T]:
-    """``iterable`` with a tqdm bar; ``note`` gets a line at its start and at its end (or where it stopped)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as exc:  # pragma: no cover - tqdm is a dependency
-        raise RecordCallError("progress(): needs tqdm; install it with `pip install tqdm`") from exc
-    what = f"progress {desc!r}" if desc else "progress"
-    of = f" of {total}" if total is not None else ""
-    note(f"{what}: start ({total if total is not None else 'unknown'} items)")
-    start = time.monotonic()
-    done = 0
-    finished = False
-    bar = tqdm(iterable, desc=desc, total=total)
-    try:
-        for item in bar:
-            yield item
-            done += 1
-        finished = True
-    finally:
-        bar.close()
-        took = duration(time.monotonic() - start)
-        note(f"{what}: end after {done}{of} items in {took}" if finished else
-             f"{what}: stopped after {done}{of} items in {took}")
 
 
 @dataclass
@@ -114,8 +64,6 @@ class CallsState:
     """Window -> its opts as last drawn: the same object while they do not change (the record declares them once)."""
     kinds: dict[str, str] = field(default_factory=dict)
     """Window -> its kind (``text``, ``image``): a window keeps its kind."""
-    stream_warned: bool = False
-    """stdout or stderr refused a line once (warned once; ``log.txt`` still has every line)."""
     stems: dict[str, str] = field(default_factory=dict)
     """File stem -> the name it was made from: two names with one safe form get distinct files."""
 
@@ -143,6 +91,8 @@ class RecordCalls:
         self.env, self.uid, self.started = env, uid, started
         self.folder = folder
         self.state = CallsState()
+        self.console = RunConsole(folder=folder, disabled=disabled)
+        """The calls that print: ``println``, ``eprintln``, ``print_table``, ``progress`` (shown on the run too)."""
         self._deliver, self._claim, self._next_seq = deliver, claim, next_seq
         self._disabled, self._check_open = disabled, check_open
 
@@ -397,89 +347,6 @@ class RecordCalls:
         self.folder.write(call, "summary.md", text)
         self._draw_html(SUMMARY_PLOT, markdown_html(text), None)
         return facts
-
-    # printing, progress --------------------------------------------------------------------------------------
-    def _log_lines(self, call: str, text: str, stream: IO[str], tag: str = "") -> None:
-        try:
-            print(text, file=stream, flush=True)
-        except (OSError, ValueError) as exc:  # a closed pipe (`train.py | head`), a closed stream: log.txt has it
-            if not self.state.stream_warned:
-                self.state.stream_warned = True
-                where = f"; the lines still go to {self.folder.path / LOG_FILE}" if self.folder.path else ""
-                warnings.warn(f"{call}: {getattr(stream, 'name', 'the stream')} cannot be written ({exc}){where}",
-                              RuntimeWarning, stacklevel=user_stacklevel())
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.folder.append(call, LOG_FILE, "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""])))
-
-    def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
-        """Print a line to stdout and append it to the run's ``log.txt`` (with the time).
-
-        ``fmt.format(*args, **kwargs)`` when arguments are given, else ``str(fmt)`` (braces in a plain message
-        are kept). Example: ``run.println('epoch {} loss {:.3f}', epoch, loss)``.
-        """
-        if self._disabled():
-            return
-        self._log_lines("println()", format_line("println()", fmt, args, kwargs), sys.stdout)
-
-    def eprintln(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
-        """As :meth:`println`, to stderr; the line in ``log.txt`` is tagged ``[stderr]``."""
-        if self._disabled():
-            return
-        self._log_lines("eprintln()", format_line("eprintln()", fmt, args, kwargs), sys.stderr, "[stderr] ")
-
-    def print_table(self, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
-        """Print a table (tabulate; ``None`` shown as ``-``) and append it to ``log.txt``; return it.
-
-        Raises:
-            RecordCallTypeError: ``header`` is not a list of column names, or ``rows`` not a list of rows.
-            RecordCallError: a row has another number of cells than the header.
-        """
-        if self._disabled():
-            return ""
-        call = "print_table()"
-        if isinstance(header, (str, bytes)) or not isinstance(header, Sequence):
-            raise type_error(call, "header", "a list of column names", header)
-        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
-            raise type_error(call, "rows", "a list of rows (each a list of cells)", rows)
-        table: list[list[Any]] = []
-        for i, row in enumerate(rows):
-            if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
-                raise type_error(call, f"rows[{i}]", "a list of cells", row)
-            if len(row) != len(header):
-                raise RecordCallError(f"{call}: expected `rows[{i}]` to have {len(header)} cells (one per column of "
-                                      f"`header`), but got {len(row)}: {short_repr(list(row), 80)}")
-            table.append(list(row))
-        text = tabulate(table, headers=list(header), missingval="-")
-        self._log_lines(call, text, sys.stdout)
-        return text
-
-    def progress(self, iterable: Iterable[T], desc: str | None = None, total: int | None = None) -> Iterable[T]:
-        """``iterable`` with a tqdm progress bar; its start, end (or where it stopped) and duration are written
-        to ``log.txt``. On a disabled run: ``iterable`` itself, no bar.
-
-        Example:
-            >>> for x, y in run.progress(loader, desc='epoch 3'): ...
-
-        Raises:
-            RecordCallTypeError: ``iterable`` is not iterable, ``desc`` not a str, ``total`` not an int >= 0.
-        """
-        if self._disabled():
-            return iterable
-        call = "progress()"
-        if not isinstance(iterable, Iterable):
-            raise type_error(call, "iterable", "an iterable (a list, a range, a DataLoader, ...)", iterable)
-        if desc is not None and not isinstance(desc, str):
-            raise type_error(call, "desc", "a str or None", desc)
-        if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
-            raise type_error(call, "total", "an int >= 0 or None", total)
-        if total is None and hasattr(iterable, "__len__"):
-            total = len(iterable)  # type: ignore[arg-type]
-        return progress_bar(iterable, desc, total, self._log_file_line)
-
-    def _log_file_line(self, text: str) -> None:
-        if self._disabled():
-            return
-        self.folder.append("progress()", LOG_FILE, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
     # models and objects ----------------------------------------------------------------------------------------
     def save_model(self, model: torch.nn.Module, step: float | None = None, grads: bool = False) -> Path | None:
