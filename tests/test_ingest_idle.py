@@ -56,14 +56,22 @@ def window(viz: visdom.Visdom, env: str, model: str, plot: str) -> dict[str, tup
 
 
 def test_idle_models_are_closed_freeing_threads_and_files_and_reopen_on_their_next_point(
-        idle_ingest: IngestServer, viz: visdom.Visdom, tmp_path: Path, env: str) -> None:
-    threads, fds = threading.active_count(), open_fds()
+        visdom_server: VisdomServer, viz: visdom.Visdom, tmp_path: Path, env: str) -> None:
     models = [f"m{i}" for i in range(30)]
+    # an idle timeout longer than posting 30 models takes on a busy machine: all are open at once, then all close
+    with IngestServer(port=0, env=env, visdom_port=visdom_server.port, log_dir=tmp_path, min_interval=0.05,
+                      idle_timeout=6.0, close_timeout=5.0) as idle_ingest:
+        threads, fds = threading.active_count(), open_fds()  # the endpoint's own threads and socket counted
+        _idle_models_close_and_reopen(idle_ingest, viz, tmp_path, env, models, threads, fds)
+
+
+def _idle_models_close_and_reopen(idle_ingest: IngestServer, viz: visdom.Visdom, tmp_path: Path, env: str,
+                                  models: list[str], threads: int, fds: int) -> None:
     for model in models:
         assert post(idle_ingest, point(model, "loss", 1.0, 1)).status_code == 200
     assert threading.active_count() - threads >= 2 * len(models)  # a record writer and a sender per model
     assert open_fds() - fds >= len(models)
-    assert wait_until(lambda: idle_ingest.idle_closed == len(models), 20), f"open: {sorted(idle_ingest.loggers)}"
+    assert wait_until(lambda: idle_ingest.idle_closed == len(models), 40), f"open: {sorted(idle_ingest.loggers)}"
     assert not idle_ingest.loggers
     assert wait_until(lambda: threading.active_count() <= threads, 10), threading.enumerate()
     assert open_fds() <= fds + 2  # the requests session's connection, at most
