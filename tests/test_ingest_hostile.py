@@ -112,11 +112,14 @@ def test_one_connection_over_the_limit_is_answered_503_at_once(tmp_path: Path, e
 def test_models_beyond_the_limit_get_503_and_open_nothing(ingest: IngestServer) -> None:
     for model in ("a", "b", "c"):
         assert post(ingest, point(model=model)).status_code == 200
-    threads = threading.active_count()
+    def model_threads() -> int:  # a model's record writer and Visdom sender (connection threads come and go)
+        return sum(t.name.startswith(("flexlogger-record", "flexlogger-sender")) for t in threading.enumerate())
+
+    threads = model_threads()
     answer = post(ingest, point(model="d"))
     assert answer.status_code == 503
     assert answer.text == "modelName: 3 models are open, the most this endpoint takes (max_models=3); 'd' is refused\n"
-    assert set(ingest.loggers) == {"a", "b", "c"} and threading.active_count() == threads
+    assert set(ingest.loggers) == {"a", "b", "c"} and model_threads() == threads >= 3  # nothing opened for d
 
 
 @pytest.mark.parametrize(("headers", "match"), [

@@ -135,7 +135,7 @@ def label_run(msg: dict[str, Any], label: str | None) -> dict[str, Any]:
     line = f'{text}<br><span style="font-size:11px;color:#777">{html.escape(label, quote=False)}</span>'
     layout["title"] = {**title, "text": line} if isinstance(title, dict) else {"text": line}
     margin = dict(layout.get("margin") or {})
-    margin["t"] = int(margin.get("t", 60)) + 12
+    margin["t"] = int(margin.get("t", 60)) + 16  # the second line, at its smaller size
     layout["margin"] = margin
     return msg
 
@@ -192,7 +192,8 @@ def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
         return  # Plotly's legend at the right fits beside the plot
     layout["legend"] = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}
     margin = dict(layout.get("margin") or {})
-    margin["t"] = max(int(margin.get("t", 60)), 45 + 20 * rows)  # the title, then the legend's rows
+    # the title, then the legend's rows (19-21 px each, by Plotly's version)
+    margin["t"] = max(int(margin.get("t", 60)), 50 + 22 * rows)
     margin["r"] = min(int(margin.get("r", 60)), 20)  # no legend at the right: give the plot the width
     layout["margin"] = margin
     text = _title_text(layout.get("title"))
