@@ -139,7 +139,8 @@ def readme_blocks() -> list[Block]:
 def windows(viz: visdom.Visdom, env: str) -> dict[str, Any]:
     """Every window of an env on the server, by id."""
     data = viz.get_window_data(env=env)
-    return dict(json.loads(data)) if data else {}
+    # an env with no window: '' from visdom 0.2.4, its page's HTML from visdom 0.3
+    return dict(json.loads(data)) if data.lstrip().startswith("{") else {}
 
 
 def wait_for(what: Callable[[], bool], seconds: float = 20.0) -> bool:
