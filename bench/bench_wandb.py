@@ -59,8 +59,11 @@ def flex_wandb(server: VisdomServer, seconds: float, root: Path) -> list[float]:
 def flex_writer(server: VisdomServer, seconds: float, root: Path) -> list[float]:
     from flexlogger.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(root / "bench_writer", port=server.port)
+    return add_scalar_times(SummaryWriter(root / "bench_writer", port=server.port), seconds)
 
+
+def add_scalar_times(writer: Any, seconds: float) -> list[float]:
+    """The loop's blocking times with ``writer.add_scalar`` once per value, then the writer closed."""
     def log(step: int, values: dict[str, float]) -> None:
         for key, value in values.items():
             writer.add_scalar(key, value, step)
@@ -73,15 +76,7 @@ def flex_writer(server: VisdomServer, seconds: float, root: Path) -> list[float]
 def real_writer(seconds: float, root: Path) -> list[float]:
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(root / "tb_real"))
-
-    def log(step: int, values: dict[str, float]) -> None:
-        for key, value in values.items():
-            writer.add_scalar(key, value, step)
-
-    times = loop(log, seconds)
-    writer.close()
-    return times
+    return add_scalar_times(SummaryWriter(str(root / "tb_real")), seconds)
 
 
 def real_wandb(seconds: float, root: Path) -> list[float]:

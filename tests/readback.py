@@ -6,9 +6,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import visdom
+
+from flexlogger.sinks.record import read_record
 
 
 class Drawing(Protocol):
@@ -68,3 +71,13 @@ def empty_windows(viz: visdom.Visdom, env: str) -> dict[str, str]:
         if not drawn:
             found[title] = "no positive value on its log axis" if log_y and values else "no value"
     return found
+
+
+def record_lines(run_dir: Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """The line points of a run record: ``{(plot, trace): [(step, value), ...]}``, in the record's order."""
+    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for update in read_record(run_dir).updates:
+        if update.kind == "line":
+            for trace, value in update.data.items():
+                out.setdefault((update.plot, trace), []).append((update.step, value))
+    return out

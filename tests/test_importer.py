@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import visdom
+from readback import record_lines as lines
 
 import flexlogger.wandb as wandb
 from flexlogger.sinks.record import read_record
@@ -19,15 +20,6 @@ from flexlogger.tools.importer import RunImportError, import_runs
 from flexlogger.tools.server import VisdomServer
 
 tensorboard_writer = pytest.importorskip("torch.utils.tensorboard")
-
-
-def lines(run_dir: Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
-    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for update in read_record(run_dir).updates:
-        if update.kind == "line":
-            for trace, value in update.data.items():
-                out.setdefault((update.plot, trace), []).append((update.step, value))
-    return out
 
 
 def write_events(folder: Path) -> dict[str, list[float]]:

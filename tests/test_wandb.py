@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import visdom
+from readback import record_lines as lines
 
 import flexlogger.wandb as wandb
 from flexlogger.errors import UnknownNameError
@@ -32,15 +33,6 @@ def traces(viz: visdom.Visdom, run: Any, window: str) -> dict[str, tuple[list[An
     assert run.run.flush(10) == 0
     data = json.loads(viz.get_window_data(run.run.window_id(window), run.project))
     return {t["name"]: (t["x"], t["y"]) for t in data["content"]["data"]}
-
-
-def lines(run_dir: Path) -> dict[tuple[str, str], list[tuple[float, float]]]:
-    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for update in read_record(run_dir).updates:
-        if update.kind == "line":
-            for trace, value in update.data.items():
-                out.setdefault((update.plot, trace), []).append((update.step, value))
-    return out
 
 
 def test_keys_differing_by_their_first_part_share_a_window(tmp_path: Path, viz: visdom.Visdom, env: str) -> None:
