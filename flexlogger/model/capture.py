@@ -12,14 +12,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
 
 from flexlogger.model.stats import StatPlan, histogram
 
-__all__ = ["Entry", "Item", "Layer", "Recording", "StepCapture", "float_tensors", "make_layer"]
+__all__ = ["Entry", "Item", "Layer", "Recording", "StepCapture", "eager", "float_tensors", "make_layer"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # the last tensor reduced: (tensor, version, entry, dtype, device, shape, stride, contiguous)
 _Memo: TypeAlias = "tuple[Tensor, int, Entry, torch.dtype, torch.device, torch.Size, tuple[int, ...], bool]"
@@ -93,6 +95,17 @@ def _replace(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     if isinstance(obj, dict):
         return type(obj)((k, _replace(v, fn)) for k, v in obj.items())
     return obj
+
+
+def eager(hook: _F) -> _F:
+    """``hook`` run as plain Python inside a ``torch.compile``d model too.
+
+    Dynamo would otherwise trace the hook into the model's graph: the statistics' Python state and their
+    ``.item()`` calls break that graph at every statistic and make it recompile at every step. Left out of the
+    trace, the hook costs one graph break per watched layer. In eager mode the wrapper adds well under a
+    microsecond per call.
+    """
+    return cast(_F, torch.compiler.disable(hook))
 
 
 def make_layer(name: str, module: nn.Module, groups: tuple[str, ...], params: tuple[str, ...]) -> Layer:
@@ -169,8 +182,9 @@ class StepCapture:
         """Put the hooks on the watched layers (and on parameters used without their module's forward)."""
         hooked: set[int] = set()
         for layer in self._layers:
-            self._handles.append(layer.module.register_forward_pre_hook(self._pre_hook(layer), with_kwargs=True))
-            self._handles.append(layer.module.register_forward_hook(self._fwd_hook(layer)))
+            self._handles.append(layer.module.register_forward_pre_hook(eager(self._pre_hook(layer)),
+                                                                        with_kwargs=True))
+            self._handles.append(layer.module.register_forward_hook(eager(self._fwd_hook(layer))))
             for attr, is_grad in layer.params.values():
                 p = getattr(layer.module, attr, None)
                 if is_grad and isinstance(p, Tensor) and p.is_leaf and p.requires_grad and id(p) not in hooked:

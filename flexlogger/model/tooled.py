@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from flexlogger.config.options import checked_arguments
 from flexlogger.errors import ConfigError, ModelAnomalyWarning, UnknownNameError, unknown_name_message
-from flexlogger.model.capture import Item, Layer, Recording, StepCapture, float_tensors, make_layer
+from flexlogger.model.capture import Item, Layer, Recording, StepCapture, eager, float_tensors, make_layer
 from flexlogger.model.recorder import FlightRecorder
 from flexlogger.model.stats import Histogram, StatPlan, parse_stats
 
@@ -75,8 +75,12 @@ _Row: TypeAlias = "tuple[str, str, tuple[str, ...], list[float]]"
 
 
 def _select(model: nn.Module, layers: Selector | None) -> list[tuple[str, nn.Module]]:
-    """The ``(name, module)`` pairs chosen by ``layers``, in ``named_modules()`` order."""
-    named = [(n or "(model)", m) for n, m in model.named_modules()]
+    """The ``(name, module)`` pairs chosen by ``layers``, in ``named_modules()`` order.
+
+    A ``torch.compile``d model is read through to the module it wraps, so its layers keep their own names
+    (``0``, ``encoder.fc``), not ``_orig_mod.0``.
+    """
+    named = [(n or "(model)", m) for n, m in uncompiled(model).named_modules()]
     if layers is None:
         return [(n, m) for n, m in named if next(iter(m.children()), None) is None]
     selectors = list(layers) if isinstance(layers, (list, tuple)) and not _is_type_tuple(layers) else [layers]
@@ -86,6 +90,12 @@ def _select(model: nn.Module, layers: Selector | None) -> list[tuple[str, nn.Mod
         names = ", ".join(n for n, _ in named[:20]) + (", ..." if len(named) > 20 else "")
         raise ConfigError(f"`layers={layers!r}` selects no module of the model; module names: {names}")
     return chosen
+
+
+def uncompiled(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile``d model wraps (``OptimizedModule._orig_mod``); any other model itself."""
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) and type(model).__name__ == "OptimizedModule" else model
 
 
 def _check_params(params: tuple[str, ...], layers: list[Layer]) -> None:
@@ -249,7 +259,7 @@ class _RecorderFeed:
         recorder._bind([layer.name for layer in layers], params, device)
         recorder._start_after = start_after
         for i, layer in enumerate(layers):
-            self._handles.append(layer.module.register_forward_hook(self._hook(i, layer.name)))
+            self._handles.append(layer.module.register_forward_hook(eager(self._hook(i, layer.name))))
 
     def _hook(self, i: int, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         out_stats = self.recorder._output_entry
@@ -283,7 +293,9 @@ class TooledModel:
     """Records per-layer statistics of a model's weights, activations and gradients.
 
     Args:
-        model: the model to watch; it is never modified beyond the hooks, which :meth:`remove` takes away.
+        model: the model to watch; it is never modified beyond the hooks, which :meth:`remove` takes away. A
+            ``torch.compile``d model works too, before or after it is wrapped here: its layers keep their own names,
+            and the hooks run outside the compiled graph (one graph break per watched layer on recorded steps).
         stats: statistics to show, from ``STATS`` (default mean and std), and custom ``(name, callable)`` pairs
             whose callable maps a tensor to a 0-d tensor on its device (from Python only, never from a config):
             ``stats=("mean", "std", ("l1", lambda t: t.abs().sum()))``. ``update_ratio`` applies to parameter
