@@ -27,8 +27,10 @@ CPU time (steadier than wall time on a shared machine; with one thread and a CPU
 hooks all run in the calling thread; with ``--threads`` > 1 wall time), and ratios are against the bare step of
 the same model.
 
-Usage: ``python bench/bench_tooled.py [--smoke] [--threads 1] [--seconds 18] [--steady-malloc]``
-(about a minute in all).
+Usage: ``python bench/bench_tooled.py [--smoke] [--threads 1] [--seconds 18] [--steady-malloc] [--device cuda]
+[--compile]`` (about a minute in all). ``--device cuda`` runs the models on the GPU and times wall time, each block
+ending with ``torch.cuda.synchronize()``; ``--compile`` runs every variant's model through ``torch.compile`` (the
+hooks stay outside the compiled graphs), compiled in the warm-up block.
 ``--steady-malloc`` reruns the benchmark with glibc's heap trimming and mmap of large blocks turned off
 (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``): by default, freeing a large tensor may hand memory back to
 the system and the next allocation fault it in again, 7-17 MB per CNN step here, at moments that change from
@@ -112,9 +114,17 @@ class NaiveRecorder:
                 self._put(f"{name}.Weight_grad", w.grad)
 
 
-def make_variant(kind: str, factory: Callable[[], nn.Module]) -> tuple[nn.Module, Callable[[], None]]:
+def make_variant(kind: str, factory: Callable[[], nn.Module], device: str = "cpu",
+                 compiled: bool = False) -> tuple[nn.Module, Callable[[], None]]:
+    """The model of variant ``kind`` (run through ``torch.compile`` when ``compiled``) and what it runs after each
+    optimizer step."""
+    model, after = _variant(kind, factory, device)
+    return (torch.compile(model) if compiled else model), after  # type: ignore[return-value]
+
+
+def _variant(kind: str, factory: Callable[[], nn.Module], device: str) -> tuple[nn.Module, Callable[[], None]]:
     torch.manual_seed(0)
-    model = factory()
+    model = factory().to(device)
     after: Callable[[], None] = lambda: None  # noqa: E731
     rules = [{"stat": "nonfinite", "above": 0}, {"stat": "grad_norm", "zscore_above": 6},
              {"stat": "dead_fraction", "above": 0.95}]
@@ -172,12 +182,14 @@ VARIANTS = ("bare", "bare (again)", "floor", "floor+reads", "recorder", "recorde
 
 
 def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float,
-          clock: Callable[[], float], steps: int = BLOCK, min_blocks: int = 3) -> dict[str, float]:
+          clock: Callable[[], float], steps: int = BLOCK, min_blocks: int = 3,
+          compiled: bool = False, variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
     """Median time per step of each variant: blocks of ``steps`` steps, interleaved, for ``seconds`` (at least
-    ``min_blocks`` blocks each)."""
+    ``min_blocks`` blocks each). On a GPU, each block ends with a ``torch.cuda.synchronize()``."""
     runs = {}
-    for kind in VARIANTS:
-        model, after = make_variant(kind, factory)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    for kind in variants:
+        model, after = make_variant(kind, factory, str(x.device), compiled)
         optim = torch.optim.SGD(model.parameters(), lr=0.01)
 
         def block(model: nn.Module = model, after: Callable[[], None] = after,
@@ -189,13 +201,14 @@ def bench(factory: Callable[[], nn.Module], x: Tensor, y: Tensor, seconds: float
                 loss.backward()
                 optim.step()
                 after()
+            sync()
             return clock() - t0
 
-        block()  # warm-up
+        block()  # warm-up (and compilation)
         runs[kind] = block
-    times: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    times: dict[str, list[float]] = {k: [] for k in variants}
     deadline = time.perf_counter() + seconds
-    order = list(VARIANTS)
+    order = list(variants)
     shuffle = random.Random(0).shuffle
     while time.perf_counter() < deadline or len(times["bare"]) < min_blocks:
         shuffle(order)  # no variant always runs right after the same other one
@@ -240,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--histogram", action="store_true", help="time the histogram only (5M floats, 30 bins)")
     parser.add_argument("--steady-malloc", action="store_true",
                         help="rerun with glibc's heap trimming and mmap of large blocks off (see the docstring)")
+    parser.add_argument("--device", default="cpu", help="where the models run: cpu (default) or cuda (wall time)")
+    parser.add_argument("--compile", action="store_true", help="run every variant's model through torch.compile")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants to run (default all)")
     parser.add_argument("--smoke", action="store_true", help="tiny arguments: checks that the script runs (CI)")
     args = parser.parse_args(argv)
     if args.smoke:  # one block of 10 steps per variant (10: tooled/10 sees a whole period), small batches
@@ -259,21 +275,29 @@ def main(argv: list[str] | None = None) -> None:
         "MLP 784-512-256-10, batch 128": (mlp, torch.randn(128, 784), torch.randint(0, 10, (128,))),
         "CNN 2 conv + 2 linear, batch 64": (cnn, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))),
     }
+    cases = {name: (f, x.to(args.device), y.to(args.device)) for name, (f, x, y) in cases.items()}
     steps, min_blocks = (10, 1) if args.smoke else (BLOCK, 3)
     if args.smoke:
         cases = {name: (f, x[:4], y[:4]) for name, (f, x, y) in cases.items()}
     # CPU time ignores other processes on a shared machine, but with several threads it also counts OpenMP's
     # spin-waiting: use wall time then.
-    clock = time.process_time if args.threads == 1 else time.perf_counter
+    # On a GPU the host waits for the device: wall time.
+    wall = args.threads != 1 or args.device != "cpu"
+    clock = time.perf_counter if wall else time.process_time
     malloc = "steady malloc" if STEADY_MALLOC[0] in os.environ else "default malloc"
-    print(f"torch {torch.__version__}, {args.threads} thread(s), median {'CPU' if args.threads == 1 else 'wall'} "
-          f"time over blocks of {steps} steps, {malloc}")
-    results = {name: bench(f, x, y, args.seconds, clock, steps, min_blocks) for name, (f, x, y) in cases.items()}
+    print(f"torch {torch.__version__}, {args.device}{', compiled' if args.compile else ''}, {args.threads} thread(s), "
+          f"median {'wall' if wall else 'CPU'} time over blocks of {steps} steps, {malloc}")
+    variants = tuple(v.strip() for v in args.variants.split(","))
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or "bare" not in variants:
+        parser.error(f"--variants must include 'bare' and name only {', '.join(VARIANTS)}; got {args.variants!r}")
+    results = {name: bench(f, x, y, args.seconds, clock, steps, min_blocks, args.compile, variants)
+               for name, (f, x, y) in cases.items()}
     names = list(results)
     header = f"{'variant':<16}" + "".join(f"{n.split(',')[0]:>22}" for n in names)
     print(header)
     print("-" * len(header))
-    for kind in VARIANTS:
+    for kind in variants:
         cells = []
         for n in names:
             t, bare = results[n][kind], results[n]["bare"]
