@@ -84,10 +84,19 @@ BEST = ("min", "max")
 
 
 class BestValueMeter(Meter):
+    """The minimum or maximum of the values added since the last reset: a reduction, like the mean.
+
+    Not the way to track a run's best value: a meter spec's ``best: min|max`` key does that (over every logged
+    value, with its step, in the legend, ``best()`` and ``summary.json``). This meter reduces within an interval,
+    e.g. the lowest batch loss of each epoch when the logger resets every epoch; it is flexilogger's meter, kept
+    for its users (torchmetrics has the same as ``MinMetric``/``MaxMetric``).
+    """
+
     kind = "BestValueMeter"
     takes = "add(value): a number, or a one-element tensor/array"
     plots_as = "scalar: the lowest (best='min') or highest (best='max') value added since the last reset"
-    note = ("Not in torchnet (from flexilogger): the best value so far, e.g. the lowest validation loss. NaN values "
+    note = ("Not in torchnet (from flexilogger): the min or max of the values added since the last reset, e.g. the "
+            "lowest batch loss of each epoch; for the best logged value of the run use the `best:` key. NaN values "
             "are ignored; NaN when empty or fed only NaN.")
     # both bounds are kept: each reduces by its own rule, whichever `best` reads
     state = (State("low", math.inf, "min"), State("high", -math.inf, "max"))
