@@ -590,10 +590,6 @@ class FlightRecorder:
         self._emit(found, stacklevel=4)
         return found
 
-    def _take_new(self) -> list[AnomalyEvent]:
-        new, self._new = self._new, []
-        return new
-
     def __repr__(self) -> str:
         return (f"FlightRecorder(window={self.window}, rules={[r.name for r in self.rules]}, after={self.after}, "
                 f"check_every={self.check_every}, events={len(self.events)})")

@@ -491,25 +491,6 @@ class TooledModel:
                                   or isinstance(getattr(layer.module, layer.params[g][0], None), Tensor))
                 for layer in self._layers}
 
-    @property
-    def modules(self) -> dict[str, nn.Module]:
-        """``{layer name: module}`` of the watched layers."""
-        return {layer.name: layer.module for layer in self._layers}
-
-    def parameter_tensors(self, groups: Sequence[str] | None = None) -> dict[str, dict[str, Tensor]]:
-        """``{layer: {group: tensor}}``: the parameter groups' tensors now (detached, not copied, on their device).
-
-        Gradient groups are included only when this step's forward built a graph, as in :meth:`get_dict`.
-        """
-        out: dict[str, dict[str, Tensor]] = {}
-        for layer in self._layers:
-            for g in layer.params:
-                if groups is None or g in groups:
-                    x = self._capture.param_tensor(layer, g)
-                    if x is not None:
-                        out.setdefault(layer.name, {})[g] = x
-        return out
-
     def get_dict(self) -> Stats:
         """``{layer: {group: {stat: value}}}``: the current step if it has recorded anything, else the last
         recorded step (layers without data map to ``{}``)."""
