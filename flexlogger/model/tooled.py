@@ -491,6 +491,11 @@ class TooledModel:
                                   or isinstance(getattr(layer.module, layer.params[g][0], None), Tensor))
                 for layer in self._layers}
 
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        """``{layer name: module}`` of the watched layers."""
+        return {layer.name: layer.module for layer in self._layers}
+
     def get_dict(self) -> Stats:
         """``{layer: {group: {stat: value}}}``: the current step if it has recorded anything, else the last
         recorded step (layers without data map to ``{}``)."""
