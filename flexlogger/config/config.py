@@ -37,6 +37,7 @@ from flexlogger.config.parse import SUFFIXES, dump_text, read_file, write_whole
 from flexlogger.config.presets import expand_presets
 from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
 from flexlogger.errors import ConfigError, InvalidConfigError, unknown_name_message
+from flexlogger.meters import Meter
 
 PRESET_KEYS = ("presets", "phases", "preset_args")
 DEFINITION_KEYS = ("plots", "meters")
@@ -90,14 +91,20 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
         >>> sorted(cfg.meters), cfg.options['env']
         (['test_loss', 'train_loss'], 'exp2')
     """
+    return read_config(source, overrides)[0]
+
+
+def read_config(source: str | Path | Mapping[str, Any],
+                overrides: Mapping[str, Any]) -> tuple[Config, dict[str, Meter]]:
+    """:func:`load_config`, and the meters built while validating it, for a logger to use (each built once)."""
     raw, name, problems = _read(source)
     raw = {**raw, **overrides}
     options = _options(raw, problems)
-    plots_raw, meters_raw = _definitions(raw, problems)
-    plots, meters = check_definitions(plots_raw, meters_raw, problems)
+    checked = check_definitions(*_definitions(raw, problems), problems)
     if problems:
         raise InvalidConfigError(name, problems)
-    return Config(MappingProxyType(plots), MappingProxyType(meters), MappingProxyType(options), name)
+    config = Config(MappingProxyType(checked.plots), MappingProxyType(checked.meters), MappingProxyType(options), name)
+    return config, checked.built
 
 
 def _read(source: Any) -> tuple[Mapping[str, Any], str, list[str]]:
