@@ -108,10 +108,9 @@ def resolve(name: str, value: Any) -> Any:
         >>> resolve('port', DEFAULT_PORT), resolve('port', 8097)
         (8100, 8097)
     """
-    if name == "server" and value is DEFAULT_SERVER:
-        return server()
-    if name == "port" and value is DEFAULT_PORT:
-        return port()
-    if name == "log_dir" and value is DEFAULT_LOG_DIR:
-        return log_dir()
-    return value
+    marker, current = _RESOLVED.get(name, (None, None))
+    return current() if current is not None and value is marker else value
+
+
+_RESOLVED: dict[str, tuple[Any, Any]] = {"server": (DEFAULT_SERVER, server), "port": (DEFAULT_PORT, port),
+                                         "log_dir": (DEFAULT_LOG_DIR, log_dir)}

@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from flexlogger.config import options as options_
-from flexlogger.config.parse import SUFFIXES, dump_text, read_file, write_whole
+from flexlogger.config.parse import SUFFIXES, dump_text, read_file
 from flexlogger.config.presets import expand_presets
 from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
 from flexlogger.errors import ConfigError, InvalidConfigError, unknown_name_message
+from flexlogger.io import atomic_write
 from flexlogger.meters import Meter
 
 PRESET_KEYS = ("presets", "phases", "preset_args")
@@ -238,4 +239,4 @@ def save_config(config: Mapping[str, Any], path: str | Path) -> Path:
         raise ConfigError(f"save_config: unknown suffix {path.suffix!r} of {str(path)!r}; expected one of "
                           f"{', '.join(SUFFIXES)}")
     text = dump_text(plain(config, "config"), fmt, header=f"flexlogger config: FlexLogger.from_config({path.name!r})")
-    return write_whole(path, text)
+    return atomic_write(path, text, make_parents=True)

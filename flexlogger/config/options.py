@@ -215,11 +215,7 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
     for key, value in given.items():
         option = BY_NAME.get(key) if isinstance(key, str) else None
         if option is None or option.owner not in owners:
-            near = [synonyms[key]] if synonyms and isinstance(key, str) and synonyms.get(key) in valid else []
-            near += [n for n in (closest(key, valid) if isinstance(key, str) else []) if n not in near]
-            hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
-            out.append(f"unknown keyword argument {short_repr(key)}{hint}; valid keyword arguments: "
-                       f"{', '.join(valid)}")
+            out.append(_unknown_keyword(key, valid, synonyms or {}))
             continue
         problem = check_option(key, value)
         if problem:
@@ -235,6 +231,15 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             out.append(f"{key}: a Visdom sender option, but server is None (nothing is sent to Visdom); expected "
                        "no Visdom options, or a server")
     return out
+
+
+def _unknown_keyword(name: Any, valid: Sequence[str], synonyms: Mapping[str, str]) -> str:
+    """``unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``: the closest
+    valid names, a known synonym first."""
+    near = [synonyms[name]] if isinstance(name, str) and synonyms.get(name) in valid else []
+    near += [n for n in (closest(name, valid) if isinstance(name, str) else []) if n not in near]
+    hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+    return f"unknown keyword argument {short_repr(name)}{hint}; valid keyword arguments: {', '.join(valid)}"
 
 
 def check_option(name: str, value: Any) -> str | None:
@@ -271,7 +276,7 @@ def raise_problems(caller: str, problems: list[str]) -> None:
 # groups a TooledModel records depend on its ``params``) or is shared with the config loader (a recorder's
 # ``rules``: ``check_rules``) are checked by the constructor after these rows.
 
-__all__ += ["KEYWORD_SYNONYMS", "MODEL_ARGUMENTS", "checked_arguments", "unknown_keyword_message"]
+__all__ += ["KEYWORD_SYNONYMS", "MODEL_ARGUMENTS", "checked_arguments"]
 
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
@@ -320,15 +325,6 @@ MODEL_ARGUMENTS: dict[str, tuple[Option, ...]] = {
 }
 
 
-def unknown_keyword_message(caller: str, name: str, valid: Sequence[str]) -> str:
-    """``TooledModel(): unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``:
-    the closest valid names, a known synonym first."""
-    near = [KEYWORD_SYNONYMS[name]] if KEYWORD_SYNONYMS.get(name) in valid else []
-    near += [n for n in closest(name, valid) if n not in near]
-    hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
-    return f"{caller}: unknown keyword argument {short_repr(name)}{hint}; valid keyword arguments: {', '.join(valid)}"
-
-
 def _shown(value: Any) -> str:
     """A bad value as an error shows it: its repr, and its type when the repr does not make it plain."""
     text = short_repr(value)
@@ -359,7 +355,7 @@ def checked_arguments(caller: str) -> Callable[[_Init], _Init]:
         def checked(*args: Any, **kwargs: Any) -> None:
             for name in kwargs:
                 if name not in valid:
-                    raise ConfigError(unknown_keyword_message(caller, name, valid))
+                    raise ConfigError(f"{caller}: {_unknown_keyword(name, valid, KEYWORD_SYNONYMS)}")
             for name, value in signature.bind(*args, **kwargs).arguments.items():
                 row = rows.get(name)
                 if row is not None and not row.check(value):

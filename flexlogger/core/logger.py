@@ -82,12 +82,9 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
             collective calls, and draw from rank 0 only (see ``flexlogger.core.distributed``). Default: on when a
             process group with more than one rank is initialised.
-        **run_options: the options of the run it makes (without ``run=``): ``env``, ``uid``, ``server``,
-            ``port``, ``log_dir``, ``disabled``, ``max_steps`` and the Visdom sender's (``max_points``,
-            ``min_interval``, ...); see :class:`~flexlogger.core.run.Run` and
-            ``flexlogger.config.options``. ``max_steps`` (the
-            number of steps the run will log, counted from 0: progress and an ETA in :meth:`show`, in a
-            ``run_status`` window and in ``summary.json``) is also taken with ``run=``, and set on that run.
+        **run_options: the options of the run it makes, as :class:`~flexlogger.core.run.Run` takes them (``env``,
+            ``server``, ``port``, ``log_dir``, ``max_steps``, the Visdom sender's, ...). With ``run=`` only
+            ``max_steps``, which is set on that run.
 
     Attributes:
         run: the logger's :class:`~flexlogger.core.run.Run`; ``env``, ``uid`` and ``run_dir`` are the run's.
@@ -160,12 +157,9 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
         self.run.set_config(self, self.to_config())
 
     def update_config(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None) -> None:
-        """Add plots and meters to the logger, all or nothing (every problem reported together).
-
-        Takes what the constructor takes: ``Stat.update_config({'lr': {'type': 'line'}}, {'lr_value':
-        {'type': 'ValueMeter', 'target': 'lr'}})``; a meter may feed plots the logger has already. Presets too, as a
-        config gives them: ``cfg = flexlogger.load_config({'presets': 'auc'}); Stat.update_config(cfg.plots,
-        cfg.meters)``.
+        """Add plots and meters as the constructor takes them, all or nothing (every problem reported together); a
+        meter may feed plots the logger has already. Presets too: ``cfg = flexlogger.load_config({'presets': 'auc'});
+        Stat.update_config(cfg.plots, cfg.meters)``.
 
         Raises:
             ConfigError: a bad definition or a name the logger has already (:class:`InvalidConfigError` for several).
@@ -211,12 +205,9 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
         return self.run.window_id(plot)
 
     def to_config(self) -> dict[str, Any]:
-        """The logger as a config dict: its options (its run's env, server, port, log_dir and Visdom sender options;
-        uid only when one was given, so that a reused config gives each run its own windows; never a password),
-        strict, plots and meters.
-
-        ``FlexLogger.from_config(Stat.to_config())`` makes an identical logger. Extra ``sinks`` are not included.
-        """
+        """The logger as a config dict (its run's options, strict, plots and meters; see
+        ``flexlogger.config.config``): ``FlexLogger.from_config(Stat.to_config())`` makes an identical logger, but
+        for extra ``sinks``."""
         return config_dict(self._defs.plots, self._defs.specs, {**self.run.options, **self._logger_options})
 
     def save_config(self, path: str | Path) -> Path:
@@ -225,12 +216,9 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any], **overrides: Any) -> FlexLogger:
-        """A logger from a config file (``.yaml``/``.yml``/``.json``) or dict, validated as a whole first.
-
-        ``overrides`` replace the config's top-level keys (``env='exp2'``); ``sinks=`` adds extra sinks.
-        Every problem is reported at once (:class:`~flexlogger.errors.InvalidConfigError`);
-        see ``flexlogger.config.config``.
-        """
+        """A logger from a config file (``.yaml``/``.yml``/``.json``) or dict, validated as a whole first (every
+        problem reported at once, see :func:`~flexlogger.config.config.load_config`); ``overrides`` replace its
+        top-level keys (``env='exp2'``); ``run=`` and ``sinks=`` are as for the constructor."""
         extra = {k: overrides.pop(k) for k in ("sinks", "run") if k in overrides}
         config, built = read_config(source, overrides)
         options = dict(config.options)
@@ -339,11 +327,10 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
         return updates
 
     def observe(self, callback: Observer) -> Callable[[], None]:
-        """Call ``callback(step, series, plots)`` after every step :meth:`log` draws: ``series`` holds the logged
-        values drawn as points (``{'train_loss': 0.51, 'train_err@1': 12.5}``), ``plots`` names the windows that got
-        an update. The callback may return steps to draw next, as ``(step, values for add(), keys)``: the same
-        ``log()`` call draws them after its own, in order (a TooledModelLogger holds its first steps until the
-        logger's own windows are drawn, and releases them so). Returns a function that removes the callback."""
+        """Call ``callback(step, series, plots)`` after every step :meth:`log` draws, with the values drawn as points
+        (``{'train_loss': 0.51}``) and the windows updated; return a function that removes it. The callback may
+        return steps to draw next, as ``(step, values for add(), keys)``: the same ``log()`` draws them after its
+        own, in order (a TooledModelLogger releases the steps it held so)."""
         return self._observers.add(callback)
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
@@ -352,9 +339,9 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
         return distributed_.pooled(meters) if self.distributed else meters
 
     def best(self) -> dict[str, tuple[float, float]]:
-        """``{meter: (best value, step)}`` for the meters whose spec says ``best: min`` or ``best: max``, over
-        every ``log()`` so far (a meter with several series, e.g. ClassErrorMeter with topk=[1, 5], has one entry
-        per series: ``train_err@1``, ``train_err@5``). Also written to ``summary.json`` and shown in the legend.
+        """``{meter: (best value, step)}`` over every ``log()`` so far, for the meters whose spec says ``best: min``
+        or ``best: max`` (one entry per series: ``train_err@1``, ``train_err@5``); also in ``summary.json`` and the
+        legend.
 
         Example:
             >>> Stat.best()
