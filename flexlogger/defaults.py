@@ -1,9 +1,5 @@
 """Defaults every entry point shares, defined once: the Visdom server and port, the run folder's root.
 
-``Run``, ``FlexLogger``, the Visdom sink, the CLI, ``replay``, ``compare``, ``ingest``, the demo and the wandb- and
-TensorBoard-style APIs all take their defaults from here, so changing one (a team's server, say) changes them
-everywhere.
-
 The environment overrides them: ``FLEXLOGGER_SERVER``, ``FLEXLOGGER_PORT`` and ``FLEXLOGGER_LOG_DIR`` (with
 ``VISDOM_USERNAME`` and ``VISDOM_PASSWORD`` for a server with a login), read when a run or a command starts, never at
 import, so that a script nobody edits can be pointed at a team server::

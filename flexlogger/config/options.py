@@ -2,22 +2,10 @@
 
 ``Run(...)``, ``FlexLogger(...)``, ``TooledModelLogger(...)``, the Visdom sink and ``load_config`` all check options
 through :func:`check_options`, so a config that loads is a config that builds, and an unknown or misspelt keyword
-is reported by the public function the user called, with the closest valid names.
-
-Owners:
-
-- ``run``: the run's identity, folder and length (``env``, ``uid``, ``log_dir``, ``server``, ``port``, ``disabled``,
-  ``max_steps``). A logger given ``run=`` takes none of them but ``max_steps`` (:data:`GIVEN_RUN`), which it sets on
-  that run.
-- ``visdom``: the Visdom sender's settings (``max_points``, ``min_interval``, ...; see ``flexlogger.sinks.visdom``).
-- ``logger``: a FlexLogger's own settings (``strict``, ``distributed``).
-- ``model_logger``: a TooledModelLogger's own settings (``mode``, ``hold``).
-
-:class:`VisdomOptions` and :class:`RunOptions` give the ``run`` and ``visdom`` options their types for the
-``**options`` of ``FlexLogger`` and ``TooledModelLogger`` (``Unpack[RunOptions]``), so that IDEs and mypy see every
-keyword; a test keeps them and the table in step.
-
-Secret options (``password``) are never written to a config, a run record or a ``repr``.
+is reported by the public function the user called, with the closest valid names. An option's owner says who takes
+it: the ``run`` (a logger given ``run=`` takes only :data:`GIVEN_RUN` of these, and sets them on that run), its
+``visdom`` sender, a ``logger`` (FlexLogger) or a ``model_logger`` (TooledModelLogger). :class:`RunOptions` types
+the ``run`` and ``visdom`` options for ``**options`` (a test keeps it and the table in step).
 """
 
 from __future__ import annotations
@@ -58,8 +46,7 @@ class Option:
         default: its default value.
         check: ``value -> bool``; True when the value is valid.
         expected: what a valid value is, for error messages.
-        owner: ``run``, ``visdom`` or ``logger`` (see the module docstring); ``tooled`` or ``recorder`` for the
-            rows of :data:`MODEL_ARGUMENTS`.
+        owner: who takes it (see the module docstring); ``tooled`` or ``recorder`` in :data:`MODEL_ARGUMENTS`.
         pinned: written to a saved config even when it is the default (False for ``uid`` and ``distributed``: a
             reused config decides them afresh in each run).
         secret: never written to a config, a record or a repr.
