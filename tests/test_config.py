@@ -108,11 +108,12 @@ def built_meters(make: Callable[[], FlexLogger]) -> tuple[int, FlexLogger]:
         if event == "call" and frame.f_code is flexlogger.Meter.__init__.__code__:
             calls += 1
 
+    before = sys.getprofile()
     sys.setprofile(profile)
     try:
         logger = make()
     finally:
-        sys.setprofile(None)
+        sys.setprofile(before)
     return calls, logger
 
 
