@@ -158,16 +158,15 @@ def _definitions(raw: Mapping[str, Any], problems: list[str]) -> tuple[Any, Any]
             if raw.get(key) is not None:
                 problems.append(f"{key}: only used with presets, but the config names none; expected a `presets` "
                                 f"key (e.g. presets: loss+acc) or no `{key}`")
-    own_plots, own_meters = raw.get("plots") or {}, raw.get("meters") or {}
-    for key, own, expanded in (("plots", own_plots, plots_raw), ("meters", own_meters, meters_raw)):
-        if isinstance(own, Mapping):
-            for item in own:
-                if item in expanded:
-                    problems.append(f"{key}.{item}: already defined by preset {origin[item]!r}; expected a name "
-                                    "that no preset uses")
-    all_plots = {**plots_raw, **own_plots} if isinstance(own_plots, Mapping) else own_plots
-    all_meters = {**meters_raw, **own_meters} if isinstance(own_meters, Mapping) else own_meters
-    return all_plots, all_meters
+    merged = []
+    for key, expanded in (("plots", plots_raw), ("meters", meters_raw)):
+        own = raw.get(key) or {}
+        if isinstance(own, Mapping):  # anything else is reported by check_definitions
+            problems.extend(f"{key}.{item}: already defined by preset {origin[item]!r}; expected a name that no "
+                            "preset uses" for item in own if item in expanded)
+            own = {**expanded, **own}
+        merged.append(own)
+    return merged[0], merged[1]
 
 
 # writing ---------------------------------------------------------------------------------------------------------
