@@ -35,10 +35,9 @@ import numpy as np
 from flexlogger.config import options as options_
 from flexlogger.config.parse import SUFFIXES, dump_text, read_file
 from flexlogger.config.presets import expand_presets
-from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
+from flexlogger.config.specs import Checked, MeterSpec, PlotSpec, check_definitions
 from flexlogger.errors import ConfigError, InvalidConfigError, unknown_name_message
 from flexlogger.io import atomic_write
-from flexlogger.meters import Meter
 
 PRESET_KEYS = ("presets", "phases", "preset_args")
 DEFINITION_KEYS = ("plots", "meters")
@@ -95,9 +94,9 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
     return read_config(source, overrides)[0]
 
 
-def read_config(source: str | Path | Mapping[str, Any],
-                overrides: Mapping[str, Any]) -> tuple[Config, dict[str, Meter]]:
-    """:func:`load_config`, and the meters built while validating it, for a logger to use (each built once)."""
+def read_config(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[Config, Checked]:
+    """:func:`load_config`, and its checked definitions with the meters built while checking them, for a logger to
+    use (each meter built once)."""
     raw, name, problems = _read(source)
     raw = {**raw, **overrides}
     options = _options(raw, problems)
@@ -105,7 +104,7 @@ def read_config(source: str | Path | Mapping[str, Any],
     if problems:
         raise InvalidConfigError(name, problems)
     config = Config(MappingProxyType(checked.plots), MappingProxyType(checked.meters), MappingProxyType(options), name)
-    return config, checked.built
+    return config, checked
 
 
 def _read(source: Any) -> tuple[Mapping[str, Any], str, list[str]]:

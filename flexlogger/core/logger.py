@@ -220,15 +220,14 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
         problem reported at once, see :func:`~flexlogger.config.config.load_config`); ``overrides`` replace its
         top-level keys (``env='exp2'``); ``run=`` and ``sinks=`` are as for the constructor."""
         extra = {k: overrides.pop(k) for k in ("sinks", "run") if k in overrides}
-        config, built = read_config(source, overrides)
+        config, checked = read_config(source, overrides)
         options = dict(config.options)
         if "run" in extra:  # the run's options are the run's: the config's are not used (but GIVEN_RUN's)
             options = {k: v for k, v in options.items() if k in ("strict", "distributed") or k in GIVEN_RUN}
         strict, distributed = options.pop("strict", True), options.pop("distributed", None)
         logger = cls.__new__(cls)
         logger._init(f"{cls.__name__}.from_config()", ("source",), config.plots, config.meters, extra.get("run"),
-                     strict, extra.get("sinks", ()), distributed, options,
-                     Checked(dict(config.plots), dict(config.meters), built))
+                     strict, extra.get("sinks", ()), distributed, options, checked)
         return logger
 
     # the loop ----------------------------------------------------------------------------------------------
