@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from types import TracebackType
+from typing import Self, TypeVar
 
-__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "close_at_exit", "close_each", "on_exit"]
+__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "ClosedByWith", "close_at_exit", "close_each", "on_exit"]
 
 T = TypeVar("T")
 
@@ -57,6 +58,20 @@ def close_each(things: Iterable[T], close: Callable[[T], None]) -> None:
             close(thing)
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+class ClosedByWith:
+    """``with thing:`` ends with ``thing.close(error)``: the exception that ended the block, or None."""
+
+    def close(self, error: BaseException | None = None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(exc)
 
 
 atexit.register(close_at_exit)

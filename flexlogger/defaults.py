@@ -1,9 +1,5 @@
 """Defaults every entry point shares, defined once: the Visdom server and port, the run folder's root.
 
-``Run``, ``FlexLogger``, the Visdom sink, the CLI, ``replay``, ``compare``, ``ingest``, the demo and the wandb- and
-TensorBoard-style APIs all take their defaults from here, so changing one (a team's server, say) changes them
-everywhere.
-
 The environment overrides them: ``FLEXLOGGER_SERVER``, ``FLEXLOGGER_PORT`` and ``FLEXLOGGER_LOG_DIR`` (with
 ``VISDOM_USERNAME`` and ``VISDOM_PASSWORD`` for a server with a login), read when a run or a command starts, never at
 import, so that a script nobody edits can be pointed at a team server::
@@ -108,10 +104,9 @@ def resolve(name: str, value: Any) -> Any:
         >>> resolve('port', DEFAULT_PORT), resolve('port', 8097)
         (8100, 8097)
     """
-    if name == "server" and value is DEFAULT_SERVER:
-        return server()
-    if name == "port" and value is DEFAULT_PORT:
-        return port()
-    if name == "log_dir" and value is DEFAULT_LOG_DIR:
-        return log_dir()
-    return value
+    marker, current = _RESOLVED.get(name, (None, None))
+    return current() if current is not None and value is marker else value
+
+
+_RESOLVED: dict[str, tuple[Any, Any]] = {"server": (DEFAULT_SERVER, server), "port": (DEFAULT_PORT, port),
+                                         "log_dir": (DEFAULT_LOG_DIR, log_dir)}

@@ -36,18 +36,17 @@ class InvalidConfigError(ConfigError):
         return type(self), (self.source, self.problems)
 
 
-class UnknownNameError(ConfigError, KeyError):
-    """A meter type, plot type, preset or key is not known; the message lists the close valid names."""
-
+class _UnquotedKeyError(KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
-class UnknownKeyError(FlexLoggerError, KeyError):
-    """``add()``/``log()`` got a key that names no meter or plot of the logger."""
+class UnknownNameError(ConfigError, _UnquotedKeyError):
+    """A meter type, plot type, preset or key is not known; the message lists the close valid names."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+
+class UnknownKeyError(FlexLoggerError, _UnquotedKeyError):
+    """``add()``/``log()`` got a key that names no meter or plot of the logger."""
 
 
 class MeterInputError(FlexLoggerError, ValueError):

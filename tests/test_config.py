@@ -6,6 +6,7 @@ import inspect
 import json
 import pickle
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,38 @@ def test_save_then_load_gives_an_identical_logger(tmp_path: Path, suffix: str, v
     win = json.loads(viz.get_window_data(loaded.windows["err"], env))
     assert {t["name"]: (t["x"], t["y"]) for t in win["content"]["data"]} == {
         "train_err@1": ([4], [pytest.approx(100 / 3)]), "train_err@3": ([4], [0.0])}
+
+
+def built_meters(make: Callable[[], FlexLogger]) -> tuple[int, FlexLogger]:
+    """How many meters ``make()`` builds, counted by a profiler watching ``Meter.__init__`` (nothing is replaced),
+    and the logger it made."""
+    calls = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code is flexlogger.Meter.__init__.__code__:
+            calls += 1
+
+    before = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        logger = make()
+    finally:
+        sys.setprofile(before)
+    return calls, logger
+
+
+@pytest.mark.parametrize("make", [
+    lambda path: FlexLogger(PLOTS, METERS, **OFFLINE),
+    lambda path: FlexLogger.from_config({"plots": PLOTS, "meters": METERS}, **OFFLINE),
+    lambda path: FlexLogger.from_config(save_config({"plots": PLOTS, "meters": METERS}, path), **OFFLINE),
+    lambda path: FlexLogger.from_config({"presets": "acc+lr", "meters": METERS, "plots": PLOTS}, **OFFLINE),
+    lambda path: flexlogger.get_preset_logger("loss+confusion", preset_args={"confusion": {"k": 4}}, **OFFLINE),
+], ids=["constructor", "from_config dict", "from_config file", "from_config presets", "get_preset_logger"])
+def test_each_meter_is_built_once(tmp_path: Path, make: Callable[[Path], FlexLogger],
+                                  closing: Callable[[FlexLogger], FlexLogger]) -> None:
+    calls, logger = built_meters(lambda: closing(make(tmp_path / "c.yaml")))
+    assert len(logger.meters) >= 3 and calls == len(logger.meters)
 
 
 def test_uid_given_is_kept_and_dict_round_trip(closing: Callable[[FlexLogger], FlexLogger]) -> None:

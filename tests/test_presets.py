@@ -502,3 +502,21 @@ def test_installed_package_finds_presets_from_another_folder(tmp_path: Path) -> 
     out = probe(python, elsewhere, XDG_CONFIG_HOME=str(tmp_path))
     assert Path(out["module"]).is_relative_to(venv), out["module"]
     assert Path(out["presets"]).is_relative_to(venv), out["presets"]
+
+
+def test_a_bad_argument_value_in_a_preset_file_is_reported_where_the_preset_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preset's meter templates are checked without being built; each meter is built once, with its final
+    arguments, so a bad value in the file is reported at the expanded meter, and preset_args can correct it."""
+    write(tmp_path, "badconf.yaml", """\
+        plots: {'conf_{phase}': {type: heatmap}}
+        meters: {conf: {type: ConfusionMeter, target: 'conf_{phase}', args: {k: 1}}}
+    """)
+    monkeypatch.setenv("FLEXLOGGER_PRESET_PATH", str(tmp_path))
+    assert flexlogger.preset_info("badconf")["args"]["k"] == 1
+    with pytest.raises(InvalidConfigError, match=r"^get_preset_logger\(\): 2 problems:\n  meters.train_conf.args: "
+                                                 r"meter 'train_conf' \(ConfusionMeter\): expected `k`"):
+        flexlogger.get_preset_logger("badconf", **OFFLINE)
+    stat = flexlogger.get_preset_logger("badconf", preset_args={"badconf": {"k": 3}}, **OFFLINE)
+    assert stat.meters["test_conf"].value().shape == (3, 3)
+    stat.close()

@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from flexlogger.config import options as options_
-from flexlogger.config.parse import SUFFIXES, dump_text, read_file, write_whole
+from flexlogger.config.parse import SUFFIXES, dump_text, read_file
 from flexlogger.config.presets import expand_presets
-from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
+from flexlogger.config.specs import Checked, MeterSpec, PlotSpec, check_definitions
 from flexlogger.errors import ConfigError, InvalidConfigError, unknown_name_message
+from flexlogger.io import atomic_write
 
 PRESET_KEYS = ("presets", "phases", "preset_args")
 DEFINITION_KEYS = ("plots", "meters")
@@ -90,14 +91,20 @@ def load_config(source: str | Path | Mapping[str, Any], **overrides: Any) -> Con
         >>> sorted(cfg.meters), cfg.options['env']
         (['test_loss', 'train_loss'], 'exp2')
     """
+    return read_config(source, overrides)[0]
+
+
+def read_config(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[Config, Checked]:
+    """:func:`load_config`, and its checked definitions with the meters built while checking them, for a logger to
+    use (each meter built once)."""
     raw, name, problems = _read(source)
     raw = {**raw, **overrides}
     options = _options(raw, problems)
-    plots_raw, meters_raw = _definitions(raw, problems)
-    plots, meters = check_definitions(plots_raw, meters_raw, problems)
+    checked = check_definitions(*_definitions(raw, problems), problems)
     if problems:
         raise InvalidConfigError(name, problems)
-    return Config(MappingProxyType(plots), MappingProxyType(meters), MappingProxyType(options), name)
+    config = Config(MappingProxyType(checked.plots), MappingProxyType(checked.meters), MappingProxyType(options), name)
+    return config, checked
 
 
 def _read(source: Any) -> tuple[Mapping[str, Any], str, list[str]]:
@@ -150,16 +157,15 @@ def _definitions(raw: Mapping[str, Any], problems: list[str]) -> tuple[Any, Any]
             if raw.get(key) is not None:
                 problems.append(f"{key}: only used with presets, but the config names none; expected a `presets` "
                                 f"key (e.g. presets: loss+acc) or no `{key}`")
-    own_plots, own_meters = raw.get("plots") or {}, raw.get("meters") or {}
-    for key, own, expanded in (("plots", own_plots, plots_raw), ("meters", own_meters, meters_raw)):
-        if isinstance(own, Mapping):
-            for item in own:
-                if item in expanded:
-                    problems.append(f"{key}.{item}: already defined by preset {origin[item]!r}; expected a name "
-                                    "that no preset uses")
-    all_plots = {**plots_raw, **own_plots} if isinstance(own_plots, Mapping) else own_plots
-    all_meters = {**meters_raw, **own_meters} if isinstance(own_meters, Mapping) else own_meters
-    return all_plots, all_meters
+    merged = []
+    for key, expanded in (("plots", plots_raw), ("meters", meters_raw)):
+        own = raw.get(key) or {}
+        if isinstance(own, Mapping):  # anything else is reported by check_definitions
+            problems.extend(f"{key}.{item}: already defined by preset {origin[item]!r}; expected a name that no "
+                            "preset uses" for item in own if item in expanded)
+            own = {**expanded, **own}
+        merged.append(own)
+    return merged[0], merged[1]
 
 
 # writing ---------------------------------------------------------------------------------------------------------
@@ -231,4 +237,4 @@ def save_config(config: Mapping[str, Any], path: str | Path) -> Path:
         raise ConfigError(f"save_config: unknown suffix {path.suffix!r} of {str(path)!r}; expected one of "
                           f"{', '.join(SUFFIXES)}")
     text = dump_text(plain(config, "config"), fmt, header=f"flexlogger config: FlexLogger.from_config({path.name!r})")
-    return write_whole(path, text)
+    return atomic_write(path, text, make_parents=True)

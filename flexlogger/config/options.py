@@ -2,22 +2,10 @@
 
 ``Run(...)``, ``FlexLogger(...)``, ``TooledModelLogger(...)``, the Visdom sink and ``load_config`` all check options
 through :func:`check_options`, so a config that loads is a config that builds, and an unknown or misspelt keyword
-is reported by the public function the user called, with the closest valid names.
-
-Owners:
-
-- ``run``: the run's identity, folder and length (``env``, ``uid``, ``log_dir``, ``server``, ``port``, ``disabled``,
-  ``max_steps``). A logger given ``run=`` takes none of them but ``max_steps`` (:data:`GIVEN_RUN`), which it sets on
-  that run.
-- ``visdom``: the Visdom sender's settings (``max_points``, ``min_interval``, ...; see ``flexlogger.sinks.visdom``).
-- ``logger``: a FlexLogger's own settings (``strict``, ``distributed``).
-- ``model_logger``: a TooledModelLogger's own settings (``mode``, ``hold``).
-
-:class:`VisdomOptions` and :class:`RunOptions` give the ``run`` and ``visdom`` options their types for the
-``**options`` of ``FlexLogger`` and ``TooledModelLogger`` (``Unpack[RunOptions]``), so that IDEs and mypy see every
-keyword; a test keeps them and the table in step.
-
-Secret options (``password``) are never written to a config, a run record or a ``repr``.
+is reported by the public function the user called, with the closest valid names. An option's owner says who takes
+it: the ``run`` (a logger given ``run=`` takes only :data:`GIVEN_RUN` of these, and sets them on that run), its
+``visdom`` sender, a ``logger`` (FlexLogger) or a ``model_logger`` (TooledModelLogger). :class:`RunOptions` types
+the ``run`` and ``visdom`` options for ``**options`` (a test keeps it and the table in step).
 """
 
 from __future__ import annotations
@@ -58,8 +46,7 @@ class Option:
         default: its default value.
         check: ``value -> bool``; True when the value is valid.
         expected: what a valid value is, for error messages.
-        owner: ``run``, ``visdom`` or ``logger`` (see the module docstring); ``tooled`` or ``recorder`` for the
-            rows of :data:`MODEL_ARGUMENTS`.
+        owner: who takes it (see the module docstring); ``tooled`` or ``recorder`` in :data:`MODEL_ARGUMENTS`.
         pinned: written to a saved config even when it is the default (False for ``uid`` and ``distributed``: a
             reused config decides them afresh in each run).
         secret: never written to a config, a record or a repr.
@@ -215,11 +202,7 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
     for key, value in given.items():
         option = BY_NAME.get(key) if isinstance(key, str) else None
         if option is None or option.owner not in owners:
-            near = [synonyms[key]] if synonyms and isinstance(key, str) and synonyms.get(key) in valid else []
-            near += [n for n in (closest(key, valid) if isinstance(key, str) else []) if n not in near]
-            hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
-            out.append(f"unknown keyword argument {short_repr(key)}{hint}; valid keyword arguments: "
-                       f"{', '.join(valid)}")
+            out.append(_unknown_keyword(key, valid, synonyms or {}))
             continue
         problem = check_option(key, value)
         if problem:
@@ -235,6 +218,15 @@ def check_options(given: Mapping[str, Any], caller: str, owners: Iterable[str] =
             out.append(f"{key}: a Visdom sender option, but server is None (nothing is sent to Visdom); expected "
                        "no Visdom options, or a server")
     return out
+
+
+def _unknown_keyword(name: Any, valid: Sequence[str], synonyms: Mapping[str, str]) -> str:
+    """``unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``: the closest
+    valid names, a known synonym first."""
+    near = [synonyms[name]] if isinstance(name, str) and synonyms.get(name) in valid else []
+    near += [n for n in (closest(name, valid) if isinstance(name, str) else []) if n not in near]
+    hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+    return f"unknown keyword argument {short_repr(name)}{hint}; valid keyword arguments: {', '.join(valid)}"
 
 
 def check_option(name: str, value: Any) -> str | None:
@@ -271,7 +263,7 @@ def raise_problems(caller: str, problems: list[str]) -> None:
 # groups a TooledModel records depend on its ``params``) or is shared with the config loader (a recorder's
 # ``rules``: ``check_rules``) are checked by the constructor after these rows.
 
-__all__ += ["KEYWORD_SYNONYMS", "MODEL_ARGUMENTS", "checked_arguments", "unknown_keyword_message"]
+__all__ += ["KEYWORD_SYNONYMS", "MODEL_ARGUMENTS", "checked_arguments"]
 
 _Init = TypeVar("_Init", bound=Callable[..., None])
 
@@ -320,15 +312,6 @@ MODEL_ARGUMENTS: dict[str, tuple[Option, ...]] = {
 }
 
 
-def unknown_keyword_message(caller: str, name: str, valid: Sequence[str]) -> str:
-    """``TooledModel(): unknown keyword argument 'metrics' (did you mean 'stats'?); valid keyword arguments: ...``:
-    the closest valid names, a known synonym first."""
-    near = [KEYWORD_SYNONYMS[name]] if KEYWORD_SYNONYMS.get(name) in valid else []
-    near += [n for n in closest(name, valid) if n not in near]
-    hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
-    return f"{caller}: unknown keyword argument {short_repr(name)}{hint}; valid keyword arguments: {', '.join(valid)}"
-
-
 def _shown(value: Any) -> str:
     """A bad value as an error shows it: its repr, and its type when the repr does not make it plain."""
     text = short_repr(value)
@@ -359,7 +342,7 @@ def checked_arguments(caller: str) -> Callable[[_Init], _Init]:
         def checked(*args: Any, **kwargs: Any) -> None:
             for name in kwargs:
                 if name not in valid:
-                    raise ConfigError(unknown_keyword_message(caller, name, valid))
+                    raise ConfigError(f"{caller}: {_unknown_keyword(name, valid, KEYWORD_SYNONYMS)}")
             for name, value in signature.bind(*args, **kwargs).arguments.items():
                 row = rows.get(name)
                 if row is not None and not row.check(value):

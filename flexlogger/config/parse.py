@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from flexlogger.errors import ConfigError, short_repr
-from flexlogger.io import atomic_write
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
@@ -48,9 +47,7 @@ class _SafeLoader(yaml.SafeLoader):
                                   "refused: its expansion could be huge)")
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            mark = self.peek_event().start_mark
-            raise ConfigError(f"{self.source}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep; expected "
-                              f"at most {MAX_DEPTH} levels of mappings and lists")
+            raise ConfigError(_too_deep(f"{self.source}:{self.peek_event().start_mark.line + 1}", "mappings and lists"))
         try:
             return super().compose_node(parent, index)
         finally:
@@ -102,8 +99,7 @@ def parse_text(text: str, source: str, fmt: str = "yaml") -> tuple[Any, list[str
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
         except RecursionError:
-            raise ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep; expected at most {MAX_DEPTH} "
-                              "levels of objects and arrays") from None
+            raise ConfigError(_too_deep(source, "objects and arrays")) from None
         _check_depth(data, source)
         return data, duplicates
     loader = _SafeLoader(text, source)
@@ -115,8 +111,7 @@ def parse_text(text: str, source: str, fmt: str = "yaml") -> tuple[Any, list[str
                           "only plain data (mappings, lists, strings, numbers, true/false, null): a tag such as "
                           "!!python/object that would import or run code is not allowed") from None
     except RecursionError:
-        raise ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep; expected at most {MAX_DEPTH} "
-                          "levels of mappings and lists") from None
+        raise ConfigError(_too_deep(source, "mappings and lists")) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -163,6 +158,10 @@ def _too_large(source: str, size: int) -> str:
             "holds definitions and options, not data")
 
 
+def _too_deep(where: str, what: str) -> str:
+    return f"{where}: nested more than {MAX_DEPTH} levels deep; expected at most {MAX_DEPTH} levels of {what}"
+
+
 def _check_expanded_size(root: yaml.Node, source: str) -> None:
     """Refuse a YAML document whose values, once every alias is expanded, exceed ``MAX_NODES`` (billion laughs).
 
@@ -204,8 +203,7 @@ def _check_depth(data: Any, source: str) -> None:
         value, depth = stack.pop()
         if isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                raise ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep; expected at most "
-                                  f"{MAX_DEPTH} levels of objects and arrays")
+                raise ConfigError(_too_deep(source, "objects and arrays"))
             stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
 
 
@@ -216,8 +214,3 @@ def dump_text(data: Any, fmt: str, header: str = "") -> str:
     comment = f"# {header}\n" if header else ""
     return comment + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
-
-def write_whole(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (an existing file
-    is replaced only once the new one is complete: a full disk leaves the old one as it was)."""
-    return atomic_write(path, text, make_parents=True)

@@ -149,9 +149,10 @@ def _parse_preset(name: str, source: str, where: str, data: Any, problems: list[
     if not isinstance(required, Mapping) or not all(isinstance(v, str) for v in required.values()):
         problems.append(f"required: expected a mapping of meter argument -> description, but got {required!r}")
         required = {}
-    # per-phase meter templates become {phase}_{name}: a template may share its plot's name (loss -> train_loss)
-    plots, meters = check_definitions(data.get("plots"), data.get("meters"), problems,
-                                      check_shared=per_phase is False)
+    # the templates' meters are built when expanded, with their final arguments; a per-phase template may share
+    # its plot's name (the meter loss becomes train_loss)
+    plots, meters, _ = check_definitions(data.get("plots"), data.get("meters"), problems, build=False,
+                                         check_shared=per_phase is False)
     accepted = {a for spec in meters.values() for a in meter_args(spec.type)}
     for arg in required:
         if meters and arg not in accepted:
@@ -400,13 +401,3 @@ def _merge(name: str, key: str, new: Mapping[str, Any], into: dict[str, Any], or
             into[item] = spec
             origin[item] = name
 
-
-def compose(names: Any, phases: Any = None, preset_args: Any = None, taken: Iterable[str] = ()
-            ) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
-    """Compose presets into validated plot and meter specs, or raise one error listing every problem."""
-    problems: list[str] = []
-    plots_raw, meters_raw, _ = expand_presets(names, phases, preset_args, problems, taken)
-    plots, meters = check_definitions(plots_raw, meters_raw, problems)
-    if problems:
-        raise InvalidConfigError("", problems)
-    return plots, meters

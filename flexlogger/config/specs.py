@@ -10,13 +10,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from flexlogger.config.registry import METERS, PLOTS, make_meter, meter_args, meter_class, view_for
 from flexlogger.core.aggregate import AGGREGATES
 from flexlogger.errors import ConfigError, Problem, UnknownNameError, short_repr, unknown_name_message
+from flexlogger.meters import Meter
 from flexlogger.sinks.visdom.rules import check_opts
 
 PLOT_KEYS = ("type", "opts", "aggregate", "smooth")
@@ -277,9 +278,8 @@ def trace_style(display: Mapping[str, Any], kind: str = "line") -> dict[str, Any
     return out
 
 
-def check_targets(name: str, meter: MeterSpec, plots: Mapping[str, PlotSpec], where: str = "") -> None:
+def _check_targets(meter: MeterSpec, plots: Mapping[str, PlotSpec], where: str) -> None:
     """Check that every plot ``meter`` targets exists and can draw it."""
-    where = where or f"meters.{name}"
     for target in meter.target:
         if target not in plots:
             raise UnknownNameError(f"{where}.target: " + unknown_name_message("plot", target, plots))
@@ -290,17 +290,19 @@ def check_targets(name: str, meter: MeterSpec, plots: Mapping[str, PlotSpec], wh
                               f"{meter.type} ({METERS[meter.type].plots_as}); plot types that can: {', '.join(able)}")
 
 
-def check_capacity(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec]) -> None:
-    """Check that no plot gets more meters than its type can show (e.g. one matrix per heatmap)."""
+def _capacity_problems(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec]) -> list[str]:
+    """A problem for each plot that more meters target than its type can show (e.g. one matrix per heatmap)."""
+    problems = []
     for name, plot in plots.items():
         limit = PLOTS[plot.type].max_meters
         fed = [m for m, spec in meters.items() if name in spec.target]
         if limit is not None and len(fed) > limit:
-            raise ConfigError(f"plots.{name}: a {plot.type!r} plot shows at most {limit} meter(s), but "
-                              f"{', '.join(fed)} target it; give each its own plot")
+            problems.append(f"plots.{name}: a {plot.type!r} plot shows at most {limit} meter(s), but "
+                            f"{', '.join(fed)} target it; give each its own plot")
+    return problems
 
 
-def check_names(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec], prefix: str = "") -> list[str]:
+def _shared_name_problems(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec]) -> list[str]:
     """Names used by both a plot and a meter, where that is ambiguous: ``log(keys=name)`` selects a plot's
     meters or the meter of that name, so a plot and a meter may share a name only when that meter is the one meter
     feeding that plot (``{'lr': line}`` with ``{'lr': ValueMeter -> lr}``): both readings then select the same."""
@@ -311,115 +313,98 @@ def check_names(plots: Mapping[str, PlotSpec], meters: Mapping[str, MeterSpec], 
             others = [m for m in fed if m != name]
             why = (f"meter {name!r} does not feed plot {name!r}" if name not in fed else
                    f"plot {name!r} is also fed by {', '.join(map(repr, others))}")
-            problems.append(f"{prefix}meters.{name}: {name!r} names both a plot and a meter, and {why}: "
+            problems.append(f"meters.{name}: {name!r} names both a plot and a meter, and {why}: "
                             "log(keys=...) would be ambiguous; expected distinct names, or a plot fed only by the "
                             "meter of its name")
     return problems
 
 
-def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str], prefix: str = "",
+class Checked(NamedTuple):
+    """The valid new definitions :func:`check_definitions` found, and their meters, built."""
+
+    plots: dict[str, PlotSpec]
+    meters: dict[str, MeterSpec]
+    built: dict[str, Meter]
+
+
+def check_definitions(plots_raw: Any, meters_raw: Any, problems: list[str],
                       existing_plots: Mapping[str, PlotSpec] | None = None,
-                      existing_meters: Mapping[str, MeterSpec] | None = None, check_shared: bool = True,
-                      built: dict[str, Any] | None = None) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec]]:
+                      existing_meters: Mapping[str, MeterSpec] | None = None, build: bool = True,
+                      check_shared: bool = True) -> Checked:
     """Validate ``plots`` and ``meters`` sections together, appending every problem to ``problems``.
 
-    The one place where definitions are checked: ``FlexLogger(...)``, ``update_config``,
-    ``load_config`` and presets all call it, so a config that loads is a config that builds. Besides each spec
-    on its own (type, keys, Visdom opts, meter args) it checks targets, names clashing with existing ones,
-    names shared by a plot and a meter (see :func:`check_names`), plot capacity, and builds each meter (so that bad
-    argument values are reported too): into ``built`` for a caller that keeps them, so that a meter is built once.
+    The one place where definitions are checked (``FlexLogger(...)``, ``update_config``, ``load_config`` and
+    presets): each spec on its own (type, keys, Visdom opts, meter args), targets, names clashing with existing
+    ones, names shared by a plot and a meter, plot capacity. Each meter is built here, which reports bad argument
+    values too, and the caller uses the meters built: a meter is built once.
 
     Args:
         plots_raw, meters_raw: the new definitions (mappings of name -> dict or spec).
         problems: where problems go, each prefixed with its path (``meters.train_loss.type: ...``).
-        prefix: prepended to every path.
-        existing_plots, existing_meters: definitions already built (a logger's), which the new ones join.
-        check_shared: check names shared by a plot and a meter (off for presets' per-phase templates, which may
+        existing_plots, existing_meters: a logger's definitions, which the new ones join.
+        build: build the meters (off for a preset's templates, built with their final arguments when expanded).
+        check_shared: check names shared by a plot and a meter (off for a preset's per-phase templates, which may
             share their plot's name: the meter ``loss`` becomes ``train_loss``).
-        built: where the meters of the valid new definitions go, built (name -> meter), or None to drop them.
-
-    Returns:
-        The new definitions that are valid.
     """
     old_plots, old_meters = dict(existing_plots or {}), dict(existing_meters or {})
-    sections = {key: _section(key, raw, problems, prefix)
-                for key, raw in (("plots", plots_raw), ("meters", meters_raw))}
+    sections = {key: _section(key, raw, problems) for key, raw in (("plots", plots_raw), ("meters", meters_raw))}
     for key, old in (("plots", old_plots), ("meters", old_meters)):
-        for name in sections[key]:
-            if name in old:
-                problems.append(f"{prefix}{key}.{name}: {name!r} already defined; remove() it first")
-    plots = _parse_plots(sections["plots"], old_plots, problems, prefix)
-    all_plots = {**old_plots, **plots}
-    meters, parsed = _parse_meters(sections["meters"], sections["plots"], all_plots, old_meters, problems, prefix,
-                                   built)
-    all_meters = {**old_meters, **meters}
-    if check_shared:
-        problems.extend(check_names(all_plots, {**old_meters, **parsed}, prefix))
-    for name, plot in all_plots.items():
+        problems.extend(f"{key}.{name}: {name!r} already defined; remove() it first"
+                        for name in sections[key] if name in old)
+    checked = Checked({}, {}, {})
+    for name, raw in sections["plots"].items():
         try:
-            check_capacity({name: plot}, all_meters)
+            if name not in old_plots:
+                checked.plots[name] = parse_plot(name, raw, f"plots.{name}")
         except ConfigError as exc:
-            problems.append(Problem.of(exc, prefix))
-    return plots, meters
+            problems.append(Problem.of(exc))
+    all_plots = {**old_plots, **checked.plots}
+    parsed = _parse_meters(sections["meters"], sections["plots"], all_plots, old_meters, problems, checked,
+                           build)
+    if check_shared:
+        problems.extend(_shared_name_problems(all_plots, {**old_meters, **parsed}))
+    problems.extend(_capacity_problems(all_plots, {**old_meters, **checked.meters}))
+    return checked
 
 
-def _section(key: str, raw: Any, problems: list[str], prefix: str) -> Mapping[str, Any]:
+def _section(key: str, raw: Any, problems: list[str]) -> Mapping[str, Any]:
     """The ``plots`` or ``meters`` section ``raw`` as a mapping (empty, with a problem, when it is not one)."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
         what = "{type, opts}" if key == "plots" else "{type, target, args}"
-        problems.append(f"{prefix}{key}: expected a mapping of {key[:-1]} name -> {what}, "
+        problems.append(f"{key}: expected a mapping of {key[:-1]} name -> {what}, "
                         f"but got {type(raw).__name__} {short_repr(raw)}")
         return {}
     return raw
 
 
-def _parse_plots(section: Mapping[str, Any], old_plots: Mapping[str, PlotSpec], problems: list[str],
-                 prefix: str) -> dict[str, PlotSpec]:
-    """The plots of ``section`` that parse and are not defined already."""
-    plots: dict[str, PlotSpec] = {}
-    for name, raw in section.items():
-        if name in old_plots:
-            continue
-        try:
-            plots[name] = parse_plot(name, raw, f"{prefix}plots.{name}")
-        except ConfigError as exc:
-            problems.append(Problem.of(exc))
-    return plots
-
-
 def _parse_meters(section: Mapping[str, Any], plot_section: Mapping[str, Any], all_plots: Mapping[str, PlotSpec],
-                  old_meters: Mapping[str, MeterSpec], problems: list[str], prefix: str,
-                  built: dict[str, Any] | None) -> tuple[dict[str, MeterSpec], dict[str, MeterSpec]]:
-    """The meters of ``section`` that parse, target plots of ``all_plots`` and build (each built into ``built``).
-
-    Returns:
-        The valid meters, and every meter that parses, valid targets or not (for the name check).
-    """
-    meters: dict[str, MeterSpec] = {}
+                  old_meters: Mapping[str, MeterSpec], problems: list[str], checked: Checked,
+                  build: bool) -> dict[str, MeterSpec]:
+    """Put the meters of ``section`` that parse and target plots of ``all_plots`` into ``checked`` (built, with
+    ``build``); return every meter that parses, valid targets or not (for the name check)."""
     parsed: dict[str, MeterSpec] = {}
     for name, raw in section.items():
         if name in old_meters:
             continue
-        where = f"{prefix}meters.{name}"
+        where = f"meters.{name}"
         try:
-            spec = parse_meter(name, raw, where)
+            spec = parsed[name] = parse_meter(name, raw, where)
         except ConfigError as exc:
             problems.append(Problem.of(exc))
             continue
-        parsed[name] = spec
         try:
             if all(t in all_plots for t in spec.target if t in plot_section):  # a broken plot: reported
-                check_targets(name, spec, all_plots, where)
-            meters[name] = spec
+                _check_targets(spec, all_plots, where)
+            checked.meters[name] = spec
         except ConfigError as exc:
             problems.append(Problem.of(exc))
+        if not build:
+            continue
         try:
-            meter = make_meter(name, spec.type, dict(spec.args))
-            if built is not None:
-                built[name] = meter
+            checked.built[name] = make_meter(name, spec.type, dict(spec.args))
         except (ConfigError, TypeError, ValueError) as exc:
             problems.append(Problem.of(exc, f"{where}.args: ") if isinstance(exc, ConfigError)
                             else f"{where}.args: {exc}")
-    return meters, parsed
+    return parsed

@@ -2,18 +2,11 @@
 
 A line plot may declare ``aggregate`` and ``smooth`` beside ``type`` and ``opts`` (see ``flexlogger.config.specs``):
 
-- ``aggregate: candlestick``: each trace is drawn as boxes, one per bucket of steps: minimum, first quartile,
-  median, third quartile and maximum of every point of the bucket, computed exactly (:func:`five_numbers`, equal to
-  ``np.quantile(values, [0, .25, .5, .75, 1])``, method ``linear``). ``aggregate: auto`` draws lines until a trace
-  holds more than ``max_points`` points, then boxes.
-- Buckets (:func:`bucket_width`, :func:`bucket_index`): equal ranges of steps, ``width`` a power of two, starting at
-  the trace's first step; the width doubles whenever the trace would need more than ``max_boxes`` buckets, so a
-  window shows between ``max_boxes / 2`` and ``max_boxes`` boxes per trace, each exact.
-- NaN and +-Inf are left out of a box's statistics and counted in it (``nonfinite``); a bucket with no finite
-  value draws no box.
-- ``smooth: w`` (0 < w < 1): an exponentially weighted moving average drawn beside the raw trace (which stays,
-  fainter), TensorBoard's debiased form (:func:`smooth`): the first smoothed value is the first raw value;
-  non-finite values are skipped (a gap in the smoothed trace) and do not enter the average.
+- ``aggregate: candlestick``: each trace is drawn as boxes, the exact :func:`five_numbers` of each bucket of steps.
+  ``aggregate: auto`` draws lines until a trace holds more than ``max_points`` points, then boxes.
+- Buckets: equal ranges of steps from the trace's first, their width a power of two that doubles whenever the trace
+  would need more than ``max_boxes`` (:func:`bucket_width`), so a window shows ``max_boxes / 2`` to ``max_boxes``.
+- ``smooth: w`` (0 < w < 1): :func:`smooth`'s moving average drawn beside the raw trace, which stays, fainter.
 """
 
 from __future__ import annotations
@@ -96,10 +89,8 @@ class Candlesticks:
 
 
 def five_numbers(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, float, float, int, int]:
-    """``(min, q1, median, q3, max, finite count, non-finite count)`` of ``values``, NaN/Inf left out.
-
-    The quartiles are numpy's (``np.quantile``, method ``linear``) of the finite values; all five are NaN when no
-    value is finite.
+    """``(min, q1, median, q3, max, finite count, non-finite count)`` of ``values``: ``np.quantile`` (method
+    ``linear``) of the finite values, all five NaN when none is.
 
     Example:
         >>> five_numbers([1.0, 2.0, 3.0, 4.0, float('nan')])

@@ -4,12 +4,12 @@ and ``remove()`` make over them."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from flexlogger.config.specs import MeterSpec, PlotSpec
+from flexlogger.config.specs import Checked, MeterSpec, PlotSpec
 from flexlogger.errors import ArgumentTypeError, MeterInputError, UnknownKeyError, short_repr, unknown_name_message
 from flexlogger.meters import Meter
 
@@ -29,12 +29,11 @@ class Definitions:
         self.meters: dict[str, Meter] = {}
         self.shape_checks: dict[str, tuple[str, str]] = {}  # meter -> (plot, kind) whose data shape add() checks
 
-    def install(self, new_plots: Mapping[str, PlotSpec], new_specs: Mapping[str, MeterSpec],
-                built: Mapping[str, Meter]) -> None:
+    def install(self, checked: Checked) -> None:
         """Add checked plots and meter specs, with the meters built while checking them."""
-        self.plots.update(new_plots)
-        self.specs.update(new_specs)
-        self.meters.update((name, built[name]) for name in new_specs)
+        self.plots.update(checked.plots)
+        self.specs.update(checked.meters)
+        self.meters.update((name, checked.built[name]) for name in checked.meters)
         self._update_shape_checks()
 
     def remove(self, keys: list[str]) -> list[str]:

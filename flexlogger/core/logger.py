@@ -13,17 +13,17 @@ import numbers
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Unpack
 
 import numpy as np
 from tabulate import tabulate
 
-from flexlogger.config.config import config_dict, load_config, save_config
+from flexlogger.closing import ClosedByWith
+from flexlogger.config.config import config_dict, read_config, save_config
 from flexlogger.config.options import GIVEN_RUN, RunOptions, check_options, raise_problems
 from flexlogger.config.presets import DEFAULT_PHASES, expand_presets
 from flexlogger.config.registry import PLOTS, view_for
-from flexlogger.config.specs import MeterSpec, PlotSpec, check_definitions
+from flexlogger.config.specs import Checked, MeterSpec, PlotSpec, check_definitions
 from flexlogger.core import distributed as distributed_
 from flexlogger.core.definitions import Definitions
 from flexlogger.core.plots import Histogram, bin_values
@@ -62,7 +62,12 @@ Observer = Callable[[float, dict[str, float], list[str]], Iterable[Released] | N
 """``callback(step, series, plots)``, called after every step ``log()`` draws (see :meth:`FlexLogger.observe`)."""
 
 
-class FlexLogger(ShowsRecordCalls):
+def _of_run(name: str, doc: str | None = None) -> Any:
+    """A read-only logger attribute that is its run's ``name`` (``Stat.env`` is ``Stat.run.env``)."""
+    return property(lambda logger: getattr(logger.run, name), doc=doc)
+
+
+class FlexLogger(ShowsRecordCalls, ClosedByWith):
     """Meters and the Visdom windows they feed, built from plain dicts.
 
     Args:
@@ -77,12 +82,9 @@ class FlexLogger(ShowsRecordCalls):
         distributed: pool meters over ``torch.distributed`` ranks on ``log()``/``value()``, which then become
             collective calls, and draw from rank 0 only (see ``flexlogger.core.distributed``). Default: on when a
             process group with more than one rank is initialised.
-        **run_options: the options of the run it makes (without ``run=``): ``env``, ``uid``, ``server``,
-            ``port``, ``log_dir``, ``disabled``, ``max_steps`` and the Visdom sender's (``max_points``,
-            ``min_interval``, ...); see :class:`~flexlogger.core.run.Run` and
-            ``flexlogger.config.options``. ``max_steps`` (the
-            number of steps the run will log, counted from 0: progress and an ETA in :meth:`show`, in a
-            ``run_status`` window and in ``summary.json``) is also taken with ``run=``, and set on that run.
+        **run_options: the options of the run it makes, as :class:`~flexlogger.core.run.Run` takes them (``env``,
+            ``server``, ``port``, ``log_dir``, ``max_steps``, the Visdom sender's, ...). With ``run=`` only
+            ``max_steps``, which is set on that run.
 
     Attributes:
         run: the logger's :class:`~flexlogger.core.run.Run`; ``env``, ``uid`` and ``run_dir`` are the run's.
@@ -104,12 +106,13 @@ class FlexLogger(ShowsRecordCalls):
 
     def _init(self, caller: str, arguments: tuple[str, ...], plots: Mapping[str, Any] | None,
               meters: Mapping[str, Any] | None, run: Run | None, strict: bool, sinks: Iterable[Sink],
-              distributed: bool | None, run_options: Mapping[str, Any]) -> None:
+              distributed: bool | None, run_options: Mapping[str, Any], checked: Checked | None = None) -> None:
         """Check every argument through the option table and the spec checks, reporting every problem at once as
         ``caller``'s (the public function the user called, whose other arguments are ``arguments``), then make the
-        run (unless given) and the meters."""
-        new_plots, new_specs, built = _check_arguments(caller, arguments, plots, meters, run, strict, sinks,
-                                                       distributed, run_options)
+        run (unless given) and install the meters (``checked``: ``plots`` and ``meters`` checked and built
+        already)."""
+        checked = _check_arguments(caller, arguments, plots, meters, run, strict, sinks, distributed, run_options,
+                                   checked)
         self.strict = strict
         self.distributed = distributed_.active() if distributed is None else distributed
         self._logger_options: dict[str, Any] = {"strict": strict, "distributed": distributed}
@@ -127,38 +130,25 @@ class FlexLogger(ShowsRecordCalls):
             max_steps = run_options.get("max_steps")
             if max_steps is not None and not self._owns_run:
                 run.set_max_steps(max_steps)
-            self._install(new_plots, new_specs, built)
+            self._install(checked)
         except BaseException:
             if self._owns_run:
                 run.close()
             raise
 
-    @property
-    def env(self) -> str:
-        return self.run.env
-
-    @property
-    def uid(self) -> str:
-        return self.run.uid
-
-    @property
-    def server(self) -> str | None:
-        return self.run.server
-
-    @property
-    def port(self) -> int:
-        return self.run.port
-
-    @property
-    def run_dir(self) -> Path | None:
-        """The run record's folder (``<log_dir>/<env>/<uid>``), or None without a record."""
-        return self.run.dir
+    env: str = _of_run("env")
+    uid: str = _of_run("uid")
+    server: str | None = _of_run("server")
+    port: int = _of_run("port")
+    run_dir: Path | None = _of_run("dir", "The run record's folder (``<log_dir>/<env>/<uid>``), or None without a "
+                                          "record.")
+    disabled: bool = _of_run("disabled", "True while every logging call of the logger's run is a no-op (meters, "
+                                         "``value()`` and ``best()`` keep working).")
 
     # definitions -------------------------------------------------------------------------------------------
-    def _install(self, new_plots: dict[str, PlotSpec], new_specs: dict[str, MeterSpec],
-                 built: Mapping[str, Meter]) -> None:
-        self.run.claim(self, new_plots)
-        self._defs.install(new_plots, new_specs, built)
+    def _install(self, checked: Checked) -> None:
+        self.run.claim(self, checked.plots)
+        self._defs.install(checked)
         self._changed()
 
     def _changed(self) -> None:
@@ -167,23 +157,18 @@ class FlexLogger(ShowsRecordCalls):
         self.run.set_config(self, self.to_config())
 
     def update_config(self, plots: Mapping[str, Any] | None = None, meters: Mapping[str, Any] | None = None) -> None:
-        """Add plots and meters to the logger, all or nothing (every problem reported together).
-
-        Takes what the constructor takes: ``Stat.update_config({'lr': {'type': 'line'}}, {'lr_value':
-        {'type': 'ValueMeter', 'target': 'lr'}})``; a meter may feed plots the logger has already. Presets too, as a
-        config gives them: ``cfg = flexlogger.load_config({'presets': 'auc'}); Stat.update_config(cfg.plots,
-        cfg.meters)``.
+        """Add plots and meters as the constructor takes them, all or nothing (every problem reported together); a
+        meter may feed plots the logger has already. Presets too: ``cfg = flexlogger.load_config({'presets': 'auc'});
+        Stat.update_config(cfg.plots, cfg.meters)``.
 
         Raises:
             ConfigError: a bad definition or a name the logger has already (:class:`InvalidConfigError` for several).
         """
         problems: list[str] = []
-        built: dict[str, Meter] = {}
-        new_plots, new_specs = check_definitions(plots or {}, meters or {}, problems,
-                                                 existing_plots=self._defs.plots, existing_meters=self._defs.specs,
-                                                 built=built)
+        checked = check_definitions(plots or {}, meters or {}, problems, existing_plots=self._defs.plots,
+                                    existing_meters=self._defs.specs)
         raise_problems("update_config()", problems)
-        self._install(new_plots, new_specs, built)
+        self._install(checked)
 
     def remove(self, keys: str | Iterable[str]) -> None:
         """Remove meters and plots. Removing a plot removes the meters that fed only that plot.
@@ -220,12 +205,9 @@ class FlexLogger(ShowsRecordCalls):
         return self.run.window_id(plot)
 
     def to_config(self) -> dict[str, Any]:
-        """The logger as a config dict: its options (its run's env, server, port, log_dir and Visdom sender options;
-        uid only when one was given, so that a reused config gives each run its own windows; never a password),
-        strict, plots and meters.
-
-        ``FlexLogger.from_config(Stat.to_config())`` makes an identical logger. Extra ``sinks`` are not included.
-        """
+        """The logger as a config dict (its run's options, strict, plots and meters; see
+        ``flexlogger.config.config``): ``FlexLogger.from_config(Stat.to_config())`` makes an identical logger, but
+        for extra ``sinks``."""
         return config_dict(self._defs.plots, self._defs.specs, {**self.run.options, **self._logger_options})
 
     def save_config(self, path: str | Path) -> Path:
@@ -234,18 +216,19 @@ class FlexLogger(ShowsRecordCalls):
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any], **overrides: Any) -> FlexLogger:
-        """A logger from a config file (``.yaml``/``.yml``/``.json``) or dict, validated as a whole first.
-
-        ``overrides`` replace the config's top-level keys (``env='exp2'``); ``sinks=`` adds extra sinks.
-        Every problem is reported at once (:class:`~flexlogger.errors.InvalidConfigError`);
-        see ``flexlogger.config.config``.
-        """
+        """A logger from a config file (``.yaml``/``.yml``/``.json``) or dict, validated as a whole first (every
+        problem reported at once, see :func:`~flexlogger.config.config.load_config`); ``overrides`` replace its
+        top-level keys (``env='exp2'``); ``run=`` and ``sinks=`` are as for the constructor."""
         extra = {k: overrides.pop(k) for k in ("sinks", "run") if k in overrides}
-        config = load_config(source, **overrides)
+        config, checked = read_config(source, overrides)
         options = dict(config.options)
         if "run" in extra:  # the run's options are the run's: the config's are not used (but GIVEN_RUN's)
             options = {k: v for k, v in options.items() if k in ("strict", "distributed") or k in GIVEN_RUN}
-        return cls(config.plots, config.meters, **extra, **options)
+        strict, distributed = options.pop("strict", True), options.pop("distributed", None)
+        logger = cls.__new__(cls)
+        logger._init(f"{cls.__name__}.from_config()", ("source",), config.plots, config.meters, extra.get("run"),
+                     strict, extra.get("sinks", ()), distributed, options, checked)
+        return logger
 
     # the loop ----------------------------------------------------------------------------------------------
     def add(self, values: Mapping[str, Any]) -> None:
@@ -343,11 +326,10 @@ class FlexLogger(ShowsRecordCalls):
         return updates
 
     def observe(self, callback: Observer) -> Callable[[], None]:
-        """Call ``callback(step, series, plots)`` after every step :meth:`log` draws: ``series`` holds the logged
-        values drawn as points (``{'train_loss': 0.51, 'train_err@1': 12.5}``), ``plots`` names the windows that got
-        an update. The callback may return steps to draw next, as ``(step, values for add(), keys)``: the same
-        ``log()`` call draws them after its own, in order (a TooledModelLogger holds its first steps until the
-        logger's own windows are drawn, and releases them so). Returns a function that removes the callback."""
+        """Call ``callback(step, series, plots)`` after every step :meth:`log` draws, with the values drawn as points
+        (``{'train_loss': 0.51}``) and the windows updated; return a function that removes it. The callback may
+        return steps to draw next, as ``(step, values for add(), keys)``: the same ``log()`` draws them after its
+        own, in order (a TooledModelLogger releases the steps it held so)."""
         return self._observers.add(callback)
 
     def _sources(self, chosen: list[str]) -> dict[str, Meter]:
@@ -356,9 +338,9 @@ class FlexLogger(ShowsRecordCalls):
         return distributed_.pooled(meters) if self.distributed else meters
 
     def best(self) -> dict[str, tuple[float, float]]:
-        """``{meter: (best value, step)}`` for the meters whose spec says ``best: min`` or ``best: max``, over
-        every ``log()`` so far (a meter with several series, e.g. ClassErrorMeter with topk=[1, 5], has one entry
-        per series: ``train_err@1``, ``train_err@5``). Also written to ``summary.json`` and shown in the legend.
+        """``{meter: (best value, step)}`` over every ``log()`` so far, for the meters whose spec says ``best: min``
+        or ``best: max`` (one entry per series: ``train_err@1``, ``train_err@5``); also in ``summary.json`` and the
+        legend.
 
         Example:
             >>> Stat.best()
@@ -407,23 +389,10 @@ class FlexLogger(ShowsRecordCalls):
             raise LoggerClosedError(f"log(): this {type(self).__name__} is closed (env {self.env!r}, uid {self.uid!r});"
                                     " create a new one to log again")
 
-    def __enter__(self) -> FlexLogger:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close(exc)
-
     def _record_calls(self) -> RecordCalls:
         """The run's record calls, shown as the logger's methods: ``Stat.log_text(...)`` is ``Stat.run.log_text(...)``
         (a convenience for users of lavd, who hold one object; the run's is the documented path)."""
         return self.run.calls
-
-    @property
-    def disabled(self) -> bool:
-        """True while every logging call of the logger's run is a no-op (meters, ``value()`` and ``best()`` keep
-        working)."""
-        return self.run.disabled
 
     def disable(self) -> None:
         """Make every logging call a no-op until :meth:`enable` (the run's :meth:`~flexlogger.core.run.Run.disable`:
@@ -552,14 +521,10 @@ def _checked_step(step: Any) -> float:
 
 def _check_arguments(caller: str, arguments: tuple[str, ...], plots: Mapping[str, Any] | None,
                      meters: Mapping[str, Any] | None, run: Run | None, strict: bool, sinks: Iterable[Sink],
-                     distributed: bool | None, run_options: Mapping[str, Any],
-                     ) -> tuple[dict[str, PlotSpec], dict[str, MeterSpec], dict[str, Meter]]:
-    """Check a logger's arguments through the option table and the spec checks, raising every problem at once as
-    ``caller``'s (whose other arguments are ``arguments``), before a folder or a thread is made.
-
-    Returns:
-        The checked plots and meter specs, and the meters built while checking them.
-    """
+                     distributed: bool | None, run_options: Mapping[str, Any], checked: Checked | None) -> Checked:
+    """Check a logger's arguments through the option table and the spec checks (unless ``checked`` already),
+    raising every problem at once as ``caller``'s (whose other arguments are ``arguments``), before a folder or a
+    thread is made; return the checked definitions and their meters."""
     problems: list[str] = []
     for name, value in (("plots", plots), ("meters", meters)):
         if value is not None and not isinstance(value, Mapping):
@@ -575,11 +540,11 @@ def _check_arguments(caller: str, arguments: tuple[str, ...], plots: Mapping[str
         if own:
             problems.append(f"{', '.join(own)}: options of the run, but a run was given (run=); expected them "
                             "on the Run, or no run=")
-    built: dict[str, Meter] = {}
-    new_plots, new_specs = check_definitions(plots if isinstance(plots, Mapping) else {},
-                                             meters if isinstance(meters, Mapping) else {}, problems, built=built)
+    if checked is None:
+        checked = check_definitions(plots if isinstance(plots, Mapping) else {},
+                                    meters if isinstance(meters, Mapping) else {}, problems)
     raise_problems(caller, problems)
-    return new_plots, new_specs, built
+    return checked
 
 
 def _definitions_table(defs: Definitions) -> str:

@@ -1,25 +1,16 @@
 """Run: one training run: its folder, its sinks (the run record, the Visdom sender) and its status.
 
-Every logger of a run writes through it: a :class:`~flexlogger.core.logger.FlexLogger` and a
-:class:`~flexlogger.model.logger.TooledModelLogger` given the same run write one run record and share one Visdom
-sender thread, and their windows sit in one env. A logger made without ``run=`` makes its own run from its options.
-
-The run owns its parts: the record calls (:class:`~flexlogger.experiment.calls.RecordCalls`, shown as
-``run.log_text(...)`` etc.), the run folder's writer and the status (:class:`~flexlogger.experiment.status.RunStatus`).
-Data flows one way: loggers hand the run updates (:meth:`Run.write`) and push what its summary and ``config.json``
-need (:meth:`Run.set_best`, :meth:`Run.set_config`); the run never calls back into a logger.
+The loggers given one run write one run record, share one Visdom sender thread and draw in one env; a logger made
+without ``run=`` makes its own. Data flows one way: loggers hand the run updates (:meth:`Run.write`) and push what
+its summary and ``config.json`` need (:meth:`Run.set_best`, :meth:`Run.set_config`); the run never calls back into
+a logger. A run left open is closed at interpreter exit (``crashed`` when the script died of an uncaught
+exception); a child made with ``os.fork()`` never closes or writes its parent's run.
 
 Example:
     >>> with flexlogger.Run(env='mnist') as run:
     ...     Stat = flexlogger.FlexLogger(plots, meters, run=run)
     ...     TMLogger = flexlogger.TooledModelLogger(model, logger=Stat)
     ...     ...                              # one folder runs/mnist/<uid>, one sender thread, one env
-
-Closing: ``run.close()`` (or the end of the ``with`` block) flushes the Visdom sender, closes it, then closes the
-record with the run's summary (the points the server did not get, and the status: ``finished``, ``crashed`` or
-``interrupted`` when the ``with`` block raised; ``sys.exit(0)`` in it is ``finished``). A run a user forgets to
-close is closed at interpreter exit (``crashed`` when the script died of an uncaught exception). A child made with
-``os.fork()`` never closes or writes its parent's run.
 """
 
 from __future__ import annotations
@@ -120,8 +111,7 @@ class Run(ShowsRecordCalls):
         self.uid: str = uid or default_uid()
         self.server, self.port, self.log_dir = server, port, log_dir
         self.disabled: bool = distributed_.rank() != 0 if disabled is None else disabled
-        # for to_config(): the run's options with their values (defaults included), the Visdom sender's as given;
-        # never a secret
+        # for to_config(): every option's value (defaults included), never a secret
         self.options: dict[str, Any] = {"env": env, "uid": uid, "server": server, "port": port, "log_dir": log_dir,
                                         "disabled": disabled, "max_steps": max_steps,
                                         **{k: v for k, v in given.items() if k not in SECRET}}
@@ -148,8 +138,6 @@ class Run(ShowsRecordCalls):
         _open_runs.add(self)
 
     def _record_calls(self) -> RecordCalls:
-        """The run's own record calls, which :class:`~flexlogger.experiment.forward.ShowsRecordCalls` shows as
-        the run's methods (``run.log_text(...)``, the documented path)."""
         return self.calls
 
     @property
@@ -186,8 +174,7 @@ class Run(ShowsRecordCalls):
     def enable(self) -> None:
         """Log again after :meth:`disable`. A run made with ``disabled=True`` opens its folder and its Visdom sender
         now (the first time)."""
-        if self._closed:
-            raise ConfigError(f"enable(): run {self.uid!r} (env {self.env!r}) is closed; create a new one to log again")
+        self._check_open("enable()")
         if not self._opened:
             self._open("enable()", self.log_dir, self.server, self.port, self._sink_options)
         self.disabled = False
@@ -359,6 +346,10 @@ class Run(ShowsRecordCalls):
         self._status.written = time.time()
         if self._record is not None:
             self._record.write_summary(self.summary_fields())
+        return self._status_window()
+
+    def _status_window(self) -> list[Update]:
+        """The status window's update (none without ``max_steps``)."""
         if not self._status.max_steps:
             return []
         return [self.calls.window_update(STATUS_PLOT, "text", self._status.rows(self.status), None)]
@@ -395,10 +386,9 @@ class Run(ShowsRecordCalls):
         return self._closed
 
     def close(self, status: str = "finished", error: BaseException | None = None) -> None:
-        """Flush and close the sinks: the Visdom sender first, then the record with the run's summary.
-
-        Closing twice is harmless. In a child made with ``os.fork()`` it does nothing (the parent owns the run).
-        """
+        """Flush and close the sinks: the Visdom sender first, then the record with the run's summary (the points
+        the server did not get; ``status`` and ``error``, as the end of a ``with`` block sets them: ``crashed`` or
+        ``interrupted`` with its exception, ``finished`` for ``sys.exit(0)``). Closing twice is harmless."""
         if self._closed:
             return
         self._sink_options = {}  # the login (a password) is not kept after it can no longer be used
@@ -412,9 +402,9 @@ class Run(ShowsRecordCalls):
                                                                             error.__traceback__))
         first: BaseException | None = None
         try:
-            if self._status.max_steps and not self.disabled:  # the status window, before the sinks close
-                self._deliver([self.calls.window_update(STATUS_PLOT, "text", self._status.rows(self.status), None)],
-                              steps=False)
+            window = [] if self.disabled else self._status_window()
+            if window:  # before the sinks close
+                self._deliver(window, steps=False)
         except Exception as exc:
             first = exc
         self._closed = True
