@@ -130,3 +130,38 @@ def fuzz(stat: FlexLogger) -> list[int]:
         stat.add({"v": float(step)})
         stat.log(step)
     return [*completed, *range(4000, 4010)]
+
+
+def test_an_interrupt_inside_add_never_tears_a_meter(default_sigint: None) -> None:
+    """A Ctrl-C at any line of ``add()`` (the logger's and each meter's) leaves every meter whole: the add happened
+    or it did not, so the mean and count of what was added stay exact (Welford's ``n``, ``mean`` and ``m_s`` are
+    three fields: an interrupt between two of them would skew the interval's mean until ``reset()``)."""
+    stat = FlexLogger({"loss": {"type": "line"}}, {"avg": {"type": "AverageValueMeter", "target": "loss"},
+                                                   "last": {"type": "ValueMeter", "target": "loss"}},
+                      server=None, log_dir=None)
+    meter = stat.meters["avg"]
+    line = deferred = 0
+    added: list[float] = []
+    while True:
+        line += 1
+        value = float(2 ** (line % 7))
+        interrupter = Interrupter(seed=0, most=1)
+        interrupter.countdown = line  # the first interrupt at the line-th line of flexlogger's code, then at every line
+        sys.settrace(interrupter.tracer)
+        try:
+            stat.add({"avg": value, "last": value})
+            interrupted = False
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sys.settrace(None)
+        settle()
+        if meter.n == len(added) + 1:
+            added.append(value)
+            deferred += interrupted
+        assert meter.n == len(added) == meter.count, (line, meter.n, len(added), meter.count)
+        assert meter.value()[0] == pytest.approx(sum(added) / len(added), rel=1e-12) if added else True, line
+        if not interrupted:  # the interrupt came after the last line of add(): every line has been tried
+            break
+    assert deferred >= 10, (line, deferred)  # interrupts inside the meters' updates, held until they were whole
+    stat.close()

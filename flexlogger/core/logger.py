@@ -44,6 +44,7 @@ from flexlogger.experiment.forward import ShowsRecordCalls
 from flexlogger.meters import Meter
 from flexlogger.meters.convert import describe
 from flexlogger.sinks.base import Sink, Update
+from flexlogger.sinks.interrupts import HOLD
 
 
 class LoggerOptions(RunOptions, total=False):
@@ -245,26 +246,27 @@ class FlexLogger(ShowsRecordCalls, ClosedByWith):
                                   f"but got {type(values).__name__} {short_repr(values)}") from None
         defs = self._defs
         meters, checks = defs.meters, defs.shape_checks
-        for key, value in items:
-            meter = meters.get(key)
-            if meter is None:
-                self._unknown_add(key)
-                continue
-            if checks and key in checks:
-                defs.check_shape(key, value)
-            kind = type(value)
-            try:
-                if kind is list or kind is tuple:
-                    meter.add(*value)
-                elif kind is dict:
-                    meter.add(**value)
-                else:
-                    meter.add(value)
-            except TypeError as exc:
-                error = _arity_error(meter, value)
-                if error is None:
-                    raise
-                raise error from exc
+        with HOLD:  # a Ctrl-C lands after the meters' updates, never between two fields of a meter's state
+            for key, value in items:
+                meter = meters.get(key)
+                if meter is None:
+                    self._unknown_add(key)
+                    continue
+                if checks and key in checks:
+                    defs.check_shape(key, value)
+                kind = type(value)
+                try:
+                    if kind is list or kind is tuple:
+                        meter.add(*value)
+                    elif kind is dict:
+                        meter.add(**value)
+                    else:
+                        meter.add(value)
+                except TypeError as exc:
+                    error = _arity_error(meter, value)
+                    if error is None:
+                        raise
+                    raise error from exc
 
     def __call__(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         """``Stat(train_loss=0.7, test_mse=[output, target])`` is ``Stat.add({...})`` (a mapping may come first)."""

@@ -1,4 +1,7 @@
-"""Holding off Ctrl-C while state shared with a sender thread is being changed: ``with HOLD: ...``.
+"""Holding off Ctrl-C while state must change as a whole: ``with HOLD: ...``.
+
+Used where the state is shared with a sender thread (the Visdom sink) and around the meters' updates in
+``FlexLogger.add()`` (a meter's fields, e.g. Welford's count, mean and sum of squares, change together).
 
 A ``KeyboardInterrupt`` is raised in the main thread between any two bytecodes. A notebook user who interrupts a
 cell and carries on would otherwise find a window's x and y lists of different lengths (interrupted between the
