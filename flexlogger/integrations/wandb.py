@@ -97,6 +97,12 @@ def _unsupported(name: str) -> _Absent:
     return _Absent(name)
 
 
+def _unsupported_options(call: str, options: Mapping[str, Any]) -> None:
+    """Warn once about each keyword of wandb's ``call`` that flexlogger does not have."""
+    for option in sorted(options):
+        _unsupported(f"{call}({option}=...)")
+
+
 class _Absent:
     """What an unsupported name gives: callable, with any attribute, usable in ``with``; false."""
 
@@ -144,8 +150,7 @@ class Image:
                 data_or_path = np.asarray(opened.convert("RGB"))
         self.data = data_or_path
         self.caption = caption
-        for name in ignored:
-            _unsupported(f"Image({name}=...)")
+        _unsupported_options("Image", ignored)
 
 
 class Histogram:
@@ -188,8 +193,7 @@ class Table:
         self.data: list[list[Any]] = [list(row) for row in (data or [])]
         width = max((len(r) for r in self.data), default=0)
         self.columns = list(columns) if columns is not None else [f"c{i}" for i in range(width)]
-        for name in ignored:
-            _unsupported(f"Table({name}=...)")
+        _unsupported_options("Table", ignored)
 
     def add_data(self, *row: Any) -> None:
         self.data.append(list(row))
@@ -481,8 +485,7 @@ class WandbRun:
         mode = summary.split(",")[0].strip() if isinstance(summary, str) else summary
         if mode is not None and mode not in SUMMARIES:
             raise UnknownNameError("define_metric(): " + unknown_name_message("summary", mode, SUMMARIES))
-        for option in ignored:
-            _unsupported(f"define_metric({option}=...)")
+        _unsupported_options("define_metric", ignored)
         self._metrics.append(_Metric(name, step_metric, mode))
 
     # models ------------------------------------------------------------------------------------------------
@@ -586,8 +589,7 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
         mode = "offline"
     if mode not in MODES:
         raise UnknownNameError("init(): " + unknown_name_message("mode", mode, MODES))
-    for option in sorted(ignored):
-        _unsupported(f"init({option}=...)")
+    _unsupported_options("init", ignored)
     if run is not None:
         run.finish()
     project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_ENV
