@@ -28,10 +28,11 @@ from flexlogger.errors import (
     short_repr,
     unknown_name_message,
 )
+from flexlogger.experiment.folder import user_stacklevel
 from flexlogger.model.logger import TooledModelLogger
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
-           "import_framework", "is_number", "plain_hparams", "tooled_options"]
+           "import_framework", "is_number", "plain_hparams", "tooled_options", "warn_unsupported"]
 
 # metric name prefixes that name a phase: `train/loss`, `val_loss` and `eval/loss` are one quantity, `loss`
 PHASES: tuple[str, ...] = ("train", "training", "val", "valid", "validation", "test", "eval", "evaluation")
@@ -99,6 +100,14 @@ def plain_hparams(params: Any) -> Any:
     if isinstance(params, Mapping):
         return {str(key): plain_hparams(value) for key, value in params.items()}
     return params
+
+
+def warn_unsupported(api: str, name: str, category: type[Warning], seen: set[str]) -> None:
+    """Warn once per ``name`` (kept in ``seen``) that a part of a foreign API flexlogger does not have was used."""
+    if name not in seen:
+        seen.add(name)
+        warnings.warn(f"{api}: {name} is not supported by flexlogger; it does nothing and training goes on", category,
+                      stacklevel=user_stacklevel())
 
 
 class Guard:

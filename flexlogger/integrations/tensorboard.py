@@ -15,7 +15,6 @@ The ``add_*`` methods below, ``flush`` and ``close`` draw in Visdom and write th
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -27,8 +26,7 @@ import torch
 from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, short_repr
-from flexlogger.experiment.folder import user_stacklevel
-from flexlogger.integrations.common import Guard, is_number
+from flexlogger.integrations.common import Guard, is_number, warn_unsupported
 from flexlogger.integrations.windows import Windows, bin_counts
 from flexlogger.sinks.base import Update
 
@@ -249,10 +247,7 @@ class SummaryWriter:
         """Any other method of TensorBoard's writer: warns once, then does nothing."""
         if name.startswith("_"):
             raise AttributeError(name)
-        if name not in self._warned:
-            self._warned.add(name)
-            warnings.warn(f"flexlogger.tensorboard: SummaryWriter.{name} is not supported by flexlogger; it does "
-                          "nothing and training goes on", TensorBoardCompatWarning, stacklevel=user_stacklevel())
+        warn_unsupported("flexlogger.tensorboard", f"SummaryWriter.{name}", TensorBoardCompatWarning, self._warned)
         return _ignore
 
     def __repr__(self) -> str:

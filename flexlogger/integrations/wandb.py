@@ -61,7 +61,7 @@ from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR
 from flexlogger.errors import ConfigError, FlexLoggerError, UnknownNameError, short_repr, unknown_name_message
 from flexlogger.experiment.folder import user_stacklevel
 from flexlogger.experiment.textdiff import markdown_table
-from flexlogger.integrations.common import Guard, is_number
+from flexlogger.integrations.common import Guard, is_number, warn_unsupported
 from flexlogger.integrations.windows import Windows, as_float, bin_counts
 from flexlogger.model.logger import TooledModelLogger
 
@@ -90,10 +90,7 @@ _warned: set[str] = set()
 
 def _unsupported(name: str) -> _Absent:
     """Warn once that ``name`` is not supported; return a stand-in that accepts any use."""
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(f"flexlogger.wandb: {name} is not supported by flexlogger; it does nothing and training goes on",
-                      WandbCompatWarning, stacklevel=user_stacklevel())
+    warn_unsupported("flexlogger.wandb", name, WandbCompatWarning, _warned)
     return _Absent(name)
 
 

@@ -18,22 +18,18 @@ from flexlogger.core.plots import Histogram
 from flexlogger.core.run import Run
 from flexlogger.errors import ConfigError
 from flexlogger.integrations.common import PHASES, Guard
+from flexlogger.model.stats import histogram
 from flexlogger.sinks.base import Update
 
 __all__ = ["Windows", "bin_counts", "split_key"]
 
 
 def bin_counts(values: Any, bins: int) -> Histogram:
-    """The counts of ``values`` (a sequence, an array or a tensor; NaN and Inf left out) in ``bins`` equal bins from
-    their min to their max."""
-    data = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
-    flat = np.asarray(data, dtype=np.float64).reshape(-1)
-    flat = flat[np.isfinite(flat)]
-    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 1.0)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    counts, _ = np.histogram(flat, bins=bins, range=(lo, hi))
-    return Histogram(tuple(float(c) for c in counts), lo, hi)
+    """The counts of ``values`` (a sequence, an array or a tensor) in ``bins`` equal bins from their min to their
+    max, binned by :func:`~flexlogger.model.stats.histogram` as the model statistics are (NaN and Inf left out)."""
+    data = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values, np.float64))
+    counts = histogram(data.to(torch.float64), bins).tolist()
+    return Histogram(tuple(counts[:bins]), counts[bins], counts[bins + 1])
 
 
 def split_key(key: str) -> tuple[str, str]:
