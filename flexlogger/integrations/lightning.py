@@ -9,18 +9,11 @@ Example:
 Works with ``lightning.pytorch`` or ``pytorch_lightning``, whichever imports (``pl`` here is the one used).
 Install with ``pip install 'flexlogger[lightning]'``.
 
-What goes where:
-    - ``self.log(name, value)`` reaches :meth:`FlexLightningLogger.log_metrics` with values Lightning already
-      reduced, routed by :class:`~flexlogger.integrations.common.MetricRouter` at x = the global step
-      (``train_loss_epoch`` and ``val_loss`` share a window ``loss``). Lightning's ``epoch`` entry is not drawn.
-    - ``save_hyperparameters()`` -> the run's hyperparameters, sanitised as Lightning's loggers do.
-    - Meters that need batches (``train_acc`` takes logits and targets): feed them with
-      ``self.logger.experiment.add({...})`` (the :class:`~flexlogger.core.logger.FlexLogger`) and log them yourself.
-    - Distributed: only rank 0 draws and writes (Lightning calls ``log_metrics`` on rank 0 only; elsewhere
-      ``experiment`` is Lightning's dummy), so ``log()`` is never a collective call that could stall training.
-      ``self.log(..., sync_dist=True)`` or a torchmetrics ``Metric`` makes the values exact across ranks.
-    - ``finalize`` (the end of ``fit``/``validate``/``test``) closes the run: finished, interrupted (Ctrl-C) or
-      crashed with the error. Logging again afterwards (``trainer.test`` after ``fit``) starts a new run.
+Metrics are routed by :class:`~flexlogger.integrations.common.MetricRouter` (``train_loss_epoch`` and ``val_loss``
+share a window ``loss``). Meters that need batches (``train_acc`` takes logits and targets) are fed with
+``self.logger.experiment.add({...})`` and logged where you choose. Only rank 0 draws and writes: Lightning hands it
+values already reduced across ranks (``sync_dist=True``, a torchmetrics ``Metric``), so ``log()`` is never a
+collective call that could stall training.
 """
 
 from __future__ import annotations

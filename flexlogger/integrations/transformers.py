@@ -8,21 +8,10 @@ Example:
     >>> trainer.evaluate()     # the same run
     >>> flex.close()
 
-Install with ``pip install 'flexlogger[transformers]'``. What goes where (on the main process only):
-    - ``on_train_begin``: the ``TrainingArguments`` and the model's config (under ``model_config``, also shown as
-      JSON in a window ``model_config``) become the run's hyperparameters, as the W&B, MLflow and TensorBoard
-      integrations keep them; ``model/num_parameters`` goes to ``summary.json``. With ``tooled=``, a
-      :class:`~flexlogger.model.logger.TooledModelLogger` starts watching the model.
-    - ``on_log``, ``on_evaluate`` and ``on_predict``: the metrics, renamed as the Trainer's own integrations name
-      them (:func:`rewrite`), are routed by :class:`~flexlogger.integrations.common.MetricRouter` at x = the global
-      step (``train/loss`` and ``eval/loss`` share a window ``loss``). The evaluation's metrics, handed to two
-      hooks, are drawn once; ``epoch`` is not drawn.
-    - End-of-training values (:data:`SINGLE_VALUES`) are one number per run: they go to ``summary.json`` and one
-      table window ``train_summary``, as the W&B integration puts them in its run summary.
-    - ``on_optimizer_step``: the per-layer statistics of the step, before the Trainer zeroes the gradients.
-    - ``on_train_end``: the statistics' hooks come off the model and the run is flushed but stays open, for
-      ``trainer.evaluate()`` and ``trainer.predict()``. :meth:`FlexLoggerCallback.close` closes it (finished); a
-      run left open is closed when the program ends.
+Install with ``pip install 'flexlogger[transformers]'``. The callback acts on the main process only; each hook
+says what it records. Metrics are renamed as the Trainer's own integrations name them (:func:`rewrite`) and routed
+by :class:`~flexlogger.integrations.common.MetricRouter` at x = the global step (``train/loss`` and ``eval/loss``
+share a window ``loss``).
 """
 
 from __future__ import annotations
@@ -108,6 +97,9 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         return self._router
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """The ``TrainingArguments`` and the model's config (under ``model_config``, also shown as JSON in a window
+        ``model_config``) become the run's hyperparameters, as the W&B, MLflow and TensorBoard integrations keep
+        them; ``model/num_parameters`` goes to ``summary.json``. With ``tooled=``, the statistics start."""
         if not state.is_world_process_zero:
             return
         with self._guard.hook("on_train_begin"):
@@ -127,6 +119,8 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                **kwargs: Any) -> None:
+        """The metrics; the end-of-training values (:data:`SINGLE_VALUES`), one number per run, go to
+        ``summary.json`` and one table window ``train_summary``, as the W&B integration keeps them."""
         if not state.is_world_process_zero or not logs:
             return
         with self._guard.hook("on_log"):
@@ -148,6 +142,8 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
                     **kwargs: Any) -> None:
+        """The evaluation's metrics, unless ``on_log`` drew them at this step already (the Trainer hands them to
+        both hooks)."""
         if not state.is_world_process_zero or not metrics:
             return
         with self._guard.hook("on_evaluate"):
@@ -166,11 +162,14 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
             self._open().route(rewrite(metrics), state.global_step, "on_predict")
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """The per-layer statistics of the step, before the Trainer zeroes the gradients."""
         if self.tooled is not None:
             with self._guard.hook("on_optimizer_step"):
                 self.tooled.step(log=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """The statistics' hooks come off the model and the run is flushed; it stays open for ``evaluate()`` and
+        ``predict()`` until :meth:`close` (or the end of the program)."""
         tooled, self.tooled = self.tooled, None
         if tooled is not None:
             with self._guard.hook("on_train_end"):

@@ -405,27 +405,28 @@ class WandbRun:
             else:  # the hot path: the last value of a float
                 dict.__setitem__(summary, key, value if math.isfinite(value) else str(value))
         for key, value in row.items():
-            if key in scalars:
-                continue
-            if isinstance(value, Histogram):
-                where = self._windows.place(key, "histogram")
-                if where is not None:
-                    self._windows.draw(where[0], {where[1]: value.counts}, self._x(key, step))
-            elif isinstance(value, Image) or (isinstance(value, (list, tuple)) and value
-                                              and all(isinstance(v, Image) for v in value)):
-                self._images(key, [value] if isinstance(value, Image) else list(value), step)
-            elif isinstance(value, Table):
-                self.run.log_markdown(key, value.markdown(), step)
-            elif isinstance(value, (Html, str)):
-                self.run.calls.keyed_text(key, value.html if isinstance(value, Html) else value, step)
-            else:
-                self._guard.warn("log", f"key {key!r}: {type(value).__name__} {short_repr(value, 80)} is not a value "
-                                        "flexlogger.wandb draws (a number, Image, Histogram, Table, Html or str): "
-                                        "skipped")
+            if key not in scalars:
+                self._draw_media(key, value, step)
         for (window, x), values in lines.items():
             self._windows.draw(window, values, x)
         for tooled in self._watched:
             tooled.step(log=True)
+
+    def _draw_media(self, key: str, value: Any, step: int) -> None:
+        if isinstance(value, Histogram):
+            where = self._windows.place(key, "histogram")
+            if where is not None:
+                self._windows.draw(where[0], {where[1]: value.counts}, self._x(key, step))
+        elif isinstance(value, Image) or (isinstance(value, (list, tuple)) and value
+                                          and all(isinstance(v, Image) for v in value)):
+            self._images(key, [value] if isinstance(value, Image) else list(value), step)
+        elif isinstance(value, Table):
+            self.run.log_markdown(key, value.markdown(), step)
+        elif isinstance(value, (Html, str)):
+            self.run.calls.keyed_text(key, value.html if isinstance(value, Html) else value, step)
+        else:
+            self._guard.warn("log", f"key {key!r}: {type(value).__name__} {short_repr(value, 80)} is not a value "
+                                    "flexlogger.wandb draws (a number, Image, Histogram, Table, Html or str): skipped")
 
     def _images(self, key: str, images: list[Image], step: int) -> None:
         for i, image in enumerate(images):
