@@ -179,7 +179,6 @@ class Recipe:
         self.plots = {name: spec.to_dict() for name, spec in loaded.plots.items()}
         self.meters = {name: spec.to_dict() for name, spec in loaded.meters.items()}
         self.options = dict(loaded.options)
-        self.caller = caller
         self.run = run
 
     def build(self, **forced: Any) -> FlexLogger:

@@ -76,19 +76,15 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     """Log into ``logger`` each time ``engine`` fires ``event``; every value added is logged at once at that x.
 
     Args:
-        logger: the FlexLogger to feed (its meters, and line windows it adds for metrics that name no meter).
+        logger: the FlexLogger to feed (metrics are routed by :class:`~flexlogger.integrations.common.MetricRouter`).
         engine: an ignite ``Engine``.
-        event: an ignite event, filtered or not: ``Events.ITERATION_COMPLETED(every=10)``, ``Events.EPOCH_COMPLETED``.
-        output_transform: ``engine.state.output`` -> ``{meter: value}`` for :meth:`FlexLogger.add` (a list is passed
-            as positional arguments: ``{'train_acc': [y_pred, y]}``); anything else is ``{'output': value}``, as
-            ignite's handlers name it.
-        metric_names: names in ``engine.state.metrics`` to log (``'all'`` for every one): a metric feeds the meter
-            of its name (``val/acc`` feeds ``val_acc``), or, as a number, gets a line window shared by its phases.
-            A vector metric that names no meter is logged as ``prec/0``, ``prec/1``, ... (:func:`flatten_metrics`).
-        global_step_transform: ``(engine, event_name) -> x``; default: the engine's own count for the event. Use
-            ``lambda e, ev: trainer.state.epoch`` to draw an evaluator at the trainer's epoch.
-        tag: put before every name with ``/``, as ignite's handlers' ``tag``: ``tag='val'`` logs ``accuracy`` as
-            ``val/accuracy``, so two evaluators with ``metric_names='all'`` get distinct series.
+        event: an ignite event, filtered or not: ``Events.ITERATION_COMPLETED(every=10)``.
+        output_transform: ``engine.state.output`` -> ``{meter: value}`` for :meth:`FlexLogger.add`; anything else
+            than a dict is logged as ``output``, as ignite's handlers name it.
+        metric_names: names in ``engine.state.metrics`` to log, or ``'all'``; a vector metric that names no meter
+            is logged as ``prec/0``, ``prec/1``, ... (:func:`flatten_metrics`).
+        global_step_transform: ``(engine, event_name) -> x``; default: the engine's own count for the event.
+        tag: put before every name with ``/``, as ignite's handlers' ``tag`` (``val/accuracy``).
 
     Returns:
         ignite's ``RemovableEventHandle``: ``.remove()`` detaches the handler; also a context manager.
@@ -152,12 +148,10 @@ def attach_optimizer_params(logger: FlexLogger, engine: Any, optimizer: Any, eve
     at x = the engine's count for the event.
 
     Args:
-        logger: the FlexLogger to draw in.
-        engine: the trainer ``Engine``.
+        logger, engine, tag: as for :func:`attach`.
         optimizer: a torch optimizer (anything with ``param_groups``).
         event: the event to log on; default ``Events.ITERATION_STARTED`` (the value the iteration trains with).
         param_name: the param group entry (``lr``, ``momentum``, ``weight_decay``).
-        tag: put before the names with ``/``.
 
     Returns:
         ignite's ``RemovableEventHandle``.
@@ -216,10 +210,10 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
     Args:
         tooled: the :class:`~flexlogger.model.logger.TooledModelLogger` (``logger=Stat`` to share Stat's run).
         engine: the trainer ``Engine``.
-        optimizer: with an optimizer, the statistics are recorded right after each ``optimizer.step()`` (a torch
-            step post-hook): the gradients the optimizer used, the weights after the update, and ``update_ratio``.
+        optimizer: record right after each ``optimizer.step()`` (a torch step post-hook), with the gradients the
+            optimizer used.
         event: without an optimizer, the ignite event to record on (default ``Events.ITERATION_COMPLETED``); the
-            update function must then leave the gradients in place until the event (zero them at its start).
+            update function must leave the gradients in place until then.
 
     Returns:
         A handle: ``.remove()`` stops recording (the TooledModelLogger's hooks stay until you ``close()`` it).
