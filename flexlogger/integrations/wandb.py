@@ -304,7 +304,7 @@ def _flatten(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> dict[
     return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Metric:
     pattern: str
     step_metric: str | None
@@ -436,10 +436,8 @@ class WandbRun:
                 self.run.calls.keyed_text(f"{name} caption", str(image.caption), step)
 
     def _metric(self, key: str) -> _Metric | None:
-        for metric in reversed(self._metrics):
-            if fnmatch.fnmatchcase(key, metric.pattern):
-                return metric
-        return None
+        """The last :meth:`define_metric` whose glob matches ``key``."""
+        return next((m for m in reversed(self._metrics) if fnmatch.fnmatchcase(key, m.pattern)), None)
 
     def _x(self, key: str, step: int) -> float:
         metric = self._metric(key) if self._metrics else None
