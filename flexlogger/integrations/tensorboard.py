@@ -27,7 +27,7 @@ from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, short_repr
 from flexlogger.integrations.common import Guard, is_number, warn_unsupported
-from flexlogger.integrations.windows import Windows, bin_counts
+from flexlogger.integrations.windows import Windows, as_float, bin_counts
 from flexlogger.sinks.base import Update
 
 __all__ = ["SummaryWriter", "TensorBoardCompatWarning"]
@@ -199,7 +199,7 @@ class SummaryWriter:
         """Record ``hparam_dict`` with ``log_hparams`` and draw ``metric_dict``'s numbers as scalars (their last
         values also go to ``summary.json`` under ``metrics``)."""
         self.run.log_hparams(dict(hparam_dict))
-        metrics = {k: float(_array(v)) for k, v in (metric_dict or {}).items() if is_number(v)}
+        metrics = {k: as_float(v) for k, v in (metric_dict or {}).items() if is_number(v)}
         for key, value in metrics.items():
             self.add_scalar(key, value, global_step if global_step is not None else 0)
         if metrics and not self.run.disabled:
