@@ -99,8 +99,8 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     if output_transform is None and metric_names is None:
         raise ConfigError(f"{caller}: expected `output_transform`, `metric_names` or both: with neither there is "
                           "nothing to log")
-    if metric_names not in (None, "all") and not (isinstance(metric_names, (list, tuple))
-                                                  and all(isinstance(n, str) for n in metric_names)):
+    if not (metric_names is None or (isinstance(metric_names, str) and metric_names == "all")
+            or (isinstance(metric_names, (list, tuple)) and all(isinstance(n, str) for n in metric_names))):
         raise ConfigError(f"{caller}: expected `metric_names` to be 'all', a list of metric names or None, but got "
                           f"{short_repr(metric_names)}")
     router = MetricRouter(logger, Guard("attach"))
@@ -108,30 +108,10 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     def is_meter(name: str) -> bool:
         return name in logger.meter_specs or name.replace("/", "_") in logger.meter_specs
 
-    def values_of(engine: Any) -> dict[str, Any]:
-        """The transformed output and the chosen metrics, named with ``tag/`` and flattened."""
-        values: dict[str, Any] = {}
-        if output_transform is not None:
-            out = output_transform(engine.state.output)
-            values.update(out if isinstance(out, Mapping) else {"output": out})
-        metrics = engine.state.metrics
-        for name in (metrics if metric_names == "all" else metric_names or ()):
-            if name not in metrics:
-                router.guard.warn("handler", f"metric {name!r} is not in engine.state.metrics "
-                                             f"({', '.join(map(repr, metrics)) or 'none'})")
-                continue
-            value = metrics[name]
-            if is_meter(f"{tag}/{name}" if tag else name):
-                value = [value] if isinstance(value, (list, tuple, dict)) else value  # the meter's one argument
-            values[name] = value
-        if tag:
-            values = {f"{tag}/{k}": v for k, v in values.items()}
-        return flatten_metrics(values, is_meter)
-
     def handler(engine: Any) -> None:
         event_name = engine.last_event_name
         with router.guard.hook("handler"):
-            values = values_of(engine)
+            values = _engine_values(engine, router.guard, output_transform, metric_names, tag, is_meter)
             if global_step_transform is not None:
                 step = global_step_transform(engine, event_name)
             else:
@@ -139,6 +119,29 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
             router.route(values, step, "handler")
 
     return engine.add_event_handler(event, handler)
+
+
+def _engine_values(engine: Any, guard: Guard, output_transform: Any, metric_names: Any, tag: str | None,
+                   is_meter: Callable[[str], bool]) -> dict[str, Any]:
+    """What one firing of :func:`attach`'s handler logs: the transformed output and the chosen metrics, named with
+    ``tag/`` and flattened."""
+    values: dict[str, Any] = {}
+    if output_transform is not None:
+        out = output_transform(engine.state.output)
+        values.update(out if isinstance(out, Mapping) else {"output": out})
+    metrics = engine.state.metrics
+    for name in (metrics if metric_names == "all" else metric_names or ()):
+        if name not in metrics:
+            guard.warn("handler", f"metric {name!r} is not in engine.state.metrics "
+                                  f"({', '.join(map(repr, metrics)) or 'none'})")
+            continue
+        value = metrics[name]
+        if is_meter(f"{tag}/{name}" if tag else name):
+            value = [value] if isinstance(value, (list, tuple, dict)) else value  # the meter's one argument
+        values[name] = value
+    if tag:
+        values = {f"{tag}/{k}": v for k, v in values.items()}
+    return flatten_metrics(values, is_meter)
 
 
 def attach_optimizer_params(logger: FlexLogger, engine: Any, optimizer: Any, event: Any = None,
