@@ -70,7 +70,7 @@ __all__ = ["Config", "Histogram", "Html", "Image", "Summary", "Table", "WandbCom
 
 MODES = ("online", "offline", "disabled", "shared", "run")
 SUMMARIES = ("min", "max", "mean", "last", "first", "none")
-# summary mode -> whether a new value replaces the kept one (NaN replaces a min or max, as wandb keeps it)
+# summary mode -> whether a new value replaces the kept one
 _REPLACES = {"min": lambda new, old: not new >= old, "max": lambda new, old: not new <= old,
              "first": lambda new, old: False}
 WATCH_LOGS: dict[str | None, tuple[str, ...]] = {"gradients": ("Weight_grad",), "parameters": ("Weights",),
