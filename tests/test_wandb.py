@@ -113,6 +113,18 @@ def test_media_reach_the_record(tmp_path: Path) -> None:
     assert lines(folder)[("deep/value", "nested")] == [(0, 1.5)]
 
 
+@pytest.mark.parametrize("values", [np.arange(100.0), [2.0] * 3, [], [np.nan, np.inf, 1.0], torch.randn(50)])
+def test_histograms_bin_as_the_model_statistics_do(values: Any) -> None:
+    """wandb.Histogram and SummaryWriter.add_histogram share the model statistics' binning: constant and empty
+    inputs included."""
+    from flexlogger.model.stats import histogram
+
+    expected = histogram(torch.as_tensor(np.asarray(values, dtype=np.float64)), 4).tolist()
+    got = wandb.Histogram(values, num_bins=4).counts
+    assert (*got.counts, got.lo, got.hi) == tuple(expected)
+    assert got.lo < got.hi
+
+
 def test_watch_draws_the_models_gradients(tmp_path: Path, viz: visdom.Visdom, env: str) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
     run = wandb.init(project=env, dir=tmp_path)

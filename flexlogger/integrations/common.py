@@ -1,16 +1,5 @@
-"""What every framework adapter shares: the missing-extra error, the logger recipe, metric routing, hparams.
-
-- :class:`MissingExtraError`: an adapter imported without its framework names the extra to install.
-- :class:`Recipe`: an adapter's ``config``/``presets``/run options, validated when the adapter is made (every
-  problem at once, naming the adapter), built into a :class:`~flexlogger.core.logger.FlexLogger` when first needed (a
-  framework may start its worker processes between the two).
-- :class:`MetricRouter`: a framework's ``{name: value}`` metrics into meters: a metric that names a meter (or does so
-  with ``/`` read as ``_``: ``train/loss`` feeds ``train_loss``) feeds it; any other number gets a line window of its
-  own, shared by the phases of one quantity (:func:`group_of`: ``train/loss`` and ``val/loss`` share ``loss``).
-- :class:`Guard`: a failure inside a framework hook becomes one warning, and training goes on.
-
-Hyperparameters go to the run as the framework gives them (``Run.log_hparams`` decides how each value is stored).
-"""
+"""What every framework adapter shares: the missing-extra error, the logger recipe, metric routing and a guard that
+turns a failure inside a framework hook into a warning."""
 
 from __future__ import annotations
 
@@ -27,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flexlogger.config.config import Config, load_config
+from flexlogger.config.config import load_config
 from flexlogger.config.options import GIVEN_RUN
 from flexlogger.core.logger import FlexLogger
 from flexlogger.core.run import Run
@@ -39,10 +28,11 @@ from flexlogger.errors import (
     short_repr,
     unknown_name_message,
 )
+from flexlogger.experiment.folder import user_stacklevel
 from flexlogger.model.logger import TooledModelLogger
 
 __all__ = ["PHASES", "Guard", "IntegrationWarning", "MetricRouter", "MissingExtraError", "Recipe", "group_of",
-           "import_framework", "is_number", "plain_hparams", "tooled_options"]
+           "import_framework", "is_number", "plain_hparams", "tooled_options", "warn_unsupported"]
 
 # metric name prefixes that name a phase: `train/loss`, `val_loss` and `eval/loss` are one quantity, `loss`
 PHASES: tuple[str, ...] = ("train", "training", "val", "valid", "validation", "test", "eval", "evaluation")
@@ -74,8 +64,8 @@ def import_framework(modules: Sequence[str], extra: str, adapter: str) -> Module
 
 
 def group_of(name: str) -> str:
-    """The window a metric with no meter is drawn in: its name without a phase prefix (``train/``, ``val_``,
-    ``eval/``, ...; see :data:`PHASES`) and without Lightning's ``_epoch`` suffix, ``/`` read as ``.``.
+    """The window a metric with no meter is drawn in: its name without a phase prefix (:data:`PHASES`) and without
+    Lightning's ``_epoch`` suffix, ``/`` read as ``.``.
 
     Example:
         >>> [group_of(n) for n in ('train/loss', 'val_loss', 'train_loss_epoch', 'lr-SGD', 'eval/acc/top1')]
@@ -93,26 +83,31 @@ def group_of(name: str) -> str:
 
 
 def is_number(value: Any) -> bool:
-    """A value a line can draw: a real number, or a tensor or array holding one."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, numbers.Real):
-        return True
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.size == 1 if isinstance(value, np.ndarray) else value.numel() == 1
-    return False
+    """A value a line can draw: a real number (not a bool), or a tensor or array holding one."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1
+    if isinstance(value, np.ndarray):
+        return value.size == 1
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def plain_hparams(params: Any) -> Any:
-    """Hyperparameters as the record can keep them, sanitised as Lightning's own loggers do (and a transformers
-    config's ``id2label``, keyed by int): a Namespace (at any depth) becomes a dict, every key a string
-    (``{1: 1}`` -> ``{'1': 1}``); other values are left to :meth:`~flexlogger.core.run.Run.log_hparams` (a tensor
-    as its number or list, an object as its ``str()``)."""
+    """Hyperparameters sanitised as Lightning's own loggers do (and a transformers config's ``id2label``, keyed by
+    int): a Namespace at any depth becomes a dict, every key a string; other values are left to
+    :meth:`~flexlogger.core.run.Run.log_hparams`."""
     if isinstance(params, Namespace):
         params = vars(params)
     if isinstance(params, Mapping):
         return {str(key): plain_hparams(value) for key, value in params.items()}
     return params
+
+
+def warn_unsupported(api: str, name: str, category: type[Warning], seen: set[str]) -> None:
+    """Warn once per ``name`` (kept in ``seen``) that a part of a foreign API flexlogger does not have was used."""
+    if name not in seen:
+        seen.add(name)
+        warnings.warn(f"{api}: {name} is not supported by flexlogger; it does nothing and training goes on", category,
+                      stacklevel=user_stacklevel())
 
 
 class Guard:
@@ -125,10 +120,9 @@ class Guard:
 
     def warn(self, where: str, message: str) -> None:
         """Warn once about ``message`` at ``where``."""
-        if (where, message) in self._seen:
-            return
-        self._seen.add((where, message))
-        warnings.warn(f"{self.adapter}.{where}: {message}; training goes on", IntegrationWarning, stacklevel=4)
+        if (where, message) not in self._seen:
+            self._seen.add((where, message))
+            warnings.warn(f"{self.adapter}.{where}: {message}; training goes on", IntegrationWarning, stacklevel=4)
 
     @contextmanager
     def hook(self, where: str) -> Iterator[None]:
@@ -140,16 +134,16 @@ class Guard:
 
 
 class Recipe:
-    """An adapter's logger definition: checked at once, built later.
+    """An adapter's logger definition, checked when the adapter is made and built into a FlexLogger when first
+    needed (a framework may start its worker processes between the two).
 
     Args:
         caller: the adapter's constructor as errors name it (``'FlexLightningLogger()'``).
-        config: a config file (``.yaml``/``.yml``/``.json``) or dict, as :meth:`FlexLogger.from_config` reads it.
-        presets: preset names (``'loss+acc'`` or a list), expanded for ``phases`` with ``preset_args``.
-        phases, preset_args: as for :func:`~flexlogger.core.logger.get_preset_logger`.
-        run_options: FlexLogger keyword options (``env``, ``uid``, ``port``, ``log_dir``, ...), or ``run=`` a
-            :class:`~flexlogger.core.run.Run` to write to (then no other run option).
-        fixed: options the adapter sets itself, refused from the user (``distributed`` for Lightning).
+        config: a config file or dict, as :meth:`FlexLogger.from_config` reads it.
+        presets, phases, preset_args: as for :func:`~flexlogger.core.logger.get_preset_logger`.
+        run_options: FlexLogger options, or ``run=`` a :class:`~flexlogger.core.run.Run` to write to (then no other
+            run option).
+        fixed: options the adapter sets itself, refused from the user, with the reason.
 
     Raises:
         InvalidConfigError: every problem of the definition and the options, naming ``caller``.
@@ -176,7 +170,7 @@ class Recipe:
         if presets is not None:
             options.update(presets=presets, phases=phases, preset_args=preset_args)
         try:
-            loaded: Config = load_config(config if config is not None else {}, **options)
+            loaded = load_config(config if config is not None else {}, **options)
         except InvalidConfigError as exc:
             raise InvalidConfigError(f"{caller} {exc.source}", exc.problems) from None
         except ConfigError as exc:
@@ -185,12 +179,11 @@ class Recipe:
         self.plots = {name: spec.to_dict() for name, spec in loaded.plots.items()}
         self.meters = {name: spec.to_dict() for name, spec in loaded.meters.items()}
         self.options = dict(loaded.options)
-        self.caller = caller
         self.run = run
 
     def build(self, **forced: Any) -> FlexLogger:
-        """A new FlexLogger of the recipe; ``forced`` options (``distributed``, ``disabled``) win over the config's.
-        Options of the run (``disabled``) are dropped when the recipe writes to a given ``run``."""
+        """A new FlexLogger of the recipe; ``forced`` options win over the config's. Options of the run are dropped
+        when the recipe writes to a given ``run``."""
         options = {**self.options, **forced}
         if self.run is not None:
             options = {k: v for k, v in options.items() if k in ("strict", "distributed") or k in GIVEN_RUN}
@@ -201,13 +194,11 @@ class Recipe:
 class MetricRouter:
     """Feeds a framework's metrics into a FlexLogger's meters and logs them at the framework's step.
 
-    A metric feeds the meter of its name, or of its name with ``/`` read as ``_`` (``train/loss`` feeds a
-    ``train_loss`` meter of a ``loss`` preset). A number that names no meter gets a ``ValueMeter`` of its name
-    on a line window named by :func:`group_of` (created on first sight), so ``train/loss`` and ``val/loss`` share
-    the window ``loss`` (a metric named as a window others feed, ``loss``, is drawn there as ``loss/metric``); when
-    that window cannot take it (a meter of that name, or a plot of a kind that cannot draw
-    a scalar) it gets a window of its own name. Anything else (an array, a string) naming no meter is skipped with
-    one warning. Every failure is a warning (:class:`Guard`), never an exception in the training loop.
+    A metric feeds the meter of its name, or of its name with ``/`` read as ``_`` (``train/loss`` feeds
+    ``train_loss``). A number that names no meter gets a ``ValueMeter`` of its name on a line window named by
+    :func:`group_of` (``train/loss`` and ``val/loss`` share ``loss``); a metric named as a window others feed
+    (``loss``) is drawn there as ``loss/metric``, and when that window cannot take it, it gets a window of its own
+    name. Anything else naming no meter is skipped. Every failure is one warning (:class:`Guard`).
     """
 
     def __init__(self, logger: FlexLogger, guard: Guard) -> None:
@@ -216,25 +207,16 @@ class MetricRouter:
         self._meter: dict[str, str | None] = {}  # metric name -> meter name (None: skipped)
 
     def route(self, values: Mapping[str, Any], step: float | None, where: str = "log") -> list[str]:
-        """Add each value to its meter, then log those meters at ``step`` (None: the logger's counter).
-
-        Args:
-            values: ``{metric name: value}``; a list or tuple is passed to a meter's ``add`` as positional
-                arguments, a dict as keyword arguments (as :meth:`FlexLogger.add`).
-            step: the x value.
-            where: the hook, for warnings.
-
-        Returns:
-            The meters that were logged.
-        """
-        logger = self.logger
+        """Add each value to its meter (a list as positional arguments, a dict as keywords, as
+        :meth:`FlexLogger.add`), then log those meters at ``step`` (None: the logger's counter); ``where`` names the
+        hook in warnings. Returns the meters that were logged."""
         touched: list[str] = []
         for name, value in values.items():
             meter = self._meter[name] if name in self._meter else self._resolve(name, value, where)
             if meter is None:
                 continue
             try:
-                logger.add({meter: value})
+                self.logger.add({meter: value})
             except Exception as exc:
                 self._meter.pop(name, None)  # resolved again next time (a meter removed by the user)
                 self.guard.warn(where, f"metric {name!r} -> meter {meter!r}: {type(exc).__name__}: {exc}")
@@ -242,16 +224,12 @@ class MetricRouter:
             touched.append(meter)
         if touched:
             with self.guard.hook(where):
-                logger.log(step, keys=touched)
+                self.logger.log(step, keys=touched)
         return touched
 
     def _resolve(self, name: str, value: Any, where: str) -> str | None:
         meters = self.logger.meter_specs
-        found: str | None = None
-        for candidate in (name, name.replace("/", "_")):
-            if candidate in meters:
-                found = candidate
-                break
+        found = next((c for c in (name, name.replace("/", "_")) if c in meters), None)
         if found is None and is_number(value):
             found = self._auto(name, where)
         elif found is None:
@@ -265,8 +243,7 @@ class MetricRouter:
         errors: list[str] = []
         for plot in dict.fromkeys((group_of(name), name.replace("/", "."))):
             created = plot not in logger.plots
-            # a metric named as a window other meters feed (an evaluator's `loss` beside the `loss` window of
-            # train_loss and val_loss) is drawn there as `<name>/metric`: a meter cannot share a plot's name
+            # a meter cannot share a plot's name
             meter = f"{name}/metric" if name == plot and not created and plot not in logger.meter_specs else name
             plots = {plot: {"type": "line", "opts": {"xlabel": "step"}}} if created else {}
             try:  # all or nothing: a plot made for a meter that fails is not left behind
@@ -279,15 +256,14 @@ class MetricRouter:
 
 
 def tooled_options(caller: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the :class:`~flexlogger.model.logger.TooledModelLogger` options an adapter is given (its own options,
-    not ``model`` or ``logger``, which the adapter supplies), before any training starts. Every adapter records
-    the statistics after the optimizer step, so every statistic (``update_ratio`` too) can be asked for.
+    """Check the :class:`~flexlogger.model.logger.TooledModelLogger` options an adapter is given (not ``model`` or
+    ``logger``, which the adapter supplies) before training starts.
 
     Raises:
         UnknownNameError: an option TooledModelLogger does not have (with the closest valid names).
     """
-    valid = [p for p in inspect.signature(TooledModelLogger).parameters if p not in ("model", "logger",
-                                                                                    "logger_options")]
+    valid = [p for p in inspect.signature(TooledModelLogger).parameters
+             if p not in ("model", "logger", "logger_options")]
     for key in options:
         if key not in valid:
             raise UnknownNameError(f"{caller}: " + unknown_name_message("TooledModelLogger option", key, valid))

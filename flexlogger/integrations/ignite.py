@@ -10,8 +10,9 @@ Example:
     >>> attach_optimizer_params(Stat, trainer, optimizer)                  # lr/group_0, ... as OptimizerParamsHandler
     >>> attach_tooled(flexlogger.TooledModelLogger(model, logger=Stat), trainer, optimizer)
 
-Install with ``pip install 'flexlogger[ignite]'``. As ignite's own handlers, :func:`attach` returns a handle you can
-``.remove()`` or use in a ``with`` block. The logger owns the run: close it yourself (``Stat.close()`` or ``with``).
+Install with ``pip install 'flexlogger[ignite]'``. As with ignite's own handlers, each ``attach`` returns a handle
+you can ``.remove()`` or use in a ``with`` block. The logger owns the run: close it yourself (``Stat.close()``).
+A failure inside a handler is one :class:`~flexlogger.integrations.common.IntegrationWarning`, and the engine goes on.
 """
 
 from __future__ import annotations
@@ -34,22 +35,19 @@ Events: Any = ignite_engine.Events
 __all__ = ["Engine", "Events", "ToolHandle", "attach", "attach_optimizer_params", "attach_tooled", "flatten_metrics"]
 
 
-def _check_engine(caller: str, engine: Any) -> None:
-    if not isinstance(engine, Engine):
-        raise ConfigError(f"{caller}: expected `engine` to be an ignite.engine.Engine, but got "
-                          f"{type(engine).__name__} {short_repr(engine)}")
-
-
-def _check_callable(caller: str, name: str, value: Any) -> None:
-    if value is not None and not callable(value):
-        raise ConfigError(f"{caller}: expected `{name}` to be a callable or None, but got {type(value).__name__} "
+def _expect(caller: str, name: str, value: Any, ok: bool, expected: str) -> None:
+    """Raise ``caller: expected `name` to be <expected>, but got <value>`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{caller}: expected `{name}` to be {expected}, but got {type(value).__name__} "
                           f"{short_repr(value)}")
 
 
-def _check_tag(caller: str, tag: Any) -> None:
-    if tag is not None and (not isinstance(tag, str) or not tag):
-        raise ConfigError(f"{caller}: expected `tag` to be a non-empty string (put before each name with '/', as "
-                          f"ignite's handlers do) or None, but got {type(tag).__name__} {short_repr(tag)}")
+def _check_common(caller: str, logger: Any, engine: Any, tag: Any) -> None:
+    """The arguments :func:`attach` and :func:`attach_optimizer_params` share."""
+    _expect(caller, "logger", logger, isinstance(logger, FlexLogger), "a flexlogger.FlexLogger")
+    _expect(caller, "engine", engine, isinstance(engine, Engine), "an ignite.engine.Engine")
+    _expect(caller, "tag", tag, tag is None or (isinstance(tag, str) and bool(tag)),
+            "a non-empty string (put before each name with '/', as ignite's handlers do) or None")
 
 
 def flatten_metrics(values: Mapping[str, Any], keep: Callable[[str], bool]) -> dict[str, Any]:
@@ -75,37 +73,36 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
            output_transform: Callable[[Any], Mapping[str, Any]] | None = None,
            metric_names: str | Sequence[str] | None = None,
            global_step_transform: Callable[[Any, Any], float] | None = None, tag: str | None = None) -> Any:
-    """Log into ``logger`` each time ``engine`` fires ``event``.
+    """Log into ``logger`` each time ``engine`` fires ``event``; every value added is logged at once at that x.
 
     Args:
-        logger: the FlexLogger to feed (its meters, and line windows it adds for metrics that name no meter).
+        logger: the FlexLogger to feed (metrics are routed by :class:`~flexlogger.integrations.common.MetricRouter`).
         engine: an ignite ``Engine``.
-        event: an ignite event, filtered or not: ``Events.ITERATION_COMPLETED(every=10)``, ``Events.EPOCH_COMPLETED``.
-        output_transform: ``engine.state.output`` -> ``{meter: value}`` for :meth:`FlexLogger.add` (a list is passed
-            as positional arguments: ``{'train_acc': [y_pred, y]}``); anything else is ``{'output': value}``, as
-            ignite's handlers name it.
-        metric_names: names in ``engine.state.metrics`` to log (``'all'`` for every one): a metric feeds the meter
-            of its name (``val/acc`` feeds ``val_acc``), or, as a number, gets a line window shared by its phases.
-            A vector metric (``Precision(average=False)``) that names no meter is logged as ``prec/0``, ``prec/1``,
-            ... (as ignite's own handlers do).
-        global_step_transform: ``(engine, event_name) -> x``; default: the engine's own count for the event
-            (iteration or epoch). Use ``lambda e, ev: trainer.state.epoch`` to draw an evaluator at the trainer's
-            epoch.
-        tag: put before every name with ``/``, as ignite's handlers' ``tag``: ``tag='val'`` logs ``accuracy`` as
-            ``val/accuracy`` (feeding a ``val_accuracy`` meter, or drawn as the ``val`` series of the ``accuracy``
-            window), so two evaluators with ``metric_names='all'`` get distinct series.
+        event: an ignite event, filtered or not: ``Events.ITERATION_COMPLETED(every=10)``.
+        output_transform: ``engine.state.output`` -> ``{meter: value}`` for :meth:`FlexLogger.add`; anything else
+            than a dict is logged as ``output``, as ignite's handlers name it.
+        metric_names: names in ``engine.state.metrics`` to log, or ``'all'``; a vector metric that names no meter
+            is logged as ``prec/0``, ``prec/1``, ... (:func:`flatten_metrics`).
+        global_step_transform: ``(engine, event_name) -> x``; default: the engine's own count for the event.
+        tag: put before every name with ``/``, as ignite's handlers' ``tag`` (``val/accuracy``).
 
     Returns:
         ignite's ``RemovableEventHandle``: ``.remove()`` detaches the handler; also a context manager.
 
-    Every value added is logged at once at that x (meters that got nothing add no point). A failure inside the
-    handler (a value a meter cannot take) is one :class:`~flexlogger.integrations.common.IntegrationWarning`, and
-    the engine goes on.
-
     Raises:
         ConfigError: a bad argument, naming ``attach()``, what was expected and what was given.
     """
-    names = _attach_arguments(logger, engine, output_transform, metric_names, global_step_transform, tag)
+    caller = "attach()"
+    _check_common(caller, logger, engine, tag)
+    for name, value in (("output_transform", output_transform), ("global_step_transform", global_step_transform)):
+        _expect(caller, name, value, value is None or callable(value), "a callable or None")
+    if output_transform is None and metric_names is None:
+        raise ConfigError(f"{caller}: expected `output_transform`, `metric_names` or both: with neither there is "
+                          "nothing to log")
+    if not (metric_names is None or (isinstance(metric_names, str) and metric_names == "all")
+            or (isinstance(metric_names, (list, tuple)) and all(isinstance(n, str) for n in metric_names))):
+        raise ConfigError(f"{caller}: expected `metric_names` to be 'all', a list of metric names or None, but got "
+                          f"{short_repr(metric_names)}")
     router = MetricRouter(logger, Guard("attach"))
 
     def is_meter(name: str) -> bool:
@@ -114,7 +111,7 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     def handler(engine: Any) -> None:
         event_name = engine.last_event_name
         with router.guard.hook("handler"):
-            values = _engine_values(engine, router, output_transform, names, tag, is_meter)
+            values = _engine_values(engine, router.guard, output_transform, metric_names, tag, is_meter)
             if global_step_transform is not None:
                 step = global_step_transform(engine, event_name)
             else:
@@ -124,47 +121,19 @@ def attach(logger: FlexLogger, engine: Any, event: Any,
     return engine.add_event_handler(event, handler)
 
 
-def _attach_arguments(logger: Any, engine: Any, output_transform: Any, metric_names: Any,
-                      global_step_transform: Any, tag: Any) -> tuple[str, ...] | None:
-    """Check :func:`attach`'s arguments; the metric names to log (None: every one, ``'all'``; ``()``: none).
-
-    Raises:
-        ConfigError: a bad argument, naming ``attach()``, what was expected and what was given.
-    """
-    caller = "attach()"
-    if not isinstance(logger, FlexLogger):
-        raise ConfigError(f"{caller}: expected `logger` to be a flexlogger.FlexLogger, but got "
-                          f"{type(logger).__name__} {short_repr(logger)}")
-    _check_engine(caller, engine)
-    _check_callable(caller, "output_transform", output_transform)
-    _check_callable(caller, "global_step_transform", global_step_transform)
-    _check_tag(caller, tag)
-    if output_transform is None and metric_names is None:
-        raise ConfigError(f"{caller}: expected `output_transform`, `metric_names` or both: with neither there is "
-                          "nothing to log")
-    if metric_names is None:
-        return ()
-    if metric_names == "all":
-        return None
-    if isinstance(metric_names, (list, tuple)) and all(isinstance(n, str) for n in metric_names):
-        return tuple(metric_names)
-    raise ConfigError(f"{caller}: expected `metric_names` to be 'all', a list of metric names or None, but got "
-                      f"{short_repr(metric_names)}")
-
-
-def _engine_values(engine: Any, router: MetricRouter, output_transform: Any, names: tuple[str, ...] | None,
-                   tag: str | None, is_meter: Callable[[str], bool]) -> dict[str, Any]:
-    """What one firing of :func:`attach`'s handler logs: the transformed output and the chosen metrics (``names``;
-    None: every one), named with ``tag/`` and flattened (a vector metric as ``name/0``, ``name/1``, ...)."""
+def _engine_values(engine: Any, guard: Guard, output_transform: Any, metric_names: Any, tag: str | None,
+                   is_meter: Callable[[str], bool]) -> dict[str, Any]:
+    """What one firing of :func:`attach`'s handler logs: the transformed output and the chosen metrics, named with
+    ``tag/`` and flattened."""
     values: dict[str, Any] = {}
     if output_transform is not None:
         out = output_transform(engine.state.output)
-        values.update(out if isinstance(out, Mapping) else {"output": out})  # ignite's name for a value
+        values.update(out if isinstance(out, Mapping) else {"output": out})
     metrics = engine.state.metrics
-    for name in (metrics if names is None else names):
+    for name in (metrics if metric_names == "all" else metric_names or ()):
         if name not in metrics:
-            router.guard.warn("handler", f"metric {name!r} is not in engine.state.metrics "
-                                         f"({', '.join(map(repr, metrics)) or 'none'})")
+            guard.warn("handler", f"metric {name!r} is not in engine.state.metrics "
+                                  f"({', '.join(map(repr, metrics)) or 'none'})")
             continue
         value = metrics[name]
         if is_meter(f"{tag}/{name}" if tag else name):
@@ -182,13 +151,10 @@ def attach_optimizer_params(logger: FlexLogger, engine: Any, optimizer: Any, eve
     at x = the engine's count for the event.
 
     Args:
-        logger: the FlexLogger to draw in.
-        engine: the trainer ``Engine``.
+        logger, engine, tag: as for :func:`attach`.
         optimizer: a torch optimizer (anything with ``param_groups``).
-        event: the event to log on; default ``Events.ITERATION_STARTED`` (ignite's usual choice: the value the
-            iteration trains with).
+        event: the event to log on; default ``Events.ITERATION_STARTED`` (the value the iteration trains with).
         param_name: the param group entry (``lr``, ``momentum``, ``weight_decay``).
-        tag: put before the names with ``/``.
 
     Returns:
         ignite's ``RemovableEventHandle``.
@@ -197,15 +163,10 @@ def attach_optimizer_params(logger: FlexLogger, engine: Any, optimizer: Any, eve
         ConfigError: a bad argument (a missing ``param_name`` names the entries the first group has).
     """
     caller = "attach_optimizer_params()"
-    if not isinstance(logger, FlexLogger):
-        raise ConfigError(f"{caller}: expected `logger` to be a flexlogger.FlexLogger, but got "
-                          f"{type(logger).__name__} {short_repr(logger)}")
-    _check_engine(caller, engine)
-    _check_tag(caller, tag)
-    groups = getattr(optimizer, "param_groups", None)
-    if not isinstance(groups, list) or not groups:
-        raise ConfigError(f"{caller}: expected `optimizer` to be a torch optimizer (with param_groups), but got "
-                          f"{type(optimizer).__name__} {short_repr(optimizer)}")
+    _check_common(caller, logger, engine, tag)
+    groups: Any = getattr(optimizer, "param_groups", None)
+    _expect(caller, "optimizer", optimizer, isinstance(groups, list) and bool(groups),
+            "a torch optimizer (with param_groups)")
     if not isinstance(param_name, str) or any(param_name not in group for group in groups):
         raise ConfigError(f"{caller}: expected `param_name` to be an entry of every param group "
                           f"({', '.join(sorted(k for k in groups[0] if k != 'params'))}), but got "
@@ -231,13 +192,11 @@ def attach_optimizer_params(logger: FlexLogger, engine: Any, optimizer: Any, eve
 class ToolHandle:
     """What :func:`attach_tooled` returns: ``.remove()`` (or the end of a ``with`` block) stops recording."""
 
-    def __init__(self, handles: list[Any]) -> None:
-        self._handles = handles
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self._handle.remove()
 
     def __enter__(self) -> ToolHandle:
         return self
@@ -248,21 +207,16 @@ class ToolHandle:
 
 
 def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None, event: Any = None) -> ToolHandle:
-    """Record a TooledModelLogger's per-layer statistics as an ignite handler.
+    """Record a TooledModelLogger's per-layer statistics as an ignite handler, drawn at x = ``engine.state.iteration``
+    (as ignite's own ``GradsScalarHandler`` draws its).
 
     Args:
         tooled: the :class:`~flexlogger.model.logger.TooledModelLogger` (``logger=Stat`` to share Stat's run).
         engine: the trainer ``Engine``.
-        optimizer: with an optimizer, the statistics are recorded right after each ``optimizer.step()`` (a torch
-            step post-hook): the gradients the optimizer used (after any clipping in your update function; ignite's
-            ``create_supervised_trainer`` zeroes them only at the start of the next iteration), the weights after
-            the update, and ``update_ratio``, the update of the step.
+        optimizer: record right after each ``optimizer.step()`` (a torch step post-hook), with the gradients the
+            optimizer used.
         event: without an optimizer, the ignite event to record on (default ``Events.ITERATION_COMPLETED``); the
-            update function must then leave the gradients in place until the event (zero them at its start).
-
-    The statistics are drawn at x = ``engine.state.iteration`` (1-based), as ignite's own ``GradsScalarHandler`` and
-    ``WeightsScalarHandler`` draw theirs and as :func:`attach` draws the iteration's outputs. A flight recorder's
-    ``after`` steps are drawn by the recorder itself, at its step index.
+            update function must leave the gradients in place until then.
 
     Returns:
         A handle: ``.remove()`` stops recording (the TooledModelLogger's hooks stay until you ``close()`` it).
@@ -271,13 +225,11 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
         ConfigError: a bad argument, naming ``attach_tooled()``.
     """
     caller = "attach_tooled()"
-    if not isinstance(tooled, TooledModelLogger):
-        raise ConfigError(f"{caller}: expected `tooled` to be a flexlogger.TooledModelLogger, but got "
-                          f"{type(tooled).__name__} {short_repr(tooled)}")
-    _check_engine(caller, engine)
-    if optimizer is not None and not callable(getattr(optimizer, "register_step_post_hook", None)):
-        raise ConfigError(f"{caller}: expected `optimizer` to be a torch.optim.Optimizer or None, but got "
-                          f"{type(optimizer).__name__} {short_repr(optimizer)}")
+    _expect(caller, "tooled", tooled, isinstance(tooled, TooledModelLogger), "a flexlogger.TooledModelLogger")
+    _expect(caller, "engine", engine, isinstance(engine, Engine), "an ignite.engine.Engine")
+    _expect(caller, "optimizer", optimizer,
+            optimizer is None or callable(getattr(optimizer, "register_step_post_hook", None)),
+            "a torch.optim.Optimizer or None")
     if optimizer is not None and event is not None:
         raise ConfigError(f"{caller}: expected `optimizer` or `event`, not both: with an optimizer the statistics "
                           "are recorded after each optimizer step")
@@ -295,5 +247,5 @@ def attach_tooled(tooled: TooledModelLogger, engine: Any, optimizer: Any = None,
             tooled.log(step=engine.state.iteration, keys=plots)
 
     if optimizer is not None:
-        return ToolHandle([optimizer.register_step_post_hook(record)])
-    return ToolHandle([engine.add_event_handler(event if event is not None else Events.ITERATION_COMPLETED, record)])
+        return ToolHandle(optimizer.register_step_post_hook(record))
+    return ToolHandle(engine.add_event_handler(event if event is not None else Events.ITERATION_COMPLETED, record))

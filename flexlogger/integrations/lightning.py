@@ -6,29 +6,14 @@ Example:
     >>> trainer = L.Trainer(logger=logger, callbacks=[FlexLightningCallback(every=10)])
     >>> trainer.fit(model, train_loader, val_loader)                      # self.log('train_loss', loss) in the model
 
-Works with ``lightning.pytorch`` (preferred) or ``pytorch_lightning``, whichever imports: pass its ``Trainer`` the
-classes of this module (``flexlogger.integrations.lightning.pl`` is the package they were built against).
+Works with ``lightning.pytorch`` or ``pytorch_lightning``, whichever imports (``pl`` here is the one used).
 Install with ``pip install 'flexlogger[lightning]'``.
 
-What goes where:
-    - ``self.log(name, value)`` reaches :meth:`FlexLightningLogger.log_metrics` (Lightning calls it every
-      ``log_every_n_steps`` and at epoch ends, with values it already reduced): a metric that names a meter of the
-      config or presets feeds it (``train/loss`` feeds ``train_loss``), any other number gets a line window shared
-      by its phases (``train_loss_epoch`` and ``val_loss`` share ``loss``; see
-      :class:`~flexlogger.integrations.common.MetricRouter`), drawn at x = the global step. Lightning's ``epoch``
-      entry is not drawn.
-    - ``save_hyperparameters()`` / ``log_hyperparams`` -> the run's hyperparameters (``log_hparams``), sanitised
-      as Lightning's loggers do (:func:`~flexlogger.integrations.common.plain_hparams`).
-    - Meters that need batches (``train_acc`` of the ``acc`` preset takes logits and targets): feed them with
-      ``self.logger.experiment.add({...})`` (the :class:`~flexlogger.core.logger.FlexLogger`) and log them yourself,
-      e.g. ``self.logger.experiment.log(self.global_step, keys='train_acc')`` in ``on_train_epoch_end``.
-    - Distributed: only rank 0 draws and writes the run (Lightning calls ``log_metrics`` on rank 0 only; on other
-      ranks ``experiment`` is Lightning's dummy experiment), so ``log()`` is never a collective call that could
-      stall training. Values are as exact across ranks as
-      Lightning makes them: ``self.log(..., sync_dist=True)`` averages the ranks' values; a torchmetrics ``Metric``
-      logged with ``self.log('val_acc', self.val_acc)`` is synced state by state (exact).
-    - ``finalize`` (the end of ``fit``/``validate``/``test``) closes the run: finished, interrupted (Ctrl-C) or
-      crashed with the error. Logging again afterwards (``trainer.test`` after ``fit``) starts a new run.
+Metrics are routed by :class:`~flexlogger.integrations.common.MetricRouter` (``train_loss_epoch`` and ``val_loss``
+share a window ``loss``). Meters that need batches (``train_acc`` takes logits and targets) are fed with
+``self.logger.experiment.add({...})`` and logged where you choose. Only rank 0 draws and writes: Lightning hands it
+values already reduced across ranks (``sync_dist=True``, a torchmetrics ``Metric``), so ``log()`` is never a
+collective call that could stall training.
 """
 
 from __future__ import annotations
@@ -66,7 +51,7 @@ def _rank() -> int:
 
 def _free_folder(parent: Path, uid: str) -> str:
     """The folder name the run record will take under ``parent`` (``<uid>``, else ``<uid>-2``, ...: the first that
-    does not exist or is empty, as the record chooses it), found without creating anything."""
+    does not exist or is empty), found without creating anything."""
     name = _folder_name(uid)
     for n in range(1, 10_000):
         candidate = parent / (name if n == 1 else f"{name}-{n}")
@@ -75,32 +60,57 @@ def _free_folder(parent: Path, uid: str) -> str:
     return name
 
 
+def _lightning_options(caller: str, options: dict[str, Any], save_dir: str | Path | None, name: str | None,
+                       version: int | str | None, prefix: str) -> dict[str, Any]:
+    """Lightning's ``save_dir``/``name``/``version`` as the run options ``log_dir``/``env``/``uid``."""
+    if not isinstance(prefix, str):
+        raise ConfigError(f"{caller}: expected `prefix` to be a string (put before each metric name with "
+                          f"'{PREFIX_JOIN}'), but got {type(prefix).__name__} {short_repr(prefix)}")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
+        raise ConfigError(f"{caller}: expected `version` to be an int (version_<n>), a string or None, but got "
+                          f"{type(version).__name__} {short_repr(version)}")
+    given = {"save_dir": save_dir, "name": name, "version": version}
+    if options.get("run") is not None:
+        named = [k for k, v in given.items() if v is not None]
+        if named:
+            raise ConfigError(f"{caller}: {', '.join(named)}: options of the run, but a run was given (run=); "
+                              "expected them on the Run (log_dir, env, uid), or no run=")
+        return options
+    for ours, theirs in (("log_dir", "save_dir"), ("env", "name"), ("uid", "version")):
+        value = given[theirs]
+        if value is None:
+            continue
+        if theirs == "version" and isinstance(value, int):
+            value = f"version_{value}"
+        if ours in options and options[ours] != value:
+            raise ConfigError(f"{caller}: `{theirs}` is Lightning's name for `{ours}`, but both were given "
+                              f"({theirs}={short_repr(given[theirs])}, {ours}={short_repr(options[ours])}); "
+                              "expected one of them")
+        options[ours] = value
+    return options
+
+
 class FlexLightningLogger(_Logger):  # type: ignore[misc]
     """A Lightning ``Logger`` that draws ``self.log(...)`` metrics in flexlogger windows and keeps the run record.
 
     Args:
         config: a config file or dict (plots, meters, options), as :meth:`FlexLogger.from_config` reads it.
         presets: preset names (``'loss+acc'``), made for ``phases``.
-        phases: the phases presets are made for (Lightning's names: ``train``, ``val``, ``test``).
+        phases: the phases presets are made for (Lightning's: ``train``, ``val``, ``test``).
         preset_args: preset parameters, ``{'confusion': {'k': 10}}``.
-        save_dir: Lightning's name for ``log_dir``: the record's root folder (the run is
-            ``<save_dir>/<name>/<version>``).
-        name: Lightning's experiment name: the Visdom env and the folder under ``save_dir`` (``env=`` is the same
-            option). Default :data:`DEFAULT_NAME` (``lightning_logs``), as Lightning's own loggers.
-        version: the run's folder and window id (``uid=`` is the same option): an int ``n`` is ``version_<n>``, a
-            string is used as it is. Default: a new unique id (:func:`~flexlogger.core.run.default_uid`).
-        prefix: put in front of every metric name with ``-`` (``prefix='tmp'`` logs ``loss`` as ``tmp-loss``), as
-            Lightning's own loggers do.
+        save_dir: Lightning's name for ``log_dir``: the run is ``<save_dir>/<name>/<version>``.
+        name: Lightning's name for ``env`` (default :data:`DEFAULT_NAME`, as Lightning's own loggers).
+        version: Lightning's name for ``uid``: an int ``n`` is ``version_<n>``, a string is used as it is.
+            Default: a new unique id.
+        prefix: put in front of every metric name with ``-``, as Lightning's own loggers do.
         **run_options: FlexLogger options (``server``, ``port``, ``strict``, ...), or ``run=`` a
             :class:`~flexlogger.core.run.Run` shared with other loggers (left open at ``finalize``).
             ``distributed`` is not an option: only rank 0 logs.
 
     Reading :attr:`name`, :attr:`version`, :attr:`save_dir`, :attr:`root_dir` or :attr:`log_dir` starts nothing:
-    the run (its folder, its Visdom windows) starts when training starts (Lightning's ``log_graph`` call), when
-    Lightning first logs, or at :attr:`experiment`.
-    Hyperparameters logged before that wait in the logger and go to the run when it starts: under ``ddp_spawn``
-    they travel to the worker processes with the logger, and the workers' run is the folder :attr:`log_dir` names
-    in the main process too.
+    the run starts at Lightning's ``log_graph`` call (the start of training), its first log, or at
+    :attr:`experiment`. Hyperparameters logged before wait in the logger; under ``ddp_spawn`` they travel to the
+    workers with it, and the workers' run is the folder :attr:`log_dir` names in the main process.
 
     Raises:
         InvalidConfigError: every problem of the config, presets and options, naming ``FlexLightningLogger()``.
@@ -114,52 +124,18 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
                  **run_options: Any) -> None:
         super().__init__()
         caller = "FlexLightningLogger()"
-        options = self._lightning_options(caller, dict(run_options), save_dir, name, version, prefix)
+        options = _lightning_options(caller, dict(run_options), save_dir, name, version, prefix)
         self._recipe = Recipe(caller, config, presets, phases, preset_args, options,
                               fixed={"distributed": "only rank 0 logs, with Lightning's reduced values"})
         self._prefix = prefix
         self._uid_fixed = "uid" in self._recipe.options
         self._uid: str = self._recipe.options.get("uid") or default_uid()
-        self._folder = self._predict_folder()
+        root = self._root()
+        self._folder = None if root is None else _free_folder(root, self._uid)
         self._pending: dict[str, Any] = {}  # hyperparameters logged before the run started
         self._guard = Guard("FlexLightningLogger")
         self._logger: FlexLogger | None = None
         self._router: MetricRouter | None = None
-
-    @staticmethod
-    def _lightning_options(caller: str, options: dict[str, Any], save_dir: str | Path | None, name: str | None,
-                           version: int | str | None, prefix: str) -> dict[str, Any]:
-        """Lightning's ``save_dir``/``name``/``version`` as the run options ``log_dir``/``env``/``uid``."""
-        if not isinstance(prefix, str):
-            raise ConfigError(f"{caller}: expected `prefix` to be a string (put before each metric name with "
-                              f"'{PREFIX_JOIN}'), but got {type(prefix).__name__} {short_repr(prefix)}")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
-            raise ConfigError(f"{caller}: expected `version` to be an int (version_<n>), a string or None, but got "
-                              f"{type(version).__name__} {short_repr(version)}")
-        given = {"save_dir": save_dir, "name": name, "version": version}
-        if options.get("run") is not None:
-            named = [k for k, v in given.items() if v is not None]
-            if named:
-                raise ConfigError(f"{caller}: {', '.join(named)}: options of the run, but a run was given (run=); "
-                                  "expected them on the Run (log_dir, env, uid), or no run=")
-            return options
-        for ours, theirs in (("log_dir", "save_dir"), ("env", "name"), ("uid", "version")):
-            value = given[theirs]
-            if value is None:
-                continue
-            if theirs == "version" and isinstance(value, int):
-                value = f"version_{value}"
-            if ours in options and options[ours] != value:
-                raise ConfigError(f"{caller}: `{theirs}` is Lightning's name for `{ours}`, but both were given "
-                                  f"({theirs}={short_repr(given[theirs])}, {ours}={short_repr(options[ours])}); "
-                                  "expected one of them")
-            options[ours] = value
-        return options
-
-    def _predict_folder(self) -> str | None:
-        """The run folder's name, read off the file system without creating anything (None: no record)."""
-        root = self._root()
-        return None if root is None else _free_folder(root, self._uid)
 
     def _root(self) -> Path | None:
         """``<log_dir>/<env>`` of the logger's own run, or None without a record."""
@@ -172,14 +148,12 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled to worker processes (``ddp_spawn``) without the FlexLogger: each process makes its own, of the
-        same run id (so that the main process's :attr:`log_dir` names the workers' run)."""
-        state = dict(self.__dict__)
-        state["_logger"] = state["_router"] = None
-        return state
+        same run id."""
+        return {**self.__dict__, "_logger": None, "_router": None}
 
     def _flex(self) -> FlexLogger:
         """The FlexLogger to write to: made on first use, and again after ``finalize`` closed it (a new run: a new
-        id unless ``version``/``uid`` was given). Hyperparameters logged before go to its run first."""
+        id unless ``version``/``uid`` was given), with the hyperparameters logged before."""
         if self._logger is not None and not self._logger.closed:
             return self._logger
         forced: dict[str, Any] = {"distributed": False}
@@ -198,20 +172,17 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
     @property  # type: ignore[untyped-decorator,misc]
     @_rank_zero_experiment
     def experiment(self) -> FlexLogger:
-        """The :class:`~flexlogger.FlexLogger` (made on first use, and again after ``finalize`` closed it). On
-        ranks other than 0, Lightning's dummy experiment (``rank_zero_experiment``): every call on it does nothing,
-        so ``self.logger.experiment.add(...)`` in ``training_step`` works on every rank."""
+        """The :class:`~flexlogger.FlexLogger` (made on first use). On other ranks than 0, Lightning's dummy
+        experiment, whose every call does nothing."""
         return self._flex()
 
     def _run(self) -> Run | None:
-        """The run of the logger, without starting one: the FlexLogger's, a given ``run=``, or None before start."""
-        if self._logger is not None:
-            return self._logger.run
-        return self._recipe.run
+        """The run of the logger, without starting one (None before start)."""
+        return self._logger.run if self._logger is not None else self._recipe.run
 
     @property
     def name(self) -> str:
-        """The Visdom env, as the run's folder spells it (``save_dir/name/version`` is the run folder)."""
+        """The Visdom env, as the run's folder spells it."""
         run = self._run()
         if run is None:
             return _folder_name(self._env)
@@ -219,7 +190,7 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
     @property
     def version(self) -> str:
-        """The run's folder name (its uid, or ``<uid>-2``... when a fixed uid was used before), or the uid."""
+        """The run's folder name (its uid, or ``<uid>-2``... when the uid's folder is taken), or the uid."""
         run = self._run()
         if run is None:
             return self._folder or self._uid
@@ -227,16 +198,15 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
     @property
     def save_dir(self) -> str | None:
-        """The record's root folder (``log_dir``), or None without a record. Lightning's checkpoints go to
-        ``<save_dir>/<name>/<version>/checkpoints``: inside the run folder. It is also ``trainer.log_dir`` (as for
-        every logger other than Lightning's CSV and TensorBoard loggers)."""
+        """The record's root folder (``log_dir``; also ``trainer.log_dir``), or None without a record. Lightning's
+        checkpoints go to ``<save_dir>/<name>/<version>/checkpoints``: inside the run folder."""
         run = self._run()
         log_dir = self._recipe.options.get("log_dir", DEFAULT_LOG_DIR) if run is None else run.log_dir
         return None if log_dir is None else str(log_dir)
 
     @property
     def root_dir(self) -> str | None:
-        """``<save_dir>/<name>``: the folder of the env's runs, or None without a record."""
+        """``<save_dir>/<name>``, or None without a record."""
         return None if self.save_dir is None else str(Path(self.save_dir, self.name))
 
     @property
@@ -248,7 +218,6 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
         return None if self.root_dir is None else str(Path(self.root_dir, self.version))
 
     def _routed(self) -> MetricRouter:
-        """The router of the FlexLogger to write to (opening it if needed)."""
         logger = self._flex()
         if self._router is None or self._router.logger is not logger:
             self._router = MetricRouter(logger, self._guard)
@@ -267,10 +236,9 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
     @_rank_zero_only  # type: ignore[untyped-decorator,misc]
     def log_hyperparams(self, params: Mapping[str, Any] | Namespace | None = None,
                         metrics: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> None:
-        """Record the hyperparameters (``save_hyperparameters()``) with the run (``hparams.json`` and the ``hparams``
-        window), sanitised as Lightning's loggers do (:func:`plain_hparams`); a key the record refuses is skipped
-        with a warning, the others kept. ``metrics`` are logged at step 0, as Lightning's TensorBoard logger does.
-        Before the run started, the hyperparameters wait for it (they start nothing)."""
+        """Record the hyperparameters with the run (a key the record refuses is skipped with a warning); before
+        the run started, they wait for it. ``metrics`` are logged at step 0, as Lightning's TensorBoard logger
+        does."""
         with self._guard.hook("log_hyperparams"):
             given = plain_hparams(params if params is not None else {})
             if not isinstance(given, dict):
@@ -293,23 +261,19 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
     @_rank_zero_only  # type: ignore[untyped-decorator,misc]
     def log_graph(self, model: Any, input_array: Any = None) -> None:
-        """Start the run (Lightning calls this at the start of every ``fit``/``validate``/``test``, in the process
-        that trains): the run folder is then the record's before ``ModelCheckpoint`` writes ``checkpoints/`` into
-        it. The graph itself is not drawn."""
+        """Start the run (Lightning calls this as training starts), so that the run folder is the record's before
+        ``ModelCheckpoint`` writes into it. The graph itself is not drawn."""
         with self._guard.hook("log_graph"):
             self._flex()
 
     def save(self) -> None:
-        """Nothing to do: every point is in the run record as soon as it is logged (Lightning calls this after
-        every ``log_metrics``, so it must not wait on the network)."""
+        """Nothing to do: every point is in the record as soon as it is logged (Lightning calls this after every
+        ``log_metrics``, so it must not wait on the network)."""
 
     def finalize(self, status: str) -> None:
-        """Close the run: ``success`` -> finished; ``failed`` -> ``interrupted`` when Lightning is handling a
-        ``KeyboardInterrupt``, else ``crashed`` with the exception and its traceback in ``summary.json``. A run
-        given with ``run=`` stays open (its owner closes it).
-
-        When the run was never started in this process, hyperparameters still waiting are written to a new run,
-        unless another process (``ddp_spawn``'s workers, which got them with the pickled logger) made the run."""
+        """Close the run: ``success`` -> finished; ``failed`` -> ``interrupted`` on a ``KeyboardInterrupt``, else
+        ``crashed`` with the exception. A run given with ``run=`` stays open. Hyperparameters still waiting go to a
+        new run, unless ``ddp_spawn``'s workers (which got them with the pickled logger) made the run."""
         logger = self._logger
         if logger is None and self._pending and _rank() == 0:
             root = self._root()
@@ -334,16 +298,12 @@ class FlexLightningLogger(_Logger):  # type: ignore[misc]
 
 class FlexLightningCallback(_Callback):  # type: ignore[misc]
     """Per-layer statistics of the LightningModule (a :class:`~flexlogger.model.logger.TooledModelLogger`),
-    recorded after the optimizer step of each batch that stepped (Lightning's ``on_train_batch_end``, once
-    ``on_before_optimizer_step`` said the batch steps): the gradients the optimizer used (after Lightning's gradient
-    clipping), the weights after the update, and ``update_ratio``, the update of the step. Drawn at x = the step
-    count in the windows of the trainer's :class:`FlexLightningLogger` (one run), on rank 0 only.
+    recorded after the optimizer step of each batch that stepped: the gradients the optimizer used (after
+    Lightning's clipping), the weights after the update, and ``update_ratio``. Drawn at x = the step count, on rank 0
+    only, in the run of the trainer's :class:`FlexLightningLogger` (without one, in a FlexLogger of their own).
 
     Args:
-        **options: TooledModelLogger options: ``mode``, ``stats``, ``groups``, ``params``, ``layers``, ``every``,
-            ``histograms``, ``bins``, ``anomaly``.
-
-    Without a FlexLightningLogger in the trainer, the statistics go to a FlexLogger of their own (default options).
+        **options: TooledModelLogger options (``mode``, ``stats``, ``groups``, ``every``, ...).
 
     Raises:
         UnknownNameError: an unknown option (with the closest valid names).
@@ -368,8 +328,8 @@ class FlexLightningCallback(_Callback):  # type: ignore[misc]
         self._stepped = True
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """After the optimizer step: the update is there to measure and the gradients are still in place (Lightning
-        zeroes them in the next batch's closure, before its backward)."""
+        """After the optimizer step, while the gradients are still in place (Lightning zeroes them in the next
+        batch's closure)."""
         stepped, self._stepped = self._stepped, False
         if self.tooled is not None and stepped:
             with self._guard.hook("on_train_batch_end"):

@@ -8,16 +8,13 @@ takes a writer object, such as Hugging Face's ``TensorBoardCallback(tb_writer=..
     writer.add_scalars("loss", {"train": a, "val": b}, step)
     writer.close()
 
-``add_scalar``, ``add_scalars``, ``add_histogram``, ``add_image``, ``add_images``, ``add_text``, ``add_hparams``,
-``add_figure`` (with matplotlib), ``add_pr_curve``, ``flush`` and ``close`` draw in Visdom and write the run record;
-any other method of ``SummaryWriter`` warns once (:class:`TensorBoardCompatWarning`) and does nothing.
-The tensorboard package is not needed.
+The ``add_*`` methods below, ``flush`` and ``close`` draw in Visdom and write the run record; any other method of
+``SummaryWriter`` warns once (:class:`TensorBoardCompatWarning`) and does nothing. No tensorboard package is needed.
 """
 
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -29,9 +26,8 @@ import torch
 from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR, DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import ConfigError, short_repr
-from flexlogger.experiment.folder import user_stacklevel
-from flexlogger.integrations.common import Guard, is_number
-from flexlogger.integrations.windows import Windows, bin_counts
+from flexlogger.integrations.common import Guard, is_number, warn_unsupported
+from flexlogger.integrations.windows import Windows, as_float, bin_counts
 from flexlogger.sinks.base import Update
 
 __all__ = ["SummaryWriter", "TensorBoardCompatWarning"]
@@ -61,17 +57,20 @@ def _hwc(image: Any, dataformats: str, call: str) -> np.ndarray:
 class SummaryWriter:
     """TensorBoard's ``SummaryWriter``, drawing in Visdom and writing a flexlogger run record.
 
+    Every method keeps TensorBoard's signature, so a script's keywords are all accepted; these are ignored (they set
+    TensorBoard's event files, which a flexlogger record does not have): ``purge_step``, ``max_queue``,
+    ``flush_secs``, ``filename_suffix``, ``walltime`` (a point is stamped when it is written), ``new_style``,
+    ``double_precision``, ``max_bins``, ``hparam_domain_discrete`` and ``run_name``.
+
     Args:
         log_dir: TensorBoard's run folder: its last part is the Visdom env and its parent the record's root, so
             ``runs/mnist`` writes ``runs/mnist/<uid>``. None: env ``main`` (or ``env``), the root from
             ``$FLEXLOGGER_LOG_DIR`` (else ``runs``).
         comment: appended to the env, as TensorBoard appends it to the folder name.
-        purge_step, max_queue, flush_secs, filename_suffix: TensorBoard's event-file settings; nothing to set here.
         env: the Visdom env (instead of the one ``log_dir`` names).
         server, port: the Visdom server (default: ``$FLEXLOGGER_SERVER``/``$FLEXLOGGER_PORT``, else
             ``http://localhost:8097``); ``server=None`` writes the record only.
-        **run_options: other :class:`~flexlogger.core.run.Run` options (``uid``, ``disabled``, ``min_interval``,
-            ...).
+        **run_options: other :class:`~flexlogger.core.run.Run` options (``uid``, ``disabled``, ...).
 
     Raises:
         ConfigError: a bad option (naming ``SummaryWriter()``).
@@ -82,15 +81,13 @@ class SummaryWriter:
                  server: str | None = DEFAULT_SERVER, port: int = DEFAULT_PORT, **run_options: Any) -> None:
         root: str | Path | None = DEFAULT_LOG_DIR
         if log_dir is not None:
-            folder = Path(log_dir)
-            root = folder.parent
-            env = env or folder.name
+            root = Path(log_dir).parent
+            env = env or Path(log_dir).name
         env = (env or DEFAULT_ENV) + (comment or "")
         self.log_dir = str(log_dir) if log_dir is not None else None
         self.run = Run._from_options("SummaryWriter()", {"env": env, "log_dir": root, "server": server,
                                                          "port": port, **run_options})
-        self._guard = Guard("flexlogger.tensorboard.SummaryWriter")
-        self._windows = Windows(self.run, self._guard)
+        self._windows = Windows(self.run, Guard("flexlogger.tensorboard.SummaryWriter"))
         self._next: dict[str, int] = {}  # tag -> the step after its last point, for a global_step of None
         self._warned: set[str] = set()
 
@@ -100,7 +97,7 @@ class SummaryWriter:
 
     def _step(self, tag: str, global_step: Any, call: str) -> float:
         """``global_step`` as a number; None: one more than the tag's last step (0 first)."""
-        if type(global_step) is int:  # the usual case, without the checks below
+        if type(global_step) is int:  # the hot path, without the checks below
             step: float = global_step
         elif global_step is None:
             step = self._next.get(tag, 0)
@@ -108,16 +105,15 @@ class SummaryWriter:
             raise ConfigError(f"{call}: expected `global_step` to be a number or None, but got "
                               f"{short_repr(global_step)}")
         else:
-            value = global_step.item() if isinstance(global_step, (torch.Tensor, np.ndarray, np.generic)) \
-                else global_step
+            value = global_step.item() if isinstance(global_step, (torch.Tensor, np.ndarray)) else global_step
             step = int(value) if isinstance(value, numbers.Integral) else float(value)
         self._next[tag] = int(step) + 1
         return step
 
-    # scalars -----------------------------------------------------------------------------------------------
     def add_scalar(self, tag: str, scalar_value: Any, global_step: Any = None, walltime: float | None = None,
                    new_style: bool = False, double_precision: bool = False) -> None:
-        """Draw ``scalar_value`` at ``global_step``: ``train/loss`` is the trace ``train`` of window ``loss``.
+        """Draw ``scalar_value`` at ``global_step``: ``train/loss`` is the trace ``train`` of window ``loss``
+        (:func:`~flexlogger.integrations.windows.split_key`).
 
         Raises:
             ConfigError: the value is not a number (or a one-element tensor or array).
@@ -159,11 +155,9 @@ class SummaryWriter:
         if where is not None:
             self._windows.draw(where[0], {where[1]: bin_counts(values, count)}, step)
 
-    # media -------------------------------------------------------------------------------------------------
     def add_image(self, tag: str, img_tensor: Any, global_step: Any = None, walltime: float | None = None,
                   dataformats: str = "CHW") -> None:
-        """Show an image (``dataformats`` ``CHW``, ``HWC`` or ``HW``; floats in [0, 1] or uint8) with
-        ``log_image``."""
+        """Show an image (``dataformats`` ``CHW``, ``HWC`` or ``HW``; floats in [0, 1] or uint8)."""
         step = self._step(tag, global_step, "add_image()")
         self.run.log_image(tag, _hwc(img_tensor, dataformats, "add_image()"), step)
 
@@ -184,9 +178,8 @@ class SummaryWriter:
         """Show a matplotlib figure (or a list of them, side by side) as an image."""
         import matplotlib.pyplot as plt
 
-        figures = figure if isinstance(figure, list) else [figure]
         images = []
-        for fig in figures:
+        for fig in figure if isinstance(figure, list) else [figure]:
             fig.canvas.draw()
             images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
             if close:
@@ -196,7 +189,7 @@ class SummaryWriter:
         self.run.log_image(tag, np.concatenate(padded, axis=1), self._step(tag, global_step, "add_figure()"))
 
     def add_text(self, tag: str, text_string: str, global_step: Any = None, walltime: float | None = None) -> None:
-        """Show text in the window ``tag`` (and ``text/<tag>-<step>.txt``) with ``log_text``."""
+        """Show text in the window ``tag`` (and ``text/<tag>-<step>.txt``)."""
         step = None if global_step is None else self._step(tag, global_step, "add_text()")
         self.run.log_text(tag, text_string, step)
 
@@ -206,7 +199,7 @@ class SummaryWriter:
         """Record ``hparam_dict`` with ``log_hparams`` and draw ``metric_dict``'s numbers as scalars (their last
         values also go to ``summary.json`` under ``metrics``)."""
         self.run.log_hparams(dict(hparam_dict))
-        metrics = {k: float(_array(v)) for k, v in (metric_dict or {}).items() if is_number(v)}
+        metrics = {k: as_float(v) for k, v in (metric_dict or {}).items() if is_number(v)}
         for key, value in metrics.items():
             self.add_scalar(key, value, global_step if global_step is not None else 0)
         if metrics and not self.run.disabled:
@@ -234,7 +227,6 @@ class SummaryWriter:
         self.run.write([Update(tag, "curve", step, {tag: (recall, precision)},
                                {"title": tag, "xlabel": "recall", "ylabel": "precision"}, self.run.next_seq())])
 
-    # the end -----------------------------------------------------------------------------------------------
     def flush(self) -> None:
         """Wait until what was added reached Visdom and the record."""
         if not self.run.closed:
@@ -252,17 +244,15 @@ class SummaryWriter:
         self.run.__exit__(exc_type, exc, tb)
 
     def __getattr__(self, name: str) -> Callable[..., None]:
+        """Any other method of TensorBoard's writer: warns once, then does nothing."""
         if name.startswith("_"):
             raise AttributeError(name)
-        if name not in self._warned:
-            self._warned.add(name)
-            warnings.warn(f"flexlogger.tensorboard: SummaryWriter.{name} is not supported by flexlogger; it does "
-                          "nothing and training goes on", TensorBoardCompatWarning, stacklevel=user_stacklevel())
-
-        def absent(*args: Any, **kwargs: Any) -> None:
-            return None
-
-        return absent
+        warn_unsupported("flexlogger.tensorboard", f"SummaryWriter.{name}", TensorBoardCompatWarning, self._warned)
+        return _ignore
 
     def __repr__(self) -> str:
         return f"<flexlogger.tensorboard.SummaryWriter {self.run!r}>"
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    """What an unsupported method of :class:`SummaryWriter` does."""

@@ -8,29 +8,10 @@ Example:
     >>> trainer.evaluate()     # the same run
     >>> flex.close()
 
-Install with ``pip install 'flexlogger[transformers]'``.
-
-What goes where (on the main process only, ``state.is_world_process_zero``):
-    - ``on_train_begin``: the run's hyperparameters are the ``TrainingArguments`` (``log_hparams``) and the model's
-      config under ``model_config`` (as the W&B and MLflow integrations merge it into their params), also shown as
-      JSON text in a window ``model_config`` (as the TensorBoard integration adds it); ``model/num_parameters``
-      goes to ``summary.json`` (W&B puts it in its config). With ``tooled=``, a
-      :class:`~flexlogger.model.logger.TooledModelLogger` starts watching the model.
-    - ``on_log``, ``on_evaluate`` and ``on_predict``: the metrics, renamed as the Trainer's own TensorBoard and W&B
-      integrations name them (``loss`` -> ``train/loss``, ``eval_loss`` -> ``eval/loss``, ``test_acc`` ->
-      ``test/acc``), feed the meters of the config or presets (``train/loss`` feeds a ``train_loss`` meter) or get
-      a line window shared by their phases (``train/loss`` and ``eval/loss`` share ``loss``), at x = the global
-      step. The Trainer hands the evaluation's metrics to both hooks: they are drawn once. ``epoch`` is not drawn.
-    - End-of-training values (:data:`SINGLE_VALUES`: ``train_runtime``, ``total_flos``, ``train_loss``, ...) are
-      one number per run, not a curve: they go to ``summary.json`` and to one table window ``train_summary``, as
-      the W&B integration puts them in its run summary.
-    - ``on_optimizer_step``: the per-layer statistics of the step, right after the optimizer step and before the
-      Trainer zeroes the gradients: the clipped gradients the optimizer used, the weights after the update and
-      ``update_ratio``, the update of the step; drawn at x = the step count.
-    - ``on_train_end``: the statistics' hooks come off the model and the run's points are flushed; the run stays
-      open, so that ``trainer.evaluate()`` and ``trainer.predict()`` after ``train()`` go to the same run, with
-      its hyperparameters. :meth:`FlexLoggerCallback.close` closes it (finished); a run left open is closed when
-      the program ends (finished, or crashed with the error when the script died of one).
+Install with ``pip install 'flexlogger[transformers]'``. The callback acts on the main process only; each hook
+says what it records. Metrics are renamed as the Trainer's own integrations name them (:func:`rewrite`) and routed
+by :class:`~flexlogger.integrations.common.MetricRouter` at x = the global step (``train/loss`` and ``eval/loss``
+share a window ``loss``).
 """
 
 from __future__ import annotations
@@ -50,7 +31,6 @@ _TrainerCallback: Any = transformers.TrainerCallback
 __all__ = ["SINGLE_VALUES", "FlexLoggerCallback", "rewrite"]
 
 DEFAULT_PHASES = ("train", "eval", "test")
-_PREFIXES = (("eval_", "eval/"), ("test_", "test/"))
 # what the Trainer logs once, at the end of train(): the W&B integration's `single_value_scalars`
 SINGLE_VALUES = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos")
 SUMMARY_PLOT = "train_summary"
@@ -61,13 +41,10 @@ def rewrite(logs: Mapping[str, Any]) -> dict[str, Any]:
     ``test_x`` -> ``test/x``, anything else ``x`` -> ``train/x``; ``epoch`` is left out."""
     out: dict[str, Any] = {}
     for key, value in logs.items():
-        if key == "epoch":
-            continue
-        for old, new in _PREFIXES:
-            if key.startswith(old):
-                out[new + key[len(old):]] = value
-                break
-        else:
+        phase, sep, rest = key.partition("_")
+        if phase in ("eval", "test") and sep:
+            out[f"{phase}/{rest}"] = value
+        elif key != "epoch":
             out["train/" + key] = value
     return out
 
@@ -77,13 +54,11 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
 
     Args:
         config: a config file or dict (plots, meters, options), as :meth:`FlexLogger.from_config` reads it.
-        presets: preset names (``'loss'``), made for ``phases``.
-        tooled: per-layer statistics of the model: TooledModelLogger options (``{'every': 10, 'stats': ('norm',)}``;
-            ``{}`` for the defaults), or None for none.
-        phases: the phases presets are made for (the Trainer's: ``train``, ``eval``, ``test``).
+        presets: preset names (``'loss'``), made for ``phases`` (the Trainer's: ``train``, ``eval``, ``test``).
+        tooled: TooledModelLogger options for per-layer statistics of the model (``{}`` for the defaults), or None.
         preset_args: preset parameters.
         **run_options: FlexLogger options (``env``, ``uid``, ``server``, ``port``, ``log_dir``, ...), or ``run=`` a
-            :class:`~flexlogger.core.run.Run` shared with other loggers (left open at the end of training).
+            :class:`~flexlogger.core.run.Run` shared with other loggers (left open).
 
     Attributes:
         logger: the :class:`~flexlogger.core.logger.FlexLogger` (None before training starts).
@@ -122,6 +97,9 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
         return self._router
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """The ``TrainingArguments`` and the model's config (under ``model_config``, also shown as JSON in a window
+        ``model_config``) become the run's hyperparameters, as the W&B, MLflow and TensorBoard integrations keep
+        them; ``model/num_parameters`` goes to ``summary.json``. With ``tooled=``, the statistics start."""
         if not state.is_world_process_zero:
             return
         with self._guard.hook("on_train_begin"):
@@ -141,6 +119,8 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                **kwargs: Any) -> None:
+        """The metrics; the end-of-training values (:data:`SINGLE_VALUES`), one number per run, go to
+        ``summary.json`` and one table window ``train_summary``, as the W&B integration keeps them."""
         if not state.is_world_process_zero or not logs:
             return
         with self._guard.hook("on_log"):
@@ -162,6 +142,8 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
                     **kwargs: Any) -> None:
+        """The evaluation's metrics, unless ``on_log`` drew them at this step already (the Trainer hands them to
+        both hooks)."""
         if not state.is_world_process_zero or not metrics:
             return
         with self._guard.hook("on_evaluate"):
@@ -180,11 +162,14 @@ class FlexLoggerCallback(_TrainerCallback):  # type: ignore[misc]
             self._open().route(rewrite(metrics), state.global_step, "on_predict")
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """The per-layer statistics of the step, before the Trainer zeroes the gradients."""
         if self.tooled is not None:
             with self._guard.hook("on_optimizer_step"):
                 self.tooled.step(log=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """The statistics' hooks come off the model and the run is flushed; it stays open for ``evaluate()`` and
+        ``predict()`` until :meth:`close` (or the end of the program)."""
         tooled, self.tooled = self.tooled, None
         if tooled is not None:
             with self._guard.hook("on_train_end"):

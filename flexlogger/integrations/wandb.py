@@ -27,8 +27,13 @@ What maps to what:
     - ``watch(model, log='gradients'|'parameters'|'all', log_freq=1000)``: a
       :class:`~flexlogger.model.logger.TooledModelLogger` (mean and std per layer, and histograms) that records one
       step per committed ``log``, every ``log_freq``-th.
-    - Anything else of wandb's API (``wandb.Artifact``, ``run.log_artifact``, ``wandb.plot``, ...): one
+    - Anything else of wandb's API (``wandb.Artifact``, ``run.log_artifact``, ``wandb.plot``, ...), and a keyword
+      of ``init``, ``define_metric``, ``Image`` or ``Table`` not in their signatures here (``entity=``): one
       :class:`WandbCompatWarning` naming it, then a stand-in that accepts any call, so training goes on.
+
+Keywords in these signatures that have no effect here, accepted as wandb accepts them and ignored: ``sync``,
+``quiet``, ``reinit``, ``criterion``, ``idx``, ``allow_val_change``, ``step_sync``, ``hidden``, ``goal``,
+``overwrite``, ``Image(mode=)`` and ``Html(inject=)``.
 """
 
 from __future__ import annotations
@@ -53,11 +58,11 @@ from flexlogger.core.logger import FlexLogger
 from flexlogger.core.plots import Histogram as _Counts
 from flexlogger.core.run import Run
 from flexlogger.defaults import DEFAULT_ENV, DEFAULT_LOG_DIR
-from flexlogger.errors import ConfigError, FlexLoggerError, short_repr, unknown_name_message
+from flexlogger.errors import ConfigError, FlexLoggerError, UnknownNameError, short_repr, unknown_name_message
 from flexlogger.experiment.folder import user_stacklevel
 from flexlogger.experiment.textdiff import markdown_table
-from flexlogger.integrations.common import Guard, is_number
-from flexlogger.integrations.windows import Windows, bin_counts
+from flexlogger.integrations.common import Guard, is_number, warn_unsupported
+from flexlogger.integrations.windows import Windows, as_float, bin_counts
 from flexlogger.model.logger import TooledModelLogger
 
 __all__ = ["Config", "Histogram", "Html", "Image", "Summary", "Table", "WandbCompatWarning", "WandbRun",
@@ -65,6 +70,9 @@ __all__ = ["Config", "Histogram", "Html", "Image", "Summary", "Table", "WandbCom
 
 MODES = ("online", "offline", "disabled", "shared", "run")
 SUMMARIES = ("min", "max", "mean", "last", "first", "none")
+# summary mode -> whether a new value replaces the kept one
+_REPLACES = {"min": lambda new, old: not new >= old, "max": lambda new, old: not new <= old,
+             "first": lambda new, old: False}
 WATCH_LOGS: dict[str | None, tuple[str, ...]] = {"gradients": ("Weight_grad",), "parameters": ("Weights",),
                                                  "all": ("Weights", "Weight_grad"), None: ()}
 
@@ -82,11 +90,14 @@ _warned: set[str] = set()
 
 def _unsupported(name: str) -> _Absent:
     """Warn once that ``name`` is not supported; return a stand-in that accepts any use."""
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(f"flexlogger.wandb: {name} is not supported by flexlogger; it does nothing and training goes on",
-                      WandbCompatWarning, stacklevel=user_stacklevel())
+    warn_unsupported("flexlogger.wandb", name, WandbCompatWarning, _warned)
     return _Absent(name)
+
+
+def _unsupported_options(call: str, options: Mapping[str, Any]) -> None:
+    """Warn once about each keyword of wandb's ``call`` that flexlogger does not have."""
+    for option in sorted(options):
+        _unsupported(f"{call}({option}=...)")
 
 
 class _Absent:
@@ -136,8 +147,7 @@ class Image:
                 data_or_path = np.asarray(opened.convert("RGB"))
         self.data = data_or_path
         self.caption = caption
-        for name in ignored:
-            _unsupported(f"Image({name}=...)")
+        _unsupported_options("Image", ignored)
 
 
 class Histogram:
@@ -180,8 +190,7 @@ class Table:
         self.data: list[list[Any]] = [list(row) for row in (data or [])]
         width = max((len(r) for r in self.data), default=0)
         self.columns = list(columns) if columns is not None else [f"c{i}" for i in range(width)]
-        for name in ignored:
-            _unsupported(f"Table({name}=...)")
+        _unsupported_options("Table", ignored)
 
     def add_data(self, *row: Any) -> None:
         self.data.append(list(row))
@@ -198,8 +207,9 @@ class Html:
 
 
 # config and summary ------------------------------------------------------------------------------------------------
-class Config:
-    """``run.config``: attribute and item access, ``update()``; every change is written with ``log_hparams``."""
+class Config(Mapping[str, Any]):
+    """``run.config``: a read-only mapping with attribute access; setting a key (as an item, an attribute or with
+    ``update()``) writes it with ``log_hparams``."""
 
     def __init__(self, run: Run) -> None:
         object.__setattr__(self, "_run", run)
@@ -230,23 +240,11 @@ class Config:
     def __setitem__(self, name: str, value: Any) -> None:
         self.update({name: value})
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
 
     def __len__(self) -> int:
         return len(self._items)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._items.get(name, default)
-
-    def keys(self) -> Any:
-        return self._items.keys()
-
-    def items(self) -> Any:
-        return self._items.items()
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._items)
@@ -277,9 +275,8 @@ class Summary(dict):  # type: ignore[type-arg]
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, np.generic):
+    """A one-element tensor or a numpy scalar as a Python number; anything else as it is."""
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.numel() == 1):
         return value.item()
     return value
 
@@ -307,7 +304,7 @@ def _flatten(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> dict[
     return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Metric:
     pattern: str
     step_metric: str | None
@@ -408,29 +405,28 @@ class WandbRun:
             else:  # the hot path: the last value of a float
                 dict.__setitem__(summary, key, value if math.isfinite(value) else str(value))
         for key, value in row.items():
-            if key in scalars:
-                continue
-            if isinstance(value, Histogram):
-                where = self._windows.place(key, "histogram")
-                if where is not None:
-                    self._windows.draw(where[0], {where[1]: value.counts}, self._x(key, step))
-            elif isinstance(value, Image) or (isinstance(value, (list, tuple)) and value
-                                              and all(isinstance(v, Image) for v in value)):
-                self._images(key, [value] if isinstance(value, Image) else list(value), step)
-            elif isinstance(value, Table):
-                self.run.log_markdown(key, value.markdown(), step)
-            elif isinstance(value, Html):
-                self.run.calls.keyed_text(key, value.html, step)
-            elif isinstance(value, str):
-                self.run.calls.keyed_text(key, value, step)
-            else:
-                self._guard.warn("log", f"key {key!r}: {type(value).__name__} {short_repr(value, 80)} is not a value "
-                                        "flexlogger.wandb draws (a number, Image, Histogram, Table, Html or str): "
-                                        "skipped")
+            if key not in scalars:
+                self._draw_media(key, value, step)
         for (window, x), values in lines.items():
             self._windows.draw(window, values, x)
         for tooled in self._watched:
             tooled.step(log=True)
+
+    def _draw_media(self, key: str, value: Any, step: int) -> None:
+        if isinstance(value, Histogram):
+            where = self._windows.place(key, "histogram")
+            if where is not None:
+                self._windows.draw(where[0], {where[1]: value.counts}, self._x(key, step))
+        elif isinstance(value, Image) or (isinstance(value, (list, tuple)) and value
+                                          and all(isinstance(v, Image) for v in value)):
+            self._images(key, [value] if isinstance(value, Image) else list(value), step)
+        elif isinstance(value, Table):
+            self.run.log_markdown(key, value.markdown(), step)
+        elif isinstance(value, (Html, str)):
+            self.run.calls.keyed_text(key, value.html if isinstance(value, Html) else value, step)
+        else:
+            self._guard.warn("log", f"key {key!r}: {type(value).__name__} {short_repr(value, 80)} is not a value "
+                                    "flexlogger.wandb draws (a number, Image, Histogram, Table, Html or str): skipped")
 
     def _images(self, key: str, images: list[Image], step: int) -> None:
         for i, image in enumerate(images):
@@ -440,10 +436,8 @@ class WandbRun:
                 self.run.calls.keyed_text(f"{name} caption", str(image.caption), step)
 
     def _metric(self, key: str) -> _Metric | None:
-        for metric in reversed(self._metrics):
-            if fnmatch.fnmatchcase(key, metric.pattern):
-                return metric
-        return None
+        """The last :meth:`define_metric` whose glob matches ``key``."""
+        return next((m for m in reversed(self._metrics) if fnmatch.fnmatchcase(key, m.pattern)), None)
 
     def _x(self, key: str, step: int) -> float:
         metric = self._metric(key) if self._metrics else None
@@ -453,25 +447,22 @@ class WandbRun:
         return step if x is None else float(x)
 
     def _summarise(self, key: str, value: Any) -> None:
-        v = float(value.item() if isinstance(value, (torch.Tensor, np.ndarray, np.generic)) else value)
+        """Keep ``value`` in the summary as ``key``'s metric says (:data:`SUMMARIES`; default ``last``)."""
         metric = self._metric(key) if self._metrics else None
         mode = metric.summary if metric is not None and metric.summary else "last"
-        old = dict.get(self.summary, key)
-        if mode == "min":
-            new = v if old is None or not v >= old else old
-        elif mode == "max":
-            new = v if old is None or not v <= old else old
-        elif mode == "mean":
-            total, n = self._stats.get(key, (0.0, 0))
-            self._stats[key] = (total + v, n + 1)
-            new = (total + v) / (n + 1)
-        elif mode == "first":
-            new = v if old is None else old
-        elif mode == "none":
+        if mode == "none":
             return
-        else:
+        if mode == "last":
             new = _plain(value)
-            new = float(new) if isinstance(new, (float, torch.Tensor, np.ndarray)) else new
+            new = as_float(new) if isinstance(new, (float, np.ndarray)) else new  # an int stays an int
+        else:
+            new, old = as_float(value), dict.get(self.summary, key)
+            if mode == "mean":
+                total, n = self._stats.get(key, (0.0, 0))
+                self._stats[key] = (total + new, n + 1)
+                new = (total + new) / (n + 1)
+            elif old is not None and not _REPLACES[mode](new, old):
+                new = old
         dict.__setitem__(self.summary, key, new if not isinstance(new, float) or math.isfinite(new) else str(new))
 
     def define_metric(self, name: str, step_metric: str | None = None, step_sync: bool | None = None,
@@ -489,11 +480,8 @@ class WandbRun:
                               f"got {short_repr(name)}")
         mode = summary.split(",")[0].strip() if isinstance(summary, str) else summary
         if mode is not None and mode not in SUMMARIES:
-            from flexlogger.errors import UnknownNameError
-
             raise UnknownNameError("define_metric(): " + unknown_name_message("summary", mode, SUMMARIES))
-        for option in ignored:
-            _unsupported(f"define_metric({option}=...)")
+        _unsupported_options("define_metric", ignored)
         self._metrics.append(_Metric(name, step_metric, mode))
 
     # models ------------------------------------------------------------------------------------------------
@@ -509,8 +497,6 @@ class WandbRun:
         """
         self._check_open("watch()")
         if log not in WATCH_LOGS:
-            from flexlogger.errors import UnknownNameError
-
             raise UnknownNameError("watch(): " + unknown_name_message("log", log, [k for k in WATCH_LOGS if k]))
         if isinstance(log_freq, bool) or not isinstance(log_freq, int) or log_freq < 1:
             raise ConfigError(f"watch(): expected `log_freq` to be an int >= 1, but got {short_repr(log_freq)}")
@@ -598,11 +584,8 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
     if mode == "dryrun":
         mode = "offline"
     if mode not in MODES:
-        from flexlogger.errors import UnknownNameError
-
         raise UnknownNameError("init(): " + unknown_name_message("mode", mode, MODES))
-    for option in sorted(ignored):
-        _unsupported(f"init({option}=...)")
+    _unsupported_options("init", ignored)
     if run is not None:
         run.finish()
     project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_ENV

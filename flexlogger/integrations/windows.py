@@ -1,11 +1,8 @@
 """The windows of the wandb- and TensorBoard-style APIs and of ``flexlogger import``: named keys in, line and
 histogram windows out.
 
-A key's first path part names its trace and the rest its window (:func:`split_key`): ``train/loss`` and
-``val/loss`` are the traces ``train`` and ``val`` of the window ``loss``, as most scripts mean them. Each value
-becomes one :class:`~flexlogger.sinks.base.Update` of the run (the record and the Visdom sender take it as they take
-a FlexLogger's), so ``replay`` and ``compare`` read these windows like any other. No meter stands between: the
-values come reduced already, and a ``log`` costs what the run's sinks cost.
+Each value becomes one :class:`~flexlogger.sinks.base.Update` of the run, with no meter between (the values come
+reduced already), so the record, the Visdom sender, ``replay`` and ``compare`` take these windows like any other.
 """
 
 from __future__ import annotations
@@ -21,29 +18,24 @@ from flexlogger.core.plots import Histogram
 from flexlogger.core.run import Run
 from flexlogger.errors import ConfigError
 from flexlogger.integrations.common import PHASES, Guard
+from flexlogger.model.stats import histogram
 from flexlogger.sinks.base import Update
 
 __all__ = ["Windows", "bin_counts", "split_key"]
 
 
 def bin_counts(values: Any, bins: int) -> Histogram:
-    """The counts of ``values`` (a sequence, an array or a tensor; NaN and Inf left out) in ``bins`` equal bins from
-    their min to their max: what a histogram window draws and the record keeps."""
-    data = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
-    flat = np.asarray(data, dtype=np.float64).reshape(-1)
-    flat = flat[np.isfinite(flat)]
-    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 1.0)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    counts, _ = np.histogram(flat, bins=bins, range=(lo, hi))
-    return Histogram(tuple(float(c) for c in counts), lo, hi)
+    """The counts of ``values`` (a sequence, an array or a tensor) in ``bins`` equal bins from their min to their
+    max, binned by :func:`~flexlogger.model.stats.histogram` as the model statistics are (NaN and Inf left out)."""
+    data = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values, np.float64))
+    counts = histogram(data.to(torch.float64), bins).tolist()
+    return Histogram(tuple(counts[:bins]), counts[bins], counts[bins + 1])
 
 
 def split_key(key: str) -> tuple[str, str]:
     """``(window, trace)`` of a key: its first path part names the trace and the rest the window (``train/loss`` ->
-    ``('loss', 'train')``, ``acc/top1/x`` -> ``('top1/x', 'acc')``), except that a last part naming a phase
-    (:data:`~flexlogger.integrations.common.PHASES`) while the first does not is the trace: TensorBoard's
-    ``Loss/train`` and ``Loss/test`` are the traces ``train`` and ``test`` of the window ``Loss``. A key without
+    ``('loss', 'train')``), except that a last part naming a phase (:data:`~flexlogger.integrations.common.PHASES`)
+    while the first does not is the trace (TensorBoard's ``Loss/train`` -> ``('Loss', 'train')``). A key without
     ``/`` (or with an empty part) is its own window and trace."""
     head, sep, rest = key.partition("/")
     if not (sep and head and rest):
@@ -79,14 +71,14 @@ class Windows:
         self.guard = guard
         self.points = 0
         self._kind: dict[str, str] = {}  # window -> line | histogram
-        self._opts: dict[str, Mapping[str, Any]] = {}  # window -> its opts (one object: the record declares it once)
+        self._opts: dict[str, Mapping[str, Any]] = {}  # one object per window: the record declares it once
         self._place: dict[tuple[str, str], tuple[str, str] | None] = {}  # (key, kind) -> (window, trace)
 
     def place(self, key: str, kind: str = "line") -> tuple[str, str] | None:
-        """``(window, trace)`` that ``key`` is drawn in (:func:`split_key`; the window claimed now if new); None with
+        """``(window, trace)`` that ``key`` is drawn in (:func:`split_key`, else ``<window>.<kind>``); None with
         one warning when no window can take it."""
         found = self._place.get((key, kind), ())
-        if found != ():
+        if found != ():  # the hot path: a key seen before
             return found  # type: ignore[return-value]
         window, trace = split_key(key)
         return self.place_at(key, [window, f"{window}.{kind}"], trace, kind)
@@ -120,11 +112,9 @@ class Windows:
         return result
 
     def draw(self, window: str, values: Mapping[str, Any], step: float) -> None:
-        """Draw ``{trace: value}`` in ``window`` (placed by :meth:`place`) at ``x=step``: numbers in a line window,
+        """Draw ``{trace: value}`` in a placed ``window`` at ``x=step``: numbers in a line window,
         :class:`~flexlogger.core.plots.Histogram` counts in a histogram window."""
         kind = self._kind[window]
         data = {t: as_float(v) for t, v in values.items()} if kind == "line" else dict(values)
-        run = self.run
-        run.write([Update(window, kind, step, data, self._opts[window], run.next_seq())])
+        self.run.write([Update(window, kind, step, data, self._opts[window], self.run.next_seq())])
         self.points += len(data)
-
