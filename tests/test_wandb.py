@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +91,21 @@ def test_config_summary_and_define_metric(tmp_path: Path) -> None:
     assert summary["wandb"] == {"name": "first", "tags": ["a"]}
     assert json.loads((folder / "hparams.json").read_text()) == {"batch": 32, "depth": 4, "opt": {"lr": 0.1}}
     assert lines(folder)[("loss", "val")] == [(0.0, 3.0), (10.0, 1.0), (20.0, 2.0)]  # x = epoch
+
+
+def test_min_and_max_summaries_skip_nan_and_keep_infinities(tmp_path: Path) -> None:
+    """A NaN never becomes the min or max (nor stops later values from counting); infinities are values."""
+    run = wandb.init(project="nan", dir=tmp_path, mode="offline")
+    wandb.define_metric("loss", summary="min")
+    wandb.define_metric("acc", summary="max")
+    wandb.define_metric("first", summary="first")
+    for loss, acc in [(math.nan, math.nan), (0.7, 0.2), (math.nan, math.nan), (0.5, math.inf), (0.9, 0.3)]:
+        wandb.log({"loss": loss, "acc": acc, "first": loss})
+    folder = run.run.dir
+    assert folder is not None
+    wandb.finish()
+    summary = json.loads((folder / "summary.json").read_text())["summary"]
+    assert (summary["loss"], summary["acc"], summary["first"]) == (0.5, "inf", "nan")
 
 
 def test_media_reach_the_record(tmp_path: Path) -> None:

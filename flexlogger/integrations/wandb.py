@@ -70,8 +70,8 @@ __all__ = ["Config", "Histogram", "Html", "Image", "Summary", "Table", "WandbCom
 
 MODES = ("online", "offline", "disabled", "shared", "run")
 SUMMARIES = ("min", "max", "mean", "last", "first", "none")
-# summary mode -> whether a new value replaces the kept one
-_REPLACES = {"min": lambda new, old: not new >= old, "max": lambda new, old: not new <= old,
+# summary mode -> whether a new value replaces the kept one (a NaN never replaces a number, a number replaces a NaN)
+_REPLACES = {"min": lambda new, old: old != old or new < old, "max": lambda new, old: old != old or new > old,
              "first": lambda new, old: False}
 WATCH_LOGS: dict[str | None, tuple[str, ...]] = {"gradients": ("Weight_grad",), "parameters": ("Weights",),
                                                  "all": ("Weights", "Weight_grad"), None: ()}
@@ -457,6 +457,8 @@ class WandbRun:
             new = as_float(new) if isinstance(new, (float, np.ndarray)) else new  # an int stays an int
         else:
             new, old = as_float(value), dict.get(self.summary, key)
+            if isinstance(old, str):  # NaN and +-Inf are kept as 'nan', 'inf', '-inf' (JSON has no such numbers)
+                old = float(old)
             if mode == "mean":
                 total, n = self._stats.get(key, (0.0, 0))
                 self._stats[key] = (total + new, n + 1)
