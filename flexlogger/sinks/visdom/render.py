@@ -104,7 +104,6 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
     ``steps``: the xs are steps (whole-step ticks where they fit; a curve's xs are not). ``touch``: apply the
     legibility touches (:mod:`.legible`); a template for :func:`assemble_lines` is left bare, and the touches are
     made per send with the real point counts."""
-    draw = builder.scatter if kind == "scatter" else builder.line
     data: list[dict[str, Any]] = []
     msg: dict[str, Any] = {}
     counts: list[int] = []
@@ -112,22 +111,22 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
     if opts.get("smooth") is not None and COLORS_KEY not in opts:  # drawn whole: colours in the traces' order
         series = [n for n in traces if not n.endswith(SMOOTHED_SUFFIX)]
         opts = {**opts, COLORS_KEY: {n: i for i, n in enumerate(series)}}
+
+    def draw(name: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        if kind == "scatter":
+            return builder.scatter(X=np.column_stack([x, y]), win=win, env=env, opts=options(plot, opts), name=name)[0]
+        return builder.line(Y=y, X=x, win=win, env=env, opts=options(plot, opts), name=name)[0]
+
     for name, (xs, ys) in traces.items():
         x = np.asarray(xs, dtype=np.float64).reshape(-1)
         y = np.asarray(ys, dtype=np.float64).reshape(-1)
         y = np.where(np.isfinite(y), y, np.nan)
-        hx, hy = (x[:1], y[:1]) if x.size and y.size else (np.zeros(1), np.zeros(1))  # empty: no point
-        if kind == "scatter":
-            msg, _ = draw(X=np.column_stack([hx, hy]), win=win, env=env, opts=options(plot, opts), name=name)
-        else:
-            msg, _ = draw(Y=hy, X=hx, win=win, env=env, opts=options(plot, opts), name=name)
+        msg = draw(name, x[:1], y[:1]) if x.size and y.size else draw(name, np.zeros(1), np.zeros(1))
         trace = msg["data"][0]
         if len(msg["data"]) == 1 and not per_point_fields(trace):
             trace["x"], trace["y"] = nulls(x.tolist()), nulls(y.tolist())  # a curve's x may be NaN
         else:  # per-point options (e.g. one marker colour per point): let visdom build all of it
-            msg, _ = (draw(X=np.column_stack([x, y]), win=win, env=env, opts=options(plot, opts), name=name)
-                      if kind == "scatter" else
-                      draw(Y=y, X=x, win=win, env=env, opts=options(plot, opts), name=name))
+            msg = draw(name, x, y)
             msg["data"] = scrub(msg["data"])
         for each in msg["data"]:
             trace_style(opts, name, each)

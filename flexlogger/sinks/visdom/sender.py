@@ -382,26 +382,29 @@ class VisdomSink:
         if not isinstance(message.body, dict):  # a window replaced by its latest content
             return render.render(self._builder, win, self.env, message.body, self.label)
         if not window.per_point:
-            return self._lines_body(win, window, message.body)
+            lines = self._lines_body(win, window, message.body)
+            if lines is not None:
+                return lines
         traces = {name: (xs, ys) for name, (_, xs, ys) in message.body.items()}
-        return _dumps(render.label_run(render.render_traces(self._builder, win, self.env, window.plot, window.kind,
-                                                            window.opts, traces), self.label))
+        return json.dumps(render.label_run(render.render_traces(self._builder, win, self.env, window.plot,
+                                                                window.kind, window.opts, traces), self.label),
+                          allow_nan=False)
 
-    def _lines_body(self, win: str, window: Window, body: dict[str, tuple[int, list[float], list[float]]]) -> str:
+    def _lines_body(self, win: str, window: Window,
+                    body: dict[str, tuple[int, list[float], list[float]]]) -> str | None:
         """A whole line/scatter window as JSON: each trace's options and the layout come from Visdom's client
-        (built once per trace, from one point); the points are JSON text, cached, so only new points are encoded."""
+        (built once per trace, from one point); the points are JSON text, cached, so only new points are encoded.
+        None when a trace has per-point options: Visdom's client builds the window, this send and every next."""
         parts: list[tuple[dict[str, Any], str, str]] = []
         for name, (start, xs, ys) in body.items():
             template = window.templates.get(name)
             if template is None:
-                made = render.trace_template(self._builder, win, self.env, window.plot, window.kind, window.opts,
-                                             name)
-                if made is None:
-                    window.per_point = True  # from the next send on, Visdom's client builds it all
-                    traces = {n: (x, y) for n, (_, x, y) in body.items()}
-                    return _dumps(render.label_run(render.render_traces(
-                        self._builder, win, self.env, window.plot, window.kind, window.opts, traces), self.label))
-                template = window.templates[name] = made
+                template = render.trace_template(self._builder, win, self.env, window.plot, window.kind,
+                                                 window.opts, name)
+                if template is None:
+                    window.per_point = True
+                    return None
+                window.templates[name] = template
             trace = window.traces[name]
             if len(trace.x_parts) == start:  # else the trace was reset meanwhile: the next send redoes it
                 trace.x_parts += render.encode_xs(xs)
@@ -456,10 +459,6 @@ class VisdomSink:
     def _save(self) -> None:
         self._last_save = time.monotonic()
         self._unsaved = not self._transport.save(self.env)
-
-
-def _dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, allow_nan=False)
 
 
 def _seconds(value: float | None) -> float | None:
