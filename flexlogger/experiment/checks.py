@@ -10,7 +10,6 @@ import json
 import math
 import numbers
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +23,6 @@ HPARAMS_PLOT = "hparams"
 HPARAMS_FILE = "hparams.json"
 STATUS_PLOT = "run_status"
 SUMMARY_PLOT = "run_summary"
-SUMMARY_FILE = "summary.json"
 COMMAND_PLOT = "command"
 FIXED_WINDOWS = frozenset({HPARAMS_PLOT, STATUS_PLOT, SUMMARY_PLOT, COMMAND_PLOT})
 """The windows of the run's own calls (log_hparams, the status, log_summary, log_command): no log_text,
@@ -225,8 +223,7 @@ def check_step(call: str, step: Any) -> int | float | None:
     """``step`` as logged: None, or a finite number (an integral one as an int: file names ``-7``, not ``-7.0``)."""
     if step is None:
         return None
-    if hasattr(step, "item") and getattr(step, "ndim", 0) == 0:
-        step = step.item()  # a 0-d tensor or numpy number
+    step = unwrap_scalar(step)
     if not isinstance(step, numbers.Real) or isinstance(step, bool):
         raise type_error(call, "step", "a finite number or None", step)
     try:
@@ -239,15 +236,15 @@ def check_step(call: str, step: Any) -> int | float | None:
     return int(number) if number.is_integer() else number
 
 
+def unwrap_scalar(value: Any) -> Any:
+    """A 0-d tensor or numpy number as its Python number; any other value as it is."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
+
+
 def check_text(call: str, arg: str, value: Any) -> str:
     if not isinstance(value, str):
         raise type_error(call, arg, "a str", value)
     return value
-
-
-def iso(t: float | None) -> str | None:
-    """A local time as ``2026-11-30T11:40:02+0000`` (as the run record writes times)."""
-    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
 def duration(seconds: float) -> str:

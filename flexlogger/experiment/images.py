@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from flexlogger.errors import FlexLoggerError, short_repr
+from flexlogger.experiment.checks import unwrap_scalar
 from flexlogger.sinks.visdom.legible import upscale_factor
 
 __all__ = ["BOX_KEYS", "PALETTE", "Box", "ImageInputError", "check_boxes", "draw_boxes", "png_bytes", "to_rgb"]
@@ -168,12 +169,10 @@ def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int,
                               f"{', '.join(BOX_KEYS)}")
     box: Box = {}
     for key in COORDS:
-        value = raw.get(key)
+        value = unwrap_scalar(raw.get(key))
         if value is None:
             raise ImageInputError(f"{call}: expected `{where}` to have {key!r} (keys {', '.join(COORDS)} are "
                                   f"required), but it has {', '.join(map(repr, raw)) or 'no keys'}")
-        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-            value = value.item()  # a 0-d tensor or numpy number
         if not _finite(value):
             raise ImageInputError(f"{call}: expected `{where}['{key}']` to be a finite number of pixels, but got "
                                   f"{type(value).__name__} {short_repr(value, 40)}")
@@ -186,9 +185,7 @@ def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int,
     if raw.get("className") is not None:
         box["className"] = _class_name(call, where, raw["className"], names)
     if raw.get("probability") is not None:
-        p = raw["probability"]
-        if hasattr(p, "item") and getattr(p, "ndim", 0) == 0:
-            p = p.item()
+        p = unwrap_scalar(raw["probability"])
         if not _is_probability(p):
             raise ImageInputError(f"{call}: expected `{where}['probability']` to be a number in [0, 1], but got "
                                   f"{short_repr(p, 40)}")

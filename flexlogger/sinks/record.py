@@ -70,6 +70,7 @@ from flexlogger.sinks.record_format import (
     decode_number,
     encode,
     encode_data,
+    iso,
 )
 from flexlogger.sinks.record_read import RecordedRun, read_record
 
@@ -134,7 +135,7 @@ class RecordSink:
         self._warned_disk = False
         self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
         self._forked_warned = False
-        header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": _iso(self._started)}
+        header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": iso(self._started)}
         if continued is None and not self._put((_ENCODER.encode({"run": header}) + "\n").encode()):
             os.close(self._fd)
             raise self._failing or OSError(errno.ENOSPC, "the run record's first line could not be written")
@@ -266,8 +267,8 @@ class RecordSink:
             return self._summary({}, closed=self._closed)
 
     def _summary(self, extra: dict[str, Any], closed: bool) -> dict[str, Any]:
-        out = {"env": self.env, "uid": self.uid, "windows": self.window_uid, "started": _iso(self._started),
-               "closed": _iso(time.time()) if closed else None, "updates": self.updates, "points": self.points,
+        out = {"env": self.env, "uid": self.uid, "windows": self.window_uid, "started": iso(self._started),
+               "closed": iso(time.time()) if closed else None, "updates": self.updates, "points": self.points,
                "last_step": self.last_step, "nonfinite": self.nonfinite, "unwritten": self.unwritten,
                "undelivered": None, "plots": {k: dict(v) for k, v in self._stats.items()}}
         out.update(extra)
@@ -456,10 +457,6 @@ def _continued(path: Path, uid: str) -> tuple[int, RecordedRun] | None:
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
 # held strongly: a logger dropped without close() (a notebook cell run again) still gets its summary at exit

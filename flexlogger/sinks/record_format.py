@@ -13,6 +13,7 @@ as floats (a text plot's strings are left alone). Arrays are nested lists; a his
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,11 @@ from flexlogger.errors import FlexLoggerError, short_repr
 FORMAT = 2  # 2: the header names the folder ("uid") and the windows' uid ("windows"); 1 had "uid" only
 CONFIG, POINTS, SUMMARY = "config.json", "points.jsonl", "summary.json"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def iso(t: float | None) -> str | None:
+    """A local time as ``2026-11-30T11:40:02+0000``, as the run record writes times."""
+    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
 class RecordError(FlexLoggerError, ValueError):

@@ -1,31 +1,21 @@
 """Rendering: pure functions turning an :class:`~flexlogger.sinks.base.Update` (or a line window's points) into the
 Visdom message that creates or replaces its whole window. No threads, no HTTP, no state.
 
-Every plot kind has a renderer in :data:`RENDERERS` (``tests/test_plots.py`` checks every kind of
-``flexlogger.core.plots.PLOT_TYPES`` has one): a renderer takes the Visdom client used offline as a builder
-(``send=False``: it returns the message instead of posting it), the window id, the env and the update.
+Every plot kind has a renderer in :data:`RENDERERS`: ``renderer(builder, win, env, update)``, where the builder is
+Visdom's client used offline (``send=False``: it returns the message instead of posting it).
 
-- ``line``/``scatter`` (data form ``points``): a whole window of traces (:func:`render_traces`). Visdom's client
-  builds each trace from its first point (options, layout); the points are then put in as lists, with NaN/Inf as
-  None (a gap). The sender's steady path (:func:`trace_template`, :func:`encode_xs`, :func:`assemble_lines`) builds
-  each trace's options once and reuses the JSON text of the points it already encoded (turning floats into JSON
-  text is most of a send's cost), so a send encodes only the points new since the last one.
-- ``histogram``: drawn from bin counts (:class:`flexlogger.core.plots.Histogram`) as Visdom's own ``histogram`` draws
-  them (a bar of the counts over ``linspace(lo, hi, bins)``). A raw array is binned here (``opts.numbins``,
-  default 30), for loggers that send the values.
-- Other kinds (bar, heatmap, image, text, curve) draw the latest content of their window.
-- NaN and Inf are sent as ``null`` (gaps in Visdom). Contents Visdom's client rejects as such (one bar, a
-  histogram with no finite value, a curve with NaN) are drawn anyway.
+- ``line``/``scatter``: a whole window of traces (:func:`render_traces`); the sender's steady path
+  (:func:`trace_template`, :func:`encode_xs`, :func:`assemble_lines`) reuses each trace's options and the JSON
+  text of the points it already encoded.
+- ``histogram``: drawn from bin counts as Visdom's own ``histogram`` draws them; a raw array is binned here
+  (``opts.numbins``, default 30).
+- Other kinds draw the latest content of their window. NaN and Inf are sent as ``null`` (gaps); contents Visdom's
+  client rejects as such (one bar, a histogram with no finite value, a curve with NaN) are drawn anyway.
 
-User strings (titles, axis labels, legends, bar and heatmap row/column names, layer names, text cells) are shown as
-written, never as markup: Plotly reads titles, legends and tick labels as HTML-like text (its own tags, such as
-``<b>``, ``<a href>``, ``<span style>``, and entities), so :func:`escape_plotly` escapes ``<``, ``>`` and ``&`` in
-each; a text window is raw HTML in Visdom (visdom issue 1506), so its cells are escaped (:func:`as_html`); the pane's
-title bar is drawn by React as text and left as is. Env names that Visdom rewrites or cannot show, and opts its
-client rejects, are refused earlier, when the logger is built (:mod:`.rules`).
-
-This module and :mod:`.rules` are the only ones that import visdom. The opts given to Visdom's client are always a
-fresh copy (it mutates them).
+User strings are shown as written, never as markup: Plotly reads titles, legends and tick labels as HTML-like text,
+so :func:`escape_plotly` escapes ``<``, ``>`` and ``&`` in each; a text window is raw HTML in Visdom (visdom issue
+1506), so its cells are escaped (:func:`as_html`). The opts given to Visdom's client are always a fresh copy (it
+mutates them).
 """
 
 from __future__ import annotations

@@ -1,45 +1,30 @@
 """The Visdom sink: a background sender that never blocks the training loop and never loses a point. It ties the
 buffer (per-window state), the renderer (messages) and the transport (HTTP) together with one thread.
 
-``write()`` (called from ``log()``) only merges the update into its window's state under a lock; a sender thread
-sends each window that changed in ONE request (``/events``), which creates or replaces the whole window.
-
-- Coalescing: a window is sent at most once per ``min_interval`` seconds (default 0.2 s: at most 5 updates per
-  second per window), however often ``log()`` is called; ``flush()`` sends at once.
+``write()`` (called from ``log()``) only merges the update into its window's state under a lock; the sender thread
+sends each window that changed in one request (``/events``) that replaces the whole window, at most once per
+``min_interval`` seconds per window (``flush()`` sends at once).
 
 Faults:
 
 - No server, or a failed request: one warning per outage, raised in the training thread (with how to start a
-  server); training goes on, every window is marked for resending, and requests are retried with exponential
-  backoff (0.1 s doubling to 5 s). Once the server answers, every window is sent whole: every point logged during
-  the outage arrives, in order, once.
-- A server that restarts between two requests (no request fails): a window that changes afterwards is resent
-  whole anyway. One that does not change (e.g. a confusion matrix drawn once per epoch) could stay missing, or
-  stale when the server reloaded an older saved copy of the env; so after any request on a new connection (but
-  the first) every window is resent (see :mod:`.transport`).
-- A server that restarts after the last delivery (nothing is sent afterwards): ``flush()`` and ``close()``, once
-  everything is delivered, ask the server whether it still has one delivered window (``/win_exists``, one small
-  request); when it does not, or the request went on a new connection, every window is resent before they
-  return (and before ``close()`` saves the env).
+  server); training goes on, every window is marked for resending, and requests are retried with backoff. Once the
+  server answers, every window is sent whole: every point logged during the outage arrives, in order, once.
+- A server that restarts between two requests: after any request on a new connection (but the first) every window
+  is resent, so a window that does not change (a confusion matrix drawn once per epoch) is not left missing or
+  stale. A server that restarts after the last delivery: ``flush()`` and ``close()``, once everything is delivered,
+  ask it whether it still has one delivered window (``/win_exists``) and resend every window when it does not.
 - NaN and Inf are sent as ``null`` (gaps in Visdom), counted, and reported in one warning at ``close()``.
-- A window whose message cannot be built (data or opts Visdom's client rejects, e.g. a 3-d array for a heatmap)
-  is reported once, as a RuntimeWarning in the training thread naming the plot, its kind and why, and skipped: it
-  is tried again when it changes, and the other windows keep being delivered. Its content counts as undelivered.
-  Any other error in the sender thread (a bug, not one window's data) kills it; the next ``write()`` (so the next
-  ``log()``) raises :class:`~flexlogger.errors.DeliveryError` saying why.
-- The env is saved on the server every ``save_every`` seconds (when something was sent) and at ``close()``.
-  ``close()`` flushes (up to ``close_timeout``; one last try only when the server is down) and warns with the
-  count of points that could not be delivered. An atexit handler closes the sinks a user forgot to close.
-- Forked children: a sink belongs to the process that made it (its thread does not exist in a child made with
-  ``os.fork()``). In another process ``close()``, ``flush()`` and the atexit closer return at once, and
-  ``write()`` raises :class:`~flexlogger.errors.DeliveryError`: a child makes its own logger.
-- Non-finite durations (``timeout``, ``min_interval``, ...) never raise in the sender: waits and joins take
-  them as "no limit" (capped where a wait must end, e.g. joining the thread at ``close()``).
-
-Sender cost: turning floats into JSON text is most of a send's cost (about 1 us a number here), so each trace
-keeps the JSON text of the points it already encoded (through downsamplings too, which keep a subset of them),
-and a send encodes only the points new since the last one: a steady send of a 6 x 2000-point window costs about
-0.6 ms of the sender thread instead of 18 ms, and the training loop can take the GIL between any two numbers.
+- A window whose message cannot be built (data or opts Visdom's client rejects) is reported once, as a
+  RuntimeWarning naming the plot, its kind and why, and skipped until it changes; the other windows keep being
+  delivered. Any other error in the sender thread (a bug) kills it; the next ``write()`` raises
+  :class:`~flexlogger.errors.DeliveryError` saying why.
+- The env is saved on the server every ``save_every`` seconds (when something was sent) and at ``close()``, which
+  flushes (up to ``close_timeout``; one last try only when the server is down) and warns with the count of points
+  that could not be delivered. An atexit handler closes the sinks a user forgot to close.
+- Forked children: a sink belongs to the process that made it. In another process ``close()``, ``flush()`` and the
+  atexit closer return at once, and ``write()`` raises :class:`~flexlogger.errors.DeliveryError`.
+- Non-finite durations (``timeout``, ``min_interval``, ...) are taken as "no limit" (capped where a wait must end).
 """
 
 from __future__ import annotations
