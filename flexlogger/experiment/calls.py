@@ -115,13 +115,14 @@ class RecordCalls:
     def _draw_html(self, plot: str, html: str, step: float | None) -> None:
         self._draw(plot, "text", {plot: html}, step, {HTML_OPT: True})
 
-    def _check_window(self, call: str, name: str, kind: str) -> str:
-        """A window name a text or image call may draw: not one of the run's fixed windows, and not a window of
-        the run drawn as another kind (a text window stays text, an image window an image).
+    def _check_window(self, call: str, name: Any, kind: str) -> str:
+        """A window name a text or image call may draw: a non-empty string, not one of the run's fixed windows, and
+        not a window of the run drawn as another kind (a text window stays text, an image window an image).
 
         Raises:
-            RecordCallError: the name is taken (before any file is written).
+            RecordCallError: a bad or taken name (before any file is written).
         """
+        name = check_name(call, name)
         if name in FIXED_WINDOWS:
             raise RecordCallError(f"{call}: expected a window name other than the run's own windows "
                                   f"({', '.join(sorted(FIXED_WINDOWS))}), but got {name!r}")
@@ -201,7 +202,7 @@ class RecordCalls:
             return
         call = "log_text()"
         self._check_open(call)
-        name = self._check_window(call, check_name(call, name), "text")
+        name = self._check_window(call, name, "text")
         text = check_text(call, "text", text)
         if expected is not None:
             expected = check_text(call, "expected", expected)
@@ -229,7 +230,7 @@ class RecordCalls:
         call = "log_markdown()"
         check_order(call, name, markdown, "markdown")
         self._check_open(call)
-        name = self._check_window(call, check_name(call, name), "text")
+        name = self._check_window(call, name, "text")
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
         self.folder.write(call, f"text/{self._file_stem(name)}{step_suffix(step)}.md", markdown)
@@ -267,7 +268,7 @@ class RecordCalls:
                                       f"{type(name).__name__}{shape} and name {image!r}: this is "
                                       f"lavd's order, log_image(image, name); write log_image({image!r}, image, ...)")
         self._check_open(call)
-        name = self._check_window(call, check_name(call, name), "image")
+        name = self._check_window(call, name, "image")
         step = check_step(call, step)
         rgb = images.to_rgb(call, image)
         height, width = rgb.shape[:2]

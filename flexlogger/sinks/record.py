@@ -82,11 +82,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # one encoder: 
 
 
 class RecordSink:
-    """Writes every update to ``<root>/<env>/<uid>/`` (see the module docstring for the layout).
-
-    When that folder already holds a record (a fixed ``uid`` run twice), the new run goes to ``<uid>-2``,
-    ``<uid>-3``, ...: a record is never overwritten. The folder used is :attr:`path`; its name is :attr:`uid`, and
-    :attr:`window_uid` is the uid the windows are drawn under.
+    """Writes every update to ``<root>/<env>/<uid>/`` (see the module docstring for the layout): the folder used is
+    :attr:`path`, its name :attr:`uid` (``<uid>-2`` when ``<uid>`` holds a record), and :attr:`window_uid` the uid
+    the windows are drawn under.
 
     With ``resume=True`` a record already in ``<uid>`` whose windows are ``uid`` is continued instead: its
     ``points.jsonl`` is appended to (a torn last line, never acknowledged, cut off first), its counts carried on,
@@ -136,7 +134,7 @@ class RecordSink:
         self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
         self._forked_warned = False
         header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": iso(self._started)}
-        if continued is None and not self._put((_ENCODER.encode({"run": header}) + "\n").encode()):
+        if continued is None and not self._put(_line({"run": header})):
             os.close(self._fd)
             raise self._failing or OSError(errno.ENOSPC, "the run record's first line could not be written")
         self._queue: collections.deque[Update] = collections.deque()
@@ -313,20 +311,18 @@ class RecordSink:
             line = None
             self._notices.append(f"the run record {self.path}: update {update.seq} of plot {update.plot!r} could "
                                  f"not be encoded ({type(exc).__name__}: {exc}); it is not recorded")
-        plot = update.plot
-        seen = self._plots.get(plot)
-        written = False
-        if line is not None:
-            if seen is None or seen[0] != update.kind or seen[1] is not update.opts:
-                declared = self._put((_ENCODER.encode({"plot": plot, "kind": update.kind, "opts": encode(
-                    update.opts)}) + "\n").encode())
-                if declared:
-                    self._plots[plot] = (update.kind, update.opts)
-                written = declared and self._put(line)
-            else:
-                written = self._put(line)
-        self._count(update, written)
+        self._count(update, written=line is not None and self._declared(update) and self._put(line))
         self._written += 1
+
+    def _declared(self, update: Update) -> bool:
+        """Whether the record declares ``update``'s plot as it is now, declaring it when it is new or changed."""
+        seen = self._plots.get(update.plot)
+        if seen is not None and seen[0] == update.kind and seen[1] is update.opts:
+            return True
+        if not self._put(_line({"plot": update.plot, "kind": update.kind, "opts": encode(update.opts)})):
+            return False
+        self._plots[update.plot] = (update.kind, update.opts)
+        return True
 
     def _count(self, update: Update, written: bool) -> None:
         """Count ``update`` in the summary's totals and its plot's."""
@@ -359,8 +355,8 @@ class RecordSink:
             key = self._keys.get(update.plot) or self._keys.setdefault(update.plot, _ENCODER.encode(update.plot))
             text = f'{{"seq":{int(update.seq)},"plot":{key},"step":{step_text},"data":{{{",".join(parts)}}}}}\n'
         else:
-            text = _ENCODER.encode({"seq": update.seq, "plot": update.plot, "step": encode(update.step),
-                                    "data": encode_data(update.kind, update.data)}) + "\n"
+            return _line({"seq": update.seq, "plot": update.plot, "step": encode(update.step),
+                          "data": encode_data(update.kind, update.data)})
         return text.encode()
 
     def _put(self, data: bytes) -> bool:
@@ -387,6 +383,10 @@ class RecordSink:
     def _write_config(self) -> None:
         if self._config is not None:
             _write_json(self.path / CONFIG, encode(self._config))
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return (_ENCODER.encode(obj) + "\n").encode()
 
 
 def _why(exc: OSError) -> str:
