@@ -31,11 +31,10 @@ from flexlogger.experiment.checks import (
            RecordCallError,
            RecordCallTypeError,
            safe_name,
-           write_file,
 )
 from flexlogger.experiment.command import command_line
 from flexlogger.experiment.forward import RECORD_CALLS, RecordCall
 from flexlogger.experiment.models import unwrap_model
 
 __all__ = ["HPARAMS_PLOT", "HTML_OPT", "RECORD_CALLS", "STATUS_PLOT", "SUMMARY_PLOT", "RecordCall", "RecordCallError",
-           "RecordCallTypeError", "RecordCalls", "command_line", "safe_name", "unwrap_model", "write_file"]
+           "RecordCallTypeError", "RecordCalls", "command_line", "safe_name", "unwrap_model"]

@@ -11,13 +11,11 @@ import math
 import numbers
 import re
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from flexlogger.errors import FlexLoggerError, short_repr
-from flexlogger.io import atomic_write
 
 HPARAMS_PLOT = "hparams"
 HPARAMS_FILE = "hparams.json"
@@ -34,7 +32,6 @@ of user text escaped) instead of the escaped table of values."""
 STATUS_EVERY = 1.0
 """Seconds between two rewrites of ``summary.json`` (and the status window) while a run is running; ``flush()``
 and ``close()`` write them at once."""
-T = TypeVar("T")
 
 
 class RecordCallError(FlexLoggerError, ValueError):
@@ -50,12 +47,6 @@ def type_error(call: str, arg: str, expected: str, got: Any) -> RecordCallTypeEr
     """``log_text(): expected `text` to be a str, but got int 5``."""
     return RecordCallTypeError(f"{call}: expected `{arg}` to be {expected}, but got {type(got).__name__} "
                                f"{short_repr(got, 120)}")
-
-
-def write_file(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (a reader sees
-    the old file or the new one, never half of one). Makes the parent folders."""
-    return atomic_write(path, data, make_parents=True)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]+")
