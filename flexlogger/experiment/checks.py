@@ -177,9 +177,10 @@ def cell(value: Any) -> str:
 
 def check_name(call: str, name: Any, arg: str = "name") -> str:
     """A window or file name: a non-empty string."""
-    if not isinstance(name, str) or not name.strip():
-        raise type_error(call, arg, "a non-empty string", name) if not isinstance(name, str) else RecordCallError(
-            f"{call}: expected `{arg}` to be a non-empty string, but got {name!r}")
+    if not isinstance(name, str):
+        raise type_error(call, arg, "a non-empty string", name)
+    if not name.strip():
+        raise RecordCallError(f"{call}: expected `{arg}` to be a non-empty string, but got {name!r}")
     return name
 
 

@@ -69,14 +69,13 @@ class Trace:
 
 
 class BoxSeries:
-    """Every point of one trace of a candlestick window, and the exact boxes of its buckets (see
-    :mod:`flexlogger.core.aggregate`). Points are kept in numpy arrays grown by doubling.
+    """Every point of one trace of a candlestick window (numpy arrays grown by doubling), and the exact boxes of its
+    buckets (see :mod:`flexlogger.core.aggregate`).
 
-    Two sides: :meth:`append` (the training thread, under the sink's lock) only adds points;
-    :meth:`source` (under the lock) snapshots them as a function that computes the boxes later, outside the lock,
-    from its snapshot and this series' cache of boxes (only the sender thread touches the cache, one message at a
-    time). A send recomputes only the buckets that got points since the last; all of them only when the bucket
-    width doubles (or a step before the first arrives).
+    :meth:`append` (the training thread, under the sink's lock) only adds points; :meth:`source` (under the lock)
+    snapshots them as a function that computes the boxes later, outside the lock, with this series' cache of boxes
+    (the sender thread's only). All buckets are recomputed only when the bucket width doubles (or a step before
+    the first arrives).
 
     Args:
         max_boxes: the most buckets the trace is cut into; the bucket width doubles to stay under it.

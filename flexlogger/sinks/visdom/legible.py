@@ -95,7 +95,7 @@ def legible_traces(msg: dict[str, Any], counts: Sequence[int], x_range: tuple[fl
     _readable_log_axes(layout)
     names = [str(t.get("name", "")) for t in data if t.get("showlegend", True) is not False]
     _legend_below(layout, names)
-    _fit_title(layout, (msg.get("opts") or {}).get("width"))
+    _fit_title(msg)
     return msg
 
 
@@ -110,15 +110,14 @@ def legible_heatmap(msg: dict[str, Any], shape: tuple[int, ...]) -> dict[str, An
             if n <= MAX_TICKED and axis.get("type") != "category":
                 axis.setdefault("dtick", 1)
             axis.setdefault("automargin", True)
-    _fit_title(layout, (msg.get("opts") or {}).get("width"))
+    _fit_title(msg)
     return msg
 
 
 def legible_layout(msg: dict[str, Any]) -> dict[str, Any]:
     """The touches every Plotly window gets (log axes, the title's size), in place; returned."""
-    layout = msg.setdefault("layout", {})
-    _readable_log_axes(layout)
-    _fit_title(layout, (msg.get("opts") or {}).get("width"))
+    _readable_log_axes(msg.setdefault("layout", {}))
+    _fit_title(msg)
     return msg
 
 
@@ -202,9 +201,11 @@ def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
         layout["title"] = {**title, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}}
 
 
-def _fit_title(layout: dict[str, Any], width: Any = None) -> None:
-    """Shrink the title to the window's ``width`` (Visdom's message keeps it in ``opts``; default
+def _fit_title(msg: dict[str, Any]) -> None:
+    """Shrink the title to the window's width (Visdom's message keeps it in ``opts``; default
     :data:`WINDOW_WIDTH`)."""
+    layout = msg.setdefault("layout", {})
+    width = (msg.get("opts") or {}).get("width")
     title = layout.get("title")
     text = _title_text(title)
     if not text:

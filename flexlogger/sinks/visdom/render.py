@@ -65,8 +65,13 @@ def render(builder: Any, win: str, env: str, update: Update | Candlesticks, labe
             3-d heatmap), or ``KeyError`` for a kind without a renderer.
     """
     if isinstance(update, Candlesticks):
-        return json.dumps(label_run(render_candlesticks(builder, win, env, update), label), allow_nan=False)
-    return json.dumps(label_run(RENDERERS[update.kind](builder, win, env, update), label), allow_nan=False)
+        return body(render_candlesticks(builder, win, env, update), label)
+    return body(RENDERERS[update.kind](builder, win, env, update), label)
+
+
+def body(msg: dict[str, Any], label: str | None = None) -> str:
+    """The request body (JSON text) of ``msg``, its title labelled with ``label`` (:func:`~.legible.label_run`)."""
+    return json.dumps(label_run(msg, label), allow_nan=False)
 
 
 DRAWING_KEYS = ("aggregate", "smooth", COLORS_KEY)

@@ -29,7 +29,6 @@ Faults:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -371,9 +370,8 @@ class VisdomSink:
             if lines is not None:
                 return lines
         traces = {name: (xs, ys) for name, (_, xs, ys) in message.body.items()}
-        return json.dumps(render.label_run(render.render_traces(self._builder, win, self.env, window.plot,
-                                                                window.kind, window.opts, traces), self.label),
-                          allow_nan=False)
+        return render.body(render.render_traces(self._builder, win, self.env, window.plot, window.kind, window.opts,
+                                                traces), self.label)
 
     def _lines_body(self, win: str, window: Window,
                     body: dict[str, tuple[int, list[float], list[float]]]) -> str | None:
