@@ -107,9 +107,9 @@ class RecordSink:
                  resume: bool = False) -> None:
         self.env, self.window_uid = env, uid
         parent = Path(root) / _folder_name(env)
-        continued = _continued(parent / _folder_name(uid), uid) if resume else None
-        self.resumed: RecordedRun | None = continued[1] if continued is not None else None
-        self.path = continued[1].path if continued is not None else _fresh_dir(parent, _folder_name(uid))
+        self.resumed: RecordedRun | None
+        fd, self.resumed = _continued(parent / _folder_name(uid), uid) if resume else (None, None)
+        self.path = self.resumed.path if self.resumed is not None else _fresh_dir(parent, _folder_name(uid))
         self.uid = self.path.name
         self._config = config
         self._pid = os.getpid()
@@ -121,21 +121,21 @@ class RecordSink:
         self.last_step: float | None = None
         self._started = time.time()
         self._write_config()
-        if continued is not None:
-            self._fd: int | None = continued[0]
-            for update in continued[1].updates:
+        if self.resumed is not None:
+            for update in self.resumed.updates:
                 self._count(update, written=True)
-        else:
-            self._fd = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            _lock(self._fd)  # just claimed with O_EXCL: nobody else holds it
-        self._size = os.fstat(self._fd).st_size  # where a line that does not fit is cut back to
+        if fd is None:
+            fd = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            _lock(fd)  # just claimed with O_EXCL: nobody else holds it
+        self._fd: int | None = fd
+        self._size = os.fstat(fd).st_size  # where a line that does not fit is cut back to
         self._failing: OSError | None = None  # the error of the outage in progress
         self._warned_disk = False
         self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
         self._forked_warned = False
         header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": iso(self._started)}
-        if continued is None and not self._put(_line({"run": header})):
-            os.close(self._fd)
+        if self.resumed is None and not self._put(_line({"run": header})):
+            os.close(fd)
             raise self._failing or OSError(errno.ENOSPC, "the run record's first line could not be written")
         self._queue: collections.deque[Update] = collections.deque()
         self._queued = 0  # updates queued by write(), in the caller's thread
@@ -232,12 +232,11 @@ class RecordSink:
         if self.unwritten:
             self._notices.append(f"the run record {self.path}: {self.unwritten} of {self.updates} update(s) could not "
                                  "be written (the disk was full or gone), counted in summary.json 'unwritten'")
-        extra = dict(summary or {})
         if config is not None:
             self._config = config
         try:
             self._write_config()
-            _write_json(self.path / SUMMARY, self._summary(extra, closed=True))
+            _write_json(self.path / SUMMARY, self._summary(summary, closed=True))
         except OSError as exc:
             self._notices.append(f"the run record {self.path}: summary.json could not be written ({_why(exc)})")
         if self._notices:
@@ -252,7 +251,7 @@ class RecordSink:
         if self._pid != os.getpid() or self._closed:  # closed: the final summary stays
             return
         with self._lock:
-            summary = self._summary(dict(extra or {}), closed=False)
+            summary = self._summary(extra, closed=False)
         try:
             _write_json(self.path / SUMMARY, summary)
         except OSError as exc:
@@ -262,14 +261,14 @@ class RecordSink:
     def summary(self) -> dict[str, Any]:
         """The summary as ``close()`` would write it now (without the run's extra fields)."""
         with self._lock:
-            return self._summary({}, closed=self._closed)
+            return self._summary(None, closed=self._closed)
 
-    def _summary(self, extra: dict[str, Any], closed: bool) -> dict[str, Any]:
+    def _summary(self, extra: Mapping[str, Any] | None, closed: bool) -> dict[str, Any]:
         out = {"env": self.env, "uid": self.uid, "windows": self.window_uid, "started": iso(self._started),
                "closed": iso(time.time()) if closed else None, "updates": self.updates, "points": self.points,
                "last_step": self.last_step, "nonfinite": self.nonfinite, "unwritten": self.unwritten,
                "undelivered": None, "plots": {k: dict(v) for k, v in self._stats.items()}}
-        out.update(extra)
+        out.update(extra or {})
         return out
 
     def _warn_notices(self) -> None:
@@ -429,24 +428,24 @@ def _lock(fd: int) -> bool:
     return True
 
 
-def _continued(path: Path, uid: str) -> tuple[int, RecordedRun] | None:
+def _continued(path: Path, uid: str) -> tuple[int, RecordedRun] | tuple[None, None]:
     """The record in ``path``, opened to be continued: its ``points.jsonl`` open for appending (locked, a torn last
-    line cut off) and what it holds; None when there is none, another open record holds it, or its windows are
-    not ``uid``'s (a folder name two uids share)."""
+    line cut off) and what it holds; ``(None, None)`` when there is none, another open record holds it, or its
+    windows are not ``uid``'s (a folder name two uids share)."""
     points = path / POINTS
     try:
         fd = os.open(points, os.O_RDWR | os.O_APPEND)
     except OSError:
-        return None
+        return None, None
     try:
         if not _lock(fd):
             os.close(fd)
-            return None
+            return None, None
         record = read_record(path)
         data = points.read_bytes()
         if record.window_uid != uid or not data.startswith(b'{"run"'):
             os.close(fd)
-            return None
+            return None, None
         if not data.endswith(b"\n"):  # the process stopped mid-line: that line was never acknowledged
             os.ftruncate(fd, data.rfind(b"\n") + 1)
     except BaseException:
