@@ -218,14 +218,21 @@ def check_step(call: str, step: Any) -> int | float | None:
     step = unwrap_scalar(step)
     if not isinstance(step, numbers.Real) or isinstance(step, bool):
         raise type_error(call, "step", "a finite number or None", step)
-    try:
-        number = float(step)
-    except OverflowError:  # an int beyond a float's range
-        number = math.inf
-    if not math.isfinite(number):
+    if not finite_number(step):
         raise RecordCallError(f"{call}: expected `step` to be a finite number or None, but got "
                               f"{short_repr(step, 60)}")
+    number = float(step)
     return int(number) if number.is_integer() else number
+
+
+def finite_number(value: Any) -> bool:
+    """A real number (not a bool) that a float holds and that is finite (a huge int is not: it overflows)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def unwrap_scalar(value: Any) -> Any:

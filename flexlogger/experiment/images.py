@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from flexlogger.errors import FlexLoggerError, short_repr
-from flexlogger.experiment.checks import unwrap_scalar
+from flexlogger.experiment.checks import finite_number, unwrap_scalar
 from flexlogger.sinks.visdom.legible import upscale_factor
 
 __all__ = ["BOX_KEYS", "PALETTE", "Box", "ImageInputError", "check_boxes", "draw_boxes", "png_bytes", "to_rgb"]
@@ -144,18 +144,8 @@ def check_boxes(call: str, boxes: Any, classes: Any, threshold: Any, width: int,
     return shown, left_out, names
 
 
-def _finite(value: Any) -> bool:
-    """A real number (not a bool) that a float holds and that is finite (a huge int is not: it overflows)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
 def _is_probability(value: Any) -> bool:
-    return _finite(value) and 0.0 <= float(value) <= 1.0
+    return finite_number(value) and 0.0 <= float(value) <= 1.0
 
 
 def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int, height: int) -> Box:
@@ -173,7 +163,7 @@ def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int,
         if value is None:
             raise ImageInputError(f"{call}: expected `{where}` to have {key!r} (keys {', '.join(COORDS)} are "
                                   f"required), but it has {', '.join(map(repr, raw)) or 'no keys'}")
-        if not _finite(value):
+        if not finite_number(value):
             raise ImageInputError(f"{call}: expected `{where}['{key}']` to be a finite number of pixels, but got "
                                   f"{type(value).__name__} {short_repr(value, 40)}")
         box[key] = float(value)
@@ -211,9 +201,7 @@ def _class_name(call: str, where: str, value: Any, names: list[str] | None) -> s
 
 def colour(name: str | None, names: Sequence[str]) -> tuple[int, int, int]:
     """The colour of class ``name``: by its index in ``names`` (the palette repeats after 10 classes)."""
-    if name is None:
-        return PALETTE[0]
-    return PALETTE[list(names).index(name) % len(PALETTE)] if name in names else PALETTE[0]
+    return PALETTE[list(names).index(name) % len(PALETTE)] if name is not None and name in names else PALETTE[0]
 
 
 def label(box: Box) -> str:
