@@ -241,7 +241,6 @@ class VisdomSink:
         if self._closed or self._forked():
             return
         self._closed = True
-        pending = 0
         deadline = time.monotonic() + self.close_timeout  # for all of close(): flushing and stopping the thread
         if self._error is None:
             with HOLD, self._cond:
@@ -254,8 +253,8 @@ class VisdomSink:
                            and self._buffer.any_dirty()):
                         self._cond.wait(0.05)
                     self._urgent -= 1
-            left = max(0.0, deadline - time.monotonic())
-            pending = self.flush(0 if self._failing else left) if self._error is None else 0
+            if self._error is None:
+                self.flush(0 if self._failing else max(0.0, deadline - time.monotonic()))
         with HOLD, self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -356,7 +355,11 @@ class VisdomSink:
         with self._cond:
             self._attempts += 1
             self.request_log.append((window.plot, message.size(), elapsed))
-            self._settle(message, ok)
+            reconnected = ok and self._transport.reconnected()
+            self.reconnections += reconnected
+            self._unsaved = self._unsaved or ok
+            self._buffer.settle(message, time.monotonic(), ok, reconnected)
+            self._outcome(ok)
             self._cond.notify_all()
         return ok
 
@@ -395,16 +398,6 @@ class VisdomSink:
             parts.append((template, ",".join(trace.x_parts[: start + len(xs)]),
                           ",".join(trace.y_parts[: start + len(ys)])))
         return render.assemble_lines(parts, self.label)
-
-    def _settle(self, message: Message, ok: bool) -> None:
-        """Account for a request (under the lock): delivery, or a failure (one notice per outage, backoff)."""
-        reconnected = ok and self._transport.reconnected()
-        if reconnected:
-            self.reconnections += 1
-        if ok:
-            self._unsaved = True
-        self._buffer.settle(message, time.monotonic(), ok, reconnected)
-        self._outcome(ok)
 
     def _outcome(self, ok: bool) -> None:
         """After a request (under the lock): reset or extend the backoff; one notice per outage."""
