@@ -80,31 +80,35 @@ def to_rgb(call: str, image: Any, arg: str = "image") -> np.ndarray:
                               f"but got an array of shape {shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageInputError(f"{call}: expected `{arg}` to have at least one pixel, but got shape {shape}")
+    array = _as_uint8(call, arg, array)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    elif array.shape[-1] == 4:
+        array = array[:, :, :3]
+    return np.ascontiguousarray(array)
+
+
+def _as_uint8(call: str, arg: str, array: np.ndarray) -> np.ndarray:
+    """Bools as black and white, integers in [0, 255] as they are, floats in [0, 1] scaled to [0, 255]."""
     kind = array.dtype.kind
     if kind == "b":
-        array = array.astype(np.uint8) * 255
-    elif kind in "iu":
+        return array.astype(np.uint8) * 255
+    if kind in "iu":
         lo, hi = int(array.min()), int(array.max())
         if lo < 0 or hi > 255:
             raise ImageInputError(f"{call}: expected the integer values of `{arg}` to be in [0, 255], but got values "
                                   f"from {lo} to {hi}")
-        array = array.astype(np.uint8)
-    elif kind == "f":
+        return array.astype(np.uint8)
+    if kind == "f":
         if not np.isfinite(array).all():
             raise ImageInputError(f"{call}: expected the values of `{arg}` to be finite, but got NaN or Inf")
         low, high = float(array.min()), float(array.max())
         if low < 0 or high > 1:
             raise ImageInputError(f"{call}: expected the float values of `{arg}` to be in [0, 1] (or an image of "
                                   f"integers in [0, 255]), but got values from {low:g} to {high:g}")
-        array = np.rint(array.astype(np.float64) * 255).astype(np.uint8)
-    else:
-        raise ImageInputError(f"{call}: expected `{arg}` to hold numbers (float, int or bool), but got dtype "
-                              f"{array.dtype}")
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    elif array.shape[-1] == 4:
-        array = array[:, :, :3]
-    return np.ascontiguousarray(array)
+        return np.rint(array.astype(np.float64) * 255).astype(np.uint8)
+    raise ImageInputError(f"{call}: expected `{arg}` to hold numbers (float, int or bool), but got dtype "
+                          f"{array.dtype}")
 
 
 def check_boxes(call: str, boxes: Any, classes: Any, threshold: Any, width: int, height: int
