@@ -463,9 +463,8 @@ _open_records: set[RecordSink] = set()
 
 
 def _close_open_records() -> None:
-    """Write the queued updates and the summary of records a user forgot to close (in the process that opened
-    them only: ``close()`` does nothing in a forked child)."""
-    close_each(_open_records, lambda sink: sink.close())
+    """Write the queued updates and the summary of the records a user forgot to close."""
+    close_each(_open_records, RecordSink.close)
 
 
 on_exit(RECORDS, _close_open_records)

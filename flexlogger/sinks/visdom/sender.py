@@ -452,9 +452,8 @@ _open_sinks: weakref.WeakSet[VisdomSink] = weakref.WeakSet()
 
 
 def _close_open_sinks() -> None:
-    """Flush the loggers a user forgot to close, so that a script's last points reach the server. In a forked child
-    it does nothing: the sinks belong to the parent."""
-    close_each(_open_sinks, lambda sink: sink.close())
+    """Close the sinks a user forgot to close, so that a script's last points reach the server."""
+    close_each(_open_sinks, VisdomSink.close)
 
 
 on_exit(SENDERS, _close_open_sinks)
