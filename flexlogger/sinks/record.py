@@ -438,12 +438,9 @@ def _continued(path: Path, uid: str) -> tuple[int, RecordedRun] | tuple[None, No
     except OSError:
         return None, None
     try:
-        if not _lock(fd):
-            os.close(fd)
-            return None, None
-        record = read_record(path)
-        data = points.read_bytes()
-        if record.window_uid != uid or not data.startswith(b'{"run"'):
+        record = read_record(path) if _lock(fd) else None
+        data = points.read_bytes() if record is not None else b""
+        if record is None or record.window_uid != uid or not data.startswith(b'{"run"'):
             os.close(fd)
             return None, None
         if not data.endswith(b"\n"):  # the process stopped mid-line: that line was never acknowledged
