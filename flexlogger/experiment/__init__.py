@@ -1,21 +1,10 @@
 """The experiment record of a run: hyperparameters, text, markdown, images, the command line, a summary, printed
 lines, progress bars and saved models (the calls of lavd, losswise and the original flexilogger).
 
-The calls are methods of :class:`RecordCalls`, an object each :class:`~flexlogger.core.run.Run` owns (``run.calls``);
-the documented path is ``run.log_text(...)``, and ``Stat.log_text(...)`` on a
-:class:`~flexlogger.core.logger.FlexLogger` is the same call (a convenience for lavd users, who hold one object),
-both shown through one :class:`~flexlogger.experiment.forward.RecordCall` per name. The modules: ``calls`` (the
-calls), ``forward`` (showing them on the run and its loggers), ``folder`` (writing the run folder's files),
-``status`` (``summary.json``, ``max_steps``, best values), ``command`` (the command line), ``environment`` (git),
-``models`` (saving), ``checks`` (names, errors, argument checks, value conversions). Each call
-
-- draws a window in the run's env through the normal path (an :class:`~flexlogger.sinks.base.Update` of kind
-  ``text`` or ``image`` handed to the run's sinks), so the run record stores it and
-  ``flexlogger replay`` redraws it;
-- writes a readable file into the run folder (``run.dir``, when the run has a record), each written whole (a
-  temporary file, then ``os.replace``), never half;
-- does nothing at all on a disabled run (``Run(disabled=True)``, ``run.disable()``, ranks other than 0): no file,
-  no thread, no server contacted.
+The calls are methods of :class:`RecordCalls`, an object each :class:`~flexlogger.core.run.Run` owns; users call
+them on the run (``run.log_text(...)``, see :mod:`~flexlogger.experiment.forward`). Each call draws a window in
+the run's env through the run's sinks (so the run record stores it and ``flexlogger replay`` redraws it), writes a
+readable file into the run folder (``run.dir``), each written whole, and does nothing at all on a disabled run.
 
 Files in the run folder::
 
@@ -42,11 +31,10 @@ from flexlogger.experiment.checks import (
            RecordCallError,
            RecordCallTypeError,
            safe_name,
-           write_file,
 )
 from flexlogger.experiment.command import command_line
 from flexlogger.experiment.forward import RECORD_CALLS, RecordCall
 from flexlogger.experiment.models import unwrap_model
 
 __all__ = ["HPARAMS_PLOT", "HTML_OPT", "RECORD_CALLS", "STATUS_PLOT", "SUMMARY_PLOT", "RecordCall", "RecordCallError",
-           "RecordCallTypeError", "RecordCalls", "command_line", "safe_name", "unwrap_model", "write_file"]
+           "RecordCallTypeError", "RecordCalls", "command_line", "safe_name", "unwrap_model"]

@@ -115,13 +115,16 @@ class RecordCalls:
     def _draw_html(self, plot: str, html: str, step: float | None) -> None:
         self._draw(plot, "text", {plot: html}, step, {HTML_OPT: True})
 
-    def _check_window(self, call: str, name: str, kind: str) -> str:
-        """A window name a text or image call may draw: not one of the run's fixed windows, and not a window of
-        the run drawn as another kind (a text window stays text, an image window an image).
+    def _check_window(self, call: str, name: Any, kind: str) -> str:
+        """A window name a text or image call may draw, on an open run: a non-empty string, not one of the run's
+        fixed windows, and not a window of the run drawn as another kind (a text window stays text, an image window
+        an image).
 
         Raises:
-            RecordCallError: the name is taken (before any file is written).
+            RecordCallError: a bad or taken name (before any file is written).
         """
+        self._check_open(call)
+        name = check_name(call, name)
         if name in FIXED_WINDOWS:
             raise RecordCallError(f"{call}: expected a window name other than the run's own windows "
                                   f"({', '.join(sorted(FIXED_WINDOWS))}), but got {name!r}")
@@ -162,16 +165,16 @@ class RecordCalls:
         return json.loads(json.dumps(self.state.hparams))
 
     # text, markdown, images ----------------------------------------------------------------------------------
-    def _file_stem(self, name: str) -> str:
-        """``safe_name(name)``, unique in the run: a name whose safe form another name of the run already has
-        (``~``, ``€`` and ``\\ud800`` are all ``_``) gets a hash of itself appended, so neither file overwrites
-        the other."""
+    def _file(self, folder: str, name: str, step: float | None) -> str:
+        """``<folder>/<name>-<step>`` (without extension), ``name`` made a safe file name unique in the run: a name
+        whose safe form another name of the run already has (``~``, ``€`` and ``\\ud800`` are all ``_``) gets a hash
+        of itself appended, so neither file overwrites the other."""
         stems = self.state.stems
         stem = safe_name(name)
         if stems.setdefault(stem, name) != name:
             stem = f"{stem}-{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
             stems.setdefault(stem, name)
-        return stem
+        return f"{folder}/{stem}{step_suffix(step)}"
 
     def log_text(self, name: str, text: str, step: float | None = None, expected: str | None = None) -> None:
         """Show ``text`` in the window ``name`` and store it as ``text/<name>-<step>.txt``.
@@ -200,13 +203,12 @@ class RecordCalls:
         if self._disabled():
             return
         call = "log_text()"
-        self._check_open(call)
-        name = self._check_window(call, check_name(call, name), "text")
+        name = self._check_window(call, name, "text")
         text = check_text(call, "text", text)
         if expected is not None:
             expected = check_text(call, "expected", expected)
         step = check_step(call, step)
-        base = f"text/{self._file_stem(name)}{step_suffix(step)}"
+        base = self._file("text", name, step)
         self.folder.write(call, base + ".txt", text)
         if expected is None:
             self._draw(name, "text", {name: text}, step)
@@ -228,11 +230,10 @@ class RecordCalls:
             return
         call = "log_markdown()"
         check_order(call, name, markdown, "markdown")
-        self._check_open(call)
-        name = self._check_window(call, check_name(call, name), "text")
+        name = self._check_window(call, name, "text")
         markdown = check_text(call, "markdown", markdown)
         step = check_step(call, step)
-        self.folder.write(call, f"text/{self._file_stem(name)}{step_suffix(step)}.md", markdown)
+        self.folder.write(call, self._file("text", name, step) + ".md", markdown)
         self._draw_html(name, markdown_html(markdown), step)
 
     def log_image(self, name: str, image: Any, step: float | None = None, boxes: Sequence[Mapping[str, Any]] |
@@ -266,14 +267,13 @@ class RecordCalls:
             raise RecordCallTypeError(f"{call}: expected the window name first and the image second, but got "
                                       f"{type(name).__name__}{shape} and name {image!r}: this is "
                                       f"lavd's order, log_image(image, name); write log_image({image!r}, image, ...)")
-        self._check_open(call)
-        name = self._check_window(call, check_name(call, name), "image")
+        name = self._check_window(call, name, "image")
         step = check_step(call, step)
         rgb = images.to_rgb(call, image)
         height, width = rgb.shape[:2]
         shown, left_out, names = images.check_boxes(call, boxes, classes, threshold, width, height)
         drawn = images.draw_boxes(rgb, shown, names) if shown else rgb
-        base = f"images/{self._file_stem(name)}{step_suffix(step)}"
+        base = self._file("images", name, step)
         self.folder.write(call, base + ".png", images.png_bytes(drawn))
         if boxes is not None:
             self.folder.write(call, base + ".json", json.dumps({"width": width, "height": height, "classes": names,
@@ -400,7 +400,7 @@ class RecordCalls:
         step = check_step(call, step)
         if self.folder.path is None:
             return None
-        path = self.folder.path / "objects" / f"{self._file_stem(name)}{step_suffix(step)}.pt"
+        path = self.folder.path / (self._file("objects", name, step) + ".pt")
         return self.folder.run(call, path, lambda: save_torch(call, "obj", obj, path))
 
     def file_path(self, name: str, step: float | None = None, extension: str = "") -> Path | None:
@@ -429,7 +429,7 @@ class RecordCalls:
                                   f"'.tar.gz', but got {short_repr(extension, 60)}")
         if self.folder.path is None:
             return None
-        path = self.folder.path / "files" / f"{self._file_stem(name)}{step_suffix(step)}{extension}"
+        path = self.folder.path / (self._file("files", name, step) + extension)
         return self.folder.run(call, path, lambda: _made_parent(path))
 
 

@@ -10,21 +10,17 @@ import json
 import math
 import numbers
 import re
-import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from flexlogger.errors import FlexLoggerError, short_repr
-from flexlogger.io import atomic_write
 
 HPARAMS_PLOT = "hparams"
 HPARAMS_FILE = "hparams.json"
 STATUS_PLOT = "run_status"
 SUMMARY_PLOT = "run_summary"
-SUMMARY_FILE = "summary.json"
 COMMAND_PLOT = "command"
 FIXED_WINDOWS = frozenset({HPARAMS_PLOT, STATUS_PLOT, SUMMARY_PLOT, COMMAND_PLOT})
 """The windows of the run's own calls (log_hparams, the status, log_summary, log_command): no log_text,
@@ -36,7 +32,6 @@ of user text escaped) instead of the escaped table of values."""
 STATUS_EVERY = 1.0
 """Seconds between two rewrites of ``summary.json`` (and the status window) while a run is running; ``flush()``
 and ``close()`` write them at once."""
-T = TypeVar("T")
 
 
 class RecordCallError(FlexLoggerError, ValueError):
@@ -52,12 +47,6 @@ def type_error(call: str, arg: str, expected: str, got: Any) -> RecordCallTypeEr
     """``log_text(): expected `text` to be a str, but got int 5``."""
     return RecordCallTypeError(f"{call}: expected `{arg}` to be {expected}, but got {type(got).__name__} "
                                f"{short_repr(got, 120)}")
-
-
-def write_file(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` whole: a temporary file in the same folder, then ``os.replace`` (a reader sees
-    the old file or the new one, never half of one). Makes the parent folders."""
-    return atomic_write(path, data, make_parents=True)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@+=-]+")
@@ -188,9 +177,10 @@ def cell(value: Any) -> str:
 
 def check_name(call: str, name: Any, arg: str = "name") -> str:
     """A window or file name: a non-empty string."""
-    if not isinstance(name, str) or not name.strip():
-        raise type_error(call, arg, "a non-empty string", name) if not isinstance(name, str) else RecordCallError(
-            f"{call}: expected `{arg}` to be a non-empty string, but got {name!r}")
+    if not isinstance(name, str):
+        raise type_error(call, arg, "a non-empty string", name)
+    if not name.strip():
+        raise RecordCallError(f"{call}: expected `{arg}` to be a non-empty string, but got {name!r}")
     return name
 
 
@@ -225,29 +215,35 @@ def check_step(call: str, step: Any) -> int | float | None:
     """``step`` as logged: None, or a finite number (an integral one as an int: file names ``-7``, not ``-7.0``)."""
     if step is None:
         return None
-    if hasattr(step, "item") and getattr(step, "ndim", 0) == 0:
-        step = step.item()  # a 0-d tensor or numpy number
+    step = unwrap_scalar(step)
     if not isinstance(step, numbers.Real) or isinstance(step, bool):
         raise type_error(call, "step", "a finite number or None", step)
-    try:
-        number = float(step)
-    except OverflowError:  # an int beyond a float's range
-        number = math.inf
-    if not math.isfinite(number):
+    if not finite_number(step):
         raise RecordCallError(f"{call}: expected `step` to be a finite number or None, but got "
                               f"{short_repr(step, 60)}")
+    number = float(step)
     return int(number) if number.is_integer() else number
+
+
+def finite_number(value: Any) -> bool:
+    """A real number (not a bool) that a float holds and that is finite (a huge int is not: it overflows)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def unwrap_scalar(value: Any) -> Any:
+    """A 0-d tensor or numpy number as its Python number; any other value as it is."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
 
 
 def check_text(call: str, arg: str, value: Any) -> str:
     if not isinstance(value, str):
         raise type_error(call, arg, "a str", value)
     return value
-
-
-def iso(t: float | None) -> str | None:
-    """A local time as ``2026-11-30T11:40:02+0000`` (as the run record writes times)."""
-    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
 def duration(seconds: float) -> str:

@@ -15,26 +15,20 @@ def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> l
     options: list[str] = []
     tail: list[str] = []
     for action in parser._actions:
-        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)) or action.dest == argparse.SUPPRESS:
-            if isinstance(action, argparse._SubParsersAction):
-                pass
-            else:
-                continue
         if isinstance(action, argparse._SubParsersAction):
             chosen = getattr(args, action.dest, None) if action.dest != argparse.SUPPRESS else None
             if chosen is None:
                 chosen = next((name for name, sub in action.choices.items() if _used_by(sub, args)), None)
             if chosen is not None:
                 tail = [str(chosen), *command_line(action.choices[chosen], args)]
+        elif (isinstance(action, (argparse._HelpAction, argparse._VersionAction)) or action.dest == argparse.SUPPRESS
+              or not hasattr(args, action.dest)):
             continue
-        if not hasattr(args, action.dest):
-            continue
-        value = getattr(args, action.dest)
-        if not action.option_strings:
-            positionals += [str(v) for v in value] if isinstance(value, list) else [] if value is None else [
-                str(value)]
-            continue
-        options += _option_words(action, value)
+        elif action.option_strings:
+            options += _option_words(action, getattr(args, action.dest))
+        else:
+            value = getattr(args, action.dest)
+            positionals += [] if value is None else [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return [*positionals, *options, *tail]
 
 
@@ -67,10 +61,7 @@ def _option_words(action: argparse.Action, value: Any) -> list[str]:
         return []
     if isinstance(action, argparse._AppendAction):
         default = list(action.default or [])
-        out: list[str] = []
-        for item in list(value)[len(default):]:
-            out += _valued(flag, item, action.nargs)
-        return out
+        return [word for item in list(value)[len(default):] for word in _valued(flag, item, action.nargs)]
     if isinstance(action, argparse._ExtendAction):
         default = list(action.default or [])
         added = list(value)[len(default):]

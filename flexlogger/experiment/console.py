@@ -77,9 +77,11 @@ class RunConsole:
         self._disabled = disabled
         self._stream_warned = False  # stdout or stderr refused a line once (warned once; log.txt has every line)
 
-    def _log_lines(self, call: str, text: str, stream: IO[str], tag: str = "") -> None:
+    def _log_lines(self, call: str, text: str, stream: IO[str] | None, tag: str = "") -> None:
+        """Print ``text`` to ``stream`` (None: not printed) and append its lines to ``log.txt`` with the time."""
         try:
-            print(text, file=stream, flush=True)
+            if stream is not None:
+                print(text, file=stream, flush=True)
         except (OSError, ValueError) as exc:  # a closed pipe (`train.py | head`), a closed stream: log.txt has it
             if not self._stream_warned:
                 self._stream_warned = True
@@ -87,7 +89,7 @@ class RunConsole:
                 warnings.warn(f"{call}: {getattr(stream, 'name', 'the stream')} cannot be written ({exc}){where}",
                               RuntimeWarning, stacklevel=user_stacklevel())
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.folder.append(call, LOG_FILE, "".join(f"{stamp} {tag}{line}\n" for line in (text.split("\n") or [""])))
+        self.folder.append(call, LOG_FILE, "".join(f"{stamp} {tag}{line}\n" for line in text.split("\n")))
 
     def println(self, fmt: Any = "", *args: Any, **kwargs: Any) -> None:
         """Print a line to stdout and append it to the run's ``log.txt`` (with the time).
@@ -152,9 +154,8 @@ class RunConsole:
             raise type_error(call, "total", "an int >= 0 or None", total)
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
-        return progress_bar(iterable, desc, total, self._log_file_line)
+        return progress_bar(iterable, desc, total, self._note_progress)
 
-    def _log_file_line(self, text: str) -> None:
-        if self._disabled():
-            return
-        self.folder.append("progress()", LOG_FILE, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+    def _note_progress(self, text: str) -> None:
+        if not self._disabled():  # the run may be disabled while the bar runs
+            self._log_lines("progress()", text, None)

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from flexlogger.experiment.checks import cell, flatten, iso, jsonable
+from flexlogger.experiment.checks import cell, flatten, jsonable
 from flexlogger.experiment.textdiff import fenced, markdown_table
+from flexlogger.sinks.record_format import iso
 from flexlogger.version import __version__
 
 

@@ -2,10 +2,9 @@
 logger, a convenience for users of lavd, who hold one object.
 
 The calls are methods of :class:`~flexlogger.experiment.calls.RecordCalls`, an object the run owns, and of its
-:class:`~flexlogger.experiment.console.RunConsole` (the printing calls). A class shows
-them with one :class:`RecordCall` per name; the delegation is written once, here, and keeps each call's signature
-and docstring for IDEs and mypy. :class:`ShowsRecordCalls` lists them once for the run and its loggers, which
-say where their record calls are::
+:class:`~flexlogger.experiment.console.RunConsole` (the printing calls). :class:`ShowsRecordCalls` shows them with
+one :class:`RecordCall` per name, which keeps each call's signature and docstring for IDEs and mypy; the run and its
+loggers say where their record calls are::
 
     class Run(ShowsRecordCalls):
         def _record_calls(self) -> RecordCalls:
@@ -23,52 +22,38 @@ from flexlogger.experiment.console import RunConsole
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RECORD_CALLS: tuple[str, ...] = ("log_hparams", "log_text", "log_markdown", "log_image", "log_command", "log_summary",
-                                 "println", "eprintln", "print_table", "progress", "save_model", "save_obj",
-                                 "file_path")
-"""The record calls a :class:`~flexlogger.core.run.Run` and its loggers show."""
-
 
 class RecordCall(Generic[P, R]):
-    """A record call shown on another class: ``obj.<name>(...)`` is ``via(obj).<name>(...)``.
+    """A record call shown on another class: ``obj.<name>(...)`` is ``obj._record_calls().<name>(...)``, or
+    ``obj._record_calls().console.<name>(...)`` for a printing call.
 
     Args:
         method: the call, as ``RecordCalls.<name>`` or ``RunConsole.<name>`` (its signature and docstring are
             shown).
-        via: the object whose method it is, for an instance (its record calls, or their console).
     """
 
-    def __init__(self, method: Callable[Concatenate[Any, P], R], via: Callable[[Any], Any]) -> None:
-        self.method = method
-        self.via = via
+    def __init__(self, method: Callable[Concatenate[Any, P], R]) -> None:
         self.__doc__ = method.__doc__
         self.__name__ = method.__name__
         self.__wrapped__ = method  # inspect.signature and help() show the call's own signature
+        self.on_console = getattr(RunConsole, method.__name__, None) is method
 
     @overload
     def __get__(self, obj: None, owner: type | None = None) -> RecordCall[P, R]: ...
 
     @overload
-    def __get__(self, obj: object, owner: type | None = None) -> Callable[P, R]: ...
+    def __get__(self, obj: ShowsRecordCalls, owner: type | None = None) -> Callable[P, R]: ...
 
-    def __get__(self, obj: object | None, owner: type | None = None) -> RecordCall[P, R] | Callable[P, R]:
+    def __get__(self, obj: ShowsRecordCalls | None, owner: type | None = None) -> RecordCall[P, R] | Callable[P, R]:
         if obj is None:
             return self
-        bound: Callable[P, R] = getattr(self.via(obj), self.__name__)
+        calls = obj._record_calls()
+        bound: Callable[P, R] = getattr(calls.console if self.on_console else calls, self.__name__)
         return bound
 
 
-def _record_calls_of(obj: ShowsRecordCalls) -> RecordCalls:
-    return obj._record_calls()
-
-
-def _console_of(obj: ShowsRecordCalls) -> RunConsole:
-    return obj._record_calls().console
-
-
 class ShowsRecordCalls:
-    """Shows every record call (:data:`RECORD_CALLS`) as a method: ``obj.log_text(...)`` is
-    ``obj._record_calls().log_text(...)``, with the call's own signature and docstring."""
+    """Shows every record call (:data:`RECORD_CALLS`) as a method, with the call's own signature and docstring."""
 
     __slots__ = ()
 
@@ -76,16 +61,21 @@ class ShowsRecordCalls:
         """The record calls the methods go to (a run's own, or its run's for a logger)."""
         raise NotImplementedError
 
-    log_hparams = RecordCall(RecordCalls.log_hparams, _record_calls_of)
-    log_text = RecordCall(RecordCalls.log_text, _record_calls_of)
-    log_markdown = RecordCall(RecordCalls.log_markdown, _record_calls_of)
-    log_image = RecordCall(RecordCalls.log_image, _record_calls_of)
-    log_command = RecordCall(RecordCalls.log_command, _record_calls_of)
-    log_summary = RecordCall(RecordCalls.log_summary, _record_calls_of)
-    println = RecordCall(RunConsole.println, _console_of)
-    eprintln = RecordCall(RunConsole.eprintln, _console_of)
-    print_table = RecordCall(RunConsole.print_table, _console_of)
-    progress = RecordCall(RunConsole.progress, _console_of)
-    save_model = RecordCall(RecordCalls.save_model, _record_calls_of)
-    save_obj = RecordCall(RecordCalls.save_obj, _record_calls_of)
-    file_path = RecordCall(RecordCalls.file_path, _record_calls_of)
+    log_hparams = RecordCall(RecordCalls.log_hparams)
+    log_text = RecordCall(RecordCalls.log_text)
+    log_markdown = RecordCall(RecordCalls.log_markdown)
+    log_image = RecordCall(RecordCalls.log_image)
+    log_command = RecordCall(RecordCalls.log_command)
+    log_summary = RecordCall(RecordCalls.log_summary)
+    println = RecordCall(RunConsole.println)
+    eprintln = RecordCall(RunConsole.eprintln)
+    print_table = RecordCall(RunConsole.print_table)
+    progress = RecordCall(RunConsole.progress)
+    save_model = RecordCall(RecordCalls.save_model)
+    save_obj = RecordCall(RecordCalls.save_obj)
+    file_path = RecordCall(RecordCalls.file_path)
+
+
+RECORD_CALLS: tuple[str, ...] = tuple(name for name, value in vars(ShowsRecordCalls).items()
+                                      if isinstance(value, RecordCall))
+"""The record calls a :class:`~flexlogger.core.run.Run` and its loggers show."""

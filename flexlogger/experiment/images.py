@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from flexlogger.errors import FlexLoggerError, short_repr
+from flexlogger.experiment.checks import finite_number, unwrap_scalar
 from flexlogger.sinks.visdom.legible import upscale_factor
 
 __all__ = ["BOX_KEYS", "PALETTE", "Box", "ImageInputError", "check_boxes", "draw_boxes", "png_bytes", "to_rgb"]
@@ -79,31 +80,35 @@ def to_rgb(call: str, image: Any, arg: str = "image") -> np.ndarray:
                               f"but got an array of shape {shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageInputError(f"{call}: expected `{arg}` to have at least one pixel, but got shape {shape}")
+    array = _as_uint8(call, arg, array)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    elif array.shape[-1] == 4:
+        array = array[:, :, :3]
+    return np.ascontiguousarray(array)
+
+
+def _as_uint8(call: str, arg: str, array: np.ndarray) -> np.ndarray:
+    """Bools as black and white, integers in [0, 255] as they are, floats in [0, 1] scaled to [0, 255]."""
     kind = array.dtype.kind
     if kind == "b":
-        array = array.astype(np.uint8) * 255
-    elif kind in "iu":
+        return array.astype(np.uint8) * 255
+    if kind in "iu":
         lo, hi = int(array.min()), int(array.max())
         if lo < 0 or hi > 255:
             raise ImageInputError(f"{call}: expected the integer values of `{arg}` to be in [0, 255], but got values "
                                   f"from {lo} to {hi}")
-        array = array.astype(np.uint8)
-    elif kind == "f":
+        return array.astype(np.uint8)
+    if kind == "f":
         if not np.isfinite(array).all():
             raise ImageInputError(f"{call}: expected the values of `{arg}` to be finite, but got NaN or Inf")
         low, high = float(array.min()), float(array.max())
         if low < 0 or high > 1:
             raise ImageInputError(f"{call}: expected the float values of `{arg}` to be in [0, 1] (or an image of "
                                   f"integers in [0, 255]), but got values from {low:g} to {high:g}")
-        array = np.rint(array.astype(np.float64) * 255).astype(np.uint8)
-    else:
-        raise ImageInputError(f"{call}: expected `{arg}` to hold numbers (float, int or bool), but got dtype "
-                              f"{array.dtype}")
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    elif array.shape[-1] == 4:
-        array = array[:, :, :3]
-    return np.ascontiguousarray(array)
+        return np.rint(array.astype(np.float64) * 255).astype(np.uint8)
+    raise ImageInputError(f"{call}: expected `{arg}` to hold numbers (float, int or bool), but got dtype "
+                          f"{array.dtype}")
 
 
 def check_boxes(call: str, boxes: Any, classes: Any, threshold: Any, width: int, height: int
@@ -143,18 +148,8 @@ def check_boxes(call: str, boxes: Any, classes: Any, threshold: Any, width: int,
     return shown, left_out, names
 
 
-def _finite(value: Any) -> bool:
-    """A real number (not a bool) that a float holds and that is finite (a huge int is not: it overflows)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
 def _is_probability(value: Any) -> bool:
-    return _finite(value) and 0.0 <= float(value) <= 1.0
+    return finite_number(value) and 0.0 <= float(value) <= 1.0
 
 
 def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int, height: int) -> Box:
@@ -168,13 +163,11 @@ def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int,
                               f"{', '.join(BOX_KEYS)}")
     box: Box = {}
     for key in COORDS:
-        value = raw.get(key)
+        value = unwrap_scalar(raw.get(key))
         if value is None:
             raise ImageInputError(f"{call}: expected `{where}` to have {key!r} (keys {', '.join(COORDS)} are "
                                   f"required), but it has {', '.join(map(repr, raw)) or 'no keys'}")
-        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-            value = value.item()  # a 0-d tensor or numpy number
-        if not _finite(value):
+        if not finite_number(value):
             raise ImageInputError(f"{call}: expected `{where}['{key}']` to be a finite number of pixels, but got "
                                   f"{type(value).__name__} {short_repr(value, 40)}")
         box[key] = float(value)
@@ -186,9 +179,7 @@ def _check_box(call: str, i: int, raw: Any, names: list[str] | None, width: int,
     if raw.get("className") is not None:
         box["className"] = _class_name(call, where, raw["className"], names)
     if raw.get("probability") is not None:
-        p = raw["probability"]
-        if hasattr(p, "item") and getattr(p, "ndim", 0) == 0:
-            p = p.item()
+        p = unwrap_scalar(raw["probability"])
         if not _is_probability(p):
             raise ImageInputError(f"{call}: expected `{where}['probability']` to be a number in [0, 1], but got "
                                   f"{short_repr(p, 40)}")
@@ -214,9 +205,7 @@ def _class_name(call: str, where: str, value: Any, names: list[str] | None) -> s
 
 def colour(name: str | None, names: Sequence[str]) -> tuple[int, int, int]:
     """The colour of class ``name``: by its index in ``names`` (the palette repeats after 10 classes)."""
-    if name is None:
-        return PALETTE[0]
-    return PALETTE[list(names).index(name) % len(PALETTE)] if name in names else PALETTE[0]
+    return PALETTE[list(names).index(name) % len(PALETTE)] if name is not None and name in names else PALETTE[0]
 
 
 def label(box: Box) -> str:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flexlogger.errors import short_repr
-from flexlogger.experiment.checks import STATUS_EVERY, RecordCallError, duration, iso, jsonable
+from flexlogger.experiment.checks import STATUS_EVERY, RecordCallError, duration, jsonable
 from flexlogger.sinks.base import Update
+from flexlogger.sinks.record_format import iso
 
 OWN_FIELDS = frozenset({"status", "last_update", "last_update_unix", "files_unwritten", "best", "error", "traceback",
                         "undelivered", "unwritten", "progress", "eta", "elapsed", "max_steps", "step"})

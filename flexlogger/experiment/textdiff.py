@@ -76,23 +76,27 @@ def _diff(a: list[str], b: list[str], ops: list[DiffOp], by_lines: bool) -> None
                 continue
             ops.append(("-", "".join(mid_a[i1:i2])))
             ops.append(("+", "".join(mid_b[j1:j2])))
-    elif by_lines:
-        lines_a, lines_b = _lines(mid_a), _lines(mid_b)
-        if len(lines_a) * len(lines_b) <= MAX_DIFF_PAIRS:
-            matcher = difflib.SequenceMatcher(None, ["".join(x) for x in lines_a], ["".join(x) for x in lines_b],
-                                              autojunk=False)
-            for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-                block_a = [t for line in lines_a[i1:i2] for t in line]
-                block_b = [t for line in lines_b[j1:j2] for t in line]
-                if tag == "equal":
-                    ops.append((" ", "".join(block_a)))
-                else:
-                    _diff(block_a, block_b, ops, by_lines=False)
-        else:
-            ops += [("-", "".join(mid_a)), ("+", "".join(mid_b))]
-    else:
+    elif not (by_lines and _diff_lines(mid_a, mid_b, ops)):
         ops += [("-", "".join(mid_a)), ("+", "".join(mid_b))]
     ops.append((" ", "".join(a[len(a) - end:])))
+
+
+def _diff_lines(a: list[str], b: list[str], ops: list[DiffOp]) -> bool:
+    """Diff ``a`` and ``b`` line by line, each changed run of lines again word by word; False (nothing added to
+    ``ops``) when they have too many lines for that too."""
+    lines_a, lines_b = _lines(a), _lines(b)
+    if len(lines_a) * len(lines_b) > MAX_DIFF_PAIRS:
+        return False
+    matcher = difflib.SequenceMatcher(None, ["".join(x) for x in lines_a], ["".join(x) for x in lines_b],
+                                      autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        block_a = [t for line in lines_a[i1:i2] for t in line]
+        block_b = [t for line in lines_b[j1:j2] for t in line]
+        if tag == "equal":
+            ops.append((" ", "".join(block_a)))
+        else:
+            _diff(block_a, block_b, ops, by_lines=False)
+    return True
 
 
 def _lines(toks: list[str]) -> list[list[str]]:

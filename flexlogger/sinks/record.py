@@ -70,6 +70,7 @@ from flexlogger.sinks.record_format import (
     decode_number,
     encode,
     encode_data,
+    iso,
 )
 from flexlogger.sinks.record_read import RecordedRun, read_record
 
@@ -81,11 +82,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # one encoder: 
 
 
 class RecordSink:
-    """Writes every update to ``<root>/<env>/<uid>/`` (see the module docstring for the layout).
-
-    When that folder already holds a record (a fixed ``uid`` run twice), the new run goes to ``<uid>-2``,
-    ``<uid>-3``, ...: a record is never overwritten. The folder used is :attr:`path`; its name is :attr:`uid`, and
-    :attr:`window_uid` is the uid the windows are drawn under.
+    """Writes every update to ``<root>/<env>/<uid>/`` (see the module docstring for the layout): the folder used is
+    :attr:`path`, its name :attr:`uid` (``<uid>-2`` when ``<uid>`` holds a record), and :attr:`window_uid` the uid
+    the windows are drawn under.
 
     With ``resume=True`` a record already in ``<uid>`` whose windows are ``uid`` is continued instead: its
     ``points.jsonl`` is appended to (a torn last line, never acknowledged, cut off first), its counts carried on,
@@ -108,9 +107,9 @@ class RecordSink:
                  resume: bool = False) -> None:
         self.env, self.window_uid = env, uid
         parent = Path(root) / _folder_name(env)
-        continued = _continued(parent / _folder_name(uid), uid) if resume else None
-        self.resumed: RecordedRun | None = continued[1] if continued is not None else None
-        self.path = continued[1].path if continued is not None else _fresh_dir(parent, _folder_name(uid))
+        self.resumed: RecordedRun | None
+        fd, self.resumed = _continued(parent / _folder_name(uid), uid) if resume else (None, None)
+        self.path = self.resumed.path if self.resumed is not None else _fresh_dir(parent, _folder_name(uid))
         self.uid = self.path.name
         self._config = config
         self._pid = os.getpid()
@@ -122,21 +121,21 @@ class RecordSink:
         self.last_step: float | None = None
         self._started = time.time()
         self._write_config()
-        if continued is not None:
-            self._fd: int | None = continued[0]
-            for update in continued[1].updates:
+        if self.resumed is not None:
+            for update in self.resumed.updates:
                 self._count(update, written=True)
-        else:
-            self._fd = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            _lock(self._fd)  # just claimed with O_EXCL: nobody else holds it
-        self._size = os.fstat(self._fd).st_size  # where a line that does not fit is cut back to
+        if fd is None:
+            fd = os.open(self.path / POINTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            _lock(fd)  # just claimed with O_EXCL: nobody else holds it
+        self._fd: int | None = fd
+        self._size = os.fstat(fd).st_size  # where a line that does not fit is cut back to
         self._failing: OSError | None = None  # the error of the outage in progress
         self._warned_disk = False
         self._notices: collections.deque[str] = collections.deque()  # warnings the writer leaves for the caller
         self._forked_warned = False
-        header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": _iso(self._started)}
-        if continued is None and not self._put((_ENCODER.encode({"run": header}) + "\n").encode()):
-            os.close(self._fd)
+        header = {"env": env, "uid": self.uid, "windows": uid, "format": FORMAT, "started": iso(self._started)}
+        if self.resumed is None and not self._put(_line({"run": header})):
+            os.close(fd)
             raise self._failing or OSError(errno.ENOSPC, "the run record's first line could not be written")
         self._queue: collections.deque[Update] = collections.deque()
         self._queued = 0  # updates queued by write(), in the caller's thread
@@ -233,12 +232,11 @@ class RecordSink:
         if self.unwritten:
             self._notices.append(f"the run record {self.path}: {self.unwritten} of {self.updates} update(s) could not "
                                  "be written (the disk was full or gone), counted in summary.json 'unwritten'")
-        extra = dict(summary or {})
         if config is not None:
             self._config = config
         try:
             self._write_config()
-            _write_json(self.path / SUMMARY, self._summary(extra, closed=True))
+            _write_json(self.path / SUMMARY, self._summary(summary, closed=True))
         except OSError as exc:
             self._notices.append(f"the run record {self.path}: summary.json could not be written ({_why(exc)})")
         if self._notices:
@@ -253,7 +251,7 @@ class RecordSink:
         if self._pid != os.getpid() or self._closed:  # closed: the final summary stays
             return
         with self._lock:
-            summary = self._summary(dict(extra or {}), closed=False)
+            summary = self._summary(extra, closed=False)
         try:
             _write_json(self.path / SUMMARY, summary)
         except OSError as exc:
@@ -263,14 +261,14 @@ class RecordSink:
     def summary(self) -> dict[str, Any]:
         """The summary as ``close()`` would write it now (without the run's extra fields)."""
         with self._lock:
-            return self._summary({}, closed=self._closed)
+            return self._summary(None, closed=self._closed)
 
-    def _summary(self, extra: dict[str, Any], closed: bool) -> dict[str, Any]:
-        out = {"env": self.env, "uid": self.uid, "windows": self.window_uid, "started": _iso(self._started),
-               "closed": _iso(time.time()) if closed else None, "updates": self.updates, "points": self.points,
+    def _summary(self, extra: Mapping[str, Any] | None, closed: bool) -> dict[str, Any]:
+        out = {"env": self.env, "uid": self.uid, "windows": self.window_uid, "started": iso(self._started),
+               "closed": iso(time.time()) if closed else None, "updates": self.updates, "points": self.points,
                "last_step": self.last_step, "nonfinite": self.nonfinite, "unwritten": self.unwritten,
                "undelivered": None, "plots": {k: dict(v) for k, v in self._stats.items()}}
-        out.update(extra)
+        out.update(extra or {})
         return out
 
     def _warn_notices(self) -> None:
@@ -312,20 +310,18 @@ class RecordSink:
             line = None
             self._notices.append(f"the run record {self.path}: update {update.seq} of plot {update.plot!r} could "
                                  f"not be encoded ({type(exc).__name__}: {exc}); it is not recorded")
-        plot = update.plot
-        seen = self._plots.get(plot)
-        written = False
-        if line is not None:
-            if seen is None or seen[0] != update.kind or seen[1] is not update.opts:
-                declared = self._put((_ENCODER.encode({"plot": plot, "kind": update.kind, "opts": encode(
-                    update.opts)}) + "\n").encode())
-                if declared:
-                    self._plots[plot] = (update.kind, update.opts)
-                written = declared and self._put(line)
-            else:
-                written = self._put(line)
-        self._count(update, written)
+        self._count(update, written=line is not None and self._declared(update) and self._put(line))
         self._written += 1
+
+    def _declared(self, update: Update) -> bool:
+        """Whether the record declares ``update``'s plot as it is now, declaring it when it is new or changed."""
+        seen = self._plots.get(update.plot)
+        if seen is not None and seen[0] == update.kind and seen[1] is update.opts:
+            return True
+        if not self._put(_line({"plot": update.plot, "kind": update.kind, "opts": encode(update.opts)})):
+            return False
+        self._plots[update.plot] = (update.kind, update.opts)
+        return True
 
     def _count(self, update: Update, written: bool) -> None:
         """Count ``update`` in the summary's totals and its plot's."""
@@ -358,8 +354,8 @@ class RecordSink:
             key = self._keys.get(update.plot) or self._keys.setdefault(update.plot, _ENCODER.encode(update.plot))
             text = f'{{"seq":{int(update.seq)},"plot":{key},"step":{step_text},"data":{{{",".join(parts)}}}}}\n'
         else:
-            text = _ENCODER.encode({"seq": update.seq, "plot": update.plot, "step": encode(update.step),
-                                    "data": encode_data(update.kind, update.data)}) + "\n"
+            return _line({"seq": update.seq, "plot": update.plot, "step": encode(update.step),
+                          "data": encode_data(update.kind, update.data)})
         return text.encode()
 
     def _put(self, data: bytes) -> bool:
@@ -386,6 +382,10 @@ class RecordSink:
     def _write_config(self) -> None:
         if self._config is not None:
             _write_json(self.path / CONFIG, encode(self._config))
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return (_ENCODER.encode(obj) + "\n").encode()
 
 
 def _why(exc: OSError) -> str:
@@ -428,24 +428,21 @@ def _lock(fd: int) -> bool:
     return True
 
 
-def _continued(path: Path, uid: str) -> tuple[int, RecordedRun] | None:
+def _continued(path: Path, uid: str) -> tuple[int, RecordedRun] | tuple[None, None]:
     """The record in ``path``, opened to be continued: its ``points.jsonl`` open for appending (locked, a torn last
-    line cut off) and what it holds; None when there is none, another open record holds it, or its windows are
-    not ``uid``'s (a folder name two uids share)."""
+    line cut off) and what it holds; ``(None, None)`` when there is none, another open record holds it, or its
+    windows are not ``uid``'s (a folder name two uids share)."""
     points = path / POINTS
     try:
         fd = os.open(points, os.O_RDWR | os.O_APPEND)
     except OSError:
-        return None
+        return None, None
     try:
-        if not _lock(fd):
+        record = read_record(path) if _lock(fd) else None
+        data = points.read_bytes() if record is not None else b""
+        if record is None or record.window_uid != uid or not data.startswith(b'{"run"'):
             os.close(fd)
-            return None
-        record = read_record(path)
-        data = points.read_bytes()
-        if record.window_uid != uid or not data.startswith(b'{"run"'):
-            os.close(fd)
-            return None
+            return None, None
         if not data.endswith(b"\n"):  # the process stopped mid-line: that line was never acknowledged
             os.ftruncate(fd, data.rfind(b"\n") + 1)
     except BaseException:
@@ -458,18 +455,13 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
-
-
 # held strongly: a logger dropped without close() (a notebook cell run again) still gets its summary at exit
 _open_records: set[RecordSink] = set()
 
 
 def _close_open_records() -> None:
-    """Write the queued updates and the summary of records a user forgot to close (in the process that opened
-    them only: ``close()`` does nothing in a forked child)."""
-    close_each(_open_records, lambda sink: sink.close())
+    """Write the queued updates and the summary of the records a user forgot to close."""
+    close_each(_open_records, RecordSink.close)
 
 
 on_exit(RECORDS, _close_open_records)

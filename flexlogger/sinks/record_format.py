@@ -13,6 +13,7 @@ as floats (a text plot's strings are left alone). Arrays are nested lists; a his
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +21,16 @@ from typing import Any
 import numpy as np
 
 from flexlogger.core.plots import DATA_FORMS, PLOT_KINDS, Histogram
-from flexlogger.errors import FlexLoggerError
+from flexlogger.errors import FlexLoggerError, short_repr
 
 FORMAT = 2  # 2: the header names the folder ("uid") and the windows' uid ("windows"); 1 had "uid" only
 CONFIG, POINTS, SUMMARY = "config.json", "points.jsonl", "summary.json"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def iso(t: float | None) -> str | None:
+    """A local time as ``2026-11-30T11:40:02+0000``, as the run record writes times."""
+    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
 class RecordError(FlexLoggerError, ValueError):
@@ -72,10 +78,16 @@ def decode_number(value: Any) -> Any:
     return value
 
 
-def _number(value: Any) -> float:
+def to_float(value: Any) -> float:
+    """A recorded number as a float (``"nan"`` too).
+
+    Raises:
+        RecordError: ``value`` is not a number.
+        OverflowError: an int beyond float range.
+    """
     number = decode_number(value)
     if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise RecordError(f"expected a number, but got {_short(value)}")
+        raise RecordError(f"expected a number, but got {short_repr(value, 80)}")
     return float(number)
 
 
@@ -83,33 +95,30 @@ def _array_or_number(value: Any) -> Any:
     if isinstance(value, list):
         array = np.asarray(decode_number(value))
         if array.dtype.kind not in "biuf":  # strings, or integers beyond int64 (an object array)
-            raise RecordError(f"expected an array of numbers, but got {_short(value)}")
+            raise RecordError(f"expected an array of numbers, but got {short_repr(value, 80)}")
         return array
-    return _number(value)
+    return to_float(value)
 
 
 def _decode_histogram(value: Any) -> Any:
     if isinstance(value, Mapping):
         try:
-            return Histogram(tuple(_number(c) for c in value["counts"]), _number(value["lo"]), _number(value["hi"]))
+            counts = tuple(to_float(c) for c in value["counts"])
+            return Histogram(counts, to_float(value["lo"]), to_float(value["hi"]))
         except (KeyError, TypeError) as exc:
-            raise RecordError(f"expected a histogram {{counts, lo, hi}}, but got {_short(value)} ({exc})") from None
+            raise RecordError(f"expected a histogram {{counts, lo, hi}}, but got {short_repr(value, 80)} "
+                              f"({exc})") from None
     return _array_or_number(value)  # the raw array a logger passed before it binned histograms itself
 
 
 def _decode_curve(value: Any) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(value, list) or len(value) != 2:
-        raise RecordError(f"expected a curve [x, y], but got {_short(value)}")
+        raise RecordError(f"expected a curve [x, y], but got {short_repr(value, 80)}")
     return tuple(np.asarray(decode_number(v), dtype=np.float64) for v in value)  # type: ignore[return-value]
 
 
 def _encode_text(value: Any) -> Any:
     return value if isinstance(value, str) else encode(value)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,7 @@ class DataForm:
 
 
 FORMS: dict[str, DataForm] = {form.name: form for form in (
-    DataForm("points", encode, _number),
+    DataForm("points", encode, to_float),
     DataForm("vector", encode, _array_or_number),
     DataForm("matrix", encode, _array_or_number),
     DataForm("histogram", encode, _decode_histogram),

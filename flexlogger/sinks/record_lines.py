@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import math
-import reprlib
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from flexlogger.core.plots import APPEND_KINDS, PLOT_KINDS
+from flexlogger.errors import short_repr
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record_format import FORMAT, RecordError, decode_data, decode_number
+from flexlogger.sinks.record_format import FORMAT, RecordError, decode_data, decode_number, to_float
 from flexlogger.sinks.safe_html import safe_html
 from flexlogger.sinks.visdom.rules import check_opts
 
@@ -135,7 +135,7 @@ class LineReader:
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise ValueError(f"expected data to be an object of named values, but got {_short(data)}")
         if kind in APPEND_KINDS:  # the hot path: {trace: number}
-            data = {k: float(v) if type(v) is float or type(v) is int else _number(v) for k, v in data.items()}
+            data = {k: float(v) if type(v) is float or type(v) is int else to_float(v) for k, v in data.items()}
         else:
             data = decode_data(kind, data)
         if opts.get(HTML_OPT) is True:
@@ -219,13 +219,6 @@ def _step(value: Any) -> int | float:
     return step
 
 
-def _number(value: Any) -> float:
-    number = decode_number(value)
-    if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise ValueError(f"expected a number, but got {_short(value)}")
-    return float(number)  # OverflowError beyond float range: damaged (see LineReader.read)
-
-
 def _depth(value: Any) -> int:
     """How deeply ``value`` nests lists and dicts (walked without recursion)."""
     deepest, stack = 0, [(value, 1)]
@@ -240,8 +233,8 @@ def _depth(value: Any) -> int:
 
 
 def _short(value: Any) -> str:
-    """A short repr, safe for deep or long values (``reprlib`` stops at depth 6)."""
-    return _short_text(reprlib.repr(value.decode("utf-8", "replace")[:200] if isinstance(value, bytes) else value))
+    """A short repr (a line's bytes shown as text)."""
+    return short_repr(value.decode("utf-8", "replace")[:200] if isinstance(value, bytes) else value, 80)
 
 
 def _short_text(text: str) -> str:

@@ -1,11 +1,7 @@
-"""Reading a run record back (``points.jsonl``), tolerant of damage: a bad line is skipped with a warning.
-
-A record is untrusted input, read line by line through the checks of :mod:`flexlogger.sinks.record_lines`. A line
-that is not UTF-8, not a JSON object (or nested too deeply, or too large), declares an unknown plot kind or opts a
-user's plot spec could not have, updates a plot never declared or holds data not of its kind's form (a step that
-is not a finite number, a number beyond float range) is skipped with a ``RuntimeWarning`` naming it
-(``points.jsonl:LINE``); every other line is read. A torn last line (the run was killed mid-write) is skipped the
-same way and flagged in :attr:`RecordedRun.torn`.
+"""Reading a run record back (``points.jsonl``), tolerant of damage: a line that fails the checks of
+:mod:`flexlogger.sinks.record_lines` is skipped with a ``RuntimeWarning`` naming it (``points.jsonl:LINE``), and
+every other line is read. A torn last line (the run was killed mid-write) is skipped the same way and flagged in
+:attr:`RecordedRun.torn`.
 """
 
 from __future__ import annotations

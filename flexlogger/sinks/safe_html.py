@@ -58,11 +58,6 @@ class _Rewriter(HTMLParser):
             kept.append(f' {name}="{html.escape(value, quote=True)}"')
         self.out.append(f"<{tag}{''.join(kept)}{' /' if tag in _VOID else ''}>")
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag in _TAGS and tag not in _VOID:
-            self.out.append(f"</{tag}>")
-
     def handle_endtag(self, tag: str) -> None:
         if tag in _TAGS and tag not in _VOID:
             self.out.append(f"</{tag}>")

@@ -1,34 +1,27 @@
 """The per-window state of a Visdom sink: merging of writes, downsampling and delivery accounting. No threads (the
 sender holds its lock around every call), no HTTP.
 
-Policy (what the server sees):
+Policy (what the server sees; the run record keeps every point in any case):
 
-- ``line``/``scatter`` windows keep their points, at most ``max_points`` per trace (default 2000). Past it, a
-  trace is downsampled: its x range is cut into ``max_points // 4`` buckets and each bucket keeps its minimum,
-  its maximum and its first NaN/Inf (a gap), in order, so spikes stay visible; the last point always stays.
-  Points then append again until the next downsampling, which re-buckets the whole range (the resolution stays
-  uniform in x). The run record keeps every point.
-- ``line`` windows whose spec says ``aggregate: candlestick`` are drawn as boxes (:mod:`flexlogger.core.aggregate`):
-  each trace keeps every point in numpy arrays (16 bytes a point) and the exact five numbers of its buckets
-  (:class:`BoxSeries`); a send recomputes only the buckets that got points since the last, all of them when the
-  bucket width doubles, in the sender thread outside the lock (the message holds a snapshot). ``aggregate: auto``
-  keeps the same and draws lines until a trace holds more than ``max_points`` points. ``smooth: w`` adds a trace
-  per trace, smoothed from every point as it is written (never from downsampled ones), downsampled like the others.
-- Other windows (bar, heatmap, image, text, curve, histogram) keep only their latest content; meters not logged
-  this time (``log(keys=...)``, or empty) keep their latest content in the window.
+- ``line``/``scatter`` windows keep at most ``max_points`` points per trace (default 2000). Past it, a trace is
+  downsampled (:func:`downsample`): its x range is cut into ``max_points // 4`` buckets, each keeping its minimum,
+  its maximum and its first NaN/Inf (a gap), so spikes stay visible; the last point always stays. Points then
+  append again until the next downsampling, which re-buckets the whole range.
+- ``aggregate: candlestick`` line windows are drawn as boxes (:mod:`flexlogger.core.aggregate`): each trace keeps
+  every point (:class:`BoxSeries`), and a send recomputes only the buckets that got points since the last, in the
+  sender thread outside the lock. ``aggregate: auto`` draws lines until a trace holds more than ``max_points``
+  points. ``smooth: w`` adds a trace per trace, smoothed from every point as it is written.
+- Other windows keep only their latest content; meters not logged this time (``log(keys=...)``) keep theirs.
 
-Backlog: there is no queue of messages. The backlog is the per-window state, bounded by construction: at most
-``max_points`` points per trace of a line/scatter window, one content per other window. A write never waits and
-never drops: when the server is slow or down, new points are merged into the state (and downsampled past
-``max_points``), and the next request carries all of it. Every point is in the run record in any case.
+There is no queue of messages: the backlog is this state, bounded by construction. A write never waits and never
+drops; while the server is slow or down, points merge into the state and the next request carries all of it.
 
-Delivery accounting: each window counts its writes (``version``) and the version the server has
-(``sent_version``; -1 when the server may have lost the window); each trace counts the points logged and, of
-those, delivered. A window whose message could not be built is ``broken`` at that version: it is not sent again
-until it changes, and its content counts as undelivered.
+Delivery accounting: each window counts its writes (``version``) and the version the server has (``sent_version``;
+-1 when the server may have lost the window); each trace counts the points logged and delivered. A window whose
+message could not be built is ``broken`` at that version: not sent again until it changes.
 
-Sender cost: each trace keeps the JSON text of the points it already encoded (through downsamplings too, which
-keep a subset of them), so a send encodes only the points new since the last one.
+Sender cost: turning floats into JSON text is most of a send's cost, so each trace keeps the text of the points it
+already encoded (through downsamplings too, which keep a subset of them) and a send encodes only the new points.
 """
 
 from __future__ import annotations
@@ -76,14 +69,13 @@ class Trace:
 
 
 class BoxSeries:
-    """Every point of one trace of a candlestick window, and the exact boxes of its buckets (see
-    :mod:`flexlogger.core.aggregate`). Points are kept in numpy arrays grown by doubling.
+    """Every point of one trace of a candlestick window (numpy arrays grown by doubling), and the exact boxes of its
+    buckets (see :mod:`flexlogger.core.aggregate`).
 
-    Two sides: :meth:`append` (the training thread, under the sink's lock) only adds points;
-    :meth:`source` (under the lock) snapshots them as a function that computes the boxes later, outside the lock,
-    from its snapshot and this series' cache of boxes (only the sender thread touches the cache, one message at a
-    time). A send recomputes only the buckets that got points since the last; all of them only when the bucket
-    width doubles (or a step before the first arrives).
+    :meth:`append` (the training thread, under the sink's lock) only adds points; :meth:`source` (under the lock)
+    snapshots them as a function that computes the boxes later, outside the lock, with this series' cache of boxes
+    (the sender thread's only). All buckets are recomputed only when the bucket width doubles (or a step before
+    the first arrives).
 
     Args:
         max_boxes: the most buckets the trace is cut into; the bucket width doubles to stay under it.

@@ -3,22 +3,14 @@ Visdom message (a JSON-able dict), an image array or a text window's HTML; no st
 
 Each touch only fills in what the user's opts left unset (``setdefault``), so a plot spec can still say otherwise:
 
-- **A trace with few points shows its points** (markers), so a chart logged once per epoch is not empty after the
-  first epoch; dense traces stay plain lines.
-- **Step axes tick at whole steps** when the steps are whole numbers and few (no ``0.5`` epoch), and a line
-  window's x axis is titled ``step`` when the spec gives no ``xlabel``.
-- **Log axes label numbers as numbers**: ``0.2, 0.1, 0.05, 0.02, 0.01``, never a bare leading digit (``5 2``) nor
-  SI prefixes mixed with decimals (``0.001`` beside ``100µ``).
-- **A crowded legend moves above the plot** (more than three series, or long names): in rows under the title,
-  never over the x axis title nor squeezing the plot to a sliver at the right.
-- **Long titles shrink** to fit the window instead of being clipped.
-- **Heatmaps tick every row and column** up to :data:`MAX_TICKED` (a confusion matrix of 10 classes shows 0-9).
-- **Small images are shown large**: scaled up by a whole factor (:func:`upscale`, each pixel a sharp square,
-  never blurred) until the longer side is at least :data:`MIN_IMAGE_SIDE` pixels.
-- **Every chart says which run drew it** (:func:`label_run`): a second line under its title, so that the windows
-  of several runs in one env can be told apart (a run with a fixed ``uid`` redraws its own windows instead).
-- **Text windows are typeset for the window** (:func:`text_page`): headings a little larger than the text, not
-  Visdom's page-sized ones; table cells padded; long lines wrapped and long content scrolled inside the window.
+- a trace with few points shows its points (markers), so a chart logged once per epoch is not empty at first;
+- step axes tick at whole steps when the steps are whole and few, and a line window's x axis is titled ``step``;
+- log axes label numbers as numbers (``0.05``, never a bare ``5`` nor ``100µ`` beside ``0.001``);
+- a crowded legend moves to rows between the title and the plot, never over the x axis title;
+- long titles shrink to fit the window instead of being clipped;
+- heatmaps tick every row and column (:data:`MAX_TICKED`), small images are scaled up (:func:`upscale`);
+- every chart says which run drew it (:func:`label_run`), and text windows are typeset for the window
+  (:func:`text_page`).
 """
 
 from __future__ import annotations
@@ -95,7 +87,7 @@ def legible_traces(msg: dict[str, Any], counts: Sequence[int], x_range: tuple[fl
     _readable_log_axes(layout)
     names = [str(t.get("name", "")) for t in data if t.get("showlegend", True) is not False]
     _legend_below(layout, names)
-    _fit_title(layout, (msg.get("opts") or {}).get("width"))
+    _fit_title(msg)
     return msg
 
 
@@ -110,15 +102,14 @@ def legible_heatmap(msg: dict[str, Any], shape: tuple[int, ...]) -> dict[str, An
             if n <= MAX_TICKED and axis.get("type") != "category":
                 axis.setdefault("dtick", 1)
             axis.setdefault("automargin", True)
-    _fit_title(layout, (msg.get("opts") or {}).get("width"))
+    _fit_title(msg)
     return msg
 
 
 def legible_layout(msg: dict[str, Any]) -> dict[str, Any]:
     """The touches every Plotly window gets (log axes, the title's size), in place; returned."""
-    layout = msg.setdefault("layout", {})
-    _readable_log_axes(layout)
-    _fit_title(layout, (msg.get("opts") or {}).get("width"))
+    _readable_log_axes(msg.setdefault("layout", {}))
+    _fit_title(msg)
     return msg
 
 
@@ -202,9 +193,11 @@ def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
         layout["title"] = {**title, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}}
 
 
-def _fit_title(layout: dict[str, Any], width: Any = None) -> None:
-    """Shrink the title to the window's ``width`` (Visdom's message keeps it in ``opts``; default
+def _fit_title(msg: dict[str, Any]) -> None:
+    """Shrink the title to the window's width (Visdom's message keeps it in ``opts``; default
     :data:`WINDOW_WIDTH`)."""
+    layout = msg.setdefault("layout", {})
+    width = (msg.get("opts") or {}).get("width")
     title = layout.get("title")
     text = _title_text(title)
     if not text:

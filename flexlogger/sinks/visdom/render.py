@@ -1,31 +1,21 @@
 """Rendering: pure functions turning an :class:`~flexlogger.sinks.base.Update` (or a line window's points) into the
 Visdom message that creates or replaces its whole window. No threads, no HTTP, no state.
 
-Every plot kind has a renderer in :data:`RENDERERS` (``tests/test_plots.py`` checks every kind of
-``flexlogger.core.plots.PLOT_TYPES`` has one): a renderer takes the Visdom client used offline as a builder
-(``send=False``: it returns the message instead of posting it), the window id, the env and the update.
+Every plot kind has a renderer in :data:`RENDERERS`: ``renderer(builder, win, env, update)``, where the builder is
+Visdom's client used offline (``send=False``: it returns the message instead of posting it).
 
-- ``line``/``scatter`` (data form ``points``): a whole window of traces (:func:`render_traces`). Visdom's client
-  builds each trace from its first point (options, layout); the points are then put in as lists, with NaN/Inf as
-  None (a gap). The sender's steady path (:func:`trace_template`, :func:`encode_xs`, :func:`assemble_lines`) builds
-  each trace's options once and reuses the JSON text of the points it already encoded (turning floats into JSON
-  text is most of a send's cost), so a send encodes only the points new since the last one.
-- ``histogram``: drawn from bin counts (:class:`flexlogger.core.plots.Histogram`) as Visdom's own ``histogram`` draws
-  them (a bar of the counts over ``linspace(lo, hi, bins)``). A raw array is binned here (``opts.numbins``,
-  default 30), for loggers that send the values.
-- Other kinds (bar, heatmap, image, text, curve) draw the latest content of their window.
-- NaN and Inf are sent as ``null`` (gaps in Visdom). Contents Visdom's client rejects as such (one bar, a
-  histogram with no finite value, a curve with NaN) are drawn anyway.
+- ``line``/``scatter``: a whole window of traces (:func:`render_traces`); the sender's steady path
+  (:func:`trace_template`, :func:`encode_xs`, :func:`assemble_lines`) reuses each trace's options and the JSON
+  text of the points it already encoded.
+- ``histogram``: drawn from bin counts as Visdom's own ``histogram`` draws them; a raw array is binned here
+  (``opts.numbins``, default 30).
+- Other kinds draw the latest content of their window. NaN and Inf are sent as ``null`` (gaps); contents Visdom's
+  client rejects as such (one bar, a histogram with no finite value, a curve with NaN) are drawn anyway.
 
-User strings (titles, axis labels, legends, bar and heatmap row/column names, layer names, text cells) are shown as
-written, never as markup: Plotly reads titles, legends and tick labels as HTML-like text (its own tags, such as
-``<b>``, ``<a href>``, ``<span style>``, and entities), so :func:`escape_plotly` escapes ``<``, ``>`` and ``&`` in
-each; a text window is raw HTML in Visdom (visdom issue 1506), so its cells are escaped (:func:`as_html`); the pane's
-title bar is drawn by React as text and left as is. Env names that Visdom rewrites or cannot show, and opts its
-client rejects, are refused earlier, when the logger is built (:mod:`.rules`).
-
-This module and :mod:`.rules` are the only ones that import visdom. The opts given to Visdom's client are always a
-fresh copy (it mutates them).
+User strings are shown as written, never as markup: Plotly reads titles, legends and tick labels as HTML-like text,
+so :func:`escape_plotly` escapes ``<``, ``>`` and ``&`` in each; a text window is raw HTML in Visdom (visdom issue
+1506), so its cells are escaped (:func:`as_html`). The opts given to Visdom's client are always a fresh copy (it
+mutates them).
 """
 
 from __future__ import annotations
@@ -75,8 +65,13 @@ def render(builder: Any, win: str, env: str, update: Update | Candlesticks, labe
             3-d heatmap), or ``KeyError`` for a kind without a renderer.
     """
     if isinstance(update, Candlesticks):
-        return json.dumps(label_run(render_candlesticks(builder, win, env, update), label), allow_nan=False)
-    return json.dumps(label_run(RENDERERS[update.kind](builder, win, env, update), label), allow_nan=False)
+        return body(render_candlesticks(builder, win, env, update), label)
+    return body(RENDERERS[update.kind](builder, win, env, update), label)
+
+
+def body(msg: dict[str, Any], label: str | None = None) -> str:
+    """The request body (JSON text) of ``msg``, its title labelled with ``label`` (:func:`~.legible.label_run`)."""
+    return json.dumps(label_run(msg, label), allow_nan=False)
 
 
 DRAWING_KEYS = ("aggregate", "smooth", COLORS_KEY)
@@ -104,7 +99,6 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
     ``steps``: the xs are steps (whole-step ticks where they fit; a curve's xs are not). ``touch``: apply the
     legibility touches (:mod:`.legible`); a template for :func:`assemble_lines` is left bare, and the touches are
     made per send with the real point counts."""
-    draw = builder.scatter if kind == "scatter" else builder.line
     data: list[dict[str, Any]] = []
     msg: dict[str, Any] = {}
     counts: list[int] = []
@@ -112,22 +106,22 @@ def render_traces(builder: Any, win: str, env: str, plot: str, kind: str, opts: 
     if opts.get("smooth") is not None and COLORS_KEY not in opts:  # drawn whole: colours in the traces' order
         series = [n for n in traces if not n.endswith(SMOOTHED_SUFFIX)]
         opts = {**opts, COLORS_KEY: {n: i for i, n in enumerate(series)}}
+
+    def draw(name: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        if kind == "scatter":
+            return builder.scatter(X=np.column_stack([x, y]), win=win, env=env, opts=options(plot, opts), name=name)[0]
+        return builder.line(Y=y, X=x, win=win, env=env, opts=options(plot, opts), name=name)[0]
+
     for name, (xs, ys) in traces.items():
         x = np.asarray(xs, dtype=np.float64).reshape(-1)
         y = np.asarray(ys, dtype=np.float64).reshape(-1)
         y = np.where(np.isfinite(y), y, np.nan)
-        hx, hy = (x[:1], y[:1]) if x.size and y.size else (np.zeros(1), np.zeros(1))  # empty: no point
-        if kind == "scatter":
-            msg, _ = draw(X=np.column_stack([hx, hy]), win=win, env=env, opts=options(plot, opts), name=name)
-        else:
-            msg, _ = draw(Y=hy, X=hx, win=win, env=env, opts=options(plot, opts), name=name)
+        msg = draw(name, x[:1], y[:1]) if x.size and y.size else draw(name, np.zeros(1), np.zeros(1))
         trace = msg["data"][0]
         if len(msg["data"]) == 1 and not per_point_fields(trace):
             trace["x"], trace["y"] = nulls(x.tolist()), nulls(y.tolist())  # a curve's x may be NaN
         else:  # per-point options (e.g. one marker colour per point): let visdom build all of it
-            msg, _ = (draw(X=np.column_stack([x, y]), win=win, env=env, opts=options(plot, opts), name=name)
-                      if kind == "scatter" else
-                      draw(Y=y, X=x, win=win, env=env, opts=options(plot, opts), name=name))
+            msg = draw(name, x, y)
             msg["data"] = scrub(msg["data"])
         for each in msg["data"]:
             trace_style(opts, name, each)

@@ -1,50 +1,34 @@
 """The Visdom sink: a background sender that never blocks the training loop and never loses a point. It ties the
 buffer (per-window state), the renderer (messages) and the transport (HTTP) together with one thread.
 
-``write()`` (called from ``log()``) only merges the update into its window's state under a lock; a sender thread
-sends each window that changed in ONE request (``/events``), which creates or replaces the whole window.
-
-- Coalescing: a window is sent at most once per ``min_interval`` seconds (default 0.2 s: at most 5 updates per
-  second per window), however often ``log()`` is called; ``flush()`` sends at once.
+``write()`` (called from ``log()``) only merges the update into its window's state under a lock; the sender thread
+sends each window that changed in one request (``/events``) that replaces the whole window, at most once per
+``min_interval`` seconds per window (``flush()`` sends at once).
 
 Faults:
 
 - No server, or a failed request: one warning per outage, raised in the training thread (with how to start a
-  server); training goes on, every window is marked for resending, and requests are retried with exponential
-  backoff (0.1 s doubling to 5 s). Once the server answers, every window is sent whole: every point logged during
-  the outage arrives, in order, once.
-- A server that restarts between two requests (no request fails): a window that changes afterwards is resent
-  whole anyway. One that does not change (e.g. a confusion matrix drawn once per epoch) could stay missing, or
-  stale when the server reloaded an older saved copy of the env; so after any request on a new connection (but
-  the first) every window is resent (see :mod:`.transport`).
-- A server that restarts after the last delivery (nothing is sent afterwards): ``flush()`` and ``close()``, once
-  everything is delivered, ask the server whether it still has one delivered window (``/win_exists``, one small
-  request); when it does not, or the request went on a new connection, every window is resent before they
-  return (and before ``close()`` saves the env).
+  server); training goes on, every window is marked for resending, and requests are retried with backoff. Once the
+  server answers, every window is sent whole: every point logged during the outage arrives, in order, once.
+- A server that restarts between two requests: after any request on a new connection (but the first) every window
+  is resent, so a window that does not change (a confusion matrix drawn once per epoch) is not left missing or
+  stale. A server that restarts after the last delivery: ``flush()`` and ``close()``, once everything is delivered,
+  ask it whether it still has one delivered window (``/win_exists``) and resend every window when it does not.
 - NaN and Inf are sent as ``null`` (gaps in Visdom), counted, and reported in one warning at ``close()``.
-- A window whose message cannot be built (data or opts Visdom's client rejects, e.g. a 3-d array for a heatmap)
-  is reported once, as a RuntimeWarning in the training thread naming the plot, its kind and why, and skipped: it
-  is tried again when it changes, and the other windows keep being delivered. Its content counts as undelivered.
-  Any other error in the sender thread (a bug, not one window's data) kills it; the next ``write()`` (so the next
-  ``log()``) raises :class:`~flexlogger.errors.DeliveryError` saying why.
-- The env is saved on the server every ``save_every`` seconds (when something was sent) and at ``close()``.
-  ``close()`` flushes (up to ``close_timeout``; one last try only when the server is down) and warns with the
-  count of points that could not be delivered. An atexit handler closes the sinks a user forgot to close.
-- Forked children: a sink belongs to the process that made it (its thread does not exist in a child made with
-  ``os.fork()``). In another process ``close()``, ``flush()`` and the atexit closer return at once, and
-  ``write()`` raises :class:`~flexlogger.errors.DeliveryError`: a child makes its own logger.
-- Non-finite durations (``timeout``, ``min_interval``, ...) never raise in the sender: waits and joins take
-  them as "no limit" (capped where a wait must end, e.g. joining the thread at ``close()``).
-
-Sender cost: turning floats into JSON text is most of a send's cost (about 1 us a number here), so each trace
-keeps the JSON text of the points it already encoded (through downsamplings too, which keep a subset of them),
-and a send encodes only the points new since the last one: a steady send of a 6 x 2000-point window costs about
-0.6 ms of the sender thread instead of 18 ms, and the training loop can take the GIL between any two numbers.
+- A window whose message cannot be built (data or opts Visdom's client rejects) is reported once, as a
+  RuntimeWarning naming the plot, its kind and why, and skipped until it changes; the other windows keep being
+  delivered. Any other error in the sender thread (a bug) kills it; the next ``write()`` raises
+  :class:`~flexlogger.errors.DeliveryError` saying why.
+- The env is saved on the server every ``save_every`` seconds (when something was sent) and at ``close()``, which
+  flushes (up to ``close_timeout``; one last try only when the server is down) and warns with the count of points
+  that could not be delivered. An atexit handler closes the sinks a user forgot to close.
+- Forked children: a sink belongs to the process that made it. In another process ``close()``, ``flush()`` and the
+  atexit closer return at once, and ``write()`` raises :class:`~flexlogger.errors.DeliveryError`.
+- Non-finite durations (``timeout``, ``min_interval``, ...) are taken as "no limit" (capped where a wait must end).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -257,7 +241,6 @@ class VisdomSink:
         if self._closed or self._forked():
             return
         self._closed = True
-        pending = 0
         deadline = time.monotonic() + self.close_timeout  # for all of close(): flushing and stopping the thread
         if self._error is None:
             with HOLD, self._cond:
@@ -270,8 +253,8 @@ class VisdomSink:
                            and self._buffer.any_dirty()):
                         self._cond.wait(0.05)
                     self._urgent -= 1
-            left = max(0.0, deadline - time.monotonic())
-            pending = self.flush(0 if self._failing else left) if self._error is None else 0
+            if self._error is None:
+                self.flush(0 if self._failing else max(0.0, deadline - time.monotonic()))
         with HOLD, self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -372,7 +355,11 @@ class VisdomSink:
         with self._cond:
             self._attempts += 1
             self.request_log.append((window.plot, message.size(), elapsed))
-            self._settle(message, ok)
+            reconnected = ok and self._transport.reconnected()
+            self.reconnections += reconnected
+            self._unsaved = self._unsaved or ok
+            self._buffer.settle(message, time.monotonic(), ok, reconnected)
+            self._outcome(ok)
             self._cond.notify_all()
         return ok
 
@@ -382,26 +369,28 @@ class VisdomSink:
         if not isinstance(message.body, dict):  # a window replaced by its latest content
             return render.render(self._builder, win, self.env, message.body, self.label)
         if not window.per_point:
-            return self._lines_body(win, window, message.body)
+            lines = self._lines_body(win, window, message.body)
+            if lines is not None:
+                return lines
         traces = {name: (xs, ys) for name, (_, xs, ys) in message.body.items()}
-        return _dumps(render.label_run(render.render_traces(self._builder, win, self.env, window.plot, window.kind,
-                                                            window.opts, traces), self.label))
+        return render.body(render.render_traces(self._builder, win, self.env, window.plot, window.kind, window.opts,
+                                                traces), self.label)
 
-    def _lines_body(self, win: str, window: Window, body: dict[str, tuple[int, list[float], list[float]]]) -> str:
+    def _lines_body(self, win: str, window: Window,
+                    body: dict[str, tuple[int, list[float], list[float]]]) -> str | None:
         """A whole line/scatter window as JSON: each trace's options and the layout come from Visdom's client
-        (built once per trace, from one point); the points are JSON text, cached, so only new points are encoded."""
+        (built once per trace, from one point); the points are JSON text, cached, so only new points are encoded.
+        None when a trace has per-point options: Visdom's client builds the window, this send and every next."""
         parts: list[tuple[dict[str, Any], str, str]] = []
         for name, (start, xs, ys) in body.items():
             template = window.templates.get(name)
             if template is None:
-                made = render.trace_template(self._builder, win, self.env, window.plot, window.kind, window.opts,
-                                             name)
-                if made is None:
-                    window.per_point = True  # from the next send on, Visdom's client builds it all
-                    traces = {n: (x, y) for n, (_, x, y) in body.items()}
-                    return _dumps(render.label_run(render.render_traces(
-                        self._builder, win, self.env, window.plot, window.kind, window.opts, traces), self.label))
-                template = window.templates[name] = made
+                template = render.trace_template(self._builder, win, self.env, window.plot, window.kind,
+                                                 window.opts, name)
+                if template is None:
+                    window.per_point = True
+                    return None
+                window.templates[name] = template
             trace = window.traces[name]
             if len(trace.x_parts) == start:  # else the trace was reset meanwhile: the next send redoes it
                 trace.x_parts += render.encode_xs(xs)
@@ -409,16 +398,6 @@ class VisdomSink:
             parts.append((template, ",".join(trace.x_parts[: start + len(xs)]),
                           ",".join(trace.y_parts[: start + len(ys)])))
         return render.assemble_lines(parts, self.label)
-
-    def _settle(self, message: Message, ok: bool) -> None:
-        """Account for a request (under the lock): delivery, or a failure (one notice per outage, backoff)."""
-        reconnected = ok and self._transport.reconnected()
-        if reconnected:
-            self.reconnections += 1
-        if ok:
-            self._unsaved = True
-        self._buffer.settle(message, time.monotonic(), ok, reconnected)
-        self._outcome(ok)
 
     def _outcome(self, ok: bool) -> None:
         """After a request (under the lock): reset or extend the backoff; one notice per outage."""
@@ -458,10 +437,6 @@ class VisdomSink:
         self._unsaved = not self._transport.save(self.env)
 
 
-def _dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, allow_nan=False)
-
-
 def _seconds(value: float | None) -> float | None:
     """A duration a wait can take: None (no limit) for one that is not finite or too long for the platform."""
     if value is None or not value < threading.TIMEOUT_MAX:
@@ -477,9 +452,8 @@ _open_sinks: weakref.WeakSet[VisdomSink] = weakref.WeakSet()
 
 
 def _close_open_sinks() -> None:
-    """Flush the loggers a user forgot to close, so that a script's last points reach the server. In a forked child
-    it does nothing: the sinks belong to the parent."""
-    close_each(_open_sinks, lambda sink: sink.close())
+    """Close the sinks a user forgot to close, so that a script's last points reach the server."""
+    close_each(_open_sinks, VisdomSink.close)
 
 
 on_exit(SENDERS, _close_open_sinks)

@@ -4,23 +4,15 @@ threads (one sender thread uses it), no knowledge of windows beyond their ids.
 - Every request replaces a whole window (``/events``), never a Visdom append: Visdom 0.2.4's ``/update``
   deep-copies and JSON-diffs the window, so an append of one point to a 6-trace window costs about 290 ms at
   1,000 points per trace and 2.8 s at 10,000, whereas replacing the whole window costs 9 ms and 34 ms (measured
-  here). With the window bounded, the server's cost per update is bounded too. Replacing also makes every send
-  self-healing: a server that lost the window (restart) gets all of it back with the next request.
+  here). Replacing also makes every send self-healing: a server that lost the window gets all of it back.
 - A failed request is retried with exponential backoff (:class:`Backoff`: 0.1 s doubling to 5 s).
-- Reconnect detection: the HTTP session counts the TCP connections it opens. A server that restarts between two
-  requests (no request fails) closed the keep-alive connection, so the next request opens a new one
-  (:meth:`Transport.reconnected`); a false alarm (a connection closed for another reason) costs one send per
-  window. :meth:`Transport.win_exists` asks the server whether it has a window, for a cheap check when nothing
-  else would be sent.
-- Each request has a timeout (``timeout`` seconds; a non-finite one means none).
-- Login (a server started with ``-enable_login``): the transport posts the username and the SHA-256 of the
-  password to the server's base URL, as Visdom's client does, and its session keeps the cookie. :meth:`Transport.
-  check_login` (at the sink's construction, waiting at most ``QUICK_CHECK_S``; else in the sender thread) raises
-  :class:`~flexlogger.errors.ConfigError` for refused credentials, or for a server that demands a login when none
-  was given; a server that does not answer is no error there. A
-  request refused for want of a login (HTTP 400/401: the server restarted with a new cookie secret) logs in again
-  and is sent once more. Only the digest is kept, in a private object that no repr shows; a
-  :class:`~flexlogger.sinks.visdom.auth.PasswordDigest` given as the password is used as that digest.
+- Reconnect detection: the session counts the TCP connections it opens (:func:`counting_session`). A server that
+  restarts between two requests closed the keep-alive connection, so the next request opens a new one
+  (:meth:`Transport.reconnected`); a false alarm costs one send per window.
+- Login (a server started with ``-enable_login``): the username and the SHA-256 of the password are posted to the
+  server's base URL, as Visdom's client does, and the session keeps the cookie (:meth:`Transport.check_login`). A
+  request refused for want of a login (a restarted server: a new cookie secret) logs in again and is sent once
+  more. Only the digest is kept, in a private object that no repr shows.
 """
 
 from __future__ import annotations
