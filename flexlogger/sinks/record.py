@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import fcntl
 import json
 import os
 import threading
@@ -54,6 +53,11 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; see _lock
+    fcntl = None  # type: ignore[assignment]
 
 from flexlogger.closing import RECORDS, close_each, on_exit
 from flexlogger.core.plots import APPEND_KINDS
@@ -420,7 +424,11 @@ def _fresh_dir(parent: Path, uid: str) -> Path:
 
 def _lock(fd: int) -> bool:
     """Take the exclusive lock of a record's ``points.jsonl`` (held until ``fd`` is closed); False when another
-    open record holds it."""
+    open record holds it. Where the OS has no ``fcntl`` (Windows) there is no lock: the record is taken, and two
+    processes that continue one run folder at the same moment are not kept apart (new folders still are, by
+    ``O_EXCL``)."""
+    if fcntl is None:
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
