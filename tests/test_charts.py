@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import torch
-import visdom
 from torch import nn
 
 import flexlogger
@@ -144,15 +143,14 @@ def test_default_charts_read_at_a_glance(visdom_server: VisdomServer, env: str) 
     assert set(titles[:3]) == USER_WINDOWS, titles
     lines = [w for w in windows if w["title"].endswith("(log scale)")]
     hists = [w for w in windows if w not in lines and w["title"] not in USER_WINDOWS]
-    # (their order within the row is the grid packer's: visdom 0.2.4 and 0.3 place windows of unequal heights
-    # differently)
+    # (their order among themselves is the grid packer's)
     assert sorted(w["title"] for w in lines) == ["Grad_out std (log scale)", "Outputs std (log scale)",
                                                  "Weight_grad std (log scale)", "Weights std (log scale)",
                                                  "Weights update_ratio (log scale)"]
     # histograms say which step they show
     assert len(hists) == 8 and all(re.fullmatch(r".* (Weights|Weight_grad) \(step \d+\)", w["title"])
                                    for w in hists), titles
-    statistics_before_histograms = windows[3:8] == lines
+    assert windows[3:8] == lines, titles  # statistics before histograms
 
     # each statistic on a scale that fits it: log axes for spreads, norms and ratios; a trace per layer
     for w in lines:
@@ -166,9 +164,6 @@ def test_default_charts_read_at_a_glance(visdom_server: VisdomServer, env: str) 
     # histograms small: each takes less room than a statistics window
     hist, line = hists[-1], lines[0]
     assert hist["width"] * hist["height"] < 0.6 * line["width"] * line["height"]
-    if visdom.__version__.startswith("0.3") and not statistics_before_histograms:
-        pytest.xfail("visdom 0.3's grid packs a small histogram into the row of the statistics windows (open)")
-    assert statistics_before_histograms, titles
 
 
 def test_the_old_default_draws_flat_traces(visdom_server: VisdomServer, env: str) -> None:

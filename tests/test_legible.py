@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import torch
-import visdom
 
 import flexlogger
 from flexlogger.sinks.visdom.legible import (
     MARKER_POINTS,
+    TOP_ROOM_MENU,
     label_run,
     legible_heatmap,
     legible_layout,
@@ -71,6 +71,18 @@ def test_a_crowded_legend_moves_above_the_plot_under_the_title() -> None:
     assert many["legend"]["orientation"] == "h" and many["legend"]["yanchor"] == "bottom"
     assert many["margin"]["t"] >= 50 + 22 * 3  # 6 long names: 3 rows of 2
     assert many["title"]["yref"] == "container" and many["title"]["text"] == "loss"
+
+
+def test_the_legends_room_is_held_by_an_empty_menu() -> None:
+    """A page that sets the top margin itself (visdom 0.3) still leaves the legend's rows their room."""
+    assert "updatemenus" not in legible_traces(_window(2, 5), [5, 5], (0.0, 4.0))["layout"]
+    msg = legible_traces(_window(6, 5, "validation_loss_"), [5] * 6, (0.0, 4.0))
+    [room] = msg["layout"]["updatemenus"]
+    assert room["name"] == TOP_ROOM_MENU and room["buttons"] == []  # nothing drawn, nothing to click
+    assert room["y"] == 1 and room["yanchor"] == "bottom" and 0 < room["pad"]["t"] < msg["layout"]["margin"]["t"]
+    before = room["pad"]["t"]
+    [room] = label_run(msg, "run x")["layout"]["updatemenus"]  # resized, not added again
+    assert room["pad"]["t"] == before + 16
 
 
 def test_log_axes_label_numbers() -> None:
@@ -195,7 +207,4 @@ def test_windows_read_at_a_glance_in_chromium(visdom_server: VisdomServer, env: 
     assert hparams["cellPadding"] >= 8 and notes["cellPadding"] >= 8  # "bs 16", never "bs16" nor "161.10086"
     assert notes["headingPx"] and max(notes["headingPx"]) <= 20  # a heading sized to the window, not the page
     assert sample["image"] and min(sample["image"]["w"], sample["image"]["h"]) >= 200  # 32 px shown large
-    if visdom.__version__.startswith("0.3") and _overlap(loss["legend"], loss["gtitle"]):
-        pytest.xfail("visdom 0.3's page lays out a chart's top margin differently: the legend's rows reach the run's "
-                     "line under the title (open)")
     assert not _overlap(loss["legend"], loss["gtitle"])

@@ -233,6 +233,8 @@ def test_default_is_a_window_per_statistic_on_a_scale_that_fits(make: Callable[.
         names = [t["name"] for t in content["data"]]  # a legend beside the plot only where it fits there
         assert (legend_rows(names) == 0 and "legend" not in content["layout"]) or \
             content["layout"]["legend"]["orientation"] == "h", plot  # else in rows above it, never scrolled
+    heights = {window(viz, tml, plot)["height"] for plot in list(tml.windows)[:5]}
+    assert len(heights) == 1, heights  # the statistics fill whole rows of the page's grid, histograms after them
     got = traces(viz, tml, "Weight_grad.std")
     assert got == {f"{n}.Weight_grad.std": ([0, 1], [r[n]["Weight_grad"]["std"] for r in returned]) for n in "02"}
     assert set(traces(viz, tml, "Outputs.std")) == {"0.Outputs.std", "1.Outputs.std", "2.Outputs.std"}

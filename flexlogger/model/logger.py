@@ -67,7 +67,9 @@ STEP_LABEL = "training step"  # the x of every model window: TooledModel.step() 
 SUMMARY_KEYS: tuple[str, ...] = ("step", "layer", "stat", "value", "rule", "rank", "detected_at")
 _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
 # by_metric windows: the legend (a layer per entry) in rows between the title and the plot (legible.py places it,
-# from the names), the window taller by the legend's rows so that the plot keeps its height
+# from the names), the window taller by the legend's rows so that the plot keeps its height; all of a logger's by_metric
+# windows as tall as the one with the most rows, so that the page's grid lays them out in whole rows (visdom 0.3's
+# grid otherwise packs a small histogram window into a gap beside a shorter one)
 _METRIC_HEIGHT = 300  # Visdom's default window height, px
 # recorder heatmaps: layer names and steps are labels, not numbers (layers '0', '2', '6' would be placed as
 # numbers), the first layer on top, as in the model
@@ -186,6 +188,7 @@ class TooledModelLogger:
         meters: dict[str, Any] = {}
         hist_plots: dict[str, Any] = {}
         hist_meters: dict[str, Any] = {}
+        legend_rows_of: dict[str, int] = {}  # by_metric windows: the rows of each one's legend
         modules = tm.modules
         for layer, groups in tm.expected_groups().items():
             kind = type(modules[layer]).__name__
@@ -199,11 +202,10 @@ class TooledModelLogger:
                     else:
                         plot = f"{group}.{stat}"
                         log = stat in LOG_STATS
-                        rows = legend_rows([f"{n}.{group}.{stat}" for n, gs in tm.expected_groups().items()
-                                            if group in gs])
+                        legend_rows_of[plot] = legend_rows([f"{n}.{group}.{stat}" for n, gs
+                                                            in tm.expected_groups().items() if group in gs])
                         opts = {"title": f"{group} {stat}" + (" (log scale)" if log else ""), "xlabel": STEP_LABEL,
-                                "ylabel": stat, "height": _METRIC_HEIGHT + 20 * rows,
-                                **({"ytype": "log"} if log else {})}
+                                "ylabel": stat, **({"ytype": "log"} if log else {})}
                     plots.setdefault(plot, {"type": "line", "opts": opts})
                     meters[f"{layer}.{group}.{stat}"] = {"type": "ValueMeter", "target": plot}
             for group in self.histogram_groups:
@@ -212,6 +214,9 @@ class TooledModelLogger:
                     hist_plots[plot] = {"type": "histogram", "opts": {
                         "title": f"{layer} ({kind}) {group}", "numbins": bins, **_HISTOGRAM_SIZE}}
                     hist_meters[f"{layer}.{group}.values"] = {"type": "ValueMeter", "target": plot}
+        height = _METRIC_HEIGHT + 20 * max(legend_rows_of.values(), default=0)
+        for plot in legend_rows_of:
+            plots[plot]["opts"]["height"] = height
         return {**plots, **hist_plots}, {**meters, **hist_meters}
 
     # ---------------------------------------------------------------------------------------------- the loop

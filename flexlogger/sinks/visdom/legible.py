@@ -6,7 +6,8 @@ Each touch only fills in what the user's opts left unset (``setdefault``), so a 
 - a trace with few points shows its points (markers), so a chart logged once per epoch is not empty at first;
 - step axes tick at whole steps when the steps are whole and few, and a line window's x axis is titled ``step``;
 - log axes label numbers as numbers (``0.05``, never a bare ``5`` nor ``100µ`` beside ``0.001``);
-- a crowded legend moves to rows between the title and the plot, never over the x axis title;
+- a crowded legend moves to rows between the title and the plot, never over the x axis title, with room kept
+  for them whatever top margin the page sets (:func:`_reserve_top`);
 - long titles shrink to fit the window instead of being clipped;
 - heatmaps tick every row and column (:data:`MAX_TICKED`), small images are scaled up (:func:`upscale`);
 - every chart says which run drew it (:func:`label_run`), and text windows are typeset for the window
@@ -53,6 +54,10 @@ _TEXT_STYLE = (
     f".{TEXT_CLASS} pre{{white-space:pre-wrap;margin:4px 0}}"
 )
 
+TOP_ROOM_MENU = "flexlogger-top-room"
+"""The name of the empty menu that holds the room above a plot (:func:`_reserve_top`)."""
+
+_MENU_PUSH = 10  # an empty menu is 2 px shorter than its padding, and Plotly (2.11) pushes a margin 12 px past it
 _TITLE_SIZE = 17  # Plotly's default title font size, px
 _TITLE_CHAR = 0.56  # the width of an average character, in font sizes
 
@@ -128,6 +133,8 @@ def label_run(msg: dict[str, Any], label: str | None) -> dict[str, Any]:
     margin = dict(layout.get("margin") or {})
     margin["t"] = int(margin.get("t", 60)) + 16  # the second line, at its smaller size
     layout["margin"] = margin
+    if any(_is_top_room(menu) for menu in layout.get("updatemenus") or ()):
+        _reserve_top(layout)  # the legend's room grows by the line too
     return msg
 
 
@@ -187,10 +194,33 @@ def _legend_below(layout: dict[str, Any], names: Sequence[str]) -> None:
     margin["t"] = max(int(margin.get("t", 60)), 50 + 22 * rows)
     margin["r"] = min(int(margin.get("r", 60)), 20)  # no legend at the right: give the plot the width
     layout["margin"] = margin
+    _reserve_top(layout)
     text = _title_text(layout.get("title"))
     if text:  # the title at the top of the window, above the legend (Plotly centres it in the top margin)
         title = layout["title"] if isinstance(layout.get("title"), dict) else {"text": text}
         layout["title"] = {**title, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}}
+
+
+def _reserve_top(layout: dict[str, Any]) -> None:
+    """Keep the plot ``layout['margin']['t']`` pixels below the window's top even where the page sets the top
+    margin itself: visdom 0.3's page sets it to 85 px in every titled window, which leaves the legend's rows no room
+    between the title and the plot.
+
+    The room is held by an empty Plotly menu (:data:`TOP_ROOM_MENU`: no buttons, so nothing is drawn and nothing
+    can be clicked) standing on the plot's top edge, padded to the margin's height: Plotly's automatic margins keep
+    the plot below it, whatever ``margin.t`` says. Where the page keeps ``margin.t`` (visdom 0.2.4) both ask for
+    the same room and nothing moves. Called again, it resizes the menu it added.
+    """
+    # visible: Plotly hides a menu without buttons by default, and a hidden menu pushes no margin
+    room = {"name": TOP_ROOM_MENU, "type": "buttons", "buttons": [], "visible": True, "showactive": False,
+            "x": 0, "xanchor": "left", "y": 1, "yanchor": "bottom",
+            "pad": {"t": max(0, int(layout["margin"]["t"]) - _MENU_PUSH), "r": 0, "b": 0, "l": 0}}
+    menus = [m for m in layout.get("updatemenus") or () if not _is_top_room(m)]
+    layout["updatemenus"] = [*menus, room]
+
+
+def _is_top_room(menu: Any) -> bool:
+    return isinstance(menu, dict) and menu.get("name") == TOP_ROOM_MENU
 
 
 def _fit_title(msg: dict[str, Any]) -> None:
