@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
-__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "ClosedByWith", "close_at_exit", "close_each", "on_exit"]
+__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "ClosedByWith", "call_each", "close_at_exit", "close_each",
+           "on_exit"]
 
 T = TypeVar("T")
 
@@ -58,6 +59,24 @@ def close_each(things: Iterable[T], close: Callable[[T], None]) -> None:
             close(thing)
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+def call_each(things: Iterable[T], call: Callable[[T], None]) -> None:
+    """``call(thing)`` for each of ``things`` in order (a copy of it); an error in one never keeps the others from
+    their call, and the first error is raised once all have had theirs (a run writes each update to every sink; a
+    run or an ingest server closes each of its sinks or models).
+
+    Raises:
+        Exception: the first error a call raised.
+    """
+    first: Exception | None = None
+    for thing in list(things):
+        try:
+            call(thing)
+        except Exception as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 class ClosedByWith:

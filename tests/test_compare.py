@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -336,3 +337,25 @@ def test_a_damaged_hparams_file_is_an_error_naming_it(tmp_path: Path, text: str,
     (run / "hparams.json").write_text(text)
     with pytest.raises(RecordError, match=match):
         hparams_table([run])
+
+
+def test_ctrl_c_stops_a_compare_without_follow_at_once(tmp_path: Path) -> None:
+    """Without ``--follow`` nothing waits on a stop event, so Ctrl-C interrupts the command (it used to be held
+    until the compare ended on its own)."""
+    run = make_run(tmp_path, "e", "r1", 0, 3)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    port = silent.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "flexlogger", "compare", str(run), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        silent.settimeout(60)
+        conn, _ = silent.accept()  # the command is talking to the "server"
+        proc.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - began < 5, err
+        assert proc.returncode != 0 and "KeyboardInterrupt" in err, err
+        conn.close()
+    finally:
+        proc.kill()
+        silent.close()

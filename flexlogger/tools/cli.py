@@ -23,7 +23,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -309,7 +309,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 0
     if args.follow:
         print(f"Following {len(args.run_dirs)} run(s) until they finish (Ctrl-C stops).", flush=True)
-    with _stop_on_signals() as stop:
+    # only a follow waits on the stop event; without --follow, Ctrl-C interrupts at once
+    with _stop_on_signals() if args.follow else nullcontext(None) as stop:
         result = compare(args.run_dirs, plots=plots, names=names, env=args.env, server=args.server,
                          port=args.port, follow=args.follow, meters=meters, all_meters=args.all, sort=args.sort,
                          poll=args.poll, stop=stop, username=args.username)
