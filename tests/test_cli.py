@@ -320,8 +320,11 @@ def test_demo_without_scikit_learn_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "sklearn", None)  # `import sklearn` fails as if it were not installed
     for name in [m for m in sys.modules if m.startswith("sklearn.")]:  # imported by an earlier test's demo
         monkeypatch.setitem(sys.modules, name, None)
+    import flexlogger.tools
+
     monkeypatch.delitem(sys.modules, "flexlogger.tools.demo", raising=False)
-    monkeypatch.delattr(flexlogger, "demo", raising=False)  # `from . import demo` would reuse an earlier import
+    monkeypatch.delattr(flexlogger.tools, "demo", raising=False)  # the import would reuse an earlier one (which
+    # would start a server, then fail on scikit-learn's own lazy imports)
     assert main(["demo", "--port", str(find_free_port()), "--epochs", "1"]) == 1
     out, err = capsys.readouterr()
     assert (out, err) == ("", "flexlogger demo needs scikit-learn: pip install 'flexlogger[demo]'\n")
