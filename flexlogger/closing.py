@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
-__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "ClosedByWith", "close_at_exit", "close_each", "on_exit"]
+__all__ = ["RECORDS", "RUNS", "SENDERS", "SERVERS", "ClosedByWith", "call_each", "close_at_exit", "close_each",
+           "on_exit"]
 
 T = TypeVar("T")
 
@@ -58,6 +59,24 @@ def close_each(things: Iterable[T], close: Callable[[T], None]) -> None:
             close(thing)
         except Exception:  # never fail interpreter shutdown
             pass
+
+
+def call_each(things: Iterable[T], fn: Callable[[T], object]) -> None:
+    """``fn(thing)`` for each of ``things`` in order; an error in one never keeps the others from their call: the
+    first error is raised once every thing had its call (closing every sink, writing to every sink).
+
+    >>> call_each([1, 0, 2], lambda n: 1 / n)
+    Traceback (most recent call last):
+    ZeroDivisionError: division by zero
+    """
+    first: Exception | None = None
+    for thing in things:
+        try:
+            fn(thing)
+        except Exception as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 class ClosedByWith:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from flexlogger.closing import RUNS, close_each, on_exit
+from flexlogger.closing import RUNS, call_each, close_each, on_exit
 from flexlogger.config.config import merge_configs
 from flexlogger.config.options import SECRET, check_option, check_options, defaults, raise_problems
 from flexlogger.core import distributed as distributed_
@@ -276,15 +276,7 @@ class Run(ShowsRecordCalls):
             return
         if self._status.note(updates, steps, time.time()):
             updates.extend(self._write_status())
-        error: Exception | None = None
-        for update in updates:
-            for sink in sinks:
-                try:
-                    sink.write(update)
-                except Exception as exc:
-                    error = error or exc
-        if error is not None:
-            raise error
+        call_each(updates, lambda update: call_each(sinks, lambda sink: sink.write(update)))
 
     def to_config(self) -> dict[str, Any]:
         """The run's options and the plots and meters of every logger that writes to it (for ``config.json``)."""
@@ -409,11 +401,10 @@ class Run(ShowsRecordCalls):
             first = exc
         self._closed = True
         _open_runs.discard(self)
-        for sink in [*reversed(self._extra), *([self._visdom] if self._visdom else [])]:
-            try:
-                sink.close()
-            except Exception as exc:
-                first = first or exc
+        try:
+            call_each([*reversed(self._extra), *([self._visdom] if self._visdom else [])], lambda sink: sink.close())
+        except Exception as exc:
+            first = first or exc
         if self._record is not None:  # last: its summary counts what the server did not get
             undelivered = self._visdom.pending() if self._visdom is not None else None
             # summary.json: the status, error, best values, progress

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from flexlogger import defaults
+from flexlogger.closing import call_each
 from flexlogger.config.options import check_options, raise_problems
 from flexlogger.core.logger import FlexLogger
 from flexlogger.core.run import Run
@@ -277,14 +278,7 @@ class IngestServer:
             self._idle_thread = None
         with self._lock:
             models = list(self.loggers)
-        first: BaseException | None = None
-        for model in models:
-            try:
-                self._close_model(model)
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+        call_each(models, self._close_model)
 
     def _start_idle(self) -> None:
         if self._idle_thread is None:
