@@ -36,9 +36,9 @@ import math
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +51,13 @@ from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unkn
 from flexlogger.experiment.checks import HPARAMS_FILE
 from flexlogger.model.logger import model_statistics
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record import CONFIG, POINTS, RecordError
+from flexlogger.sinks.record import CONFIG, RecordError
 from flexlogger.sinks.visdom.auth import resolve_credentials
 from flexlogger.sinks.visdom.legible import text_page
 from flexlogger.sinks.visdom.render import make_builder
 from flexlogger.sinks.visdom.sender import VisdomSink
 from flexlogger.sinks.visdom.transport import Transport
-from flexlogger.tools.follow import RecordFollower
+from flexlogger.tools.follow import RecordFollower, appended
 from flexlogger.tools.replay import check_visdom
 
 __all__ = ["CompareResult", "HparamsTable", "compare", "hparams_table"]
@@ -246,14 +246,17 @@ def _line_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None
 
 
 def _draw_runs(sink: VisdomSink, followers: Sequence[RecordFollower], names: Sequence[str],
-               batches: list[list[Update]], values: list[dict[str, list[float]]], chosen: Sequence[str],
+               first: list[list[Update]], values: list[dict[str, list[float]]], chosen: Sequence[str],
                follow: bool, poll: float, stop: threading.Event | None) -> tuple[dict[str, set[str]], int]:
-    """Write every run's points of the ``chosen`` plots to ``sink`` as traces ``<run>/<meter>`` (and, following,
-    what the runs append until they finish or ``stop`` is set); the traces drawn per plot and the point count."""
+    """Write every run's points of the ``chosen`` plots to ``sink`` as traces ``<run>/<meter>``: those of ``first``
+    (already in ``values``) and, following, what the runs append (added to ``values``) until they finish or ``stop``
+    is set. Returns the traces drawn per plot and the point count."""
     opts = {p: _opts(followers, p) for p in chosen}
     traces: dict[str, set[str]] = {p: set() for p in chosen}
     points = seq = 0
-    while True:
+    for read, batches in enumerate(chain([first], appended(followers, poll, stop) if follow else [])):
+        if read:
+            _collect(values, batches, chosen)
         for name, batch in zip(names, batches):
             for update in batch:
                 if update.plot not in traces:
@@ -264,14 +267,7 @@ def _draw_runs(sink: VisdomSink, followers: Sequence[RecordFollower], names: Seq
                 points += len(data)
                 kind, plot_opts = opts[update.plot]
                 sink.write(Update(update.plot, kind, update.step, data, plot_opts, seq))
-        if not follow or (stop is not None and stop.is_set()):
-            return traces, points
-        if all(f.finished for f in followers):  # every run closed: read what is left once more, then stop
-            follow = False
-        else:
-            _sleep(poll, stop)
-        batches = [f.poll() for f in followers]
-        _collect(values, batches, chosen)
+    return traces, points
 
 
 def hparams_table(runs: Sequence[str | Path], meters: Sequence[str] | None = None,
@@ -390,16 +386,10 @@ def _followers(runs: Sequence[str | Path] | str | Path) -> list[RecordFollower]:
         runs = [runs]
     if not runs:
         raise ConfigError("compare(): expected at least one run folder, but got none")
-    followers = []
-    for run in runs:
-        path = Path(run)
-        if not (path / POINTS).is_file():
-            found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
-            hint = f"; run folders under it: {', '.join(found)}" if found else ""
-            raise RecordError(f"compare(): expected a run record folder holding {POINTS}, but {str(path)!r} has "
-                              f"none{hint}")
-        followers.append(RecordFollower(path))
-    return followers
+    try:
+        return [RecordFollower(run) for run in runs]
+    except RecordError as exc:
+        raise RecordError(f"compare(): {exc}") from None
 
 
 def _kind(followers: Sequence[RecordFollower], plot: str) -> str:
@@ -481,11 +471,4 @@ def _flatten(data: Mapping[str, Any], file: Path) -> dict[str, Any]:
 
 def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _sleep(seconds: float, stop: threading.Event | None) -> None:
-    if stop is not None:
-        stop.wait(seconds)
-    else:
-        time.sleep(seconds)
 
