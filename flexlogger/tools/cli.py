@@ -1,5 +1,5 @@
 """The ``flexlogger`` command: ``serve``, ``presets``, ``preset-info``, ``meters``, ``plots``, ``replay``,
-``compare``, ``ingest``, ``demo``.
+``compare``, ``ingest``, ``demo``, ``import``; each is a function declared with its arguments by ``@_command``.
 
 ``main(argv)`` returns the exit code instead of exiting, so tests call it in-process:
 
@@ -128,6 +128,8 @@ def _arg(*flags: str, **options: Any) -> _Argument:
 
 @dataclass(frozen=True)
 class _Command:
+    """A subcommand: the function that runs it, its help line and description, its arguments."""
+
     run: _Run
     help: str
     description: str
@@ -234,15 +236,13 @@ def _serve_login(args: argparse.Namespace) -> tuple[str, str] | None:
         raise ConfigError("--no-login contradicts --login and --username; drop one of them.")
     how = (f"set {USERNAME_VAR} (or pass --username) and {PASSWORD_VAR}, or run it in a terminal to be asked for "
            "the password")
-    if not username:
-        raise ConfigError(f"serving {'on every interface (--public) ' if args.public else ''}needs a login, but no "
-                          f"username was given: {how}; --public --no-login serves without a login.")
-    password = os.environ.get(PASSWORD_VAR) or None
-    if password is None and sys.stdin is not None and sys.stdin.isatty():
+    password = (os.environ.get(PASSWORD_VAR) or None) if username else None
+    if username and password is None and sys.stdin is not None and sys.stdin.isatty():
         password = getpass.getpass(f"Password for Visdom user {username!r}: ") or None
-    if password is None:
+    if not username or password is None:
         raise ConfigError(f"serving {'on every interface (--public) ' if args.public else ''}needs a login, but no "
-                          f"password was given: {how}; --public --no-login serves without a login.")
+                          f"{'password' if username else 'username'} was given: {how}; --public --no-login serves "
+                          "without a login.")
     return username, password
 
 

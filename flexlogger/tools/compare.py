@@ -148,24 +148,6 @@ def run_names(followers: Sequence[RecordFollower], names: Sequence[str] | None) 
                       "apart")
 
 
-def choose_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None) -> list[str]:
-    """The plots to draw: ``plots`` (each must be in some run), or those every run has.
-
-    Raises:
-        UnknownNameError: a plot no run has (the message lists the ones they have).
-    """
-    have = [set(f.plots) for f in followers]
-    every = set.union(*have) if have else set()
-    if plots is None:
-        shared = set.intersection(*have) if have else set()
-        return sorted(shared)
-    missing = [p for p in plots if p not in every]
-    if missing:
-        message = unknown_name_message("plot", missing[0], every)
-        raise UnknownNameError(f"compare(): no run has plot(s) {', '.join(map(repr, missing))}: {message}")
-    return list(dict.fromkeys(plots))
-
-
 def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, names: Sequence[str] | None = None,
             env: str | None = None, server: str = DEFAULT_SERVER, port: int = DEFAULT_PORT, follow: bool = False, *,
             meters: Sequence[str] | None = None, all_meters: bool = False, sort: str | None = None,
@@ -228,20 +210,30 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
 
 
 def _line_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
-    """The plots to draw (line and scatter: compare draws traces) and the asked-for ones left out, with why.
+    """The plots to draw: the line and scatter plots of ``plots`` (each must be in some run), by default those every
+    run has (compare draws traces); and the asked-for ones left out, with why.
 
     Raises:
+        UnknownNameError: a plot no run has (the message lists the ones they have).
         ConfigError: no line or scatter plot is left to compare.
     """
-    chosen = choose_plots(followers, plots)
-    kinds = {p: _kind(followers, p) for p in chosen}
+    have = [set(f.plots) for f in followers]
+    every = set.union(*have)
+    if plots is None:
+        chosen = sorted(set.intersection(*have))
+    else:
+        missing = [p for p in plots if p not in every]
+        if missing:
+            message = unknown_name_message("plot", missing[0], every)
+            raise UnknownNameError(f"compare(): no run has plot(s) {', '.join(map(repr, missing))}: {message}")
+        chosen = list(dict.fromkeys(plots))
+    kinds = {p: _opts(followers, p)[0] for p in chosen}
     skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p, kind in kinds.items()
                if kind not in APPEND_KINDS and plots is not None}  # by default, only the line/scatter ones
     chosen = [p for p in chosen if kinds[p] in APPEND_KINDS]
     if not chosen:
-        have = sorted({p for f in followers for p in f.plots})
         raise ConfigError(f"compare(): the runs share no line or scatter plot to compare; their plots: "
-                          f"{', '.join(have) or '(none)'}; expected plots=[...] naming some of them")
+                          f"{', '.join(sorted(every)) or '(none)'}; expected plots=[...] naming some of them")
     return chosen, skipped
 
 
@@ -390,10 +382,6 @@ def _followers(runs: Sequence[str | Path] | str | Path) -> list[RecordFollower]:
         return [RecordFollower(run) for run in runs]
     except RecordError as exc:
         raise RecordError(f"compare(): {exc}") from None
-
-
-def _kind(followers: Sequence[RecordFollower], plot: str) -> str:
-    return _opts(followers, plot)[0]
 
 
 def _opts(followers: Sequence[RecordFollower], plot: str) -> tuple[str, dict[str, Any]]:
