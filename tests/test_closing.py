@@ -28,6 +28,20 @@ def test_call_each_works_on_a_copy_so_a_call_may_remove_its_thing() -> None:
     assert things == set()
 
 
+def test_call_each_nested_reaches_every_pair_and_raises_the_first_error() -> None:
+    """The shape of ``Run`` writing updates to sinks: every sink gets every update, the first error last."""
+    seen: list[tuple[int, str]] = []
+
+    def write(update: int, sink: str) -> None:
+        seen.append((update, sink))
+        if sink == "dead":
+            raise ConnectionError(f"update {update}")
+
+    with pytest.raises(ConnectionError, match=r"^update 1$"):
+        call_each([1, 2], lambda update: call_each(["dead", "record"], lambda sink: write(update, sink)))
+    assert seen == [(1, "dead"), (1, "record"), (2, "dead"), (2, "record")]
+
+
 def test_close_each_swallows_every_error() -> None:
     closed: list[str] = []
 

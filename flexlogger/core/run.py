@@ -276,7 +276,7 @@ class Run(ShowsRecordCalls):
             return
         if self._status.note(updates, steps, time.time()):
             updates.extend(self._write_status())
-        call_each(((sink, update) for update in updates for sink in sinks), lambda job: job[0].write(job[1]))
+        call_each(updates, lambda update: call_each(sinks, lambda sink: sink.write(update)))
 
     def to_config(self) -> dict[str, Any]:
         """The run's options and the plots and meters of every logger that writes to it (for ``config.json``)."""

@@ -68,6 +68,21 @@ class _Skipper:
                           f"{self.quiet[0]}..{self.quiet[-1]})", RuntimeWarning, stacklevel=3)
 
 
+def points_file(run_dir: str | Path) -> Path:
+    """The ``points.jsonl`` of a run folder.
+
+    Raises:
+        RecordError: the folder has none (the message lists run folders found under it).
+    """
+    path = Path(run_dir)
+    points = path / POINTS
+    if not points.is_file():
+        found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
+        hint = f"; run folders under it: {', '.join(found)}" if found else ""
+        raise RecordError(f"expected a run record folder holding {POINTS}, but {str(path)!r} has none{hint}")
+    return points
+
+
 def read_record(run_dir: str | Path) -> RecordedRun:
     """Read ``points.jsonl`` of a run folder back into :class:`~flexlogger.sinks.base.Update` objects.
 
@@ -78,12 +93,8 @@ def read_record(run_dir: str | Path) -> RecordedRun:
         RecordError: the folder has no ``points.jsonl`` (the message lists run folders found under it), or it
             cannot be read.
     """
-    path = Path(run_dir)
-    points = path / POINTS
-    if not points.is_file():
-        found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
-        hint = f"; run folders under it: {', '.join(found)}" if found else ""
-        raise RecordError(f"expected a run record folder holding {POINTS}, but {str(path)!r} has none{hint}")
+    points = points_file(run_dir)
+    path = points.parent
     try:
         raw = points.read_bytes()
     except OSError as exc:

@@ -35,6 +35,7 @@ from flexlogger.io import atomic_write
 __all__ = ["Asset", "AssetError", "assets_from_build_source", "ensure_assets", "missing_assets", "npm_asset",
            "visdom_assets", "visdom_static_dir"]
 
+
 class AssetError(FlexLoggerError, RuntimeError):
     """Visdom's web assets could not be installed."""
 

@@ -36,9 +36,9 @@ import math
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +51,13 @@ from flexlogger.errors import ConfigError, DeliveryError, UnknownNameError, unkn
 from flexlogger.experiment.checks import HPARAMS_FILE
 from flexlogger.model.logger import model_statistics
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record import CONFIG, POINTS, RecordError
+from flexlogger.sinks.record import CONFIG, RecordError
 from flexlogger.sinks.visdom.auth import resolve_credentials
 from flexlogger.sinks.visdom.legible import text_page
 from flexlogger.sinks.visdom.render import make_builder
 from flexlogger.sinks.visdom.sender import VisdomSink
 from flexlogger.sinks.visdom.transport import Transport
-from flexlogger.tools.follow import RecordFollower
+from flexlogger.tools.follow import RecordFollower, appended
 from flexlogger.tools.replay import check_visdom
 
 __all__ = ["CompareResult", "HparamsTable", "compare", "hparams_table"]
@@ -148,24 +148,6 @@ def run_names(followers: Sequence[RecordFollower], names: Sequence[str] | None) 
                       "apart")
 
 
-def choose_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None) -> list[str]:
-    """The plots to draw: ``plots`` (each must be in some run), or those every run has.
-
-    Raises:
-        UnknownNameError: a plot no run has (the message lists the ones they have).
-    """
-    have = [set(f.plots) for f in followers]
-    every = set.union(*have) if have else set()
-    if plots is None:
-        shared = set.intersection(*have) if have else set()
-        return sorted(shared)
-    missing = [p for p in plots if p not in every]
-    if missing:
-        message = unknown_name_message("plot", missing[0], every)
-        raise UnknownNameError(f"compare(): no run has plot(s) {', '.join(map(repr, missing))}: {message}")
-    return list(dict.fromkeys(plots))
-
-
 def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, names: Sequence[str] | None = None,
             env: str | None = None, server: str = DEFAULT_SERVER, port: int = DEFAULT_PORT, follow: bool = False, *,
             meters: Sequence[str] | None = None, all_meters: bool = False, sort: str | None = None,
@@ -228,32 +210,45 @@ def compare(runs: Sequence[str | Path], plots: Sequence[str] | None = None, name
 
 
 def _line_plots(followers: Sequence[RecordFollower], plots: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
-    """The plots to draw (line and scatter: compare draws traces) and the asked-for ones left out, with why.
+    """The plots to draw: the line and scatter plots of ``plots`` (each must be in some run), by default those every
+    run has (compare draws traces); and the asked-for ones left out, with why.
 
     Raises:
+        UnknownNameError: a plot no run has (the message lists the ones they have).
         ConfigError: no line or scatter plot is left to compare.
     """
-    chosen = choose_plots(followers, plots)
-    kinds = {p: _kind(followers, p) for p in chosen}
+    have = [set(f.plots) for f in followers]
+    every = set.union(*have)
+    if plots is None:
+        chosen = sorted(set.intersection(*have))
+    else:
+        missing = [p for p in plots if p not in every]
+        if missing:
+            message = unknown_name_message("plot", missing[0], every)
+            raise UnknownNameError(f"compare(): no run has plot(s) {', '.join(map(repr, missing))}: {message}")
+        chosen = list(dict.fromkeys(plots))
+    kinds = {p: _opts(followers, p)[0] for p in chosen}
     skipped = {p: f"a {kind} plot; compare draws line and scatter plots" for p, kind in kinds.items()
                if kind not in APPEND_KINDS and plots is not None}  # by default, only the line/scatter ones
     chosen = [p for p in chosen if kinds[p] in APPEND_KINDS]
     if not chosen:
-        have = sorted({p for f in followers for p in f.plots})
         raise ConfigError(f"compare(): the runs share no line or scatter plot to compare; their plots: "
-                          f"{', '.join(have) or '(none)'}; expected plots=[...] naming some of them")
+                          f"{', '.join(sorted(every)) or '(none)'}; expected plots=[...] naming some of them")
     return chosen, skipped
 
 
 def _draw_runs(sink: VisdomSink, followers: Sequence[RecordFollower], names: Sequence[str],
-               batches: list[list[Update]], values: list[dict[str, list[float]]], chosen: Sequence[str],
+               first: list[list[Update]], values: list[dict[str, list[float]]], chosen: Sequence[str],
                follow: bool, poll: float, stop: threading.Event | None) -> tuple[dict[str, set[str]], int]:
-    """Write every run's points of the ``chosen`` plots to ``sink`` as traces ``<run>/<meter>`` (and, following,
-    what the runs append until they finish or ``stop`` is set); the traces drawn per plot and the point count."""
+    """Write every run's points of the ``chosen`` plots to ``sink`` as traces ``<run>/<meter>``: those of ``first``
+    (already in ``values``) and, following, what the runs append (added to ``values``) until they finish or ``stop``
+    is set. Returns the traces drawn per plot and the point count."""
     opts = {p: _opts(followers, p) for p in chosen}
     traces: dict[str, set[str]] = {p: set() for p in chosen}
     points = seq = 0
-    while True:
+    for read, batches in enumerate(chain([first], appended(followers, poll, stop) if follow else [])):
+        if read:
+            _collect(values, batches, chosen)
         for name, batch in zip(names, batches):
             for update in batch:
                 if update.plot not in traces:
@@ -264,14 +259,7 @@ def _draw_runs(sink: VisdomSink, followers: Sequence[RecordFollower], names: Seq
                 points += len(data)
                 kind, plot_opts = opts[update.plot]
                 sink.write(Update(update.plot, kind, update.step, data, plot_opts, seq))
-        if not follow or (stop is not None and stop.is_set()):
-            return traces, points
-        if all(f.finished for f in followers):  # every run closed: read what is left once more, then stop
-            follow = False
-        else:
-            _sleep(poll, stop)
-        batches = [f.poll() for f in followers]
-        _collect(values, batches, chosen)
+    return traces, points
 
 
 def hparams_table(runs: Sequence[str | Path], meters: Sequence[str] | None = None,
@@ -390,20 +378,10 @@ def _followers(runs: Sequence[str | Path] | str | Path) -> list[RecordFollower]:
         runs = [runs]
     if not runs:
         raise ConfigError("compare(): expected at least one run folder, but got none")
-    followers = []
-    for run in runs:
-        path = Path(run)
-        if not (path / POINTS).is_file():
-            found = sorted(str(p.parent) for p in path.glob(f"*/*/{POINTS}"))[:5] if path.is_dir() else []
-            hint = f"; run folders under it: {', '.join(found)}" if found else ""
-            raise RecordError(f"compare(): expected a run record folder holding {POINTS}, but {str(path)!r} has "
-                              f"none{hint}")
-        followers.append(RecordFollower(path))
-    return followers
-
-
-def _kind(followers: Sequence[RecordFollower], plot: str) -> str:
-    return _opts(followers, plot)[0]
+    try:
+        return [RecordFollower(run) for run in runs]
+    except RecordError as exc:
+        raise RecordError(f"compare(): {exc}") from None
 
 
 def _opts(followers: Sequence[RecordFollower], plot: str) -> tuple[str, dict[str, Any]]:
@@ -481,11 +459,4 @@ def _flatten(data: Mapping[str, Any], file: Path) -> dict[str, Any]:
 
 def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _sleep(seconds: float, stop: threading.Event | None) -> None:
-    if stop is not None:
-        stop.wait(seconds)
-    else:
-        time.sleep(seconds)
 

@@ -5,16 +5,19 @@ its last read, whole lines only. Used by ``flexlogger replay --follow`` and ``fl
 from __future__ import annotations
 
 import json
+import threading
+import time
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record import POINTS, SUMMARY, RecordError
+from flexlogger.sinks.record import SUMMARY
 from flexlogger.sinks.record_lines import MAX_LINE, DamagedLineError, LineReader
-from flexlogger.sinks.record_read import MAX_WARNINGS
+from flexlogger.sinks.record_read import MAX_WARNINGS, points_file
 
-__all__ = ["READ_CHUNK", "RecordFollower"]
+__all__ = ["READ_CHUNK", "RecordFollower", "appended"]
 
 READ_CHUNK = 16 * 2**20  # bytes read at a time: a poll holds at most this much of the file, plus one line
 
@@ -33,14 +36,12 @@ class RecordFollower:
         run_dir: a run folder holding ``points.jsonl``.
 
     Raises:
-        RecordError: ``run_dir`` has no ``points.jsonl``.
+        RecordError: ``run_dir`` has no ``points.jsonl`` (the message lists run folders found under it).
     """
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir)
-        self.file = self.path / POINTS
-        if not self.file.is_file():
-            raise RecordError(f"expected a run record folder holding {POINTS}, but {str(self.path)!r} has none")
+        self.file = points_file(run_dir)
+        self.path = self.file.parent
         self.env, self.uid = self.path.parent.name, self.path.name
         self.window_uid = self.uid  # the uid of the run's windows (the header's "windows")
         self._reader = LineReader(str(self.file))
@@ -125,3 +126,18 @@ class RecordFollower:
             self.env = self._reader.env or self.env
             self.uid = self._reader.uid or self.uid
             self.window_uid = self._reader.window_uid or self.uid
+
+
+def appended(followers: Sequence[RecordFollower], poll: float,
+             stop: threading.Event | None) -> Iterator[list[list[Update]]]:
+    """What the records append, every ``poll`` seconds (a batch of updates per follower), until ``stop`` is set or
+    every run has finished: then what is left is read once more."""
+    while stop is None or not stop.is_set():
+        finished = all(f.finished for f in followers)
+        if not finished and stop is not None:
+            stop.wait(poll)
+        elif not finished:
+            time.sleep(poll)
+        yield [f.poll() for f in followers]
+        if finished:
+            return

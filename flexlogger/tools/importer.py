@@ -78,9 +78,10 @@ def find_sources(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
         if path.is_file():
             if path.name.startswith(EVENTS):
                 found.append(("tensorboard", path.parent))
+            elif path.name == "metrics.csv":
+                found.append(("lightning", path.parent))
             elif path.suffix.lower() == ".csv":
-                found.append(("lightning" if path.name == "metrics.csv" else "csv", path.parent
-                              if path.name == "metrics.csv" else path))
+                found.append(("csv", path))
         else:
             folders = {p.parent for p in path.rglob(EVENTS + "*")}
             for folder in sorted(folders):

@@ -16,13 +16,13 @@
 - Answers: 200 when the point is on the disk: its line in the run record is written and ``fsync``'d (it survives
   the endpoint being killed) and it is queued for Visdom; 400 naming the bad field for a body that is not that
   shape (not JSON, not an object, a missing ``modelName``, ``pointType`` or ``pointValue``, a string where a
-  number belongs, a number beyond
-  float range, an empty name or one with control characters or of more than 200 bytes); 403 for a request from a
-  web page (an ``Origin`` header) or, unless ``public``, with a ``Host`` other than this machine's loopback names
-  (DNS rebinding); 411 without ``Content-Length``; 413 for a body over ``max_body`` bytes (64 KiB), not read; 404
-  for other paths; 503 when ``max_models`` models are open and a new one comes, when ``max_connections`` are open,
-  or when the point could not be put on the disk within ``sync_timeout``; 507 when the disk did not take it. A
-  refused body stores nothing. Points are logged under one lock (the loggers are not thread-safe).
+  number belongs, a number beyond float range, an empty name or one with control characters or of more than 200
+  bytes); 403 for a request from a web page (an ``Origin`` header) or, unless ``public``, with a ``Host`` other
+  than this machine's loopback names (DNS rebinding); 411 without ``Content-Length``; 413 for a body over
+  ``max_body`` bytes (64 KiB), not read; 404 for other paths; 503 when ``max_models`` models are open and a new
+  one comes, when ``max_connections`` are open, or when the point could not be put on the disk within
+  ``sync_timeout``; 507 when the disk did not take it. A refused body stores nothing. Points are logged under one
+  lock (the loggers are not thread-safe).
 - Limits: at most ``max_connections`` connections at once (more are answered 503 and closed at once); a
   connection that sends nothing for ``timeout`` seconds is closed (a stalled client holds no thread for long).
 - Binds 127.0.0.1 unless ``public=True`` (then every interface: anyone who reaches the port can write runs).
@@ -221,10 +221,8 @@ class IngestServer:
         self.public = public
         if run_options.get("password") is not None:  # the runs opened later log in with the digest
             run_options["password"] = PasswordDigest.of(run_options["password"])
-        del options
         self.run_options = run_options
-        self.loggers: dict[str, Any] = {}  # model name -> its FlexLogger
-        self.runs: dict[str, Any] = {}  # model name -> its Run
+        self.loggers: dict[str, FlexLogger] = {}  # model name -> its logger (its run: `.run`)
         self._steps: dict[tuple[str, str], float] = {}  # (model, series) -> its last step
         self.records: dict[str, RecordSink] = {}  # model name -> its run record
         self.idle_closed = 0  # models closed for being idle
@@ -306,12 +304,12 @@ class IngestServer:
         with self._lock:
             if idle and (self._busy.get(model) or time.monotonic() - self._last.get(model, 0.0) < self.idle_timeout):
                 return  # a point came meanwhile
-            logger, run = self.loggers.pop(model, None), self.runs.pop(model, None)
-            record = self.records.pop(model, None)
+            logger, record = self.loggers.pop(model, None), self.records.pop(model, None)
             self._last.pop(model, None)
             if logger is None:
                 return
             done = self._closing[model] = threading.Event()
+        run = logger.run
         try:
             logger.close()
             if record is not None:  # its config as the run ends, before the run closes it
@@ -380,7 +378,7 @@ class IngestServer:
                 raise BusyError(f"modelName: {point.model!r} is being closed (idle) and did not close within "
                                 f"{self.sync_timeout:g} s; try again")
 
-    def _open_model(self, model: str) -> Any:
+    def _open_model(self, model: str) -> FlexLogger:
         """Open ``model``'s run (under the lock): its record continued, its windows drawn again from it."""
         if len(self.loggers) >= self.max_models:
             raise BusyError(f"modelName: {len(self.loggers)} models are open, the most this endpoint takes "
@@ -409,7 +407,7 @@ class IngestServer:
                     for update in record.resumed.updates:
                         sink.write(update)
             record.resumed = None  # not kept: the sink has them
-        self.loggers[model], self.runs[model] = logger, run
+        self.loggers[model] = logger
         if record is not None:
             self.records[model] = record
         return logger
@@ -447,18 +445,15 @@ class _IngestHandler(BaseHTTPRequestHandler):
         """The request's body, or None when its size is missing, bad or over ``max_body`` (answered)."""
         length = self.headers.get("Content-Length")
         if length is None:
-            self.close_connection = True
-            self._answer(411, "expected a Content-Length header")
+            self._answer(411, "expected a Content-Length header", close=True)
             return None
         try:
             size = int(length)
         except ValueError:
-            self.close_connection = True
-            self._answer(400, f"Content-Length: expected a number of bytes, but got {length!r}")
+            self._answer(400, f"Content-Length: expected a number of bytes, but got {length!r}", close=True)
             return None
-        if size > self.ingest.max_body or size < 0:
-            self.close_connection = True  # the body is not read
-            self._answer(413, f"body of {size} bytes; expected at most {self.ingest.max_body} bytes")
+        if size > self.ingest.max_body or size < 0:  # the body is not read: the connection cannot go on
+            self._answer(413, f"body of {size} bytes; expected at most {self.ingest.max_body} bytes", close=True)
             return None
         return self.rfile.read(size)
 
@@ -495,20 +490,20 @@ class _IngestHandler(BaseHTTPRequestHandler):
         unless public, one naming a host other than the loopback (DNS rebinding); True when answered."""
         origin = self.headers.get("Origin")
         if origin is not None:
-            self.close_connection = True
             self._answer(403, f"Origin: requests from web pages are refused (got {origin[:100]!r}); POST from a "
-                              "program, which sends no Origin header")
+                              "program, which sends no Origin header", close=True)
             return True
         host = self.headers.get("Host", "")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if not self.ingest.public and name.lower() not in LOOPBACK_HOSTS:
-            self.close_connection = True
             self._answer(403, f"Host: expected one of {', '.join(sorted(LOOPBACK_HOSTS))} (the endpoint listens "
-                              f"on 127.0.0.1), but got {host[:100]!r}")
+                              f"on 127.0.0.1), but got {host[:100]!r}", close=True)
             return True
         return False
 
-    def _answer(self, code: int, text: str) -> None:
+    def _answer(self, code: int, text: str, close: bool = False) -> None:
+        """Answer ``code`` with ``text``; ``close``: then close the connection."""
+        self.close_connection = self.close_connection or close
         if code >= 400:
             self.ingest.refused += 1
         data = (text + "\n").encode()

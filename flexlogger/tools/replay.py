@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,9 @@ from flexlogger.core.plots import APPEND_KINDS
 from flexlogger.defaults import DEFAULT_PORT, DEFAULT_SERVER
 from flexlogger.errors import DeliveryError, short_repr
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.record import read_record
+from flexlogger.sinks.record import RecordedRun, read_record
 from flexlogger.sinks.visdom.sender import VisdomSink
-from flexlogger.tools.follow import RecordFollower
+from flexlogger.tools.follow import RecordFollower, appended
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,22 @@ def replay(run_dir: str | Path, server: str = DEFAULT_SERVER, port: int = DEFAUL
             did not take everything within ``timeout``.
     """
     server, port = defaults.resolve("server", server), defaults.resolve("port", port)
+    record: RecordFollower | RecordedRun
+    batches: Iterable[Sequence[Update]]
     if follow:
-        return _follow(Path(run_dir), server, port, env, timeout, uid, poll, stop, sink_kwargs)
-    record = read_record(run_dir)
+        record = RecordFollower(run_dir)
+        first = record.poll()  # the header first: the recorded env and uid
+        batches = chain([first], (batch[0] for batch in appended([record], poll, stop)))
+    else:
+        record = read_record(run_dir)
+        batches = [record.updates]
     env = env or record.env
+    uid = uid or record.window_uid
     url = f"{server.rstrip('/')}:{port}"
     check_visdom(url, port)
-    sink = VisdomSink(server=server, port=port, env=env, uid=uid or record.window_uid,
-                      label=f"run {uid or record.window_uid}", **sink_kwargs)
-    count, points = _draw(sink, [record.updates], url, record.path, timeout)
-    windows = {plot: sink.window_id(plot) for plot in record.plots}
-    return ReplayResult(env, windows, count, points)
+    sink = VisdomSink(server=server, port=port, env=env, uid=uid, label=f"run {uid}", **sink_kwargs)
+    count, points = _draw(sink, batches, url, record.path, timeout)
+    return ReplayResult(env, {plot: sink.window_id(plot) for plot in record.plots}, count, points)
 
 
 def _draw(sink: Any, batches: Iterable[Sequence[Update]], url: str, source: Any, timeout: float) -> tuple[int, int]:
@@ -148,34 +153,3 @@ def check_visdom(url: str, port: int) -> None:
         raise DeliveryError(f"the server at {url} is not a Visdom server: POST /win_exists answered HTTP "
                             f"{answer.status_code} {short_repr(body, 80)} (server {server!r}); expected a Visdom "
                             f"server, which answers true or false; {hint}")
-
-
-def _follow(run_dir: Path, server: str, port: int, env: str | None, timeout: float, uid: str | None, poll: float,
-            stop: threading.Event | None, sink_kwargs: dict[str, Any]) -> ReplayResult:
-    """:func:`replay` with ``follow=True``: draw the record, then what is appended to it, as it arrives."""
-    follower = RecordFollower(run_dir)
-    updates = follower.poll()  # the header first: the recorded env and uid
-    env = env or follower.env
-    url = f"{server.rstrip('/')}:{port}"
-    check_visdom(url, port)
-    sink = VisdomSink(server=server, port=port, env=env, uid=uid or follower.window_uid,
-                      label=f"run {uid or follower.window_uid}", **sink_kwargs)
-
-    def batches() -> Iterator[list[Update]]:
-        nonlocal updates
-        following = True
-        while True:
-            yield updates
-            if not following or (stop is not None and stop.is_set()):
-                return
-            if follower.finished:  # the run closed: read what is left once more, then stop
-                following = False
-            elif stop is not None:
-                stop.wait(poll)
-            else:
-                time.sleep(poll)
-            updates = follower.poll()
-
-    count, points = _draw(sink, batches(), url, run_dir, timeout)
-    windows = {plot: sink.window_id(plot) for plot in follower.plots}
-    return ReplayResult(env, windows, count, points)

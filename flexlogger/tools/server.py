@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from typing import Self
 
 from flexlogger import defaults
-from flexlogger.closing import SERVERS, on_exit
+from flexlogger.closing import SERVERS, close_each, on_exit
 from flexlogger.defaults import DEFAULT_PORT
 from flexlogger.errors import ConfigError, FlexLoggerError, short_repr
 from flexlogger.sinks.visdom.auth import PASSWORD_VAR, USERNAME_VAR, password_digest, resolve_credentials
@@ -441,8 +441,7 @@ class VisdomServer:
 
 def _stop_attached() -> None:
     """Stop every server this process started and did not detach (runs at interpreter exit)."""
-    for server in list(_ATTACHED):
-        server.stop()
+    close_each(_ATTACHED, VisdomServer.stop)
 
 
 def start_server(port: int | None = None, env_path: str | Path | None = None, public: bool = False,
@@ -479,8 +478,6 @@ def start_server(port: int | None = None, env_path: str | Path | None = None, pu
                                        password, base_url, detached)
     credentials = _credentials(call, username, password)
     if public and credentials is None:
-        import warnings  # only this warning needs it
-
         warnings.warn(f"{call}: public=True without a login: anyone who can reach this machine's port can read and "
                       "write every env; pass username= and password= to demand a login", RuntimeWarning, stacklevel=2)
     env_dir = Path(env_path).expanduser().resolve() if env_path is not None else DEFAULT_ENV_PATH
