@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from _thread import get_ident
 from types import FrameType, TracebackType
 
 try:  # the C function: signal.getsignal wraps it in an enum lookup that costs ~5 us, more than a block's work
@@ -33,30 +34,33 @@ __all__ = ["HOLD", "InterruptHold"]
 class InterruptHold:
     """A re-entrant context manager that defers SIGINT in the main thread until the outermost block ends."""
 
+    __slots__ = ("depth", "pending")  # slots and module-level names: a block is on FlexLogger.add()'s hot path
+
     def __init__(self) -> None:
         self.depth = 0
         self.pending = False
-        self._main = threading.main_thread().ident
 
     def __enter__(self) -> None:
-        if threading.get_ident() != self._main:
+        if get_ident() != _MAIN:
             return
-        if self.depth == 0 and _getsignal(_SIGINT) is signal.default_int_handler:
+        if not self.depth and _getsignal(_SIGINT) is _DEFAULT:
             signal.signal(signal.SIGINT, _handler)
         self.depth += 1
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        if threading.get_ident() != self._main:
+        if get_ident() != _MAIN:
             return
         self.depth -= 1
-        if self.depth == 0 and self.pending:
+        if self.pending and not self.depth:
             self.pending = False
             raise KeyboardInterrupt  # an error the block raised stays attached as its __context__
 
 
-HOLD = InterruptHold()
+_MAIN = threading.main_thread().ident
 _SIGINT = int(signal.SIGINT)
+_DEFAULT = signal.default_int_handler
+HOLD = InterruptHold()
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
