@@ -101,7 +101,25 @@ def flat_traces(window: dict[str, Any]) -> list[str]:
     return flat
 
 
+def layout_problems(windows: list[dict[str, Any]], page_width: float) -> list[str]:
+    """What a person sees wrong with the page's grid: two windows drawn over each other (Visdom 0.3 widens a window
+    past its grid cell to fit its title bar), or a window past the page's right edge, cut off."""
+    problems = []
+    for i, a in enumerate(windows):
+        right = a["left"] + a["width"]
+        if a["left"] < 0 or right > page_width + 0.5:
+            problems.append(f"{a['title']!r} spans {a['left']:.0f}-{right:.0f} px, the page {page_width:.0f} px")
+        for b in windows[i + 1:]:  # the grid's 10 px margins apart, or touching: not an overlap
+            dx = min(right, b["left"] + b["width"]) - max(a["left"], b["left"])
+            dy = min(a["top"] + a["height"], b["top"] + b["height"]) - max(a["top"], b["top"])
+            if dx > 0.5 and dy > 0.5:
+                problems.append(f"{a['title']!r} and {b['title']!r} overlap by {dx:.0f} x {dy:.0f} px")
+    return problems
+
+
 def open_env(port: int, env: str, n_windows: int, screenshot: Path) -> list[dict[str, Any]]:
+    """The env's windows as Chromium draws them, in reading order; fails on a failed request and on windows that
+    overlap or stand past the page's width (:func:`layout_problems`)."""
     from playwright.sync_api import sync_playwright
 
     bad_requests: list[str] = []
@@ -119,9 +137,11 @@ def open_env(port: int, env: str, n_windows: int, screenshot: Path) -> list[dict
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
             windows: list[dict[str, Any]] = page.evaluate(READ_WINDOWS)
+            page_width: float = page.evaluate("document.documentElement.clientWidth")
         finally:
             browser.close()
     assert bad_requests == []
+    assert layout_problems(windows, page_width) == []
     return sorted(windows, key=lambda w: (round(w["top"]), w["left"]))
 
 

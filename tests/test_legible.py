@@ -14,8 +14,11 @@ import torch
 
 import flexlogger
 from flexlogger.sinks.visdom.legible import (
+    BAR_BUTTONS,
     MARKER_POINTS,
     TOP_ROOM_MENU,
+    bar_width,
+    histogram_title,
     label_run,
     legible_heatmap,
     legible_layout,
@@ -97,6 +100,15 @@ def test_titles_shrink_to_fit() -> None:
     assert 10 <= title_size(long) < 17
     msg = legible_layout({"layout": {"title": long}})
     assert msg["layout"]["title"] == {"text": long, "font": {"size": title_size(long)}}
+
+
+def test_a_title_bar_is_its_buttons_and_its_title() -> None:
+    assert bar_width("") == BAR_BUTTONS
+    title = "fc1 (Linear) Weights"
+    assert bar_width("loss") < bar_width(title) < bar_width(histogram_title(title, 11))
+    # Chromium draws the demo's longest histogram bar 300 px wide (DejaVu Sans, 11 px): the estimate holds it
+    assert 300 <= bar_width("conv1 (Conv2d) Weight_grad (step 11)") <= 340
+    assert histogram_title(title, 11.0) == "fc1 (Linear) Weights (step 11)"
 
 
 def test_each_chart_says_which_run_drew_it() -> None:

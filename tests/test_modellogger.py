@@ -23,7 +23,7 @@ from flexlogger.model.logger import ANOMALIES, DEFAULT_GROUPS, DEFAULT_STATS, To
 from flexlogger.model.recorder import RECORDER_STATS, FlightRecorder
 from flexlogger.model.tooled import GROUPS
 from flexlogger.sinks.record import read_record
-from flexlogger.sinks.visdom.legible import legend_rows
+from flexlogger.sinks.visdom.legible import bar_width, histogram_title, legend_rows
 from flexlogger.tools.server import VisdomServer
 
 X = torch.tensor([[1.0, 2.0, -1.0], [0.5, -0.5, 2.0], [-1.5, 1.0, 0.0]], dtype=torch.float64)
@@ -238,8 +238,11 @@ def test_default_is_a_window_per_statistic_on_a_scale_that_fits(make: Callable[.
     got = traces(viz, tml, "Weight_grad.std")
     assert got == {f"{n}.Weight_grad.std": ([0, 1], [r[n]["Weight_grad"]["std"] for r in returned]) for n in "02"}
     assert set(traces(viz, tml, "Outputs.std")) == {"0.Outputs.std", "1.Outputs.std", "2.Outputs.std"}
-    hist = window(viz, tml, "0.Weights.histogram")
-    assert hist["width"] == 260 and hist["height"] == 230  # small
+    hists = [window(viz, tml, plot) for plot in tml.windows if plot.endswith(".histogram")]
+    width = hists[0]["width"]
+    assert {(h["width"], h["height"]) for h in hists} == {(width, 230)}  # small; equal, so they pack in whole rows
+    for h in hists:  # and each as wide as its title bar up to step 999,999 (Visdom 0.3 widens it over its neighbour)
+        assert bar_width(histogram_title(h["title"].rpartition(" (step ")[0], 999_999)) <= width < 400, h["title"]
 
 
 def test_signed_statistics_keep_a_linear_axis(make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:

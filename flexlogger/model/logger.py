@@ -50,7 +50,7 @@ from flexlogger.io import append_line
 from flexlogger.model.recorder import RECORDER_STATS, AnomalyEvent, FlightRecorder
 from flexlogger.model.tooled import GROUPS, Selector, Stats, TooledModel
 from flexlogger.sinks.base import Update
-from flexlogger.sinks.visdom.legible import legend_rows
+from flexlogger.sinks.visdom.legible import bar_width, histogram_title, legend_rows
 
 __all__ = ["ANOMALIES", "DEFAULT_GROUPS", "DEFAULT_STATS", "LOG_STATS", "MODES", "RECORDER_WINDOWS",
            "TooledModelLogger", "model_statistics"]
@@ -79,6 +79,10 @@ _HEATMAP_LAYOUT: dict[str, Any] = {"layoutopts": {"plotly": {
               "automargin": True}}}}
 _HISTOGRAM_SIZE = {"width": 260, "height": 230, "margintop": 40, "marginbottom": 30, "marginright": 10,
                    "marginleft": 40}
+# histogram windows: all of a logger's as wide as the widest title bar among them, steps up to 999,999 (Visdom
+# 0.3 widens a window narrower than its title bar past its grid cell, over its neighbour: legible.bar_width); equal
+# widths pack into whole rows
+_STEP_ROOM = 999_999
 
 
 class TooledModelLogger:
@@ -217,6 +221,10 @@ class TooledModelLogger:
         height = _METRIC_HEIGHT + 20 * max(legend_rows_of.values(), default=0)
         for plot in legend_rows_of:
             plots[plot]["opts"]["height"] = height
+        width = max([_HISTOGRAM_SIZE["width"], *(bar_width(histogram_title(spec["opts"]["title"], _STEP_ROOM))
+                                                 for spec in hist_plots.values())])
+        for spec in hist_plots.values():
+            spec["opts"]["width"] = width
         return {**plots, **hist_plots}, {**meters, **hist_meters}
 
     # ---------------------------------------------------------------------------------------------- the loop

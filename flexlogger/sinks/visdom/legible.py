@@ -39,6 +39,13 @@ WINDOW_WIDTH = 400
 MIN_IMAGE_SIDE = 256
 """An image whose longer side is shorter is scaled up by a whole factor for the window."""
 
+BAR_FONT = 11
+"""The font size of a window's title bar on Visdom's page, px."""
+
+BAR_BUTTONS = 105
+"""A plot window's title-bar buttons on Visdom 0.3's page (close, export, export metadata, comment, properties; 103 px
+with their margins in Chromium) and the window's border, px."""
+
 TEXT_CLASS = "flexlogger-text"
 """The class of the element every text window is wrapped in; the window's style rules apply inside it only."""
 
@@ -151,6 +158,31 @@ def title_size(title: str, width: int = WINDOW_WIDTH) -> int:
     room = width - 40  # the window's side margins
     fits = room / (_TITLE_CHAR * max(len(title), 1))
     return int(max(10, min(_TITLE_SIZE, math.floor(fits))))
+
+
+def histogram_title(title: str, step: float) -> str:
+    """A histogram window's title: a histogram shows one step, so it says which.
+
+    Example:
+        >>> histogram_title("fc1 (Linear) Weights", 11)
+        'fc1 (Linear) Weights (step 11)'
+    """
+    return f"{title} (step {step:g})"
+
+
+def bar_width(title: str) -> int:
+    """The narrowest Visdom 0.3's page draws a plot window titled ``title``: its title bar on one line, px.
+
+    The page (0.3) gives every grid item ``min-width: fit-content``, and the bar's buttons and title (floats, never
+    wrapped) are its content: a window narrower than its bar grows past its grid cell, over the window beside it,
+    while the grid still places that one by the cell. Visdom 0.2 clips the bar instead. The title's characters are
+    counted at the width :func:`title_size` counts (the bar's font is Open Sans or the browser's sans-serif).
+
+    Example:
+        >>> bar_width("loss"), bar_width("conv1 (Conv2d) Weight_grad (step 11)")
+        (130, 327)
+    """
+    return BAR_BUTTONS + math.ceil(_TITLE_CHAR * BAR_FONT * len(title))
 
 
 def _readable_log_axes(layout: dict[str, Any]) -> None:

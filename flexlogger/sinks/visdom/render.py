@@ -35,6 +35,7 @@ from flexlogger.core.aggregate import COLORS_KEY, RAW_OPACITY, SMOOTHED_SUFFIX, 
 from flexlogger.core.plots import bin_values
 from flexlogger.sinks.base import Update
 from flexlogger.sinks.visdom.legible import (
+    histogram_title,
     label_run,
     legible_heatmap,
     legible_layout,
@@ -260,7 +261,7 @@ def render_histogram(builder: Any, win: str, env: str, update: Update) -> dict[s
         raise ValueError(f"expected at least one bin count, but got {hist.counts!r}")
     opts = options(update.plot, update.opts)
     opts["numbins"] = counts.size
-    opts["title"] = f"{opts['title']} (step {update.step:g})"  # a histogram shows one step: say which
+    opts["title"] = histogram_title(opts["title"], update.step)
     positions = np.linspace(hist.lo, hist.hi, counts.size)
     return legible_layout(escape_plotly(bars(builder, counts[:, None], win, env, opts, positions)))
 
