@@ -94,6 +94,12 @@ def test_by_layer_windows_hold_every_statistic(make: Callable[..., TooledModelLo
     assert got["0.Weights.std"][1] == pytest.approx([w.std().item() for w in weights], rel=1e-12)
     relu = traces(viz, tml, "1")
     assert set(relu) == {f"1.{g}.{s}" for g in ("Grad_in", "Grad_out", "Inputs", "Outputs") for s in ("mean", "std")}
+    # 8 or 10 traces in rows above the plot: the layer windows equally tall, each taller than 300 px by at least its
+    # legend's rows, so that every plot keeps its height
+    heights = {plot: window(viz, tml, plot)["height"] for plot in tml.windows}
+    assert len(set(heights.values())) == 1, heights
+    for plot, height in heights.items():
+        assert height >= 300 + 20 * legend_rows(list(traces(viz, tml, plot))) > 300, (plot, height)
 
 
 def test_by_metric_windows_have_a_trace_per_layer(make: Callable[..., TooledModelLogger], viz: visdom.Visdom) -> None:

@@ -66,8 +66,8 @@ EVENTS_SHOWN = 20  # the text window lists the latest events
 STEP_LABEL = "training step"  # the x of every model window: TooledModel.step() calls, one per batch, not epochs
 SUMMARY_KEYS: tuple[str, ...] = ("step", "layer", "stat", "value", "rule", "rank", "detected_at")
 _ACTIVATION_GROUPS = frozenset({"Inputs", "Outputs", "Grad_in", "Grad_out"})
-# by_metric windows: the legend (a layer per entry) in rows between the title and the plot (legible.py places it,
-# from the names), the window taller by the legend's rows so that the plot keeps its height; all of a logger's by_metric
+# line windows: a crowded legend (a trace per entry) in rows between the title and the plot (legible.py places it,
+# from the names), the window taller by the legend's rows so that the plot keeps its height; all of a logger's line
 # windows as tall as the one with the most rows, so that the page's grid lays them out in whole rows (visdom 0.3's
 # grid otherwise packs a small histogram window into a gap beside a shorter one)
 _METRIC_HEIGHT = 300  # Visdom's default window height, px
@@ -192,7 +192,6 @@ class TooledModelLogger:
         meters: dict[str, Any] = {}
         hist_plots: dict[str, Any] = {}
         hist_meters: dict[str, Any] = {}
-        legend_rows_of: dict[str, int] = {}  # by_metric windows: the rows of each one's legend
         modules = tm.modules
         for layer, groups in tm.expected_groups().items():
             kind = type(modules[layer]).__name__
@@ -206,8 +205,6 @@ class TooledModelLogger:
                     else:
                         plot = f"{group}.{stat}"
                         log = stat in LOG_STATS
-                        legend_rows_of[plot] = legend_rows([f"{n}.{group}.{stat}" for n, gs
-                                                            in tm.expected_groups().items() if group in gs])
                         opts = {"title": f"{group} {stat}" + (" (log scale)" if log else ""), "xlabel": STEP_LABEL,
                                 "ylabel": stat, **({"ytype": "log"} if log else {})}
                     plots.setdefault(plot, {"type": "line", "opts": opts})
@@ -218,9 +215,12 @@ class TooledModelLogger:
                     hist_plots[plot] = {"type": "histogram", "opts": {
                         "title": f"{layer} ({kind}) {group}", "numbins": bins, **_HISTOGRAM_SIZE}}
                     hist_meters[f"{layer}.{group}.values"] = {"type": "ValueMeter", "target": plot}
-        height = _METRIC_HEIGHT + 20 * max(legend_rows_of.values(), default=0)
-        for plot in legend_rows_of:
-            plots[plot]["opts"]["height"] = height
+        traces_of: dict[str, list[str]] = {plot: [] for plot in plots}
+        for name, spec in meters.items():
+            traces_of[spec["target"]].append(name)
+        height = _METRIC_HEIGHT + 20 * max((legend_rows(names) for names in traces_of.values()), default=0)
+        for spec in plots.values():
+            spec["opts"]["height"] = height
         width = max([_HISTOGRAM_SIZE["width"], *(bar_width(histogram_title(spec["opts"]["title"], _STEP_ROOM))
                                                  for spec in hist_plots.values())])
         for spec in hist_plots.values():
