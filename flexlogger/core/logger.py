@@ -489,7 +489,7 @@ def _plot_data(meters: Mapping[str, Meter], defs: Definitions, styles: TraceStyl
     """``{plot: {trace or meter: value}}`` for the non-empty meters, in each plot kind's data form (the traces
     of scalar meters noted in ``styles``)."""
     out: dict[str, dict[str, Any]] = {}
-    plots, specs = defs.plots, defs.specs
+    plots, specs, styled = defs.plots, defs.specs, styles.styled
     for name, meter in meters.items():
         if meter.count == 0:
             continue
@@ -501,7 +501,8 @@ def _plot_data(meters: Mapping[str, Meter], defs: Definitions, styles: TraceStyl
             if view == "scalar":
                 scalars = meter.scalars()
                 data.update(scalars)
-                styles.note_traces(plot, name, tuple(scalars))
+                if plot in styled:  # checked here too: log()'s hot path, a call per meter saved
+                    styles.note_traces(plot, name, tuple(scalars))
             elif kind.data == "histogram":
                 value = meter.value()  # a Histogram counted on the device (TooledModel) passes as it is
                 data[name] = bin_values(value if isinstance(value, Histogram) else meter.vector(), spec.opts)

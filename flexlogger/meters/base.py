@@ -121,14 +121,19 @@ class State:
 
 
 def _getattr(obj: Any, dotted: str) -> Any:
+    if "." not in dotted:  # most fields: reset() reads and writes every field of every meter at each log()
+        return getattr(obj, dotted)
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
 
 
 def _setattr(obj: Any, dotted: str, value: Any) -> None:
+    if "." not in dotted:
+        setattr(obj, dotted, value)
+        return
     owner, _, attr = dotted.rpartition(".")
-    setattr(_getattr(obj, owner) if owner else obj, attr, value)
+    setattr(_getattr(obj, owner), attr, value)
 
 
 def to_host(value: Any) -> Any:
